@@ -1,0 +1,179 @@
+//! Validated names for registry objects.
+//!
+//! Names become etcd key segments, so they must never contain `/` or anything a
+//! shell, a URL or a DNS label would trip over. A [`Name`] can only be built
+//! through validation, so holding one proves it is safe to put in a key.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Longest accepted name: a DNS label.
+const MAX_NAME_LEN: usize = 63;
+/// Longest accepted environment variable key.
+const MAX_ENV_KEY_LEN: usize = 255;
+
+/// A name that failed validation, naming the field, the value and the rule broken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {field} name {value:?}: {reason}")]
+pub struct InvalidName {
+    /// Which field was being validated (`app`, `rev`, `proc`, `host`, ...).
+    pub field: &'static str,
+    /// The rejected value, verbatim.
+    pub value: String,
+    /// The rule it broke.
+    pub reason: &'static str,
+}
+
+/// A validated object name: 1–63 chars of lower-case ASCII letters, digits, `-` and `.`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Name(String);
+
+impl Name {
+    /// Validates `value` as the name of `field`.
+    pub fn parse(field: &'static str, value: &str) -> Result<Self, InvalidName> {
+        let invalid = |reason| InvalidName {
+            field,
+            value: value.to_owned(),
+            reason,
+        };
+        if value.is_empty() {
+            return Err(invalid("must not be empty"));
+        }
+        if value.len() > MAX_NAME_LEN {
+            return Err(invalid("must be at most 63 characters"));
+        }
+        let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.';
+        if !value.chars().all(allowed) {
+            return Err(invalid(
+                "may contain only lower-case letters, digits, '-' and '.'",
+            ));
+        }
+        Ok(Self(value.to_owned()))
+    }
+
+    /// The name as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AsRef<str> for Name {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for Name {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = String::deserialize(deserializer)?;
+        Name::parse("name", &value).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A validated environment variable key: a letter or `_`, then letters, digits or `_`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EnvKey(String);
+
+impl EnvKey {
+    /// Validates `value` as an environment variable key.
+    pub fn parse(value: &str) -> Result<Self, InvalidName> {
+        let invalid = |reason| InvalidName {
+            field: "env",
+            value: value.to_owned(),
+            reason,
+        };
+        let mut chars = value.chars();
+        match chars.next() {
+            None => return Err(invalid("must not be empty")),
+            Some(c) if !(c.is_ascii_alphabetic() || c == '_') => {
+                return Err(invalid("must start with a letter or '_'"));
+            }
+            Some(_) => {}
+        }
+        if value.len() > MAX_ENV_KEY_LEN {
+            return Err(invalid("must be at most 255 characters"));
+        }
+        if !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(invalid("may contain only letters, digits and '_'"));
+        }
+        Ok(Self(value.to_owned()))
+    }
+
+    /// The key as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for EnvKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_valid_names() {
+        for value in ["valid", "valid-with-scores", "valid.with.dots", "0123456789", "a"] {
+            assert_eq!(Name::parse("app", value).map(|n| n.to_string()), Ok(value.to_owned()));
+        }
+        assert!(Name::parse("app", &"a".repeat(63)).is_ok());
+    }
+
+    #[test]
+    fn rejects_invalid_names_with_the_rule_broken() {
+        let long = "a".repeat(64);
+        let table = [
+            ("", "must not be empty"),
+            (" ", "may contain only lower-case letters, digits, '-' and '.'"),
+            ("with space", "may contain only lower-case letters, digits, '-' and '.'"),
+            ("with_underscore", "may contain only lower-case letters, digits, '-' and '.'"),
+            ("Upper", "may contain only lower-case letters, digits, '-' and '.'"),
+            ("a/b", "may contain only lower-case letters, digits, '-' and '.'"),
+            (long.as_str(), "must be at most 63 characters"),
+        ];
+        for (value, reason) in table {
+            let err = Name::parse("rev", value).expect_err(value);
+            assert_eq!(err.field, "rev");
+            assert_eq!(err.value, value);
+            assert_eq!(err.reason, reason, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn error_message_names_field_and_value() {
+        let err = Name::parse("proc", "Web").expect_err("upper case");
+        assert_eq!(
+            err.to_string(),
+            "invalid proc name \"Web\": may contain only lower-case letters, digits, '-' and '.'"
+        );
+    }
+
+    #[test]
+    fn deserializing_validates() {
+        assert!(serde_json::from_str::<Name>("\"ok\"").is_ok());
+        assert!(serde_json::from_str::<Name>("\"Not OK\"").is_err());
+    }
+
+    #[test]
+    fn env_keys() {
+        for ok in ["PATH", "_X", "database_url", "A1"] {
+            assert!(EnvKey::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "1A", "A-B", "A B", "A=B"] {
+            assert!(EnvKey::parse(bad).is_err(), "{bad}");
+        }
+    }
+}
