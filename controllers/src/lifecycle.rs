@@ -91,16 +91,16 @@ pub fn check(instance: &Instance, to: InstanceState, actor: &Actor) -> Result<()
         (Some(Mover::Controller), Actor::Host(_)) => {
             Err(refuse("only the controller marks an instance lost".into()))
         }
-        (Some(Mover::Owner), Actor::Controller) => Err(refuse(
-            "only the host that owns the instance may".into(),
-        )),
+        (Some(Mover::Owner), Actor::Controller) => {
+            Err(refuse("only the host that owns the instance may".into()))
+        }
         (Some(Mover::Owner), Actor::Host(host)) => match &instance.host {
             Some(owner) if owner != host => {
                 Err(refuse(format!("the instance belongs to host {owner}")))
             }
-            None if to != InstanceState::Claimed => {
-                Err(refuse("the instance has no host yet; it must be claimed first".into()))
-            }
+            None if to != InstanceState::Claimed => Err(refuse(
+                "the instance has no host yet; it must be claimed first".into(),
+            )),
             _ => Ok(()),
         },
     }
@@ -137,7 +137,13 @@ mod tests {
     }
 
     fn instance(state: InstanceState, host: Option<&str>) -> Instance {
-        let mut i = Instance::pending(name("web"), name("v1"), name("http"), host.map(name), DateTime::UNIX_EPOCH);
+        let mut i = Instance::pending(
+            name("web"),
+            name("v1"),
+            name("http"),
+            host.map(name),
+            DateTime::UNIX_EPOCH,
+        );
         i.state = state;
         i
     }
@@ -164,7 +170,10 @@ mod tests {
     fn every_pair_is_legal_exactly_when_the_table_says_so() {
         for from in InstanceState::ALL {
             for to in InstanceState::ALL {
-                let expected = LEGAL.iter().find(|(f, t, _)| (*f, *t) == (from, to)).map(|l| l.2);
+                let expected = LEGAL
+                    .iter()
+                    .find(|(f, t, _)| (*f, *t) == (from, to))
+                    .map(|l| l.2);
                 assert_eq!(mover(from, to), expected, "{from} -> {to}");
             }
         }
@@ -179,8 +188,14 @@ mod tests {
             match who {
                 Mover::Owner => {
                     assert_eq!(check(&i, to, &owner), Ok(()), "{from} -> {to}");
-                    assert!(check(&i, to, &stranger).is_err(), "{from} -> {to} by stranger");
-                    assert!(check(&i, to, &Actor::Controller).is_err(), "{from} -> {to} by controller");
+                    assert!(
+                        check(&i, to, &stranger).is_err(),
+                        "{from} -> {to} by stranger"
+                    );
+                    assert!(
+                        check(&i, to, &Actor::Controller).is_err(),
+                        "{from} -> {to} by controller"
+                    );
                 }
                 Mover::Controller => {
                     assert_eq!(check(&i, to, &Actor::Controller), Ok(()), "{from} -> {to}");
@@ -192,9 +207,16 @@ mod tests {
 
     #[test]
     fn illegal_pairs_name_both_states() {
-        let err = check(&instance(Exited, Some("h1")), Running, &Actor::Host(name("h1")))
-            .expect_err("terminal");
-        assert_eq!(err.to_string(), "illegal instance transition from exited to running");
+        let err = check(
+            &instance(Exited, Some("h1")),
+            Running,
+            &Actor::Host(name("h1")),
+        )
+        .expect_err("terminal");
+        assert_eq!(
+            err.to_string(),
+            "illegal instance transition from exited to running"
+        );
     }
 
     #[test]
@@ -211,8 +233,12 @@ mod tests {
 
     #[test]
     fn refusal_says_who_may() {
-        let err = check(&instance(Running, Some("h1")), Stopping, &Actor::Host(name("h2")))
-            .expect_err("stranger");
+        let err = check(
+            &instance(Running, Some("h1")),
+            Stopping,
+            &Actor::Host(name("h2")),
+        )
+        .expect_err("stranger");
         assert_eq!(
             err.to_string(),
             "host h2 may not move an instance from running to stopping: the instance belongs to host h1"

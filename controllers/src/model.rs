@@ -193,7 +193,13 @@ pub struct Instance {
 
 impl Instance {
     /// A new pending instance, optionally already assigned to a host.
-    pub fn pending(app: Name, rev: Name, proc: Name, host: Option<Name>, now: DateTime<Utc>) -> Self {
+    pub fn pending(
+        app: Name,
+        rev: Name,
+        proc: Name,
+        host: Option<Name>,
+        now: DateTime<Utc>,
+    ) -> Self {
         Self {
             app,
             rev,
@@ -279,7 +285,10 @@ mod tests {
         for state in InstanceState::ALL {
             let json = serde_json::to_string(&state).expect("serializes");
             assert_eq!(json, format!("\"{state}\""));
-            assert_eq!(serde_json::from_str::<InstanceState>(&json).ok(), Some(state));
+            assert_eq!(
+                serde_json::from_str::<InstanceState>(&json).ok(),
+                Some(state)
+            );
         }
     }
 }

@@ -44,7 +44,8 @@ impl Name {
         if value.len() > MAX_NAME_LEN {
             return Err(invalid("must be at most 63 characters"));
         }
-        let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.';
+        let allowed =
+            |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.';
         if !value.chars().all(allowed) {
             return Err(invalid(
                 "may contain only lower-case letters, digits, '-' and '.'",
@@ -126,8 +127,17 @@ mod tests {
 
     #[test]
     fn accepts_valid_names() {
-        for value in ["valid", "valid-with-scores", "valid.with.dots", "0123456789", "a"] {
-            assert_eq!(Name::parse("app", value).map(|n| n.to_string()), Ok(value.to_owned()));
+        for value in [
+            "valid",
+            "valid-with-scores",
+            "valid.with.dots",
+            "0123456789",
+            "a",
+        ] {
+            assert_eq!(
+                Name::parse("app", value).map(|n| n.to_string()),
+                Ok(value.to_owned())
+            );
         }
         assert!(Name::parse("app", &"a".repeat(63)).is_ok());
     }
@@ -137,11 +147,26 @@ mod tests {
         let long = "a".repeat(64);
         let table = [
             ("", "must not be empty"),
-            (" ", "may contain only lower-case letters, digits, '-' and '.'"),
-            ("with space", "may contain only lower-case letters, digits, '-' and '.'"),
-            ("with_underscore", "may contain only lower-case letters, digits, '-' and '.'"),
-            ("Upper", "may contain only lower-case letters, digits, '-' and '.'"),
-            ("a/b", "may contain only lower-case letters, digits, '-' and '.'"),
+            (
+                " ",
+                "may contain only lower-case letters, digits, '-' and '.'",
+            ),
+            (
+                "with space",
+                "may contain only lower-case letters, digits, '-' and '.'",
+            ),
+            (
+                "with_underscore",
+                "may contain only lower-case letters, digits, '-' and '.'",
+            ),
+            (
+                "Upper",
+                "may contain only lower-case letters, digits, '-' and '.'",
+            ),
+            (
+                "a/b",
+                "may contain only lower-case letters, digits, '-' and '.'",
+            ),
             (long.as_str(), "must be at most 63 characters"),
         ];
         for (value, reason) in table {

@@ -1,0 +1,108 @@
+//! Apps and their environment variables.
+
+use visor_controllers::{App, EnvKey};
+
+use super::{Visor, name};
+use crate::registry::error::{Kind, ObjectRef, Result};
+use crate::registry::store::{Expected, Listing, Requires, Versioned};
+
+impl Visor {
+    /// Registers app `app`; `AlreadyExists` if it is registered.
+    pub async fn register_app(&self, app: &str, spec: App) -> Result<Versioned<App>> {
+        let app = name("app", app)?;
+        let object = ObjectRef::new(Kind::App, &[app.as_str()]);
+        self.registry
+            .write_object(
+                object,
+                &self.keys().app(&app),
+                spec,
+                Expected::Absent { lease: None },
+                &[],
+            )
+            .await
+    }
+
+    /// Reads app `app`.
+    pub async fn app(&self, app: &str) -> Result<Versioned<App>> {
+        let app = name("app", app)?;
+        let object = ObjectRef::new(Kind::App, &[app.as_str()]);
+        self.registry
+            .get_object(object, &self.keys().app(&app))
+            .await
+    }
+
+    /// Lists every app, in name order.
+    pub async fn apps(&self) -> Result<Listing<App>> {
+        self.registry
+            .list_objects(Kind::App, &self.keys().apps())
+            .await
+    }
+
+    /// Replaces an app read earlier; `Conflict` if it changed since.
+    pub async fn update_app(&self, previous: &Versioned<App>, spec: App) -> Result<Versioned<App>> {
+        let object = ObjectRef::new(Kind::App, &[previous.name()]);
+        self.registry.update_object(object, previous, spec).await
+    }
+
+    /// Removes app `app` with its env vars, proc types, revisions and scale
+    /// factors, in one transaction. Its instances are left to the controller,
+    /// which scales them to zero.
+    pub async fn unregister_app(&self, app: &str) -> Result<i64> {
+        let app = name("app", app)?;
+        let keys = self.keys();
+        let cascade = [
+            keys.envs(&app),
+            keys.procs(&app),
+            keys.revs(&app),
+            keys.scales(Some(&app)),
+        ];
+        let object = ObjectRef::new(Kind::App, &[app.as_str()]);
+        self.registry
+            .delete_object(object, &keys.app(&app), None, &cascade)
+            .await
+    }
+
+    /// Sets env var `key` of `app` to `value` (creating or replacing it); the app must exist.
+    pub async fn set_env(&self, app: &str, key: &str, value: &str) -> Result<Versioned<String>> {
+        let (app, key) = (name("app", app)?, EnvKey::parse(key)?);
+        let env_key = self.keys().env(&app, key.as_str());
+        let object = ObjectRef::new(Kind::Env, &[app.as_str(), key.as_str()]);
+        let requires = [Requires {
+            key: self.keys().app(&app),
+            object: ObjectRef::new(Kind::App, &[app.as_str()]),
+        }];
+        // A set is a write of the value the caller chose, not an update of one it
+        // read: compare against what is there now, so a racing unset or set shows
+        // up as a conflict instead of being silently overwritten.
+        let expected = self.registry.expect_current(&env_key).await?;
+        self.registry
+            .write_object(object, &env_key, value.to_owned(), expected, &requires)
+            .await
+    }
+
+    /// Reads env var `key` of `app`.
+    pub async fn env(&self, app: &str, key: &str) -> Result<Versioned<String>> {
+        let (app, key) = (name("app", app)?, EnvKey::parse(key)?);
+        let object = ObjectRef::new(Kind::Env, &[app.as_str(), key.as_str()]);
+        self.registry
+            .get_object(object, &self.keys().env(&app, key.as_str()))
+            .await
+    }
+
+    /// Lists the env vars of `app`, in key order.
+    pub async fn envs(&self, app: &str) -> Result<Listing<String>> {
+        let app = name("app", app)?;
+        self.registry
+            .list_objects(Kind::Env, &self.keys().envs(&app))
+            .await
+    }
+
+    /// Removes env var `key` of `app`; `NotFound` if it is not set.
+    pub async fn unset_env(&self, app: &str, key: &str) -> Result<i64> {
+        let (app, key) = (name("app", app)?, EnvKey::parse(key)?);
+        let object = ObjectRef::new(Kind::Env, &[app.as_str(), key.as_str()]);
+        self.registry
+            .delete_object(object, &self.keys().env(&app, key.as_str()), None, &[])
+            .await
+    }
+}

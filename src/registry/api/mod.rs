@@ -1,0 +1,98 @@
+//! The typed Visor API: every registry object, with its rules, over
+//! [`Registry`]'s versioned reads and compare-and-set writes.
+//!
+//! Names arrive as `&str` and are validated here, so a bad name is refused with
+//! an error naming the field before anything is sent to the registry.
+
+mod apps;
+mod hosts;
+mod instances;
+mod procs;
+mod scale;
+mod tickets;
+
+use visor_controllers::{Name, SchemaVersion};
+
+use super::client::Registry;
+use super::config::RegistryConfig;
+use super::error::{Error, Kind, ObjectRef, Result};
+use super::keys::Keys;
+use super::store::Expected;
+
+pub use hosts::HostRegistration;
+pub use instances::InstanceFilter;
+pub use scale::ScaleFactor;
+
+/// The Visor API: a connected registry with the layout's rules applied.
+#[derive(Debug, Clone)]
+pub struct Visor {
+    registry: Registry,
+}
+
+impl Visor {
+    /// Connects to the registry and checks (or, on a fresh registry, writes) the schema version.
+    pub async fn connect(config: &RegistryConfig) -> Result<Self> {
+        let visor = Self {
+            registry: Registry::connect(config).await?,
+        };
+        visor.check_schema().await?;
+        Ok(visor)
+    }
+
+    /// The underlying registry connection.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    fn keys(&self) -> &Keys {
+        self.registry.keys()
+    }
+
+    /// Refuses a registry written with a newer layout; initializes an empty one.
+    pub async fn check_schema(&self) -> Result<SchemaVersion> {
+        let key = self.keys().schema();
+        let object = || ObjectRef::new(Kind::Schema, &["version"]);
+        let found = match self
+            .registry
+            .find_object::<SchemaVersion>(Kind::Schema, &key)
+            .await?
+        {
+            (Some(found), _) => found.value,
+            (None, _) => {
+                let created = self
+                    .registry
+                    .write_object(
+                        object(),
+                        &key,
+                        SchemaVersion::CURRENT,
+                        Expected::Absent { lease: None },
+                        &[],
+                    )
+                    .await;
+                match created {
+                    Ok(created) => created.value,
+                    // Another client initialized it first: read what it wrote.
+                    Err(Error::AlreadyExists(_)) => {
+                        self.registry
+                            .get_object::<SchemaVersion>(object(), &key)
+                            .await?
+                            .value
+                    }
+                    Err(error) => return Err(error),
+                }
+            }
+        };
+        if found.version > SchemaVersion::CURRENT.version {
+            return Err(Error::SchemaTooNew {
+                found: found.version,
+                supported: SchemaVersion::CURRENT.version,
+            });
+        }
+        Ok(found)
+    }
+}
+
+/// Validates `value` as the name of `field`.
+fn name(field: &'static str, value: &str) -> Result<Name> {
+    Ok(Name::parse(field, value)?)
+}

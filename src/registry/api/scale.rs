@@ -1,0 +1,89 @@
+//! Revision scale factors: how many instances of (app, rev, proc) should run.
+
+use visor_controllers::Scale;
+
+use super::{Visor, name};
+use crate::registry::error::{Kind, ObjectRef, Result};
+use crate::registry::keys::KeyPath;
+use crate::registry::store::{Listing, Requires, Versioned};
+
+/// One scale factor with the names its key carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScaleFactor {
+    /// App name.
+    pub app: String,
+    /// Revision name.
+    pub rev: String,
+    /// Proc type name.
+    pub proc: String,
+    /// Desired instance count.
+    pub replicas: u32,
+}
+
+impl Visor {
+    /// Sets the scale factor of (`app`, `rev`, `proc`) to `replicas`.
+    ///
+    /// The app, the revision and the proc type must exist, checked in the same
+    /// transaction as the write. The write compares against the factor as read
+    /// just before, so two racing setters cannot both believe they won.
+    pub async fn set_scale(
+        &self,
+        app: &str,
+        rev: &str,
+        proc: &str,
+        replicas: u32,
+    ) -> Result<Versioned<Scale>> {
+        let (app, rev, proc) = (name("app", app)?, name("rev", rev)?, name("proc", proc)?);
+        let keys = self.keys();
+        let key = keys.scale(&app, &rev, &proc);
+        let requires = [
+            Requires {
+                key: keys.app(&app),
+                object: ObjectRef::new(Kind::App, &[app.as_str()]),
+            },
+            Requires {
+                key: keys.rev(&app, &rev),
+                object: ObjectRef::new(Kind::Rev, &[app.as_str(), rev.as_str()]),
+            },
+            Requires {
+                key: keys.proc(&app, &proc),
+                object: ObjectRef::new(Kind::Proc, &[app.as_str(), proc.as_str()]),
+            },
+        ];
+        let object = ObjectRef::new(Kind::Scale, &[app.as_str(), rev.as_str(), proc.as_str()]);
+        // Compare against whatever is stored now, even a malformed value, which this overwrites.
+        let expected = self.registry.expect_current(&key).await?;
+        self.registry
+            .write_object(object, &key, Scale { replicas }, expected, &requires)
+            .await
+    }
+
+    /// Reads the scale factor of (`app`, `rev`, `proc`); `NotFound` if never set.
+    pub async fn scale(&self, app: &str, rev: &str, proc: &str) -> Result<Versioned<Scale>> {
+        let (app, rev, proc) = (name("app", app)?, name("rev", rev)?, name("proc", proc)?);
+        let object = ObjectRef::new(Kind::Scale, &[app.as_str(), rev.as_str(), proc.as_str()]);
+        self.registry
+            .get_object(object, &self.keys().scale(&app, &rev, &proc))
+            .await
+    }
+
+    /// Lists the scale factors of `app`, or of every app, in key order.
+    pub async fn scales(&self, app: Option<&str>) -> Result<Listing<ScaleFactor>> {
+        let app = app.map(|a| name("app", a)).transpose()?;
+        let listing: Listing<Scale> = self
+            .registry
+            .list_objects(Kind::Scale, &self.keys().scales(app.as_ref()))
+            .await?;
+        Ok(
+            listing.map_values(Kind::Scale, |key, scale| match self.keys().parse(key) {
+                KeyPath::Scale { app, rev, proc } => Ok(ScaleFactor {
+                    app,
+                    rev,
+                    proc,
+                    replicas: scale.replicas,
+                }),
+                _ => Err("not a scale factor key (expected scale/<app>/<rev>/<proc>)".to_owned()),
+            }),
+        )
+    }
+}

@@ -1,0 +1,229 @@
+//! The connection to etcd: every request goes through [`Registry::call`],
+//! which bounds it by the request timeout and turns etcd's errors into typed
+//! [`Error`]s that name the endpoints involved.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
+use futures::future::join_all;
+
+use super::config::RegistryConfig;
+use super::error::{Error, Result};
+use super::keys::Keys;
+
+/// A connected registry: an etcd client plus the key layout under its root.
+///
+/// Cheap to clone; clones share one connection.
+#[derive(Clone)]
+pub struct Registry {
+    client: Client,
+    keys: Keys,
+    endpoints: Arc<str>,
+    request_timeout: Duration,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("endpoints", &self.endpoints)
+            .field("root", &self.keys.root())
+            .finish()
+    }
+}
+
+impl Registry {
+    /// Connects and checks that at least one endpoint answers.
+    ///
+    /// When none does, the error lists every endpoint with its own failure.
+    pub async fn connect(config: &RegistryConfig) -> Result<Self> {
+        let keys = Keys::new(&config.root)?;
+        if config.endpoints.iter().all(|e| e.trim().is_empty()) {
+            return Err(Error::Config("no registry endpoints given".into()));
+        }
+        let endpoints: Vec<String> = config
+            .endpoints
+            .iter()
+            .map(|e| e.trim().to_owned())
+            .filter(|e| !e.is_empty())
+            .collect();
+        let options = connect_options(config)?;
+        let joined: Arc<str> = endpoints.join(",").into();
+        let connected = tokio::time::timeout(
+            config.connect_timeout,
+            Client::connect(&endpoints, Some(options.clone())),
+        )
+        .await;
+        let client = match connected {
+            Ok(Ok(client)) => client,
+            Ok(Err(error)) => return Err(map_error("connect", &joined, error)),
+            Err(_) => {
+                return Err(
+                    probe_each(&endpoints, &options, config.connect_timeout, "connect").await,
+                );
+            }
+        };
+        let registry = Self {
+            client,
+            keys,
+            endpoints: joined,
+            request_timeout: config.request_timeout.max(Duration::from_millis(1)),
+        };
+        let mut maintenance = registry.client.maintenance_client();
+        match tokio::time::timeout(config.connect_timeout, maintenance.status()).await {
+            Ok(Ok(_)) => Ok(registry),
+            Ok(Err(error)) => match map_error("connect", &registry.endpoints, error) {
+                Error::Unavailable { .. } => {
+                    Err(probe_each(&endpoints, &options, config.connect_timeout, "connect").await)
+                }
+                other => Err(other),
+            },
+            Err(_) => {
+                Err(probe_each(&endpoints, &options, config.connect_timeout, "connect").await)
+            }
+        }
+    }
+
+    /// The key layout under this registry's root.
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// The underlying etcd client, for callers that need raw etcd (benchmarks, tests).
+    pub fn etcd(&self) -> Client {
+        self.client.clone()
+    }
+
+    /// Runs one request, bounded by the request timeout, with typed errors.
+    pub(crate) async fn call<T>(
+        &self,
+        op: &'static str,
+        request: impl Future<Output = Result<T, etcd_client::Error>>,
+    ) -> Result<T> {
+        match tokio::time::timeout(self.request_timeout, request).await {
+            Ok(result) => result.map_err(|error| map_error(op, &self.endpoints, error)),
+            Err(_) => Err(Error::Unavailable {
+                op,
+                endpoints: self.endpoints.to_string(),
+                detail: format!("no answer within {:?}", self.request_timeout),
+            }),
+        }
+    }
+
+    /// An `Unavailable` error for `op` on this registry's endpoints.
+    pub(crate) fn unavailable(&self, op: &'static str, detail: &str) -> Error {
+        Error::Unavailable {
+            op,
+            endpoints: self.endpoints.to_string(),
+            detail: detail.to_owned(),
+        }
+    }
+
+    /// Maps an etcd error of a streaming operation (which has no overall timeout).
+    pub(crate) fn error(&self, op: &'static str, error: etcd_client::Error) -> Error {
+        map_error(op, &self.endpoints, error)
+    }
+}
+
+fn connect_options(config: &RegistryConfig) -> Result<ConnectOptions> {
+    let mut options = ConnectOptions::new()
+        .with_connect_timeout(config.connect_timeout)
+        .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5))
+        .with_keep_alive_while_idle(true);
+    if let (Some(user), Some(password)) = (&config.user, &config.password) {
+        options = options.with_user(user.clone(), password.clone());
+    }
+    if config.ca_cert.is_some() || config.cert.is_some() {
+        let mut tls = TlsOptions::new();
+        if let Some(path) = &config.ca_cert {
+            tls = tls.ca_certificate(Certificate::from_pem(read_pem(path, "CA certificate")?));
+        }
+        if let (Some(cert), Some(key)) = (&config.cert, &config.key) {
+            let identity = Identity::from_pem(
+                read_pem(cert, "client certificate")?,
+                read_pem(key, "client key")?,
+            );
+            tls = tls.identity(identity);
+        }
+        options = options.with_tls(tls);
+    }
+    Ok(options)
+}
+
+fn read_pem(path: &std::path::Path, what: &str) -> Result<Vec<u8>> {
+    std::fs::read(path)
+        .map_err(|error| Error::Config(format!("cannot read {what} {}: {error}", path.display())))
+}
+
+/// Tries every endpoint on its own, so the error can say which failed and how.
+async fn probe_each(
+    endpoints: &[String],
+    options: &ConnectOptions,
+    timeout: Duration,
+    op: &'static str,
+) -> Error {
+    let probes = endpoints.iter().map(|endpoint| async move {
+        let attempt = async {
+            let mut client = Client::connect([endpoint.as_str()], Some(options.clone())).await?;
+            client.status().await.map(|_| ())
+        };
+        let outcome = match tokio::time::timeout(timeout, attempt).await {
+            Ok(Ok(())) => "answered on retry".to_owned(),
+            Ok(Err(error)) => describe(&error),
+            Err(_) => format!("no answer within {timeout:?}"),
+        };
+        format!("{endpoint}: {outcome}")
+    });
+    Error::Unavailable {
+        op,
+        endpoints: endpoints.join(","),
+        detail: join_all(probes).await.join("; "),
+    }
+}
+
+/// An error with its whole source chain, since tonic's top-level messages are terse.
+fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+fn map_error(op: &'static str, endpoints: &str, error: etcd_client::Error) -> Error {
+    use tonic::Code;
+    let unavailable = |detail: String| Error::Unavailable {
+        op,
+        endpoints: endpoints.to_owned(),
+        detail,
+    };
+    match &error {
+        etcd_client::Error::GRpcStatus(status) => match status.code() {
+            Code::Unauthenticated | Code::PermissionDenied => Error::Unauthorized {
+                op,
+                message: status.message().to_owned(),
+            },
+            Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => {
+                unavailable(describe(&error))
+            }
+            _ => Error::Request {
+                op,
+                message: status.message().to_owned(),
+            },
+        },
+        etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => {
+            unavailable(describe(&error))
+        }
+        _ => Error::Request {
+            op,
+            message: describe(&error),
+        },
+    }
+}

@@ -1,0 +1,217 @@
+//! The registry's error type: one variant per way a registry operation fails.
+//!
+//! Callers match on these (a CLI maps them to exit messages, loops retry on
+//! `Conflict` and `Unavailable`), so each carries the object or endpoint it is about.
+
+use std::fmt;
+
+use visor_controllers::{InstanceState, InvalidName, TransitionError};
+
+/// A `Result` whose error is the registry's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The kinds of object the registry stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// `/schema`
+    Schema,
+    /// `/apps/<app>`
+    App,
+    /// `/env/<app>/<KEY>`
+    Env,
+    /// `/procs/<app>/<proc>`
+    Proc,
+    /// `/revs/<app>/<rev>`
+    Rev,
+    /// `/scale/<app>/<rev>/<proc>`
+    Scale,
+    /// `/hosts/<host>`
+    Host,
+    /// `/instances/<id>`
+    Instance,
+    /// `/tickets/<host>/<ticket>`
+    Ticket,
+}
+
+impl Kind {
+    /// The kind's name as users see it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Schema => "schema",
+            Self::App => "app",
+            Self::Env => "env var",
+            Self::Proc => "proc type",
+            Self::Rev => "revision",
+            Self::Scale => "scale factor",
+            Self::Host => "host",
+            Self::Instance => "instance",
+            Self::Ticket => "ticket",
+        }
+    }
+}
+
+/// One object: its kind and its name (path-like for nested objects, e.g. `web/v1/http`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectRef {
+    /// What kind of object.
+    pub kind: Kind,
+    /// Its name, `/`-joined for nested objects.
+    pub name: String,
+}
+
+impl ObjectRef {
+    /// Refers to the object of `kind` named by the `/`-joined `parts`.
+    pub fn new(kind: Kind, parts: &[&str]) -> Self {
+        Self {
+            kind,
+            name: parts.join("/"),
+        }
+    }
+}
+
+impl fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.kind.as_str(), self.name)
+    }
+}
+
+/// Why a registry operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A compare-and-set found the object changed since it was read; nothing was written.
+    #[error(
+        "{object} was changed since it was read at mod revision {expected}; nothing was written"
+    )]
+    Conflict {
+        /// The object whose write lost.
+        object: ObjectRef,
+        /// The mod revision the write expected.
+        expected: i64,
+    },
+    /// The object (or one it depends on) does not exist.
+    #[error("{0} not found")]
+    NotFound(ObjectRef),
+    /// Registering an object that is already there.
+    #[error("{0} already exists")]
+    AlreadyExists(ObjectRef),
+    /// A name failed validation.
+    #[error(transparent)]
+    InvalidName(#[from] InvalidName),
+    /// A life-cycle rule refused an instance state change.
+    #[error("instance {id}: {reason}")]
+    InvalidTransition {
+        /// The instance.
+        id: String,
+        /// The rule broken.
+        reason: TransitionError,
+    },
+    /// A host tried to claim or complete a ticket addressed to another host.
+    #[error("ticket {ticket} is addressed to host {addressee}, not to {claimant}")]
+    NotAddressee {
+        /// The ticket, as `<host>/<id>`.
+        ticket: String,
+        /// The host it is addressed to.
+        addressee: String,
+        /// The host that tried.
+        claimant: String,
+    },
+    /// A ticket was claimed already (by `by`), or not claimed by the completing host.
+    #[error("ticket {ticket} is claimed by {by}")]
+    TicketClaimed {
+        /// The ticket, as `<host>/<id>`.
+        ticket: String,
+        /// Who holds the claim, or `nobody`.
+        by: String,
+    },
+    /// A request argument is out of range (not a name problem).
+    #[error("invalid {what}: {reason}")]
+    InvalidArgument {
+        /// The argument.
+        what: &'static str,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// A stored document could not be decoded; it was skipped.
+    #[error("malformed {kind} at {key}: {reason}", kind = kind.as_str())]
+    Malformed {
+        /// What the key should hold.
+        kind: Kind,
+        /// The key.
+        key: String,
+        /// What is wrong with its value.
+        reason: String,
+    },
+    /// The registry refused our credentials or permissions.
+    #[error("registry refused access during {op}: {message}")]
+    Unauthorized {
+        /// The operation.
+        op: &'static str,
+        /// The registry's words.
+        message: String,
+    },
+    /// No endpoint answered, or the request timed out.
+    #[error("registry unavailable during {op} ({endpoints}): {detail}")]
+    Unavailable {
+        /// The operation.
+        op: &'static str,
+        /// The endpoints tried, comma-separated.
+        endpoints: String,
+        /// What went wrong, per endpoint where known.
+        detail: String,
+    },
+    /// Any other failure reported by the registry.
+    #[error("registry request {op} failed: {message}")]
+    Request {
+        /// The operation.
+        op: &'static str,
+        /// The registry's words.
+        message: String,
+    },
+    /// A watch asked for history that compaction removed.
+    #[error("history before revision {compacted} was compacted; cannot watch from {requested}")]
+    Compacted {
+        /// The first revision asked for.
+        requested: i64,
+        /// The registry's compaction revision.
+        compacted: i64,
+    },
+    /// The registry was written by a newer Visor.
+    #[error(
+        "registry schema version {found} is newer than this build supports ({supported}); upgrade visor"
+    )]
+    SchemaTooNew {
+        /// Version found under `/schema`.
+        found: u32,
+        /// Version this build knows.
+        supported: u32,
+    },
+    /// The connection settings are unusable.
+    #[error("invalid registry configuration: {0}")]
+    Config(String),
+}
+
+impl Error {
+    /// Refusal of an instance transition.
+    pub(crate) fn transition(id: &str, reason: TransitionError) -> Self {
+        Self::InvalidTransition {
+            id: id.to_owned(),
+            reason,
+        }
+    }
+
+    /// Whether retrying the same call later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Conflict { .. } | Self::Unavailable { .. })
+    }
+
+    /// The states of a refused transition, if this is one.
+    pub fn transition_states(&self) -> Option<(InstanceState, InstanceState)> {
+        match self {
+            Self::InvalidTransition { reason, .. } => match reason {
+                TransitionError::Illegal { from, to }
+                | TransitionError::NotPermitted { from, to, .. } => Some((*from, *to)),
+            },
+            _ => None,
+        }
+    }
+}

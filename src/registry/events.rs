@@ -1,0 +1,433 @@
+//! The typed event stream: every registry change under the root, as a Visor
+//! event carrying the revision it happened at.
+//!
+//! Invariants: events come in revision order, all events of one revision
+//! together; a stream started at revision R yields every event with revision
+//! ≥ R exactly once, so resuming from `last.revision + 1` has no gap and no
+//! repeat. History lost to compaction ends the stream with
+//! [`Error::Compacted`], never with a silent gap.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+
+use etcd_client::{EventType, WatchOptions, WatchStream};
+use futures::Stream;
+use serde::Serialize;
+use visor_controllers::{Instance, InstanceState, Scale, Ticket, TicketOp};
+
+use super::api::Visor;
+use super::client::Registry;
+use super::error::{Error, Result};
+use super::keys::{KeyPath, Keys};
+use super::store::Codec;
+
+/// One change in the registry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Event {
+    /// The registry revision of the change.
+    pub revision: i64,
+    /// What changed.
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// What changed. Serialized with a kebab-case `type` tag, e.g. `{"type":"app-registered","app":"web"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+#[allow(missing_docs)] // Field names are the registry's own names (app, rev, proc, host, id, ...).
+pub enum EventKind {
+    /// An app was registered.
+    AppRegistered { app: String },
+    /// An app document was replaced.
+    AppUpdated { app: String },
+    /// An app was unregistered.
+    AppUnregistered { app: String },
+    /// An env var was set.
+    EnvSet { app: String, key: String },
+    /// An env var was unset.
+    EnvUnset { app: String, key: String },
+    /// A proc type was registered.
+    ProcRegistered { app: String, proc: String },
+    /// A proc type document was replaced.
+    ProcUpdated { app: String, proc: String },
+    /// A proc type was unregistered.
+    ProcUnregistered { app: String, proc: String },
+    /// A revision was registered.
+    RevRegistered { app: String, rev: String },
+    /// A revision document was replaced.
+    RevUpdated { app: String, rev: String },
+    /// A revision was unregistered.
+    RevUnregistered { app: String, rev: String },
+    /// A scale factor was set (`replicas`) or removed (`replicas: null`).
+    ScaleChanged {
+        app: String,
+        rev: String,
+        proc: String,
+        replicas: Option<u32>,
+    },
+    /// A host registered (its lease-bound key appeared).
+    HostUp { host: String },
+    /// A host document was replaced.
+    HostUpdated { host: String },
+    /// A host's key disappeared: deregistered or lease expired.
+    HostDown { host: String },
+    /// An instance was created.
+    InstanceRegistered {
+        id: String,
+        app: String,
+        rev: String,
+        proc: String,
+        host: Option<String>,
+    },
+    /// An instance was claimed by a host.
+    InstanceClaimed { id: String, host: Option<String> },
+    /// An instance's process started.
+    InstanceStarted { id: String, host: Option<String> },
+    /// An instance is stopping.
+    InstanceStopping { id: String },
+    /// An instance exited.
+    InstanceExited { id: String },
+    /// An instance failed.
+    InstanceFailed { id: String, reason: Option<String> },
+    /// An instance was lost with its host.
+    InstanceLost { id: String, reason: Option<String> },
+    /// An instance changed without changing state (e.g. a restart count).
+    InstanceUpdated { id: String },
+    /// An instance was deleted.
+    InstanceUnregistered { id: String },
+    /// A ticket was queued for a host.
+    TicketCreated {
+        host: String,
+        ticket: String,
+        op: TicketOp,
+        instance: String,
+    },
+    /// A ticket was claimed.
+    TicketClaimed {
+        host: String,
+        ticket: String,
+        by: Option<String>,
+    },
+    /// A ticket was completed (deleted).
+    TicketDone { host: String, ticket: String },
+}
+
+/// A stream of events; see the module docs for its guarantees.
+pub type EventStream = Pin<Box<dyn Stream<Item = Result<Event>> + Send>>;
+
+/// One key change, as the classifier needs it.
+struct Change<'a> {
+    deleted: bool,
+    /// The key's version after the change: 1 means it was just created.
+    version: i64,
+    value: &'a [u8],
+    prev: Option<&'a [u8]>,
+}
+
+fn decode<T: Codec>(bytes: &[u8]) -> Result<T, String> {
+    T::decode(bytes)
+}
+
+/// Maps a change of the key at `path` to an event; `Ok(None)` for keys that
+/// carry no Visor event, `Err` for a value that does not decode.
+fn classify(path: KeyPath, change: &Change<'_>) -> Result<Option<EventKind>, String> {
+    use EventKind::*;
+    let created = !change.deleted && change.version == 1;
+    let kind = match path {
+        KeyPath::App { app } if change.deleted => AppUnregistered { app },
+        KeyPath::App { app } if created => AppRegistered { app },
+        KeyPath::App { app } => AppUpdated { app },
+        KeyPath::Env { app, key } if change.deleted => EnvUnset { app, key },
+        KeyPath::Env { app, key } => EnvSet { app, key },
+        KeyPath::Proc { app, proc } if change.deleted => ProcUnregistered { app, proc },
+        KeyPath::Proc { app, proc } if created => ProcRegistered { app, proc },
+        KeyPath::Proc { app, proc } => ProcUpdated { app, proc },
+        KeyPath::Rev { app, rev } if change.deleted => RevUnregistered { app, rev },
+        KeyPath::Rev { app, rev } if created => RevRegistered { app, rev },
+        KeyPath::Rev { app, rev } => RevUpdated { app, rev },
+        KeyPath::Scale { app, rev, proc } => {
+            let replicas = match change.deleted {
+                true => None,
+                false => Some(decode::<Scale>(change.value)?.replicas),
+            };
+            ScaleChanged {
+                app,
+                rev,
+                proc,
+                replicas,
+            }
+        }
+        KeyPath::Host { host } if change.deleted => HostDown { host },
+        KeyPath::Host { host } if created => HostUp { host },
+        KeyPath::Host { host } => HostUpdated { host },
+        KeyPath::Instance { id } if change.deleted => InstanceUnregistered { id },
+        KeyPath::Instance { id } => {
+            let instance: Instance = decode(change.value)?;
+            let host = instance.host.as_ref().map(ToString::to_string);
+            if created {
+                return Ok(Some(InstanceRegistered {
+                    id,
+                    app: instance.app.to_string(),
+                    rev: instance.rev.to_string(),
+                    proc: instance.proc.to_string(),
+                    host,
+                }));
+            }
+            // Without the previous value (compacted away) a state is reported as entered.
+            let previous = change
+                .prev
+                .and_then(|prev| decode::<Instance>(prev).ok())
+                .map(|p| p.state);
+            if previous == Some(instance.state) {
+                return Ok(Some(InstanceUpdated { id }));
+            }
+            match instance.state {
+                InstanceState::Pending => InstanceUpdated { id },
+                InstanceState::Claimed => InstanceClaimed { id, host },
+                InstanceState::Running => InstanceStarted { id, host },
+                InstanceState::Stopping => InstanceStopping { id },
+                InstanceState::Exited => InstanceExited { id },
+                InstanceState::Failed => InstanceFailed {
+                    id,
+                    reason: instance.reason,
+                },
+                InstanceState::Lost => InstanceLost {
+                    id,
+                    reason: instance.reason,
+                },
+            }
+        }
+        KeyPath::Ticket { host, ticket } if change.deleted => TicketDone { host, ticket },
+        KeyPath::Ticket { host, ticket } => {
+            let value: Ticket = decode(change.value)?;
+            if created {
+                TicketCreated {
+                    host,
+                    ticket,
+                    op: value.op,
+                    instance: value.instance.to_string(),
+                }
+            } else {
+                TicketClaimed {
+                    host,
+                    ticket,
+                    by: value.claimed_by.map(|b| b.to_string()),
+                }
+            }
+        }
+        KeyPath::Schema | KeyPath::Other => return Ok(None),
+    };
+    Ok(Some(kind))
+}
+
+struct Watch {
+    registry: Registry,
+    stream: WatchStream,
+    keys: Keys,
+    requested: i64,
+    pending: VecDeque<Event>,
+    finished: bool,
+}
+
+impl Watch {
+    /// The next event, reading more responses as needed; `None` once finished.
+    async fn next(&mut self) -> Option<Result<Event>> {
+        loop {
+            if let Some(event) = self.pending.pop_front() {
+                return Some(Ok(event));
+            }
+            if self.finished {
+                return None;
+            }
+            let response = match self.stream.message().await {
+                Ok(Some(response)) => response,
+                Ok(None) => {
+                    return self.fail(self.registry.unavailable("watch", "the watch stream ended"));
+                }
+                Err(error) => return self.fail(self.registry.error("watch", error)),
+            };
+            if response.compact_revision() > 0 {
+                let compacted = response.compact_revision();
+                return self.fail(Error::Compacted {
+                    requested: self.requested,
+                    compacted,
+                });
+            }
+            if response.canceled() {
+                return self.fail(Error::Request {
+                    op: "watch",
+                    message: format!("watch canceled: {}", response.cancel_reason()),
+                });
+            }
+            for event in response.events() {
+                let Some(kv) = event.kv() else { continue };
+                let key = String::from_utf8_lossy(kv.key());
+                let change = Change {
+                    deleted: event.event_type() == EventType::Delete,
+                    version: kv.version(),
+                    value: kv.value(),
+                    prev: event.prev_kv().map(|p| p.value()),
+                };
+                match classify(self.keys.parse(&key), &change) {
+                    Ok(Some(kind)) => self.pending.push_back(Event {
+                        revision: kv.mod_revision(),
+                        kind,
+                    }),
+                    Ok(None) => {}
+                    Err(reason) => {
+                        tracing::warn!(%key, %reason, "skipping malformed registry value in the event stream")
+                    }
+                }
+                self.requested = kv.mod_revision() + 1;
+            }
+        }
+    }
+
+    fn fail(&mut self, error: Error) -> Option<Result<Event>> {
+        self.finished = true;
+        Some(Err(error))
+    }
+}
+
+impl Visor {
+    /// Streams every event from revision `from` on (0: from now).
+    ///
+    /// To resume after a break, pass the last seen event's revision plus one.
+    pub async fn watch_events(&self, from: i64) -> Result<EventStream> {
+        let registry = self.registry();
+        let mut options = WatchOptions::new().with_prefix().with_prev_key();
+        if from > 0 {
+            options = options.with_start_revision(from);
+        }
+        let mut client = registry.etcd().watch_client();
+        let stream = registry
+            .call("watch", client.watch(registry.keys().all(), Some(options)))
+            .await?;
+        let watch = Watch {
+            registry: registry.clone(),
+            stream,
+            keys: registry.keys().clone(),
+            requested: from,
+            pending: VecDeque::new(),
+            finished: false,
+        };
+        Ok(Box::pin(futures::stream::unfold(
+            watch,
+            |mut watch| async move {
+                let next = watch.next().await?;
+                Some((next, watch))
+            },
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put<'a>(version: i64, value: &'a str, prev: Option<&'a str>) -> Change<'a> {
+        Change {
+            deleted: false,
+            version,
+            value: value.as_bytes(),
+            prev: prev.map(str::as_bytes),
+        }
+    }
+
+    const DELETE: Change<'static> = Change {
+        deleted: true,
+        version: 0,
+        value: b"",
+        prev: None,
+    };
+
+    fn instance(state: &str) -> String {
+        format!(
+            r#"{{"app":"web","rev":"v1","proc":"http","host":"h1","state":"{state}","created_at":"2026-01-01T00:00:00Z"}}"#
+        )
+    }
+
+    #[test]
+    fn creation_update_and_deletion_of_plain_objects() {
+        let app = || KeyPath::App { app: "web".into() };
+        assert_eq!(
+            classify(app(), &put(1, "{}", None)),
+            Ok(Some(EventKind::AppRegistered { app: "web".into() }))
+        );
+        assert_eq!(
+            classify(app(), &put(2, "{}", None)),
+            Ok(Some(EventKind::AppUpdated { app: "web".into() }))
+        );
+        assert_eq!(
+            classify(app(), &DELETE),
+            Ok(Some(EventKind::AppUnregistered { app: "web".into() }))
+        );
+        let host = || KeyPath::Host { host: "h1".into() };
+        assert_eq!(
+            classify(host(), &put(1, "{}", None)),
+            Ok(Some(EventKind::HostUp { host: "h1".into() }))
+        );
+        assert_eq!(
+            classify(host(), &DELETE),
+            Ok(Some(EventKind::HostDown { host: "h1".into() }))
+        );
+    }
+
+    #[test]
+    fn instance_events_follow_the_state_entered() {
+        let path = || KeyPath::Instance { id: "i1".into() };
+        let (claimed, running) = (instance("claimed"), instance("running"));
+        assert_eq!(
+            classify(path(), &put(3, &running, Some(&claimed))),
+            Ok(Some(EventKind::InstanceStarted {
+                id: "i1".into(),
+                host: Some("h1".into())
+            }))
+        );
+        assert_eq!(
+            classify(path(), &put(4, &running, Some(&running))),
+            Ok(Some(EventKind::InstanceUpdated { id: "i1".into() }))
+        );
+        assert_eq!(
+            classify(path(), &put(1, &instance("pending"), None)),
+            Ok(Some(EventKind::InstanceRegistered {
+                id: "i1".into(),
+                app: "web".into(),
+                rev: "v1".into(),
+                proc: "http".into(),
+                host: Some("h1".into())
+            }))
+        );
+    }
+
+    #[test]
+    fn malformed_values_are_reported_not_mapped() {
+        let path = KeyPath::Instance { id: "i1".into() };
+        assert!(classify(path, &put(1, "not json", None)).is_err());
+        let scale = KeyPath::Scale {
+            app: "a".into(),
+            rev: "b".into(),
+            proc: "c".into(),
+        };
+        assert!(classify(scale, &put(1, r#"{"replicas":-1}"#, None)).is_err());
+    }
+
+    #[test]
+    fn keys_outside_the_layout_carry_no_event() {
+        assert_eq!(classify(KeyPath::Other, &put(1, "x", None)), Ok(None));
+        assert_eq!(classify(KeyPath::Schema, &put(1, "x", None)), Ok(None));
+    }
+
+    #[test]
+    fn events_serialize_with_a_type_tag() {
+        let event = Event {
+            revision: 7,
+            kind: EventKind::AppRegistered { app: "web".into() },
+        };
+        let json = serde_json::to_string(&event).expect("serializes");
+        assert_eq!(
+            json,
+            r#"{"revision":7,"type":"app-registered","app":"web"}"#
+        );
+    }
+}

@@ -1,0 +1,32 @@
+//! Everything that touches the registry (etcd v3).
+//!
+//! Layers, bottom up: [`RegistryConfig`] says where the registry is;
+//! `client` wraps etcd with timeouts and typed errors; `keys` is the layout
+//! contract of `docs/registry.md`; `store` turns keys and JSON into versioned
+//! objects with compare-and-set writes; `api` is the typed Visor API on top;
+//! `events` turns the watch stream into typed events; `local` runs an etcd
+//! process for `visor up`, the tests and the benchmarks.
+
+mod api;
+mod client;
+mod config;
+mod error;
+mod events;
+
+mod keys;
+mod lease;
+mod local;
+
+mod store;
+
+pub use api::{HostRegistration, InstanceFilter, ScaleFactor, Visor};
+pub use client::Registry;
+pub use config::RegistryConfig;
+pub use error::{Error, Kind, ObjectRef, Result};
+pub use events::{Event, EventKind, EventStream};
+
+pub use keys::{KeyPath, Keys};
+pub use lease::Lease;
+pub use local::{LocalEtcd, LocalEtcdError};
+
+pub use store::{Listing, Malformed, Versioned};
