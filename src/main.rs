@@ -1,1 +1,5 @@
-fn main() {}
+//! The `visor` binary: see `visor --help`.
+
+fn main() -> std::process::ExitCode {
+    visor::cli::main()
+}

@@ -12,6 +12,7 @@ mod name;
 
 pub use lifecycle::{Actor, TransitionError};
 pub use model::{
-    App, Host, Instance, InstanceState, ProcType, Revision, Scale, SchemaVersion, Ticket, TicketOp,
+    App, Host, Instance, InstanceState, Limits, ProcType, Revision, Scale, SchemaVersion, Ticket,
+    TicketOp,
 };
 pub use name::{EnvKey, InvalidName, Name};

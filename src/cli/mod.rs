@@ -1,1 +1,128 @@
-//! The CLI.
+//! The `visor` command line: clap definitions, dispatch, and the mapping of
+//! errors to a one-line message and an exit code scripts can rely on.
+//!
+//! Exit codes: 0 success, 1 any other failure, 2 usage error, 3 not found,
+//! 4 conflict or already exists, 5 registry unavailable.
+
+mod desired;
+mod observed;
+mod output;
+mod up;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::registry::{Error, RegistryConfig, Visor};
+use output::{Format, Output};
+
+/// Visor: a registry-driven process controller on etcd.
+#[derive(Debug, Parser)]
+#[command(name = "visor", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    registry: RegistryConfig,
+
+    /// Output format: a human table, or JSON for scripts (stable field names).
+    #[arg(short = 'o', long, value_enum, default_value_t = Format::Table, global = true)]
+    output: Format,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a local registry (etcd on loopback) for trying Visor out.
+    Up(up::UpArgs),
+    #[command(flatten)]
+    Registry(RegistryCommand),
+}
+
+/// Commands that talk to a running registry.
+#[derive(Debug, Subcommand)]
+enum RegistryCommand {
+    /// Apps: register, unregister, list, show.
+    #[command(subcommand)]
+    App(desired::AppCommand),
+    /// Environment variables of an app.
+    #[command(subcommand)]
+    Env(desired::EnvCommand),
+    /// Proc types of an app.
+    #[command(subcommand)]
+    Proc(desired::ProcCommand),
+    /// Revisions of an app.
+    #[command(subcommand)]
+    Rev(desired::RevCommand),
+    /// Show or set revision scale factors: `visor scale web v1 http=3 worker=1`.
+    Scale(desired::ScaleArgs),
+    /// List instances.
+    Instances(observed::InstancesArgs),
+    /// List live hosts.
+    Hosts,
+    /// List tickets in registry order.
+    Tickets(observed::TicketsArgs),
+    /// Stream registry events.
+    Watch(observed::WatchArgs),
+}
+
+/// Parses the command line, runs it, and returns the exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(exit_code(&error))
+        }
+    }
+}
+
+/// Warnings (such as skipped malformed values) go to stderr; `RUST_LOG` overrides.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
+}
+
+async fn run(cli: Cli) -> Result<(), Error> {
+    let out = Output::new(cli.output);
+    let command = match cli.command {
+        Command::Up(args) => return up::run(&cli.registry, args).await,
+        Command::Registry(command) => command,
+    };
+    let visor = Visor::connect(&cli.registry).await?;
+    match command {
+        RegistryCommand::App(command) => desired::app(&visor, command, &out).await,
+        RegistryCommand::Env(command) => desired::env(&visor, command, &out).await,
+        RegistryCommand::Proc(command) => desired::proc(&visor, command, &out).await,
+        RegistryCommand::Rev(command) => desired::rev(&visor, command, &out).await,
+        RegistryCommand::Scale(args) => desired::scale(&visor, args, &out).await,
+        RegistryCommand::Instances(args) => observed::instances(&visor, args, &out).await,
+        RegistryCommand::Hosts => observed::hosts(&visor, &out).await,
+        RegistryCommand::Tickets(args) => observed::tickets(&visor, args, &out).await,
+        RegistryCommand::Watch(args) => observed::watch(&visor, args, &out).await,
+    }
+}
+
+fn exit_code(error: &Error) -> u8 {
+    match error {
+        Error::NotFound(_) => 3,
+        Error::Conflict { .. } | Error::AlreadyExists(_) | Error::TicketClaimed { .. } => 4,
+        Error::Unavailable { .. } => 5,
+        _ => 1,
+    }
+}

@@ -59,15 +59,17 @@ pub struct LocalEtcd {
 }
 
 impl LocalEtcd {
-    /// Starts etcd with a temporary data dir, removed on drop.
+    /// Starts etcd on free ports with a temporary data dir, removed on drop.
     pub async fn start() -> Result<Self, LocalEtcdError> {
-        Self::start_with(None, &[]).await
+        Self::start_with(None, None, &[]).await
     }
 
-    /// Starts etcd on `data_dir` (kept on drop) or a temporary one, passing
-    /// `extra_args` through (e.g. `--auto-compaction-retention`).
+    /// Starts etcd on `data_dir` (kept on drop) or a temporary one, serving
+    /// clients on `client_port` or a free one, passing `extra_args` through
+    /// (e.g. `--auto-compaction-retention=1`).
     pub async fn start_with(
         data_dir: Option<&Path>,
+        client_port: Option<u16>,
         extra_args: &[&str],
     ) -> Result<Self, LocalEtcdError> {
         let binary = std::env::var("VISOR_ETCD_BIN").unwrap_or_else(|_| "etcd".to_owned());
@@ -90,7 +92,10 @@ impl LocalEtcd {
             let mut etcd = Self {
                 child: None,
                 binary: binary.clone(),
-                client_port: free_port()?,
+                client_port: match client_port {
+                    Some(port) => port,
+                    None => free_port()?,
+                },
                 peer_port: free_port()?,
                 data_dir: data_dir.clone(),
                 log_path: log_dir.join("etcd.log"),

@@ -1,0 +1,279 @@
+//! Commands on observed state: instances, hosts, tickets, and the event stream.
+
+use chrono::{DateTime, Utc};
+use clap::Args;
+use futures::StreamExt;
+use serde::Serialize;
+use visor_controllers::{Host, Instance, InstanceState, Ticket, TicketOp};
+
+use super::output::{Output, Row, cell};
+use crate::registry::{Error, Event, InstanceFilter, Versioned, Visor};
+
+#[derive(Debug, Args)]
+pub struct InstancesArgs {
+    /// Only instances of this app.
+    #[arg(long)]
+    app: Option<String>,
+    /// Only instances of this revision.
+    #[arg(long)]
+    rev: Option<String>,
+    /// Only instances of this proc type.
+    #[arg(long)]
+    proc: Option<String>,
+    /// Only instances on this host.
+    #[arg(long)]
+    host: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TicketsArgs {
+    /// Only tickets addressed to this host.
+    #[arg(long)]
+    host: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Start at this registry revision (default: from now on).
+    #[arg(long, default_value_t = 0)]
+    from: i64,
+    /// Exit after this many events.
+    #[arg(long)]
+    count: Option<usize>,
+}
+
+#[derive(Debug, Serialize)]
+struct InstanceRow {
+    id: String,
+    app: String,
+    rev: String,
+    proc: String,
+    host: Option<String>,
+    state: InstanceState,
+    port: Option<u16>,
+    restarts: u32,
+    reason: Option<String>,
+    created_at: DateTime<Utc>,
+}
+
+impl From<&Versioned<Instance>> for InstanceRow {
+    fn from(i: &Versioned<Instance>) -> Self {
+        let v = &i.value;
+        Self {
+            id: i.name().to_owned(),
+            app: v.app.to_string(),
+            rev: v.rev.to_string(),
+            proc: v.proc.to_string(),
+            host: v.host.as_ref().map(ToString::to_string),
+            state: v.state,
+            port: v.port,
+            restarts: v.restarts,
+            reason: v.reason.clone(),
+            created_at: v.created_at,
+        }
+    }
+}
+
+impl Row for InstanceRow {
+    const HEADERS: &'static [&'static str] = &[
+        "id", "app", "rev", "proc", "host", "state", "port", "restarts",
+    ];
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.id.clone(),
+            self.app.clone(),
+            self.rev.clone(),
+            self.proc.clone(),
+            cell(self.host.as_ref()),
+            self.state.to_string(),
+            cell(self.port),
+            self.restarts.to_string(),
+        ]
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct HostRow {
+    name: String,
+    addr: String,
+    capacity: u32,
+    stacks: Vec<String>,
+    labels: std::collections::BTreeMap<String, String>,
+    registered_at: DateTime<Utc>,
+}
+
+impl From<&Versioned<Host>> for HostRow {
+    fn from(h: &Versioned<Host>) -> Self {
+        Self {
+            name: h.name().to_owned(),
+            addr: h.value.addr.clone(),
+            capacity: h.value.capacity,
+            stacks: h.value.stacks.iter().map(ToString::to_string).collect(),
+            labels: h.value.labels.clone(),
+            registered_at: h.value.registered_at,
+        }
+    }
+}
+
+impl Row for HostRow {
+    const HEADERS: &'static [&'static str] = &["name", "addr", "capacity", "stacks", "labels"];
+    fn cells(&self) -> Vec<String> {
+        let labels: Vec<String> = self
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        vec![
+            self.name.clone(),
+            self.addr.clone(),
+            self.capacity.to_string(),
+            self.stacks.join(","),
+            if labels.is_empty() {
+                "-".to_owned()
+            } else {
+                labels.join(",")
+            },
+        ]
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct TicketRow {
+    host: String,
+    id: String,
+    op: TicketOp,
+    instance: String,
+    app: String,
+    rev: String,
+    proc: String,
+    claimed_by: Option<String>,
+    created_at: DateTime<Utc>,
+    create_revision: i64,
+}
+
+impl From<&Versioned<Ticket>> for TicketRow {
+    fn from(t: &Versioned<Ticket>) -> Self {
+        let v = &t.value;
+        Self {
+            host: t.key.rsplit('/').nth(1).unwrap_or_default().to_owned(),
+            id: t.name().to_owned(),
+            op: v.op,
+            instance: v.instance.to_string(),
+            app: v.app.to_string(),
+            rev: v.rev.to_string(),
+            proc: v.proc.to_string(),
+            claimed_by: v.claimed_by.as_ref().map(ToString::to_string),
+            created_at: v.created_at,
+            create_revision: t.create_revision,
+        }
+    }
+}
+
+impl Row for TicketRow {
+    const HEADERS: &'static [&'static str] = &[
+        "host",
+        "id",
+        "op",
+        "instance",
+        "app",
+        "rev",
+        "proc",
+        "claimed by",
+    ];
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.host.clone(),
+            self.id.clone(),
+            self.op.to_string(),
+            self.instance.clone(),
+            self.app.clone(),
+            self.rev.clone(),
+            self.proc.clone(),
+            cell(self.claimed_by.as_ref()),
+        ]
+    }
+}
+
+impl Row for Event {
+    const HEADERS: &'static [&'static str] = &["revision", "event"];
+    fn cells(&self) -> Vec<String> {
+        // The JSON form without the revision reads well as a one-line summary.
+        let mut detail = serde_json::to_value(&self.kind).unwrap_or_default();
+        let kind = detail
+            .as_object_mut()
+            .and_then(|o| o.remove("type"))
+            .and_then(|t| t.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let fields: Vec<String> = detail
+            .as_object()
+            .map(|o| {
+                o.iter()
+                    .filter(|(_, v)| !v.is_null())
+                    .map(|(k, v)| {
+                        format!(
+                            "{k}={}",
+                            v.as_str().map_or_else(|| v.to_string(), str::to_owned)
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        vec![
+            self.revision.to_string(),
+            format!("{kind} {}", fields.join(" ")),
+        ]
+    }
+}
+
+pub async fn instances(visor: &Visor, args: InstancesArgs, out: &Output) -> Result<(), Error> {
+    let filter = InstanceFilter {
+        app: args.app,
+        rev: args.rev,
+        proc: args.proc,
+        host: args.host,
+    };
+    let listing = visor.instances(&filter).await?;
+    out.list(
+        &listing
+            .items
+            .iter()
+            .map(InstanceRow::from)
+            .collect::<Vec<_>>(),
+    );
+    Ok(())
+}
+
+pub async fn hosts(visor: &Visor, out: &Output) -> Result<(), Error> {
+    let listing = visor.hosts().await?;
+    out.list(&listing.items.iter().map(HostRow::from).collect::<Vec<_>>());
+    Ok(())
+}
+
+pub async fn tickets(visor: &Visor, args: TicketsArgs, out: &Output) -> Result<(), Error> {
+    let listing = visor.tickets(args.host.as_deref()).await?;
+    out.list(
+        &listing
+            .items
+            .iter()
+            .map(TicketRow::from)
+            .collect::<Vec<_>>(),
+    );
+    Ok(())
+}
+
+pub async fn watch(visor: &Visor, args: WatchArgs, out: &Output) -> Result<(), Error> {
+    let mut events = visor.watch_events(args.from).await?;
+    let mut seen = 0;
+    while args.count.is_none_or(|count| seen < count) {
+        let next = tokio::select! {
+            next = events.next() => next,
+            _ = tokio::signal::ctrl_c() => break,
+        };
+        match next {
+            Some(event) => out.line(&event?),
+            None => break,
+        }
+        seen += 1;
+    }
+    Ok(())
+}

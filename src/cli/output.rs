@@ -1,0 +1,95 @@
+//! How the CLI prints: aligned tables for people, JSON for scripts.
+//!
+//! JSON field names are part of the CLI's contract: scripts parse them, so rows
+//! are explicit structs, never ad-hoc maps.
+
+use comfy_table::{ContentArrangement, Table, presets};
+use serde::Serialize;
+
+/// Output format selected with `-o`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Aligned columns with a header line.
+    Table,
+    /// JSON: an array for listings, an object for single results, one object per line for `watch`.
+    Json,
+}
+
+/// A printable record: serializable for JSON, with columns for tables.
+pub trait Row: Serialize {
+    /// Column headers, in order.
+    const HEADERS: &'static [&'static str];
+    /// This record's cells, in header order.
+    fn cells(&self) -> Vec<String>;
+}
+
+/// Prints rows in the selected format.
+pub struct Output {
+    format: Format,
+}
+
+impl Output {
+    pub fn new(format: Format) -> Self {
+        Self { format }
+    }
+
+    /// A listing: a table, or a JSON array.
+    pub fn list<R: Row>(&self, rows: &[R]) {
+        match self.format {
+            Format::Json => println!("{}", to_json(&rows)),
+            Format::Table => {
+                let mut table = Table::new();
+                table
+                    .load_preset(presets::NOTHING)
+                    .set_content_arrangement(ContentArrangement::Disabled)
+                    .set_header(R::HEADERS.iter().map(|h| h.to_uppercase()));
+                for row in rows {
+                    table.add_row(row.cells());
+                }
+                println!("{}", table.trim_fmt());
+            }
+        }
+    }
+
+    /// One record: a one-row table, or a JSON object.
+    pub fn one<R: Row>(&self, row: &R) {
+        match self.format {
+            Format::Json => println!("{}", to_json(row)),
+            Format::Table => self.list(std::slice::from_ref(row)),
+        }
+    }
+
+    /// One line of a stream: a table line without header, or a JSON object per line.
+    pub fn line<R: Row>(&self, row: &R) {
+        match self.format {
+            Format::Json => println!("{}", to_json(row)),
+            Format::Table => println!("{}", row.cells().join("  ")),
+        }
+    }
+}
+
+fn to_json<T: Serialize + ?Sized>(value: &T) -> String {
+    // Rows are plain structs of strings and numbers: serialization cannot fail.
+    serde_json::to_string(value).expect("invariant: CLI rows always serialize")
+}
+
+/// An optional value as a table cell (`-` when absent).
+pub fn cell<T: ToString>(value: Option<T>) -> String {
+    value.map_or_else(|| "-".to_owned(), |v| v.to_string())
+}
+
+/// The confirmation of a removal.
+#[derive(Debug, Serialize)]
+pub struct Removed {
+    /// What was removed, e.g. `app web`.
+    pub removed: String,
+    /// The registry revision of the removal.
+    pub revision: i64,
+}
+
+impl Row for Removed {
+    const HEADERS: &'static [&'static str] = &["removed", "revision"];
+    fn cells(&self) -> Vec<String> {
+        vec![self.removed.clone(), self.revision.to_string()]
+    }
+}
