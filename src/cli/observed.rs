@@ -267,7 +267,7 @@ pub async fn watch(visor: &Visor, args: WatchArgs, out: &Output) -> Result<(), E
     while args.count.is_none_or(|count| seen < count) {
         let next = tokio::select! {
             next = events.next() => next,
-            _ = tokio::signal::ctrl_c() => break,
+            _ = crate::shutdown::signal() => break,
         };
         match next {
             Some(event) => out.line(&event?),

@@ -44,10 +44,10 @@ pub async fn run(config: &RegistryConfig, args: UpArgs) -> Result<(), Error> {
         args.data_dir.display()
     );
     eprintln!("try: visor app register web --repo-url https://example.com/web.git --stack base");
-    eprintln!("     visor watch        (in another terminal)     Ctrl-C stops");
-    tokio::signal::ctrl_c()
+    eprintln!("     visor watch        (in another terminal)     Ctrl-C or SIGTERM stops");
+    crate::shutdown::signal()
         .await
-        .map_err(|e| Error::Config(format!("cannot wait for Ctrl-C: {e}")))?;
+        .map_err(|e| Error::Config(format!("cannot wait for a stop signal: {e}")))?;
     eprintln!("visor up: stopping");
     drop(etcd);
     Ok(())
