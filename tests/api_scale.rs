@@ -234,7 +234,6 @@ async fn unregister_proc_removes_the_scale_factors_naming_it() {
 
 /// Scale keys are deleted as prefixes, so a proc whose name is a prefix of
 /// another's must not take the other's scale factors with it.
-#[ignore = "bug in src/registry/api/procs.rs: unregister_proc deletes scale keys as prefixes"]
 #[tokio::test]
 async fn unregister_proc_keeps_the_scale_factors_of_procs_whose_names_extend_it() {
     common::within(LIMIT, "etcd start or the proc cascade hangs", async {
@@ -265,7 +264,6 @@ async fn unregister_proc_keeps_the_scale_factors_of_procs_whose_names_extend_it(
 
 /// `Versioned::create_revision` is "the revision that created the key"; a set
 /// that replaces a value must report the key's creation, not 0.
-#[ignore = "bug in src/registry/store.rs: write_object returns create_revision 0 for replacing sets"]
 #[tokio::test]
 async fn replacing_sets_report_the_keys_create_revision() {
     common::within(LIMIT, "etcd start or a set hangs", async {

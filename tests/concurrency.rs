@@ -326,7 +326,6 @@ async fn two_agents_racing_to_claim_one_ticket_have_exactly_one_winner() {
 /// A set is create-or-replace: when two setters race to create the same key,
 /// the loser must see a retryable `Conflict`, as the docs of `set_env` and
 /// `set_scale` promise, not `AlreadyExists` (which callers treat as final).
-#[ignore = "bug in src/registry: a lost first-time set_env/set_scale race is AlreadyExists"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_first_time_setters_get_conflict_not_already_exists() {
     common::within(LIMIT, "a racing first set hangs", async {

@@ -321,7 +321,6 @@ async fn the_event_stream_skips_undecodable_values_and_keeps_delivering() {
 
 /// Values that listings skip and reads refuse must not be announced by the
 /// event stream either: a consumer told `app-registered broken` cannot read it.
-#[ignore = "bug in src/registry/events.rs: malformed apps/hosts/procs/revs still yield events"]
 #[tokio::test]
 async fn the_event_stream_skips_malformed_apps_hosts_procs_and_revs_too() {
     common::within(LIMIT, "etcdctl or an event read hangs", async {

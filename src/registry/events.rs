@@ -2,10 +2,12 @@
 //! event carrying the revision it happened at.
 //!
 //! Invariants: events come in revision order, all events of one revision
-//! together; a stream started at revision R yields every event with revision
-//! ≥ R exactly once, so resuming from `last.revision + 1` has no gap and no
-//! repeat. History lost to compaction ends the stream with
-//! [`Error::Compacted`], never with a silent gap.
+//! together and numbered by `index` within it; a stream started at revision R
+//! yields every event with revision ≥ R exactly once. One write can produce
+//! several events (a cascade), so a consumer resumes with
+//! [`Visor::watch_events_after`] its last processed event: no gap, no repeat.
+//! History lost to compaction ends the stream with [`Error::Compacted`], never
+//! with a silent gap.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -13,7 +15,9 @@ use std::pin::Pin;
 use etcd_client::{EventType, WatchOptions, WatchStream};
 use futures::Stream;
 use serde::Serialize;
-use visor_controllers::{Instance, InstanceState, Scale, Ticket, TicketOp};
+use visor_controllers::{
+    App, Host, Instance, InstanceState, ProcType, Revision, Scale, Ticket, TicketOp,
+};
 
 use super::api::Visor;
 use super::client::Registry;
@@ -26,6 +30,8 @@ use super::store::Codec;
 pub struct Event {
     /// The registry revision of the change.
     pub revision: i64,
+    /// Position among the events of the same revision, from 0.
+    pub index: u32,
     /// What changed.
     #[serde(flatten)]
     pub kind: EventKind,
@@ -133,6 +139,17 @@ fn decode<T: Codec>(bytes: &[u8]) -> Result<T, String> {
 fn classify(path: KeyPath, change: &Change<'_>) -> Result<Option<EventKind>, String> {
     use EventKind::*;
     let created = !change.deleted && change.version == 1;
+    // A value readers would skip as malformed must not surface as an event either.
+    if !change.deleted {
+        match &path {
+            KeyPath::App { .. } => drop(decode::<App>(change.value)?),
+            KeyPath::Env { .. } => drop(decode::<String>(change.value)?),
+            KeyPath::Proc { .. } => drop(decode::<ProcType>(change.value)?),
+            KeyPath::Rev { .. } => drop(decode::<Revision>(change.value)?),
+            KeyPath::Host { .. } => drop(decode::<Host>(change.value)?),
+            _ => {}
+        }
+    }
     let kind = match path {
         KeyPath::App { app } if change.deleted => AppUnregistered { app },
         KeyPath::App { app } if created => AppRegistered { app },
@@ -225,6 +242,10 @@ struct Watch {
     stream: WatchStream,
     keys: Keys,
     requested: i64,
+    /// The revision being numbered and the index its next event gets.
+    numbering: (i64, u32),
+    /// Events up to and including this (revision, index) were already seen.
+    skip_through: Option<(i64, u32)>,
     pending: VecDeque<Event>,
     finished: bool,
 }
@@ -269,10 +290,7 @@ impl Watch {
                     prev: event.prev_kv().map(|p| p.value()),
                 };
                 match classify(self.keys.parse(&key), &change) {
-                    Ok(Some(kind)) => self.pending.push_back(Event {
-                        revision: kv.mod_revision(),
-                        kind,
-                    }),
+                    Ok(Some(kind)) => self.push(kv.mod_revision(), kind),
                     Ok(None) => {}
                     Err(reason) => {
                         tracing::warn!(%key, %reason, "skipping malformed registry value in the event stream")
@@ -283,6 +301,26 @@ impl Watch {
         }
     }
 
+    /// Numbers an event within its revision and queues it unless already seen.
+    fn push(&mut self, revision: i64, kind: EventKind) {
+        if self.numbering.0 != revision {
+            self.numbering = (revision, 0);
+        }
+        let index = self.numbering.1;
+        self.numbering.1 += 1;
+        if self
+            .skip_through
+            .is_some_and(|seen| (revision, index) <= seen)
+        {
+            return;
+        }
+        self.pending.push_back(Event {
+            revision,
+            index,
+            kind,
+        });
+    }
+
     fn fail(&mut self, error: Error) -> Option<Result<Event>> {
         self.finished = true;
         Some(Err(error))
@@ -291,9 +329,18 @@ impl Watch {
 
 impl Visor {
     /// Streams every event from revision `from` on (0: from now).
-    ///
-    /// To resume after a break, pass the last seen event's revision plus one.
     pub async fn watch_events(&self, from: i64) -> Result<EventStream> {
+        self.watch(from, None).await
+    }
+
+    /// Streams every event after `last`, which an earlier stream yielded: the
+    /// rest of `last`'s revision, then everything later. No gap, no repeat.
+    pub async fn watch_events_after(&self, last: &Event) -> Result<EventStream> {
+        self.watch(last.revision, Some((last.revision, last.index)))
+            .await
+    }
+
+    async fn watch(&self, from: i64, skip_through: Option<(i64, u32)>) -> Result<EventStream> {
         let registry = self.registry();
         let mut options = WatchOptions::new().with_prefix().with_prev_key();
         if from > 0 {
@@ -308,6 +355,8 @@ impl Visor {
             stream,
             keys: registry.keys().clone(),
             requested: from,
+            numbering: (0, 0),
+            skip_through,
             pending: VecDeque::new(),
             finished: false,
         };
@@ -349,22 +398,27 @@ mod tests {
 
     #[test]
     fn creation_update_and_deletion_of_plain_objects() {
+        const APP: &str =
+            r#"{"repo_url":"git://x","stack":"base","created_at":"2026-01-01T00:00:00Z"}"#;
+        const HOST: &str =
+            r#"{"addr":"10.0.0.1","capacity":4,"registered_at":"2026-01-01T00:00:00Z"}"#;
         let app = || KeyPath::App { app: "web".into() };
         assert_eq!(
-            classify(app(), &put(1, "{}", None)),
+            classify(app(), &put(1, APP, None)),
             Ok(Some(EventKind::AppRegistered { app: "web".into() }))
         );
         assert_eq!(
-            classify(app(), &put(2, "{}", None)),
+            classify(app(), &put(2, APP, None)),
             Ok(Some(EventKind::AppUpdated { app: "web".into() }))
         );
         assert_eq!(
             classify(app(), &DELETE),
             Ok(Some(EventKind::AppUnregistered { app: "web".into() }))
         );
+        assert!(classify(app(), &put(1, "{}", None)).is_err());
         let host = || KeyPath::Host { host: "h1".into() };
         assert_eq!(
-            classify(host(), &put(1, "{}", None)),
+            classify(host(), &put(1, HOST, None)),
             Ok(Some(EventKind::HostUp { host: "h1".into() }))
         );
         assert_eq!(
@@ -422,12 +476,13 @@ mod tests {
     fn events_serialize_with_a_type_tag() {
         let event = Event {
             revision: 7,
+            index: 0,
             kind: EventKind::AppRegistered { app: "web".into() },
         };
         let json = serde_json::to_string(&event).expect("serializes");
         assert_eq!(
             json,
-            r#"{"revision":7,"type":"app-registered","app":"web"}"#
+            r#"{"revision":7,"index":0,"type":"app-registered","app":"web"}"#
         );
     }
 }

@@ -210,6 +210,19 @@ pub(crate) enum Expected {
     },
     /// The key must be at this mod revision.
     ModRevision(i64),
+    /// The key must be as it was last seen: absent (`None`) or at this mod
+    /// revision. For writes that replace whatever is there ("set"), where any
+    /// change in between, even a creation, is a conflict.
+    Current(Option<i64>),
+}
+
+/// What else a deletion removes in the same transaction.
+#[derive(Debug, Clone)]
+pub(crate) enum Cascade {
+    /// Every key under this prefix.
+    Prefix(String),
+    /// This one key.
+    Key(String),
 }
 
 /// A precondition on another key, checked in the same transaction as a write.
@@ -253,12 +266,9 @@ impl Registry {
         let mut kv = self.etcd().kv_client();
         let options = GetOptions::new().with_keys_only();
         let response = self.call("get", kv.get(key, Some(options))).await?;
-        Ok(response
-            .kvs()
-            .first()
-            .map_or(Expected::Absent { lease: None }, |kv| {
-                Expected::ModRevision(kv.mod_revision())
-            }))
+        Ok(Expected::Current(
+            response.kvs().first().map(KeyValue::mod_revision),
+        ))
     }
 
     /// Lists every object under `prefix` at one revision, in key order, paging as needed.
@@ -325,10 +335,11 @@ impl Registry {
                 lease.map(|id| PutOptions::new().with_lease(id)),
             ),
             // Updates keep whatever lease the key is bound to.
-            Expected::ModRevision(revision) => (
+            Expected::ModRevision(revision) | Expected::Current(Some(revision)) => (
                 Compare::mod_revision(key, CompareOp::Equal, revision),
                 Some(PutOptions::new().with_ignore_lease()),
             ),
+            Expected::Current(None) => (Compare::create_revision(key, CompareOp::Equal, 0), None),
         };
         let mut compares = vec![compare];
         compares.extend(
@@ -340,16 +351,24 @@ impl Registry {
         diagnose.extend(requires.iter().map(|r| TxnOp::get(r.key.as_str(), None)));
         let txn = Txn::new()
             .when(compares)
-            .and_then(vec![TxnOp::put(key, value.encode(), put_options)])
+            // Reading the key back gives its create revision, which a replace does not know.
+            .and_then(vec![
+                TxnOp::put(key, value.encode(), put_options),
+                TxnOp::get(key, None),
+            ])
             .or_else(diagnose);
         let mut kv = self.etcd().kv_client();
         let response = self.call("write", kv.txn(txn)).await?;
         let revision = response.header().map_or(0, |h| h.revision());
         if response.succeeded() {
-            let create_revision = match expected {
-                Expected::Absent { .. } => revision,
-                Expected::ModRevision(_) => 0,
-            };
+            let create_revision = response
+                .op_responses()
+                .iter()
+                .find_map(|r| match r {
+                    TxnOpResponse::Get(get) => get.kvs().first().map(KeyValue::create_revision),
+                    _ => None,
+                })
+                .unwrap_or(revision);
             return Ok(Versioned {
                 key: key.to_owned(),
                 value,
@@ -371,6 +390,10 @@ impl Registry {
             (Expected::Absent { .. }, _) => Error::AlreadyExists(object),
             (Expected::ModRevision(_), false) => Error::NotFound(object),
             (Expected::ModRevision(expected), true) => Error::Conflict { object, expected },
+            (Expected::Current(expected), _) => Error::Conflict {
+                object,
+                expected: expected.unwrap_or(0),
+            },
         })
     }
 
@@ -381,38 +404,36 @@ impl Registry {
         previous: &Versioned<T>,
         value: T,
     ) -> Result<Versioned<T>> {
-        let mut written = self
-            .write_object(
-                object,
-                &previous.key,
-                value,
-                Expected::ModRevision(previous.mod_revision),
-                &[],
-            )
-            .await?;
-        written.create_revision = previous.create_revision;
-        Ok(written)
+        self.write_object(
+            object,
+            &previous.key,
+            value,
+            Expected::ModRevision(previous.mod_revision),
+            &[],
+        )
+        .await
     }
 
     /// Deletes the object (if still at `expected` mod revision, when given) and,
-    /// in the same transaction, everything under `cascade` prefixes.
+    /// in the same transaction, everything `cascade` names.
     pub(crate) async fn delete_object(
         &self,
         object: ObjectRef,
         key: &str,
         expected: Option<i64>,
-        cascade: &[String],
+        cascade: &[Cascade],
     ) -> Result<i64> {
         let compare = match expected {
             Some(revision) => Compare::mod_revision(key, CompareOp::Equal, revision),
             None => Compare::version(key, CompareOp::Greater, 0),
         };
         let mut deletes = vec![TxnOp::delete(key, None)];
-        deletes.extend(cascade.iter().map(|prefix| {
-            TxnOp::delete(
+        deletes.extend(cascade.iter().map(|target| match target {
+            Cascade::Prefix(prefix) => TxnOp::delete(
                 prefix.as_str(),
                 Some(etcd_client::DeleteOptions::new().with_prefix()),
-            )
+            ),
+            Cascade::Key(key) => TxnOp::delete(key.as_str(), None),
         }));
         let txn = Txn::new()
             .when(vec![compare])

@@ -4,7 +4,7 @@ use visor_controllers::{App, EnvKey};
 
 use super::{Visor, name};
 use crate::registry::error::{Kind, ObjectRef, Result};
-use crate::registry::store::{Expected, Listing, Requires, Versioned};
+use crate::registry::store::{Cascade, Expected, Listing, Requires, Versioned};
 
 impl Visor {
     /// Registers app `app`; `AlreadyExists` if it is registered.
@@ -51,10 +51,10 @@ impl Visor {
         let app = name("app", app)?;
         let keys = self.keys();
         let cascade = [
-            keys.envs(&app),
-            keys.procs(&app),
-            keys.revs(&app),
-            keys.scales(Some(&app)),
+            Cascade::Prefix(keys.envs(&app)),
+            Cascade::Prefix(keys.procs(&app)),
+            Cascade::Prefix(keys.revs(&app)),
+            Cascade::Prefix(keys.scales(Some(&app))),
         ];
         let object = ObjectRef::new(Kind::App, &[app.as_str()]);
         self.registry

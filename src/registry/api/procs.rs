@@ -4,7 +4,8 @@ use visor_controllers::{ProcType, Revision, Scale};
 
 use super::{Visor, name};
 use crate::registry::error::{Kind, ObjectRef, Result};
-use crate::registry::store::{Expected, Listing, Requires, Versioned};
+use crate::registry::keys::KeyPath;
+use crate::registry::store::{Cascade, Expected, Listing, Requires, Versioned};
 
 impl Visor {
     fn app_requirement(&self, app: &visor_controllers::Name) -> Requires {
@@ -61,14 +62,16 @@ impl Visor {
             .registry
             .list_objects::<Scale>(Kind::Scale, &self.keys().scales(Some(&app)))
             .await?;
-        // Scale keys end in the proc name; deleting each exact key (a "prefix" that
-        // is the whole key) in the same transaction removes them with the proc.
-        let cascade: Vec<String> = scales
+        // Scale keys are per revision, so the proc's factors are found by listing
+        // and deleted key by key in the same transaction as the proc.
+        let names_proc = |key: &String| matches!(self.keys().parse(key), KeyPath::Scale { proc: p, .. } if p == proc.as_str());
+        let cascade: Vec<Cascade> = scales
             .items
             .iter()
             .map(|s| s.key.clone())
             .chain(scales.skipped.iter().map(|m| m.key.clone()))
-            .filter(|key| key.ends_with(&format!("/{proc}")))
+            .filter(names_proc)
+            .map(Cascade::Key)
             .collect();
         self.registry
             .delete_object(object, &self.keys().proc(&app, &proc), None, &cascade)
@@ -118,7 +121,7 @@ impl Visor {
     pub async fn unregister_rev(&self, app: &str, rev: &str) -> Result<i64> {
         let (app, rev) = (name("app", app)?, name("rev", rev)?);
         let object = ObjectRef::new(Kind::Rev, &[app.as_str(), rev.as_str()]);
-        let cascade = [self.keys().rev_scales(&app, &rev)];
+        let cascade = [Cascade::Prefix(self.keys().rev_scales(&app, &rev))];
         self.registry
             .delete_object(object, &self.keys().rev(&app, &rev), None, &cascade)
             .await
