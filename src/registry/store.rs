@@ -349,13 +349,14 @@ impl Registry {
         );
         let mut diagnose = vec![TxnOp::get(key, None)];
         diagnose.extend(requires.iter().map(|r| TxnOp::get(r.key.as_str(), None)));
+        let mut success = vec![TxnOp::put(key, value.encode(), put_options)];
+        if !matches!(expected, Expected::Absent { .. } | Expected::Current(None)) {
+            // A replace does not know the key's create revision: read it back.
+            success.push(TxnOp::get(key, None));
+        }
         let txn = Txn::new()
             .when(compares)
-            // Reading the key back gives its create revision, which a replace does not know.
-            .and_then(vec![
-                TxnOp::put(key, value.encode(), put_options),
-                TxnOp::get(key, None),
-            ])
+            .and_then(success)
             .or_else(diagnose);
         let mut kv = self.etcd().kv_client();
         let response = self.call("write", kv.txn(txn)).await?;
