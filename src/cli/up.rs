@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::registry::{Error, LocalEtcd, RegistryConfig, Visor};
+use crate::registry::{Error, LocalEtcd, LocalEtcdOptions, RegistryConfig, Visor};
 
 #[derive(Debug, Args)]
 pub struct UpArgs {
@@ -27,7 +27,12 @@ pub async fn run(config: &RegistryConfig, args: UpArgs) -> Result<(), Error> {
             args.data_dir.display()
         ))
     })?;
-    let etcd = LocalEtcd::start_with(Some(&args.data_dir), Some(args.port), &[])
+    let options = LocalEtcdOptions {
+        data_dir: Some(args.data_dir.clone()),
+        client_port: Some(args.port),
+        ..LocalEtcdOptions::default()
+    };
+    let etcd = LocalEtcd::start_with(options)
         .await
         .map_err(|e| Error::Config(e.to_string()))?;
     let local = RegistryConfig {

@@ -197,6 +197,17 @@ fn describe(error: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
+fn is_auth_failure(message: &str) -> bool {
+    [
+        "authentication failed",
+        "user name is empty",
+        "invalid auth token",
+        "permission denied",
+    ]
+    .iter()
+    .any(|needle| message.contains(needle))
+}
+
 fn map_error(op: &'static str, endpoints: &str, error: etcd_client::Error) -> Error {
     use tonic::Code;
     let unavailable = |detail: String| Error::Unavailable {
@@ -210,7 +221,17 @@ fn map_error(op: &'static str, endpoints: &str, error: etcd_client::Error) -> Er
                 op,
                 message: status.message().to_owned(),
             },
+            // etcd reports bad or missing credentials as invalid arguments.
+            Code::InvalidArgument if is_auth_failure(status.message()) => Error::Unauthorized {
+                op,
+                message: status.message().to_owned(),
+            },
             Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => {
+                unavailable(describe(&error))
+            }
+            // tonic reports connection-level failures (refused TLS handshakes,
+            // resets) as Unknown with the cause attached.
+            Code::Unknown if std::error::Error::source(status).is_some() => {
                 unavailable(describe(&error))
             }
             _ => Error::Request {

@@ -4,8 +4,8 @@
 //! it as their real etcd. Invariant: the process never outlives its
 //! [`LocalEtcd`] — dropping it kills the process and removes a temporary data dir.
 
-use std::io::Read;
-use std::net::TcpListener;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -44,16 +44,42 @@ pub enum LocalEtcdError {
     },
 }
 
+/// Server certificate files, to serve clients over TLS.
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    /// PEM server certificate (valid for 127.0.0.1).
+    pub cert: PathBuf,
+    /// PEM server key.
+    pub key: PathBuf,
+    /// PEM CA that client certificates must chain to; `None` accepts any client.
+    pub client_ca: Option<PathBuf>,
+}
+
+/// How to run a [`LocalEtcd`]; the default is free ports and a temporary data dir.
+#[derive(Debug, Clone, Default)]
+pub struct LocalEtcdOptions {
+    /// Data dir, kept on drop; `None` for a temporary one, removed on drop.
+    pub data_dir: Option<PathBuf>,
+    /// Client port; `None` for a free one.
+    pub client_port: Option<u16>,
+    /// Serve clients over TLS.
+    pub tls: Option<ServerTls>,
+    /// Further etcd flags, e.g. `--auto-compaction-retention=1`.
+    pub extra_args: Vec<String>,
+}
+
 /// A running etcd on loopback.
 #[derive(Debug)]
 pub struct LocalEtcd {
     child: Option<Child>,
     binary: String,
+    options: LocalEtcdOptions,
     client_port: u16,
     peer_port: u16,
+    /// Plain-HTTP `/health`, probed whether or not clients use TLS.
+    metrics_port: u16,
     data_dir: PathBuf,
     log_path: PathBuf,
-    extra_args: Vec<String>,
     // Held for its Drop, which removes the directory.
     _temp: Option<TempDir>,
 }
@@ -61,45 +87,35 @@ pub struct LocalEtcd {
 impl LocalEtcd {
     /// Starts etcd on free ports with a temporary data dir, removed on drop.
     pub async fn start() -> Result<Self, LocalEtcdError> {
-        Self::start_with(None, None, &[]).await
+        Self::start_with(LocalEtcdOptions::default()).await
     }
 
-    /// Starts etcd on `data_dir` (kept on drop) or a temporary one, serving
-    /// clients on `client_port` or a free one, passing `extra_args` through
-    /// (e.g. `--auto-compaction-retention=1`).
-    pub async fn start_with(
-        data_dir: Option<&Path>,
-        client_port: Option<u16>,
-        extra_args: &[&str],
-    ) -> Result<Self, LocalEtcdError> {
+    /// Starts etcd as `options` say.
+    pub async fn start_with(options: LocalEtcdOptions) -> Result<Self, LocalEtcdError> {
         let binary = std::env::var("VISOR_ETCD_BIN").unwrap_or_else(|_| "etcd".to_owned());
-        let temp = match data_dir {
-            Some(_) => None,
-            None => Some(tempfile::Builder::new().prefix("visor-etcd-").tempdir()?),
+        let (temp, data_dir, log_path) = match &options.data_dir {
+            Some(dir) => {
+                // The log sits beside the data dir: etcd wants its own dir to itself.
+                let parent = dir.parent().unwrap_or(Path::new("."));
+                (None, dir.clone(), parent.join("etcd.log"))
+            }
+            None => {
+                let temp = tempfile::Builder::new().prefix("visor-etcd-").tempdir()?;
+                let (data, log) = (temp.path().join("data"), temp.path().join("etcd.log"));
+                (Some(temp), data, log)
+            }
         };
-        let data_dir = match (&temp, data_dir) {
-            (Some(temp), _) => temp.path().join("data"),
-            (None, Some(dir)) => dir.to_path_buf(),
-            (None, None) => unreachable!("a temporary dir is made when none is given"),
-        };
-        let log_dir = temp
-            .as_ref()
-            .map_or(data_dir.as_path(), |t| t.path())
-            .to_path_buf();
-        std::fs::create_dir_all(&log_dir)?;
         let mut last_error = None;
         for _ in 0..PORT_ATTEMPTS {
             let mut etcd = Self {
                 child: None,
                 binary: binary.clone(),
-                client_port: match client_port {
-                    Some(port) => port,
-                    None => free_port()?,
-                },
+                client_port: options.client_port.map_or_else(free_port, Ok)?,
                 peer_port: free_port()?,
+                metrics_port: free_port()?,
+                options: options.clone(),
                 data_dir: data_dir.clone(),
-                log_path: log_dir.join("etcd.log"),
-                extra_args: extra_args.iter().map(|s| (*s).to_owned()).collect(),
+                log_path: log_path.clone(),
                 _temp: None,
             };
             match etcd.launch().await {
@@ -107,8 +123,9 @@ impl LocalEtcd {
                     etcd._temp = temp;
                     return Ok(etcd);
                 }
+                // Another process took a port between our check and etcd's bind: pick again.
                 Err(LocalEtcdError::Unhealthy { reason, log })
-                    if log.contains("address already in use") =>
+                    if log.contains("address already in use") && options.client_port.is_none() =>
                 {
                     last_error = Some(LocalEtcdError::Unhealthy { reason, log });
                 }
@@ -121,9 +138,14 @@ impl LocalEtcd {
         }))
     }
 
-    /// The client URL, e.g. `http://127.0.0.1:40123`.
+    /// The client URL, e.g. `http://127.0.0.1:40123` (`https` with TLS).
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        let scheme = if self.options.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
     }
 
     /// The data directory.
@@ -149,6 +171,9 @@ impl LocalEtcd {
     async fn launch(&mut self) -> Result<(), LocalEtcdError> {
         let client = self.endpoint();
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        if let Some(parent) = self.log_path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -162,12 +187,27 @@ impl LocalEtcd {
             .arg(format!("--listen-peer-urls={peer}"))
             .arg(format!("--initial-advertise-peer-urls={peer}"))
             .arg(format!("--initial-cluster=visor={peer}"))
+            .arg(format!(
+                "--listen-metrics-urls=http://127.0.0.1:{}",
+                self.metrics_port
+            ))
             // A single member elects itself; short timers make that take milliseconds.
             .arg("--heartbeat-interval=10")
             .arg("--election-timeout=100")
             .arg("--logger=zap")
-            .arg("--log-outputs=stderr")
-            .args(&self.extra_args)
+            .arg("--log-outputs=stderr");
+        if let Some(tls) = &self.options.tls {
+            command
+                .arg(format!("--cert-file={}", tls.cert.display()))
+                .arg(format!("--key-file={}", tls.key.display()));
+            if let Some(ca) = &tls.client_ca {
+                command
+                    .arg("--client-cert-auth")
+                    .arg(format!("--trusted-ca-file={}", ca.display()));
+            }
+        }
+        command
+            .args(&self.options.extra_args)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
@@ -181,7 +221,6 @@ impl LocalEtcd {
 
     async fn wait_healthy(&mut self) -> Result<(), LocalEtcdError> {
         let deadline = Instant::now() + START_TIMEOUT;
-        let endpoint = self.endpoint();
         loop {
             if let Some(child) = self.child.as_mut()
                 && let Ok(Some(status)) = child.try_wait()
@@ -189,23 +228,21 @@ impl LocalEtcd {
                 self.child = None;
                 return Err(self.unhealthy(format!("etcd exited with {status}")));
             }
-            let options =
-                etcd_client::ConnectOptions::new().with_connect_timeout(Duration::from_millis(500));
-            let probe = async {
-                let mut client =
-                    etcd_client::Client::connect([endpoint.as_str()], Some(options)).await?;
-                client.get("health-probe", None).await.map(|_| ())
-            };
-            if let Ok(Ok(())) = tokio::time::timeout(Duration::from_secs(2), probe).await {
+            let port = self.metrics_port;
+            if tokio::task::spawn_blocking(move || healthy(port))
+                .await
+                .unwrap_or(false)
+            {
                 return Ok(());
             }
             if Instant::now() >= deadline {
                 self.kill();
+                let endpoint = self.endpoint();
                 return Err(
                     self.unhealthy(format!("no answer on {endpoint} within {START_TIMEOUT:?}"))
                 );
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
 
@@ -224,6 +261,19 @@ impl Drop for LocalEtcd {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Whether etcd's `/health` on `port` says it is healthy (it has a leader and serves reads).
+fn healthy(port: u16) -> bool {
+    let probe = || -> std::io::Result<bool> {
+        let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+        stream.write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        Ok(response.contains("\"health\":\"true\""))
+    };
+    probe().unwrap_or(false)
 }
 
 /// A loopback port that was free a moment ago.

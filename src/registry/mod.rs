@@ -27,6 +27,6 @@ pub use events::{Event, EventKind, EventStream};
 
 pub use keys::{KeyPath, Keys};
 pub use lease::Lease;
-pub use local::{LocalEtcd, LocalEtcdError};
+pub use local::{LocalEtcd, LocalEtcdError, LocalEtcdOptions, ServerTls};
 
 pub use store::{Listing, Malformed, Versioned};
