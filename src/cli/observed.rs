@@ -262,12 +262,14 @@ pub async fn tickets(visor: &Visor, args: TicketsArgs, out: &Output) -> Result<(
 }
 
 pub async fn watch(visor: &Visor, args: WatchArgs, out: &Output) -> Result<(), Error> {
+    let mut shutdown = crate::shutdown::Shutdown::install()
+        .map_err(|e| Error::Config(format!("cannot install signal handlers: {e}")))?;
     let mut events = visor.watch_events(args.from).await?;
     let mut seen = 0;
     while args.count.is_none_or(|count| seen < count) {
         let next = tokio::select! {
             next = events.next() => next,
-            _ = crate::shutdown::signal() => break,
+            _ = shutdown.requested() => break,
         };
         match next {
             Some(event) => out.line(&event?),

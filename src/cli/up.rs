@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::registry::{Error, LocalEtcd, LocalEtcdOptions, RegistryConfig, Visor};
+use crate::shutdown::Shutdown;
 
 #[derive(Debug, Args)]
 pub struct UpArgs {
@@ -21,6 +22,8 @@ pub struct UpArgs {
 }
 
 pub async fn run(config: &RegistryConfig, args: UpArgs) -> Result<(), Error> {
+    let mut shutdown = Shutdown::install()
+        .map_err(|e| Error::Config(format!("cannot install signal handlers: {e}")))?;
     std::fs::create_dir_all(&args.data_dir).map_err(|e| {
         Error::Config(format!(
             "cannot create data dir {}: {e}",
@@ -50,9 +53,7 @@ pub async fn run(config: &RegistryConfig, args: UpArgs) -> Result<(), Error> {
     );
     eprintln!("try: visor app register web --repo-url https://example.com/web.git --stack base");
     eprintln!("     visor watch        (in another terminal)     Ctrl-C or SIGTERM stops");
-    crate::shutdown::signal()
-        .await
-        .map_err(|e| Error::Config(format!("cannot wait for a stop signal: {e}")))?;
+    shutdown.requested().await;
     eprintln!("visor up: stopping");
     drop(etcd);
     Ok(())

@@ -4,7 +4,9 @@
 //! This module is the contract documented in `docs/registry.md`. Prefixes end in
 //! `/` so that listing app `web` never picks up app `web2`.
 
-use visor_controllers::Name;
+use visor_controllers::{EnvKey, Name};
+
+use super::error::Kind;
 
 use super::error::{Error, Result};
 
@@ -73,6 +75,23 @@ pub enum KeyPath {
     },
     /// Anything else under the root (other layers' keys, or junk).
     Other,
+}
+
+impl KeyPath {
+    /// The kind of object the key holds; `None` for the schema and foreign keys.
+    pub fn kind(&self) -> Option<Kind> {
+        match self {
+            Self::App { .. } => Some(Kind::App),
+            Self::Env { .. } => Some(Kind::Env),
+            Self::Proc { .. } => Some(Kind::Proc),
+            Self::Rev { .. } => Some(Kind::Rev),
+            Self::Scale { .. } => Some(Kind::Scale),
+            Self::Host { .. } => Some(Kind::Host),
+            Self::Instance { .. } => Some(Kind::Instance),
+            Self::Ticket { .. } => Some(Kind::Ticket),
+            Self::Schema | Self::Other => None,
+        }
+    }
 }
 
 impl Keys {
@@ -197,7 +216,16 @@ impl Keys {
             return KeyPath::Other;
         };
         let parts: Vec<&str> = rest.split('/').collect();
-        if parts.iter().any(|part| part.is_empty()) {
+        // Every name segment must be a valid name (an env var key for env keys):
+        // `etcdctl put /visor/apps/Web` names nothing Visor could have written.
+        let valid = parts.iter().enumerate().skip(1).all(|(i, part)| {
+            if parts[0] == "env" && i == 2 {
+                EnvKey::parse(part).is_ok()
+            } else {
+                Name::parse("key segment", part).is_ok()
+            }
+        });
+        if !valid {
             return KeyPath::Other;
         }
         let s = |i: usize| parts[i].to_owned();
@@ -308,6 +336,9 @@ mod tests {
             "/visor/apps/",
             "/visor/apps/web/x",
             "/visor/junk",
+            "/visor/apps/Web",
+            "/visor/env/web/1BAD",
+            "/visor/scale/web/v_1/http",
         ] {
             assert_eq!(keys.parse(key), KeyPath::Other, "{key}");
         }

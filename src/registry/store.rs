@@ -300,6 +300,16 @@ impl Registry {
                 revision = response.header().map_or(0, |h| h.revision());
             }
             for kv in response.kvs() {
+                let key = String::from_utf8_lossy(kv.key());
+                if self.keys().parse(&key).kind() != Some(kind) {
+                    listing.skipped.push(Malformed {
+                        kind,
+                        key: key.into_owned(),
+                        reason: "the key does not fit the registry layout (see docs/registry.md)"
+                            .to_owned(),
+                    });
+                    continue;
+                }
                 match decode(kind, kv, revision) {
                     Ok(item) => listing.items.push(item),
                     Err(malformed) => listing.skipped.push(malformed),
