@@ -20,7 +20,9 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use tokio::io::AsyncBufReadExt;
 use visor::Error;
-use visor::model::{App, Host, Instance, InstanceState, Name, ProcType, Revision, Ticket, TicketOp};
+use visor::model::{
+    App, Host, Instance, InstanceState, Name, ProcType, Revision, Ticket, TicketOp,
+};
 use visor::registry::{HostRegistration, InstanceFilter};
 
 use common::TestRegistry;
@@ -79,7 +81,12 @@ impl Run {
     fn ok(&self) -> &str {
         self.assert_exited();
         assert_eq!(self.code, Some(0), "expected success: {}", self.context());
-        assert_eq!(self.stderr, "", "expected a quiet stderr: {}", self.context());
+        assert_eq!(
+            self.stderr,
+            "",
+            "expected a quiet stderr: {}",
+            self.context()
+        );
         &self.stdout
     }
 
@@ -95,8 +102,9 @@ impl Run {
         self.ok()
             .lines()
             .map(|line| {
-                serde_json::from_str(line)
-                    .unwrap_or_else(|e| panic!("line {line:?} is not JSON ({e}): {}", self.context()))
+                serde_json::from_str(line).unwrap_or_else(|e| {
+                    panic!("line {line:?} is not JSON ({e}): {}", self.context())
+                })
             })
             .collect()
     }
@@ -111,9 +119,19 @@ impl Run {
     fn error(&self, code: i32) -> String {
         self.assert_exited();
         assert_eq!(self.code, Some(code), "wrong exit code: {}", self.context());
-        assert_eq!(self.stdout, "", "a failure prints nothing on stdout: {}", self.context());
+        assert_eq!(
+            self.stdout,
+            "",
+            "a failure prints nothing on stdout: {}",
+            self.context()
+        );
         let lines: Vec<&str> = self.stderr.lines().collect();
-        assert_eq!(lines.len(), 1, "expected one stderr line: {}", self.context());
+        assert_eq!(
+            lines.len(),
+            1,
+            "expected one stderr line: {}",
+            self.context()
+        );
         let message = lines[0]
             .strip_prefix("error: ")
             .unwrap_or_else(|| panic!("stderr must start with \"error: \": {}", self.context()));
@@ -123,7 +141,12 @@ impl Run {
     /// Asserts a clap usage error (exit 2) whose message mentions `mention`.
     fn usage_error(&self, mention: &str) {
         self.assert_exited();
-        assert_eq!(self.code, Some(2), "expected a usage error: {}", self.context());
+        assert_eq!(
+            self.code,
+            Some(2),
+            "expected a usage error: {}",
+            self.context()
+        );
         assert_eq!(self.stdout, "", "{}", self.context());
         assert!(
             self.stderr.contains(mention),
@@ -307,7 +330,10 @@ fn assert_fields(value: &Value, fields: &[&str]) {
         .map(String::as_str)
         .collect();
     let want: BTreeSet<&str> = fields.iter().copied().collect();
-    assert_eq!(have, want, "JSON field names are the CLI's contract: {value}");
+    assert_eq!(
+        have, want,
+        "JSON field names are the CLI's contract: {value}"
+    );
 }
 
 /// Removes the timestamp `field` from `value` and returns it parsed.
@@ -435,7 +461,15 @@ async fn app_commands_as_tables() {
         assert_eq!(empty, [header], "an empty listing is its header");
 
         let registered = cli
-            .run(&["app", "register", "web", "--repo-url", "https://git.example/web", "--stack", "base"])
+            .run(&[
+                "app",
+                "register",
+                "web",
+                "--repo-url",
+                "https://git.example/web",
+                "--stack",
+                "base",
+            ])
             .await
             .table();
         let web = t.visor.app("web").await.expect("registered");
@@ -446,19 +480,43 @@ async fn app_commands_as_tables() {
         let created = DateTime::parse_from_rfc3339(&registered[1][4]).expect("RFC 3339 time");
         assert_eq!(created, web.value.created_at);
 
-        t.visor.register_app("api", app_spec("https://git.example/api")).await.expect("api");
+        t.visor
+            .register_app("api", app_spec("https://git.example/api"))
+            .await
+            .expect("api");
         let list = cli.run(&["app", "list"]).await.table();
         assert_eq!(list.len(), 3, "{list:?}");
         assert_eq!(list[0], header);
-        assert_eq!(list[1][..4], ["api", "base", "lxc", "https://git.example/api"]);
+        assert_eq!(
+            list[1][..4],
+            ["api", "base", "lxc", "https://git.example/api"]
+        );
         assert_eq!(list[2][..4], web_row);
 
         let bare = cli.run(&["app", "show", "web"]).await.table();
         assert_eq!(
             bare,
             [
-                vec!["NAME", "STACK", "DEPLOY TYPE", "REPO URL", "ENV", "PROCS", "REVS", "SCALE"],
-                vec!["web", "base", "lxc", "https://git.example/web", "-", "-", "-", "-"],
+                vec![
+                    "NAME",
+                    "STACK",
+                    "DEPLOY TYPE",
+                    "REPO URL",
+                    "ENV",
+                    "PROCS",
+                    "REVS",
+                    "SCALE"
+                ],
+                vec![
+                    "web",
+                    "base",
+                    "lxc",
+                    "https://git.example/web",
+                    "-",
+                    "-",
+                    "-",
+                    "-"
+                ],
             ],
             "absent parts show as -"
         );
@@ -482,7 +540,10 @@ async fn app_commands_as_tables() {
         let revision = registry_revision(&t).await.to_string();
         assert_eq!(
             removed,
-            [vec!["REMOVED", "REVISION"], vec!["app web", revision.as_str()]]
+            [
+                vec!["REMOVED", "REVISION"],
+                vec!["app web", revision.as_str()]
+            ]
         );
         assert!(matches!(t.visor.app("web").await, Err(Error::NotFound(_))));
     })
@@ -494,107 +555,201 @@ async fn seed_parts(t: &TestRegistry) {
     t.visor.set_env("web", "PORT", "8080").await.expect("env");
     t.visor.set_env("web", "MODE", "prod").await.expect("env");
     for proc in ["http", "worker"] {
-        t.visor.register_proc("web", proc, proc_spec(proc)).await.expect("proc");
+        t.visor
+            .register_proc("web", proc, proc_spec(proc))
+            .await
+            .expect("proc");
     }
     for rev in ["v1", "v2"] {
-        t.visor.register_rev("web", rev, rev_spec(rev)).await.expect("rev");
+        t.visor
+            .register_rev("web", rev, rev_spec(rev))
+            .await
+            .expect("rev");
     }
-    t.visor.set_scale("web", "v1", "http", 3).await.expect("scale");
-    t.visor.set_scale("web", "v2", "worker", 1).await.expect("scale");
+    t.visor
+        .set_scale("web", "v1", "http", 3)
+        .await
+        .expect("scale");
+    t.visor
+        .set_scale("web", "v2", "worker", 1)
+        .await
+        .expect("scale");
 }
 
 #[tokio::test]
 async fn app_errors_exit_with_their_codes_and_write_nothing() {
-    common::within(LIMIT, "etcd start or a failing visor app command hangs", async {
-        let t = TestRegistry::start().await;
-        let cli = Cli::new(&t);
-        let web = t.visor.register_app("web", app_spec("https://git.example/web")).await.expect("web");
-        let before = registry_revision(&t).await;
+    common::within(
+        LIMIT,
+        "etcd start or a failing visor app command hangs",
+        async {
+            let t = TestRegistry::start().await;
+            let cli = Cli::new(&t);
+            let web = t
+                .visor
+                .register_app("web", app_spec("https://git.example/web"))
+                .await
+                .expect("web");
+            let before = registry_revision(&t).await;
 
-        let register = |name: &'static str, stack: &'static str| {
-            let cli = &cli;
-            async move {
-                cli.run(&["app", "register", name, "--repo-url", "https://other.example", "--stack", stack])
+            let register = |name: &'static str, stack: &'static str| {
+                let cli = &cli;
+                async move {
+                    cli.run(&[
+                        "app",
+                        "register",
+                        name,
+                        "--repo-url",
+                        "https://other.example",
+                        "--stack",
+                        stack,
+                    ])
                     .await
-            }
-        };
-        assert_eq!(register("web", "base").await.error(4), "app web already exists");
-        let json_error = cli
-            .json(&["app", "register", "web", "--repo-url", "https://other.example", "--stack", "base"])
-            .await;
-        assert_eq!(json_error.error(4), "app web already exists", "errors are not JSON");
-        let after = t.visor.app("web").await.expect("web is still there");
-        assert_eq!(after.value.repo_url, "https://git.example/web", "the failed register replaced web");
-        assert_eq!(after.mod_revision, web.mod_revision);
+                }
+            };
+            assert_eq!(
+                register("web", "base").await.error(4),
+                "app web already exists"
+            );
+            let json_error = cli
+                .json(&[
+                    "app",
+                    "register",
+                    "web",
+                    "--repo-url",
+                    "https://other.example",
+                    "--stack",
+                    "base",
+                ])
+                .await;
+            assert_eq!(
+                json_error.error(4),
+                "app web already exists",
+                "errors are not JSON"
+            );
+            let after = t.visor.app("web").await.expect("web is still there");
+            assert_eq!(
+                after.value.repo_url, "https://git.example/web",
+                "the failed register replaced web"
+            );
+            assert_eq!(after.mod_revision, web.mod_revision);
 
-        let message = register("Bad Name", "base").await.error(1);
-        assert!(message.contains("invalid app name \"Bad Name\""), "{message}");
-        let message = register("ok", "Bad Stack").await.error(1);
-        assert!(message.contains("invalid stack name \"Bad Stack\""), "{message}");
+            let message = register("Bad Name", "base").await.error(1);
+            assert!(
+                message.contains("invalid app name \"Bad Name\""),
+                "{message}"
+            );
+            let message = register("ok", "Bad Stack").await.error(1);
+            assert!(
+                message.contains("invalid stack name \"Bad Stack\""),
+                "{message}"
+            );
 
-        assert_eq!(cli.run(&["app", "show", "nope"]).await.error(3), "app nope not found");
-        assert_eq!(cli.json(&["app", "show", "nope"]).await.error(3), "app nope not found");
-        assert_eq!(cli.run(&["app", "unregister", "nope"]).await.error(3), "app nope not found");
-        let message = cli.run(&["app", "unregister", "Bad Name"]).await.error(1);
-        assert!(message.contains("invalid app name"), "{message}");
+            assert_eq!(
+                cli.run(&["app", "show", "nope"]).await.error(3),
+                "app nope not found"
+            );
+            assert_eq!(
+                cli.json(&["app", "show", "nope"]).await.error(3),
+                "app nope not found"
+            );
+            assert_eq!(
+                cli.run(&["app", "unregister", "nope"]).await.error(3),
+                "app nope not found"
+            );
+            let message = cli.run(&["app", "unregister", "Bad Name"]).await.error(1);
+            assert!(message.contains("invalid app name"), "{message}");
 
-        cli.run(&["app", "register", "x", "--stack", "base"]).await.usage_error("--repo-url");
-        cli.run(&["app", "register"]).await.usage_error("<NAME>");
-        cli.run(&["app", "frobnicate"]).await.usage_error("frobnicate");
+            cli.run(&["app", "register", "x", "--stack", "base"])
+                .await
+                .usage_error("--repo-url");
+            cli.run(&["app", "register"]).await.usage_error("<NAME>");
+            cli.run(&["app", "frobnicate"])
+                .await
+                .usage_error("frobnicate");
 
-        assert_eq!(registry_revision(&t).await, before, "a failed command wrote to the registry");
-        let apps = t.visor.apps().await.expect("apps");
-        assert_eq!(apps.items.len(), 1, "{:?}", apps.items);
-    })
+            assert_eq!(
+                registry_revision(&t).await,
+                before,
+                "a failed command wrote to the registry"
+            );
+            let apps = t.visor.apps().await.expect("apps");
+            assert_eq!(apps.items.len(), 1, "{:?}", apps.items);
+        },
+    )
     .await;
 }
 
 #[tokio::test]
 async fn a_malformed_app_is_skipped_with_a_warning_naming_its_key() {
-    common::within(LIMIT, "etcd start, etcdctl or visor app list hangs", async {
-        let t = TestRegistry::start().await;
-        let cli = Cli::new(&t);
-        for app in ["api", "web"] {
-            t.visor.register_app(app, app_spec(&format!("https://git.example/{app}"))).await.expect("app");
-        }
-        let endpoint = t.etcd.endpoint();
-        let put = tokio::task::spawn_blocking(move || {
-            std::process::Command::new("etcdctl")
-                .env("ETCDCTL_API", "3")
-                .args(["--endpoints", &endpoint, "put", "/visor/apps/broken", "not json"])
-                .output()
-        })
-        .await
-        .expect("etcdctl thread")
-        .expect("run etcdctl");
-        assert!(put.status.success(), "etcdctl put failed: {put:?}");
+    common::within(
+        LIMIT,
+        "etcd start, etcdctl or visor app list hangs",
+        async {
+            let t = TestRegistry::start().await;
+            let cli = Cli::new(&t);
+            for app in ["api", "web"] {
+                t.visor
+                    .register_app(app, app_spec(&format!("https://git.example/{app}")))
+                    .await
+                    .expect("app");
+            }
+            let endpoint = t.etcd.endpoint();
+            let put = tokio::task::spawn_blocking(move || {
+                std::process::Command::new("etcdctl")
+                    .env("ETCDCTL_API", "3")
+                    .args([
+                        "--endpoints",
+                        &endpoint,
+                        "put",
+                        "/visor/apps/broken",
+                        "not json",
+                    ])
+                    .output()
+            })
+            .await
+            .expect("etcdctl thread")
+            .expect("run etcdctl");
+            assert!(put.status.success(), "etcdctl put failed: {put:?}");
 
-        for json in [false, true] {
-            let run = if json {
-                cli.json(&["app", "list"]).await
-            } else {
-                cli.run(&["app", "list"]).await
-            };
-            run.assert_exited();
-            assert_eq!(run.code, Some(0), "a malformed value must not fail a listing: {}", run.context());
-            assert!(
-                run.stderr.contains("/visor/apps/broken"),
-                "the warning should name the malformed key: {}",
-                run.context()
-            );
-            assert!(!run.stderr.contains("error:"), "{}", run.context());
-            let names: Vec<String> = if json {
-                let list: Value = serde_json::from_str(&run.stdout).expect("JSON listing");
-                as_array(&list).iter().map(|a| a["name"].as_str().expect("name").to_owned()).collect()
-            } else {
-                cells(&run.stdout).into_iter().skip(1).map(|row| row[0].clone()).collect()
-            };
-            assert_eq!(names, ["api", "web"], "{}", run.context());
-        }
+            for json in [false, true] {
+                let run = if json {
+                    cli.json(&["app", "list"]).await
+                } else {
+                    cli.run(&["app", "list"]).await
+                };
+                run.assert_exited();
+                assert_eq!(
+                    run.code,
+                    Some(0),
+                    "a malformed value must not fail a listing: {}",
+                    run.context()
+                );
+                assert!(
+                    run.stderr.contains("/visor/apps/broken"),
+                    "the warning should name the malformed key: {}",
+                    run.context()
+                );
+                assert!(!run.stderr.contains("error:"), "{}", run.context());
+                let names: Vec<String> = if json {
+                    let list: Value = serde_json::from_str(&run.stdout).expect("JSON listing");
+                    as_array(&list)
+                        .iter()
+                        .map(|a| a["name"].as_str().expect("name").to_owned())
+                        .collect()
+                } else {
+                    cells(&run.stdout)
+                        .into_iter()
+                        .skip(1)
+                        .map(|row| row[0].clone())
+                        .collect()
+                };
+                assert_eq!(names, ["api", "web"], "{}", run.context());
+            }
 
-        let message = cli.run(&["app", "show", "broken"]).await.error(1);
-        assert!(message.contains("/visor/apps/broken"), "{message}");
-    })
+            let message = cli.run(&["app", "show", "broken"]).await.error(1);
+            assert!(message.contains("/visor/apps/broken"), "{message}");
+        },
+    )
     .await;
 }
 
@@ -607,9 +762,22 @@ async fn env_commands_in_json() {
     common::within(LIMIT, "etcd start or a visor env command hangs", async {
         let t = TestRegistry::start().await;
         let cli = Cli::new(&t);
-        t.visor.register_app("web", app_spec("https://git.example/web")).await.expect("web");
+        t.visor
+            .register_app("web", app_spec("https://git.example/web"))
+            .await
+            .expect("web");
 
-        let set = cli.json(&["env", "set", "web", "PORT=80", "URL=http://x/?a=b", "EMPTY="]).await.json();
+        let set = cli
+            .json(&[
+                "env",
+                "set",
+                "web",
+                "PORT=80",
+                "URL=http://x/?a=b",
+                "EMPTY=",
+            ])
+            .await
+            .json();
         for row in as_array(&set) {
             assert_fields(row, &["app", "key", "value"]);
         }
@@ -622,14 +790,23 @@ async fn env_commands_in_json() {
             ]),
             "rows in argument order; values may contain '=' or be empty"
         );
-        assert_eq!(t.visor.env("web", "URL").await.expect("URL").value, "http://x/?a=b");
+        assert_eq!(
+            t.visor.env("web", "URL").await.expect("URL").value,
+            "http://x/?a=b"
+        );
         assert_eq!(t.visor.env("web", "EMPTY").await.expect("EMPTY").value, "");
 
         let get = cli.json(&["env", "get", "web", "URL"]).await.json();
-        assert_eq!(get, json!({"app": "web", "key": "URL", "value": "http://x/?a=b"}));
+        assert_eq!(
+            get,
+            json!({"app": "web", "key": "URL", "value": "http://x/?a=b"})
+        );
 
         let replaced = cli.json(&["env", "set", "web", "PORT=8080"]).await.json();
-        assert_eq!(replaced, json!([{"app": "web", "key": "PORT", "value": "8080"}]));
+        assert_eq!(
+            replaced,
+            json!([{"app": "web", "key": "PORT", "value": "8080"}])
+        );
 
         let list = cli.json(&["env", "list", "web"]).await.json();
         assert_eq!(
@@ -642,7 +819,10 @@ async fn env_commands_in_json() {
             "env vars are listed in key order"
         );
 
-        let unset = cli.json(&["env", "unset", "web", "PORT", "URL"]).await.json();
+        let unset = cli
+            .json(&["env", "unset", "web", "PORT", "URL"])
+            .await
+            .json();
         let unset = as_array(&unset);
         assert_eq!(unset.len(), 2, "{unset:?}");
         for row in unset {
@@ -651,9 +831,21 @@ async fn env_commands_in_json() {
         assert_eq!(unset[0]["removed"], "env var web/PORT");
         assert_eq!(unset[1]["removed"], "env var web/URL");
         let first = unset[0]["revision"].as_i64().expect("revision");
-        assert_eq!(unset[1]["revision"], json!(first + 1), "one removal per revision");
+        assert_eq!(
+            unset[1]["revision"],
+            json!(first + 1),
+            "one removal per revision"
+        );
         assert_eq!(first + 1, registry_revision(&t).await);
-        let left: Vec<String> = t.visor.envs("web").await.expect("envs").items.iter().map(|e| e.name().to_owned()).collect();
+        let left: Vec<String> = t
+            .visor
+            .envs("web")
+            .await
+            .expect("envs")
+            .items
+            .iter()
+            .map(|e| e.name().to_owned())
+            .collect();
         assert_eq!(left, ["EMPTY"]);
 
         cli.json(&["env", "unset", "web", "EMPTY"]).await.json();
@@ -667,64 +859,122 @@ async fn env_commands_as_tables() {
     common::within(LIMIT, "etcd start or a visor env command hangs", async {
         let t = TestRegistry::start().await;
         let cli = Cli::new(&t);
-        t.visor.register_app("web", app_spec("https://git.example/web")).await.expect("web");
+        t.visor
+            .register_app("web", app_spec("https://git.example/web"))
+            .await
+            .expect("web");
         let header = vec!["APP", "KEY", "VALUE"];
 
-        assert_eq!(cli.run(&["env", "list", "web"]).await.table(), [header.clone()]);
-        let set = cli.run(&["env", "set", "web", "PORT=80", "MODE=prod run"]).await.table();
+        assert_eq!(
+            cli.run(&["env", "list", "web"]).await.table(),
+            [header.clone()]
+        );
+        let set = cli
+            .run(&["env", "set", "web", "PORT=80", "MODE=prod run"])
+            .await
+            .table();
         assert_eq!(
             set,
-            [header.clone(), vec!["web", "PORT", "80"], vec!["web", "MODE", "prod run"]]
+            [
+                header.clone(),
+                vec!["web", "PORT", "80"],
+                vec!["web", "MODE", "prod run"]
+            ]
         );
         let get = cli.run(&["env", "get", "web", "MODE"]).await.table();
         assert_eq!(get, [header.clone(), vec!["web", "MODE", "prod run"]]);
         let list = cli.run(&["env", "list", "web"]).await.table();
         assert_eq!(
             list,
-            [header, vec!["web", "MODE", "prod run"], vec!["web", "PORT", "80"]]
+            [
+                header,
+                vec!["web", "MODE", "prod run"],
+                vec!["web", "PORT", "80"]
+            ]
         );
         let unset = cli.run(&["env", "unset", "web", "MODE"]).await.table();
         let revision = registry_revision(&t).await.to_string();
         assert_eq!(
             unset,
-            [vec!["REMOVED", "REVISION"], vec!["env var web/MODE", revision.as_str()]]
+            [
+                vec!["REMOVED", "REVISION"],
+                vec!["env var web/MODE", revision.as_str()]
+            ]
         );
-        assert!(matches!(t.visor.env("web", "MODE").await, Err(Error::NotFound(_))));
+        assert!(matches!(
+            t.visor.env("web", "MODE").await,
+            Err(Error::NotFound(_))
+        ));
     })
     .await;
 }
 
 #[tokio::test]
 async fn env_errors_exit_with_their_codes_and_write_nothing() {
-    common::within(LIMIT, "etcd start or a failing visor env command hangs", async {
-        let t = TestRegistry::start().await;
-        let cli = Cli::new(&t);
-        t.visor.register_app("web", app_spec("https://git.example/web")).await.expect("web");
-        t.visor.set_env("web", "PORT", "80").await.expect("env");
-        let before = registry_revision(&t).await;
+    common::within(
+        LIMIT,
+        "etcd start or a failing visor env command hangs",
+        async {
+            let t = TestRegistry::start().await;
+            let cli = Cli::new(&t);
+            t.visor
+                .register_app("web", app_spec("https://git.example/web"))
+                .await
+                .expect("web");
+            t.visor.set_env("web", "PORT", "80").await.expect("env");
+            let before = registry_revision(&t).await;
 
-        assert_eq!(cli.run(&["env", "set", "nope", "PORT=80"]).await.error(3), "app nope not found");
-        assert_eq!(cli.json(&["env", "get", "web", "NOPE"]).await.error(3), "env var web/NOPE not found");
-        assert_eq!(cli.run(&["env", "get", "nope", "PORT"]).await.error(3), "env var nope/PORT not found");
-        assert_eq!(cli.run(&["env", "unset", "web", "NOPE"]).await.error(3), "env var web/NOPE not found");
+            assert_eq!(
+                cli.run(&["env", "set", "nope", "PORT=80"]).await.error(3),
+                "app nope not found"
+            );
+            assert_eq!(
+                cli.json(&["env", "get", "web", "NOPE"]).await.error(3),
+                "env var web/NOPE not found"
+            );
+            assert_eq!(
+                cli.run(&["env", "get", "nope", "PORT"]).await.error(3),
+                "env var nope/PORT not found"
+            );
+            assert_eq!(
+                cli.run(&["env", "unset", "web", "NOPE"]).await.error(3),
+                "env var web/NOPE not found"
+            );
 
-        let message = cli.run(&["env", "set", "web", "1BAD=x"]).await.error(1);
-        assert!(message.contains("invalid env name \"1BAD\""), "{message}");
-        let message = cli.run(&["env", "set", "Bad Name", "PORT=1"]).await.error(1);
-        assert!(message.contains("invalid app name \"Bad Name\""), "{message}");
-        let message = cli.run(&["env", "get", "web", "BAD-KEY"]).await.error(1);
-        assert!(message.contains("BAD-KEY"), "{message}");
+            let message = cli.run(&["env", "set", "web", "1BAD=x"]).await.error(1);
+            assert!(message.contains("invalid env name \"1BAD\""), "{message}");
+            let message = cli
+                .run(&["env", "set", "Bad Name", "PORT=1"])
+                .await
+                .error(1);
+            assert!(
+                message.contains("invalid app name \"Bad Name\""),
+                "{message}"
+            );
+            let message = cli.run(&["env", "get", "web", "BAD-KEY"]).await.error(1);
+            assert!(message.contains("BAD-KEY"), "{message}");
 
-        cli.run(&["env", "set", "web", "NOEQUALS"]).await.usage_error("NOEQUALS");
-        cli.run(&["env", "set", "web", "=value"]).await.usage_error("=value");
-        cli.run(&["env", "set", "web"]).await.usage_error("<VARS>");
-        cli.run(&["env", "unset", "web"]).await.usage_error("<KEYS>");
-        cli.run(&["env", "get", "web"]).await.usage_error("<KEY>");
+            cli.run(&["env", "set", "web", "NOEQUALS"])
+                .await
+                .usage_error("NOEQUALS");
+            cli.run(&["env", "set", "web", "=value"])
+                .await
+                .usage_error("=value");
+            cli.run(&["env", "set", "web"]).await.usage_error("<VARS>");
+            cli.run(&["env", "unset", "web"])
+                .await
+                .usage_error("<KEYS>");
+            cli.run(&["env", "get", "web"]).await.usage_error("<KEY>");
 
-        assert_eq!(registry_revision(&t).await, before, "a failed command wrote to the registry");
-        assert_eq!(t.visor.env("web", "PORT").await.expect("PORT").value, "80");
-        assert_eq!(t.visor.envs("web").await.expect("envs").items.len(), 1);
-    })
+            assert_eq!(
+                registry_revision(&t).await,
+                before,
+                "a failed command wrote to the registry"
+            );
+            assert_eq!(t.visor.env("web", "PORT").await.expect("PORT").value, "80");
+            assert_eq!(t.visor.envs("web").await.expect("envs").items.len(), 1);
+        },
+    )
     .await;
 }
 
@@ -733,10 +983,16 @@ async fn env_set_with_one_bad_assignment_writes_none() {
     common::within(LIMIT, "etcd start or visor env set hangs", async {
         let t = TestRegistry::start().await;
         let cli = Cli::new(&t);
-        t.visor.register_app("web", app_spec("https://git.example/web")).await.expect("web");
+        t.visor
+            .register_app("web", app_spec("https://git.example/web"))
+            .await
+            .expect("web");
         let before = registry_revision(&t).await;
 
-        let message = cli.run(&["env", "set", "web", "GOOD=1", "1BAD=2"]).await.error(1);
+        let message = cli
+            .run(&["env", "set", "web", "GOOD=1", "1BAD=2"])
+            .await
+            .error(1);
         assert!(message.contains("1BAD"), "{message}");
         assert!(
             matches!(t.visor.env("web", "GOOD").await, Err(Error::NotFound(_))),
@@ -752,11 +1008,17 @@ async fn env_unset_with_one_missing_key_removes_none() {
     common::within(LIMIT, "etcd start or visor env unset hangs", async {
         let t = TestRegistry::start().await;
         let cli = Cli::new(&t);
-        t.visor.register_app("web", app_spec("https://git.example/web")).await.expect("web");
+        t.visor
+            .register_app("web", app_spec("https://git.example/web"))
+            .await
+            .expect("web");
         t.visor.set_env("web", "PORT", "80").await.expect("env");
         let before = registry_revision(&t).await;
 
-        let message = cli.run(&["env", "unset", "web", "PORT", "NOPE"]).await.error(3);
+        let message = cli
+            .run(&["env", "unset", "web", "PORT", "NOPE"])
+            .await
+            .error(3);
         assert_eq!(message, "env var web/NOPE not found");
         assert!(
             t.visor.env("web", "PORT").await.is_ok(),
@@ -776,19 +1038,47 @@ async fn proc_commands_in_json() {
     common::within(LIMIT, "etcd start or a visor proc command hangs", async {
         let t = TestRegistry::start().await;
         let cli = Cli::new(&t);
-        t.visor.register_app("web", app_spec("https://git.example/web")).await.expect("web");
-        let fields = ["app", "name", "command", "port", "limits", "host_labels", "created_at"];
+        t.visor
+            .register_app("web", app_spec("https://git.example/web"))
+            .await
+            .expect("web");
+        let fields = [
+            "app",
+            "name",
+            "command",
+            "port",
+            "limits",
+            "host_labels",
+            "created_at",
+        ];
 
         let mut http = cli
             .json(&[
-                "proc", "register", "web", "http", "--command", "bin/http --port 8080",
-                "--port", "8080", "--memory-mb", "256", "--cpu-shares", "512",
-                "--host-label", "zone=a", "--host-label", "disk=ssd",
+                "proc",
+                "register",
+                "web",
+                "http",
+                "--command",
+                "bin/http --port 8080",
+                "--port",
+                "8080",
+                "--memory-mb",
+                "256",
+                "--cpu-shares",
+                "512",
+                "--host-label",
+                "zone=a",
+                "--host-label",
+                "disk=ssd",
             ])
             .await
             .json();
         assert_fields(&http, &fields);
-        let stored = t.visor.proc("web", "http").await.expect("the CLI registered http");
+        let stored = t
+            .visor
+            .proc("web", "http")
+            .await
+            .expect("the CLI registered http");
         assert_eq!(take_time(&mut http, "created_at"), stored.value.created_at);
         let http_json = json!({
             "app": "web", "name": "http", "command": "bin/http --port 8080", "port": 8080,
@@ -799,9 +1089,22 @@ async fn proc_commands_in_json() {
         assert_eq!(stored.value.port, Some(8080));
         assert_eq!(stored.value.limits.memory_mb, Some(256));
         assert_eq!(stored.value.limits.cpu_shares, Some(512));
-        assert_eq!(stored.value.host_labels.get("disk").map(String::as_str), Some("ssd"));
+        assert_eq!(
+            stored.value.host_labels.get("disk").map(String::as_str),
+            Some("ssd")
+        );
 
-        let mut worker = cli.json(&["proc", "register", "web", "worker", "--command", "bin/worker"]).await.json();
+        let mut worker = cli
+            .json(&[
+                "proc",
+                "register",
+                "web",
+                "worker",
+                "--command",
+                "bin/worker",
+            ])
+            .await
+            .json();
         take_time(&mut worker, "created_at");
         let worker_json = json!({
             "app": "web", "name": "worker", "command": "bin/worker", "port": null,
@@ -814,22 +1117,52 @@ async fn proc_commands_in_json() {
             assert_fields(row, &fields);
             take_time(row, "created_at");
         }
-        assert_eq!(list, json!([http_json, worker_json]), "procs are listed in name order");
+        assert_eq!(
+            list,
+            json!([http_json, worker_json]),
+            "procs are listed in name order"
+        );
 
-        t.visor.register_rev("web", "v1", rev_spec("v1")).await.expect("rev");
-        t.visor.set_scale("web", "v1", "http", 2).await.expect("scale");
-        t.visor.set_scale("web", "v1", "worker", 1).await.expect("scale");
-        let removed = cli.json(&["proc", "unregister", "web", "http"]).await.json();
+        t.visor
+            .register_rev("web", "v1", rev_spec("v1"))
+            .await
+            .expect("rev");
+        t.visor
+            .set_scale("web", "v1", "http", 2)
+            .await
+            .expect("scale");
+        t.visor
+            .set_scale("web", "v1", "worker", 1)
+            .await
+            .expect("scale");
+        let removed = cli
+            .json(&["proc", "unregister", "web", "http"])
+            .await
+            .json();
         assert_eq!(
             removed,
             json!({"removed": "proc type web/http", "revision": registry_revision(&t).await})
         );
-        assert!(matches!(t.visor.proc("web", "http").await, Err(Error::NotFound(_))));
+        assert!(matches!(
+            t.visor.proc("web", "http").await,
+            Err(Error::NotFound(_))
+        ));
         assert!(
-            matches!(t.visor.scale("web", "v1", "http").await, Err(Error::NotFound(_))),
+            matches!(
+                t.visor.scale("web", "v1", "http").await,
+                Err(Error::NotFound(_))
+            ),
             "unregistering a proc type removes its scale factors"
         );
-        assert_eq!(t.visor.scale("web", "v1", "worker").await.expect("kept").value.replicas, 1);
+        assert_eq!(
+            t.visor
+                .scale("web", "v1", "worker")
+                .await
+                .expect("kept")
+                .value
+                .replicas,
+            1
+        );
         let mut list = cli.json(&["proc", "list", "web"]).await.json();
         take_time(&mut list[0], "created_at");
         assert_eq!(list, json!([worker_json]));
@@ -842,79 +1175,184 @@ async fn proc_commands_as_tables() {
     common::within(LIMIT, "etcd start or a visor proc command hangs", async {
         let t = TestRegistry::start().await;
         let cli = Cli::new(&t);
-        t.visor.register_app("web", app_spec("https://git.example/web")).await.expect("web");
+        t.visor
+            .register_app("web", app_spec("https://git.example/web"))
+            .await
+            .expect("web");
         let header = vec!["APP", "NAME", "COMMAND", "PORT", "HOST LABELS"];
 
-        assert_eq!(cli.run(&["proc", "list", "web"]).await.table(), [header.clone()]);
+        assert_eq!(
+            cli.run(&["proc", "list", "web"]).await.table(),
+            [header.clone()]
+        );
         let http = cli
-            .run(&["proc", "register", "web", "http", "--command", "bin/http -v", "--port", "80",
-                   "--host-label", "zone=a", "--host-label", "disk=ssd"])
+            .run(&[
+                "proc",
+                "register",
+                "web",
+                "http",
+                "--command",
+                "bin/http -v",
+                "--port",
+                "80",
+                "--host-label",
+                "zone=a",
+                "--host-label",
+                "disk=ssd",
+            ])
             .await
             .table();
         let http_row = vec!["web", "http", "bin/http -v", "80", "disk=ssd,zone=a"];
         assert_eq!(http, [header.clone(), http_row.clone()]);
-        let worker = cli.run(&["proc", "register", "web", "worker", "--command", "bin/worker"]).await.table();
+        let worker = cli
+            .run(&[
+                "proc",
+                "register",
+                "web",
+                "worker",
+                "--command",
+                "bin/worker",
+            ])
+            .await
+            .table();
         let worker_row = vec!["web", "worker", "bin/worker", "-", "-"];
-        assert_eq!(worker, [header.clone(), worker_row.clone()], "absent port and labels show as -");
+        assert_eq!(
+            worker,
+            [header.clone(), worker_row.clone()],
+            "absent port and labels show as -"
+        );
 
         let list = cli.run(&["proc", "list", "web"]).await.table();
         assert_eq!(list, [header, http_row, worker_row]);
 
-        let removed = cli.run(&["proc", "unregister", "web", "worker"]).await.table();
+        let removed = cli
+            .run(&["proc", "unregister", "web", "worker"])
+            .await
+            .table();
         let revision = registry_revision(&t).await.to_string();
         assert_eq!(
             removed,
-            [vec!["REMOVED", "REVISION"], vec!["proc type web/worker", revision.as_str()]]
+            [
+                vec!["REMOVED", "REVISION"],
+                vec!["proc type web/worker", revision.as_str()]
+            ]
         );
-        assert!(matches!(t.visor.proc("web", "worker").await, Err(Error::NotFound(_))));
+        assert!(matches!(
+            t.visor.proc("web", "worker").await,
+            Err(Error::NotFound(_))
+        ));
     })
     .await;
 }
 
 #[tokio::test]
 async fn proc_errors_exit_with_their_codes_and_write_nothing() {
-    common::within(LIMIT, "etcd start or a failing visor proc command hangs", async {
-        let t = TestRegistry::start().await;
-        let cli = Cli::new(&t);
-        t.visor.register_app("web", app_spec("https://git.example/web")).await.expect("web");
-        let http = t.visor.register_proc("web", "http", proc_spec("bin/http")).await.expect("http");
-        let before = registry_revision(&t).await;
+    common::within(
+        LIMIT,
+        "etcd start or a failing visor proc command hangs",
+        async {
+            let t = TestRegistry::start().await;
+            let cli = Cli::new(&t);
+            t.visor
+                .register_app("web", app_spec("https://git.example/web"))
+                .await
+                .expect("web");
+            let http = t
+                .visor
+                .register_proc("web", "http", proc_spec("bin/http"))
+                .await
+                .expect("http");
+            let before = registry_revision(&t).await;
 
-        let register = |app: &'static str, proc: &'static str| {
-            let cli = &cli;
-            async move { cli.run(&["proc", "register", app, proc, "--command", "other"]).await }
-        };
-        assert_eq!(register("nope", "http").await.error(3), "app nope not found");
-        assert_eq!(register("web", "http").await.error(4), "proc type web/http already exists");
-        let message = register("web", "Bad_Proc").await.error(1);
-        assert!(message.contains("invalid proc name \"Bad_Proc\""), "{message}");
-        let message = register("Bad", "http").await.error(1);
-        assert!(message.contains("invalid app name \"Bad\""), "{message}");
-        assert_eq!(
-            cli.json(&["proc", "unregister", "web", "nope"]).await.error(3),
-            "proc type web/nope not found"
-        );
-        assert_eq!(
-            cli.run(&["proc", "unregister", "nope", "http"]).await.error(3),
-            "proc type nope/http not found"
-        );
+            let register = |app: &'static str, proc: &'static str| {
+                let cli = &cli;
+                async move {
+                    cli.run(&["proc", "register", app, proc, "--command", "other"])
+                        .await
+                }
+            };
+            assert_eq!(
+                register("nope", "http").await.error(3),
+                "app nope not found"
+            );
+            assert_eq!(
+                register("web", "http").await.error(4),
+                "proc type web/http already exists"
+            );
+            let message = register("web", "Bad_Proc").await.error(1);
+            assert!(
+                message.contains("invalid proc name \"Bad_Proc\""),
+                "{message}"
+            );
+            let message = register("Bad", "http").await.error(1);
+            assert!(message.contains("invalid app name \"Bad\""), "{message}");
+            assert_eq!(
+                cli.json(&["proc", "unregister", "web", "nope"])
+                    .await
+                    .error(3),
+                "proc type web/nope not found"
+            );
+            assert_eq!(
+                cli.run(&["proc", "unregister", "nope", "http"])
+                    .await
+                    .error(3),
+                "proc type nope/http not found"
+            );
 
-        cli.run(&["proc", "register", "web", "x", "--command", "c", "--port", "70000"])
+            cli.run(&[
+                "proc",
+                "register",
+                "web",
+                "x",
+                "--command",
+                "c",
+                "--port",
+                "70000",
+            ])
             .await
             .usage_error("70000");
-        cli.run(&["proc", "register", "web", "x", "--command", "c", "--host-label", "nolabel"])
+            cli.run(&[
+                "proc",
+                "register",
+                "web",
+                "x",
+                "--command",
+                "c",
+                "--host-label",
+                "nolabel",
+            ])
             .await
             .usage_error("nolabel");
-        cli.run(&["proc", "register", "web", "x", "--command", "c", "--memory-mb", "lots"])
+            cli.run(&[
+                "proc",
+                "register",
+                "web",
+                "x",
+                "--command",
+                "c",
+                "--memory-mb",
+                "lots",
+            ])
             .await
             .usage_error("lots");
-        cli.run(&["proc", "register", "web", "x"]).await.usage_error("--command");
+            cli.run(&["proc", "register", "web", "x"])
+                .await
+                .usage_error("--command");
 
-        assert_eq!(registry_revision(&t).await, before, "a failed command wrote to the registry");
-        let stored = t.visor.proc("web", "http").await.expect("http is still there");
-        assert_eq!(stored.value.command, "bin/http");
-        assert_eq!(stored.mod_revision, http.mod_revision);
-    })
+            assert_eq!(
+                registry_revision(&t).await,
+                before,
+                "a failed command wrote to the registry"
+            );
+            let stored = t
+                .visor
+                .proc("web", "http")
+                .await
+                .expect("http is still there");
+            assert_eq!(stored.value.command, "bin/http");
+            assert_eq!(stored.mod_revision, http.mod_revision);
+        },
+    )
     .await;
 }
 
@@ -927,17 +1365,49 @@ async fn rev_commands_in_json() {
     common::within(LIMIT, "etcd start or a visor rev command hangs", async {
         let t = TestRegistry::start().await;
         let cli = Cli::new(&t);
-        t.visor.register_app("web", app_spec("https://git.example/web")).await.expect("web");
-        t.visor.register_proc("web", "http", proc_spec("bin/http")).await.expect("http");
+        t.visor
+            .register_app("web", app_spec("https://git.example/web"))
+            .await
+            .expect("web");
+        t.visor
+            .register_proc("web", "http", proc_spec("bin/http"))
+            .await
+            .expect("http");
 
-        let mut v1 = cli.json(&["rev", "register", "web", "v1", "--archive-url", "s3://b/web/v1.tgz"]).await.json();
+        let mut v1 = cli
+            .json(&[
+                "rev",
+                "register",
+                "web",
+                "v1",
+                "--archive-url",
+                "s3://b/web/v1.tgz",
+            ])
+            .await
+            .json();
         assert_fields(&v1, &["app", "name", "archive_url", "created_at"]);
-        let stored = t.visor.rev("web", "v1").await.expect("the CLI registered v1");
+        let stored = t
+            .visor
+            .rev("web", "v1")
+            .await
+            .expect("the CLI registered v1");
         assert_eq!(take_time(&mut v1, "created_at"), stored.value.created_at);
-        assert_eq!(v1, json!({"app": "web", "name": "v1", "archive_url": "s3://b/web/v1.tgz"}));
+        assert_eq!(
+            v1,
+            json!({"app": "web", "name": "v1", "archive_url": "s3://b/web/v1.tgz"})
+        );
         assert_eq!(stored.value.archive_url, "s3://b/web/v1.tgz");
 
-        cli.json(&["rev", "register", "web", "v2", "--archive-url", "s3://b/web/v2.tgz"]).await.json();
+        cli.json(&[
+            "rev",
+            "register",
+            "web",
+            "v2",
+            "--archive-url",
+            "s3://b/web/v2.tgz",
+        ])
+        .await
+        .json();
         let mut list = cli.json(&["rev", "list", "web"]).await.json();
         for row in list.as_array_mut().expect("array") {
             assert_fields(row, &["app", "name", "archive_url", "created_at"]);
@@ -951,20 +1421,40 @@ async fn rev_commands_in_json() {
             ])
         );
 
-        t.visor.set_scale("web", "v1", "http", 2).await.expect("scale");
-        t.visor.set_scale("web", "v2", "http", 1).await.expect("scale");
+        t.visor
+            .set_scale("web", "v1", "http", 2)
+            .await
+            .expect("scale");
+        t.visor
+            .set_scale("web", "v2", "http", 1)
+            .await
+            .expect("scale");
         let removed = cli.json(&["rev", "unregister", "web", "v1"]).await.json();
         assert_fields(&removed, &["removed", "revision"]);
         assert_eq!(
             removed,
             json!({"removed": "revision web/v1", "revision": registry_revision(&t).await})
         );
-        assert!(matches!(t.visor.rev("web", "v1").await, Err(Error::NotFound(_))));
+        assert!(matches!(
+            t.visor.rev("web", "v1").await,
+            Err(Error::NotFound(_))
+        ));
         assert!(
-            matches!(t.visor.scale("web", "v1", "http").await, Err(Error::NotFound(_))),
+            matches!(
+                t.visor.scale("web", "v1", "http").await,
+                Err(Error::NotFound(_))
+            ),
             "unregistering a revision removes its scale factors"
         );
-        assert_eq!(t.visor.scale("web", "v2", "http").await.expect("kept").value.replicas, 1);
+        assert_eq!(
+            t.visor
+                .scale("web", "v2", "http")
+                .await
+                .expect("kept")
+                .value
+                .replicas,
+            1
+        );
         let list = cli.json(&["rev", "list", "web"]).await.json();
         assert_eq!(as_array(&list).len(), 1);
         assert_eq!(list[0]["name"], "v2");
@@ -977,11 +1467,24 @@ async fn rev_commands_as_tables() {
     common::within(LIMIT, "etcd start or a visor rev command hangs", async {
         let t = TestRegistry::start().await;
         let cli = Cli::new(&t);
-        t.visor.register_app("web", app_spec("https://git.example/web")).await.expect("web");
+        t.visor
+            .register_app("web", app_spec("https://git.example/web"))
+            .await
+            .expect("web");
         let header = ["APP", "NAME", "ARCHIVE URL", "CREATED AT"];
 
         assert_eq!(cli.run(&["rev", "list", "web"]).await.table(), [header]);
-        let v1 = cli.run(&["rev", "register", "web", "v1", "--archive-url", "s3://b/v1.tgz"]).await.table();
+        let v1 = cli
+            .run(&[
+                "rev",
+                "register",
+                "web",
+                "v1",
+                "--archive-url",
+                "s3://b/v1.tgz",
+            ])
+            .await
+            .table();
         assert_eq!(v1.len(), 2, "{v1:?}");
         assert_eq!(v1[0], header);
         assert_eq!(v1[1][..3], ["web", "v1", "s3://b/v1.tgz"]);
@@ -990,7 +1493,10 @@ async fn rev_commands_as_tables() {
             DateTime::parse_from_rfc3339(&v1[1][3]).expect("RFC 3339 time"),
             stored.value.created_at
         );
-        t.visor.register_rev("web", "v2", rev_spec("s3://b/v2.tgz")).await.expect("v2");
+        t.visor
+            .register_rev("web", "v2", rev_spec("s3://b/v2.tgz"))
+            .await
+            .expect("v2");
 
         let list = cli.run(&["rev", "list", "web"]).await.table();
         assert_eq!(list.len(), 3, "{list:?}");
@@ -1002,7 +1508,10 @@ async fn rev_commands_as_tables() {
         let revision = registry_revision(&t).await.to_string();
         assert_eq!(
             removed,
-            [vec!["REMOVED", "REVISION"], vec!["revision web/v2", revision.as_str()]]
+            [
+                vec!["REMOVED", "REVISION"],
+                vec!["revision web/v2", revision.as_str()]
+            ]
         );
     })
     .await;
@@ -1010,31 +1519,60 @@ async fn rev_commands_as_tables() {
 
 #[tokio::test]
 async fn rev_errors_exit_with_their_codes_and_write_nothing() {
-    common::within(LIMIT, "etcd start or a failing visor rev command hangs", async {
-        let t = TestRegistry::start().await;
-        let cli = Cli::new(&t);
-        t.visor.register_app("web", app_spec("https://git.example/web")).await.expect("web");
-        let v1 = t.visor.register_rev("web", "v1", rev_spec("s3://b/v1.tgz")).await.expect("v1");
-        let before = registry_revision(&t).await;
+    common::within(
+        LIMIT,
+        "etcd start or a failing visor rev command hangs",
+        async {
+            let t = TestRegistry::start().await;
+            let cli = Cli::new(&t);
+            t.visor
+                .register_app("web", app_spec("https://git.example/web"))
+                .await
+                .expect("web");
+            let v1 = t
+                .visor
+                .register_rev("web", "v1", rev_spec("s3://b/v1.tgz"))
+                .await
+                .expect("v1");
+            let before = registry_revision(&t).await;
 
-        let register = |app: &'static str, rev: &'static str| {
-            let cli = &cli;
-            async move { cli.run(&["rev", "register", app, rev, "--archive-url", "s3://other"]).await }
-        };
-        assert_eq!(register("nope", "v1").await.error(3), "app nope not found");
-        assert_eq!(register("web", "v1").await.error(4), "revision web/v1 already exists");
-        let message = register("web", "V1").await.error(1);
-        assert!(message.contains("invalid rev name \"V1\""), "{message}");
-        assert_eq!(cli.run(&["rev", "unregister", "web", "v9"]).await.error(3), "revision web/v9 not found");
-        assert_eq!(cli.json(&["rev", "unregister", "web", "v9"]).await.error(3), "revision web/v9 not found");
-        cli.run(&["rev", "register", "web", "v2"]).await.usage_error("--archive-url");
-        cli.run(&["rev", "list"]).await.usage_error("<APP>");
+            let register = |app: &'static str, rev: &'static str| {
+                let cli = &cli;
+                async move {
+                    cli.run(&["rev", "register", app, rev, "--archive-url", "s3://other"])
+                        .await
+                }
+            };
+            assert_eq!(register("nope", "v1").await.error(3), "app nope not found");
+            assert_eq!(
+                register("web", "v1").await.error(4),
+                "revision web/v1 already exists"
+            );
+            let message = register("web", "V1").await.error(1);
+            assert!(message.contains("invalid rev name \"V1\""), "{message}");
+            assert_eq!(
+                cli.run(&["rev", "unregister", "web", "v9"]).await.error(3),
+                "revision web/v9 not found"
+            );
+            assert_eq!(
+                cli.json(&["rev", "unregister", "web", "v9"]).await.error(3),
+                "revision web/v9 not found"
+            );
+            cli.run(&["rev", "register", "web", "v2"])
+                .await
+                .usage_error("--archive-url");
+            cli.run(&["rev", "list"]).await.usage_error("<APP>");
 
-        assert_eq!(registry_revision(&t).await, before, "a failed command wrote to the registry");
-        let stored = t.visor.rev("web", "v1").await.expect("v1 is still there");
-        assert_eq!(stored.value.archive_url, "s3://b/v1.tgz");
-        assert_eq!(stored.mod_revision, v1.mod_revision);
-    })
+            assert_eq!(
+                registry_revision(&t).await,
+                before,
+                "a failed command wrote to the registry"
+            );
+            let stored = t.visor.rev("web", "v1").await.expect("v1 is still there");
+            assert_eq!(stored.value.archive_url, "s3://b/v1.tgz");
+            assert_eq!(stored.mod_revision, v1.mod_revision);
+        },
+    )
     .await;
 }
 
@@ -1048,11 +1586,21 @@ async fn scale_sets_and_shows_factors_in_json() {
         let t = TestRegistry::start().await;
         let cli = Cli::new(&t);
         seed_app(&t, "web").await;
-        t.visor.register_rev("web", "v2", rev_spec("v2")).await.expect("v2");
+        t.visor
+            .register_rev("web", "v2", rev_spec("v2"))
+            .await
+            .expect("v2");
 
-        assert_eq!(cli.json(&["scale", "web", "v1"]).await.json(), json!([]), "nothing set yet");
+        assert_eq!(
+            cli.json(&["scale", "web", "v1"]).await.json(),
+            json!([]),
+            "nothing set yet"
+        );
 
-        let set = cli.json(&["scale", "web", "v1", "worker=1", "http=3"]).await.json();
+        let set = cli
+            .json(&["scale", "web", "v1", "worker=1", "http=3"])
+            .await
+            .json();
         for row in as_array(&set) {
             assert_fields(row, &["app", "rev", "proc", "replicas"]);
         }
@@ -1064,9 +1612,28 @@ async fn scale_sets_and_shows_factors_in_json() {
             ]),
             "rows in argument order"
         );
-        assert_eq!(t.visor.scale("web", "v1", "http").await.expect("http").value.replicas, 3);
-        assert_eq!(t.visor.scale("web", "v1", "worker").await.expect("worker").value.replicas, 1);
-        t.visor.set_scale("web", "v2", "http", 7).await.expect("v2 scale");
+        assert_eq!(
+            t.visor
+                .scale("web", "v1", "http")
+                .await
+                .expect("http")
+                .value
+                .replicas,
+            3
+        );
+        assert_eq!(
+            t.visor
+                .scale("web", "v1", "worker")
+                .await
+                .expect("worker")
+                .value
+                .replicas,
+            1
+        );
+        t.visor
+            .set_scale("web", "v2", "http", 7)
+            .await
+            .expect("v2 scale");
 
         let show = cli.json(&["scale", "web", "v1"]).await.json();
         assert_eq!(
@@ -1079,10 +1646,24 @@ async fn scale_sets_and_shows_factors_in_json() {
         );
 
         let zero = cli.json(&["scale", "web", "v1", "http=0"]).await.json();
-        assert_eq!(zero, json!([{"app": "web", "rev": "v1", "proc": "http", "replicas": 0}]));
-        assert_eq!(t.visor.scale("web", "v1", "http").await.expect("http").value.replicas, 0);
+        assert_eq!(
+            zero,
+            json!([{"app": "web", "rev": "v1", "proc": "http", "replicas": 0}])
+        );
+        assert_eq!(
+            t.visor
+                .scale("web", "v1", "http")
+                .await
+                .expect("http")
+                .value
+                .replicas,
+            0
+        );
         let show = cli.json(&["scale", "web", "v2"]).await.json();
-        assert_eq!(show, json!([{"app": "web", "rev": "v2", "proc": "http", "replicas": 7}]));
+        assert_eq!(
+            show,
+            json!([{"app": "web", "rev": "v2", "proc": "http", "replicas": 7}])
+        );
     })
     .await;
 }
@@ -1095,11 +1676,21 @@ async fn scale_sets_and_shows_factors_as_tables() {
         seed_app(&t, "web").await;
         let header = vec!["APP", "REV", "PROC", "REPLICAS"];
 
-        assert_eq!(cli.run(&["scale", "web", "v1"]).await.table(), [header.clone()]);
-        let set = cli.run(&["scale", "web", "v1", "http=3", "worker=12"]).await.table();
+        assert_eq!(
+            cli.run(&["scale", "web", "v1"]).await.table(),
+            [header.clone()]
+        );
+        let set = cli
+            .run(&["scale", "web", "v1", "http=3", "worker=12"])
+            .await
+            .table();
         assert_eq!(
             set,
-            [header.clone(), vec!["web", "v1", "http", "3"], vec!["web", "v1", "worker", "12"]]
+            [
+                header.clone(),
+                vec!["web", "v1", "http", "3"],
+                vec!["web", "v1", "worker", "12"]
+            ]
         );
         let show = cli.run(&["scale", "web", "v1"]).await.table();
         assert_eq!(show, set);
@@ -1113,13 +1704,24 @@ async fn scale_errors_exit_with_their_codes_and_write_nothing() {
         let t = TestRegistry::start().await;
         let cli = Cli::new(&t);
         seed_app(&t, "web").await;
-        t.visor.set_scale("web", "v1", "http", 2).await.expect("scale");
+        t.visor
+            .set_scale("web", "v1", "http", 2)
+            .await
+            .expect("scale");
         let before = registry_revision(&t).await;
 
-        cli.run(&["scale", "web", "v1", "http=x"]).await.usage_error("http=x");
-        cli.run(&["scale", "web", "v1", "http=-1"]).await.usage_error("http=-1");
-        cli.run(&["scale", "web", "v1", "http"]).await.usage_error("http");
-        cli.run(&["scale", "web", "v1", "http=99999999999"]).await.usage_error("99999999999");
+        cli.run(&["scale", "web", "v1", "http=x"])
+            .await
+            .usage_error("http=x");
+        cli.run(&["scale", "web", "v1", "http=-1"])
+            .await
+            .usage_error("http=-1");
+        cli.run(&["scale", "web", "v1", "http"])
+            .await
+            .usage_error("http");
+        cli.run(&["scale", "web", "v1", "http=99999999999"])
+            .await
+            .usage_error("99999999999");
         cli.run(&["scale", "web"]).await.usage_error("<REV>");
 
         assert_eq!(
@@ -1130,14 +1732,40 @@ async fn scale_errors_exit_with_their_codes_and_write_nothing() {
             cli.json(&["scale", "web", "v9", "http=1"]).await.error(3),
             "revision web/v9 not found"
         );
-        assert_eq!(cli.run(&["scale", "nope", "v1", "http=1"]).await.error(3), "app nope not found");
-        assert_eq!(cli.run(&["scale", "web", "v9"]).await.error(3), "revision web/v9 not found");
+        assert_eq!(
+            cli.run(&["scale", "nope", "v1", "http=1"]).await.error(3),
+            "app nope not found"
+        );
+        assert_eq!(
+            cli.run(&["scale", "web", "v9"]).await.error(3),
+            "revision web/v9 not found"
+        );
         let message = cli.run(&["scale", "web", "v1", "Bad=1"]).await.error(1);
         assert!(message.contains("invalid proc name \"Bad\""), "{message}");
 
-        assert_eq!(registry_revision(&t).await, before, "a failed command wrote to the registry");
-        assert_eq!(t.visor.scale("web", "v1", "http").await.expect("http").value.replicas, 2);
-        assert_eq!(t.visor.scales(Some("web")).await.expect("scales").items.len(), 1);
+        assert_eq!(
+            registry_revision(&t).await,
+            before,
+            "a failed command wrote to the registry"
+        );
+        assert_eq!(
+            t.visor
+                .scale("web", "v1", "http")
+                .await
+                .expect("http")
+                .value
+                .replicas,
+            2
+        );
+        assert_eq!(
+            t.visor
+                .scales(Some("web"))
+                .await
+                .expect("scales")
+                .items
+                .len(),
+            1
+        );
     })
     .await;
 }
@@ -1150,10 +1778,16 @@ async fn scale_with_one_bad_assignment_sets_none() {
         seed_app(&t, "web").await;
         let before = registry_revision(&t).await;
 
-        let message = cli.run(&["scale", "web", "v1", "http=3", "nope=1"]).await.error(3);
+        let message = cli
+            .run(&["scale", "web", "v1", "http=3", "nope=1"])
+            .await
+            .error(3);
         assert_eq!(message, "proc type web/nope not found");
         assert!(
-            matches!(t.visor.scale("web", "v1", "http").await, Err(Error::NotFound(_))),
+            matches!(
+                t.visor.scale("web", "v1", "http").await,
+                Err(Error::NotFound(_))
+            ),
             "scale failed, yet set http"
         );
         assert_eq!(registry_revision(&t).await, before);
@@ -1183,7 +1817,11 @@ async fn seed_instances(t: &TestRegistry) -> Vec<String> {
     ];
     let mut ids = Vec::new();
     for spec in specs {
-        let created = t.visor.create_instance(spec).await.expect("create instance");
+        let created = t
+            .visor
+            .create_instance(spec)
+            .await
+            .expect("create instance");
         ids.push(created.name().to_owned());
     }
     ids
@@ -1198,11 +1836,31 @@ async fn instances_in_json_with_every_filter() {
         let ids = seed_instances(&t).await;
 
         let mut all = cli.json(&["instances"]).await.json();
-        let stored = t.visor.instances(&InstanceFilter::default()).await.expect("instances");
-        for (row, instance) in all.as_array_mut().expect("array").iter_mut().zip(&stored.items) {
+        let stored = t
+            .visor
+            .instances(&InstanceFilter::default())
+            .await
+            .expect("instances");
+        for (row, instance) in all
+            .as_array_mut()
+            .expect("array")
+            .iter_mut()
+            .zip(&stored.items)
+        {
             assert_fields(
                 row,
-                &["id", "app", "rev", "proc", "host", "state", "port", "restarts", "reason", "created_at"],
+                &[
+                    "id",
+                    "app",
+                    "rev",
+                    "proc",
+                    "host",
+                    "state",
+                    "port",
+                    "restarts",
+                    "reason",
+                    "created_at",
+                ],
             );
             assert_eq!(take_time(row, "created_at"), instance.value.created_at);
         }
@@ -1237,11 +1895,20 @@ async fn instances_in_json_with_every_filter() {
         assert_eq!(filtered(&["--app", "api"]).await, ids[3..]);
         assert_eq!(filtered(&["--rev", "v2"]).await, ids[2..3]);
         assert_eq!(filtered(&["--proc", "worker"]).await, ids[1..2]);
-        assert_eq!(filtered(&["--proc", "http"]).await, [&ids[0], &ids[2], &ids[3]]);
-        assert_eq!(filtered(&["--host", "h1"]).await, [&ids[0], &ids[3]]);
+        assert_eq!(
+            filtered(&["--proc", "http"]).await,
+            [ids[0].clone(), ids[2].clone(), ids[3].clone()]
+        );
+        assert_eq!(
+            filtered(&["--host", "h1"]).await,
+            [ids[0].clone(), ids[3].clone()]
+        );
         assert_eq!(filtered(&["--host", "h2"]).await, ids[1..2]);
         assert_eq!(
-            filtered(&["--app", "web", "--rev", "v1", "--proc", "http", "--host", "h1"]).await,
+            filtered(&[
+                "--app", "web", "--rev", "v1", "--proc", "http", "--host", "h1"
+            ])
+            .await,
             ids[..1]
         );
         assert_eq!(filtered(&["--app", "nope"]).await, Vec::<String>::new());
@@ -1255,7 +1922,9 @@ async fn instances_as_tables() {
     common::within(LIMIT, "etcd start or visor instances hangs", async {
         let t = TestRegistry::start().await;
         let cli = Cli::new(&t);
-        let header = vec!["ID", "APP", "REV", "PROC", "HOST", "STATE", "PORT", "RESTARTS"];
+        let header = vec![
+            "ID", "APP", "REV", "PROC", "HOST", "STATE", "PORT", "RESTARTS",
+        ];
         assert_eq!(cli.run(&["instances"]).await.table(), [header.clone()]);
         let ids = seed_instances(&t).await;
 
@@ -1264,18 +1933,72 @@ async fn instances_as_tables() {
             all,
             [
                 header.clone(),
-                vec![ids[0].as_str(), "web", "v1", "http", "h1", "running", "8080", "2"],
-                vec![ids[1].as_str(), "web", "v1", "worker", "h2", "pending", "-", "0"],
-                vec![ids[2].as_str(), "web", "v2", "http", "-", "pending", "-", "0"],
-                vec![ids[3].as_str(), "api", "v1", "http", "h1", "failed", "-", "0"],
+                vec![
+                    ids[0].as_str(),
+                    "web",
+                    "v1",
+                    "http",
+                    "h1",
+                    "running",
+                    "8080",
+                    "2"
+                ],
+                vec![
+                    ids[1].as_str(),
+                    "web",
+                    "v1",
+                    "worker",
+                    "h2",
+                    "pending",
+                    "-",
+                    "0"
+                ],
+                vec![
+                    ids[2].as_str(),
+                    "web",
+                    "v2",
+                    "http",
+                    "-",
+                    "pending",
+                    "-",
+                    "0"
+                ],
+                vec![
+                    ids[3].as_str(),
+                    "api",
+                    "v1",
+                    "http",
+                    "h1",
+                    "failed",
+                    "-",
+                    "0"
+                ],
             ]
         );
-        let h1 = cli.run(&["instances", "--host", "h1", "--app", "api"]).await.table();
+        let h1 = cli
+            .run(&["instances", "--host", "h1", "--app", "api"])
+            .await
+            .table();
         assert_eq!(
             h1,
-            [header.clone(), vec![ids[3].as_str(), "api", "v1", "http", "h1", "failed", "-", "0"]]
+            [
+                header.clone(),
+                vec![
+                    ids[3].as_str(),
+                    "api",
+                    "v1",
+                    "http",
+                    "h1",
+                    "failed",
+                    "-",
+                    "0"
+                ]
+            ]
         );
-        assert_eq!(cli.run(&["instances", "--rev", "v9"]).await.table(), [header]);
+        assert_eq!(
+            cli.run(&["instances", "--rev", "v9"]).await.table(),
+            [header]
+        );
     })
     .await;
 }
@@ -1412,13 +2135,32 @@ async fn tickets_in_json_and_as_tables() {
 /// Writes one event of every family after an unrelated earlier write; returns
 /// the first event's revision and the events expected from it on, as JSON.
 async fn seed_events(t: &TestRegistry) -> (i64, Vec<Value>, HostRegistration) {
-    t.visor.register_app("early", app_spec("https://git.example/early")).await.expect("early");
+    t.visor
+        .register_app("early", app_spec("https://git.example/early"))
+        .await
+        .expect("early");
 
-    let app = t.visor.register_app("web", app_spec("https://git.example/web")).await.expect("web");
+    let app = t
+        .visor
+        .register_app("web", app_spec("https://git.example/web"))
+        .await
+        .expect("web");
     let env = t.visor.set_env("web", "PORT", "80").await.expect("env");
-    let proc = t.visor.register_proc("web", "http", proc_spec("bin/http")).await.expect("proc");
-    let rev = t.visor.register_rev("web", "v1", rev_spec("v1")).await.expect("rev");
-    let scale = t.visor.set_scale("web", "v1", "http", 2).await.expect("scale");
+    let proc = t
+        .visor
+        .register_proc("web", "http", proc_spec("bin/http"))
+        .await
+        .expect("proc");
+    let rev = t
+        .visor
+        .register_rev("web", "v1", rev_spec("v1"))
+        .await
+        .expect("rev");
+    let scale = t
+        .visor
+        .set_scale("web", "v1", "http", 2)
+        .await
+        .expect("scale");
     let unset = t.visor.unset_env("web", "PORT").await.expect("unset");
     let instance = t
         .visor
@@ -1433,9 +2175,21 @@ async fn seed_events(t: &TestRegistry) -> (i64, Vec<Value>, HostRegistration) {
         .await
         .expect("ticket");
     let tid = ticket.name().to_owned();
-    let claimed_instance = t.visor.claim_instance(&id, "h1").await.expect("claim instance");
-    let claimed_ticket = t.visor.claim_ticket("h1", &tid, "h1").await.expect("claim ticket");
-    let removed = t.visor.unregister_rev("web", "v1").await.expect("unregister rev");
+    let claimed_instance = t
+        .visor
+        .claim_instance(&id, "h1")
+        .await
+        .expect("claim instance");
+    let claimed_ticket = t
+        .visor
+        .claim_ticket("h1", &tid, "h1")
+        .await
+        .expect("claim ticket");
+    let removed = t
+        .visor
+        .unregister_rev("web", "v1")
+        .await
+        .expect("unregister rev");
 
     let first = app.mod_revision;
     let events = vec![
@@ -1461,70 +2215,103 @@ async fn seed_events(t: &TestRegistry) -> (i64, Vec<Value>, HostRegistration) {
                "app": "web", "rev": "v1", "proc": "http", "replicas": null}),
     ];
     // More history after the expected events: --count must stop before it.
-    t.visor.register_app("late", app_spec("https://git.example/late")).await.expect("late");
+    t.visor
+        .register_app("late", app_spec("https://git.example/late"))
+        .await
+        .expect("late");
     (first, events, host)
 }
 
 #[tokio::test]
 async fn watch_replays_events_from_a_revision_in_json() {
-    common::within(LIMIT, "etcd start or visor watch (waiting for more events than exist) hangs", async {
-        let t = TestRegistry::start().await;
-        let cli = Cli::new(&t);
-        let (first, expected, _host) = seed_events(&t).await;
+    common::within(
+        LIMIT,
+        "etcd start or visor watch (waiting for more events than exist) hangs",
+        async {
+            let t = TestRegistry::start().await;
+            let cli = Cli::new(&t);
+            let (first, expected, _host) = seed_events(&t).await;
 
-        let from = first.to_string();
-        let count = expected.len().to_string();
-        let run = cli.json(&["watch", "--from", &from, "--count", &count]).await;
-        let events = run.json_lines();
-        for event in &events {
-            let object = event.as_object().expect("an object per line");
-            for field in ["revision", "index", "type"] {
-                assert!(object.contains_key(field), "every event has {field:?}: {event}");
+            let from = first.to_string();
+            let count = expected.len().to_string();
+            let run = cli
+                .json(&["watch", "--from", &from, "--count", &count])
+                .await;
+            let events = run.json_lines();
+            for event in &events {
+                let object = event.as_object().expect("an object per line");
+                for field in ["revision", "index", "type"] {
+                    assert!(
+                        object.contains_key(field),
+                        "every event has {field:?}: {event}"
+                    );
+                }
             }
-        }
-        assert_eq!(events, expected, "{}", run.context());
+            assert_eq!(events, expected, "{}", run.context());
 
-        // Starting mid-history skips what came before.
-        let from = expected[5]["revision"].to_string();
-        let tail = cli.json(&["watch", "--from", &from, "--count", "2"]).await.json_lines();
-        assert_eq!(tail, expected[5..7]);
-    })
+            // Starting mid-history skips what came before.
+            let from = expected[5]["revision"].to_string();
+            let tail = cli
+                .json(&["watch", "--from", &from, "--count", "2"])
+                .await
+                .json_lines();
+            assert_eq!(tail, expected[5..7]);
+        },
+    )
     .await;
 }
 
 #[tokio::test]
 async fn watch_replays_events_from_a_revision_as_lines() {
-    common::within(LIMIT, "etcd start or visor watch (waiting for more events than exist) hangs", async {
-        let t = TestRegistry::start().await;
-        let cli = Cli::new(&t);
-        let (first, expected, _host) = seed_events(&t).await;
-        let rev = |i: usize| expected[i]["revision"].as_i64().expect("revision");
-        let (id, tid) = (
-            expected[6]["id"].as_str().expect("id"),
-            expected[8]["ticket"].as_str().expect("ticket"),
-        );
+    common::within(
+        LIMIT,
+        "etcd start or visor watch (waiting for more events than exist) hangs",
+        async {
+            let t = TestRegistry::start().await;
+            let cli = Cli::new(&t);
+            let (first, expected, _host) = seed_events(&t).await;
+            let rev = |i: usize| expected[i]["revision"].as_i64().expect("revision");
+            let (id, tid) = (
+                expected[6]["id"].as_str().expect("id"),
+                expected[8]["ticket"].as_str().expect("ticket"),
+            );
 
-        let from = first.to_string();
-        let count = expected.len().to_string();
-        let run = cli.run(&["watch", "--from", &from, "--count", &count]).await;
-        let lines: Vec<&str> = run.ok().lines().collect();
-        let want = [
-            format!("{}  app-registered app=web", rev(0)),
-            format!("{}  env-set app=web key=PORT", rev(1)),
-            format!("{}  proc-registered app=web proc=http", rev(2)),
-            format!("{}  rev-registered app=web rev=v1", rev(3)),
-            format!("{}  scale-changed app=web proc=http replicas=2 rev=v1", rev(4)),
-            format!("{}  env-unset app=web key=PORT", rev(5)),
-            format!("{}  instance-registered app=web host=h1 id={id} proc=http rev=v1", rev(6)),
-            format!("{}  host-up host=h1", rev(7)),
-            format!("{}  ticket-created host=h1 instance={id} op=start ticket={tid}", rev(8)),
-            format!("{}  instance-claimed host=h1 id={id}", rev(9)),
-            format!("{}  ticket-claimed by=h1 host=h1 ticket={tid}", rev(10)),
-            format!("{}  rev-unregistered app=web rev=v1", rev(11)),
-            format!("{}  scale-changed app=web proc=http rev=v1", rev(12)),
-        ];
-        assert_eq!(lines, want, "one line per event, no header; null fields left out");
-    })
+            let from = first.to_string();
+            let count = expected.len().to_string();
+            let run = cli
+                .run(&["watch", "--from", &from, "--count", &count])
+                .await;
+            let lines: Vec<&str> = run.ok().lines().collect();
+            let want = [
+                format!("{}  app-registered app=web", rev(0)),
+                format!("{}  env-set app=web key=PORT", rev(1)),
+                format!("{}  proc-registered app=web proc=http", rev(2)),
+                format!("{}  rev-registered app=web rev=v1", rev(3)),
+                format!(
+                    "{}  scale-changed app=web proc=http replicas=2 rev=v1",
+                    rev(4)
+                ),
+                format!("{}  env-unset app=web key=PORT", rev(5)),
+                format!(
+                    "{}  instance-registered app=web host=h1 id={id} proc=http rev=v1",
+                    rev(6)
+                ),
+                format!("{}  host-up host=h1", rev(7)),
+                format!(
+                    "{}  ticket-created host=h1 instance={id} op=start ticket={tid}",
+                    rev(8)
+                ),
+                format!("{}  instance-claimed host=h1 id={id}", rev(9)),
+                format!("{}  ticket-claimed by=h1 host=h1 ticket={tid}", rev(10)),
+                format!("{}  rev-unregistered app=web rev=v1", rev(11)),
+                format!("{}  scale-changed app=web proc=http rev=v1", rev(12)),
+            ];
+            assert_eq!(
+                lines, want,
+                "one line per event, no header; null fields left out"
+            );
+        },
+    )
     .await;
 }
 
@@ -1575,25 +2362,36 @@ async fn watch_without_from_streams_new_events_only() {
 
 #[tokio::test]
 async fn watch_errors_exit_with_their_codes() {
-    common::within(LIMIT, "etcd start, compaction or visor watch hangs", async {
-        let t = TestRegistry::start().await;
-        let cli = Cli::new(&t);
-        for app in ["a", "b", "c"] {
-            t.visor.register_app(app, app_spec(app)).await.expect("app");
-        }
-        let now = registry_revision(&t).await;
-        t.raw().compact(now, None).await.expect("compact");
+    common::within(
+        LIMIT,
+        "etcd start, compaction or visor watch hangs",
+        async {
+            let t = TestRegistry::start().await;
+            let cli = Cli::new(&t);
+            for app in ["a", "b", "c"] {
+                t.visor.register_app(app, app_spec(app)).await.expect("app");
+            }
+            let now = registry_revision(&t).await;
+            t.raw().compact(now, None).await.expect("compact");
 
-        let message = cli.json(&["watch", "--from", "2", "--count", "1"]).await.error(1);
-        assert!(
-            message.contains("compacted") && message.contains(&now.to_string()),
-            "the error names the compaction: {message}"
-        );
+            let message = cli
+                .json(&["watch", "--from", "2", "--count", "1"])
+                .await
+                .error(1);
+            assert!(
+                message.contains("compacted") && message.contains(&now.to_string()),
+                "the error names the compaction: {message}"
+            );
 
-        cli.run(&["watch", "--from", "abc"]).await.usage_error("abc");
-        cli.run(&["watch", "--count", "-1"]).await.usage_error("-1");
-        cli.run(&["watch", "--count", "many"]).await.usage_error("many");
-    })
+            cli.run(&["watch", "--from", "abc"])
+                .await
+                .usage_error("abc");
+            cli.run(&["watch", "--count", "-1"]).await.usage_error("-1");
+            cli.run(&["watch", "--count", "many"])
+                .await
+                .usage_error("many");
+        },
+    )
     .await;
 }
 
@@ -1603,41 +2401,61 @@ async fn watch_errors_exit_with_their_codes() {
 
 #[tokio::test]
 async fn an_unreachable_registry_exits_5_for_every_command() {
-    common::within(LIMIT, "visor against a closed port does not give up", async {
-        let commands: &[&[&str]] = &[
-            &["app", "list"],
-            &["app", "register", "web", "--repo-url", "u", "--stack", "base"],
-            &["app", "show", "web"],
-            &["app", "unregister", "web"],
-            &["env", "set", "web", "A=1"],
-            &["env", "get", "web", "A"],
-            &["env", "unset", "web", "A"],
-            &["env", "list", "web"],
-            &["proc", "register", "web", "http", "--command", "c"],
-            &["proc", "unregister", "web", "http"],
-            &["proc", "list", "web"],
-            &["rev", "register", "web", "v1", "--archive-url", "u"],
-            &["rev", "unregister", "web", "v1"],
-            &["rev", "list", "web"],
-            &["scale", "web", "v1", "http=1"],
-            &["scale", "web", "v1"],
-            &["instances", "--app", "web"],
-            &["hosts"],
-            &["tickets", "--host", "h1"],
-            &["watch", "--from", "1", "--count", "1"],
-        ];
-        for command in commands {
-            for format in ["table", "json"] {
-                let mut args = vec!["--endpoints", CLOSED_PORT, "--connect-timeout", "1s", "-o", format];
-                args.extend_from_slice(command);
-                let message = visor(&args).await.error(5);
-                assert!(
-                    message.starts_with("registry unavailable") && message.contains(CLOSED_PORT),
-                    "the error names the endpoint: {message}"
-                );
+    common::within(
+        LIMIT,
+        "visor against a closed port does not give up",
+        async {
+            let commands: &[&[&str]] = &[
+                &["app", "list"],
+                &[
+                    "app",
+                    "register",
+                    "web",
+                    "--repo-url",
+                    "u",
+                    "--stack",
+                    "base",
+                ],
+                &["app", "show", "web"],
+                &["app", "unregister", "web"],
+                &["env", "set", "web", "A=1"],
+                &["env", "get", "web", "A"],
+                &["env", "unset", "web", "A"],
+                &["env", "list", "web"],
+                &["proc", "register", "web", "http", "--command", "c"],
+                &["proc", "unregister", "web", "http"],
+                &["proc", "list", "web"],
+                &["rev", "register", "web", "v1", "--archive-url", "u"],
+                &["rev", "unregister", "web", "v1"],
+                &["rev", "list", "web"],
+                &["scale", "web", "v1", "http=1"],
+                &["scale", "web", "v1"],
+                &["instances", "--app", "web"],
+                &["hosts"],
+                &["tickets", "--host", "h1"],
+                &["watch", "--from", "1", "--count", "1"],
+            ];
+            for command in commands {
+                for format in ["table", "json"] {
+                    let mut args = vec![
+                        "--endpoints",
+                        CLOSED_PORT,
+                        "--connect-timeout",
+                        "1s",
+                        "-o",
+                        format,
+                    ];
+                    args.extend_from_slice(command);
+                    let message = visor(&args).await.error(5);
+                    assert!(
+                        message.starts_with("registry unavailable")
+                            && message.contains(CLOSED_PORT),
+                        "the error names the endpoint: {message}"
+                    );
+                }
             }
-        }
-    })
+        },
+    )
     .await;
 }
 
@@ -1645,7 +2463,10 @@ async fn an_unreachable_registry_exits_5_for_every_command() {
 async fn endpoints_and_root_come_from_flags_or_the_environment() {
     common::within(LIMIT, "etcd start or visor app list hangs", async {
         let t = TestRegistry::start().await;
-        t.visor.register_app("web", app_spec("https://git.example/web")).await.expect("web");
+        t.visor
+            .register_app("web", app_spec("https://git.example/web"))
+            .await
+            .expect("web");
         let endpoint = t.etcd.endpoint();
         let names = |run: Run| {
             let list = run.json();
@@ -1663,10 +2484,32 @@ async fn endpoints_and_root_come_from_flags_or_the_environment() {
         assert_eq!(names(run), ["web"], "VISOR_ENDPOINTS names the registry");
 
         // Another root is another registry: nothing of /visor shows there.
-        let other = ["--endpoints", endpoint.as_str(), "--root", "/other", "-o", "json"];
-        let register = [&other[..], &["app", "register", "api", "--repo-url", "u", "--stack", "base"]].concat();
+        let other = [
+            "--endpoints",
+            endpoint.as_str(),
+            "--root",
+            "/other",
+            "-o",
+            "json",
+        ];
+        let register = [
+            &other[..],
+            &[
+                "app",
+                "register",
+                "api",
+                "--repo-url",
+                "u",
+                "--stack",
+                "base",
+            ],
+        ]
+        .concat();
         visor(&register).await.json();
-        assert_eq!(names(visor(&[&other[..], &["app", "list"]].concat()).await), ["api"]);
+        assert_eq!(
+            names(visor(&[&other[..], &["app", "list"]].concat()).await),
+            ["api"]
+        );
         let run = visor_with_env(
             ["-o", "json", "app", "list"].map(str::to_owned).to_vec(),
             vec![
@@ -1676,7 +2519,15 @@ async fn endpoints_and_root_come_from_flags_or_the_environment() {
         )
         .await;
         assert_eq!(names(run), ["api"], "VISOR_ROOT selects the root");
-        let apps: Vec<String> = t.visor.apps().await.expect("apps").items.iter().map(|a| a.name().to_owned()).collect();
+        let apps: Vec<String> = t
+            .visor
+            .apps()
+            .await
+            .expect("apps")
+            .items
+            .iter()
+            .map(|a| a.name().to_owned())
+            .collect();
         assert_eq!(apps, ["web"], "the default root is untouched");
     })
     .await;
@@ -1687,10 +2538,16 @@ async fn usage_errors_exit_2() {
     common::within(LIMIT, "visor argument parsing hangs", async {
         visor(&[]).await.usage_error("Usage");
         visor(&["frobnicate"]).await.usage_error("frobnicate");
-        visor(&["-o", "yaml", "app", "list"]).await.usage_error("yaml");
-        visor(&["--connect-timeout", "forever", "app", "list"]).await.usage_error("forever");
+        visor(&["-o", "yaml", "app", "list"])
+            .await
+            .usage_error("yaml");
+        visor(&["--connect-timeout", "forever", "app", "list"])
+            .await
+            .usage_error("forever");
         visor(&["app"]).await.usage_error("Usage");
-        visor(&["instances", "--colour", "red"]).await.usage_error("--colour");
+        visor(&["instances", "--colour", "red"])
+            .await
+            .usage_error("--colour");
         visor(&["hosts", "extra"]).await.usage_error("extra");
     })
     .await;
