@@ -13,8 +13,8 @@
 //! 5 unavailable), for exactly one `error: ` line on stderr (clap's multi-line
 //! usage errors only for their code and the bad value), and for having written
 //! nothing to the registry. Observed state (instances, hosts, tickets) is
-//! seeded through the typed API. Tests marked `#[ignore]` pin known CLI bugs
-//! (their reasons say which) and pass once those are fixed.
+//! seeded through the typed API. Commands with several assignments are all or
+//! nothing.
 
 mod common;
 
@@ -866,6 +866,7 @@ async fn env_commands_in_json() {
             "env vars in key order"
         );
 
+        // Both removals happen in one transaction, at one revision.
         let unset = cli.json("env unset web PORT URL").await.json();
         for row in as_array(&unset) {
             assert_fields(row, REMOVED_FIELDS);
@@ -874,7 +875,7 @@ async fn env_commands_in_json() {
         assert_eq!(
             unset,
             json!([
-                {"removed": "env var web/PORT", "revision": last - 1},
+                {"removed": "env var web/PORT", "revision": last},
                 {"removed": "env var web/URL", "revision": last},
             ])
         );
@@ -970,7 +971,6 @@ async fn env_errors_exit_with_their_codes_and_write_nothing() {
 }
 
 #[tokio::test]
-#[ignore = "CLI bug: `env set` writes each assignment in turn, so one that fails leaves the earlier ones written"]
 async fn env_set_with_one_bad_assignment_writes_none() {
     common::within(LIMIT, "etcd start or visor env set hangs", async {
         let t = TestRegistry::start().await;
@@ -990,7 +990,6 @@ async fn env_set_with_one_bad_assignment_writes_none() {
 }
 
 #[tokio::test]
-#[ignore = "CLI bug: `env unset` removes each key in turn, so a missing one leaves the earlier ones removed"]
 async fn env_unset_with_one_missing_key_removes_none() {
     common::within(LIMIT, "etcd start or visor env unset hangs", async {
         let t = TestRegistry::start().await;
@@ -1011,7 +1010,6 @@ async fn env_unset_with_one_missing_key_removes_none() {
 }
 
 #[tokio::test]
-#[ignore = "CLI bug: `env get` panics (exit 101): its positional `key` shares clap's arg id with the global `--key` PathBuf"]
 async fn env_get_prints_one_var_or_fails() {
     common::within(LIMIT, "etcd start or visor env get hangs", async {
         let t = TestRegistry::start().await;
@@ -1625,7 +1623,6 @@ async fn scale_errors_exit_with_their_codes_and_write_nothing() {
 }
 
 #[tokio::test]
-#[ignore = "CLI bug: `scale` sets each factor in turn, so one that fails leaves the earlier ones set"]
 async fn scale_with_one_bad_assignment_sets_none() {
     common::within(LIMIT, "etcd start or visor scale hangs", async {
         let t = TestRegistry::start().await;

@@ -55,6 +55,8 @@ pub enum EnvCommand {
         /// App name.
         app: String,
         /// Variable name.
+        // Its own id: `key` is taken by the global `--key` (TLS client key).
+        #[arg(id = "env_key", value_name = "KEY")]
         key: String,
     },
     /// Remove env vars.
@@ -448,15 +450,18 @@ fn scale_row(factor: crate::registry::ScaleFactor) -> ScaleRow {
 pub async fn env(visor: &Visor, command: EnvCommand, out: &Output) -> Result<(), Error> {
     match command {
         EnvCommand::Set { app, vars } => {
-            let mut rows = Vec::new();
-            for (key, value) in vars {
-                let written = visor.set_env(&app, &key, &value).await?;
-                rows.push(EnvRow {
+            let pairs: Vec<(&str, &str)> =
+                vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let written = visor.set_envs(&app, &pairs).await?;
+            let rows: Vec<EnvRow> = vars
+                .into_iter()
+                .zip(written)
+                .map(|((key, _), w)| EnvRow {
                     app: app.clone(),
                     key,
-                    value: written.value,
-                });
-            }
+                    value: w.value,
+                })
+                .collect();
             out.list(&rows);
         }
         EnvCommand::Get { app, key } => {
@@ -464,14 +469,17 @@ pub async fn env(visor: &Visor, command: EnvCommand, out: &Output) -> Result<(),
             out.one(&EnvRow { app, key, value });
         }
         EnvCommand::Unset { app, keys } => {
-            let mut rows = Vec::new();
-            for key in keys {
-                let revision = visor.unset_env(&app, &key).await?;
-                rows.push(removed(Kind::Env, &[&app, &key], revision));
-            }
+            let names: Vec<&str> = keys.iter().map(String::as_str).collect();
+            let revision = visor.unset_envs(&app, &names).await?;
+            let rows: Vec<Removed> = keys
+                .iter()
+                .map(|key| removed(Kind::Env, &[&app, key], revision))
+                .collect();
             out.list(&rows);
         }
         EnvCommand::List { app } => {
+            // A typo in the app name must not look like an app without env vars.
+            visor.app(&app).await?;
             let envs = visor.envs(&app).await?;
             let rows: Vec<EnvRow> = envs
                 .items
@@ -519,6 +527,7 @@ pub async fn proc(visor: &Visor, command: ProcCommand, out: &Output) -> Result<(
             out.one(&removed(Kind::Proc, &[&app, &proc], revision));
         }
         ProcCommand::List { app } => {
+            visor.app(&app).await?;
             let procs = visor.procs(&app).await?;
             out.list(
                 &procs
@@ -553,6 +562,7 @@ pub async fn rev(visor: &Visor, command: RevCommand, out: &Output) -> Result<(),
             out.one(&removed(Kind::Rev, &[&app, &rev], revision));
         }
         RevCommand::List { app } => {
+            visor.app(&app).await?;
             let revs = visor.revs(&app).await?;
             out.list(
                 &revs
@@ -585,14 +595,20 @@ pub async fn scale(visor: &Visor, args: ScaleArgs, out: &Output) -> Result<(), E
                 .filter(|s| s.rev == rev),
         );
     }
-    for (proc, replicas) in assignments {
-        let written = visor.set_scale(&app, &rev, &proc, replicas).await?;
-        rows.push(ScaleRow {
-            app: app.clone(),
-            rev: rev.clone(),
-            proc,
-            replicas: written.value.replicas,
-        });
+    let factors: Vec<(&str, u32)> = assignments.iter().map(|(p, n)| (p.as_str(), *n)).collect();
+    if !factors.is_empty() {
+        let written = visor.set_scales(&app, &rev, &factors).await?;
+        rows.extend(
+            assignments
+                .iter()
+                .zip(written)
+                .map(|((proc, _), w)| ScaleRow {
+                    app: app.clone(),
+                    rev: rev.clone(),
+                    proc: proc.clone(),
+                    replicas: w.value.replicas,
+                }),
+        );
     }
     out.list(&rows);
     Ok(())

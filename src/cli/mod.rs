@@ -94,6 +94,7 @@ fn init_logging() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .without_time()
         .init();
 }
@@ -124,5 +125,16 @@ fn exit_code(error: &Error) -> u8 {
         Error::Conflict { .. } | Error::AlreadyExists(_) | Error::TicketClaimed { .. } => 4,
         Error::Unavailable { .. } => 5,
         _ => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        // Catches clashing argument ids (e.g. a positional named like a global flag).
+        super::Cli::command().debug_assert();
     }
 }

@@ -216,6 +216,41 @@ pub(crate) enum Expected {
     Current(Option<i64>),
 }
 
+impl Expected {
+    /// The etcd comparison that checks this expectation on `key`.
+    fn compare(self, key: &str) -> Compare {
+        match self {
+            Self::Absent { .. } | Self::Current(None) => {
+                Compare::create_revision(key, CompareOp::Equal, 0)
+            }
+            Self::ModRevision(revision) | Self::Current(Some(revision)) => {
+                Compare::mod_revision(key, CompareOp::Equal, revision)
+            }
+        }
+    }
+
+    /// Whether the write replaces an existing key.
+    fn replaces(self) -> bool {
+        matches!(self, Self::ModRevision(_) | Self::Current(Some(_)))
+    }
+}
+
+/// One write of a batch.
+pub(crate) struct Write<T> {
+    pub object: ObjectRef,
+    pub key: String,
+    pub value: T,
+    pub expected: Expected,
+}
+
+/// One deletion of a batch.
+pub(crate) struct Delete {
+    pub object: ObjectRef,
+    pub key: String,
+    /// The mod revision it must still have; `None`: it must merely exist.
+    pub expected: Option<i64>,
+}
+
 /// What else a deletion removes in the same transaction.
 #[derive(Debug, Clone)]
 pub(crate) enum Cascade {
@@ -339,31 +374,56 @@ impl Registry {
         expected: Expected,
         requires: &[Requires],
     ) -> Result<Versioned<T>> {
-        let (compare, put_options) = match expected {
-            Expected::Absent { lease } => (
-                Compare::create_revision(key, CompareOp::Equal, 0),
-                lease.map(|id| PutOptions::new().with_lease(id)),
-            ),
-            // Updates keep whatever lease the key is bound to.
-            Expected::ModRevision(revision) | Expected::Current(Some(revision)) => (
-                Compare::mod_revision(key, CompareOp::Equal, revision),
-                Some(PutOptions::new().with_ignore_lease()),
-            ),
-            Expected::Current(None) => (Compare::create_revision(key, CompareOp::Equal, 0), None),
+        let write = Write {
+            object,
+            key: key.to_owned(),
+            value,
+            expected,
         };
-        let mut compares = vec![compare];
+        let mut written = self.write_objects(vec![write], requires).await?;
+        Ok(written.remove(0))
+    }
+
+    /// Performs every write, each under its own expectation, if all hold and
+    /// every `requires` key exists — all or nothing, in one transaction. On
+    /// failure the error names the first condition that failed.
+    pub(crate) async fn write_objects<T: Codec>(
+        &self,
+        writes: Vec<Write<T>>,
+        requires: &[Requires],
+    ) -> Result<Vec<Versioned<T>>> {
+        let mut compares = Vec::new();
+        let mut success = Vec::new();
+        let mut read_back = Vec::new();
+        for write in &writes {
+            let key = write.key.as_str();
+            let put_options = match write.expected {
+                Expected::Absent { lease } => lease.map(|id| PutOptions::new().with_lease(id)),
+                Expected::Current(None) => None,
+                // Updates keep whatever lease the key is bound to.
+                Expected::ModRevision(_) | Expected::Current(Some(_)) => {
+                    Some(PutOptions::new().with_ignore_lease())
+                }
+            };
+            compares.push(write.expected.compare(key));
+            success.push(TxnOp::put(key, write.value.encode(), put_options));
+            if write.expected.replaces() {
+                // A replace does not know the key's create revision: read it back.
+                read_back.push(TxnOp::get(key, None));
+            }
+        }
+        success.extend(read_back);
         compares.extend(
             requires
                 .iter()
                 .map(|r| Compare::version(r.key.as_str(), CompareOp::Greater, 0)),
         );
-        let mut diagnose = vec![TxnOp::get(key, None)];
-        diagnose.extend(requires.iter().map(|r| TxnOp::get(r.key.as_str(), None)));
-        let mut success = vec![TxnOp::put(key, value.encode(), put_options)];
-        if !matches!(expected, Expected::Absent { .. } | Expected::Current(None)) {
-            // A replace does not know the key's create revision: read it back.
-            success.push(TxnOp::get(key, None));
-        }
+        let diagnose: Vec<TxnOp> = writes
+            .iter()
+            .map(|w| w.key.as_str())
+            .chain(requires.iter().map(|r| r.key.as_str()))
+            .map(|key| TxnOp::get(key, None))
+            .collect();
         let txn = Txn::new()
             .when(compares)
             .and_then(success)
@@ -371,41 +431,28 @@ impl Registry {
         let mut kv = self.etcd().kv_client();
         let response = self.call("write", kv.txn(txn)).await?;
         let revision = response.header().map_or(0, |h| h.revision());
-        if response.succeeded() {
-            let create_revision = response
-                .op_responses()
-                .iter()
-                .find_map(|r| match r {
-                    TxnOpResponse::Get(get) => get.kvs().first().map(KeyValue::create_revision),
-                    _ => None,
-                })
-                .unwrap_or(revision);
-            return Ok(Versioned {
-                key: key.to_owned(),
-                value,
-                create_revision,
-                mod_revision: revision,
-                revision,
-            });
+        let found = found_kvs(&response.op_responses());
+        if !response.succeeded() {
+            return Err(diagnose_failure(&writes, requires, &found));
         }
-        let found = found_flags(&response.op_responses());
-        let key_found = found.first().copied().unwrap_or(false);
-        if let Some((missing, _)) = requires
-            .iter()
-            .zip(found.iter().skip(1))
-            .find(|(_, found)| !**found)
-        {
-            return Err(Error::NotFound(missing.object.clone()));
-        }
-        Err(match (expected, key_found) {
-            (Expected::Absent { .. }, _) => Error::AlreadyExists(object),
-            (Expected::ModRevision(_), false) => Error::NotFound(object),
-            (Expected::ModRevision(expected), true) => Error::Conflict { object, expected },
-            (Expected::Current(expected), _) => Error::Conflict {
-                object,
-                expected: expected.unwrap_or(0),
-            },
-        })
+        // Success responses: one per put, then the read-backs in write order.
+        let mut read_backs = found.into_iter().flatten();
+        Ok(writes
+            .into_iter()
+            .map(|write| {
+                let create_revision = match write.expected.replaces() {
+                    true => read_backs.next().map_or(revision, |kv| kv.create_revision),
+                    false => revision,
+                };
+                Versioned {
+                    key: write.key,
+                    value: write.value,
+                    create_revision,
+                    mod_revision: revision,
+                    revision,
+                }
+            })
+            .collect())
     }
 
     /// Replaces `previous` with `value` if the key is still at `previous`'s mod revision.
@@ -434,11 +481,33 @@ impl Registry {
         expected: Option<i64>,
         cascade: &[Cascade],
     ) -> Result<i64> {
-        let compare = match expected {
-            Some(revision) => Compare::mod_revision(key, CompareOp::Equal, revision),
-            None => Compare::version(key, CompareOp::Greater, 0),
+        let target = Delete {
+            object,
+            key: key.to_owned(),
+            expected,
         };
-        let mut deletes = vec![TxnOp::delete(key, None)];
+        self.delete_objects(vec![target], cascade).await
+    }
+
+    /// Deletes every target (each if still at its expected mod revision, when
+    /// given) and everything `cascade` names — all or nothing, in one
+    /// transaction. Returns the revision of the deletion.
+    pub(crate) async fn delete_objects(
+        &self,
+        targets: Vec<Delete>,
+        cascade: &[Cascade],
+    ) -> Result<i64> {
+        let compares: Vec<Compare> = targets
+            .iter()
+            .map(|t| match t.expected {
+                Some(revision) => Compare::mod_revision(t.key.as_str(), CompareOp::Equal, revision),
+                None => Compare::version(t.key.as_str(), CompareOp::Greater, 0),
+            })
+            .collect();
+        let mut deletes: Vec<TxnOp> = targets
+            .iter()
+            .map(|t| TxnOp::delete(t.key.as_str(), None))
+            .collect();
         deletes.extend(cascade.iter().map(|target| match target {
             Cascade::Prefix(prefix) => TxnOp::delete(
                 prefix.as_str(),
@@ -446,40 +515,96 @@ impl Registry {
             ),
             Cascade::Key(key) => TxnOp::delete(key.as_str(), None),
         }));
+        let diagnose: Vec<TxnOp> = targets
+            .iter()
+            .map(|t| TxnOp::get(t.key.as_str(), None))
+            .collect();
         let txn = Txn::new()
-            .when(vec![compare])
+            .when(compares)
             .and_then(deletes)
-            .or_else(vec![TxnOp::get(key, None)]);
-        self.cas("delete", object, expected.unwrap_or(0), txn).await
-    }
-
-    /// Runs a single-key conditional transaction whose `else` branch reads the key,
-    /// telling a missing object from a changed one. Returns the revision written at.
-    async fn cas(
-        &self,
-        op: &'static str,
-        object: ObjectRef,
-        expected: i64,
-        txn: Txn,
-    ) -> Result<i64> {
+            .or_else(diagnose);
         let mut kv = self.etcd().kv_client();
-        let response = self.call(op, kv.txn(txn)).await?;
-        let revision = response.header().map_or(0, |h| h.revision());
+        let response = self.call("delete", kv.txn(txn)).await?;
         if response.succeeded() {
-            return Ok(revision);
+            return Ok(response.header().map_or(0, |h| h.revision()));
         }
-        match found_flags(&response.op_responses()).first() {
-            Some(true) => Err(Error::Conflict { object, expected }),
-            _ => Err(Error::NotFound(object)),
+        let found = found_kvs(&response.op_responses());
+        for (target, found) in targets.into_iter().zip(found) {
+            match (found, target.expected) {
+                (None, _) => return Err(Error::NotFound(target.object)),
+                (Some(kv), Some(expected)) if kv.mod_revision != expected => {
+                    return Err(Error::Conflict {
+                        object: target.object,
+                        expected,
+                    });
+                }
+                _ => {}
+            }
         }
+        Err(Error::Request {
+            op: "delete",
+            message: "transaction failed without a failed condition".into(),
+        })
     }
 }
 
-/// For each `get` in a transaction's responses, whether it found the key.
-fn found_flags(responses: &[TxnOpResponse]) -> Vec<bool> {
+/// Which condition of a failed batch write failed: a missing required key
+/// first, then the first write whose expectation did not hold.
+fn diagnose_failure<T>(
+    writes: &[Write<T>],
+    requires: &[Requires],
+    found: &[Option<FoundKv>],
+) -> Error {
+    let (for_writes, for_requires) = found.split_at(writes.len().min(found.len()));
+    if let Some((missing, _)) = requires
+        .iter()
+        .zip(for_requires)
+        .find(|(_, found)| found.is_none())
+    {
+        return Error::NotFound(missing.object.clone());
+    }
+    for (write, found) in writes.iter().zip(for_writes) {
+        let mod_revision = found.as_ref().map(|kv| kv.mod_revision);
+        let object = write.object.clone();
+        match (write.expected, mod_revision) {
+            (Expected::Absent { .. }, Some(_)) => return Error::AlreadyExists(object),
+            (Expected::ModRevision(_), None) => return Error::NotFound(object),
+            (Expected::ModRevision(expected), Some(actual)) if actual != expected => {
+                return Error::Conflict { object, expected };
+            }
+            (Expected::Current(expected), actual) if expected != actual => {
+                return Error::Conflict {
+                    object,
+                    expected: expected.unwrap_or(0),
+                };
+            }
+            _ => {}
+        }
+    }
+    Error::Request {
+        op: "write",
+        message: "transaction failed without a failed condition".into(),
+    }
+}
+
+/// The revisions of a key a transaction's `get` found.
+#[derive(Debug, Clone, Copy)]
+struct FoundKv {
+    create_revision: i64,
+    mod_revision: i64,
+}
+
+/// For each `get` in a transaction's responses, what it found.
+fn found_kvs(responses: &[TxnOpResponse]) -> Vec<Option<FoundKv>> {
     responses
         .iter()
-        .map(|r| matches!(r, TxnOpResponse::Get(get) if !get.kvs().is_empty()))
+        .filter_map(|r| match r {
+            TxnOpResponse::Get(get) => Some(get.kvs().first().map(|kv| FoundKv {
+                create_revision: kv.create_revision(),
+                mod_revision: kv.mod_revision(),
+            })),
+            _ => None,
+        })
         .collect()
 }
 

@@ -4,7 +4,7 @@ use visor_controllers::{App, EnvKey};
 
 use super::{Visor, name};
 use crate::registry::error::{Kind, ObjectRef, Result};
-use crate::registry::store::{Cascade, Expected, Listing, Requires, Versioned};
+use crate::registry::store::{Cascade, Delete, Expected, Listing, Requires, Versioned, Write};
 
 impl Visor {
     /// Registers app `app`; `AlreadyExists` if it is registered.
@@ -64,20 +64,44 @@ impl Visor {
 
     /// Sets env var `key` of `app` to `value` (creating or replacing it); the app must exist.
     pub async fn set_env(&self, app: &str, key: &str, value: &str) -> Result<Versioned<String>> {
-        let (app, key) = (name("app", app)?, EnvKey::parse(key)?);
-        let env_key = self.keys().env(&app, key.as_str());
-        let object = ObjectRef::new(Kind::Env, &[app.as_str(), key.as_str()]);
+        let mut written = self.set_envs(app, &[(key, value)]).await?;
+        Ok(written.remove(0))
+    }
+
+    /// Sets several env vars of `app` at once: all or none. Every name is
+    /// validated before anything is sent; the app must exist.
+    pub async fn set_envs(
+        &self,
+        app: &str,
+        vars: &[(&str, &str)],
+    ) -> Result<Vec<Versioned<String>>> {
+        let app = name("app", app)?;
+        let keys = vars
+            .iter()
+            .map(|(key, _)| EnvKey::parse(key))
+            .collect::<Result<Vec<_>, _>>()?;
         let requires = [Requires {
             key: self.keys().app(&app),
             object: ObjectRef::new(Kind::App, &[app.as_str()]),
         }];
-        // A set is a write of the value the caller chose, not an update of one it
-        // read: compare against what is there now, so a racing unset or set shows
-        // up as a conflict instead of being silently overwritten.
-        let expected = self.registry.expect_current(&env_key).await?;
-        self.registry
-            .write_object(object, &env_key, value.to_owned(), expected, &requires)
-            .await
+        // A set writes the value the caller chose, not an update of one it read:
+        // each write compares against what is there now, so a racing set or
+        // unset shows up as a conflict instead of being silently overwritten.
+        let writes = keys.iter().zip(vars).map(|(key, (_, value))| {
+            let env_key = self.keys().env(&app, key.as_str());
+            let object = ObjectRef::new(Kind::Env, &[app.as_str(), key.as_str()]);
+            async move {
+                let expected = self.registry.expect_current(&env_key).await?;
+                Ok::<_, crate::registry::Error>(Write {
+                    object,
+                    key: env_key,
+                    value: (*value).to_owned(),
+                    expected,
+                })
+            }
+        });
+        let writes = futures::future::try_join_all(writes).await?;
+        self.registry.write_objects(writes, &requires).await
     }
 
     /// Reads env var `key` of `app`.
@@ -99,10 +123,25 @@ impl Visor {
 
     /// Removes env var `key` of `app`; `NotFound` if it is not set.
     pub async fn unset_env(&self, app: &str, key: &str) -> Result<i64> {
-        let (app, key) = (name("app", app)?, EnvKey::parse(key)?);
-        let object = ObjectRef::new(Kind::Env, &[app.as_str(), key.as_str()]);
-        self.registry
-            .delete_object(object, &self.keys().env(&app, key.as_str()), None, &[])
-            .await
+        self.unset_envs(app, &[key]).await
+    }
+
+    /// Removes several env vars of `app` at once: all or none (`NotFound`
+    /// naming the first that is not set).
+    pub async fn unset_envs(&self, app: &str, keys: &[&str]) -> Result<i64> {
+        let app = name("app", app)?;
+        let keys = keys
+            .iter()
+            .map(|key| EnvKey::parse(key))
+            .collect::<Result<Vec<_>, _>>()?;
+        let targets = keys
+            .iter()
+            .map(|key| Delete {
+                object: ObjectRef::new(Kind::Env, &[app.as_str(), key.as_str()]),
+                key: self.keys().env(&app, key.as_str()),
+                expected: None,
+            })
+            .collect();
+        self.registry.delete_objects(targets, &[]).await
     }
 }

@@ -68,6 +68,17 @@ impl Visor {
 
     /// Lists the instances that match `filter`, in id (so creation) order.
     pub async fn instances(&self, filter: &InstanceFilter) -> Result<Listing<Instance>> {
+        // A malformed filter name could never match: refuse it rather than list nothing.
+        for (field, value) in [
+            ("app", &filter.app),
+            ("rev", &filter.rev),
+            ("proc", &filter.proc),
+            ("host", &filter.host),
+        ] {
+            if let Some(value) = value {
+                name(field, value)?;
+            }
+        }
         let mut listing: Listing<Instance> = self
             .registry
             .list_objects(Kind::Instance, &self.keys().instances())

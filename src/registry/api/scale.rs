@@ -5,7 +5,7 @@ use visor_controllers::Scale;
 use super::{Visor, name};
 use crate::registry::error::{Kind, ObjectRef, Result};
 use crate::registry::keys::KeyPath;
-use crate::registry::store::{Listing, Requires, Versioned};
+use crate::registry::store::{Listing, Requires, Versioned, Write};
 
 /// One scale factor with the names its key carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,10 +22,6 @@ pub struct ScaleFactor {
 
 impl Visor {
     /// Sets the scale factor of (`app`, `rev`, `proc`) to `replicas`.
-    ///
-    /// The app, the revision and the proc type must exist, checked in the same
-    /// transaction as the write. The write compares against the factor as read
-    /// just before, so two racing setters cannot both believe they won.
     pub async fn set_scale(
         &self,
         app: &str,
@@ -33,10 +29,29 @@ impl Visor {
         proc: &str,
         replicas: u32,
     ) -> Result<Versioned<Scale>> {
-        let (app, rev, proc) = (name("app", app)?, name("rev", rev)?, name("proc", proc)?);
+        let mut written = self.set_scales(app, rev, &[(proc, replicas)]).await?;
+        Ok(written.remove(0))
+    }
+
+    /// Sets the scale factors of several proc types of (`app`, `rev`) at once:
+    /// all or none.
+    ///
+    /// The app, the revision and every proc type must exist, checked in the
+    /// same transaction as the writes. Each write compares against the factor
+    /// as read just before, so two racing setters cannot both believe they won.
+    pub async fn set_scales(
+        &self,
+        app: &str,
+        rev: &str,
+        factors: &[(&str, u32)],
+    ) -> Result<Vec<Versioned<Scale>>> {
+        let (app, rev) = (name("app", app)?, name("rev", rev)?);
+        let procs = factors
+            .iter()
+            .map(|(proc, _)| name("proc", proc))
+            .collect::<Result<Vec<_>>>()?;
         let keys = self.keys();
-        let key = keys.scale(&app, &rev, &proc);
-        let requires = [
+        let mut requires = vec![
             Requires {
                 key: keys.app(&app),
                 object: ObjectRef::new(Kind::App, &[app.as_str()]),
@@ -45,17 +60,29 @@ impl Visor {
                 key: keys.rev(&app, &rev),
                 object: ObjectRef::new(Kind::Rev, &[app.as_str(), rev.as_str()]),
             },
-            Requires {
-                key: keys.proc(&app, &proc),
-                object: ObjectRef::new(Kind::Proc, &[app.as_str(), proc.as_str()]),
-            },
         ];
-        let object = ObjectRef::new(Kind::Scale, &[app.as_str(), rev.as_str(), proc.as_str()]);
-        // Compare against whatever is stored now, even a malformed value, which this overwrites.
-        let expected = self.registry.expect_current(&key).await?;
-        self.registry
-            .write_object(object, &key, Scale { replicas }, expected, &requires)
-            .await
+        requires.extend(procs.iter().map(|proc| Requires {
+            key: keys.proc(&app, proc),
+            object: ObjectRef::new(Kind::Proc, &[app.as_str(), proc.as_str()]),
+        }));
+        let writes = procs.iter().zip(factors).map(|(proc, (_, replicas))| {
+            let key = keys.scale(&app, &rev, proc);
+            let object = ObjectRef::new(Kind::Scale, &[app.as_str(), rev.as_str(), proc.as_str()]);
+            async move {
+                // Compare against whatever is stored now, even a malformed value, which this overwrites.
+                let expected = self.registry.expect_current(&key).await?;
+                Ok::<_, crate::registry::Error>(Write {
+                    object,
+                    key,
+                    value: Scale {
+                        replicas: *replicas,
+                    },
+                    expected,
+                })
+            }
+        });
+        let writes = futures::future::try_join_all(writes).await?;
+        self.registry.write_objects(writes, &requires).await
     }
 
     /// Reads the scale factor of (`app`, `rev`, `proc`); `NotFound` if never set.
