@@ -4,9 +4,10 @@
 //! Exit codes: 0 success, 1 any other failure, 2 usage error, 3 not found,
 //! 4 conflict or already exists, 5 registry unavailable.
 
-mod desired;
+mod apps;
 mod observed;
 mod output;
+mod procs;
 mod up;
 
 use std::process::ExitCode;
@@ -44,18 +45,18 @@ enum Command {
 enum RegistryCommand {
     /// Apps: register, unregister, list, show.
     #[command(subcommand)]
-    App(desired::AppCommand),
+    App(apps::AppCommand),
     /// Environment variables of an app.
     #[command(subcommand)]
-    Env(desired::EnvCommand),
+    Env(apps::EnvCommand),
     /// Proc types of an app.
     #[command(subcommand)]
-    Proc(desired::ProcCommand),
+    Proc(procs::ProcCommand),
     /// Revisions of an app.
     #[command(subcommand)]
-    Rev(desired::RevCommand),
+    Rev(procs::RevCommand),
     /// Show or set revision scale factors: `visor scale web v1 http=3 worker=1`.
-    Scale(desired::ScaleArgs),
+    Scale(procs::ScaleArgs),
     /// List instances.
     Instances(observed::InstancesArgs),
     /// List live hosts.
@@ -107,16 +108,34 @@ async fn run(cli: Cli) -> Result<(), Error> {
     };
     let visor = Visor::connect(&cli.registry).await?;
     match command {
-        RegistryCommand::App(command) => desired::app(&visor, command, &out).await,
-        RegistryCommand::Env(command) => desired::env(&visor, command, &out).await,
-        RegistryCommand::Proc(command) => desired::proc(&visor, command, &out).await,
-        RegistryCommand::Rev(command) => desired::rev(&visor, command, &out).await,
-        RegistryCommand::Scale(args) => desired::scale(&visor, args, &out).await,
+        RegistryCommand::App(command) => apps::app(&visor, command, &out).await,
+        RegistryCommand::Env(command) => apps::env(&visor, command, &out).await,
+        RegistryCommand::Proc(command) => procs::proc(&visor, command, &out).await,
+        RegistryCommand::Rev(command) => procs::rev(&visor, command, &out).await,
+        RegistryCommand::Scale(args) => procs::scale(&visor, args, &out).await,
         RegistryCommand::Instances(args) => observed::instances(&visor, args, &out).await,
         RegistryCommand::Hosts => observed::hosts(&visor, &out).await,
         RegistryCommand::Tickets(args) => observed::tickets(&visor, args, &out).await,
         RegistryCommand::Watch(args) => observed::watch(&visor, args, &out).await,
     }
+}
+
+/// Parses `KEY=VALUE` (the value may contain `=`).
+pub(crate) fn parse_assignment(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("expected KEY=VALUE, got {text:?}")),
+    }
+}
+
+/// Parses `PROC=N` with a non-negative integer N.
+pub(crate) fn parse_scale(text: &str) -> Result<(String, u32), String> {
+    let (proc, count) =
+        parse_assignment(text).map_err(|_| format!("expected PROC=N, got {text:?}"))?;
+    let count = count
+        .parse()
+        .map_err(|_| format!("scale for {proc} must be a non-negative integer, got {count:?}"))?;
+    Ok((proc, count))
 }
 
 fn exit_code(error: &Error) -> u8 {

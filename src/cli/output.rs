@@ -6,6 +6,8 @@
 use comfy_table::{ContentArrangement, Table, presets};
 use serde::Serialize;
 
+use crate::registry::{Kind, ObjectRef};
+
 /// Output format selected with `-o`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -91,5 +93,13 @@ impl Row for Removed {
     const HEADERS: &'static [&'static str] = &["removed", "revision"];
     fn cells(&self) -> Vec<String> {
         vec![self.removed.clone(), self.revision.to_string()]
+    }
+}
+
+/// The confirmation that the object of `kind` named by `parts` was removed at `revision`.
+pub fn removed(kind: Kind, parts: &[&str], revision: i64) -> Removed {
+    Removed {
+        removed: ObjectRef::new(kind, parts).to_string(),
+        revision,
     }
 }

@@ -1,0 +1,312 @@
+//! Typed, versioned objects on etcd keys: codecs, reads, and paginated
+//! listings at one revision; conditional writes live in `write`.
+//!
+//! Invariant: a listing is one consistent snapshot (every page is read at the
+//! revision of the first), and a value that does not decode or a key that does
+//! not fit the layout is reported in `skipped`, never fatal.
+
+mod write;
+
+pub(crate) use write::{Cascade, Delete, Expected, Requires, Write};
+
+use std::fmt;
+
+use etcd_client::{GetOptions, KeyValue};
+use visor_controllers::{App, Host, Instance, ProcType, Revision, Scale, SchemaVersion, Ticket};
+
+use super::client::Registry;
+use super::error::{Error, Kind, ObjectRef, Result};
+
+/// Keys per page when listing; keeps each response far below gRPC's message limit.
+const PAGE_SIZE: i64 = 1000;
+
+/// An object as read from the registry, with the revisions that version it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned<T> {
+    /// The object's full key.
+    pub key: String,
+    /// The decoded document.
+    pub value: T,
+    /// The revision that created the key (orders objects by creation).
+    pub create_revision: i64,
+    /// The revision of the last write; updates compare against it.
+    pub mod_revision: i64,
+    /// The registry revision this copy was read (or written) at.
+    pub revision: i64,
+}
+
+impl<T> Versioned<T> {
+    /// The last `/`-separated segment of the key: the object's own name.
+    pub fn name(&self) -> &str {
+        self.key.rsplit('/').next().unwrap_or_default()
+    }
+}
+
+/// A stored value that could not be decoded; listings skip and report it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Malformed {
+    /// What the key should hold.
+    pub kind: Kind,
+    /// The key.
+    pub key: String,
+    /// What is wrong with the value.
+    pub reason: String,
+}
+
+impl fmt::Display for Malformed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "skipped malformed {} at {}: {}",
+            self.kind.as_str(),
+            self.key,
+            self.reason
+        )
+    }
+}
+
+impl From<Malformed> for Error {
+    fn from(m: Malformed) -> Self {
+        Error::Malformed {
+            kind: m.kind,
+            key: m.key,
+            reason: m.reason,
+        }
+    }
+}
+
+/// Every object under a prefix at one revision, plus what had to be skipped.
+#[derive(Debug, Clone)]
+pub struct Listing<T> {
+    /// Decoded objects, in key order unless the call says otherwise.
+    pub items: Vec<Versioned<T>>,
+    /// The revision the whole listing was read at.
+    pub revision: i64,
+    /// Values that failed to decode, reported and left in place.
+    pub skipped: Vec<Malformed>,
+}
+
+impl<T> Listing<T> {
+    /// Converts every value, moving those `convert` refuses to `skipped`.
+    pub(crate) fn map_values<U>(
+        self,
+        kind: Kind,
+        mut convert: impl FnMut(&str, T) -> Result<U, String>,
+    ) -> Listing<U> {
+        let mut skipped = self.skipped;
+        let mut items = Vec::with_capacity(self.items.len());
+        for item in self.items {
+            let Versioned {
+                key,
+                value,
+                create_revision,
+                mod_revision,
+                revision,
+            } = item;
+            match convert(&key, value) {
+                Ok(value) => items.push(Versioned {
+                    key,
+                    value,
+                    create_revision,
+                    mod_revision,
+                    revision,
+                }),
+                Err(reason) => skipped.push(Malformed { kind, key, reason }),
+            }
+        }
+        Listing {
+            items,
+            revision: self.revision,
+            skipped,
+        }
+    }
+
+    fn report_skipped(&self) {
+        for malformed in &self.skipped {
+            tracing::warn!(key = %malformed.key, kind = malformed.kind.as_str(), reason = %malformed.reason, "skipping malformed registry value");
+        }
+    }
+}
+
+/// How a stored value is written and read: JSON documents, or raw strings for
+/// environment variables (so `etcdctl put /visor/env/web/PORT 80` just works).
+pub(crate) trait Codec: Sized {
+    /// The bytes stored for `self`.
+    fn encode(&self) -> Vec<u8>;
+    /// The value stored as `bytes`, or why they are not one.
+    fn decode(bytes: &[u8]) -> Result<Self, String>;
+}
+
+macro_rules! json_codec {
+    ($($ty:ty),* $(,)?) => {$(
+        impl Codec for $ty {
+            fn encode(&self) -> Vec<u8> {
+                // Plain structs with string-keyed maps always serialize.
+                serde_json::to_vec(self).expect("invariant: registry documents always serialize to JSON")
+            }
+            fn decode(bytes: &[u8]) -> Result<Self, String> {
+                serde_json::from_slice(bytes).map_err(|error| error.to_string())
+            }
+        }
+    )*};
+}
+
+json_codec!(
+    App,
+    ProcType,
+    Revision,
+    Scale,
+    Host,
+    Instance,
+    Ticket,
+    SchemaVersion
+);
+
+impl Codec for String {
+    fn encode(&self) -> Vec<u8> {
+        self.as_bytes().to_vec()
+    }
+    fn decode(bytes: &[u8]) -> Result<Self, String> {
+        String::from_utf8(bytes.to_vec()).map_err(|_| "value is not UTF-8".to_owned())
+    }
+}
+
+/// Decodes one key-value pair as a value of `kind`.
+pub(crate) fn decode<T: Codec>(
+    kind: Kind,
+    kv: &KeyValue,
+    revision: i64,
+) -> Result<Versioned<T>, Malformed> {
+    let key = String::from_utf8_lossy(kv.key()).into_owned();
+    match T::decode(kv.value()) {
+        Ok(value) => Ok(Versioned {
+            key,
+            value,
+            create_revision: kv.create_revision(),
+            mod_revision: kv.mod_revision(),
+            revision,
+        }),
+        Err(reason) => Err(Malformed { kind, key, reason }),
+    }
+}
+
+/// The first key after every key that starts with `prefix`.
+fn prefix_end(prefix: &str) -> Vec<u8> {
+    let mut end = prefix.as_bytes().to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+impl Registry {
+    /// Reads one object; `NotFound(object)` when the key is absent.
+    pub(crate) async fn get_object<T: Codec>(
+        &self,
+        object: ObjectRef,
+        key: &str,
+    ) -> Result<Versioned<T>> {
+        let kind = object.kind;
+        match self.find_object(kind, key).await? {
+            (Some(found), _) => Ok(found),
+            (None, _) => Err(Error::NotFound(object)),
+        }
+    }
+
+    /// Reads one object if present, with the revision the read was taken at.
+    pub(crate) async fn find_object<T: Codec>(
+        &self,
+        kind: Kind,
+        key: &str,
+    ) -> Result<(Option<Versioned<T>>, i64)> {
+        let mut kv = self.etcd().kv_client();
+        let response = self.call("get", kv.get(key, None)).await?;
+        let revision = response.header().map_or(0, |h| h.revision());
+        match response.kvs().first() {
+            Some(kv) => Ok((Some(decode(kind, kv, revision)?), revision)),
+            None => Ok((None, revision)),
+        }
+    }
+
+    /// The precondition "the key is as it is now" (absent, or at its current mod
+    /// revision), for writes that replace whatever is there but must not race.
+    pub(crate) async fn expect_current(&self, key: &str) -> Result<Expected> {
+        let mut kv = self.etcd().kv_client();
+        let options = GetOptions::new().with_keys_only();
+        let response = self.call("get", kv.get(key, Some(options))).await?;
+        Ok(Expected::Current(
+            response.kvs().first().map(KeyValue::mod_revision),
+        ))
+    }
+
+    /// Lists every object under `prefix` at one revision, in key order, paging as needed.
+    pub(crate) async fn list_objects<T: Codec>(
+        &self,
+        kind: Kind,
+        prefix: &str,
+    ) -> Result<Listing<T>> {
+        let mut kv = self.etcd().kv_client();
+        let end = prefix_end(prefix);
+        let mut start = prefix.as_bytes().to_vec();
+        let mut revision = 0;
+        let mut listing = Listing {
+            items: Vec::new(),
+            revision: 0,
+            skipped: Vec::new(),
+        };
+        loop {
+            let mut options = GetOptions::new()
+                .with_range(end.clone())
+                .with_limit(PAGE_SIZE);
+            if revision > 0 {
+                options = options.with_revision(revision);
+            }
+            let response = self
+                .call("list", kv.get(start.clone(), Some(options)))
+                .await?;
+            if revision == 0 {
+                revision = response.header().map_or(0, |h| h.revision());
+            }
+            for kv in response.kvs() {
+                let key = String::from_utf8_lossy(kv.key());
+                if self.keys().parse(&key).kind() != Some(kind) {
+                    listing.skipped.push(Malformed {
+                        kind,
+                        key: key.into_owned(),
+                        reason: "the key does not fit the registry layout (see docs/registry.md)"
+                            .to_owned(),
+                    });
+                    continue;
+                }
+                match decode(kind, kv, revision) {
+                    Ok(item) => listing.items.push(item),
+                    Err(malformed) => listing.skipped.push(malformed),
+                }
+            }
+            match (response.more(), response.kvs().last()) {
+                (true, Some(last)) => {
+                    start = last.key().to_vec();
+                    start.push(0);
+                }
+                _ => break,
+            }
+        }
+        listing.revision = revision;
+        listing.report_skipped();
+        Ok(listing)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_end_is_the_next_key_after_the_prefix() {
+        assert_eq!(prefix_end("/visor/apps/"), b"/visor/apps0".to_vec());
+        assert_eq!(prefix_end("a\u{7f}"), b"a\x80".to_vec());
+    }
+}
