@@ -29,30 +29,19 @@ fn instance(i: usize) -> Instance {
     )
 }
 
-async fn raw_puts(
-    client: &etcd_client::Client,
-    prefix: &str,
-    count: usize,
-    concurrency: usize,
-) -> Duration {
-    let started = Instant::now();
-    futures::stream::iter(0..count)
-        .for_each_concurrent(concurrency, |i| {
-            let mut kv = client.kv_client();
-            let key = format!("{prefix}/instances/{}", uuid::Uuid::now_v7());
-            let value = serde_json::to_vec(&instance(i)).expect("instances serialize");
-            async move {
-                kv.put(key, value, None).await.expect("raw put");
-            }
-        })
-        .await;
-    started.elapsed()
+/// How the raw side writes each key.
+#[derive(Clone, Copy)]
+enum Raw {
+    /// A plain put.
+    Put,
+    /// The same create-if-absent transaction Visor sends, built by hand:
+    /// separates what etcd's transaction costs from what the typed layer adds.
+    CreateIfAbsent,
 }
 
-/// The same create-if-absent transaction Visor sends, built by hand: separates
-/// what etcd's transaction costs from what the typed layer adds.
-async fn raw_txns(
+async fn raw_writes(
     client: &etcd_client::Client,
+    how: Raw,
     prefix: &str,
     count: usize,
     concurrency: usize,
@@ -64,16 +53,21 @@ async fn raw_txns(
             let mut kv = client.kv_client();
             let key = format!("{prefix}/instances/{}", uuid::Uuid::now_v7());
             let value = serde_json::to_vec(&instance(i)).expect("instances serialize");
-            let txn = Txn::new()
-                .when(vec![Compare::create_revision(
-                    key.as_str(),
-                    CompareOp::Equal,
-                    0,
-                )])
-                .and_then(vec![TxnOp::put(key.as_str(), value, None)])
-                .or_else(vec![TxnOp::get(key.as_str(), None)]);
             async move {
-                kv.txn(txn).await.expect("raw txn");
+                match how {
+                    Raw::Put => drop(kv.put(key, value, None).await.expect("raw put")),
+                    Raw::CreateIfAbsent => {
+                        let txn = Txn::new()
+                            .when(vec![Compare::create_revision(
+                                key.as_str(),
+                                CompareOp::Equal,
+                                0,
+                            )])
+                            .and_then(vec![TxnOp::put(key.as_str(), value, None)])
+                            .or_else(vec![TxnOp::get(key.as_str(), None)]);
+                        drop(kv.txn(txn).await.expect("raw txn"));
+                    }
+                }
             }
         })
         .await;
@@ -108,17 +102,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "concurrency", "put s", "txn s", "typed s", "typed ops/s", "typed/raw put", "typed/raw txn"
     );
     for concurrency in CONCURRENCY {
-        raw_puts(&raw, "/bench-warmup", WARM_UP, concurrency).await;
+        raw_writes(&raw, Raw::Put, "/bench-warmup", WARM_UP, concurrency).await;
         typed_creates(&visor, WARM_UP, concurrency).await?;
-        let put = raw_puts(
+        let put = raw_writes(
             &raw,
+            Raw::Put,
             &format!("/bench-put-{concurrency}"),
             count,
             concurrency,
         )
         .await;
-        let txn = raw_txns(
+        let txn = raw_writes(
             &raw,
+            Raw::CreateIfAbsent,
             &format!("/bench-txn-{concurrency}"),
             count,
             concurrency,
