@@ -39,50 +39,41 @@ impl Registry {
     /// When none does, the error lists every endpoint with its own failure.
     pub async fn connect(config: &RegistryConfig) -> Result<Self> {
         let keys = Keys::new(&config.root)?;
-        if config.endpoints.iter().all(|e| e.trim().is_empty()) {
-            return Err(Error::Config("no registry endpoints given".into()));
-        }
         let endpoints: Vec<String> = config
             .endpoints
             .iter()
             .map(|e| e.trim().to_owned())
             .filter(|e| !e.is_empty())
             .collect();
+        if endpoints.is_empty() {
+            return Err(Error::Config("no registry endpoints given".into()));
+        }
         let options = connect_options(config)?;
         let joined: Arc<str> = endpoints.join(",").into();
-        let connected = tokio::time::timeout(
-            config.connect_timeout,
-            Client::connect(&endpoints, Some(options.clone())),
-        )
-        .await;
-        let client = match connected {
-            Ok(Ok(client)) => client,
-            Ok(Err(error)) => return Err(map_error("connect", &joined, error)),
-            Err(_) => {
-                return Err(
-                    probe_each(&endpoints, &options, config.connect_timeout, "connect").await,
-                );
+        // An unreachable registry is diagnosed endpoint by endpoint; other
+        // failures (credentials, say) are reported as they are.
+        let failed = |error: Option<etcd_client::Error>| async {
+            match error.map(|error| map_error("connect", &joined, error)) {
+                Some(error) if !matches!(error, Error::Unavailable { .. }) => error,
+                _ => probe_each(&endpoints, &options, config.connect_timeout, "connect").await,
             }
         };
-        let registry = Self {
+        let connect = async {
+            let mut client = Client::connect(&endpoints, Some(options.clone())).await?;
+            client.status().await?;
+            Ok(client)
+        };
+        let client = match tokio::time::timeout(config.connect_timeout, connect).await {
+            Ok(Ok(client)) => client,
+            Ok(Err(error)) => return Err(failed(Some(error)).await),
+            Err(_) => return Err(failed(None).await),
+        };
+        Ok(Self {
             client,
             keys,
-            endpoints: joined,
+            endpoints: joined.clone(),
             request_timeout: config.request_timeout.max(Duration::from_millis(1)),
-        };
-        let mut maintenance = registry.client.maintenance_client();
-        match tokio::time::timeout(config.connect_timeout, maintenance.status()).await {
-            Ok(Ok(_)) => Ok(registry),
-            Ok(Err(error)) => match map_error("connect", &registry.endpoints, error) {
-                Error::Unavailable { .. } => {
-                    Err(probe_each(&endpoints, &options, config.connect_timeout, "connect").await)
-                }
-                other => Err(other),
-            },
-            Err(_) => {
-                Err(probe_each(&endpoints, &options, config.connect_timeout, "connect").await)
-            }
-        }
+        })
     }
 
     /// The key layout under this registry's root.
