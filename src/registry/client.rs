@@ -173,19 +173,26 @@ async fn probe_each(
     }
 }
 
-/// An error with its whole source chain, since tonic's top-level messages are terse.
-fn describe(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
+/// A short description of an etcd error: what failed and its root cause
+/// (e.g. `tcp connect error: Connection refused (os error 111)`), since the
+/// client's own messages are either terse or full of debug output.
+fn describe(error: &etcd_client::Error) -> String {
+    let (summary, mut source): (String, Option<&(dyn std::error::Error + 'static)>) = match error {
+        etcd_client::Error::GRpcStatus(status) => (
+            status.message().to_owned(),
+            std::error::Error::source(status),
+        ),
+        other => (other.to_string(), std::error::Error::source(other)),
+    };
+    let mut root = None;
     while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
+        root = Some(cause);
         source = cause.source();
     }
-    text
+    match root.map(ToString::to_string) {
+        Some(cause) if !summary.contains(&cause) => format!("{summary}: {cause}"),
+        _ => summary,
+    }
 }
 
 fn is_auth_failure(message: &str) -> bool {
