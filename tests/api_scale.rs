@@ -295,3 +295,50 @@ async fn replacing_sets_report_the_keys_create_revision() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn batch_sets_and_unsets_are_all_or_nothing() {
+    common::within(Duration::from_secs(30), "a batch write hangs", async {
+        let t = common::TestRegistry::start().await;
+        let v = &t.visor;
+        fixtures::seed(&t, "web", "v1", "http").await;
+
+        // A missing proc fails the whole scale batch, naming it; nothing is set.
+        let before = fixtures::raw_revision(&t).await;
+        let refused = v.set_scales("web", "v1", &[("http", 3), ("nope", 1)]).await;
+        fixtures::assert_not_found(refused, fixtures::object(Kind::Proc, &["web", "nope"]));
+        assert_eq!(
+            fixtures::raw_revision(&t).await,
+            before,
+            "a refused batch writes nothing"
+        );
+
+        let set = v
+            .set_scales("web", "v1", &[("http", 3)])
+            .await
+            .expect("set");
+        assert_eq!(set[0].value.replicas, 3);
+
+        // Env: all set at one revision; an unset naming a missing key removes none.
+        let written = v
+            .set_envs("web", &[("A", "1"), ("B", "2")])
+            .await
+            .expect("set envs");
+        assert_eq!(
+            written[0].mod_revision, written[1].mod_revision,
+            "one transaction"
+        );
+        let before = fixtures::raw_revision(&t).await;
+        let refused = v.unset_envs("web", &["A", "MISSING"]).await;
+        fixtures::assert_not_found(refused, fixtures::object(Kind::Env, &["web", "MISSING"]));
+        assert_eq!(
+            fixtures::raw_revision(&t).await,
+            before,
+            "a refused unset removes nothing"
+        );
+        assert_eq!(v.env("web", "A").await.expect("A kept").value, "1");
+        v.unset_envs("web", &["A", "B"]).await.expect("unset both");
+        assert!(v.envs("web").await.expect("list").items.is_empty());
+    })
+    .await;
+}
