@@ -1,7 +1,8 @@
 //! Revision scale factors through the typed API against a real etcd: setting
 //! needs the app, revision and proc type (each missing one is named), reads and
 //! listings, and the cascades by which unregistering an app, a revision or a
-//! proc type removes the factors that depend on it.
+//! proc type removes the factors that depend on it; batch sets and unsets
+//! (scale factors, env vars) are all or nothing.
 
 mod common;
 mod fixtures;
