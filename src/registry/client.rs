@@ -11,6 +11,7 @@ use futures::future::join_all;
 
 use super::config::RegistryConfig;
 use super::error::{Error, Result};
+use super::fence::Fence;
 use super::keys::Keys;
 
 /// A connected registry: an etcd client plus the key layout under its root.
@@ -22,6 +23,8 @@ pub struct Registry {
     keys: Keys,
     endpoints: Arc<str>,
     request_timeout: Duration,
+    /// Set on a leader's handle: every write is conditional on it.
+    fence: Option<Arc<Fence>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -73,7 +76,22 @@ impl Registry {
             keys,
             endpoints: joined.clone(),
             request_timeout: config.request_timeout.max(Duration::from_millis(1)),
+            fence: None,
         })
+    }
+
+    /// A handle whose every write also requires `fence` to hold: a leader's writes.
+    #[must_use]
+    pub fn fenced(&self, fence: Fence) -> Self {
+        Self {
+            fence: Some(Arc::new(fence)),
+            ..self.clone()
+        }
+    }
+
+    /// The fence this handle's writes carry, if any.
+    pub fn fence(&self) -> Option<&Fence> {
+        self.fence.as_deref()
     }
 
     /// The key layout under this registry's root.

@@ -175,6 +175,12 @@ pub enum Error {
         /// The registry's compaction revision.
         compacted: i64,
     },
+    /// A leader's write found its fence broken: it is no longer the leader.
+    #[error("no longer the leader ({fence} is gone); nothing was written")]
+    Deposed {
+        /// The fence that failed, as text.
+        fence: String,
+    },
     /// The registry was written by a newer Visor.
     #[error(
         "registry schema version {found} is newer than this build supports ({supported}); upgrade visor"

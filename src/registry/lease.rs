@@ -2,8 +2,9 @@
 //! endpoints and leadership later).
 //!
 //! Invariant: [`Lease::lost`] is cancelled as soon as the lease can no longer be
-//! trusted to exist — etcd said it expired, or renewals failed until its TTL ran
-//! out — and never before.
+//! trusted to exist — etcd said it expired, or no renewal succeeded within the
+//! renew deadline, which is shorter than the TTL so that a holder stops acting
+//! before etcd can expire the lease and hand what it guards to someone else.
 
 use std::time::Duration;
 
@@ -26,8 +27,18 @@ pub struct Lease {
 }
 
 impl Lease {
-    /// Grants a lease of `ttl` (whole seconds, at least 1) and starts renewing it.
+    /// Grants a lease of `ttl` (whole seconds, at least 1) and starts renewing
+    /// it, with a renew deadline of two thirds of the TTL.
     pub async fn grant(registry: &Registry, ttl: Duration) -> Result<Self> {
+        Self::grant_with_deadline(registry, ttl, ttl * 2 / 3).await
+    }
+
+    /// Like [`grant`](Self::grant), with the given renew deadline (capped at the TTL).
+    pub async fn grant_with_deadline(
+        registry: &Registry,
+        ttl: Duration,
+        renew_deadline: Duration,
+    ) -> Result<Self> {
         let seconds = i64::try_from(ttl.as_secs().max(1)).map_err(|_| Error::InvalidArgument {
             what: "lease ttl",
             reason: format!("{ttl:?} is too long"),
@@ -42,6 +53,7 @@ impl Lease {
             registry.clone(),
             granted.id(),
             ttl,
+            renew_deadline.min(ttl),
             lost.clone(),
         ));
         Ok(Self {
@@ -93,16 +105,22 @@ impl Drop for Lease {
 }
 
 /// Renews `id` every `ttl / 3`; cancels `lost` when etcd reports it expired or
-/// when no renewal succeeded before the lease's own deadline.
-async fn keep_alive(registry: Registry, id: i64, ttl: Duration, lost: CancellationToken) {
+/// when no renewal succeeded within `renew_deadline` of the last one sent.
+async fn keep_alive(
+    registry: Registry,
+    id: i64,
+    ttl: Duration,
+    renew_deadline: Duration,
+    lost: CancellationToken,
+) {
     let period = (ttl / 3).max(Duration::from_millis(100));
-    let mut deadline = Instant::now() + ttl;
+    let mut deadline = Instant::now() + renew_deadline;
     let mut stream = None;
     loop {
         if Instant::now() >= deadline {
             tracing::warn!(
                 lease = id,
-                "lease not renewed within its ttl; treating it as lost"
+                "lease not renewed within its renew deadline; treating it as lost"
             );
             break;
         }
@@ -123,14 +141,16 @@ async fn keep_alive(registry: Registry, id: i64, ttl: Duration, lost: Cancellati
         let Some((keeper, responses)) = stream.as_mut() else {
             continue;
         };
+        // Counted from the send: etcd's own clock restarts when it gets the request.
+        let sent = Instant::now();
         let renewed = async {
             keeper.keep_alive().await?;
             responses.message().await
         };
         match tokio::time::timeout(period, renewed).await {
             Ok(Ok(Some(response))) if response.ttl() > 0 => {
-                deadline = Instant::now()
-                    + Duration::from_secs(u64::try_from(response.ttl()).unwrap_or(0));
+                let granted = Duration::from_secs(u64::try_from(response.ttl()).unwrap_or(0));
+                deadline = sent + renew_deadline.min(granted);
                 tokio::time::sleep(period).await;
             }
             Ok(Ok(Some(_))) => {

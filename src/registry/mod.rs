@@ -12,6 +12,7 @@ mod client;
 mod config;
 mod error;
 mod events;
+mod fence;
 
 mod keys;
 mod lease;
@@ -24,6 +25,7 @@ pub use client::Registry;
 pub use config::RegistryConfig;
 pub use error::{Error, Kind, ObjectRef, Result};
 pub use events::{Event, EventKind, EventStream};
+pub use fence::Fence;
 
 pub use keys::{KeyPath, Keys};
 pub use lease::Lease;

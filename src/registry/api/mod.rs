@@ -39,6 +39,15 @@ impl Visor {
         Ok(visor)
     }
 
+    /// The same API whose every write also requires `fence` (a leader's writes):
+    /// once the fence is broken, writes fail with `Deposed` and write nothing.
+    #[must_use]
+    pub fn fenced(&self, fence: super::fence::Fence) -> Self {
+        Self {
+            registry: self.registry.fenced(fence),
+        }
+    }
+
     /// The underlying registry connection.
     pub fn registry(&self) -> &Registry {
         &self.registry

@@ -134,12 +134,13 @@ impl Registry {
                 .iter()
                 .map(|r| Compare::version(r.key.as_str(), CompareOp::Greater, 0)),
         );
-        let diagnose: Vec<TxnOp> = writes
+        let mut diagnose: Vec<TxnOp> = writes
             .iter()
             .map(|w| w.key.as_str())
             .chain(requires.iter().map(|r| r.key.as_str()))
             .map(|key| TxnOp::get(key, None))
             .collect();
+        self.add_fence(&mut compares, &mut diagnose);
         let txn = Txn::new()
             .when(compares)
             .and_then(success)
@@ -147,8 +148,9 @@ impl Registry {
         let mut kv = self.etcd().kv_client();
         let response = self.call("write", kv.txn(txn)).await?;
         let revision = response.header().map_or(0, |h| h.revision());
-        let found = found_kvs(&response.op_responses());
+        let mut found = found_kvs(&response.op_responses());
         if !response.succeeded() {
+            self.check_fence(&mut found)?;
             return Err(diagnose_failure(&writes, requires, &found));
         }
         // Success responses: one per put, then the read-backs in write order.
@@ -213,7 +215,7 @@ impl Registry {
         targets: Vec<Delete>,
         cascade: &[Cascade],
     ) -> Result<i64> {
-        let compares: Vec<Compare> = targets
+        let mut compares: Vec<Compare> = targets
             .iter()
             .map(|t| match t.expected {
                 Some(revision) => Compare::mod_revision(t.key.as_str(), CompareOp::Equal, revision),
@@ -231,10 +233,11 @@ impl Registry {
             ),
             Cascade::Key(key) => TxnOp::delete(key.as_str(), None),
         }));
-        let diagnose: Vec<TxnOp> = targets
+        let mut diagnose: Vec<TxnOp> = targets
             .iter()
             .map(|t| TxnOp::get(t.key.as_str(), None))
             .collect();
+        self.add_fence(&mut compares, &mut diagnose);
         let txn = Txn::new()
             .when(compares)
             .and_then(deletes)
@@ -244,7 +247,8 @@ impl Registry {
         if response.succeeded() {
             return Ok(response.header().map_or(0, |h| h.revision()));
         }
-        let found = found_kvs(&response.op_responses());
+        let mut found = found_kvs(&response.op_responses());
+        self.check_fence(&mut found)?;
         for (target, found) in targets.into_iter().zip(found) {
             match (found, target.expected) {
                 (None, _) => return Err(Error::NotFound(target.object)),
@@ -261,6 +265,35 @@ impl Registry {
             op: "delete",
             message: "transaction failed without a failed condition".into(),
         })
+    }
+}
+
+impl Registry {
+    /// Adds this handle's fence, if any, to a transaction: one more condition,
+    /// and one more read at the end of the diagnostic branch.
+    fn add_fence(&self, compares: &mut Vec<Compare>, diagnose: &mut Vec<TxnOp>) {
+        if let Some(fence) = self.fence() {
+            compares.push(Compare::create_revision(
+                fence.key.as_str(),
+                CompareOp::Equal,
+                fence.create_revision,
+            ));
+            diagnose.push(TxnOp::get(fence.key.as_str(), None));
+        }
+    }
+
+    /// After a failed transaction: `Deposed` if the fence broke; otherwise
+    /// drops the fence's read so the rest can be diagnosed as usual.
+    fn check_fence(&self, found: &mut Vec<Option<FoundKv>>) -> Result<()> {
+        let Some(fence) = self.fence() else {
+            return Ok(());
+        };
+        match found.pop().flatten() {
+            Some(kv) if kv.create_revision == fence.create_revision => Ok(()),
+            _ => Err(Error::Deposed {
+                fence: fence.to_string(),
+            }),
+        }
     }
 }
 
