@@ -132,6 +132,10 @@ impl Keys {
     pub fn schema(&self) -> String {
         self.join(&["schema"])
     }
+    /// `/leader`: the controller's election prefix.
+    pub fn leader(&self) -> String {
+        self.join(&["leader"])
+    }
     /// `/apps/`
     pub fn apps(&self) -> String {
         self.join(&["apps", ""])

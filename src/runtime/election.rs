@@ -1,0 +1,165 @@
+//! Leader election for the singleton controller, on etcd's election API.
+//!
+//! A campaign starts by granting a lease that is kept alive from that moment
+//! on, so a standby waiting in line is as alive as the leader. Winning yields a
+//! [`Leadership`]: its [`Fence`] (the leader key and the revision that created
+//! it) makes every write of the leader conditional on still being the leader,
+//! and its `lost` token is cancelled the moment leadership can no longer be
+//! trusted — the lease missed its renew deadline or the leader key vanished —
+//! so every leader-only loop stops at once.
+
+use std::time::Duration;
+
+use etcd_client::{EventType, LeaderKey, ResignOptions, WatchOptions};
+use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio_util::task::AbortOnDropHandle;
+
+use crate::registry::{Error, Fence, Lease, Registry, Result};
+
+/// A won election, until resigned or lost.
+#[derive(Debug)]
+pub struct Leadership {
+    registry: Registry,
+    lease: Lease,
+    leader: LeaderKey,
+    fence: Fence,
+    lost: CancellationToken,
+    /// Cancels `lost` when the leadership is dropped without resigning.
+    _lost_on_drop: DropGuard,
+    key_watch: AbortOnDropHandle<()>,
+}
+
+/// Campaigns under `name` (the election prefix) as `identity` with a lease of
+/// `ttl` whose renew deadline is `renew_deadline`; resolves once elected.
+///
+/// Dropping the returned future abandons the campaign; its lease then expires.
+pub async fn campaign(
+    registry: &Registry,
+    name: &str,
+    identity: &str,
+    ttl: Duration,
+    renew_deadline: Duration,
+) -> Result<Leadership> {
+    let lease = Lease::grant_with_deadline(registry, ttl, renew_deadline).await?;
+    let mut election = registry.etcd().election_client();
+    let lease_lost = lease.lost();
+    // Campaigning blocks until elected, so it is not bounded by the request timeout.
+    let response = tokio::select! {
+        response = election.campaign(name, identity, lease.id()) => {
+            response.map_err(|error| registry.error("campaign", error))?
+        }
+        _ = lease_lost.cancelled() => {
+            return Err(registry.unavailable("campaign", "the campaign's lease was lost while waiting"));
+        }
+    };
+    let leader = response.leader().cloned().ok_or_else(|| Error::Request {
+        op: "campaign",
+        message: "the registry elected us without naming the leader key".into(),
+    })?;
+    let fence = Fence {
+        key: String::from_utf8_lossy(leader.key()).into_owned(),
+        create_revision: leader.rev(),
+    };
+    let lost = lease.lost().child_token();
+    let key_watch = AbortOnDropHandle::new(tokio::spawn(watch_leader_key(
+        registry.clone(),
+        fence.clone(),
+        lost.clone(),
+    )));
+    Ok(Leadership {
+        registry: registry.clone(),
+        lease,
+        leader,
+        fence,
+        _lost_on_drop: lost.clone().drop_guard(),
+        lost,
+        key_watch,
+    })
+}
+
+/// The identity of the current leader under `name`, if any.
+pub async fn current_leader(registry: &Registry, name: &str) -> Result<Option<String>> {
+    let mut election = registry.etcd().election_client();
+    match registry.call("leader", election.leader(name)).await {
+        Ok(response) => Ok(response
+            .kv()
+            .map(|kv| String::from_utf8_lossy(kv.value()).into_owned())),
+        // etcd answers "no leader" with an error rather than an empty response.
+        Err(Error::Request { message, .. }) if message.contains("no leader") => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
+impl Leadership {
+    /// The fencing token every leader write must carry.
+    pub fn fence(&self) -> &Fence {
+        &self.fence
+    }
+
+    /// Cancelled once leadership is lost: stop acting at once.
+    pub fn lost(&self) -> CancellationToken {
+        self.lost.clone()
+    }
+
+    /// The lease behind the campaign.
+    pub fn lease_id(&self) -> i64 {
+        self.lease.id()
+    }
+
+    /// Gives leadership up so a standby takes over immediately, then revokes the lease.
+    pub async fn resign(self) -> Result<()> {
+        self.lost.cancel();
+        self.key_watch.abort();
+        let mut election = self.registry.etcd().election_client();
+        let options = ResignOptions::new().with_leader(self.leader.clone());
+        let resigned = self
+            .registry
+            .call("resign", election.resign(Some(options)))
+            .await;
+        // Revoking also removes the leader key if resigning failed half-way.
+        let revoked = self.lease.revoke().await;
+        resigned.and(revoked).map(|_| ())
+    }
+}
+
+/// Cancels `lost` when the leader key is deleted or re-created (someone else's
+/// campaign, or an operator with `etcdctl`): the fence no longer holds.
+async fn watch_leader_key(registry: Registry, fence: Fence, lost: CancellationToken) {
+    let options = WatchOptions::new().with_start_revision(fence.create_revision + 1);
+    let mut watch = registry.etcd().watch_client();
+    let mut stream = match watch.watch(fence.key.as_str(), Some(options)).await {
+        Ok(stream) => stream,
+        Err(error) => {
+            tracing::warn!(%error, "cannot watch the leader key; giving leadership up");
+            lost.cancel();
+            return;
+        }
+    };
+    loop {
+        let message = tokio::select! {
+            message = stream.message() => message,
+            _ = lost.cancelled() => return,
+        };
+        match message {
+            Ok(Some(response)) => {
+                let gone = response.canceled()
+                    || response.events().iter().any(|event| {
+                        event.event_type() == EventType::Delete
+                            || event
+                                .kv()
+                                .is_some_and(|kv| kv.create_revision() != fence.create_revision)
+                    });
+                if gone {
+                    tracing::warn!(%fence, "leader key removed; leadership lost");
+                    break;
+                }
+            }
+            // A broken watch cannot vouch for the key any more.
+            Ok(None) | Err(_) => {
+                tracing::warn!(%fence, "leader key watch ended; giving leadership up");
+                break;
+            }
+        }
+    }
+    lost.cancel();
+}

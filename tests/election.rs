@@ -1,0 +1,165 @@
+//! Leader election and fencing against a real etcd: one leader at a time, a
+//! standby takes over when the leader resigns, a deposed leader's writes are
+//! all refused by the fence (and write nothing), and leadership loss is
+//! signalled when the lease is revoked or the leader key is deleted.
+
+mod common;
+mod fixtures;
+
+use std::time::Duration;
+
+use visor::Error;
+use visor::runtime::election::{self, Leadership};
+
+const LIMIT: Duration = Duration::from_secs(30);
+const TTL: Duration = Duration::from_secs(2);
+const NAME: &str = "/visor/leader";
+
+async fn campaign(t: &common::TestRegistry, identity: &str) -> Leadership {
+    election::campaign(t.visor.registry(), NAME, identity, TTL, TTL * 2 / 3)
+        .await
+        .expect("campaign")
+}
+
+#[tokio::test]
+async fn one_leader_at_a_time_and_a_standby_takes_over_on_resign() {
+    common::within(LIMIT, "a campaign never resolves", async {
+        let t = common::TestRegistry::start().await;
+        let first = campaign(&t, "controller-a").await;
+        assert_eq!(
+            election::current_leader(t.visor.registry(), NAME)
+                .await
+                .expect("leader"),
+            Some("controller-a".to_owned())
+        );
+
+        let registry = t.visor.registry().clone();
+        let standby = tokio::spawn(async move {
+            election::campaign(&registry, NAME, "controller-b", TTL, TTL * 2 / 3).await
+        });
+        // While the leader holds on (renewing past several TTLs), the standby waits.
+        fixtures::holds_for(
+            TTL * 2,
+            "the standby must not be elected while the leader lives",
+            || {
+                let finished = standby.is_finished();
+                async move { !finished }
+            },
+        )
+        .await;
+
+        first.resign().await.expect("resign");
+        let second = common::within(
+            Duration::from_secs(5),
+            "the standby takes over after a resign",
+            standby,
+        )
+        .await
+        .expect("join")
+        .expect("standby elected");
+        assert_eq!(
+            election::current_leader(t.visor.registry(), NAME)
+                .await
+                .expect("leader"),
+            Some("controller-b".to_owned())
+        );
+        assert!(!second.lost().is_cancelled());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_deposed_leader_cannot_write() {
+    common::within(LIMIT, "fenced writes or loss detection hang", async {
+        let t = common::TestRegistry::start().await;
+        let leadership = campaign(&t, "controller-a").await;
+        let fenced = t.visor.fenced(leadership.fence().clone());
+        fenced
+            .register_app("web", fixtures::app("git://web"))
+            .await
+            .expect("leader writes");
+        let instance = fenced
+            .create_instance(fixtures::instance(Some("h1")))
+            .await
+            .expect("leader creates");
+
+        // Depose it from outside: revoke its lease, as `etcdctl lease revoke` would.
+        t.raw()
+            .lease_revoke(leadership.lease_id())
+            .await
+            .expect("revoke");
+        common::within(
+            Duration::from_secs(5),
+            "leadership loss is signalled",
+            leadership.lost().cancelled(),
+        )
+        .await;
+
+        let before = fixtures::raw_revision(&t).await;
+        let attempts: Vec<visor::Result<()>> = vec![
+            fenced
+                .register_app("api", fixtures::app("git://api"))
+                .await
+                .map(drop),
+            fenced.set_env("web", "PORT", "80").await.map(drop),
+            fenced
+                .create_instance(fixtures::instance(Some("h1")))
+                .await
+                .map(drop),
+            fenced
+                .lose_instance(instance.name(), "host gone".into())
+                .await
+                .map(drop),
+            fenced.unregister_instance(&instance).await.map(drop),
+            fenced
+                .create_ticket(
+                    "h1",
+                    fixtures::ticket(visor::model::TicketOp::Start, instance.name()),
+                )
+                .await
+                .map(drop),
+            fenced.unregister_app("web").await.map(drop),
+        ];
+        for attempt in attempts {
+            assert!(
+                matches!(attempt, Err(Error::Deposed { .. })),
+                "every fenced write is refused, got {attempt:?}"
+            );
+        }
+        assert_eq!(
+            fixtures::raw_revision(&t).await,
+            before,
+            "a deposed leader writes nothing"
+        );
+        // The unfenced API is unaffected.
+        t.visor
+            .register_app("api", fixtures::app("git://api"))
+            .await
+            .expect("unfenced write");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn deleting_the_leader_key_ends_leadership() {
+    common::within(LIMIT, "loss detection hangs", async {
+        let t = common::TestRegistry::start().await;
+        let leadership = campaign(&t, "controller-a").await;
+        t.raw()
+            .delete(leadership.fence().key.as_str(), None)
+            .await
+            .expect("delete leader key");
+        common::within(
+            Duration::from_secs(5),
+            "leadership loss is signalled",
+            leadership.lost().cancelled(),
+        )
+        .await;
+        let fenced = t.visor.fenced(leadership.fence().clone());
+        assert!(matches!(
+            fenced.register_app("web", fixtures::app("git://web")).await,
+            Err(Error::Deposed { .. })
+        ));
+    })
+    .await;
+}
