@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod registry;
+pub mod runtime;
 pub mod shutdown;
 
 pub use registry::{Error, Registry, RegistryConfig, Result, Visor};

@@ -31,4 +31,4 @@ pub use keys::{KeyPath, Keys};
 pub use lease::Lease;
 pub use local::{LocalEtcd, LocalEtcdError, LocalEtcdOptions, ServerTls};
 
-pub use store::{Listing, Malformed, Versioned};
+pub use store::{Codec, Listing, Malformed, Versioned};

@@ -130,7 +130,7 @@ impl<T> Listing<T> {
 
 /// How a stored value is written and read: JSON documents, or raw strings for
 /// environment variables (so `etcdctl put /visor/env/web/PORT 80` just works).
-pub(crate) trait Codec: Sized {
+pub trait Codec: Sized {
     /// The bytes stored for `self`.
     fn encode(&self) -> Vec<u8>;
     /// The value stored as `bytes`, or why they are not one.

@@ -1,0 +1,456 @@
+//! A cache of one registry prefix: list at revision R, then watch from R + 1.
+//!
+//! The watch loop is a state machine ([`Phase`]): `Listing` takes a snapshot
+//! and swaps it in whole; `Watching` applies events from the next revision.
+//! A dropped watch resumes from the last revision seen; a compacted one goes
+//! back to `Listing`. Restarts back off exponentially with jitter, per cache,
+//! and the backoff resets after a healthy period. A watch that stops answering
+//! progress requests is treated as dropped.
+//!
+//! Invariants: the cache never moves backwards in revision, and a reader sees
+//! either the old snapshot or the new one, never a mix. Values that do not
+//! decode are reported (log and `visor_malformed_objects_total`) and left out.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use etcd_client::{EventType, WatchOptions};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::registry::{Codec, Error, Kind, Registry, Versioned};
+
+/// How often an idle watch is asked to prove it is alive.
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
+/// How long a progress request may go unanswered before the watch counts as dead.
+const PROGRESS_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a watch must run without trouble before its backoff starts over.
+const HEALTHY_PERIOD: Duration = Duration::from_secs(30);
+
+/// What changed in a cache, for whoever turns changes into work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// The object at this key was created or replaced.
+    Upserted(String),
+    /// The object at this key was deleted (or became malformed).
+    Deleted(String),
+    /// The whole cache was replaced by a fresh listing; anything may have changed.
+    Relisted,
+}
+
+/// Where the watch loop is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Take a consistent snapshot, then watch after it.
+    Listing,
+    /// Apply events from this revision on.
+    Watching { from: i64 },
+}
+
+/// The cached objects at one revision.
+#[derive(Debug)]
+struct Snapshot<T> {
+    revision: i64,
+    objects: BTreeMap<String, Versioned<T>>,
+}
+
+/// Read access to a cache; cheap to clone.
+#[derive(Debug)]
+pub struct CacheReader<T> {
+    snapshot: Arc<RwLock<Snapshot<T>>>,
+    synced: watch::Receiver<bool>,
+}
+
+impl<T> Clone for CacheReader<T> {
+    fn clone(&self) -> Self {
+        Self {
+            snapshot: self.snapshot.clone(),
+            synced: self.synced.clone(),
+        }
+    }
+}
+
+impl<T: Clone> CacheReader<T> {
+    /// Every cached object, in key order, with the revision the cache is at.
+    pub fn list(&self) -> (i64, Vec<Versioned<T>>) {
+        let snapshot = self.read();
+        (
+            snapshot.revision,
+            snapshot.objects.values().cloned().collect(),
+        )
+    }
+
+    /// The object at `key`, if cached.
+    pub fn get(&self, key: &str) -> Option<Versioned<T>> {
+        self.read().objects.get(key).cloned()
+    }
+
+    /// The revision the cache has caught up to.
+    pub fn revision(&self) -> i64 {
+        self.read().revision
+    }
+
+    /// Whether the first listing has completed.
+    pub fn is_synced(&self) -> bool {
+        *self.synced.borrow()
+    }
+
+    /// Resolves once the first listing has completed.
+    pub async fn wait_synced(&mut self) {
+        // An Err means the cache task is gone; there is nothing left to wait for.
+        let _ = self.synced.wait_for(|synced| *synced).await;
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Snapshot<T>> {
+        // A poisoned lock means a writer panicked mid-update; the data is still
+        // the last consistent snapshot because updates swap or insert whole values.
+        self.snapshot
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Counters the cache reports to.
+#[derive(Debug, Clone)]
+pub struct CacheMetrics {
+    /// `visor_watch_restarts_total{cache}`
+    pub restarts: prometheus::IntCounterVec,
+    /// `visor_relists_total{cache}`
+    pub relists: prometheus::IntCounterVec,
+    /// `visor_malformed_objects_total{cache}`
+    pub malformed: prometheus::IntCounterVec,
+}
+
+impl CacheMetrics {
+    /// Creates the counters and registers them on `registry`.
+    pub fn register(registry: &prometheus::Registry) -> prometheus::Result<Self> {
+        let counter = |name: &str, help: &str| -> prometheus::Result<prometheus::IntCounterVec> {
+            let vec =
+                prometheus::IntCounterVec::new(prometheus::Opts::new(name, help), &["cache"])?;
+            registry.register(Box::new(vec.clone()))?;
+            Ok(vec)
+        };
+        Ok(Self {
+            restarts: counter(
+                "visor_watch_restarts_total",
+                "Watch streams restarted after a drop or error.",
+            )?,
+            relists: counter(
+                "visor_relists_total",
+                "Full relists of a cache (start-up and compaction).",
+            )?,
+            malformed: counter(
+                "visor_malformed_objects_total",
+                "Registry values skipped because they do not decode.",
+            )?,
+        })
+    }
+}
+
+/// Starts caching every `kind` object under `prefix`. Changes are sent on the
+/// returned channel; the cache stops when `shutdown` is cancelled.
+pub fn spawn<T>(
+    registry: Registry,
+    kind: Kind,
+    prefix: String,
+    metrics: CacheMetrics,
+    shutdown: CancellationToken,
+) -> (CacheReader<T>, mpsc::UnboundedReceiver<Change>)
+where
+    T: Codec + Clone + Send + Sync + 'static,
+{
+    let snapshot = Arc::new(RwLock::new(Snapshot {
+        revision: 0,
+        objects: BTreeMap::new(),
+    }));
+    let (synced_tx, synced) = watch::channel(false);
+    let (changes_tx, changes) = mpsc::unbounded_channel();
+    let cache = Cache {
+        registry,
+        kind,
+        prefix,
+        metrics,
+        snapshot: snapshot.clone(),
+        synced: synced_tx,
+        changes: changes_tx,
+    };
+    tokio::spawn(async move {
+        tokio::select! {
+            () = cache.run() => {}
+            () = shutdown.cancelled() => {}
+        }
+    });
+    (CacheReader { snapshot, synced }, changes)
+}
+
+struct Cache<T> {
+    registry: Registry,
+    kind: Kind,
+    prefix: String,
+    metrics: CacheMetrics,
+    snapshot: Arc<RwLock<Snapshot<T>>>,
+    synced: watch::Sender<bool>,
+    changes: mpsc::UnboundedSender<Change>,
+}
+
+impl<T: Codec + Clone + Send + Sync + 'static> Cache<T> {
+    fn label(&self) -> &'static str {
+        self.kind.as_str()
+    }
+
+    async fn run(self) {
+        let builder = ExponentialBuilder::default()
+            .with_jitter()
+            .with_min_delay(Duration::from_millis(50))
+            .with_max_delay(Duration::from_secs(10))
+            .without_max_times();
+        let mut backoff = builder.build();
+        let mut phase = Phase::Listing;
+        loop {
+            let started = Instant::now();
+            let outcome = match phase {
+                Phase::Listing => self
+                    .relist()
+                    .await
+                    .map(|revision| Phase::Watching { from: revision + 1 }),
+                Phase::Watching { from } => self.watch(from).await,
+            };
+            match outcome {
+                Ok(next) => phase = next,
+                Err((next, error)) => {
+                    phase = next;
+                    if started.elapsed() >= HEALTHY_PERIOD {
+                        backoff = builder.build();
+                    }
+                    self.metrics
+                        .restarts
+                        .with_label_values(&[self.label()])
+                        .inc();
+                    let delay = backoff.next().unwrap_or(Duration::from_secs(10));
+                    tracing::warn!(cache = self.label(), %error, ?delay, "cache watch interrupted; restarting");
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+
+    /// Lists the prefix and swaps the snapshot in whole; returns its revision.
+    async fn relist(&self) -> Result<i64, (Phase, Error)> {
+        let listing = self
+            .registry
+            .list_objects::<T>(self.kind, &self.prefix)
+            .await
+            .map_err(|e| (Phase::Listing, e))?;
+        self.metrics
+            .relists
+            .with_label_values(&[self.label()])
+            .inc();
+        if !listing.skipped.is_empty() {
+            self.metrics
+                .malformed
+                .with_label_values(&[self.label()])
+                .inc_by(listing.skipped.len() as u64);
+        }
+        let objects = listing
+            .items
+            .into_iter()
+            .map(|item| (item.key.clone(), item))
+            .collect();
+        *self.write() = Snapshot {
+            revision: listing.revision,
+            objects,
+        };
+        self.synced.send_replace(true);
+        let _ = self.changes.send(Change::Relisted);
+        Ok(listing.revision)
+    }
+
+    /// Applies events from `from` until the watch breaks; says where to go next.
+    async fn watch(&self, from: i64) -> Result<Phase, (Phase, Error)> {
+        let options = WatchOptions::new()
+            .with_prefix()
+            .with_start_revision(from)
+            .with_progress_notify();
+        let mut client = self.registry.etcd().watch_client();
+        let mut stream = client
+            .watch(self.prefix.as_str(), Some(options))
+            .await
+            .map_err(|e| (Phase::Watching { from }, self.registry.error("watch", e)))?;
+        let mut next = from;
+        let mut progress = tokio::time::interval(PROGRESS_INTERVAL);
+        let mut last_heard = Instant::now();
+        loop {
+            let message = tokio::select! {
+                message = stream.message() => message,
+                _ = progress.tick() => {
+                    if last_heard.elapsed() > PROGRESS_TIMEOUT {
+                        return Err((Phase::Watching { from: next }, self.registry.unavailable("watch", "no answer to progress requests")));
+                    }
+                    // A dead stream would not answer; the answer updates `last_heard`.
+                    let _ = stream.request_progress().await;
+                    continue;
+                }
+            };
+            let response = match message {
+                Ok(Some(response)) => response,
+                Ok(None) => {
+                    return Err((
+                        Phase::Watching { from: next },
+                        self.registry.unavailable("watch", "the watch stream ended"),
+                    ));
+                }
+                Err(error) => {
+                    return Err((
+                        Phase::Watching { from: next },
+                        self.registry.error("watch", error),
+                    ));
+                }
+            };
+            last_heard = Instant::now();
+            if response.compact_revision() > 0 {
+                let error = Error::Compacted {
+                    requested: next,
+                    compacted: response.compact_revision(),
+                };
+                return Err((Phase::Listing, error));
+            }
+            if response.canceled() {
+                let reason = response.cancel_reason().to_owned();
+                return Err((
+                    Phase::Watching { from: next },
+                    Error::Request {
+                        op: "watch",
+                        message: reason,
+                    },
+                ));
+            }
+            let mut snapshot = self.write();
+            for event in response.events() {
+                let Some(kv) = event.kv() else { continue };
+                let key = String::from_utf8_lossy(kv.key()).into_owned();
+                let fits = self.registry.keys().parse(&key).kind() == Some(self.kind);
+                let decoded = match (event.event_type(), fits) {
+                    (EventType::Delete, _) | (_, false) => None,
+                    (EventType::Put, true) => match T::decode(kv.value()) {
+                        Ok(value) => Some(value),
+                        Err(reason) => {
+                            self.metrics
+                                .malformed
+                                .with_label_values(&[self.label()])
+                                .inc();
+                            tracing::warn!(%key, %reason, "skipping malformed registry value");
+                            None
+                        }
+                    },
+                };
+                let change = match decoded {
+                    Some(value) => {
+                        let item = Versioned {
+                            key: key.clone(),
+                            value,
+                            create_revision: kv.create_revision(),
+                            mod_revision: kv.mod_revision(),
+                            revision: kv.mod_revision(),
+                        };
+                        snapshot.objects.insert(key.clone(), item);
+                        Change::Upserted(key)
+                    }
+                    None => {
+                        snapshot.objects.remove(&key);
+                        Change::Deleted(key)
+                    }
+                };
+                let _ = self.changes.send(change);
+                next = next.max(kv.mod_revision() + 1);
+            }
+            // Progress notifications carry the revision the store has reached.
+            let header_revision = response.header().map_or(0, |h| h.revision());
+            snapshot.revision = snapshot.revision.max(header_revision).max(next - 1);
+        }
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Snapshot<T>> {
+        self.snapshot
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::{LocalEtcd, RegistryConfig, Visor};
+
+    /// The compaction path, deterministically: a watch asked to resume from a
+    /// compacted revision sends the state machine back to `Listing`, and the
+    /// relist swaps in a snapshot that is current.
+    #[tokio::test]
+    async fn a_compacted_resume_point_leads_to_a_relist() {
+        let run = async {
+            let etcd = LocalEtcd::start().await.expect("etcd");
+            let visor = Visor::connect(&RegistryConfig::new([etcd.endpoint()]))
+                .await
+                .expect("connect");
+            let registry = visor.registry().clone();
+            let app = |url: &str| visor_controllers::App {
+                repo_url: url.into(),
+                stack: visor_controllers::Name::parse("stack", "base").expect("valid"),
+                deploy_type: String::new(),
+                created_at: chrono::Utc::now(),
+            };
+            let stale = visor
+                .register_app("old", app("git://old"))
+                .await
+                .expect("write")
+                .revision;
+            visor
+                .register_app("new", app("git://new"))
+                .await
+                .expect("write");
+            let now = visor.unregister_app("old").await.expect("delete");
+            registry.etcd().compact(now, None).await.expect("compact");
+
+            let metrics = CacheMetrics::register(&prometheus::Registry::new()).expect("metrics");
+            let (changes, _rx) = mpsc::unbounded_channel();
+            let cache: Cache<visor_controllers::App> = Cache {
+                prefix: registry.keys().apps(),
+                registry,
+                kind: Kind::App,
+                metrics,
+                snapshot: Arc::new(RwLock::new(Snapshot {
+                    revision: stale,
+                    objects: BTreeMap::new(),
+                })),
+                synced: watch::channel(false).0,
+                changes,
+            };
+            match cache.watch(stale + 1).await {
+                Err((
+                    Phase::Listing,
+                    Error::Compacted {
+                        requested,
+                        compacted,
+                    },
+                )) => {
+                    assert_eq!((requested, compacted), (stale + 1, now));
+                }
+                other => panic!("expected a return to Listing on compaction, got {other:?}"),
+            }
+            let revision = cache.relist().await.expect("relist");
+            assert_eq!(revision, now);
+            let names: Vec<String> = cache
+                .write()
+                .objects
+                .values()
+                .map(|a| a.name().to_owned())
+                .collect();
+            assert_eq!(names, ["new"]);
+        };
+        tokio::time::timeout(Duration::from_secs(30), run)
+            .await
+            .expect("etcd start, watch or relist hangs");
+    }
+}
