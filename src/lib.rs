@@ -5,6 +5,7 @@
 //! the imperative shell around the pure decisions of [`visor_controllers`]: the
 //! registry client and typed API ([`registry`]) and the `visor` CLI ([`cli`]).
 
+pub mod admin;
 pub mod cli;
 pub mod registry;
 pub mod runtime;
