@@ -10,6 +10,7 @@ pub mod cli;
 pub mod registry;
 pub mod runtime;
 pub mod shutdown;
+pub mod telemetry;
 
 pub use registry::{Error, Registry, RegistryConfig, Result, Visor};
 pub use visor_controllers as model;

@@ -15,6 +15,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::registry::{Error, RegistryConfig, Visor};
+use crate::telemetry::LogFormat;
 use output::{Format, Output};
 
 /// Visor: a registry-driven process controller on etcd.
@@ -23,6 +24,10 @@ use output::{Format, Output};
 pub struct Cli {
     #[command(flatten)]
     registry: RegistryConfig,
+
+    /// Log format (logs go to stderr; `RUST_LOG` sets the filter).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
 
     /// Output format: a human table, or JSON for scripts (stable field names).
     #[arg(short = 'o', long, value_enum, default_value_t = Format::Table, global = true)]
@@ -70,7 +75,8 @@ enum RegistryCommand {
 /// Parses the command line, runs it, and returns the exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    // Commands print their results; logs are for warnings unless asked for more.
+    crate::telemetry::init(cli.log_format, "warn");
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -85,19 +91,6 @@ pub fn main() -> ExitCode {
             ExitCode::from(exit_code(&error))
         }
     }
-}
-
-/// Warnings (such as skipped malformed values) go to stderr; `RUST_LOG` overrides.
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .without_time()
-        .init();
 }
 
 async fn run(cli: Cli) -> Result<(), Error> {
