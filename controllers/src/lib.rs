@@ -2,17 +2,32 @@
 //!
 //! Everything here is pure: model types as they are stored in the registry,
 //! validation of names, and the decisions the controller and agents make
-//! (instance life cycle, and later scale, placement, liveness and relation hooks).
+//! (instance life cycle, scale and placement, liveness, garbage collection, and
+//! later relation hooks).
 //! No I/O, no async runtime, no etcd: inputs are snapshots, outputs are values,
 //! so every rule can be table- and property-tested on its own.
 
+mod desired;
+mod gc;
 mod lifecycle;
+mod liveness;
 mod model;
 mod name;
+mod placement;
+mod scale;
+#[cfg(test)]
+mod testing;
 
+pub use desired::{DesiredGroup, GroupKey, desired_groups};
+pub use gc::plan_gc;
 pub use lifecycle::{Actor, TransitionError};
+pub use liveness::{LostInstance, TicketRef, orphan_tickets, plan_liveness};
 pub use model::{
     App, Host, Instance, InstanceState, Limits, ProcType, Revision, Scale, SchemaVersion, Ticket,
     TicketOp,
 };
 pub use name::{EnvKey, InvalidName, Name};
+pub use placement::HostView;
+pub use scale::{
+    InstanceView, ScalePlan, ScaleSnapshot, Start, Stop, Unplaceable, plan_group, plan_scale,
+};
