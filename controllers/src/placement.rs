@@ -1,0 +1,216 @@
+//! Placement: which live host takes one more instance of a group.
+//!
+//! A host is eligible for a group when it offers the group's stack, carries
+//! every label the proc type requires (with equal values) and its load is below
+//! its capacity. Among eligible hosts the one running the fewest instances of
+//! the group wins, then the least loaded, then the first by name, so a group
+//! spreads across hosts and the choice is deterministic.
+//!
+//! Invariant: a placement never takes a host past its capacity, and a host
+//! already at or over capacity (capacity shrank, or it was overcommitted by an
+//! earlier decision) is given nothing.
+
+use std::collections::BTreeMap;
+
+use crate::desired::DesiredGroup;
+use crate::model::Host;
+use crate::name::Name;
+
+/// What placement needs to know about one live host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostView {
+    /// The host's name, its registry key.
+    pub name: Name,
+    /// How many instances it can hold at once.
+    pub capacity: u32,
+    /// The stacks it can run.
+    pub stacks: Vec<Name>,
+    /// Its labels, which proc types select on.
+    pub labels: BTreeMap<String, String>,
+}
+
+impl HostView {
+    /// The view of `host`, registered under `name`.
+    pub fn new(name: Name, host: &Host) -> Self {
+        Self {
+            name,
+            capacity: host.capacity,
+            stacks: host.stacks.clone(),
+            labels: host.labels.clone(),
+        }
+    }
+
+    /// Whether this host can run `group` at all: it offers the stack and carries
+    /// the required labels. Capacity is not considered.
+    pub fn can_run(&self, group: &DesiredGroup) -> bool {
+        self.stacks.contains(&group.stack)
+            && group
+                .host_labels
+                .iter()
+                .all(|(key, value)| self.labels.get(key) == Some(value))
+    }
+}
+
+/// A live host and the instances it holds, including those placed by the plan
+/// being made.
+#[derive(Debug)]
+struct Slot<'a> {
+    host: &'a HostView,
+    load: u64,
+}
+
+impl Slot<'_> {
+    fn has_room(&self) -> bool {
+        self.load < u64::from(self.host.capacity)
+    }
+}
+
+/// The live hosts and their load while a plan is made.
+///
+/// Load only grows while planning: stopping instances keep their slot until
+/// they have exited, so a stop never frees room within the same plan.
+#[derive(Debug)]
+pub(crate) struct Ledger<'a> {
+    slots: BTreeMap<&'a Name, Slot<'a>>,
+}
+
+impl<'a> Ledger<'a> {
+    /// `hosts` are the live hosts; `occupied` names the host of every instance
+    /// that holds a slot, once per instance. Hosts not live are ignored.
+    pub(crate) fn new<'o>(
+        hosts: &'a [HostView],
+        occupied: impl IntoIterator<Item = &'o Name>,
+    ) -> Self {
+        let mut slots: BTreeMap<&'a Name, Slot<'a>> = hosts
+            .iter()
+            .map(|host| (&host.name, Slot { host, load: 0 }))
+            .collect();
+        for host in occupied {
+            if let Some(slot) = slots.get_mut(host) {
+                slot.load += 1;
+            }
+        }
+        Self { slots }
+    }
+
+    pub(crate) fn is_live(&self, host: &Name) -> bool {
+        self.slots.contains_key(host)
+    }
+
+    /// Picks the host for one more instance of `group` and books its slot.
+    ///
+    /// `group_counts` holds, per host, how many active instances of the group it
+    /// runs (planned ones included). `None` when no eligible host has room.
+    pub(crate) fn place(
+        &mut self,
+        group: &DesiredGroup,
+        group_counts: &BTreeMap<Name, u64>,
+    ) -> Option<&'a Name> {
+        let chosen = self
+            .slots
+            .values_mut()
+            .filter(|slot| slot.has_room() && slot.host.can_run(group))
+            .min_by_key(|slot| {
+                let host: &'a HostView = slot.host;
+                let of_group = group_counts.get(&host.name).copied().unwrap_or(0);
+                (of_group, slot.load, &host.name)
+            })?;
+        chosen.load += 1;
+        Some(&chosen.host.name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{desired, host, name};
+
+    fn counts(pairs: &[(&str, u64)]) -> BTreeMap<Name, u64> {
+        pairs.iter().map(|&(h, n)| (name(h), n)).collect()
+    }
+
+    #[test]
+    fn a_host_runs_a_group_when_it_offers_the_stack_and_every_label() {
+        let group = desired(1, "s1", &[("zone", "a"), ("disk", "ssd")]);
+        let table = [
+            (
+                host("h", 1, &["s1"], &[("zone", "a"), ("disk", "ssd")]),
+                true,
+            ),
+            (
+                host(
+                    "h",
+                    1,
+                    &["s2", "s1"],
+                    &[("zone", "a"), ("disk", "ssd"), ("x", "y")],
+                ),
+                true,
+            ),
+            (
+                host("h", 1, &["s2"], &[("zone", "a"), ("disk", "ssd")]),
+                false,
+            ),
+            (host("h", 1, &[], &[("zone", "a"), ("disk", "ssd")]), false),
+            (host("h", 1, &["s1"], &[("zone", "a")]), false),
+            (
+                host("h", 1, &["s1"], &[("zone", "b"), ("disk", "ssd")]),
+                false,
+            ),
+            (
+                host("h", 0, &["s1"], &[("zone", "a"), ("disk", "ssd")]),
+                true,
+            ),
+        ];
+        for (view, expected) in table {
+            assert_eq!(view.can_run(&group), expected, "{view:?}");
+        }
+        assert!(host("h", 1, &["s1"], &[]).can_run(&desired(1, "s1", &[])));
+    }
+
+    #[test]
+    fn fewest_of_the_group_wins_then_least_loaded_then_first_by_name() {
+        let hosts = [
+            host("a", 10, &["s1"], &[]),
+            host("b", 10, &["s1"], &[]),
+            host("c", 10, &["s1"], &[]),
+        ];
+        let group = desired(1, "s1", &[]);
+        let loads = |occupied: &[&str]| {
+            let occupied: Vec<Name> = occupied.iter().copied().map(name).collect();
+            Ledger::new(&hosts, occupied.iter().collect::<Vec<_>>())
+        };
+
+        let mut ledger = loads(&[]);
+        assert_eq!(ledger.place(&group, &counts(&[])), Some(&name("a")));
+
+        let mut ledger = loads(&["a", "b", "b"]);
+        assert_eq!(ledger.place(&group, &counts(&[])), Some(&name("c")));
+
+        let mut ledger = loads(&["c", "c", "c"]);
+        let of_group = counts(&[("a", 1), ("b", 1)]);
+        assert_eq!(ledger.place(&group, &of_group), Some(&name("c")));
+    }
+
+    #[test]
+    fn full_ineligible_and_unknown_hosts_take_nothing() {
+        let hosts = [
+            host("full", 1, &["s1"], &[]),
+            host("wrong-stack", 5, &["s2"], &[]),
+            host("zero", 0, &["s1"], &[]),
+        ];
+        let occupied = [name("full"), name("gone")];
+        let mut ledger = Ledger::new(&hosts, &occupied);
+        assert!(!ledger.is_live(&name("gone")));
+        assert_eq!(ledger.place(&desired(1, "s1", &[]), &counts(&[])), None);
+    }
+
+    #[test]
+    fn booking_a_slot_counts_toward_capacity() {
+        let hosts = [host("a", 2, &["s1"], &[])];
+        let mut ledger = Ledger::new(&hosts, []);
+        let group = desired(1, "s1", &[]);
+        assert_eq!(ledger.place(&group, &counts(&[])), Some(&name("a")));
+        assert_eq!(ledger.place(&group, &counts(&[])), Some(&name("a")));
+        assert_eq!(ledger.place(&group, &counts(&[])), None);
+    }
+}

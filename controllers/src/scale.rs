@@ -1,0 +1,263 @@
+//! The scale decision: which instances to start and stop so that every
+//! (app, rev, proc) group has as many active instances as its scale factor.
+//!
+//! An instance is *active* while it is pending, claimed or running, on a live
+//! host or on no host yet. Instances of dead hosts are not active: the liveness
+//! loop marks them lost and this plan replaces them.
+//!
+//! Invariants:
+//! - a plan never leaves a group with more active instances than its replicas,
+//!   and accounts for every missing one: it is started, or counted as
+//!   unplaceable until a host can take it, never dropped;
+//! - planning again on the state a plan produces (starts pending on their
+//!   hosts, stops stopping) yields no start and no stop, so a retry or a new
+//!   leader working from that state never emits a second start for a slot.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+
+use crate::desired::{DesiredGroup, GroupKey};
+use crate::model::{Instance, InstanceState};
+use crate::name::Name;
+use crate::placement::{HostView, Ledger};
+
+/// An instance as the registry holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceView {
+    /// Its id, the last segment of its key.
+    pub id: Name,
+    /// The registry revision that created its key; higher is newer.
+    pub create_revision: i64,
+    /// The instance document.
+    pub instance: Instance,
+}
+
+/// Everything a scale plan reads: desired groups, live hosts and all instances.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScaleSnapshot {
+    /// The desired groups, as joined by [`desired_groups`](crate::desired_groups).
+    pub desired: BTreeMap<GroupKey, DesiredGroup>,
+    /// The live hosts only; names are unique, as registry keys are.
+    pub hosts: Vec<HostView>,
+    /// Every instance, of every group and in every state.
+    pub instances: Vec<InstanceView>,
+}
+
+/// Create a pending instance of `group` on `host`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Start {
+    /// The group to grow.
+    pub group: GroupKey,
+    /// The host that was chosen for it.
+    pub host: Name,
+}
+
+impl Start {
+    /// The pending instance this start creates, as of `now`.
+    pub fn instance(&self, now: DateTime<Utc>) -> Instance {
+        Instance::pending(
+            self.group.app.clone(),
+            self.group.rev.clone(),
+            self.group.proc.clone(),
+            Some(self.host.clone()),
+            now,
+        )
+    }
+}
+
+/// Stop an active instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stop {
+    /// The group to shrink.
+    pub group: GroupKey,
+    /// The instance's id.
+    pub instance: Name,
+    /// The host to send the stop to; `None` when the instance was never
+    /// assigned one, so no agent will act on a ticket for it.
+    pub host: Option<Name>,
+}
+
+/// Instances of a group that no live host can take right now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unplaceable {
+    /// The group short of instances.
+    pub group: GroupKey,
+    /// How many instances it is short; never zero.
+    pub count: u32,
+}
+
+/// The ordered actions that bring groups to their scale.
+///
+/// Everything is ordered by group; starts within a group in placement order,
+/// stops in the order they should be sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[must_use]
+pub struct ScalePlan {
+    /// Instances to create.
+    pub starts: Vec<Start>,
+    /// Instances to stop.
+    pub stops: Vec<Stop>,
+    /// Per group, the starts that found no host; they wait, not dropped.
+    pub unplaceable: Vec<Unplaceable>,
+}
+
+impl ScalePlan {
+    /// Whether the plan asks for any write; unplaceable work is not one.
+    pub fn has_actions(&self) -> bool {
+        !self.starts.is_empty() || !self.stops.is_empty()
+    }
+}
+
+/// Plans every group that has a desired state or has instances.
+///
+/// Groups are planned in key order, and each sees the slots booked by the
+/// groups before it, so no host is overcommitted by the plan as a whole.
+pub fn plan_scale(snapshot: &ScaleSnapshot) -> ScalePlan {
+    let mut ledger = ledger(snapshot);
+    let mut members: BTreeMap<GroupKey, Vec<&InstanceView>> = BTreeMap::new();
+    for view in &snapshot.instances {
+        members
+            .entry(GroupKey::of(&view.instance))
+            .or_default()
+            .push(view);
+    }
+    let groups: BTreeSet<&GroupKey> = snapshot.desired.keys().chain(members.keys()).collect();
+    let mut plan = ScalePlan::default();
+    for key in groups {
+        let group_members = members.get(key).map_or(&[][..], Vec::as_slice);
+        plan_into(
+            key,
+            snapshot.desired.get(key),
+            group_members,
+            &mut ledger,
+            &mut plan,
+        );
+    }
+    plan
+}
+
+/// Plans the one group `key`, as the per-key reconcile loop does.
+///
+/// Other groups' instances count toward host load; a group without a desired
+/// state scales to zero.
+pub fn plan_group(key: &GroupKey, snapshot: &ScaleSnapshot) -> ScalePlan {
+    let mut ledger = ledger(snapshot);
+    let members: Vec<&InstanceView> = snapshot
+        .instances
+        .iter()
+        .filter(|view| in_group(&view.instance, key))
+        .collect();
+    let mut plan = ScalePlan::default();
+    plan_into(
+        key,
+        snapshot.desired.get(key),
+        &members,
+        &mut ledger,
+        &mut plan,
+    );
+    plan
+}
+
+/// Whether an instance in `state` counts toward its group's scale.
+pub(crate) fn is_active_state(state: InstanceState) -> bool {
+    matches!(
+        state,
+        InstanceState::Pending | InstanceState::Claimed | InstanceState::Running
+    )
+}
+
+/// Whether an instance in `state` holds a slot on its host: stopping ones still
+/// run until they have exited.
+pub(crate) fn holds_slot(state: InstanceState) -> bool {
+    is_active_state(state) || state == InstanceState::Stopping
+}
+
+fn in_group(instance: &Instance, key: &GroupKey) -> bool {
+    instance.app == key.app && instance.rev == key.rev && instance.proc == key.proc
+}
+
+fn ledger(snapshot: &ScaleSnapshot) -> Ledger<'_> {
+    let occupied = snapshot
+        .instances
+        .iter()
+        .filter(|view| holds_slot(view.instance.state))
+        .filter_map(|view| view.instance.host.as_ref());
+    Ledger::new(&snapshot.hosts, occupied)
+}
+
+fn is_active(instance: &Instance, ledger: &Ledger<'_>) -> bool {
+    is_active_state(instance.state)
+        && instance
+            .host
+            .as_ref()
+            .is_none_or(|host| ledger.is_live(host))
+}
+
+/// Appends the actions for group `key` to `plan`.
+fn plan_into(
+    key: &GroupKey,
+    desired: Option<&DesiredGroup>,
+    members: &[&InstanceView],
+    ledger: &mut Ledger<'_>,
+    plan: &mut ScalePlan,
+) {
+    let replicas = desired.map_or(0, |group| group.replicas);
+    let mut active: Vec<&InstanceView> = members
+        .iter()
+        .copied()
+        .filter(|view| is_active(&view.instance, ledger))
+        .collect();
+    let active_count = u32::try_from(active.len()).unwrap_or(u32::MAX);
+
+    if active_count > replicas {
+        // The derived state order is the life-cycle order, so pending goes
+        // before claimed before running: the least work is thrown away first.
+        active.sort_by_key(|view| {
+            (
+                view.instance.state,
+                Reverse(view.create_revision),
+                Reverse(&view.id),
+            )
+        });
+        let excess = active.len() - replicas as usize;
+        plan.stops.extend(active[..excess].iter().map(|view| Stop {
+            group: key.clone(),
+            instance: view.id.clone(),
+            host: view.instance.host.clone(),
+        }));
+        return;
+    }
+
+    let Some(desired) = desired else { return };
+    let missing = replicas - active_count;
+    let mut group_counts: BTreeMap<Name, u64> = BTreeMap::new();
+    for host in active.iter().filter_map(|view| view.instance.host.as_ref()) {
+        *group_counts.entry(host.clone()).or_default() += 1;
+    }
+    let mut placed = 0;
+    while placed < missing {
+        // Load only grows while planning, so once nothing fits nothing will.
+        let Some(host) = ledger.place(desired, &group_counts) else {
+            break;
+        };
+        *group_counts.entry(host.clone()).or_default() += 1;
+        plan.starts.push(Start {
+            group: key.clone(),
+            host: host.clone(),
+        });
+        placed += 1;
+    }
+    if placed < missing {
+        plan.unplaceable.push(Unplaceable {
+            group: key.clone(),
+            count: missing - placed,
+        });
+    }
+}
+
+#[cfg(test)]
+mod properties;
+#[cfg(test)]
+mod tests;
