@@ -20,7 +20,7 @@ mod local;
 
 mod store;
 
-pub use api::{HostRegistration, InstanceFilter, ScaleFactor, Visor};
+pub use api::{HostRegistration, InstanceFilter, ScaleFactor, StopRequest, Visor};
 pub use client::Registry;
 pub use config::RegistryConfig;
 pub use error::{Error, Kind, ObjectRef, Result};
@@ -31,4 +31,4 @@ pub use keys::{KeyPath, Keys};
 pub use lease::Lease;
 pub use local::{LocalEtcd, LocalEtcdError, LocalEtcdOptions, ServerTls};
 
-pub use store::{Codec, Listing, Malformed, Versioned};
+pub use store::{Codec, Encode, Listing, Malformed, Versioned};

@@ -5,6 +5,7 @@
 //! an error naming the field before anything is sent to the registry.
 
 mod apps;
+mod emit;
 mod hosts;
 mod instances;
 mod procs;
@@ -19,6 +20,7 @@ use super::error::{Error, Kind, ObjectRef, Result};
 use super::keys::Keys;
 use super::store::Expected;
 
+pub use emit::StopRequest;
 pub use hosts::HostRegistration;
 pub use instances::InstanceFilter;
 pub use scale::ScaleFactor;

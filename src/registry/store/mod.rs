@@ -128,22 +128,28 @@ impl<T> Listing<T> {
     }
 }
 
-/// How a stored value is written and read: JSON documents, or raw strings for
-/// environment variables (so `etcdctl put /visor/env/web/PORT 80` just works).
-pub trait Codec: Sized {
+/// How a value is written: JSON documents, or raw strings for environment
+/// variables (so `etcdctl put /visor/env/web/PORT 80` just works).
+pub trait Encode {
     /// The bytes stored for `self`.
     fn encode(&self) -> Vec<u8>;
+}
+
+/// How a stored value is read back.
+pub trait Codec: Encode + Sized {
     /// The value stored as `bytes`, or why they are not one.
     fn decode(bytes: &[u8]) -> Result<Self, String>;
 }
 
 macro_rules! json_codec {
     ($($ty:ty),* $(,)?) => {$(
-        impl Codec for $ty {
+        impl Encode for $ty {
             fn encode(&self) -> Vec<u8> {
                 // Plain structs with string-keyed maps always serialize.
                 serde_json::to_vec(self).expect("invariant: registry documents always serialize to JSON")
             }
+        }
+        impl Codec for $ty {
             fn decode(bytes: &[u8]) -> Result<Self, String> {
                 serde_json::from_slice(bytes).map_err(|error| error.to_string())
             }
@@ -162,10 +168,13 @@ json_codec!(
     SchemaVersion
 );
 
-impl Codec for String {
+impl Encode for String {
     fn encode(&self) -> Vec<u8> {
         self.as_bytes().to_vec()
     }
+}
+
+impl Codec for String {
     fn decode(bytes: &[u8]) -> Result<Self, String> {
         String::from_utf8(bytes.to_vec()).map_err(|_| "value is not UTF-8".to_owned())
     }

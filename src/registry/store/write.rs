@@ -8,7 +8,7 @@
 
 use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp, TxnOpResponse};
 
-use super::{Codec, Versioned};
+use super::{Codec, Encode, Versioned};
 use crate::registry::client::Registry;
 use crate::registry::error::{Error, ObjectRef, Result};
 
@@ -103,7 +103,7 @@ impl Registry {
     /// Performs every write, each under its own expectation, if all hold and
     /// every `requires` key exists — all or nothing, in one transaction. On
     /// failure the error names the first condition that failed.
-    pub(crate) async fn write_objects<T: Codec>(
+    pub(crate) async fn write_objects<T: Encode>(
         &self,
         writes: Vec<Write<T>>,
         requires: &[Requires],

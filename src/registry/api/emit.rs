@@ -1,0 +1,135 @@
+//! What the controller emits: start and stop work for hosts, written in
+//! batched transactions so that a large scale change goes at etcd's speed.
+//!
+//! Invariant: an instance and its start ticket are created in the same
+//! transaction — a host never finds one without the other.
+
+use chrono::Utc;
+use uuid::Uuid;
+use visor_controllers::{Instance, Name, Ticket, TicketOp};
+
+use super::{Visor, name};
+use crate::registry::error::{Error, Kind, ObjectRef, Result};
+use crate::registry::store::{Encode, Expected, Write};
+
+/// Operations per transaction etcd allows by default (`--max-txn-ops`).
+const MAX_TXN_OPS: usize = 128;
+/// Starts per transaction: two puts each, leaving room for the fence.
+const STARTS_PER_TXN: usize = (MAX_TXN_OPS - 2) / 2;
+/// Stop tickets per transaction, leaving room for the fence.
+const STOPS_PER_TXN: usize = MAX_TXN_OPS - 2;
+
+/// A document of either kind the controller writes.
+enum Emitted {
+    Instance(Instance),
+    Ticket(Ticket),
+}
+
+impl Encode for Emitted {
+    fn encode(&self) -> Vec<u8> {
+        match self {
+            Self::Instance(instance) => instance.encode(),
+            Self::Ticket(ticket) => ticket.encode(),
+        }
+    }
+}
+
+/// A stop the controller asks a host to carry out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StopRequest {
+    /// The instance to stop.
+    pub instance: Name,
+    /// The host that runs it.
+    pub host: Name,
+    /// Its app, revision and proc type, copied into the ticket.
+    pub app: Name,
+    /// Its revision.
+    pub rev: Name,
+    /// Its proc type.
+    pub proc: Name,
+}
+
+impl Visor {
+    fn ticket_write(&self, host: &Name, ticket: Ticket) -> Result<Write<Emitted>> {
+        let id = name("ticket", &Uuid::now_v7().to_string())?;
+        Ok(Write {
+            object: ObjectRef::new(Kind::Ticket, &[host.as_str(), id.as_str()]),
+            key: self.keys().ticket(host, &id),
+            value: Emitted::Ticket(ticket),
+            expected: Expected::Absent { lease: None },
+        })
+    }
+
+    /// Creates each pending instance (which must name its host) with its start
+    /// ticket, in as few transactions as etcd allows. Returns the new instance
+    /// ids and the revision of the last transaction.
+    pub async fn emit_starts(&self, instances: Vec<Instance>) -> Result<(Vec<String>, i64)> {
+        let mut ids = Vec::with_capacity(instances.len());
+        let mut revision = 0;
+        let mut batch = Vec::new();
+        let mut instances = instances.into_iter().peekable();
+        while let Some(instance) = instances.next() {
+            let host = instance
+                .host
+                .clone()
+                .ok_or_else(|| Error::InvalidArgument {
+                    what: "start",
+                    reason: "an emitted instance must be assigned to a host".into(),
+                })?;
+            let id = name("instance", &Uuid::now_v7().to_string())?;
+            let ticket = Ticket {
+                op: TicketOp::Start,
+                instance: id.clone(),
+                app: instance.app.clone(),
+                rev: instance.rev.clone(),
+                proc: instance.proc.clone(),
+                created_at: Utc::now(),
+                claimed_by: None,
+                claimed_at: None,
+            };
+            batch.push(Write {
+                object: ObjectRef::new(Kind::Instance, &[id.as_str()]),
+                key: self.keys().instance(&id),
+                value: Emitted::Instance(instance),
+                expected: Expected::Absent { lease: None },
+            });
+            batch.push(self.ticket_write(&host, ticket)?);
+            ids.push(id.to_string());
+            if batch.len() >= STARTS_PER_TXN * 2 || instances.peek().is_none() {
+                let written = self
+                    .registry
+                    .write_objects(std::mem::take(&mut batch), &[])
+                    .await?;
+                revision = written.last().map_or(revision, |w| w.revision);
+            }
+        }
+        Ok((ids, revision))
+    }
+
+    /// Queues a stop ticket for each instance on its host, batched. Returns the
+    /// revision of the last transaction (0 if there was nothing to do).
+    pub async fn emit_stops(&self, stops: &[StopRequest]) -> Result<i64> {
+        let mut revision = 0;
+        for chunk in stops.chunks(STOPS_PER_TXN) {
+            let writes = chunk
+                .iter()
+                .map(|stop| {
+                    let ticket = Ticket {
+                        op: TicketOp::Stop,
+                        instance: stop.instance.clone(),
+                        app: stop.app.clone(),
+                        rev: stop.rev.clone(),
+                        proc: stop.proc.clone(),
+                        created_at: Utc::now(),
+                        claimed_by: None,
+                        claimed_at: None,
+                    };
+                    self.ticket_write(&stop.host, ticket)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let written = self.registry.write_objects(writes, &[]).await?;
+            revision = written.last().map_or(revision, |w| w.revision);
+        }
+        Ok(revision)
+    }
+}
