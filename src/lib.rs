@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod cli;
+pub mod controller;
 pub mod registry;
 pub mod runtime;
 pub mod shutdown;

@@ -5,6 +5,7 @@
 //! 4 conflict or already exists, 5 registry unavailable.
 
 mod apps;
+mod controller;
 mod observed;
 mod output;
 mod procs;
@@ -41,6 +42,8 @@ pub struct Cli {
 enum Command {
     /// Run a local registry (etcd on loopback) for trying Visor out.
     Up(up::UpArgs),
+    /// Run the controller: leader election, scale/placement, host liveness, GC.
+    Controller(controller::ControllerArgs),
     #[command(flatten)]
     Registry(RegistryCommand),
 }
@@ -76,7 +79,12 @@ enum RegistryCommand {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // Commands print their results; logs are for warnings unless asked for more.
-    crate::telemetry::init(cli.log_format, "warn");
+    // Long-running commands log their work; the others only warnings.
+    let default_filter = match cli.command {
+        Command::Controller(_) => "info",
+        _ => "warn",
+    };
+    crate::telemetry::init(cli.log_format, default_filter);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -93,14 +101,32 @@ pub fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> Result<(), Error> {
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// A registry operation failed.
+    #[error(transparent)]
+    Registry(#[from] Error),
+    /// The controller stopped with an error.
+    #[error(transparent)]
+    Controller(#[from] crate::controller::ControllerError),
+    /// Signal handlers could not be installed.
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+    /// The admin endpoints could not be served.
+    #[error("admin endpoints: {0}")]
+    Admin(std::io::Error),
+}
+
+async fn run(cli: Cli) -> Result<(), CliError> {
     let out = Output::new(cli.output);
     let command = match cli.command {
-        Command::Up(args) => return up::run(&cli.registry, args).await,
+        Command::Up(args) => return Ok(up::run(&cli.registry, args).await?),
+        Command::Controller(args) => return controller::run(&cli.registry, args).await,
         Command::Registry(command) => command,
     };
     let visor = Visor::connect(&cli.registry).await?;
-    match command {
+    let done = match command {
         RegistryCommand::App(command) => apps::app(&visor, command, &out).await,
         RegistryCommand::Env(command) => apps::env(&visor, command, &out).await,
         RegistryCommand::Proc(command) => procs::proc(&visor, command, &out).await,
@@ -110,7 +136,8 @@ async fn run(cli: Cli) -> Result<(), Error> {
         RegistryCommand::Hosts => observed::hosts(&visor, &out).await,
         RegistryCommand::Tickets(args) => observed::tickets(&visor, args, &out).await,
         RegistryCommand::Watch(args) => observed::watch(&visor, args, &out).await,
-    }
+    };
+    Ok(done?)
 }
 
 /// Parses `KEY=VALUE` (the value may contain `=`).
@@ -131,7 +158,10 @@ pub(crate) fn parse_scale(text: &str) -> Result<(String, u32), String> {
     Ok((proc, count))
 }
 
-fn exit_code(error: &Error) -> u8 {
+fn exit_code(error: &CliError) -> u8 {
+    let CliError::Registry(error) = error else {
+        return 1;
+    };
     match error {
         Error::NotFound(_) => 3,
         Error::Conflict { .. } | Error::AlreadyExists(_) | Error::TicketClaimed { .. } => 4,

@@ -132,6 +132,22 @@ impl Keys {
     pub fn schema(&self) -> String {
         self.join(&["schema"])
     }
+    /// The prefix holding every object of `kind`, e.g. `/procs/` (`/schema` for the schema).
+    pub fn kind_prefix(&self, kind: Kind) -> String {
+        let segment = match kind {
+            Kind::Schema => return self.schema(),
+            Kind::App => "apps",
+            Kind::Env => "env",
+            Kind::Proc => "procs",
+            Kind::Rev => "revs",
+            Kind::Scale => "scale",
+            Kind::Host => "hosts",
+            Kind::Instance => "instances",
+            Kind::Ticket => "tickets",
+        };
+        self.join(&[segment, ""])
+    }
+
     /// `/leader`: the controller's election prefix.
     pub fn leader(&self) -> String {
         self.join(&["leader"])

@@ -1,5 +1,20 @@
 //! The controller runtime, in the style of kube-rs / controller-runtime:
 //! leader election with fencing, and the pieces reconcile loops are built from.
+//!
+//! A reconcile loop: caches see changes and add keys to a [`WorkQueue`], which
+//! deduplicates them and backs off per key; [`run`] takes keys from it and
+//! reconciles each, at most N at once and never one key twice at once;
+//! [`resync()`] re-adds every key now and then.
 
 pub mod cache;
 pub mod election;
+mod error;
+mod metrics;
+pub mod queue;
+pub mod resync;
+pub mod runner;
+
+pub use error::{Error, Result};
+pub use queue::{Key, RetryBackoff, WorkQueue};
+pub use resync::resync;
+pub use runner::{Action, run};

@@ -99,4 +99,14 @@ impl Visor {
             .delete_object(object, &ticket.key, Some(ticket.mod_revision), &[])
             .await
     }
+
+    /// Removes a ticket nobody will carry out (its host is gone), if it is
+    /// still as read: the controller's clean-up, not an agent's completion.
+    pub async fn remove_ticket(&self, ticket: &Versioned<Ticket>) -> Result<i64> {
+        let host = ticket.key.rsplit('/').nth(1).unwrap_or_default();
+        let object = ObjectRef::new(Kind::Ticket, &[host, ticket.name()]);
+        self.registry
+            .delete_object(object, &ticket.key, Some(ticket.mod_revision), &[])
+            .await
+    }
 }

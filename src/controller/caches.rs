@@ -1,0 +1,252 @@
+//! The controller's view of the registry: one cache per prefix it reads, and
+//! the snapshots its decisions are made from.
+//!
+//! Invariant: a decision is only made from caches that have caught up with
+//! this controller's own last write (read-your-writes), so a reconcile never
+//! re-decides work it already emitted.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio_util::sync::CancellationToken;
+use visor_controllers::{
+    App, DesiredGroup, GroupKey, Host, HostView, Instance, InstanceState, InstanceView, Name,
+    ProcType, Revision, Scale, ScaleSnapshot, Ticket, TicketOp, desired_groups,
+};
+
+use crate::registry::{Codec, KeyPath, Keys, Kind, Registry};
+use crate::runtime::cache::{self, CacheMetrics, CacheReader, Change};
+
+/// How long a reconcile waits for the caches to show its own last write.
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn start<T>(
+    registry: &Registry,
+    metrics: &CacheMetrics,
+    shutdown: &CancellationToken,
+    kind: Kind,
+) -> (CacheReader<T>, UnboundedReceiver<Change>)
+where
+    T: Codec + Clone + Send + Sync + 'static,
+{
+    let prefix = registry.keys().kind_prefix(kind);
+    cache::spawn(
+        registry.clone(),
+        kind,
+        prefix,
+        metrics.clone(),
+        shutdown.clone(),
+    )
+}
+
+/// Every cache the controller reads, started together.
+#[derive(Debug, Clone)]
+pub struct Caches {
+    keys: Keys,
+    pub apps: CacheReader<App>,
+    pub procs: CacheReader<ProcType>,
+    pub revs: CacheReader<Revision>,
+    pub scales: CacheReader<Scale>,
+    pub hosts: CacheReader<Host>,
+    pub instances: CacheReader<Instance>,
+    pub tickets: CacheReader<Ticket>,
+}
+
+/// The change streams of every cache, to turn into work.
+pub struct ChangeStreams {
+    pub desired: Vec<UnboundedReceiver<Change>>,
+    pub hosts: UnboundedReceiver<Change>,
+    pub instances: UnboundedReceiver<Change>,
+    pub tickets: UnboundedReceiver<Change>,
+}
+
+impl Caches {
+    /// Starts every cache; they stop when `shutdown` is cancelled.
+    pub fn spawn(
+        registry: &Registry,
+        metrics: &CacheMetrics,
+        shutdown: &CancellationToken,
+    ) -> (Self, ChangeStreams) {
+        let keys = registry.keys().clone();
+        let (apps, apps_rx) = start(registry, metrics, shutdown, Kind::App);
+        let (procs, procs_rx) = start(registry, metrics, shutdown, Kind::Proc);
+        let (revs, revs_rx) = start(registry, metrics, shutdown, Kind::Rev);
+        let (scales, scales_rx) = start(registry, metrics, shutdown, Kind::Scale);
+        let (hosts, hosts_rx) = start(registry, metrics, shutdown, Kind::Host);
+        let (instances, instances_rx) = start(registry, metrics, shutdown, Kind::Instance);
+        let (tickets, tickets_rx) = start(registry, metrics, shutdown, Kind::Ticket);
+        let caches = Self {
+            keys,
+            apps,
+            procs,
+            revs,
+            scales,
+            hosts,
+            instances,
+            tickets,
+        };
+        let streams = ChangeStreams {
+            desired: vec![apps_rx, procs_rx, revs_rx, scales_rx],
+            hosts: hosts_rx,
+            instances: instances_rx,
+            tickets: tickets_rx,
+        };
+        (caches, streams)
+    }
+
+    /// Each cache's (synced, revision).
+    fn states(&self) -> [(bool, i64); 7] {
+        fn state<T: Clone>(cache: &CacheReader<T>) -> (bool, i64) {
+            (cache.is_synced(), cache.revision())
+        }
+        [
+            state(&self.apps),
+            state(&self.procs),
+            state(&self.revs),
+            state(&self.scales),
+            state(&self.hosts),
+            state(&self.instances),
+            state(&self.tickets),
+        ]
+    }
+
+    /// Whether every cache has completed its first listing.
+    pub fn synced(&self) -> bool {
+        self.states().iter().all(|(synced, _)| *synced)
+    }
+
+    /// Waits until every cache has synced and reached `revision`; false on timeout.
+    pub async fn caught_up(&self, revision: i64) -> bool {
+        let deadline = tokio::time::Instant::now() + CATCH_UP_TIMEOUT;
+        loop {
+            if self
+                .states()
+                .iter()
+                .all(|(synced, at)| *synced && *at >= revision)
+            {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// The names of live hosts.
+    pub fn live_hosts(&self) -> BTreeSet<Name> {
+        self.hosts
+            .list()
+            .1
+            .iter()
+            .filter_map(|h| Name::parse("host", h.name()).ok())
+            .collect()
+    }
+
+    /// Every (app, rev, proc) with a scale factor or with instances.
+    pub fn groups(&self) -> BTreeSet<GroupKey> {
+        let mut groups: BTreeSet<GroupKey> = self.scale_factors().into_keys().collect();
+        groups.extend(
+            self.instances
+                .list()
+                .1
+                .iter()
+                .map(|i| GroupKey::of(&i.value)),
+        );
+        groups
+    }
+
+    fn scale_factors(&self) -> BTreeMap<GroupKey, u32> {
+        self.scales
+            .list()
+            .1
+            .into_iter()
+            .filter_map(|scale| match self.keys.parse(&scale.key) {
+                KeyPath::Scale { app, rev, proc } => {
+                    let name = |field, value: &str| Name::parse(field, value).ok();
+                    Some((
+                        GroupKey::new(name("app", &app)?, name("rev", &rev)?, name("proc", &proc)?),
+                        scale.value.replicas,
+                    ))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The desired groups, joined from apps, revisions, proc types and scale factors.
+    pub fn desired(&self) -> BTreeMap<GroupKey, DesiredGroup> {
+        let two = |key: &str| -> Option<(Name, Name)> {
+            let mut parts = key.rsplit('/');
+            let child = Name::parse("name", parts.next()?).ok()?;
+            let app = Name::parse("app", parts.next()?).ok()?;
+            Some((app, child))
+        };
+        let apps = self
+            .apps
+            .list()
+            .1
+            .into_iter()
+            .filter_map(|a| Some((Name::parse("app", a.name()).ok()?, a.value)))
+            .collect();
+        let revs = self
+            .revs
+            .list()
+            .1
+            .iter()
+            .filter_map(|r| two(&r.key))
+            .collect();
+        let procs = self
+            .procs
+            .list()
+            .1
+            .into_iter()
+            .filter_map(|p| Some((two(&p.key)?, p.value)))
+            .collect();
+        desired_groups(&apps, &revs, &procs, &self.scale_factors())
+    }
+
+    /// The snapshot scale decisions are made from. Instances with an
+    /// outstanding stop ticket already count as stopping: their stop was emitted.
+    pub fn scale_snapshot(&self) -> ScaleSnapshot {
+        let stopping: BTreeSet<Name> = self
+            .tickets
+            .list()
+            .1
+            .into_iter()
+            .filter(|t| t.value.op == TicketOp::Stop)
+            .map(|t| t.value.instance)
+            .collect();
+        let hosts = self
+            .hosts
+            .list()
+            .1
+            .iter()
+            .filter_map(|h| Some(HostView::new(Name::parse("host", h.name()).ok()?, &h.value)))
+            .collect();
+        let instances = self
+            .instances
+            .list()
+            .1
+            .into_iter()
+            .filter_map(|i| {
+                let id = Name::parse("instance", i.name()).ok()?;
+                let mut instance = i.value;
+                if stopping.contains(&id) && !instance.state.is_terminal() {
+                    instance.state = InstanceState::Stopping;
+                }
+                Some(InstanceView {
+                    id,
+                    create_revision: i.create_revision,
+                    instance,
+                })
+            })
+            .collect();
+        ScaleSnapshot {
+            desired: self.desired(),
+            hosts,
+            instances,
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! One term of leadership: start the caches, wait until they are synced,
+//! feed their changes to the work queues, and run the reconcile loops until
+//! leadership is lost or given up.
+//!
+//! Invariant: nothing of a term outlives it — caches, feeders, queues and
+//! runners all stop when its token is cancelled.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicI64;
+use std::time::Duration;
+
+use tokio::sync::{Mutex, watch};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use visor_controllers::GroupKey;
+
+use super::ControllerConfig;
+use super::caches::{Caches, ChangeStreams};
+use super::metrics::ControllerMetrics;
+use super::reconcile::{self, Context};
+use crate::registry::Visor;
+use crate::runtime::cache::{CacheMetrics, Change};
+use crate::runtime::queue::WorkQueue;
+use crate::runtime::{resync, runner};
+
+/// Why a term ended early.
+#[derive(Debug, thiserror::Error)]
+pub enum TermError {
+    /// A work queue or runner could not be set up (metrics registration).
+    #[error("cannot start the reconcile loops: {0}")]
+    Runtime(#[from] crate::runtime::Error),
+}
+
+/// Runs the controller's loops with the fenced `visor` until `term` is cancelled.
+pub async fn run_term(
+    visor: Visor,
+    config: &ControllerConfig,
+    prometheus: &prometheus::Registry,
+    cache_metrics: &CacheMetrics,
+    metrics: &ControllerMetrics,
+    ready: &watch::Sender<bool>,
+    term: CancellationToken,
+) -> Result<(), TermError> {
+    // Stop everything of this term however it ends.
+    let _stop = term.clone().drop_guard();
+    let (caches, streams) = Caches::spawn(visor.registry(), cache_metrics, &term);
+    tokio::select! {
+        () = wait_synced(&caches) => {}
+        () = term.cancelled() => return Ok(()),
+    }
+    ready.send_replace(true);
+    tracing::info!("caches synced; reconciling");
+
+    let ctx = Arc::new(Context {
+        visor,
+        caches: caches.clone(),
+        metrics: metrics.clone(),
+        retention: chrono::TimeDelta::from_std(config.retention).unwrap_or(chrono::TimeDelta::MAX),
+        last_write: Arc::new(AtomicI64::new(0)),
+        placement: Arc::new(Mutex::new(())),
+    });
+    let scale = WorkQueue::<GroupKey>::new("scale", prometheus)?;
+    let liveness = WorkQueue::<()>::new("liveness", prometheus)?;
+    let collect = WorkQueue::<()>::new("gc", prometheus)?;
+    scale.add_all(caches.groups());
+    liveness.add(());
+    collect.add(());
+
+    let mut tasks = JoinSet::new();
+    tasks.spawn(feed(
+        streams,
+        caches.clone(),
+        scale.clone(),
+        liveness.clone(),
+        collect.clone(),
+        term.clone(),
+    ));
+    let resync_period = config.resync;
+    {
+        let caches = caches.clone();
+        tasks.spawn(resync::resync(
+            scale.clone(),
+            resync_period,
+            move || caches.groups(),
+            term.clone(),
+        ));
+    }
+    tasks.spawn(resync::resync(
+        liveness.clone(),
+        resync_period,
+        || [()],
+        term.clone(),
+    ));
+    // Retention is measured in time, so collection is looked at on a clock too.
+    tasks.spawn(resync::resync(
+        collect.clone(),
+        config
+            .resync
+            .min(config.retention)
+            .max(Duration::from_secs(1)),
+        || [()],
+        term.clone(),
+    ));
+
+    let concurrency = config.concurrency;
+    let mut runners = JoinSet::new();
+    {
+        let ctx = ctx.clone();
+        runners.spawn(runner::run(
+            scale,
+            concurrency,
+            move |key| reconcile::scale(ctx.clone(), key),
+            term.clone(),
+        ));
+    }
+    {
+        let ctx = ctx.clone();
+        runners.spawn(runner::run(
+            liveness,
+            1,
+            move |()| reconcile::liveness(ctx.clone()),
+            term.clone(),
+        ));
+    }
+    {
+        let ctx = ctx.clone();
+        runners.spawn(runner::run(
+            collect,
+            1,
+            move |()| reconcile::collect(ctx.clone()),
+            term.clone(),
+        ));
+    }
+    let mut outcome = Ok(());
+    while let Some(finished) = runners.join_next().await {
+        if let Ok(Err(error)) = finished {
+            outcome = Err(error.into());
+            term.cancel();
+        }
+    }
+    ready.send_replace(false);
+    tasks.shutdown().await;
+    outcome
+}
+
+async fn wait_synced(caches: &Caches) {
+    while !caches.synced() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Turns cache changes into keys: desired-state and host changes can touch
+/// every group; an instance change touches its own group (or, once it is
+/// gone from the cache, every group).
+async fn feed(
+    streams: ChangeStreams,
+    caches: Caches,
+    scale: WorkQueue<GroupKey>,
+    liveness: WorkQueue<()>,
+    collect: WorkQueue<()>,
+    term: CancellationToken,
+) {
+    let ChangeStreams {
+        desired,
+        mut hosts,
+        mut instances,
+        mut tickets,
+    } = streams;
+    let mut desired = futures::stream::select_all(desired.into_iter().map(tokio_stream_of));
+    use futures::StreamExt;
+    loop {
+        tokio::select! {
+            () = term.cancelled() => return,
+            Some(_) = desired.next() => scale.add_all(caches.groups()),
+            Some(_) = hosts.recv() => {
+                scale.add_all(caches.groups());
+                liveness.add(());
+            }
+            Some(change) = instances.recv() => {
+                match &change {
+                    Change::Upserted(key) => match caches.instances.get(key) {
+                        Some(instance) => scale.add(GroupKey::of(&instance.value)),
+                        None => scale.add_all(caches.groups()),
+                    },
+                    Change::Deleted(_) | Change::Relisted => scale.add_all(caches.groups()),
+                }
+                liveness.add(());
+                collect.add(());
+            }
+            Some(_) = tickets.recv() => {
+                // A finished stop ticket changes what counts as stopping.
+                scale.add_all(caches.groups());
+                liveness.add(());
+            }
+            else => return,
+        }
+    }
+}
+
+fn tokio_stream_of(
+    mut receiver: tokio::sync::mpsc::UnboundedReceiver<Change>,
+) -> impl futures::Stream<Item = Change> {
+    futures::stream::poll_fn(move |cx| receiver.poll_recv(cx))
+}

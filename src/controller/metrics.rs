@@ -1,0 +1,96 @@
+//! The controller's domain metrics (`visor_*`) and its leader status, next to
+//! the runtime's generic `workqueue_*` and `controller_runtime_*` ones.
+
+use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+
+/// The election name in `leader_election_master_status{name}`.
+pub const ELECTION_NAME: &str = "visor-controller";
+
+/// Everything the controller reports about its own work.
+#[derive(Debug, Clone)]
+pub struct ControllerMetrics {
+    /// `leader_election_master_status{name}`: 1 while this replica leads.
+    pub leader: IntGaugeVec,
+    /// `visor_tickets_emitted_total{op}`
+    pub tickets: IntCounterVec,
+    /// `visor_unplaceable_instances{app,rev,proc}`: starts waiting for a host.
+    pub unplaceable: IntGaugeVec,
+    /// `visor_instances{state}`
+    pub instances: IntGaugeVec,
+    /// `visor_hosts_alive`
+    pub hosts_alive: IntGauge,
+    /// `visor_instances_lost_total`
+    pub lost: IntCounter,
+    /// `visor_instances_collected_total`
+    pub collected: IntCounter,
+}
+
+impl ControllerMetrics {
+    /// Creates the metrics and registers them on `registry`.
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        fn add<M: prometheus::core::Collector + Clone + 'static>(
+            registry: &Registry,
+            metric: M,
+        ) -> prometheus::Result<M> {
+            registry.register(Box::new(metric.clone()))?;
+            Ok(metric)
+        }
+        Ok(Self {
+            leader: add(
+                registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "leader_election_master_status",
+                        "1 while this replica is the leader.",
+                    ),
+                    &["name"],
+                )?,
+            )?,
+            tickets: add(
+                registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "visor_tickets_emitted_total",
+                        "Start and stop tickets emitted.",
+                    ),
+                    &["op"],
+                )?,
+            )?,
+            unplaceable: add(
+                registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "visor_unplaceable_instances",
+                        "Instances waiting for a host that can take them.",
+                    ),
+                    &["app", "rev", "proc"],
+                )?,
+            )?,
+            instances: add(
+                registry,
+                IntGaugeVec::new(
+                    Opts::new("visor_instances", "Instances by state."),
+                    &["state"],
+                )?,
+            )?,
+            hosts_alive: add(
+                registry,
+                IntGauge::new("visor_hosts_alive", "Hosts whose registration is live.")?,
+            )?,
+            lost: add(
+                registry,
+                IntCounter::new(
+                    "visor_instances_lost_total",
+                    "Instances marked lost with their host.",
+                )?,
+            )?,
+            collected: add(
+                registry,
+                IntCounter::new(
+                    "visor_instances_collected_total",
+                    "Terminal instances garbage-collected.",
+                )?,
+            )?,
+        })
+    }
+}
