@@ -95,36 +95,25 @@ impl Caches {
         (caches, streams)
     }
 
-    /// Each cache's (synced, revision).
-    fn states(&self) -> [(bool, i64); 7] {
-        fn state<T: Clone>(cache: &CacheReader<T>) -> (bool, i64) {
-            (cache.is_synced(), cache.revision())
-        }
-        [
-            state(&self.apps),
-            state(&self.procs),
-            state(&self.revs),
-            state(&self.scales),
-            state(&self.hosts),
-            state(&self.instances),
-            state(&self.tickets),
-        ]
-    }
-
     /// Whether every cache has completed its first listing.
     pub fn synced(&self) -> bool {
-        self.states().iter().all(|(synced, _)| *synced)
+        self.apps.is_synced()
+            && self.procs.is_synced()
+            && self.revs.is_synced()
+            && self.scales.is_synced()
+            && self.hosts.is_synced()
+            && self.instances.is_synced()
+            && self.tickets.is_synced()
     }
 
-    /// Waits until every cache has synced and reached `revision`; false on timeout.
-    pub async fn caught_up(&self, revision: i64) -> bool {
+    /// Waits until every cache has synced, and the instance and ticket caches
+    /// have reached the given revisions; false on timeout.
+    pub async fn caught_up(&self, instances: i64, tickets: i64) -> bool {
         let deadline = tokio::time::Instant::now() + CATCH_UP_TIMEOUT;
         loop {
-            if self
-                .states()
-                .iter()
-                .all(|(synced, at)| *synced && *at >= revision)
-            {
+            let current =
+                self.instances.revision() >= instances && self.tickets.revision() >= tickets;
+            if current && self.synced() {
                 return true;
             }
             if tokio::time::Instant::now() >= deadline {

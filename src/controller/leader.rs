@@ -6,7 +6,6 @@
 //! runners all stop when its token is cancelled.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicI64;
 use std::time::Duration;
 
 use tokio::sync::{Mutex, watch};
@@ -56,7 +55,7 @@ pub async fn run_term(
         caches: caches.clone(),
         metrics: metrics.clone(),
         retention: chrono::TimeDelta::from_std(config.retention).unwrap_or(chrono::TimeDelta::MAX),
-        last_write: Arc::new(AtomicI64::new(0)),
+        written: Arc::default(),
         placement: Arc::new(Mutex::new(())),
     });
     let scale = WorkQueue::<GroupKey>::new("scale", prometheus)?;

@@ -28,8 +28,8 @@ pub struct Context {
     pub metrics: ControllerMetrics,
     /// How long terminal instances are kept.
     pub retention: chrono::TimeDelta,
-    /// The revision of this leader's last write (read-your-writes).
-    pub last_write: Arc<AtomicI64>,
+    /// This leader's last writes (read-your-writes).
+    pub written: Arc<Written>,
     /// Serializes placement: concurrent groups would otherwise fill one slot twice.
     pub placement: Arc<Mutex<()>>,
 }
@@ -45,16 +45,30 @@ pub enum ReconcileError {
     Registry(#[from] Error),
 }
 
+/// The revisions of this leader's last writes, per prefix it writes: a cache
+/// only advances on events under its own prefix, so each is waited for by the
+/// cache that will show it.
+#[derive(Debug, Default)]
+pub struct Written {
+    instances: AtomicI64,
+    tickets: AtomicI64,
+}
+
 impl Context {
-    fn wrote(&self, revision: i64) {
-        self.last_write.fetch_max(revision, Ordering::SeqCst);
+    fn wrote_instances(&self, revision: i64) {
+        self.written.instances.fetch_max(revision, Ordering::SeqCst);
+    }
+
+    fn wrote_tickets(&self, revision: i64) {
+        self.written.tickets.fetch_max(revision, Ordering::SeqCst);
     }
 
     async fn caught_up(&self) -> Result<(), ReconcileError> {
-        let revision = self.last_write.load(Ordering::SeqCst);
-        match self.caches.caught_up(revision).await {
+        let instances = self.written.instances.load(Ordering::SeqCst);
+        let tickets = self.written.tickets.load(Ordering::SeqCst);
+        match self.caches.caught_up(instances, tickets).await {
             true => Ok(()),
-            false => Err(ReconcileError::Behind(revision)),
+            false => Err(ReconcileError::Behind(instances.max(tickets))),
         }
     }
 }
@@ -77,7 +91,8 @@ pub async fn scale(ctx: Arc<Context>, group: GroupKey) -> Result<Action, Reconci
             .map(|start| start.instance(now))
             .collect();
         let (ids, revision) = ctx.visor.emit_starts(instances).await?;
-        ctx.wrote(revision);
+        ctx.wrote_instances(revision);
+        ctx.wrote_tickets(revision);
         ctx.metrics
             .tickets
             .with_label_values(&["start"])
@@ -102,14 +117,14 @@ pub async fn scale(ctx: Arc<Context>, group: GroupKey) -> Result<Action, Reconci
                     .get(&ctx.visor.registry().keys().instance(&stop.instance))
                 {
                     let revision = ctx.visor.unregister_instance(&instance).await?;
-                    ctx.wrote(revision);
+                    ctx.wrote_instances(revision);
                 }
             }
         }
     }
     if !stops.is_empty() {
         let revision = ctx.visor.emit_stops(&stops).await?;
-        ctx.wrote(revision);
+        ctx.wrote_tickets(revision);
         ctx.metrics
             .tickets
             .with_label_values(&["stop"])
@@ -159,7 +174,7 @@ pub async fn liveness(ctx: Arc<Context>) -> Result<Action, ReconcileError> {
             .await
         {
             Ok(written) => {
-                ctx.wrote(written.mod_revision);
+                ctx.wrote_instances(written.mod_revision);
                 ctx.metrics.lost.inc();
                 tracing::warn!(instance = %lost.instance, host = %lost.host, "instance lost with its host");
             }
@@ -187,7 +202,7 @@ pub async fn liveness(ctx: Arc<Context>) -> Result<Action, ReconcileError> {
             .ticket(&orphan.host, &orphan.ticket);
         if let Some(ticket) = ctx.caches.tickets.get(&key) {
             match ctx.visor.remove_ticket(&ticket).await {
-                Ok(revision) => ctx.wrote(revision),
+                Ok(revision) => ctx.wrote_tickets(revision),
                 Err(Error::Conflict { .. } | Error::NotFound(_)) => {}
                 Err(error) => return Err(error.into()),
             }
@@ -215,7 +230,7 @@ pub async fn collect(ctx: Arc<Context>) -> Result<Action, ReconcileError> {
         };
         match ctx.visor.unregister_instance(&instance).await {
             Ok(revision) => {
-                ctx.wrote(revision);
+                ctx.wrote_instances(revision);
                 ctx.metrics.collected.inc();
             }
             Err(Error::Conflict { .. } | Error::NotFound(_)) => {}

@@ -1,0 +1,165 @@
+//! Running the real `visor controller` binary against a test's etcd, and
+//! reading what it did from the registry and its `/metrics`.
+
+#![allow(dead_code)] // Each controller test binary uses a different subset.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use visor::model::{Instance, InstanceState, Ticket, TicketOp};
+use visor::registry::Versioned;
+
+use crate::common::{self, TestRegistry};
+
+/// A `visor controller` child process, killed on drop.
+pub struct ControllerProcess {
+    child: Option<Child>,
+    pub admin: u16,
+}
+
+impl ControllerProcess {
+    /// Starts a controller named `identity` with a short lease, as tests want fast failover.
+    pub fn start(t: &TestRegistry, identity: &str) -> Self {
+        let admin = TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let child = Command::new(assert_cmd::cargo::cargo_bin("visor"))
+            .args([
+                "--endpoints",
+                &t.etcd.endpoint(),
+                "controller",
+                "--identity",
+                identity,
+            ])
+            .args(["--admin-addr", &format!("127.0.0.1:{admin}")])
+            .args([
+                "--lease-ttl",
+                "2s",
+                "--renew-deadline",
+                "1500ms",
+                "--resync",
+                "2s",
+                "--concurrency",
+                "4",
+            ])
+            .env("RUST_LOG", "visor=info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn visor controller");
+        Self {
+            child: Some(child),
+            admin,
+        }
+    }
+
+    /// GET `path` on the admin address: (status line, body), or None if not serving.
+    pub fn get(&self, path: &str) -> Option<(String, String)> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.admin)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        let (head, body) = response.split_once("\r\n\r\n")?;
+        Some((head.lines().next()?.to_owned(), body.to_owned()))
+    }
+
+    /// The sum of every sample of metric `name` whose labels contain `labels`.
+    pub fn metric(&self, name: &str, labels: &str) -> Option<f64> {
+        let (_, body) = self.get("/metrics")?;
+        let samples: Vec<f64> = body
+            .lines()
+            .filter(|line| !line.starts_with('#'))
+            .filter(|line| line.split(['{', ' ']).next() == Some(name) && line.contains(labels))
+            .filter_map(|line| line.rsplit(' ').next()?.parse().ok())
+            .collect();
+        (!samples.is_empty()).then(|| samples.iter().sum())
+    }
+
+    /// Waits until this controller reports itself leader (and ready).
+    pub async fn wait_leading(&self) {
+        common::eventually(
+            Duration::from_secs(20),
+            "the controller becomes leader and ready",
+            || async {
+                let leading =
+                    self.metric("leader_election_master_status", "visor-controller") == Some(1.0);
+                let ready = self
+                    .get("/readyz")
+                    .is_some_and(|(status, _)| status.contains("200"));
+                (leading && ready).then_some(())
+            },
+        )
+        .await;
+    }
+
+    /// SIGKILL.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub async fn terminate(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let sent = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+        let status = common::eventually(
+            Duration::from_secs(15),
+            "the controller exits on SIGTERM",
+            || {
+                let status = child.try_wait().expect("wait");
+                async move { status }
+            },
+        )
+        .await;
+        assert!(status.success(), "clean exit on SIGTERM: {status}");
+    }
+}
+
+impl Drop for ControllerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Instances and tickets as the registry has them now.
+pub async fn instances(t: &TestRegistry) -> Vec<Versioned<Instance>> {
+    t.visor
+        .instances(&Default::default())
+        .await
+        .expect("list instances")
+        .items
+}
+
+/// Tickets of `op`, in registry order.
+pub async fn tickets(t: &TestRegistry, op: TicketOp) -> Vec<Versioned<Ticket>> {
+    let all = t.visor.tickets(None).await.expect("list tickets").items;
+    all.into_iter()
+        .filter(|ticket| ticket.value.op == op)
+        .collect()
+}
+
+/// Active (pending, claimed or running) instances.
+pub async fn active(t: &TestRegistry) -> Vec<Versioned<Instance>> {
+    let mut all = instances(t).await;
+    all.retain(|i| {
+        matches!(
+            i.value.state,
+            InstanceState::Pending | InstanceState::Claimed | InstanceState::Running
+        )
+    });
+    all
+}
