@@ -98,6 +98,19 @@ impl ControllerProcess {
         .await;
     }
 
+    /// Waits until this controller serves metrics as a standby (not leading).
+    pub async fn wait_ready_standby(&self) {
+        common::eventually(
+            Duration::from_secs(20),
+            "the standby serves its metrics",
+            || async {
+                (self.metric("leader_election_master_status", "visor-controller") == Some(0.0))
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+
     /// SIGKILL.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
