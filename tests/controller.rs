@@ -1,6 +1,6 @@
 //! The real `visor controller` binary against a real etcd: scale up spreads
 //! start tickets across hosts, scale down stops pending before running, a dead host's instances are lost and replaced, work no host
-//! can take waits (and is counted) until one can, malformed objects are
+//! can take waits (counted, and shown by `visor status`) until one can, malformed objects are
 //! skipped without stopping the loops, and `/metrics` passes `promtool`.
 
 mod common;
@@ -30,6 +30,20 @@ fn per_host(
         *counts.entry(host).or_default() += 1;
     }
     counts
+}
+
+/// `visor status -o json`, through the built binary.
+fn status(t: &common::TestRegistry) -> serde_json::Value {
+    let output = std::process::Command::new(assert_cmd::cargo::cargo_bin("visor"))
+        .args(["--endpoints", &t.etcd.endpoint(), "-o", "json", "status"])
+        .output()
+        .expect("run visor status");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("status json")
 }
 
 #[tokio::test]
@@ -193,6 +207,15 @@ async fn unplaceable_work_waits_until_a_host_can_take_it() {
             tickets(&t, TicketOp::Start).await.is_empty(),
             "nothing is placed on a host without the stack"
         );
+        assert_eq!(
+            status(&t),
+            serde_json::json!({
+                "groups": [{"app": "web", "rev": "v1", "proc": "http", "desired": 3, "active": 0, "unplaceable": 3}],
+                "hosts_alive": 1,
+                "leader": "c1",
+            }),
+            "visor status shows the waiting work"
+        );
 
         let _right = t
             .visor
@@ -208,6 +231,7 @@ async fn unplaceable_work_waits_until_a_host_can_take_it() {
             .then_some(())
         })
         .await;
+        assert_eq!(status(&t)["groups"][0]["active"], 3, "visor status shows them active");
         common::eventually(CONVERGE, "the unplaceable count drops to 0", || async {
             (controller.metric("visor_unplaceable_instances", "app=\"web\"") == Some(0.0))
                 .then_some(())

@@ -9,6 +9,7 @@ mod controller;
 mod observed;
 mod output;
 mod procs;
+mod status;
 mod up;
 
 use std::process::ExitCode;
@@ -73,6 +74,8 @@ enum RegistryCommand {
     Tickets(observed::TicketsArgs),
     /// Stream registry events.
     Watch(observed::WatchArgs),
+    /// Desired vs active per (app, rev, proc), unplaceable work, hosts alive, leader.
+    Status,
 }
 
 /// Parses the command line, runs it, and returns the exit code.
@@ -136,6 +139,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         RegistryCommand::Hosts => observed::hosts(&visor, &out).await,
         RegistryCommand::Tickets(args) => observed::tickets(&visor, args, &out).await,
         RegistryCommand::Watch(args) => observed::watch(&visor, args, &out).await,
+        RegistryCommand::Status => status::run(&visor, &out).await,
     };
     Ok(done?)
 }

@@ -35,6 +35,16 @@ impl Output {
         Self { format }
     }
 
+    /// Whether JSON was asked for (for commands whose two forms differ in shape).
+    pub fn is_json(&self) -> bool {
+        self.format == Format::Json
+    }
+
+    /// A value as JSON, on one line.
+    pub fn json<T: Serialize>(&self, value: &T) {
+        println!("{}", to_json(value));
+    }
+
     /// A listing: a table, or a JSON array.
     pub fn list<R: Row>(&self, rows: &[R]) {
         match self.format {

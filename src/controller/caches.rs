@@ -5,17 +5,17 @@
 //! this controller's own last write (read-your-writes), so a reconcile never
 //! re-decides work it already emitted.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 use visor_controllers::{
-    App, DesiredGroup, GroupKey, Host, HostView, Instance, InstanceState, InstanceView, Name,
-    ProcType, Revision, Scale, ScaleSnapshot, Ticket, TicketOp, desired_groups,
+    App, GroupKey, Host, Instance, Name, ProcType, Revision, Scale, ScaleSnapshot, Ticket,
 };
 
-use crate::registry::{Codec, KeyPath, Keys, Kind, Registry};
+use super::snapshot::{self, Listings};
+use crate::registry::{Codec, Keys, Kind, Registry};
 use crate::runtime::cache::{self, CacheMetrics, CacheReader, Change};
 
 /// How long a reconcile waits for the caches to show its own last write.
@@ -125,117 +125,25 @@ impl Caches {
 
     /// The names of live hosts.
     pub fn live_hosts(&self) -> BTreeSet<Name> {
-        self.hosts
-            .list()
-            .1
-            .iter()
-            .filter_map(|h| Name::parse("host", h.name()).ok())
-            .collect()
+        snapshot::live_hosts(&self.hosts.list().1)
     }
 
     /// Every (app, rev, proc) with a scale factor or with instances.
     pub fn groups(&self) -> BTreeSet<GroupKey> {
-        let mut groups: BTreeSet<GroupKey> = self.scale_factors().into_keys().collect();
-        groups.extend(
-            self.instances
-                .list()
-                .1
-                .iter()
-                .map(|i| GroupKey::of(&i.value)),
-        );
-        groups
+        snapshot::groups(&self.keys, &self.scales.list().1, &self.instances.list().1)
     }
 
-    fn scale_factors(&self) -> BTreeMap<GroupKey, u32> {
-        self.scales
-            .list()
-            .1
-            .into_iter()
-            .filter_map(|scale| match self.keys.parse(&scale.key) {
-                KeyPath::Scale { app, rev, proc } => {
-                    let name = |field, value: &str| Name::parse(field, value).ok();
-                    Some((
-                        GroupKey::new(name("app", &app)?, name("rev", &rev)?, name("proc", &proc)?),
-                        scale.value.replicas,
-                    ))
-                }
-                _ => None,
-            })
-            .collect()
-    }
-
-    /// The desired groups, joined from apps, revisions, proc types and scale factors.
-    pub fn desired(&self) -> BTreeMap<GroupKey, DesiredGroup> {
-        let two = |key: &str| -> Option<(Name, Name)> {
-            let mut parts = key.rsplit('/');
-            let child = Name::parse("name", parts.next()?).ok()?;
-            let app = Name::parse("app", parts.next()?).ok()?;
-            Some((app, child))
-        };
-        let apps = self
-            .apps
-            .list()
-            .1
-            .into_iter()
-            .filter_map(|a| Some((Name::parse("app", a.name()).ok()?, a.value)))
-            .collect();
-        let revs = self
-            .revs
-            .list()
-            .1
-            .iter()
-            .filter_map(|r| two(&r.key))
-            .collect();
-        let procs = self
-            .procs
-            .list()
-            .1
-            .into_iter()
-            .filter_map(|p| Some((two(&p.key)?, p.value)))
-            .collect();
-        desired_groups(&apps, &revs, &procs, &self.scale_factors())
-    }
-
-    /// The snapshot scale decisions are made from. Instances with an
-    /// outstanding stop ticket already count as stopping: their stop was emitted.
+    /// The snapshot scale decisions are made from.
     pub fn scale_snapshot(&self) -> ScaleSnapshot {
-        let stopping: BTreeSet<Name> = self
-            .tickets
-            .list()
-            .1
-            .into_iter()
-            .filter(|t| t.value.op == TicketOp::Stop)
-            .map(|t| t.value.instance)
-            .collect();
-        let hosts = self
-            .hosts
-            .list()
-            .1
-            .iter()
-            .filter_map(|h| Some(HostView::new(Name::parse("host", h.name()).ok()?, &h.value)))
-            .collect();
-        let instances = self
-            .instances
-            .list()
-            .1
-            .into_iter()
-            .filter_map(|i| {
-                let id = Name::parse("instance", i.name()).ok()?;
-                let mut instance = i.value;
-                if stopping.contains(&id) && !instance.state.is_terminal() {
-                    instance.state = InstanceState::Stopping;
-                }
-                Some(InstanceView {
-                    id,
-                    create_revision: i.create_revision,
-                    instance,
-                })
-            })
-            .collect();
-        ScaleSnapshot {
-            desired: self.desired(),
-            hosts,
-            instances,
-        }
+        let listings = Listings {
+            apps: self.apps.list().1,
+            procs: self.procs.list().1,
+            revs: self.revs.list().1,
+            scales: self.scales.list().1,
+            hosts: self.hosts.list().1,
+            instances: self.instances.list().1,
+            tickets: self.tickets.list().1,
+        };
+        snapshot::scale_snapshot(&self.keys, listings)
     }
 }

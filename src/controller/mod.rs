@@ -11,6 +11,8 @@ mod caches;
 mod leader;
 mod metrics;
 mod reconcile;
+mod snapshot;
+mod status;
 
 use std::time::Duration;
 
@@ -23,6 +25,7 @@ use crate::runtime::cache::CacheMetrics;
 use crate::runtime::election;
 pub use leader::TermError;
 pub use metrics::{ControllerMetrics, ELECTION_NAME};
+pub use status::{GroupStatus, Status, status};
 
 /// How the controller runs.
 #[derive(Debug, Clone, Args)]

@@ -1,0 +1,104 @@
+//! `visor status`: desired against active per (app, rev, proc), what waits for
+//! a host, the live hosts and the current leader — computed from the registry
+//! with the same pure planner the controller uses.
+
+use serde::Serialize;
+use visor_controllers::{InstanceState, plan_group};
+
+use super::snapshot::{self, Listings};
+use crate::registry::{Codec, Kind, Listing, Result, Visor};
+use crate::runtime::election;
+
+/// One (app, rev, proc) group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GroupStatus {
+    /// App name.
+    pub app: String,
+    /// Revision name.
+    pub rev: String,
+    /// Proc type name.
+    pub proc: String,
+    /// The scale factor (0 when removed).
+    pub desired: u32,
+    /// Pending, claimed or running instances on live hosts.
+    pub active: u32,
+    /// Instances that no live host can take right now.
+    pub unplaceable: u32,
+}
+
+/// The whole picture.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Status {
+    /// Every group with a scale factor or instances.
+    pub groups: Vec<GroupStatus>,
+    /// Hosts whose registration is live.
+    pub hosts_alive: usize,
+    /// The leading controller's identity, if any.
+    pub leader: Option<String>,
+}
+
+async fn all<T: Codec>(visor: &Visor, kind: Kind) -> Result<Listing<T>> {
+    let registry = visor.registry();
+    registry
+        .list_objects(kind, &registry.keys().kind_prefix(kind))
+        .await
+}
+
+/// Reads the registry and computes the status.
+pub async fn status(visor: &Visor) -> Result<Status> {
+    let keys = visor.registry().keys().clone();
+    let listings = Listings {
+        apps: all(visor, Kind::App).await?.items,
+        procs: all(visor, Kind::Proc).await?.items,
+        revs: all(visor, Kind::Rev).await?.items,
+        scales: all(visor, Kind::Scale).await?.items,
+        hosts: all(visor, Kind::Host).await?.items,
+        instances: all(visor, Kind::Instance).await?.items,
+        tickets: all(visor, Kind::Ticket).await?.items,
+    };
+    let groups = snapshot::groups(&keys, &listings.scales, &listings.instances);
+    let live = snapshot::live_hosts(&listings.hosts);
+    let hosts_alive = live.len();
+    let snapshot = snapshot::scale_snapshot(&keys, listings);
+    let groups = groups
+        .into_iter()
+        .map(|group| {
+            let active = snapshot
+                .instances
+                .iter()
+                .filter(|view| visor_controllers::GroupKey::of(&view.instance) == group)
+                .filter(|view| {
+                    matches!(
+                        view.instance.state,
+                        InstanceState::Pending | InstanceState::Claimed | InstanceState::Running
+                    )
+                })
+                .filter(|view| {
+                    view.instance
+                        .host
+                        .as_ref()
+                        .is_none_or(|host| live.contains(host))
+                })
+                .count();
+            let unplaceable = plan_group(&group, &snapshot)
+                .unplaceable
+                .iter()
+                .map(|u| u.count)
+                .sum();
+            GroupStatus {
+                app: group.app.to_string(),
+                rev: group.rev.to_string(),
+                proc: group.proc.to_string(),
+                desired: snapshot.desired.get(&group).map_or(0, |d| d.replicas),
+                active: u32::try_from(active).unwrap_or(u32::MAX),
+                unplaceable,
+            }
+        })
+        .collect();
+    let leader = election::current_leader(visor.registry(), &keys.leader()).await?;
+    Ok(Status {
+        groups,
+        hosts_alive,
+        leader,
+    })
+}
