@@ -1,6 +1,7 @@
 //! `visor up`, the README's run command: it serves a registry that the other
-//! commands use, keeps its data across restarts, and on SIGTERM stops with
-//! its etcd (no process left listening).
+//! commands use, runs the controller (which takes the lead), keeps its data
+//! across restarts, and on SIGTERM stops with its etcd (no process left
+//! listening).
 
 mod common;
 
@@ -24,7 +25,14 @@ fn free_port() -> u16 {
 
 fn up(data_dir: &std::path::Path, port: u16) -> Child {
     visor()
-        .args(["up", "--port", &port.to_string(), "--data-dir"])
+        .args([
+            "up",
+            "--admin-addr",
+            "127.0.0.1:0",
+            "--port",
+            &port.to_string(),
+            "--data-dir",
+        ])
         .arg(data_dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -102,6 +110,16 @@ async fn up_serves_the_cli_keeps_data_and_stops_on_sigterm() {
             "{}",
             String::from_utf8_lossy(&register.stderr)
         );
+        common::eventually(
+            Duration::from_secs(20),
+            "the embedded controller leads",
+            || async move {
+                let status = cli(port, &["-o", "json", "status"]);
+                let status: serde_json::Value = serde_json::from_slice(&status.stdout).ok()?;
+                (!status["leader"].is_null()).then_some(())
+            },
+        )
+        .await;
         terminate(first, port).await;
 
         let second = up(&data, port);

@@ -84,7 +84,7 @@ pub fn main() -> ExitCode {
     // Commands print their results; logs are for warnings unless asked for more.
     // Long-running commands log their work; the others only warnings.
     let default_filter = match cli.command {
-        Command::Controller(_) => "info",
+        Command::Controller(_) | Command::Up(_) => "info",
         _ => "warn",
     };
     crate::telemetry::init(cli.log_format, default_filter);
@@ -124,7 +124,7 @@ pub enum CliError {
 async fn run(cli: Cli) -> Result<(), CliError> {
     let out = Output::new(cli.output);
     let command = match cli.command {
-        Command::Up(args) => return Ok(up::run(&cli.registry, args).await?),
+        Command::Up(args) => return up::run(&cli.registry, args).await,
         Command::Controller(args) => return controller::run(&cli.registry, args).await,
         Command::Registry(command) => command,
     };

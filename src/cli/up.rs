@@ -1,13 +1,20 @@
-//! `visor up`: a local registry to try Visor with nothing but this binary and etcd.
+//! `visor up`: Visor on one machine with nothing but this binary and etcd.
 //!
-//! For now it runs a single-member etcd on loopback (the client port defaults
-//! to 2379, which every other command uses by default), writes the schema, and
-//! stays up until interrupted.
+//! It runs a single-member etcd on loopback as the registry (the client port
+//! defaults to 2379, which every other command uses by default), writes the
+//! schema, and runs the controller in the same process with its admin
+//! endpoints, until SIGINT or SIGTERM.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Args;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
+use super::CliError;
+use crate::admin::AdminServer;
+use crate::controller::{self, ControllerConfig};
 use crate::registry::{Error, LocalEtcd, LocalEtcdOptions, RegistryConfig, Visor};
 use crate::shutdown::Shutdown;
 
@@ -19,11 +26,15 @@ pub struct UpArgs {
     /// Loopback port for registry clients.
     #[arg(long, default_value_t = 2379)]
     port: u16,
+    /// Where the controller's `/metrics`, `/healthz` and `/readyz` are served.
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    admin_addr: SocketAddr,
+    #[command(flatten)]
+    controller: ControllerConfig,
 }
 
-pub async fn run(config: &RegistryConfig, args: UpArgs) -> Result<(), Error> {
-    let mut shutdown = Shutdown::install()
-        .map_err(|e| Error::Config(format!("cannot install signal handlers: {e}")))?;
+pub async fn run(config: &RegistryConfig, args: UpArgs) -> Result<(), CliError> {
+    let mut signals = Shutdown::install().map_err(CliError::Signals)?;
     std::fs::create_dir_all(&args.data_dir).map_err(|e| {
         Error::Config(format!(
             "cannot create data dir {}: {e}",
@@ -44,8 +55,17 @@ pub async fn run(config: &RegistryConfig, args: UpArgs) -> Result<(), Error> {
     };
     let visor = Visor::connect(&local).await?;
     let schema = visor.check_schema().await?;
+
+    let shutdown = CancellationToken::new();
+    let prometheus = prometheus::Registry::new();
+    let (ready_tx, ready) = watch::channel(false);
+    let admin = AdminServer::bind(args.admin_addr, prometheus.clone(), ready)
+        .await
+        .map_err(CliError::Admin)?;
+    let admin_addr = admin.local_addr().map_err(CliError::Admin)?;
+    let admin_task = tokio::spawn(admin.serve(shutdown.clone()));
     eprintln!(
-        "visor up: registry at {} (root {}, schema v{}, data in {})",
+        "visor up: registry at {} (root {}, schema v{}, data in {}); controller metrics at http://{admin_addr}/metrics",
         etcd.endpoint(),
         local.root,
         schema.version,
@@ -53,8 +73,24 @@ pub async fn run(config: &RegistryConfig, args: UpArgs) -> Result<(), Error> {
     );
     eprintln!("try: visor app register web --repo-url https://example.com/web.git --stack base");
     eprintln!("     visor watch        (in another terminal)     Ctrl-C or SIGTERM stops");
-    shutdown.requested().await;
+    let controller = tokio::spawn(controller::run(
+        visor,
+        args.controller,
+        prometheus,
+        ready_tx,
+        shutdown.clone(),
+    ));
+    signals.requested().await;
     eprintln!("visor up: stopping");
+    shutdown.cancel();
+    match controller.await {
+        Ok(Err(error)) => tracing::warn!(%error, "controller stopped with an error"),
+        Err(error) => tracing::warn!(%error, "controller task failed"),
+        Ok(Ok(())) => {}
+    }
+    if let Ok(Err(error)) = admin_task.await {
+        tracing::warn!(%error, "admin server failed");
+    }
     drop(etcd);
     Ok(())
 }
