@@ -176,3 +176,13 @@ pub async fn active(t: &TestRegistry) -> Vec<Versioned<Instance>> {
     });
     all
 }
+
+/// Sends `signal` (e.g. "STOP", "CONT") to the controller process.
+pub fn signal(controller: &ControllerProcess, signal: &str) {
+    let pid = controller.child.as_ref().expect("running").id();
+    let sent = Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success(), "kill -{signal}");
+}
