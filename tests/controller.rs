@@ -1,7 +1,8 @@
 //! The real `visor controller` binary against a real etcd: scale up spreads
 //! start tickets across hosts, scale down stops pending before running, a dead host's instances are lost and replaced, work no host
 //! can take waits (counted, and shown by `visor status`) until one can, malformed objects are
-//! skipped without stopping the loops, and `/metrics` passes `promtool`.
+//! skipped without stopping the loops, `/metrics` passes `promtool`, and old
+//! terminal instances and tickets to gone hosts are collected.
 
 mod common;
 mod controller_support;
@@ -304,6 +305,73 @@ async fn malformed_objects_are_skipped_and_metrics_pass_promtool() {
             "promtool check metrics: {}{}",
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn terminal_instances_and_orphan_tickets_are_collected() {
+    common::within(LIMIT, "collection never happens", async {
+        let t = common::TestRegistry::start().await;
+        let controller = ControllerProcess::start_with(&t, "c1", &["--retention", "1s"]);
+        controller.wait_leading().await;
+        let _host = t
+            .visor
+            .register_host("h1", fixtures::host("10.0.0.1"), HOST_TTL)
+            .await
+            .expect("host");
+        let done = t
+            .visor
+            .create_instance(fixtures::instance(Some("h1")))
+            .await
+            .expect("instance");
+        t.visor
+            .claim_instance(done.name(), "h1")
+            .await
+            .expect("claim");
+        t.visor
+            .start_instance(done.name(), "h1", None)
+            .await
+            .expect("start");
+        t.visor
+            .exit_instance(done.name(), "h1", None)
+            .await
+            .expect("exit");
+        let running = t
+            .visor
+            .create_instance(fixtures::instance(Some("h1")))
+            .await
+            .expect("instance");
+        let orphan = t
+            .visor
+            .create_ticket("gone", fixtures::ticket(TicketOp::Start, running.name()))
+            .await
+            .expect("ticket to a host that does not exist");
+
+        common::eventually(
+            CONVERGE,
+            "the exited instance is collected after its retention",
+            || async { t.visor.instance(done.name()).await.is_err().then_some(()) },
+        )
+        .await;
+        common::eventually(CONVERGE, "the ticket to a gone host is removed", || async {
+            t.visor
+                .ticket("gone", orphan.name())
+                .await
+                .is_err()
+                .then_some(())
+        })
+        .await;
+        assert!(
+            t.visor.instance(running.name()).await.is_ok(),
+            "a live instance is kept"
+        );
+        assert!(
+            controller
+                .metric("visor_instances_collected_total", "")
+                .unwrap_or(0.0)
+                >= 1.0
         );
     })
     .await;

@@ -22,6 +22,11 @@ pub struct ControllerProcess {
 impl ControllerProcess {
     /// Starts a controller named `identity` with a short lease, as tests want fast failover.
     pub fn start(t: &TestRegistry, identity: &str) -> Self {
+        Self::start_with(t, identity, &[])
+    }
+
+    /// Like [`start`](Self::start), with further `visor controller` flags.
+    pub fn start_with(t: &TestRegistry, identity: &str, extra: &[&str]) -> Self {
         let admin = TcpListener::bind("127.0.0.1:0")
             .expect("bind")
             .local_addr()
@@ -46,6 +51,7 @@ impl ControllerProcess {
                 "--concurrency",
                 "4",
             ])
+            .args(extra)
             .env("RUST_LOG", "visor=info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
