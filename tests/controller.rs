@@ -1,7 +1,8 @@
 //! The real `visor controller` binary against a real etcd: scale up spreads
-//! start tickets across hosts, scale down stops pending before running, a dead host's instances are lost and replaced, work no host
-//! can take waits (counted, and shown by `visor status`) until one can, malformed objects are
-//! skipped without stopping the loops, `/metrics` passes `promtool`, and old
+//! start tickets across hosts; scale down stops pending before running; a
+//! dead host's instances are lost and replaced; work no host can take waits
+//! (counted, and shown by `visor status`) until one can; malformed objects are
+//! skipped without stopping the loops; `/metrics` passes `promtool`; and old
 //! terminal instances and tickets to gone hosts are collected.
 
 mod common;
