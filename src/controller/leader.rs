@@ -143,9 +143,14 @@ pub async fn run_term(
 }
 
 async fn wait_synced(caches: &Caches) {
-    while !caches.synced() {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let mut caches = caches.clone();
+    caches.apps.wait_synced().await;
+    caches.procs.wait_synced().await;
+    caches.revs.wait_synced().await;
+    caches.scales.wait_synced().await;
+    caches.hosts.wait_synced().await;
+    caches.instances.wait_synced().await;
+    caches.tickets.wait_synced().await;
 }
 
 /// Turns cache changes into keys: desired-state and host changes can touch
@@ -165,7 +170,7 @@ async fn feed(
         mut instances,
         mut tickets,
     } = streams;
-    let mut desired = futures::stream::select_all(desired.into_iter().map(tokio_stream_of));
+    let mut desired = futures::stream::select_all(desired.into_iter().map(change_stream));
     use futures::StreamExt;
     loop {
         tokio::select! {
@@ -196,7 +201,7 @@ async fn feed(
     }
 }
 
-fn tokio_stream_of(
+fn change_stream(
     mut receiver: tokio::sync::mpsc::UnboundedReceiver<Change>,
 ) -> impl futures::Stream<Item = Change> {
     futures::stream::poll_fn(move |cx| receiver.poll_recv(cx))
