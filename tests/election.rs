@@ -8,6 +8,7 @@ mod fixtures;
 
 use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
 use visor::Error;
 use visor::runtime::election::{self, Leadership};
 
@@ -16,9 +17,17 @@ const TTL: Duration = Duration::from_secs(2);
 const NAME: &str = "/visor/leader";
 
 async fn campaign(t: &common::TestRegistry, identity: &str) -> Leadership {
-    election::campaign(t.visor.registry(), NAME, identity, TTL, TTL * 2 / 3)
-        .await
-        .expect("campaign")
+    election::campaign(
+        t.visor.registry(),
+        NAME,
+        identity,
+        TTL,
+        TTL * 2 / 3,
+        &CancellationToken::new(),
+    )
+    .await
+    .expect("campaign")
+    .expect("elected, not cancelled")
 }
 
 #[tokio::test]
@@ -35,7 +44,8 @@ async fn one_leader_at_a_time_and_a_standby_takes_over_on_resign() {
 
         let registry = t.visor.registry().clone();
         let standby = tokio::spawn(async move {
-            election::campaign(&registry, NAME, "controller-b", TTL, TTL * 2 / 3).await
+            let never = CancellationToken::new();
+            election::campaign(&registry, NAME, "controller-b", TTL, TTL * 2 / 3, &never).await
         });
         // While the leader holds on (renewing past several TTLs), the standby waits.
         fixtures::holds_for(
@@ -56,6 +66,7 @@ async fn one_leader_at_a_time_and_a_standby_takes_over_on_resign() {
         )
         .await
         .expect("join")
+        .expect("standby campaign")
         .expect("standby elected");
         assert_eq!(
             election::current_leader(t.visor.registry(), NAME)
@@ -160,6 +171,53 @@ async fn deleting_the_leader_key_ends_leadership() {
             fenced.register_app("web", fixtures::app("git://web")).await,
             Err(Error::Deposed { .. })
         ));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_cancelled_standby_leaves_the_line_at_once() {
+    common::within(LIMIT, "a cancelled campaign never returns", async {
+        let t = common::TestRegistry::start().await;
+        let leader = campaign(&t, "controller-a").await;
+        let cancel = CancellationToken::new();
+        let registry = t.visor.registry().clone();
+        let standby = {
+            let cancel = cancel.clone();
+            tokio::spawn(async move {
+                election::campaign(&registry, NAME, "controller-b", TTL, TTL * 2 / 3, &cancel).await
+            })
+        };
+        // The standby's key is in line (two keys under the election prefix).
+        common::eventually(Duration::from_secs(5), "the standby queues up", || async {
+            (fixtures::raw_keys(&t, NAME).await.len() == 2).then_some(())
+        })
+        .await;
+        cancel.cancel();
+        let outcome = common::within(
+            Duration::from_secs(5),
+            "the cancelled campaign returns",
+            standby,
+        )
+        .await
+        .expect("join");
+        assert!(
+            matches!(outcome, Ok(None)),
+            "a cancelled campaign yields no leadership"
+        );
+        assert_eq!(
+            fixtures::raw_keys(&t, NAME).await.len(),
+            1,
+            "its lease was revoked: its key left the line"
+        );
+        // So a resign hands over to nobody stale: no leader is left waiting on an expiring lease.
+        leader.resign().await.expect("resign");
+        assert_eq!(
+            election::current_leader(t.visor.registry(), NAME)
+                .await
+                .expect("leader"),
+            None
+        );
     })
     .await;
 }

@@ -93,10 +93,7 @@ pub async fn run_term(
     // Retention is measured in time, so collection is looked at on a clock too.
     tasks.spawn(resync::resync(
         collect.clone(),
-        config
-            .resync
-            .min(config.retention)
-            .max(Duration::from_secs(1)),
+        collection_period(config),
         || [()],
         term.clone(),
     ));
@@ -140,6 +137,16 @@ pub async fn run_term(
     ready.send_replace(false);
     tasks.shutdown().await;
     outcome
+}
+
+/// How often old terminal instances are looked for: at the resync period, but
+/// at least as often as the retention, and never more than once a second.
+fn collection_period(config: &ControllerConfig) -> Duration {
+    let period = match config.resync.is_zero() {
+        true => config.retention,
+        false => config.resync.min(config.retention),
+    };
+    period.max(Duration::from_secs(1))
 }
 
 async fn wait_synced(caches: &Caches) {

@@ -94,19 +94,19 @@ pub async fn run(
             &identity,
             config.lease_ttl,
             config.renew_deadline,
+            &shutdown,
         );
-        let leadership = tokio::select! {
-            won = campaign => match won {
-                Ok(leadership) => leadership,
-                Err(error) => {
-                    tracing::warn!(%error, "campaign failed; retrying");
-                    tokio::select! {
-                        () = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                        () = shutdown.cancelled() => return Ok(()),
-                    }
+        let leadership = match campaign.await {
+            Ok(Some(leadership)) => leadership,
+            // Shut down while standing by; the campaign's lease is already revoked.
+            Ok(None) => return Ok(()),
+            Err(error) => {
+                tracing::warn!(%error, "campaign failed; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    () = shutdown.cancelled() => return Ok(()),
                 }
-            },
-            () = shutdown.cancelled() => return Ok(()),
+            }
         };
         tracing::info!(%identity, fence = %leadership.fence(), "elected leader");
         leader_status.set(1);

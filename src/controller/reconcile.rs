@@ -3,7 +3,9 @@
 //!
 //! Invariants: every decision is made from caches that have caught up with
 //! this leader's last write; scale decisions are serialized, because groups
-//! share host capacity; a write refused by the fence ends the leadership.
+//! share host capacity; a write refused by the fence (`Deposed`) writes
+//! nothing and fails the reconcile, while the term itself ends when the
+//! election notices the lost leadership.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
