@@ -160,9 +160,14 @@ async fn wait_synced(caches: &Caches) {
     caches.tickets.wait_synced().await;
 }
 
+/// How long changes that touch every group are gathered before the groups
+/// are listed once for all of them: listing them reads every instance, so a
+/// burst of changes must not list them once per change.
+const ALL_GROUPS_DEBOUNCE: Duration = Duration::from_millis(50);
+
 /// Turns cache changes into keys: desired-state and host changes can touch
-/// every group; an instance change touches its own group (or, once it is
-/// gone from the cache, every group).
+/// every group; an instance or ticket change touches its own group (or, once it
+/// is gone from the cache, every group).
 async fn feed(
     streams: ChangeStreams,
     caches: Caches,
@@ -171,6 +176,7 @@ async fn feed(
     collect: WorkQueue<()>,
     term: CancellationToken,
 ) {
+    use futures::StreamExt;
     let ChangeStreams {
         desired,
         mut hosts,
@@ -178,33 +184,57 @@ async fn feed(
         mut tickets,
     } = streams;
     let mut desired = futures::stream::select_all(desired.into_iter().map(change_stream));
-    use futures::StreamExt;
+    // When set, every group is queued once this deadline passes.
+    let mut all_groups_at: Option<tokio::time::Instant> = None;
     loop {
+        let all_groups_due = async {
+            match all_groups_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             () = term.cancelled() => return,
-            Some(_) = desired.next() => scale.add_all(caches.groups()),
-            Some(_) = hosts.recv() => {
+            () = all_groups_due => {
+                all_groups_at = None;
                 scale.add_all(caches.groups());
+            }
+            Some(_) = desired.next() => touch_all(&mut all_groups_at),
+            Some(_) = hosts.recv() => {
+                touch_all(&mut all_groups_at);
                 liveness.add(());
             }
             Some(change) = instances.recv() => {
-                match &change {
-                    Change::Upserted(key) => match caches.instances.get(key) {
-                        Some(instance) => scale.add(GroupKey::of(&instance.value)),
-                        None => scale.add_all(caches.groups()),
-                    },
-                    Change::Deleted(_) | Change::Relisted => scale.add_all(caches.groups()),
+                match caches.instances.get(change_key(&change).unwrap_or_default()) {
+                    Some(instance) => scale.add(GroupKey::of(&instance.value)),
+                    None => touch_all(&mut all_groups_at),
                 }
                 liveness.add(());
                 collect.add(());
             }
-            Some(_) = tickets.recv() => {
+            Some(change) = tickets.recv() => {
                 // A finished stop ticket changes what counts as stopping.
-                scale.add_all(caches.groups());
+                match caches.tickets.get(change_key(&change).unwrap_or_default()) {
+                    Some(ticket) => scale.add(GroupKey::new(ticket.value.app, ticket.value.rev, ticket.value.proc)),
+                    None => touch_all(&mut all_groups_at),
+                }
                 liveness.add(());
             }
             else => return,
         }
+    }
+}
+
+/// Schedules every group to be queued soon, unless that is already scheduled.
+fn touch_all(at: &mut Option<tokio::time::Instant>) {
+    at.get_or_insert_with(|| tokio::time::Instant::now() + ALL_GROUPS_DEBOUNCE);
+}
+
+/// The key a change is about; `None` for a relist.
+fn change_key(change: &Change) -> Option<&str> {
+    match change {
+        Change::Upserted(key) | Change::Deleted(key) => Some(key),
+        Change::Relisted => None,
     }
 }
 
