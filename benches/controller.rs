@@ -1,0 +1,1158 @@
+//! The controller at scale, side by side with raw etcd against one real etcd
+//! in the same run.
+//!
+//! `cargo bench --bench controller` runs, for each N in `VISOR_BENCH_SCALE`
+//! (comma-separated, default `10000,100000`), with a fresh etcd
+//! ([`LocalEtcd`]), `VISOR_BENCH_HOSTS` hosts (default 1000, written with one
+//! shared lease, capacity large enough for everything) and the real
+//! `visor controller` binary as a child process:
+//!
+//! 1. **Scale-up**: the time from `set_scale(N)` until all N start tickets are
+//!    in the registry, next to the time raw etcd takes to write the same
+//!    number of instance + ticket keys, with values of the same size, in
+//!    sequential transactions of 126 puts (the controller's batch size) under
+//!    a separate prefix of the same length; once as plain puts, once guarded
+//!    by the same compares Visor's transactions carry (`create_revision == 0`
+//!    per key, plus one existing key standing in for the leader fence).
+//! 2. **Memory**: `VmRSS` and `VmHWM` of the controller process once it has
+//!    gone quiet after the scale-up, next to those of the etcd process.
+//! 3. **Idle latency**: after convergence, `VISOR_BENCH_LATENCY_ITERATIONS`
+//!    (default 50) scale changes of +1 on a separate small app, each timed
+//!    from the `set_scale` call to the new start ticket arriving on a watch;
+//!    interleaved with the raw baseline, a put timed until it arrives on a
+//!    watch of the same etcd.
+//!
+//! Tickets are detected with a raw etcd watch on the tickets prefix, counting
+//! key creations (`version == 1`): it timestamps the last ticket exactly as a
+//! client sees it commit, without polling resolution, without O(N) count
+//! ranges loading etcd during the measurement, and without decoding every
+//! instance event as the typed `watch_events` stream (which watches the whole
+//! root) would, on the same two cores the controller and etcd need.
+//!
+//! With `VISOR_BENCH_PRELOAD=1` each case skips the scale-up: the N pending
+//! instances and start tickets (exactly what the controller would write) are
+//! written with raw etcd before the controller starts, so memory and idle
+//! latency at N can be measured without waiting for a scale-up.
+//!
+//! Every wait is bounded (`VISOR_BENCH_TIMEOUT` seconds for a scale-up,
+//! default 900) and fails with a message naming what did not happen and where
+//! the controller's log is. The controller child is killed on drop.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use etcd_client::{
+    Client, Compare, CompareOp, EventType, GetOptions, PutOptions, Txn, TxnOp, WatchOptions,
+    WatchStream,
+};
+use visor::Visor;
+use visor::model::{App, Host, Instance, Limits, Name, ProcType, Revision, Ticket, TicketOp};
+use visor::registry::{Lease, LocalEtcd, LocalEtcdOptions, RegistryConfig};
+
+/// Starts per controller transaction: 126 puts, the fence check makes 127 compares.
+const STARTS_PER_TXN: usize = 63;
+/// Root of the raw keys: as long as `/visor`, so raw keys are as long as Visor's.
+const RAW_ROOT: &str = "/bench";
+/// The app scaled to N.
+const BIG: Group = Group {
+    app: "big",
+    rev: "v1",
+    proc: "web",
+};
+/// The small app scaled by +1 at idle.
+const SMALL: Group = Group {
+    app: "small",
+    rev: "v1",
+    proc: "web",
+};
+/// Instances one host can take: more than N / hosts plus the small app.
+const HOST_CAPACITY: u32 = 1_000;
+/// A watch response can carry many revisions of events; don't cap it at tonic's 4 MiB.
+const WATCH_MESSAGE_LIMIT: usize = 1 << 30;
+/// How often a long scale-up reports how far it got.
+const PROGRESS_EVERY: Duration = Duration::from_secs(30);
+/// Linux `CLK_TCK` (the unit of utime/stime in `/proc/<pid>/stat`).
+const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
+
+#[derive(Clone, Copy)]
+struct Group {
+    app: &'static str,
+    rev: &'static str,
+    proc: &'static str,
+}
+
+struct Settings {
+    scales: Vec<usize>,
+    hosts: usize,
+    latency_iterations: usize,
+    scale_timeout: Duration,
+    preload: bool,
+}
+
+impl Settings {
+    fn from_env() -> Self {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let number = |name: &str, default: usize| {
+            var(name).map_or(default, |v| {
+                v.trim()
+                    .parse()
+                    .unwrap_or_else(|_| panic!("{name}={v:?} is not a number"))
+            })
+        };
+        let scales = var("VISOR_BENCH_SCALE").map_or_else(
+            || vec![10_000, 100_000],
+            |v| {
+                v.split(',')
+                    .map(|n| {
+                        n.trim().parse().unwrap_or_else(|_| {
+                            panic!("VISOR_BENCH_SCALE={v:?}: {n:?} is not a number")
+                        })
+                    })
+                    .collect()
+            },
+        );
+        Self {
+            scales,
+            hosts: number("VISOR_BENCH_HOSTS", 1_000),
+            latency_iterations: number("VISOR_BENCH_LATENCY_ITERATIONS", 50),
+            scale_timeout: Duration::from_secs(number("VISOR_BENCH_TIMEOUT", 900) as u64),
+            preload: var("VISOR_BENCH_PRELOAD").is_some_and(|v| v != "0"),
+        }
+    }
+}
+
+fn name(field: &'static str, value: &str) -> Name {
+    Name::parse(field, value).expect("benchmark names are valid")
+}
+
+// ---------------------------------------------------------------------------
+// Processes: the controller child, and what /proc says about a process.
+
+/// A `visor controller` child process, killed on drop.
+struct Controller {
+    child: Child,
+    admin: u16,
+    log: PathBuf,
+}
+
+impl Controller {
+    fn start(endpoint: &str, log: &Path) -> Self {
+        let admin = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("pick a free admin port")
+            .port();
+        let log_file = std::fs::File::create(log).expect("create the controller log");
+        let child = Command::new(env!("CARGO_BIN_EXE_visor"))
+            .args(["--endpoints", endpoint, "controller"])
+            .args(["--admin-addr", &format!("127.0.0.1:{admin}")])
+            .args(["--identity", "bench"])
+            .args(["--lease-ttl", "10s", "--renew-deadline", "6s"])
+            .env("RUST_LOG", "visor=info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn `visor controller`");
+        Self {
+            child,
+            admin,
+            log: log.to_owned(),
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// GET `path` on the admin address: (status line, body), or None if not serving.
+    fn get(&self, path: &str) -> Option<(String, String)> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.admin)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        let (head, body) = response.split_once("\r\n\r\n")?;
+        Some((head.lines().next()?.to_owned(), body.to_owned()))
+    }
+
+    /// The sum of every sample of metric `name` whose labels contain `labels`.
+    fn metric(&self, name: &str, labels: &str) -> Option<f64> {
+        let (_, body) = self.get("/metrics")?;
+        let samples: Vec<f64> = body
+            .lines()
+            .filter(|line| !line.starts_with('#'))
+            .filter(|line| line.split(['{', ' ']).next() == Some(name) && line.contains(labels))
+            .filter_map(|line| line.rsplit(' ').next()?.parse().ok())
+            .collect();
+        (!samples.is_empty()).then(|| samples.iter().sum())
+    }
+
+    async fn wait_leading(&mut self) {
+        let limit = Duration::from_secs(60);
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "the controller exited with {status} before leading; see {}",
+                    self.log.display()
+                );
+            }
+            let leading =
+                self.metric("leader_election_master_status", "visor-controller") == Some(1.0);
+            let ready = self
+                .get("/readyz")
+                .is_some_and(|(status, _)| status.contains("200"));
+            if leading && ready {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the controller did not become leader and ready within {limit:?}; see {}",
+                self.log.display()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Log lines at WARN or ERROR, for the report.
+    fn complaints(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        // Already exited is fine: the point is that it is not running.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// (VmRSS, VmHWM) of `pid` in KiB.
+fn memory_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("read /proc/{pid}/status: {e}"));
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// User + system CPU seconds `pid` has used, all threads.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .unwrap_or_else(|e| panic!("read /proc/{pid}/stat: {e}"));
+    // The command name may contain spaces; fields are counted after its ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks = |i: usize| -> f64 {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("malformed /proc/{pid}/stat")) as f64
+    };
+    (ticks(11) + ticks(12)) / CLOCK_TICKS_PER_SECOND
+}
+
+/// The pid of the etcd serving `data_dir` (LocalEtcd does not expose its child).
+fn etcd_pid(data_dir: &Path) -> u32 {
+    let needle = format!("--data-dir={}", data_dir.display());
+    std::fs::read_dir("/proc")
+        .expect("list /proc")
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .find(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|cmdline| {
+                    cmdline
+                        .split(|b| *b == 0)
+                        .any(|arg| arg == needle.as_bytes())
+                })
+                .unwrap_or(false)
+        })
+        .unwrap_or_else(|| panic!("no etcd process with {needle}"))
+}
+
+/// Waits until `pid` has used at most `idle_cpu` seconds of CPU in a `window`;
+/// returns when that quiet window began (from `since`), or None after `limit`.
+async fn wait_quiet(
+    pid: u32,
+    since: Instant,
+    window: Duration,
+    idle_cpu: f64,
+    limit: Duration,
+) -> Option<Duration> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let began = since.elapsed();
+        let before = cpu_seconds(pid);
+        tokio::time::sleep(window).await;
+        if cpu_seconds(pid) - before <= idle_cpu {
+            return Some(began);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Registry set-up and raw etcd helpers.
+
+/// Writes `count` hosts bound to one shared lease, kept alive while it lives.
+async fn register_hosts(visor: &Visor, count: usize) -> (Lease, Vec<Name>) {
+    let lease = Lease::grant(visor.registry(), Duration::from_secs(60))
+        .await
+        .expect("grant the hosts' lease");
+    let hosts: Vec<Name> = (0..count)
+        .map(|i| name("host", &format!("host-{i:04}")))
+        .collect();
+    let mut kv = visor.registry().etcd().kv_client();
+    for chunk in hosts.chunks(128) {
+        let puts = chunk
+            .iter()
+            .map(|host| {
+                let value = Host {
+                    addr: format!("10.0.{}.{}:4000", chunk.len(), host.as_str().len()),
+                    capacity: HOST_CAPACITY,
+                    labels: BTreeMap::new(),
+                    stacks: vec![name("stack", "base")],
+                    registered_at: Utc::now(),
+                };
+                TxnOp::put(
+                    visor.registry().keys().host(host),
+                    serde_json::to_vec(&value).expect("hosts serialize"),
+                    Some(PutOptions::new().with_lease(lease.id())),
+                )
+            })
+            .collect::<Vec<_>>();
+        kv.txn(Txn::new().and_then(puts))
+            .await
+            .expect("write a batch of hosts");
+    }
+    (lease, hosts)
+}
+
+async fn register_group(visor: &Visor, group: Group) {
+    let app = App {
+        repo_url: format!("https://example.com/{}.git", group.app),
+        stack: name("stack", "base"),
+        deploy_type: "bench".into(),
+        created_at: Utc::now(),
+    };
+    visor
+        .register_app(group.app, app)
+        .await
+        .expect("register app");
+    let rev = Revision {
+        archive_url: format!("https://example.com/{}-{}.tgz", group.app, group.rev),
+        created_at: Utc::now(),
+    };
+    visor
+        .register_rev(group.app, group.rev, rev)
+        .await
+        .expect("register rev");
+    let proc = ProcType {
+        command: "./bin/web".into(),
+        port: Some(8080),
+        limits: Limits::default(),
+        host_labels: BTreeMap::new(),
+        created_at: Utc::now(),
+    };
+    visor
+        .register_proc(group.app, group.proc, proc)
+        .await
+        .expect("register proc");
+}
+
+/// The pending instance and start ticket the controller writes for one start
+/// on `host`, as (key, value) pairs under `root`.
+fn start_pair(root: &str, group: Group, host: &Name) -> [(String, Vec<u8>); 2] {
+    let now = Utc::now();
+    let id = uuid::Uuid::now_v7().to_string();
+    let instance = Instance::pending(
+        name("app", group.app),
+        name("rev", group.rev),
+        name("proc", group.proc),
+        Some(host.clone()),
+        now,
+    );
+    let ticket = Ticket {
+        op: TicketOp::Start,
+        instance: name("instance", &id),
+        app: name("app", group.app),
+        rev: name("rev", group.rev),
+        proc: name("proc", group.proc),
+        created_at: now,
+        claimed_by: None,
+        claimed_at: None,
+    };
+    [
+        (
+            format!("{root}/instances/{id}"),
+            serde_json::to_vec(&instance).expect("instances serialize"),
+        ),
+        (
+            format!("{root}/tickets/{host}/{}", uuid::Uuid::now_v7()),
+            serde_json::to_vec(&ticket).expect("tickets serialize"),
+        ),
+    ]
+}
+
+/// A key that must exist, standing in for the leader fence of the guarded baseline.
+struct FenceStandIn {
+    key: String,
+    create_revision: i64,
+}
+
+/// Writes `count` starts (instance + ticket) under `root` in sequential
+/// transactions of 126 puts; guarded like Visor's when `fence` is given.
+async fn raw_batches(
+    raw: &Client,
+    root: &str,
+    count: usize,
+    hosts: &[Name],
+    fence: Option<&FenceStandIn>,
+) -> Duration {
+    let mut kv = raw.kv_client();
+    let started = Instant::now();
+    let mut done = 0;
+    while done < count {
+        let batch = (count - done).min(STARTS_PER_TXN);
+        let mut compares = Vec::new();
+        let mut puts = Vec::new();
+        let mut gets = Vec::new();
+        for i in done..done + batch {
+            for (key, value) in start_pair(root, BIG, &hosts[i % hosts.len()]) {
+                if fence.is_some() {
+                    compares.push(Compare::create_revision(key.as_str(), CompareOp::Equal, 0));
+                    gets.push(TxnOp::get(key.as_str(), None));
+                }
+                puts.push(TxnOp::put(key, value, None));
+            }
+        }
+        if let Some(fence) = fence {
+            compares.push(Compare::create_revision(
+                fence.key.as_str(),
+                CompareOp::Equal,
+                fence.create_revision,
+            ));
+            gets.push(TxnOp::get(fence.key.as_str(), None));
+        }
+        let txn = Txn::new().when(compares).and_then(puts).or_else(gets);
+        let response = kv.txn(txn).await.expect("raw batched transaction");
+        assert!(
+            response.succeeded(),
+            "a raw batched transaction's compares failed"
+        );
+        done += batch;
+    }
+    started.elapsed()
+}
+
+async fn delete_prefix(raw: &Client, prefix: &str) {
+    raw.kv_client()
+        .delete(
+            prefix,
+            Some(etcd_client::DeleteOptions::new().with_prefix()),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("delete {prefix}: {e}"));
+}
+
+async fn count_keys(raw: &Client, prefix: &str) -> i64 {
+    raw.kv_client()
+        .get(
+            prefix,
+            Some(GetOptions::new().with_prefix().with_count_only()),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("count {prefix}: {e}"))
+        .count()
+}
+
+async fn current_revision(raw: &Client) -> i64 {
+    raw.kv_client()
+        .get("/", Some(GetOptions::new().with_count_only()))
+        .await
+        .expect("read the current revision")
+        .header()
+        .map_or(0, |h| h.revision())
+}
+
+/// A watch of `prefix` from the next revision, created before it returns.
+async fn watch_prefix(raw: &Client, prefix: &str) -> WatchStream {
+    let from = current_revision(raw).await + 1;
+    let mut stream = raw
+        .watch_client()
+        .max_decoding_message_size(WATCH_MESSAGE_LIMIT)
+        .watch(
+            prefix,
+            Some(WatchOptions::new().with_prefix().with_start_revision(from)),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("watch {prefix}: {e}"));
+    let created = next_events(&mut stream, Duration::from_secs(10), "the watch is created").await;
+    assert!(created.is_empty(), "a fresh watch starts with no events");
+    stream
+}
+
+/// The events of the next watch response; panics naming `what` after `limit`.
+async fn next_events(
+    stream: &mut WatchStream,
+    limit: Duration,
+    what: &str,
+) -> Vec<etcd_client::Event> {
+    next_response(stream, limit, what)
+        .await
+        .unwrap_or_else(|| panic!("timed out after {limit:?} waiting until {what}"))
+}
+
+/// The events of the next watch response, or None after `limit`; panics
+/// naming `what` if the watch fails.
+async fn next_response(
+    stream: &mut WatchStream,
+    limit: Duration,
+    what: &str,
+) -> Option<Vec<etcd_client::Event>> {
+    let response = tokio::time::timeout(limit, stream.message())
+        .await
+        .ok()?
+        .unwrap_or_else(|e| panic!("watch failed while waiting until {what}: {e}"))
+        .unwrap_or_else(|| panic!("watch ended while waiting until {what}"));
+    assert!(
+        !response.canceled() && response.compact_revision() == 0,
+        "watch cancelled while waiting until {what}: {}",
+        response.cancel_reason()
+    );
+    Some(response.events().to_vec())
+}
+
+fn is_creation(event: &etcd_client::Event) -> bool {
+    event.event_type() == EventType::Put && event.kv().is_some_and(|kv| kv.version() == 1)
+}
+
+// ---------------------------------------------------------------------------
+// The measurements.
+
+struct ScaleUp {
+    first: Duration,
+    last: Duration,
+}
+
+/// `set_scale(N)` until N start tickets were created, seen on a watch;
+/// progress is printed every [`PROGRESS_EVERY`] so a long run shows its rate.
+async fn visor_scale_up(
+    visor: &Visor,
+    raw: &Client,
+    count: usize,
+    limit: Duration,
+    controller: &Controller,
+) -> ScaleUp {
+    let tickets = visor.registry().keys().tickets(None);
+    let mut stream = watch_prefix(raw, &tickets).await;
+    let started = Instant::now();
+    let deadline = started + limit;
+    visor
+        .set_scale(BIG.app, BIG.rev, BIG.proc, count as u32)
+        .await
+        .expect("set the scale factor");
+    let (mut seen, mut first) = (0, None);
+    let mut report = started + PROGRESS_EVERY;
+    while seen < count {
+        let now = Instant::now();
+        if now >= report {
+            let (rss, _) = memory_kib(controller.pid());
+            let committed = count_keys(raw, &tickets).await;
+            println!(
+                "    {:>6.0} s: {committed} of {count} start tickets committed, {seen} seen on the \
+                 watch; controller VmRSS {} MiB",
+                started.elapsed().as_secs_f64(),
+                rss / 1024
+            );
+            report += PROGRESS_EVERY;
+        }
+        assert!(
+            now < deadline,
+            "timed out after {limit:?} waiting until all {count} start tickets exist: \
+             {seen} appeared ({:.0}/s); controller log: {}",
+            seen as f64 / started.elapsed().as_secs_f64(),
+            controller.log.display()
+        );
+        let wait = deadline.min(report).saturating_duration_since(now);
+        let what = format!("{count} start tickets exist");
+        for event in next_response(&mut stream, wait, &what)
+            .await
+            .unwrap_or_default()
+        {
+            if is_creation(&event) {
+                seen += 1;
+                first.get_or_insert_with(|| started.elapsed());
+            }
+        }
+    }
+    ScaleUp {
+        first: first.unwrap_or_default(),
+        last: started.elapsed(),
+    }
+}
+
+/// Per iteration: a raw put until seen on a watch, then `set_scale(+1)` of the
+/// small app until its new start ticket is seen, each after the controller went quiet.
+async fn idle_latency(
+    visor: &Visor,
+    raw: &Client,
+    controller: &Controller,
+    iterations: usize,
+) -> (Vec<Duration>, Vec<Duration>) {
+    let limit = Duration::from_secs(30);
+    let mut tickets = watch_prefix(raw, &visor.registry().keys().tickets(None)).await;
+    let raw_prefix = format!("{RAW_ROOT}/latency/");
+    let mut puts = watch_prefix(raw, &raw_prefix).await;
+    let mut kv = raw.kv_client();
+    let value = start_pair(RAW_ROOT, SMALL, &name("host", "host-0000"))[1]
+        .1
+        .clone();
+    let (mut visor_samples, mut raw_samples) = (Vec::new(), Vec::new());
+    for i in 1..=iterations {
+        let quiet = wait_quiet(
+            controller.pid(),
+            Instant::now(),
+            Duration::from_millis(200),
+            0.01,
+            Duration::from_secs(60),
+        )
+        .await;
+        assert!(
+            quiet.is_some(),
+            "the controller did not go quiet within 60s between idle scale changes; see {}",
+            controller.log.display()
+        );
+
+        let key = format!("{raw_prefix}{i:04}");
+        let started = Instant::now();
+        kv.put(key.as_str(), value.clone(), None)
+            .await
+            .expect("raw put");
+        'raw: loop {
+            for event in next_events(&mut puts, limit, &format!("raw put {key} is seen")).await {
+                if event.kv().is_some_and(|kv| kv.key() == key.as_bytes()) {
+                    break 'raw;
+                }
+            }
+        }
+        raw_samples.push(started.elapsed());
+
+        let started = Instant::now();
+        visor
+            .set_scale(SMALL.app, SMALL.rev, SMALL.proc, i as u32)
+            .await
+            .expect("scale the small app");
+        let what = format!(
+            "the start ticket for replica {i} of the small app exists (controller log: {})",
+            controller.log.display()
+        );
+        'visor: loop {
+            for event in next_events(&mut tickets, limit, &what).await {
+                let Some(kv) = event.kv() else { continue };
+                if !is_creation(&event) {
+                    continue;
+                }
+                let ticket: Ticket = serde_json::from_slice(kv.value()).expect("tickets decode");
+                if ticket.app.as_str() == SMALL.app && ticket.op == TicketOp::Start {
+                    break 'visor;
+                }
+            }
+        }
+        visor_samples.push(started.elapsed());
+    }
+    (visor_samples, raw_samples)
+}
+
+/// The reconcile loops whose work is reported.
+const LOOPS: [&str; 3] = ["scale", "liveness", "gc"];
+
+/// `controller_runtime_reconcile_time_seconds` count and sum per loop.
+struct ReconcileCounters(Vec<(f64, f64)>);
+
+impl ReconcileCounters {
+    fn read(controller: &Controller) -> Self {
+        let name = "controller_runtime_reconcile_time_seconds";
+        Self(
+            LOOPS
+                .iter()
+                .map(|l| {
+                    let labels = format!("controller=\"{l}\"");
+                    let count = controller.metric(&format!("{name}_count"), &labels);
+                    let sum = controller.metric(&format!("{name}_sum"), &labels);
+                    (count.unwrap_or(0.0), sum.unwrap_or(0.0))
+                })
+                .collect(),
+        )
+    }
+
+    /// (reconciles, mean seconds) per loop since `before`.
+    fn since(&self, before: &Self) -> Vec<(f64, f64)> {
+        self.0
+            .iter()
+            .zip(&before.0)
+            .map(|((count, sum), (count0, sum0))| {
+                let n = count - count0;
+                (n, if n > 0.0 { (sum - sum0) / n } else { 0.0 })
+            })
+            .collect()
+    }
+}
+
+/// Nearest-rank percentile.
+fn percentile(samples: &[Duration], p: f64) -> Duration {
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted
+        .get(rank.clamp(1, sorted.len().max(1)) - 1)
+        .copied()
+        .unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------
+// One case: a fresh etcd, hosts and controller, with N instances.
+
+/// The scale-up of one case and its raw baselines.
+struct ScaleUpCase {
+    raw_put: Duration,
+    raw_guarded: Duration,
+    visor: ScaleUp,
+    etcd_cpu_raw_put: f64,
+    etcd_cpu_raw_guarded: f64,
+    etcd_cpu_visor: f64,
+    controller_cpu_to_last: f64,
+    quiet_after: Option<Duration>,
+    controller_cpu_to_quiet: f64,
+}
+
+struct Case {
+    count: usize,
+    /// None when the instances were preloaded instead of scaled up to.
+    scale_up: Option<ScaleUpCase>,
+    /// From starting the controller to it leading with synced caches.
+    controller_ready: Duration,
+    controller_memory: (u64, u64),
+    etcd_memory: (u64, u64),
+    emitted: Option<f64>,
+    instances: i64,
+    tickets: i64,
+    latency_visor: Vec<Duration>,
+    latency_raw: Vec<Duration>,
+    /// Per loop (scale, liveness, gc): reconciles and their mean time during the idle phase.
+    idle_reconciles: Vec<(f64, f64)>,
+    complaints: Vec<String>,
+}
+
+impl Case {
+    /// The registry must hold exactly N instances and N tickets (no start
+    /// lost, none emitted twice).
+    fn registry_mismatch(&self) -> Option<String> {
+        let count = self.count as i64;
+        (self.instances != count || self.tickets != count).then(|| {
+            format!(
+                "{} instances and {} tickets in the registry, expected {count} of each",
+                self.instances, self.tickets
+            )
+        })
+    }
+
+    /// `visor_tickets_emitted_total{op="start"}` should count every start
+    /// the controller wrote (none when preloaded).
+    fn metric_mismatch(&self) -> Option<String> {
+        let emitted = self.emitted.unwrap_or(0.0);
+        let expected = match self.scale_up {
+            Some(_) => self.count as f64,
+            None => 0.0,
+        };
+        (emitted != expected).then(|| {
+            format!(
+                "visor_tickets_emitted_total{{op=\"start\"}} is {emitted}, but the controller \
+                 wrote {expected} start tickets"
+            )
+        })
+    }
+}
+
+/// The scale-up to `count` and its raw baselines, with the controller idle before.
+async fn scale_up_case(
+    settings: &Settings,
+    visor: &Visor,
+    count: usize,
+    hosts: &[Name],
+    controller: &Controller,
+    etcd_pid: u32,
+) -> ScaleUpCase {
+    let secs = |d: Duration| d.as_secs_f64();
+    let raw = visor.registry().etcd();
+    let app_key = visor.registry().keys().app(&name("app", BIG.app));
+    let app_kv = raw
+        .kv_client()
+        .get(app_key.as_str(), None)
+        .await
+        .expect("read the app key");
+    let fence = FenceStandIn {
+        create_revision: app_kv
+            .kvs()
+            .first()
+            .expect("the app exists")
+            .create_revision(),
+        key: app_key,
+    };
+    // Raw first, while the controller has nothing to do; each raw copy is
+    // deleted afterwards so every run writes next to the same live keys.
+    let raw_prefix = format!("{RAW_ROOT}/");
+    let cpu = cpu_seconds(etcd_pid);
+    let raw_guarded = raw_batches(&raw, RAW_ROOT, count, hosts, Some(&fence)).await;
+    let etcd_cpu_raw_guarded = cpu_seconds(etcd_pid) - cpu;
+    println!("  raw guarded batches:        {:>8.3} s", secs(raw_guarded));
+    delete_prefix(&raw, &raw_prefix).await;
+    let cpu = cpu_seconds(etcd_pid);
+    let raw_put = raw_batches(&raw, RAW_ROOT, count, hosts, None).await;
+    let etcd_cpu_raw_put = cpu_seconds(etcd_pid) - cpu;
+    println!("  raw batched puts:           {:>8.3} s", secs(raw_put));
+    delete_prefix(&raw, &raw_prefix).await;
+
+    let (etcd_cpu, controller_cpu) = (cpu_seconds(etcd_pid), cpu_seconds(controller.pid()));
+    let started = Instant::now();
+    let visor_run = visor_scale_up(visor, &raw, count, settings.scale_timeout, controller).await;
+    let etcd_cpu_visor = cpu_seconds(etcd_pid) - etcd_cpu;
+    let controller_cpu_to_last = cpu_seconds(controller.pid()) - controller_cpu;
+    println!(
+        "  visor set_scale → tickets:  {:>8.3} s (first ticket after {:.3} s)",
+        secs(visor_run.last),
+        secs(visor_run.first)
+    );
+    let quiet_after = wait_quiet(
+        controller.pid(),
+        started,
+        Duration::from_secs(1),
+        0.02,
+        settings.scale_timeout,
+    )
+    .await;
+    let controller_cpu_to_quiet = cpu_seconds(controller.pid()) - controller_cpu;
+    match quiet_after {
+        Some(after) => println!(
+            "  controller quiet after:     {:>8.3} s ({controller_cpu_to_quiet:.1} CPU s)",
+            secs(after)
+        ),
+        None => println!(
+            "  controller still busy {:?} after the scale change",
+            settings.scale_timeout
+        ),
+    }
+    ScaleUpCase {
+        raw_put,
+        raw_guarded,
+        visor: visor_run,
+        etcd_cpu_raw_put,
+        etcd_cpu_raw_guarded,
+        etcd_cpu_visor,
+        controller_cpu_to_last,
+        quiet_after,
+        controller_cpu_to_quiet,
+    }
+}
+
+async fn run_case(settings: &Settings, count: usize, logs: &Path) -> Case {
+    let etcd = LocalEtcd::start_with(LocalEtcdOptions {
+        // Room for three copies of 2N keys and their history.
+        extra_args: vec!["--quota-backend-bytes=8589934592".into()],
+        ..LocalEtcdOptions::default()
+    })
+    .await
+    .expect("start etcd (is etcd-server installed? bash .ci/setup)");
+    let etcd_pid = etcd_pid(etcd.data_dir());
+    let visor = Visor::connect(&RegistryConfig::new([etcd.endpoint()]))
+        .await
+        .expect("connect to etcd");
+    let raw = visor.registry().etcd();
+    let (_hosts_lease, hosts) = register_hosts(&visor, settings.hosts).await;
+    register_group(&visor, BIG).await;
+    register_group(&visor, SMALL).await;
+    if settings.preload {
+        // What the controller would have written for the scale-up, written
+        // before it starts: it finds its work done and only lists it.
+        let took = raw_batches(&raw, visor.registry().keys().root(), count, &hosts, None).await;
+        visor
+            .set_scale(BIG.app, BIG.rev, BIG.proc, count as u32)
+            .await
+            .expect("set the scale factor");
+        println!(
+            "N = {count}: preloaded {count} pending instances and start tickets in {:.1} s",
+            took.as_secs_f64()
+        );
+    }
+
+    let log = logs.join(format!("controller-{count}.log"));
+    let started = Instant::now();
+    let mut controller = Controller::start(&etcd.endpoint(), &log);
+    controller.wait_leading().await;
+    let controller_ready = started.elapsed();
+    println!(
+        "N = {count}: etcd pid {etcd_pid}, controller pid {} leading and ready after {:.1} s, {} hosts; log {}",
+        controller.pid(),
+        controller_ready.as_secs_f64(),
+        hosts.len(),
+        log.display()
+    );
+
+    let scale_up = match settings.preload {
+        false => Some(scale_up_case(settings, &visor, count, &hosts, &controller, etcd_pid).await),
+        true => {
+            let quiet = wait_quiet(
+                controller.pid(),
+                started,
+                Duration::from_secs(1),
+                0.02,
+                settings.scale_timeout,
+            )
+            .await;
+            let quiet = quiet.unwrap_or_else(|| {
+                panic!(
+                    "the controller did not go quiet within {:?} of starting on {count} preloaded instances; see {}",
+                    settings.scale_timeout,
+                    log.display()
+                )
+            });
+            println!(
+                "  controller quiet after:     {:>8.3} s from its start",
+                quiet.as_secs_f64()
+            );
+            None
+        }
+    };
+    let controller_memory = memory_kib(controller.pid());
+    let etcd_memory = memory_kib(etcd_pid);
+    let emitted = controller.metric("visor_tickets_emitted_total", "op=\"start\"");
+    let instances = count_keys(&raw, &visor.registry().keys().instances()).await;
+    let tickets = count_keys(&raw, &visor.registry().keys().tickets(None)).await;
+
+    let before = ReconcileCounters::read(&controller);
+    let (latency_visor, latency_raw) =
+        idle_latency(&visor, &raw, &controller, settings.latency_iterations).await;
+    let idle_reconciles = ReconcileCounters::read(&controller).since(&before);
+    println!(
+        "  idle +1: visor p50 {:.1} ms, raw p50 {:.1} ms",
+        percentile(&latency_visor, 50.0).as_secs_f64() * 1e3,
+        percentile(&latency_raw, 50.0).as_secs_f64() * 1e3
+    );
+    let case = Case {
+        count,
+        scale_up,
+        controller_ready,
+        controller_memory,
+        etcd_memory,
+        emitted,
+        instances,
+        tickets,
+        latency_visor,
+        latency_raw,
+        idle_reconciles,
+        complaints: controller.complaints(),
+    };
+    for mismatch in [case.registry_mismatch(), case.metric_mismatch()]
+        .into_iter()
+        .flatten()
+    {
+        println!("  MISMATCH after reaching {count}: {mismatch}");
+    }
+    case
+}
+
+fn print_tables(settings: &Settings, cases: &[Case]) {
+    let secs = |d: Duration| d.as_secs_f64();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    let scaled: Vec<(&Case, &ScaleUpCase)> = cases
+        .iter()
+        .filter_map(|c| Some((c, c.scale_up.as_ref()?)))
+        .collect();
+    if !scaled.is_empty() {
+        println!();
+        println!(
+            "Scale-up over {} hosts: set_scale(N) until N start tickets exist, vs raw etcd \
+             writing the same 2N keys in sequential 126-put transactions",
+            settings.hosts
+        );
+        println!(
+            "| N | raw put txns s | raw guarded txns s | visor s | first ticket s | visor starts/s | visor ÷ raw put | visor ÷ raw guarded |"
+        );
+        println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for (c, s) in &scaled {
+            println!(
+                "| {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.0} | {:.2} | {:.2} |",
+                c.count,
+                secs(s.raw_put),
+                secs(s.raw_guarded),
+                secs(s.visor.last),
+                secs(s.visor.first),
+                c.count as f64 / secs(s.visor.last),
+                secs(s.visor.last) / secs(s.raw_put),
+                secs(s.visor.last) / secs(s.raw_guarded),
+            );
+        }
+        println!();
+        println!(
+            "CPU seconds during each write phase, and until the controller went quiet (1 s windows)"
+        );
+        println!(
+            "| N | etcd CPU s, raw put | etcd CPU s, raw guarded | etcd CPU s, visor | controller CPU s to last ticket | controller quiet after s | controller CPU s to quiet |"
+        );
+        println!("|---:|---:|---:|---:|---:|---:|---:|");
+        for (c, s) in &scaled {
+            println!(
+                "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {:.1} |",
+                c.count,
+                s.etcd_cpu_raw_put,
+                s.etcd_cpu_raw_guarded,
+                s.etcd_cpu_visor,
+                s.controller_cpu_to_last,
+                s.quiet_after
+                    .map_or_else(|| "not quiet".to_owned(), |d| format!("{:.1}", secs(d))),
+                s.controller_cpu_to_quiet,
+            );
+        }
+    }
+    let how = |c: &Case| match c.scale_up {
+        Some(_) => "scaled up",
+        None => "preloaded",
+    };
+    println!();
+    println!(
+        "Memory once quiet (MiB), and the controller's start until leading with synced caches"
+    );
+    println!(
+        "| N instances | how | controller VmRSS | controller VmHWM | etcd VmRSS | etcd VmHWM | controller ready s |"
+    );
+    println!("|---:|---|---:|---:|---:|---:|---:|");
+    for c in cases {
+        println!(
+            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} |",
+            c.count,
+            how(c),
+            mib(c.controller_memory.0),
+            mib(c.controller_memory.1),
+            mib(c.etcd_memory.0),
+            mib(c.etcd_memory.1),
+            secs(c.controller_ready),
+        );
+    }
+    println!();
+    println!(
+        "Idle latency, {} iterations after convergence: set_scale(+1) of a small app until its \
+         start ticket is seen on a watch, vs a raw put until seen on a watch (ms)",
+        settings.latency_iterations
+    );
+    println!(
+        "| instances in registry | how | visor p50 | visor p99 | raw p50 | raw p99 | visor ÷ raw p50 | visor ÷ raw p99 |"
+    );
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|");
+    for c in cases {
+        let (v50, v99) = (
+            percentile(&c.latency_visor, 50.0),
+            percentile(&c.latency_visor, 99.0),
+        );
+        let (r50, r99) = (
+            percentile(&c.latency_raw, 50.0),
+            percentile(&c.latency_raw, 99.0),
+        );
+        println!(
+            "| {} | {} | {:.1} | {:.1} | {:.2} | {:.2} | {:.1} | {:.1} |",
+            c.count,
+            how(c),
+            ms(v50),
+            ms(v99),
+            ms(r50),
+            ms(r99),
+            secs(v50) / secs(r50),
+            secs(v99) / secs(r99),
+        );
+    }
+    println!();
+    println!(
+        "Reconciles per idle +1 and their mean time (controller_runtime_reconcile_time_seconds)"
+    );
+    println!(
+        "| instances in registry | how | scale per +1 | scale mean ms | liveness per +1 | liveness mean ms | gc per +1 | gc mean ms |"
+    );
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|");
+    for c in cases {
+        let per = c.latency_visor.len().max(1) as f64;
+        let cells: Vec<String> = c
+            .idle_reconciles
+            .iter()
+            .map(|(n, mean)| format!("{:.1} | {:.1}", n / per, mean * 1e3))
+            .collect();
+        println!("| {} | {} | {} |", c.count, how(c), cells.join(" | "));
+    }
+    for c in cases {
+        for mismatch in [c.registry_mismatch(), c.metric_mismatch()]
+            .into_iter()
+            .flatten()
+        {
+            println!("\nMISMATCH at N = {}: {mismatch}", c.count);
+        }
+        if !c.complaints.is_empty() {
+            println!(
+                "\nN = {}: the controller logged {} warnings or errors, first ones:",
+                c.count,
+                c.complaints.len()
+            );
+            for line in c.complaints.iter().take(5) {
+                println!("  {line}");
+            }
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let settings = Settings::from_env();
+    let logs = tempfile::Builder::new()
+        .prefix("visor-bench-controller-")
+        .tempdir()
+        .expect("create a directory for controller logs")
+        .keep();
+    println!(
+        "controller benchmark: N = {:?}{} over {} hosts, {} idle iterations; controller logs in {}",
+        settings.scales,
+        if settings.preload { " (preloaded)" } else { "" },
+        settings.hosts,
+        settings.latency_iterations,
+        logs.display()
+    );
+    let mut cases = Vec::new();
+    for &count in &settings.scales {
+        let began = Instant::now();
+        cases.push(run_case(&settings, count, &logs).await);
+        println!(
+            "  case N = {count} took {:.0} s",
+            began.elapsed().as_secs_f64()
+        );
+        // Every case so far, so a later case that fails its bounds loses nothing.
+        print_tables(&settings, &cases);
+    }
+}
