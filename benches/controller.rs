@@ -13,7 +13,11 @@
 //!    sequential transactions of 126 puts (the controller's batch size) under
 //!    a separate prefix of the same length; once as plain puts, once guarded
 //!    by the same compares Visor's transactions carry (`create_revision == 0`
-//!    per key, plus one existing key standing in for the leader fence).
+//!    per key, plus one existing key standing in for the leader fence). Each
+//!    raw copy is deleted, compacted and defragmented away before the next
+//!    phase, so every phase meets the same etcd state. A leadership lost
+//!    during the scale-up (seen in the controller's log) is reported with it:
+//!    it changes what the figure means.
 //! 2. **Memory**: `VmRSS` and `VmHWM` of the controller process once it has
 //!    gone quiet after the scale-up, next to those of the etcd process.
 //! 3. **Idle latency**: after convergence, `VISOR_BENCH_LATENCY_ITERATIONS`
@@ -33,6 +37,9 @@
 //! instances and start tickets (exactly what the controller would write) are
 //! written with raw etcd before the controller starts, so memory and idle
 //! latency at N can be measured without waiting for a scale-up.
+//!
+//! The controller runs with `--lease-ttl 10s --renew-deadline 6s`
+//! (`VISOR_BENCH_LEASE_TTL`, `VISOR_BENCH_RENEW_DEADLINE` to change).
 //!
 //! Every wait is bounded (`VISOR_BENCH_TIMEOUT` seconds for a scale-up,
 //! default 900) and fails with a message naming what did not happen and where
@@ -92,6 +99,8 @@ struct Settings {
     latency_iterations: usize,
     scale_timeout: Duration,
     preload: bool,
+    /// The controller's `--lease-ttl` and `--renew-deadline`.
+    lease: (String, String),
 }
 
 impl Settings {
@@ -122,6 +131,10 @@ impl Settings {
             latency_iterations: number("VISOR_BENCH_LATENCY_ITERATIONS", 50),
             scale_timeout: Duration::from_secs(number("VISOR_BENCH_TIMEOUT", 900) as u64),
             preload: var("VISOR_BENCH_PRELOAD").is_some_and(|v| v != "0"),
+            lease: (
+                var("VISOR_BENCH_LEASE_TTL").unwrap_or_else(|| "10s".into()),
+                var("VISOR_BENCH_RENEW_DEADLINE").unwrap_or_else(|| "6s".into()),
+            ),
         }
     }
 }
@@ -141,7 +154,7 @@ struct Controller {
 }
 
 impl Controller {
-    fn start(endpoint: &str, log: &Path) -> Self {
+    fn start(endpoint: &str, log: &Path, lease: &(String, String)) -> Self {
         let admin = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("pick a free admin port")
@@ -151,7 +164,7 @@ impl Controller {
             .args(["--endpoints", endpoint, "controller"])
             .args(["--admin-addr", &format!("127.0.0.1:{admin}")])
             .args(["--identity", "bench"])
-            .args(["--lease-ttl", "10s", "--renew-deadline", "6s"])
+            .args(["--lease-ttl", &lease.0, "--renew-deadline", &lease.1])
             .env("RUST_LOG", "visor=info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -217,6 +230,15 @@ impl Controller {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// How often this controller has lost its leadership so far, from its log.
+    fn leadership_losses(&self) -> usize {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("leadership lost"))
+            .count()
     }
 
     /// Log lines at WARN or ERROR, for the report.
@@ -315,11 +337,24 @@ async fn wait_quiet(
 // ---------------------------------------------------------------------------
 // Registry set-up and raw etcd helpers.
 
+/// How long one raw etcd request may take (a defragmentation is the longest).
+const REQUEST_LIMIT: Duration = Duration::from_secs(120);
+
+/// Awaits `request`, failing with `what` if it takes longer than [`REQUEST_LIMIT`].
+async fn bounded<T>(what: &str, request: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(REQUEST_LIMIT, request)
+        .await
+        .unwrap_or_else(|_| panic!("no answer within {REQUEST_LIMIT:?} to: {what}"))
+}
+
 /// Writes `count` hosts bound to one shared lease, kept alive while it lives.
 async fn register_hosts(visor: &Visor, count: usize) -> (Lease, Vec<Name>) {
-    let lease = Lease::grant(visor.registry(), Duration::from_secs(60))
-        .await
-        .expect("grant the hosts' lease");
+    let lease = bounded(
+        "grant the hosts' lease",
+        Lease::grant(visor.registry(), Duration::from_secs(60)),
+    )
+    .await
+    .expect("grant the hosts' lease");
     let hosts: Vec<Name> = (0..count)
         .map(|i| name("host", &format!("host-{i:04}")))
         .collect();
@@ -342,7 +377,7 @@ async fn register_hosts(visor: &Visor, count: usize) -> (Lease, Vec<Name>) {
                 )
             })
             .collect::<Vec<_>>();
-        kv.txn(Txn::new().and_then(puts))
+        bounded("write a batch of hosts", kv.txn(Txn::new().and_then(puts)))
             .await
             .expect("write a batch of hosts");
     }
@@ -456,7 +491,9 @@ async fn raw_batches(
             gets.push(TxnOp::get(fence.key.as_str(), None));
         }
         let txn = Txn::new().when(compares).and_then(puts).or_else(gets);
-        let response = kv.txn(txn).await.expect("raw batched transaction");
+        let response = bounded("a raw batched transaction", kv.txn(txn))
+            .await
+            .expect("raw batched transaction");
         assert!(
             response.succeeded(),
             "a raw batched transaction's compares failed"
@@ -466,30 +503,48 @@ async fn raw_batches(
     started.elapsed()
 }
 
+/// Deletes `prefix`, then compacts and defragments, so that the next write
+/// phase meets an etcd in the state the previous one met: tombstones and
+/// history of 2N deleted keys otherwise slow it down (3× at N = 100k).
 async fn delete_prefix(raw: &Client, prefix: &str) {
-    raw.kv_client()
-        .delete(
+    let mut kv = raw.kv_client();
+    let deleted = bounded(
+        &format!("delete {prefix}"),
+        kv.delete(
             prefix,
             Some(etcd_client::DeleteOptions::new().with_prefix()),
-        )
+        ),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("delete {prefix}: {e}"));
+    let revision = deleted.header().map_or(0, |h| h.revision());
+    bounded(
+        "compact",
+        kv.compact(
+            revision,
+            Some(etcd_client::CompactionOptions::new().with_physical()),
+        ),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("compact at {revision}: {e}"));
+    bounded("defragment", raw.maintenance_client().defragment())
         .await
-        .unwrap_or_else(|e| panic!("delete {prefix}: {e}"));
+        .expect("defragment");
 }
 
 async fn count_keys(raw: &Client, prefix: &str) -> i64 {
-    raw.kv_client()
-        .get(
-            prefix,
-            Some(GetOptions::new().with_prefix().with_count_only()),
-        )
+    let mut kv = raw.kv_client();
+    let options = GetOptions::new().with_prefix().with_count_only();
+    bounded(&format!("count {prefix}"), kv.get(prefix, Some(options)))
         .await
         .unwrap_or_else(|e| panic!("count {prefix}: {e}"))
         .count()
 }
 
 async fn current_revision(raw: &Client) -> i64 {
-    raw.kv_client()
-        .get("/", Some(GetOptions::new().with_count_only()))
+    let mut kv = raw.kv_client();
+    let options = GetOptions::new().with_count_only();
+    bounded("read the current revision", kv.get("/", Some(options)))
         .await
         .expect("read the current revision")
         .header()
@@ -499,15 +554,16 @@ async fn current_revision(raw: &Client) -> i64 {
 /// A watch of `prefix` from the next revision, created before it returns.
 async fn watch_prefix(raw: &Client, prefix: &str) -> WatchStream {
     let from = current_revision(raw).await + 1;
-    let mut stream = raw
+    let mut client = raw
         .watch_client()
-        .max_decoding_message_size(WATCH_MESSAGE_LIMIT)
-        .watch(
-            prefix,
-            Some(WatchOptions::new().with_prefix().with_start_revision(from)),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("watch {prefix}: {e}"));
+        .max_decoding_message_size(WATCH_MESSAGE_LIMIT);
+    let options = WatchOptions::new().with_prefix().with_start_revision(from);
+    let mut stream = bounded(
+        &format!("watch {prefix}"),
+        client.watch(prefix, Some(options)),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("watch {prefix}: {e}"));
     let created = next_events(&mut stream, Duration::from_secs(10), "the watch is created").await;
     assert!(created.is_empty(), "a fresh watch starts with no events");
     stream
@@ -647,7 +703,7 @@ async fn idle_latency(
 
         let key = format!("{raw_prefix}{i:04}");
         let started = Instant::now();
-        kv.put(key.as_str(), value.clone(), None)
+        bounded("a raw put", kv.put(key.as_str(), value.clone(), None))
             .await
             .expect("raw put");
         'raw: loop {
@@ -745,6 +801,8 @@ struct ScaleUpCase {
     controller_cpu_to_last: f64,
     quiet_after: Option<Duration>,
     controller_cpu_to_quiet: f64,
+    /// Leadership terms lost between `set_scale` and quiet.
+    leadership_lost: usize,
 }
 
 struct Case {
@@ -807,9 +865,8 @@ async fn scale_up_case(
     let secs = |d: Duration| d.as_secs_f64();
     let raw = visor.registry().etcd();
     let app_key = visor.registry().keys().app(&name("app", BIG.app));
-    let app_kv = raw
-        .kv_client()
-        .get(app_key.as_str(), None)
+    let mut kv = raw.kv_client();
+    let app_kv = bounded("read the app key", kv.get(app_key.as_str(), None))
         .await
         .expect("read the app key");
     let fence = FenceStandIn {
@@ -821,19 +878,24 @@ async fn scale_up_case(
         key: app_key,
     };
     // Raw first, while the controller has nothing to do; each raw copy is
-    // deleted afterwards so every run writes next to the same live keys.
+    // deleted (and etcd compacted and defragmented) afterwards, so every
+    // write phase meets the same live keys and a clean backend.
     let raw_prefix = format!("{RAW_ROOT}/");
-    let cpu = cpu_seconds(etcd_pid);
-    let raw_guarded = raw_batches(&raw, RAW_ROOT, count, hosts, Some(&fence)).await;
-    let etcd_cpu_raw_guarded = cpu_seconds(etcd_pid) - cpu;
-    println!("  raw guarded batches:        {:>8.3} s", secs(raw_guarded));
-    delete_prefix(&raw, &raw_prefix).await;
     let cpu = cpu_seconds(etcd_pid);
     let raw_put = raw_batches(&raw, RAW_ROOT, count, hosts, None).await;
     let etcd_cpu_raw_put = cpu_seconds(etcd_pid) - cpu;
     println!("  raw batched puts:           {:>8.3} s", secs(raw_put));
     delete_prefix(&raw, &raw_prefix).await;
+    let cpu = cpu_seconds(etcd_pid);
+    let raw_guarded = raw_batches(&raw, RAW_ROOT, count, hosts, Some(&fence)).await;
+    let etcd_cpu_raw_guarded = cpu_seconds(etcd_pid) - cpu;
+    println!("  raw guarded batches:        {:>8.3} s", secs(raw_guarded));
+    delete_prefix(&raw, &raw_prefix).await;
+    // Defragmenting stalls etcd for a moment: let the leader renew its lease
+    // (every TTL / 3) before the measured phase.
+    tokio::time::sleep(Duration::from_secs(5)).await;
 
+    let losses = controller.leadership_losses();
     let (etcd_cpu, controller_cpu) = (cpu_seconds(etcd_pid), cpu_seconds(controller.pid()));
     let started = Instant::now();
     let visor_run = visor_scale_up(visor, &raw, count, settings.scale_timeout, controller).await;
@@ -853,6 +915,13 @@ async fn scale_up_case(
     )
     .await;
     let controller_cpu_to_quiet = cpu_seconds(controller.pid()) - controller_cpu;
+    let leadership_lost = controller.leadership_losses() - losses;
+    if leadership_lost > 0 {
+        println!(
+            "  the controller lost its leadership {leadership_lost} time(s) during the scale-up; see {}",
+            controller.log.display()
+        );
+    }
     match quiet_after {
         Some(after) => println!(
             "  controller quiet after:     {:>8.3} s ({controller_cpu_to_quiet:.1} CPU s)",
@@ -873,6 +942,7 @@ async fn scale_up_case(
         controller_cpu_to_last,
         quiet_after,
         controller_cpu_to_quiet,
+        leadership_lost,
     }
 }
 
@@ -908,7 +978,7 @@ async fn run_case(settings: &Settings, count: usize, logs: &Path) -> Case {
 
     let log = logs.join(format!("controller-{count}.log"));
     let started = Instant::now();
-    let mut controller = Controller::start(&etcd.endpoint(), &log);
+    let mut controller = Controller::start(&etcd.endpoint(), &log, &settings.lease);
     controller.wait_leading().await;
     let controller_ready = started.elapsed();
     println!(
@@ -998,12 +1068,12 @@ fn print_tables(settings: &Settings, cases: &[Case]) {
             settings.hosts
         );
         println!(
-            "| N | raw put txns s | raw guarded txns s | visor s | first ticket s | visor starts/s | visor ÷ raw put | visor ÷ raw guarded |"
+            "| N | raw put txns s | raw guarded txns s | visor s | first ticket s | visor starts/s | visor ÷ raw put | visor ÷ raw guarded | leadership lost |"
         );
-        println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+        println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         for (c, s) in &scaled {
             println!(
-                "| {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.0} | {:.2} | {:.2} |",
+                "| {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.0} | {:.2} | {:.2} | {} |",
                 c.count,
                 secs(s.raw_put),
                 secs(s.raw_guarded),
@@ -1012,6 +1082,7 @@ fn print_tables(settings: &Settings, cases: &[Case]) {
                 c.count as f64 / secs(s.visor.last),
                 secs(s.visor.last) / secs(s.raw_put),
                 secs(s.visor.last) / secs(s.raw_guarded),
+                s.leadership_lost,
             );
         }
         println!();
@@ -1137,11 +1208,13 @@ async fn main() {
         .expect("create a directory for controller logs")
         .keep();
     println!(
-        "controller benchmark: N = {:?}{} over {} hosts, {} idle iterations; controller logs in {}",
+        "controller benchmark: N = {:?}{} over {} hosts, {} idle iterations, lease TTL {} renew deadline {}; controller logs in {}",
         settings.scales,
         if settings.preload { " (preloaded)" } else { "" },
         settings.hosts,
         settings.latency_iterations,
+        settings.lease.0,
+        settings.lease.1,
         logs.display()
     );
     let mut cases = Vec::new();
