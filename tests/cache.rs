@@ -28,7 +28,7 @@ fn apps_cache(
     let registry = t.visor.registry().clone();
     let prefix = registry.keys().apps();
     let metrics = CacheMetrics::register(metrics).expect("metrics");
-    cache::spawn(registry, Kind::App, prefix, metrics, shutdown.clone())
+    cache::spawn(registry, Kind::App, prefix, &[], metrics, shutdown.clone())
 }
 
 fn names(reader: &CacheReader<App>) -> Vec<String> {

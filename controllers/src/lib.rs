@@ -29,5 +29,6 @@ pub use model::{
 pub use name::{EnvKey, InvalidName, Name};
 pub use placement::HostView;
 pub use scale::{
-    InstanceView, ScalePlan, ScaleSnapshot, Start, Stop, Unplaceable, plan_group, plan_scale,
+    InstanceView, ScalePlan, ScaleSnapshot, Start, Stop, Unplaceable, holds_slot, plan_group,
+    plan_scale,
 };

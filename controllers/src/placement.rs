@@ -10,7 +10,8 @@
 //! already at or over capacity (capacity shrank, or it was overcommitted by an
 //! earlier decision) is given nothing.
 
-use std::collections::BTreeMap;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
 
 use crate::desired::DesiredGroup;
 use crate::model::Host;
@@ -93,14 +94,67 @@ impl<'a> Ledger<'a> {
         Self { slots }
     }
 
+    /// Adds slots held on live hosts by instances the ledger was not built
+    /// from; hosts not live are ignored.
+    pub(crate) fn add_load(&mut self, load: &BTreeMap<Name, u64>) {
+        for (host, held) in load {
+            if let Some(slot) = self.slots.get_mut(host) {
+                slot.load += held;
+            }
+        }
+    }
+
     pub(crate) fn is_live(&self, host: &Name) -> bool {
         self.slots.contains_key(host)
+    }
+
+    /// Places up to `count` more instances of `group`, one at a time as
+    /// `place` (the one-step rule, kept for the tests) would, booking their slots; returns the hosts
+    /// in placement order, fewer than `count` when room runs out.
+    ///
+    /// Only the chosen host's rank changes with each placement, so the
+    /// eligible hosts are kept in a heap: a large scale-up costs
+    /// O(hosts + count · log hosts) rather than a scan of every host per
+    /// instance.
+    pub(crate) fn place_many(
+        &mut self,
+        group: &DesiredGroup,
+        group_counts: &mut BTreeMap<Name, u64>,
+        count: usize,
+    ) -> Vec<&'a Name> {
+        let mut ranked: BinaryHeap<Reverse<(u64, u64, &'a Name)>> = self
+            .slots
+            .values()
+            .filter(|slot| slot.has_room() && slot.host.can_run(group))
+            .map(|slot| {
+                let of_group = group_counts.get(&slot.host.name).copied().unwrap_or(0);
+                Reverse((of_group, slot.load, &slot.host.name))
+            })
+            .collect();
+        let mut placed = Vec::with_capacity(count.min(ranked.len() * 4));
+        while placed.len() < count {
+            let Some(Reverse((of_group, _, host))) = ranked.pop() else {
+                break;
+            };
+            // Every ranked host came from `slots`, which does not change here.
+            let Some(slot) = self.slots.get_mut(host) else {
+                continue;
+            };
+            slot.load += 1;
+            *group_counts.entry(host.clone()).or_default() += 1;
+            placed.push(host);
+            if slot.has_room() {
+                ranked.push(Reverse((of_group + 1, slot.load, host)));
+            }
+        }
+        placed
     }
 
     /// Picks the host for one more instance of `group` and books its slot.
     ///
     /// `group_counts` holds, per host, how many active instances of the group it
     /// runs (planned ones included). `None` when no eligible host has room.
+    #[cfg(test)]
     pub(crate) fn place(
         &mut self,
         group: &DesiredGroup,
@@ -202,6 +256,42 @@ mod tests {
         let mut ledger = Ledger::new(&hosts, &occupied);
         assert!(!ledger.is_live(&name("gone")));
         assert_eq!(ledger.place(&desired(1, "s1", &[]), &counts(&[])), None);
+    }
+
+    #[test]
+    fn placing_many_chooses_as_placing_one_at_a_time() {
+        let hosts = [
+            host("a", 3, &["s1"], &[]),
+            host("b", 5, &["s1"], &[]),
+            host("c", 4, &["s1"], &[]),
+            host("d", 9, &["s2"], &[]),
+        ];
+        let occupied = [name("a"), name("c"), name("c")];
+        let group = desired(1, "s1", &[]);
+        let start = counts(&[("c", 1)]);
+
+        let mut one_by_one = Ledger::new(&hosts, &occupied);
+        let mut of_group = start.clone();
+        let mut expected = Vec::new();
+        while let Some(host) = one_by_one.place(&group, &of_group) {
+            *of_group.entry(host.clone()).or_default() += 1;
+            expected.push(host);
+        }
+        assert_eq!(expected.len(), 9, "every free slot of the stack's hosts");
+
+        let mut at_once = Ledger::new(&hosts, &occupied);
+        let mut of_group = start;
+        assert_eq!(at_once.place_many(&group, &mut of_group, 100), expected);
+        assert_eq!(at_once.place(&group, &of_group), None, "all booked");
+    }
+
+    #[test]
+    fn load_from_unlisted_instances_counts_on_live_hosts_only() {
+        let hosts = [host("a", 2, &["s1"], &[])];
+        let mut ledger = Ledger::new(&hosts, []);
+        ledger.add_load(&counts(&[("a", 1), ("gone", 7)]));
+        let group = desired(1, "s1", &[]);
+        assert_eq!(ledger.place_many(&group, &mut counts(&[]), 5), [&name("a")]);
     }
 
     #[test]

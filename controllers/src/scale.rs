@@ -34,15 +34,25 @@ pub struct InstanceView {
     pub instance: Instance,
 }
 
-/// Everything a scale plan reads: desired groups, live hosts and all instances.
+/// Everything a scale plan reads: desired groups, live hosts, instances and
+/// the load of the hosts.
+///
+/// A full snapshot lists every instance. A snapshot for one group may list
+/// only that group's instances and give the slots the others hold on each
+/// host in `unlisted_load`, so planning a group costs what the group holds,
+/// not what the registry holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ScaleSnapshot {
     /// The desired groups, as joined by [`desired_groups`](crate::desired_groups).
     pub desired: BTreeMap<GroupKey, DesiredGroup>,
     /// The live hosts only; names are unique, as registry keys are.
     pub hosts: Vec<HostView>,
-    /// Every instance, of every group and in every state.
+    /// The instances planned from, in every state: every instance, or every
+    /// instance of the groups planned.
     pub instances: Vec<InstanceView>,
+    /// Per host, the slots held by instances not in `instances` (see
+    /// [`holds_slot`]).
+    pub unlisted_load: BTreeMap<Name, u64>,
 }
 
 /// Create a pending instance of `group` on `host`.
@@ -170,7 +180,7 @@ pub(crate) fn is_active_state(state: InstanceState) -> bool {
 
 /// Whether an instance in `state` holds a slot on its host: stopping ones still
 /// run until they have exited.
-pub(crate) fn holds_slot(state: InstanceState) -> bool {
+pub fn holds_slot(state: InstanceState) -> bool {
     is_active_state(state) || state == InstanceState::Stopping
 }
 
@@ -184,7 +194,9 @@ fn ledger(snapshot: &ScaleSnapshot) -> Ledger<'_> {
         .iter()
         .filter(|view| holds_slot(view.instance.state))
         .filter_map(|view| view.instance.host.as_ref());
-    Ledger::new(&snapshot.hosts, occupied)
+    let mut ledger = Ledger::new(&snapshot.hosts, occupied);
+    ledger.add_load(&snapshot.unlisted_load);
+    ledger
 }
 
 fn is_active(instance: &Instance, ledger: &Ledger<'_>) -> bool {
@@ -236,19 +248,12 @@ fn plan_into(
     for host in active.iter().filter_map(|view| view.instance.host.as_ref()) {
         *group_counts.entry(host.clone()).or_default() += 1;
     }
-    let mut placed = 0;
-    while placed < missing {
-        // Load only grows while planning, so once nothing fits nothing will.
-        let Some(host) = ledger.place(desired, &group_counts) else {
-            break;
-        };
-        *group_counts.entry(host.clone()).or_default() += 1;
-        plan.starts.push(Start {
-            group: key.clone(),
-            host: host.clone(),
-        });
-        placed += 1;
-    }
+    let hosts = ledger.place_many(desired, &mut group_counts, missing as usize);
+    let placed = u32::try_from(hosts.len()).unwrap_or(u32::MAX);
+    plan.starts.extend(hosts.into_iter().map(|host| Start {
+        group: key.clone(),
+        host: host.clone(),
+    }));
     if placed < missing {
         plan.unplaceable.push(Unplaceable {
             group: key.clone(),

@@ -1,31 +1,66 @@
 //! The controller's view of the registry: one cache per prefix it reads, and
 //! the snapshots its decisions are made from.
 //!
+//! Instances and tickets are indexed (by group, by host, by state), so a
+//! reconcile reads what it is about rather than every cached object: planning
+//! one group costs that group plus the hosts, a liveness pass the instances of
+//! hosts that are gone, a collection the terminal instances.
+//!
 //! Invariant: a decision is only made from caches that have caught up with
 //! this controller's own last write (read-your-writes), so a reconcile never
 //! re-decides work it already emitted.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 use visor_controllers::{
-    App, GroupKey, Host, Instance, Name, ProcType, Revision, Scale, ScaleSnapshot, Ticket,
+    App, GroupKey, Host, Instance, InstanceState, Name, ProcType, Revision, Scale, ScaleSnapshot,
+    Ticket, TicketOp, holds_slot,
 };
 
-use super::snapshot::{self, Listings};
-use crate::registry::{Codec, Keys, Kind, Registry};
-use crate::runtime::cache::{self, CacheMetrics, CacheReader, Change};
+use super::snapshot;
+use crate::registry::{Codec, Keys, Kind, Registry, Versioned};
+use crate::runtime::cache::{self, CacheMetrics, CacheReader, Change, Index};
 
 /// How long a reconcile waits for the caches to show its own last write.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Instances by group, `app/rev/proc` (as [`GroupKey`] displays).
+pub const INSTANCES_BY_GROUP: Index<Instance> =
+    Index::new("group", |i| Some(GroupKey::of(&i.value).to_string()));
+/// Instances holding a slot, by the host they hold it on.
+pub const SLOTS_BY_HOST: Index<Instance> = Index::new("slot", |i| {
+    let held = holds_slot(i.value.state);
+    i.value.host.as_ref().filter(|_| held).map(Name::to_string)
+});
+/// Instances that can still change state, by their host.
+pub const UNFINISHED_BY_HOST: Index<Instance> = Index::new("host", |i| {
+    let unfinished = !i.value.state.is_terminal();
+    i.value
+        .host
+        .as_ref()
+        .filter(|_| unfinished)
+        .map(Name::to_string)
+});
+/// Instances by state.
+pub const INSTANCES_BY_STATE: Index<Instance> =
+    Index::new("state", |i| Some(i.value.state.as_str().to_owned()));
+/// Tickets by the host they are addressed to (the key's parent segment).
+pub const TICKETS_BY_HOST: Index<Ticket> =
+    Index::new("host", |t| t.key.rsplit('/').nth(1).map(str::to_owned));
+/// Stop tickets by the instance they stop.
+pub const STOPS_BY_INSTANCE: Index<Ticket> = Index::new("stop", |t| {
+    (t.value.op == TicketOp::Stop).then(|| t.value.instance.to_string())
+});
 
 fn start<T>(
     registry: &Registry,
     metrics: &CacheMetrics,
     shutdown: &CancellationToken,
     kind: Kind,
+    indexes: &[Index<T>],
 ) -> (CacheReader<T>, UnboundedReceiver<Change>)
 where
     T: Codec + Clone + Send + Sync + 'static,
@@ -35,9 +70,17 @@ where
         registry.clone(),
         kind,
         prefix,
+        indexes,
         metrics.clone(),
         shutdown.clone(),
     )
+}
+
+/// The group an [`INSTANCES_BY_GROUP`] value names.
+fn parse_group(value: &str) -> Option<GroupKey> {
+    let mut parts = value.split('/');
+    let mut next = |field| Name::parse(field, parts.next()?).ok();
+    Some(GroupKey::new(next("app")?, next("rev")?, next("proc")?))
 }
 
 /// Every cache the controller reads, started together.
@@ -69,13 +112,27 @@ impl Caches {
         shutdown: &CancellationToken,
     ) -> (Self, ChangeStreams) {
         let keys = registry.keys().clone();
-        let (apps, apps_rx) = start(registry, metrics, shutdown, Kind::App);
-        let (procs, procs_rx) = start(registry, metrics, shutdown, Kind::Proc);
-        let (revs, revs_rx) = start(registry, metrics, shutdown, Kind::Rev);
-        let (scales, scales_rx) = start(registry, metrics, shutdown, Kind::Scale);
-        let (hosts, hosts_rx) = start(registry, metrics, shutdown, Kind::Host);
-        let (instances, instances_rx) = start(registry, metrics, shutdown, Kind::Instance);
-        let (tickets, tickets_rx) = start(registry, metrics, shutdown, Kind::Ticket);
+        let (apps, apps_rx) = start(registry, metrics, shutdown, Kind::App, &[]);
+        let (procs, procs_rx) = start(registry, metrics, shutdown, Kind::Proc, &[]);
+        let (revs, revs_rx) = start(registry, metrics, shutdown, Kind::Rev, &[]);
+        let (scales, scales_rx) = start(registry, metrics, shutdown, Kind::Scale, &[]);
+        let (hosts, hosts_rx) = start(registry, metrics, shutdown, Kind::Host, &[]);
+        let instance_indexes = [
+            INSTANCES_BY_GROUP,
+            SLOTS_BY_HOST,
+            UNFINISHED_BY_HOST,
+            INSTANCES_BY_STATE,
+        ];
+        let (instances, instances_rx) = start(
+            registry,
+            metrics,
+            shutdown,
+            Kind::Instance,
+            &instance_indexes,
+        );
+        let ticket_indexes = [TICKETS_BY_HOST, STOPS_BY_INSTANCE];
+        let (tickets, tickets_rx) =
+            start(registry, metrics, shutdown, Kind::Ticket, &ticket_indexes);
         let caches = Self {
             keys,
             apps,
@@ -128,22 +185,104 @@ impl Caches {
         snapshot::live_hosts(&self.hosts.list().1)
     }
 
-    /// Every (app, rev, proc) with a scale factor or with instances.
-    pub fn groups(&self) -> BTreeSet<GroupKey> {
-        snapshot::groups(&self.keys, &self.scales.list().1, &self.instances.list().1)
+    /// Whether `host` is registered.
+    pub fn is_live(&self, host: &Name) -> bool {
+        self.hosts.get(&self.keys.host(host)).is_some()
     }
 
-    /// The snapshot scale decisions are made from.
-    pub fn scale_snapshot(&self) -> ScaleSnapshot {
-        let listings = Listings {
-            apps: self.apps.list().1,
-            procs: self.procs.list().1,
-            revs: self.revs.list().1,
-            scales: self.scales.list().1,
-            hosts: self.hosts.list().1,
-            instances: self.instances.list().1,
-            tickets: self.tickets.list().1,
-        };
-        snapshot::scale_snapshot(&self.keys, listings)
+    /// Every (app, rev, proc) with a scale factor or with instances.
+    pub fn groups(&self) -> BTreeSet<GroupKey> {
+        let mut groups: BTreeSet<GroupKey> =
+            snapshot::scale_factors(&self.keys, &self.scales.list().1)
+                .into_keys()
+                .collect();
+        groups.extend(
+            self.instances
+                .index_counts(&INSTANCES_BY_GROUP)
+                .keys()
+                .filter_map(|value| parse_group(value)),
+        );
+        groups
+    }
+
+    /// The instances of `group`, in every state.
+    pub fn group_instances(&self, group: &GroupKey) -> Vec<Versioned<Instance>> {
+        self.instances
+            .indexed(&INSTANCES_BY_GROUP, &group.to_string())
+    }
+
+    /// The snapshot one group's scale decision is made from: its own
+    /// instances, and the slots every other group holds on each host.
+    pub fn group_snapshot(&self, group: &GroupKey) -> ScaleSnapshot {
+        let mut desired = snapshot::desired(
+            &self.keys,
+            self.apps.list().1,
+            &self.revs.list().1,
+            self.procs.list().1,
+            &self.scales.list().1,
+        );
+        desired.retain(|key, _| key == group);
+        let instances: Vec<_> = self
+            .group_instances(group)
+            .into_iter()
+            .filter_map(|listed| {
+                let stop_sent = self.tickets.has_indexed(&STOPS_BY_INSTANCE, listed.name());
+                snapshot::instance_view(listed, stop_sent)
+            })
+            .collect();
+        // Every slot on each host, less those this group's instances hold.
+        let mut unlisted_load: BTreeMap<Name, u64> = self
+            .instances
+            .index_counts(&SLOTS_BY_HOST)
+            .into_iter()
+            .filter_map(|(host, held)| Some((Name::parse("host", &host).ok()?, held as u64)))
+            .collect();
+        for view in &instances {
+            if let (Some(host), true) = (&view.instance.host, holds_slot(view.instance.state)) {
+                if let Some(held) = unlisted_load.get_mut(host) {
+                    *held = held.saturating_sub(1);
+                }
+            }
+        }
+        ScaleSnapshot {
+            desired,
+            hosts: snapshot::host_views(&self.hosts.list().1),
+            instances,
+            unlisted_load,
+        }
+    }
+
+    /// The unfinished instances assigned to hosts not in `live`.
+    pub fn instances_of_hosts_gone(&self, live: &BTreeSet<Name>) -> Vec<Versioned<Instance>> {
+        self.instances
+            .index_counts(&UNFINISHED_BY_HOST)
+            .into_keys()
+            .filter(|host| !live.iter().any(|name| name.as_str() == host))
+            .flat_map(|host| self.instances.indexed(&UNFINISHED_BY_HOST, &host))
+            .collect()
+    }
+
+    /// The tickets addressed to hosts not in `live`.
+    pub fn tickets_of_hosts_gone(&self, live: &BTreeSet<Name>) -> Vec<Versioned<Ticket>> {
+        self.tickets
+            .index_counts(&TICKETS_BY_HOST)
+            .into_keys()
+            .filter(|host| !live.iter().any(|name| name.as_str() == host))
+            .flat_map(|host| self.tickets.indexed(&TICKETS_BY_HOST, &host))
+            .collect()
+    }
+
+    /// The instances in a terminal state.
+    pub fn terminal_instances(&self) -> Vec<Versioned<Instance>> {
+        InstanceState::ALL
+            .into_iter()
+            .filter(|state| state.is_terminal())
+            .flat_map(|state| self.instances.indexed(&INSTANCES_BY_STATE, state.as_str()))
+            .collect()
+    }
+
+    /// How many instances are in each state.
+    pub fn instance_counts(&self) -> BTreeMap<String, usize> {
+        self.instances.index_counts(&INSTANCES_BY_STATE)
     }
 }

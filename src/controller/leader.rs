@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::sync::{Mutex, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use visor_controllers::GroupKey;
+use visor_controllers::{GroupKey, Name};
 
 use super::ControllerConfig;
 use super::caches::{Caches, ChangeStreams};
@@ -69,9 +69,12 @@ pub async fn run_term(
     tasks.spawn(feed(
         streams,
         caches.clone(),
-        scale.clone(),
-        liveness.clone(),
-        collect.clone(),
+        Queues {
+            scale: scale.clone(),
+            liveness: liveness.clone(),
+            collect: collect.clone(),
+        },
+        metrics.clone(),
         term.clone(),
     ));
     let resync_period = config.resync;
@@ -136,7 +139,16 @@ pub async fn run_term(
     }
     ready.send_replace(false);
     tasks.shutdown().await;
+    // What this term observed is not this replica's to report once it is over.
+    metrics.clear_observations();
     outcome
+}
+
+/// The work queues of one term, one per reconcile loop.
+struct Queues {
+    scale: WorkQueue<GroupKey>,
+    liveness: WorkQueue<()>,
+    collect: WorkQueue<()>,
 }
 
 /// How often old terminal instances are looked for: at the resync period, but
@@ -168,12 +180,16 @@ const ALL_GROUPS_DEBOUNCE: Duration = Duration::from_millis(50);
 /// Turns cache changes into keys: desired-state and host changes can touch
 /// every group; an instance or ticket change touches its own group (or, once it
 /// is gone from the cache, every group).
+///
+/// Liveness and collection are only queued by what concerns them — a host
+/// change, work naming a host that is not registered, an instance that
+/// became terminal — so that a large scale-up does not run them once per
+/// instance; their resyncs are the fallback.
 async fn feed(
     streams: ChangeStreams,
     caches: Caches,
-    scale: WorkQueue<GroupKey>,
-    liveness: WorkQueue<()>,
-    collect: WorkQueue<()>,
+    queues: Queues,
+    metrics: ControllerMetrics,
     term: CancellationToken,
 ) {
     use futures::StreamExt;
@@ -183,6 +199,11 @@ async fn feed(
         mut instances,
         mut tickets,
     } = streams;
+    let Queues {
+        scale,
+        liveness,
+        collect,
+    } = queues;
     let mut desired = futures::stream::select_all(desired.into_iter().map(change_stream));
     // When set, every group is queued once this deadline passes.
     let mut all_groups_at: Option<tokio::time::Instant> = None;
@@ -206,23 +227,46 @@ async fn feed(
             }
             Some(change) = instances.recv() => {
                 match caches.instances.get(change_key(&change).unwrap_or_default()) {
-                    Some(instance) => scale.add(GroupKey::of(&instance.value)),
+                    Some(instance) => {
+                        let instance = instance.value;
+                        scale.add(GroupKey::of(&instance));
+                        if instance.state.is_terminal() {
+                            collect.add(());
+                        } else if instance.host.as_ref().is_some_and(|host| !caches.is_live(host)) {
+                            liveness.add(());
+                        }
+                    }
                     None => touch_all(&mut all_groups_at),
                 }
-                liveness.add(());
-                collect.add(());
+                if matches!(change, Change::Relisted) {
+                    liveness.add(());
+                    collect.add(());
+                }
+                metrics.count_instances(&caches.instance_counts());
             }
             Some(change) = tickets.recv() => {
                 // A finished stop ticket changes what counts as stopping.
                 match caches.tickets.get(change_key(&change).unwrap_or_default()) {
-                    Some(ticket) => scale.add(GroupKey::new(ticket.value.app, ticket.value.rev, ticket.value.proc)),
+                    Some(ticket) => {
+                        let ticket = ticket.value;
+                        scale.add(GroupKey::new(ticket.app, ticket.rev, ticket.proc));
+                    }
                     None => touch_all(&mut all_groups_at),
                 }
-                liveness.add(());
+                // Tickets of hosts that are gone are liveness's to remove.
+                if matches!(change, Change::Relisted) || addressee(&change).is_some_and(|host| !caches.is_live(&host)) {
+                    liveness.add(());
+                }
             }
             else => return,
         }
     }
+}
+
+/// The host a ticket change is addressed to: `/tickets/<host>/<ticket>`.
+fn addressee(change: &Change) -> Option<Name> {
+    let key = change_key(change)?;
+    Name::parse("host", key.rsplit('/').nth(1)?).ok()
 }
 
 /// Schedules every group to be queued soon, unless that is already scheduled.

@@ -93,4 +93,23 @@ impl ControllerMetrics {
             )?,
         })
     }
+
+    /// Sets `visor_instances{state}` from counts by state; states not
+    /// counted are zero.
+    pub fn count_instances(&self, counts: &std::collections::BTreeMap<String, usize>) {
+        for state in visor_controllers::InstanceState::ALL {
+            let count = counts.get(state.as_str()).copied().unwrap_or(0);
+            self.instances
+                .with_label_values(&[state.as_str()])
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Forgets the gauges that describe the registry as a leader saw it, so
+    /// a standby does not report a stale picture next to the leader's.
+    pub fn clear_observations(&self) {
+        self.unplaceable.reset();
+        self.instances.reset();
+        self.hosts_alive.set(0);
+    }
 }

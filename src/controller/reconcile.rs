@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use chrono::Utc;
 use tokio::sync::Mutex;
 use visor_controllers::{
-    GroupKey, InstanceState, Name, TicketRef, orphan_tickets, plan_gc, plan_group, plan_liveness,
+    GroupKey, Name, TicketRef, orphan_tickets, plan_gc, plan_group, plan_liveness,
 };
 
 use super::caches::Caches;
@@ -79,7 +79,7 @@ impl Context {
 pub async fn scale(ctx: Arc<Context>, group: GroupKey) -> Result<Action, ReconcileError> {
     let _placing = ctx.placement.lock().await;
     ctx.caught_up().await?;
-    let plan = plan_group(&group, &ctx.caches.scale_snapshot());
+    let plan = plan_group(&group, &ctx.caches.group_snapshot(&group));
     let waiting: u32 = plan.unplaceable.iter().map(|u| u.count).sum();
     ctx.metrics
         .unplaceable
@@ -92,14 +92,23 @@ pub async fn scale(ctx: Arc<Context>, group: GroupKey) -> Result<Action, Reconci
             .iter()
             .map(|start| start.instance(now))
             .collect();
-        let (ids, revision) = ctx.visor.emit_starts(instances).await?;
-        ctx.wrote_instances(revision);
-        ctx.wrote_tickets(revision);
-        ctx.metrics
-            .tickets
-            .with_label_values(&["start"])
-            .inc_by(ids.len() as u64);
-        tracing::info!(%group, started = ids.len(), "emitted start tickets");
+        let mut started = 0;
+        // Counted per transaction: if a later one fails, what was written is
+        // still waited for and counted.
+        let emitted = ctx
+            .visor
+            .emit_starts(instances, |ids, revision| {
+                ctx.wrote_instances(revision);
+                ctx.wrote_tickets(revision);
+                ctx.metrics
+                    .tickets
+                    .with_label_values(&["start"])
+                    .inc_by(ids.len() as u64);
+                started += ids.len();
+            })
+            .await;
+        tracing::info!(%group, started, planned = plan.starts.len(), "emitted start tickets");
+        emitted?;
     }
     let mut stops = Vec::new();
     for stop in &plan.stops {
@@ -150,18 +159,9 @@ pub async fn liveness(ctx: Arc<Context>) -> Result<Action, ReconcileError> {
     // A host is only known dead at the hosts cache's revision: an instance
     // written later may name a host this cache has not seen yet.
     let hosts_at = ctx.caches.hosts.revision();
-    let (_, instances) = ctx.caches.instances.list();
-    let mut counts = std::collections::BTreeMap::<InstanceState, i64>::new();
-    for instance in &instances {
-        *counts.entry(instance.value.state).or_default() += 1;
-    }
-    for state in InstanceState::ALL {
-        ctx.metrics
-            .instances
-            .with_label_values(&[state.as_str()])
-            .set(counts.get(&state).copied().unwrap_or(0));
-    }
-    let settled: Vec<(Name, visor_controllers::Instance)> = instances
+    let settled: Vec<(Name, visor_controllers::Instance)> = ctx
+        .caches
+        .instances_of_hosts_gone(&live)
         .into_iter()
         .filter(|i| i.mod_revision <= hosts_at)
         .filter_map(|i| Some((Name::parse("instance", i.name()).ok()?, i.value)))
@@ -185,7 +185,7 @@ pub async fn liveness(ctx: Arc<Context>) -> Result<Action, ReconcileError> {
             Err(error) => return Err(error.into()),
         }
     }
-    let (_, tickets) = ctx.caches.tickets.list();
+    let tickets = ctx.caches.tickets_of_hosts_gone(&live);
     let refs: Vec<TicketRef> = tickets
         .iter()
         .filter(|t| t.mod_revision <= hosts_at)
@@ -216,10 +216,11 @@ pub async fn liveness(ctx: Arc<Context>) -> Result<Action, ReconcileError> {
 /// Deletes terminal instances older than the retention.
 pub async fn collect(ctx: Arc<Context>) -> Result<Action, ReconcileError> {
     ctx.caught_up().await?;
-    let (_, instances) = ctx.caches.instances.list();
-    let named: Vec<(Name, visor_controllers::Instance)> = instances
-        .iter()
-        .filter_map(|i| Some((Name::parse("instance", i.name()).ok()?, i.value.clone())))
+    let named: Vec<(Name, visor_controllers::Instance)> = ctx
+        .caches
+        .terminal_instances()
+        .into_iter()
+        .filter_map(|i| Some((Name::parse("instance", i.name()).ok()?, i.value)))
         .collect();
     for id in plan_gc(
         named.iter().map(|(id, i)| (id, i)),

@@ -5,8 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use visor_controllers::{
-    App, GroupKey, Host, HostView, Instance, InstanceState, InstanceView, Name, ProcType, Revision,
-    Scale, ScaleSnapshot, Ticket, TicketOp, desired_groups,
+    App, DesiredGroup, GroupKey, Host, HostView, Instance, InstanceState, InstanceView, Name,
+    ProcType, Revision, Scale, ScaleSnapshot, Ticket, TicketOp, desired_groups,
 };
 
 use crate::registry::{KeyPath, Keys, Versioned};
@@ -66,55 +66,76 @@ pub fn live_hosts(hosts: &[Versioned<Host>]) -> BTreeSet<Name> {
         .collect()
 }
 
-/// The snapshot scale decisions are made from. Instances with an outstanding
-/// stop ticket already count as stopping: their stop was emitted.
-pub fn scale_snapshot(keys: &Keys, listings: Listings) -> ScaleSnapshot {
-    let apps = listings
-        .apps
+/// The desired groups the scale factors, apps, revisions and proc types make.
+pub fn desired(
+    keys: &Keys,
+    apps: Vec<Versioned<App>>,
+    revs: &[Versioned<Revision>],
+    procs: Vec<Versioned<ProcType>>,
+    scales: &[Versioned<Scale>],
+) -> BTreeMap<GroupKey, DesiredGroup> {
+    let apps = apps
         .into_iter()
         .filter_map(|a| Some((Name::parse("app", a.name()).ok()?, a.value)))
         .collect();
-    let revs = listings
-        .revs
-        .iter()
-        .filter_map(|r| app_child(&r.key))
-        .collect();
-    let procs = listings
-        .procs
+    let revs = revs.iter().filter_map(|r| app_child(&r.key)).collect();
+    let procs = procs
         .into_iter()
         .filter_map(|p| Some((app_child(&p.key)?, p.value)))
         .collect();
-    let desired = desired_groups(&apps, &revs, &procs, &scale_factors(keys, &listings.scales));
-    let stopping: BTreeSet<Name> = listings
+    desired_groups(&apps, &revs, &procs, &scale_factors(keys, scales))
+}
+
+/// The views of the live hosts listed.
+pub fn host_views(hosts: &[Versioned<Host>]) -> Vec<HostView> {
+    hosts
+        .iter()
+        .filter_map(|h| Some(HostView::new(Name::parse("host", h.name()).ok()?, &h.value)))
+        .collect()
+}
+
+/// The view of a listed instance; `None` if its key is not a valid id. One
+/// with an outstanding stop ticket (`stop_sent`) already counts as stopping:
+/// its stop was emitted.
+pub fn instance_view(listed: Versioned<Instance>, stop_sent: bool) -> Option<InstanceView> {
+    let id = Name::parse("instance", listed.name()).ok()?;
+    let mut instance = listed.value;
+    if stop_sent && !instance.state.is_terminal() {
+        instance.state = InstanceState::Stopping;
+    }
+    Some(InstanceView {
+        id,
+        create_revision: listed.create_revision,
+        instance,
+    })
+}
+
+/// The full snapshot scale decisions are made from: every instance listed.
+pub fn scale_snapshot(keys: &Keys, listings: Listings) -> ScaleSnapshot {
+    let stopping: BTreeSet<String> = listings
         .tickets
         .into_iter()
         .filter(|t| t.value.op == TicketOp::Stop)
-        .map(|t| t.value.instance)
-        .collect();
-    let hosts = listings
-        .hosts
-        .iter()
-        .filter_map(|h| Some(HostView::new(Name::parse("host", h.name()).ok()?, &h.value)))
+        .map(|t| t.value.instance.to_string())
         .collect();
     let instances = listings
         .instances
         .into_iter()
         .filter_map(|i| {
-            let id = Name::parse("instance", i.name()).ok()?;
-            let mut instance = i.value;
-            if stopping.contains(&id) && !instance.state.is_terminal() {
-                instance.state = InstanceState::Stopping;
-            }
-            Some(InstanceView {
-                id,
-                create_revision: i.create_revision,
-                instance,
-            })
+            let stop_sent = stopping.contains(i.name());
+            instance_view(i, stop_sent)
         })
         .collect();
     ScaleSnapshot {
-        desired,
-        hosts,
+        desired: desired(
+            keys,
+            listings.apps,
+            &listings.revs,
+            listings.procs,
+            &listings.scales,
+        ),
+        hosts: host_views(&listings.hosts),
         instances,
+        unlisted_load: BTreeMap::new(),
     }
 }

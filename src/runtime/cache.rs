@@ -10,6 +10,9 @@
 //! Invariants: the cache never moves backwards in revision, and a reader sees
 //! either the old snapshot or the new one, never a mix. Values that do not
 //! decode are reported (log and `visor_malformed_objects_total`) and left out.
+//! Secondary [`Index`]es change with the objects, under the same lock.
+
+mod index;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -22,6 +25,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::registry::{Codec, Error, Kind, Registry, Versioned};
+pub use index::Index;
+use index::Indexes;
 
 /// How often an idle watch is asked to prove it is alive.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
@@ -55,6 +60,38 @@ enum Phase {
 struct Snapshot<T> {
     revision: i64,
     objects: BTreeMap<String, Versioned<T>>,
+    indexes: Indexes<T>,
+}
+
+impl<T> Snapshot<T> {
+    fn new(revision: i64, indexes: &[Index<T>]) -> Self {
+        Self {
+            revision,
+            objects: BTreeMap::new(),
+            indexes: Indexes::new(indexes),
+        }
+    }
+
+    /// Replaces every object, as of `revision`.
+    fn replace(&mut self, revision: i64, objects: BTreeMap<String, Versioned<T>>) {
+        self.indexes.rebuild(&objects);
+        self.objects = objects;
+        self.revision = revision;
+    }
+
+    fn upsert(&mut self, item: Versioned<T>) {
+        if let Some(old) = self.objects.get(&item.key) {
+            self.indexes.remove(old);
+        }
+        self.indexes.insert(&item);
+        self.objects.insert(item.key.clone(), item);
+    }
+
+    fn remove(&mut self, key: &str) {
+        if let Some(old) = self.objects.remove(key) {
+            self.indexes.remove(&old);
+        }
+    }
 }
 
 /// Read access to a cache; cheap to clone.
@@ -86,6 +123,41 @@ impl<T: Clone> CacheReader<T> {
     /// The object at `key`, if cached.
     pub fn get(&self, key: &str) -> Option<Versioned<T>> {
         self.read().objects.get(key).cloned()
+    }
+
+    /// The objects `index` files under `value`, in key order.
+    pub fn indexed(&self, index: &Index<T>, value: &str) -> Vec<Versioned<T>> {
+        let snapshot = self.read();
+        let Some(keys) = snapshot.indexes.entries(index).and_then(|e| e.get(value)) else {
+            return Vec::new();
+        };
+        keys.iter()
+            .filter_map(|key| snapshot.objects.get(key).cloned())
+            .collect()
+    }
+
+    /// How many objects `index` files under each value it has, by value.
+    pub fn index_counts(&self, index: &Index<T>) -> BTreeMap<String, usize> {
+        let snapshot = self.read();
+        snapshot
+            .indexes
+            .entries(index)
+            .map(|entries| {
+                entries
+                    .iter()
+                    .map(|(value, keys)| (value.clone(), keys.len()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Whether `index` files any object under `value`.
+    pub fn has_indexed(&self, index: &Index<T>, value: &str) -> bool {
+        let snapshot = self.read();
+        snapshot
+            .indexes
+            .entries(index)
+            .is_some_and(|entries| entries.contains_key(value))
     }
 
     /// The revision the cache has caught up to.
@@ -150,22 +222,21 @@ impl CacheMetrics {
     }
 }
 
-/// Starts caching every `kind` object under `prefix`. Changes are sent on the
-/// returned channel; the cache stops when `shutdown` is cancelled.
+/// Starts caching every `kind` object under `prefix`, maintaining `indexes`.
+/// Changes are sent on the returned channel; the cache stops when `shutdown`
+/// is cancelled.
 pub fn spawn<T>(
     registry: Registry,
     kind: Kind,
     prefix: String,
+    indexes: &[Index<T>],
     metrics: CacheMetrics,
     shutdown: CancellationToken,
 ) -> (CacheReader<T>, mpsc::UnboundedReceiver<Change>)
 where
     T: Codec + Clone + Send + Sync + 'static,
 {
-    let snapshot = Arc::new(RwLock::new(Snapshot {
-        revision: 0,
-        objects: BTreeMap::new(),
-    }));
+    let snapshot = Arc::new(RwLock::new(Snapshot::new(0, indexes)));
     let (synced_tx, synced) = watch::channel(false);
     let (changes_tx, changes) = mpsc::unbounded_channel();
     let cache = Cache {
@@ -259,10 +330,7 @@ impl<T: Codec + Clone + Send + Sync + 'static> Cache<T> {
             .into_iter()
             .map(|item| (item.key.clone(), item))
             .collect();
-        *self.write() = Snapshot {
-            revision: listing.revision,
-            objects,
-        };
+        self.write().replace(listing.revision, objects);
         self.synced.send_replace(true);
         let _ = self.changes.send(Change::Relisted);
         Ok(listing.revision)
@@ -355,11 +423,11 @@ impl<T: Codec + Clone + Send + Sync + 'static> Cache<T> {
                             mod_revision: kv.mod_revision(),
                             revision: kv.mod_revision(),
                         };
-                        snapshot.objects.insert(key.clone(), item);
+                        snapshot.upsert(item);
                         Change::Upserted(key)
                     }
                     None => {
-                        snapshot.objects.remove(&key);
+                        snapshot.remove(&key);
                         Change::Deleted(key)
                     }
                 };
@@ -420,10 +488,7 @@ mod tests {
                 registry,
                 kind: Kind::App,
                 metrics,
-                snapshot: Arc::new(RwLock::new(Snapshot {
-                    revision: stale,
-                    objects: BTreeMap::new(),
-                })),
+                snapshot: Arc::new(RwLock::new(Snapshot::new(stale, &[]))),
                 synced: watch::channel(false).0,
                 changes,
             };

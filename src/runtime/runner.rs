@@ -4,7 +4,8 @@
 //! Invariants: at most `concurrency` reconciles run at once; a key is never
 //! reconciled by two workers at once (the queue hands it out once until done);
 //! every key handed out is settled — forgotten or retried, then done — even if
-//! its reconcile panics.
+//! its reconcile panics or is cancelled; once the shutdown token is cancelled
+//! no reconcile of this runner makes progress past its next await.
 
 #[cfg(test)]
 mod tests;
@@ -47,10 +48,12 @@ type Finished<E> = (std::result::Result<Action, E>, Duration);
 /// on `Err` (or a panic) the key is logged and added rate-limited. Then it is
 /// done.
 ///
-/// On shutdown it stops taking keys, shuts the queue down, and waits for the
-/// reconciles in flight to finish; there is no built-in bound on that wait. To
-/// bound it, wrap this future in [`tokio::time::timeout`]: dropping it aborts
-/// the reconciles still running.
+/// When `shutdown` is cancelled it stops taking keys, shuts the queue down,
+/// and cancels the reconciles in flight: they are dropped at their next await
+/// point. A leader whose term ended must stop acting at once, not when its
+/// reconciles happen to finish, and every reconcile is written to be safe to
+/// cut short (each registry write is one transaction). When the queue is shut
+/// down by someone else, the reconciles in flight are let finish.
 ///
 /// Fails only at start: zero concurrency, or metrics that cannot be
 /// registered (e.g. another runner is running on the same queue).
@@ -91,7 +94,10 @@ where
         tokio::select! {
             // Shutdown first, then settling finished keys, then new keys.
             biased;
-            () = shutdown.cancelled() => break,
+            () = shutdown.cancelled() => {
+                workers.tasks.abort_all();
+                break;
+            }
             Some(joined) = workers.tasks.join_next_with_id() => workers.settle(joined),
             key = queue.get(), if workers.tasks.len() < concurrency => match key {
                 Some(key) => workers.start(key, &reconcile),
@@ -166,6 +172,12 @@ impl<K: Key, E: Display + Send + 'static> Workers<'_, K, E> {
                         Outcome::Error
                     }
                 }
+            }
+            Err(error) if error.is_cancelled() => {
+                // Only shutdown cancels, and the queue is shut down with it.
+                tracing::debug!(controller = name, ?key, "reconcile cancelled by shutdown");
+                queue.done(&key);
+                return;
             }
             Err(error) => {
                 tracing::error!(controller = name, ?key, %error, "reconcile panicked");

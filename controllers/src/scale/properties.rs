@@ -116,6 +116,7 @@ fn build(
         desired: desired_groups(&apps, &revs, &procs, &factors),
         hosts,
         instances,
+        unlisted_load: BTreeMap::new(),
     }
 }
 
@@ -284,6 +285,23 @@ fn check_group(
         alone.starts.len() + alone_unplaceable,
         starts.len() + unplaceable
     );
+
+    // Listing only the group, with the others' slots as unlisted load, plans
+    // exactly what the full snapshot plans for it.
+    let mut narrowed = state.clone();
+    narrowed
+        .instances
+        .retain(|view| GroupKey::of(&view.instance) == *key);
+    for view in state
+        .instances
+        .iter()
+        .filter(|v| GroupKey::of(&v.instance) != *key)
+    {
+        if let (Some(host), true) = (&view.instance.host, holds_slot(view.instance.state)) {
+            *narrowed.unlisted_load.entry(host.clone()).or_default() += 1;
+        }
+    }
+    prop_assert_eq!(plan_group(key, &narrowed), alone);
     Ok(())
 }
 

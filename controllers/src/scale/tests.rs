@@ -20,6 +20,7 @@ fn snapshot(
         desired: desired.iter().cloned().collect(),
         hosts,
         instances,
+        unlisted_load: BTreeMap::new(),
     }
 }
 
@@ -174,6 +175,7 @@ fn a_removed_app_rev_or_proc_stops_everything_active() {
             desired: desired_groups(&apps, &revs, &procs, &factors),
             hosts: three_hosts(),
             instances: instances.clone(),
+            unlisted_load: BTreeMap::new(),
         };
         let plan = plan_scale(&state);
         assert_eq!(stopped(&plan), ["c", "b", "a"], "removed {removed}");

@@ -61,12 +61,18 @@ impl Visor {
     }
 
     /// Creates each pending instance (which must name its host) with its start
-    /// ticket, in as few transactions as etcd allows. Returns the new instance
-    /// ids and the revision of the last transaction.
-    pub async fn emit_starts(&self, instances: Vec<Instance>) -> Result<(Vec<String>, i64)> {
-        let mut ids = Vec::with_capacity(instances.len());
-        let mut revision = 0;
+    /// ticket, in as few transactions as etcd allows, one after another.
+    ///
+    /// After each transaction commits, `committed` is told the ids it created
+    /// and its revision: when a later one fails, the caller still knows what
+    /// was written (to wait for it, and to count it).
+    pub async fn emit_starts(
+        &self,
+        instances: Vec<Instance>,
+        mut committed: impl FnMut(&[String], i64),
+    ) -> Result<()> {
         let mut batch = Vec::new();
+        let mut batch_ids = Vec::new();
         let mut instances = instances.into_iter().peekable();
         while let Some(instance) = instances.next() {
             let host = instance
@@ -94,16 +100,19 @@ impl Visor {
                 expected: Expected::Absent { lease: None },
             });
             batch.push(self.ticket_write(&host, ticket)?);
-            ids.push(id.to_string());
+            batch_ids.push(id.to_string());
             if batch.len() >= STARTS_PER_TXN * 2 || instances.peek().is_none() {
                 let written = self
                     .registry
                     .write_objects(std::mem::take(&mut batch), &[])
                     .await?;
-                revision = written.last().map_or(revision, |w| w.revision);
+                if let Some(last) = written.last() {
+                    committed(&batch_ids, last.revision);
+                }
+                batch_ids.clear();
             }
         }
-        Ok((ids, revision))
+        Ok(())
     }
 
     /// Queues a stop ticket for each instance on its host, batched. Returns the

@@ -209,31 +209,79 @@ async fn a_key_re_added_during_its_reconcile_runs_again_once_never_alongside() {
         .expect("ran");
 }
 
+/// A reconcile that records its call and finishes after ten seconds.
+fn slow_reconcile(
+    calls: &Calls,
+    finished: &Arc<AtomicUsize>,
+) -> impl Fn(&'static str) -> std::pin::Pin<Box<dyn Future<Output = Result<Action, Infallible>> + Send>>
++ use<> {
+    let (calls, finished) = (calls.clone(), finished.clone());
+    move |key| {
+        calls.record(key);
+        let finished = finished.clone();
+        Box::pin(async move {
+            sleep(10 * SEC).await;
+            finished.fetch_add(1, SeqCst);
+            Ok(Action::Done)
+        })
+    }
+}
+
 #[tokio::test(start_paused = true)]
-async fn shutdown_stops_taking_keys_and_lets_in_flight_finish() {
+async fn shutdown_stops_taking_keys_and_cancels_reconciles_in_flight() {
     let registry = Registry::new();
     let q = queue::<&'static str>(&registry);
-    let calls = Calls::default();
-    let finished = Arc::new(AtomicUsize::new(0));
-    let reconcile = {
-        let (calls, finished) = (calls.clone(), finished.clone());
-        move |key| {
-            calls.record(key);
-            let finished = finished.clone();
-            async move {
-                sleep(10 * SEC).await;
-                finished.fetch_add(1, SeqCst);
-                Ok::<_, Infallible>(Action::Done)
-            }
-        }
-    };
+    let (calls, finished) = (Calls::default(), Arc::new(AtomicUsize::new(0)));
     let start = Instant::now();
     let shutdown = CancellationToken::new();
-    let runner = tokio::spawn(run(q.clone(), 1, reconcile, shutdown.clone()));
+    let runner = tokio::spawn(run(
+        q.clone(),
+        1,
+        slow_reconcile(&calls, &finished),
+        shutdown.clone(),
+    ));
     q.add("slow");
     within("the first call", calls.wait_for("slow", 1)).await;
     q.add("next");
     shutdown.cancel();
+    within("run() after shutdown", runner)
+        .await
+        .expect("no panic")
+        .expect("ran");
+    assert_eq!(
+        finished.load(SeqCst),
+        0,
+        "a reconcile went on after shutdown"
+    );
+    assert_eq!(
+        start.elapsed(),
+        Duration::ZERO,
+        "shutdown waited for a reconcile"
+    );
+    assert!(calls.of("next").is_empty(), "took a key after shutdown");
+    assert!(q.is_shutting_down());
+    assert_eq!(
+        controller_metric(&registry, "controller_runtime_active_workers"),
+        None,
+        "metrics stay registered only while the runner runs"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_queue_shut_down_by_its_owner_lets_reconciles_in_flight_finish() {
+    let registry = Registry::new();
+    let q = queue::<&'static str>(&registry);
+    let (calls, finished) = (Calls::default(), Arc::new(AtomicUsize::new(0)));
+    let start = Instant::now();
+    let runner = tokio::spawn(run(
+        q.clone(),
+        1,
+        slow_reconcile(&calls, &finished),
+        CancellationToken::new(),
+    ));
+    q.add("slow");
+    within("the first call", calls.wait_for("slow", 1)).await;
+    q.shut_down();
     within("run() draining", runner)
         .await
         .expect("no panic")
@@ -244,8 +292,6 @@ async fn shutdown_stops_taking_keys_and_lets_in_flight_finish() {
         "in-flight reconcile was cut short"
     );
     assert_eq!(start.elapsed(), 10 * SEC);
-    assert!(calls.of("next").is_empty(), "took a key after shutdown");
-    assert!(q.is_shutting_down());
 }
 
 #[tokio::test(start_paused = true)]
