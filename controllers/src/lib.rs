@@ -3,12 +3,13 @@
 //! Everything here is pure: model types as they are stored in the registry,
 //! validation of names, and the decisions the controller and agents make
 //! (instance life cycle, scale and placement, liveness, garbage collection, and
-//! later relation hooks).
+//! which relation hook each unit runs next).
 //! No I/O, no async runtime, no etcd: inputs are snapshots, outputs are values,
 //! so every rule can be table- and property-tested on its own.
 
 mod desired;
 mod gc;
+mod hooks;
 mod lifecycle;
 mod liveness;
 mod model;
@@ -20,6 +21,10 @@ mod testing;
 
 pub use desired::{DesiredGroup, GroupKey, desired_groups};
 pub use gc::plan_gc;
+pub use hooks::{
+    HookError, HookInfo, HookKind, HookSource, ListSource, LiveSource, MembershipChange, State,
+    dying_source,
+};
 pub use lifecycle::{Actor, TransitionError};
 pub use liveness::{LostInstance, TicketRef, orphan_tickets, plan_liveness};
 pub use model::{
