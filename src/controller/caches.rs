@@ -98,7 +98,10 @@ pub struct Caches {
 
 /// The change streams of every cache, to turn into work.
 pub struct ChangeStreams {
+    /// Apps, proc types and revisions: a change can touch many groups.
     pub desired: Vec<UnboundedReceiver<Change>>,
+    /// Scale factors: a change touches the group its key names.
+    pub scales: UnboundedReceiver<Change>,
     pub hosts: UnboundedReceiver<Change>,
     pub instances: UnboundedReceiver<Change>,
     pub tickets: UnboundedReceiver<Change>,
@@ -144,7 +147,8 @@ impl Caches {
             tickets,
         };
         let streams = ChangeStreams {
-            desired: vec![apps_rx, procs_rx, revs_rx, scales_rx],
+            desired: vec![apps_rx, procs_rx, revs_rx],
+            scales: scales_rx,
             hosts: hosts_rx,
             instances: instances_rx,
             tickets: tickets_rx,
@@ -152,37 +156,27 @@ impl Caches {
         (caches, streams)
     }
 
-    /// Whether every cache has completed its first listing.
-    pub fn synced(&self) -> bool {
-        self.apps.is_synced()
-            && self.procs.is_synced()
-            && self.revs.is_synced()
-            && self.scales.is_synced()
-            && self.hosts.is_synced()
-            && self.instances.is_synced()
-            && self.tickets.is_synced()
-    }
-
     /// Waits until every cache has synced, and the instance and ticket caches
     /// have reached the given revisions; false on timeout.
     pub async fn caught_up(&self, instances: i64, tickets: i64) -> bool {
-        let deadline = tokio::time::Instant::now() + CATCH_UP_TIMEOUT;
-        loop {
-            let current =
-                self.instances.revision() >= instances && self.tickets.revision() >= tickets;
-            if current && self.synced() {
-                return true;
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        let all = async {
+            wait_synced(self).await;
+            self.instances.wait_for_revision(instances).await
+                && self.tickets.wait_for_revision(tickets).await
+        };
+        tokio::time::timeout(CATCH_UP_TIMEOUT, all)
+            .await
+            .unwrap_or(false)
     }
 
     /// The names of live hosts.
     pub fn live_hosts(&self) -> BTreeSet<Name> {
         snapshot::live_hosts(&self.hosts.list().1)
+    }
+
+    /// The group a scale factor's key names.
+    pub fn group_of_scale(&self, key: &str) -> Option<GroupKey> {
+        snapshot::scale_group(&self.keys, key)
     }
 
     /// Whether `host` is registered.
@@ -285,4 +279,16 @@ impl Caches {
     pub fn instance_counts(&self) -> BTreeMap<String, usize> {
         self.instances.index_counts(&INSTANCES_BY_STATE)
     }
+}
+
+/// Resolves once every cache has completed its first listing.
+pub async fn wait_synced(caches: &Caches) {
+    let mut caches = caches.clone();
+    caches.apps.wait_synced().await;
+    caches.procs.wait_synced().await;
+    caches.revs.wait_synced().await;
+    caches.scales.wait_synced().await;
+    caches.hosts.wait_synced().await;
+    caches.instances.wait_synced().await;
+    caches.tickets.wait_synced().await;
 }

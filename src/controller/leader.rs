@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use visor_controllers::{GroupKey, Name};
 
 use super::ControllerConfig;
-use super::caches::{Caches, ChangeStreams};
+use super::caches::{self, Caches, ChangeStreams};
 use super::metrics::ControllerMetrics;
 use super::reconcile::{self, Context};
 use crate::registry::Visor;
@@ -44,7 +44,7 @@ pub async fn run_term(
     let _stop = term.clone().drop_guard();
     let (caches, streams) = Caches::spawn(visor.registry(), cache_metrics, &term);
     tokio::select! {
-        () = wait_synced(&caches) => {}
+        () = caches::wait_synced(&caches) => {}
         () = term.cancelled() => return Ok(()),
     }
     ready.send_replace(true);
@@ -161,25 +161,15 @@ fn collection_period(config: &ControllerConfig) -> Duration {
     period.max(Duration::from_secs(1))
 }
 
-async fn wait_synced(caches: &Caches) {
-    let mut caches = caches.clone();
-    caches.apps.wait_synced().await;
-    caches.procs.wait_synced().await;
-    caches.revs.wait_synced().await;
-    caches.scales.wait_synced().await;
-    caches.hosts.wait_synced().await;
-    caches.instances.wait_synced().await;
-    caches.tickets.wait_synced().await;
-}
-
 /// How long changes that touch every group are gathered before the groups
 /// are listed once for all of them: listing them reads every instance, so a
 /// burst of changes must not list them once per change.
 const ALL_GROUPS_DEBOUNCE: Duration = Duration::from_millis(50);
 
-/// Turns cache changes into keys: desired-state and host changes can touch
-/// every group; an instance or ticket change touches its own group (or, once it
-/// is gone from the cache, every group).
+/// Turns cache changes into keys: app, proc type, revision and host changes
+/// can touch every group; a scale factor, instance or ticket change touches
+/// its own group (or, for an instance or ticket gone from the cache, every
+/// group).
 ///
 /// Liveness and collection are only queued by what concerns them — a host
 /// change, work naming a host that is not registered, an instance that
@@ -195,6 +185,7 @@ async fn feed(
     use futures::StreamExt;
     let ChangeStreams {
         desired,
+        mut scales,
         mut hosts,
         mut instances,
         mut tickets,
@@ -221,6 +212,12 @@ async fn feed(
                 scale.add_all(caches.groups());
             }
             Some(_) = desired.next() => touch_all(&mut all_groups_at),
+            Some(change) = scales.recv() => {
+                match change_key(&change).and_then(|key| caches.group_of_scale(key)) {
+                    Some(group) => scale.add(group),
+                    None => touch_all(&mut all_groups_at),
+                }
+            }
             Some(_) = hosts.recv() => {
                 touch_all(&mut all_groups_at);
                 liveness.add(());

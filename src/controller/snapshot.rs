@@ -31,19 +31,26 @@ fn app_child(key: &str) -> Option<(Name, Name)> {
     Some((app, child))
 }
 
+/// The group a scale factor's key names; `None` for any other key.
+pub fn scale_group(keys: &Keys, key: &str) -> Option<GroupKey> {
+    match keys.parse(key) {
+        KeyPath::Scale { app, rev, proc } => {
+            let name = |field, value: &str| Name::parse(field, value).ok();
+            Some(GroupKey::new(
+                name("app", &app)?,
+                name("rev", &rev)?,
+                name("proc", &proc)?,
+            ))
+        }
+        _ => None,
+    }
+}
+
 /// The scale factors by group.
 pub fn scale_factors(keys: &Keys, scales: &[Versioned<Scale>]) -> BTreeMap<GroupKey, u32> {
     scales
         .iter()
-        .filter_map(|scale| match keys.parse(&scale.key) {
-            KeyPath::Scale { app, rev, proc } => {
-                let name = |field, value: &str| Name::parse(field, value).ok();
-                let group =
-                    GroupKey::new(name("app", &app)?, name("rev", &rev)?, name("proc", &proc)?);
-                Some((group, scale.value.replicas))
-            }
-            _ => None,
-        })
+        .filter_map(|scale| Some((scale_group(keys, &scale.key)?, scale.value.replicas)))
         .collect()
 }
 

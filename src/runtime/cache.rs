@@ -98,14 +98,15 @@ impl<T> Snapshot<T> {
 #[derive(Debug)]
 pub struct CacheReader<T> {
     snapshot: Arc<RwLock<Snapshot<T>>>,
-    synced: watch::Receiver<bool>,
+    /// `None` until the first listing is in, then the revision reached.
+    progress: watch::Receiver<Option<i64>>,
 }
 
 impl<T> Clone for CacheReader<T> {
     fn clone(&self) -> Self {
         Self {
             snapshot: self.snapshot.clone(),
-            synced: self.synced.clone(),
+            progress: self.progress.clone(),
         }
     }
 }
@@ -167,13 +168,23 @@ impl<T: Clone> CacheReader<T> {
 
     /// Whether the first listing has completed.
     pub fn is_synced(&self) -> bool {
-        *self.synced.borrow()
+        self.progress.borrow().is_some()
     }
 
     /// Resolves once the first listing has completed.
     pub async fn wait_synced(&mut self) {
         // An Err means the cache task is gone; there is nothing left to wait for.
-        let _ = self.synced.wait_for(|synced| *synced).await;
+        let _ = self.progress.wait_for(Option::is_some).await;
+    }
+
+    /// Resolves once the cache has synced and reached `revision`; false if the
+    /// cache task is gone first.
+    pub async fn wait_for_revision(&self, revision: i64) -> bool {
+        let mut progress = self.progress.clone();
+        progress
+            .wait_for(|reached| reached.is_some_and(|reached| reached >= revision))
+            .await
+            .is_ok()
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Snapshot<T>> {
@@ -237,7 +248,7 @@ where
     T: Codec + Clone + Send + Sync + 'static,
 {
     let snapshot = Arc::new(RwLock::new(Snapshot::new(0, indexes)));
-    let (synced_tx, synced) = watch::channel(false);
+    let (progress_tx, progress) = watch::channel(None);
     let (changes_tx, changes) = mpsc::unbounded_channel();
     let cache = Cache {
         registry,
@@ -245,7 +256,7 @@ where
         prefix,
         metrics,
         snapshot: snapshot.clone(),
-        synced: synced_tx,
+        progress: progress_tx,
         changes: changes_tx,
     };
     tokio::spawn(async move {
@@ -254,7 +265,7 @@ where
             () = shutdown.cancelled() => {}
         }
     });
-    (CacheReader { snapshot, synced }, changes)
+    (CacheReader { snapshot, progress }, changes)
 }
 
 struct Cache<T> {
@@ -263,7 +274,7 @@ struct Cache<T> {
     prefix: String,
     metrics: CacheMetrics,
     snapshot: Arc<RwLock<Snapshot<T>>>,
-    synced: watch::Sender<bool>,
+    progress: watch::Sender<Option<i64>>,
     changes: mpsc::UnboundedSender<Change>,
 }
 
@@ -331,7 +342,7 @@ impl<T: Codec + Clone + Send + Sync + 'static> Cache<T> {
             .map(|item| (item.key.clone(), item))
             .collect();
         self.write().replace(listing.revision, objects);
-        self.synced.send_replace(true);
+        self.progress.send_replace(Some(listing.revision));
         let _ = self.changes.send(Change::Relisted);
         Ok(listing.revision)
     }
@@ -437,6 +448,10 @@ impl<T: Codec + Clone + Send + Sync + 'static> Cache<T> {
             // Progress notifications carry the revision the store has reached.
             let header_revision = response.header().map_or(0, |h| h.revision());
             snapshot.revision = snapshot.revision.max(header_revision).max(next - 1);
+            let reached = snapshot.revision;
+            drop(snapshot);
+            // Readers waiting for a revision wake once the snapshot shows it.
+            self.progress.send_replace(Some(reached));
         }
     }
 
@@ -489,7 +504,7 @@ mod tests {
                 kind: Kind::App,
                 metrics,
                 snapshot: Arc::new(RwLock::new(Snapshot::new(stale, &[]))),
-                synced: watch::channel(false).0,
+                progress: watch::channel(None).0,
                 changes,
             };
             match cache.watch(stale + 1).await {
