@@ -221,3 +221,55 @@ async fn a_cancelled_standby_leaves_the_line_at_once() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_registry_restart_within_the_renew_deadline_keeps_leadership() {
+    common::within(LIMIT, "the leader never recovers from the restart", async {
+        let mut t = common::TestRegistry::start().await;
+        // Long enough that the restart fits within the renew deadline.
+        let ttl = Duration::from_secs(15);
+        let leadership = election::campaign(
+            t.visor.registry(),
+            NAME,
+            "controller-a",
+            ttl,
+            ttl * 2 / 3,
+            &CancellationToken::new(),
+        )
+        .await
+        .expect("campaign")
+        .expect("elected");
+        t.etcd.kill();
+        t.etcd.restart().await.expect("etcd restarts on its data");
+
+        let fenced = t.visor.fenced(leadership.fence().clone());
+        common::eventually(
+            Duration::from_secs(8),
+            "a fenced write succeeds again",
+            || async {
+                fenced
+                    .register_app("web", fixtures::app("git://web"))
+                    .await
+                    .ok()
+            },
+        )
+        .await;
+        assert!(
+            !leadership.lost().is_cancelled(),
+            "a broken leader key watch gave leadership up"
+        );
+
+        // The key watch was resumed: removing the key is still noticed.
+        t.raw()
+            .delete(leadership.fence().key.as_str(), None)
+            .await
+            .expect("delete leader key");
+        common::within(
+            Duration::from_secs(5),
+            "the resumed key watch signals the loss",
+            leadership.lost().cancelled(),
+        )
+        .await;
+    })
+    .await;
+}

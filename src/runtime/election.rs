@@ -10,6 +10,8 @@
 
 use std::time::Duration;
 
+use backon::{BackoffBuilder, ExponentialBuilder};
+
 use etcd_client::{EventType, LeaderKey, ResignOptions, WatchOptions};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::AbortOnDropHandle;
@@ -130,42 +132,105 @@ impl Leadership {
 
 /// Cancels `lost` when the leader key is deleted or re-created (someone else's
 /// campaign, or an operator with `etcdctl`): the fence no longer holds.
+///
+/// A watch that breaks (a registry restart, a dropped connection) is resumed
+/// after checking that the key is still ours, with backoff; while the
+/// registry cannot be reached the lease's renew deadline is what ends the
+/// leadership, not the broken watch.
 async fn watch_leader_key(registry: Registry, fence: Fence, lost: CancellationToken) {
-    let options = WatchOptions::new().with_start_revision(fence.create_revision + 1);
-    let mut watch = registry.etcd().watch_client();
-    let mut stream = match watch.watch(fence.key.as_str(), Some(options)).await {
-        Ok(stream) => stream,
-        Err(error) => {
-            tracing::warn!(%error, "cannot watch the leader key; giving leadership up");
-            lost.cancel();
-            return;
-        }
-    };
+    let retries = ExponentialBuilder::default()
+        .with_jitter()
+        .with_min_delay(Duration::from_millis(50))
+        .with_max_delay(Duration::from_secs(2))
+        .without_max_times();
+    let mut backoff = retries.build();
     loop {
-        let message = tokio::select! {
-            message = stream.message() => message,
-            _ = lost.cancelled() => return,
+        let started = tokio::time::Instant::now();
+        let outcome = tokio::select! {
+            outcome = watch_once(&registry, &fence) => outcome,
+            () = lost.cancelled() => return,
         };
-        match message {
-            Ok(Some(response)) => {
-                let gone = response.canceled()
-                    || response.events().iter().any(|event| {
-                        event.event_type() == EventType::Delete
-                            || event
-                                .kv()
-                                .is_some_and(|kv| kv.create_revision() != fence.create_revision)
-                    });
-                if gone {
-                    tracing::warn!(%fence, "leader key removed; leadership lost");
-                    break;
-                }
+        match outcome {
+            KeyWatch::Gone => {
+                tracing::warn!(%fence, "leader key removed or replaced; leadership lost");
+                lost.cancel();
+                return;
             }
-            // A broken watch cannot vouch for the key any more.
-            Ok(None) | Err(_) => {
-                tracing::warn!(%fence, "leader key watch ended; giving leadership up");
-                break;
+            KeyWatch::Broken(error) => {
+                if started.elapsed() >= HEALTHY_WATCH {
+                    backoff = retries.build();
+                }
+                let delay = backoff.next().unwrap_or(Duration::from_secs(2));
+                tracing::info!(%fence, %error, ?delay, "leader key watch interrupted; resuming");
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = lost.cancelled() => return,
+                }
             }
         }
     }
-    lost.cancel();
+}
+
+/// How long a leader key watch must have run for its backoff to start over.
+const HEALTHY_WATCH: Duration = Duration::from_secs(30);
+
+/// How one watch of the leader key ended.
+enum KeyWatch {
+    /// The key is gone or belongs to another campaign.
+    Gone,
+    /// The watch could not be set up or broke; the key may still be ours.
+    Broken(Error),
+}
+
+/// Checks that the key is still ours, then watches it from just after that
+/// read until it changes or the watch breaks.
+async fn watch_once(registry: &Registry, fence: &Fence) -> KeyWatch {
+    let mut kv = registry.etcd().kv_client();
+    let read = match registry
+        .call("leader key get", kv.get(fence.key.as_str(), None))
+        .await
+    {
+        Ok(read) => read,
+        Err(error) => return KeyWatch::Broken(error),
+    };
+    let ours = read
+        .kvs()
+        .first()
+        .is_some_and(|kv| kv.create_revision() == fence.create_revision);
+    if !ours {
+        return KeyWatch::Gone;
+    }
+    let from = read.header().map_or(fence.create_revision, |h| h.revision()) + 1;
+    let options = WatchOptions::new().with_start_revision(from);
+    let mut watch = registry.etcd().watch_client();
+    let mut stream = match watch.watch(fence.key.as_str(), Some(options)).await {
+        Ok(stream) => stream,
+        Err(error) => return KeyWatch::Broken(registry.error("leader key watch", error)),
+    };
+    loop {
+        match stream.message().await {
+            Ok(Some(response)) => {
+                // A compacted start point hides what happened: read again.
+                if response.canceled() || response.compact_revision() > 0 {
+                    let reason = response.cancel_reason().to_owned();
+                    return KeyWatch::Broken(registry.unavailable("leader key watch", &reason));
+                }
+                let gone = response.events().iter().any(|event| {
+                    event.event_type() == EventType::Delete
+                        || event
+                            .kv()
+                            .is_some_and(|kv| kv.create_revision() != fence.create_revision)
+                });
+                if gone {
+                    return KeyWatch::Gone;
+                }
+            }
+            Ok(None) => {
+                return KeyWatch::Broken(
+                    registry.unavailable("leader key watch", "the watch stream ended"),
+                );
+            }
+            Err(error) => return KeyWatch::Broken(registry.error("leader key watch", error)),
+        }
+    }
 }
