@@ -15,6 +15,7 @@ mod liveness;
 mod model;
 mod name;
 mod placement;
+mod relation;
 mod scale;
 #[cfg(test)]
 mod testing;
@@ -22,8 +23,8 @@ mod testing;
 pub use desired::{DesiredGroup, GroupKey, desired_groups};
 pub use gc::plan_gc;
 pub use hooks::{
-    HookError, HookInfo, HookKind, HookSource, ListSource, LiveSource, MembershipChange, State,
-    dying_source,
+    HookError, HookInfo, HookKind, HookSource, ListSource, LiveSource, MembershipChange,
+    RelationHooks, State as RelationState, UnitAction, UnitView, dying_source,
 };
 pub use lifecycle::{Actor, TransitionError};
 pub use liveness::{LostInstance, TicketRef, orphan_tickets, plan_liveness};
@@ -33,6 +34,7 @@ pub use model::{
 };
 pub use name::{EnvKey, InvalidName, Name};
 pub use placement::HostView;
+pub use relation::{Endpoint, InvalidRelation, Relation, Unit, UnitSettings, relation_members};
 pub use scale::{
     InstanceView, ScalePlan, ScaleSnapshot, Start, Stop, Unplaceable, holds_slot, plan_group,
     plan_scale,

@@ -31,6 +31,14 @@ pub enum Kind {
     Instance,
     /// `/tickets/<host>/<ticket>`
     Ticket,
+    /// `/relations/<rel-id>`
+    Relation,
+    /// `/settings/<rel-id>/<unit>`
+    Settings,
+    /// `/relstate/<rel-id>/<unit>`
+    RelationState,
+    /// `/hooks/<unit>/<rel-id>`
+    Hook,
 }
 
 impl Kind {
@@ -46,6 +54,23 @@ impl Kind {
             Self::Host => "host",
             Self::Instance => "instance",
             Self::Ticket => "ticket",
+            Self::Relation => "relation",
+            Self::Settings => "relation settings",
+            Self::RelationState => "relation state",
+            Self::Hook => "hook",
+        }
+    }
+
+    /// The kind's name as a metric label value: one word, e.g. `proc`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Env => "env",
+            Self::Proc => "proc",
+            Self::Rev => "rev",
+            Self::Scale => "scale",
+            Self::Settings => "settings",
+            Self::RelationState => "relstate",
+            other => other.as_str(),
         }
     }
 }
@@ -104,6 +129,18 @@ pub enum Error {
         id: String,
         /// The rule broken.
         reason: TransitionError,
+    },
+    /// A hook cannot be acknowledged: it does not follow from the unit's
+    /// acknowledged relation state.
+    #[error("hook for unit {unit} in relation {relation} cannot be acknowledged: {reason}")]
+    InvalidHook {
+        /// The unit.
+        unit: String,
+        /// The relation.
+        relation: String,
+        /// The rule broken (boxed: it names units and relations, and would
+        /// make every `Result` of the API as large).
+        reason: Box<visor_controllers::HookError>,
     },
     /// A host tried to claim or complete a ticket addressed to another host.
     #[error("ticket {ticket} is addressed to host {addressee}, not to {claimant}")]

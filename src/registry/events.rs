@@ -16,7 +16,8 @@ use etcd_client::{EventType, WatchOptions, WatchStream};
 use futures::Stream;
 use serde::Serialize;
 use visor_controllers::{
-    App, Host, Instance, InstanceState, ProcType, Revision, Scale, Ticket, TicketOp,
+    App, HookInfo, HookKind, Host, Instance, InstanceState, ProcType, Relation, RelationState,
+    Revision, Scale, Ticket, TicketOp, UnitSettings,
 };
 
 use super::api::Visor;
@@ -116,6 +117,21 @@ pub enum EventKind {
     },
     /// A ticket was completed (deleted).
     TicketDone { host: String, ticket: String },
+    /// A relation was added (or its document replaced).
+    RelationAdded { relation: String },
+    /// A relation was removed.
+    RelationRemoved { relation: String },
+    /// A unit's settings in a relation were written or removed.
+    SettingsChanged { relation: String, unit: String },
+    /// A hook was handed to a unit.
+    HookQueued {
+        unit: String,
+        relation: String,
+        hook: HookKind,
+        remote_unit: Option<String>,
+    },
+    /// A unit acknowledged its hook (or the hook was withdrawn).
+    HookDone { unit: String, relation: String },
 }
 
 /// A stream of events; see the module docs for its guarantees.
@@ -147,6 +163,9 @@ fn classify(path: KeyPath, change: &Change<'_>) -> Result<Option<EventKind>, Str
             KeyPath::Proc { .. } => drop(decode::<ProcType>(change.value)?),
             KeyPath::Rev { .. } => drop(decode::<Revision>(change.value)?),
             KeyPath::Host { .. } => drop(decode::<Host>(change.value)?),
+            KeyPath::Relation { .. } => drop(decode::<Relation>(change.value)?),
+            KeyPath::Settings { .. } => drop(decode::<UnitSettings>(change.value)?),
+            KeyPath::RelationState { .. } => drop(decode::<RelationState>(change.value)?),
             _ => {}
         }
     }
@@ -212,6 +231,21 @@ fn classify(path: KeyPath, change: &Change<'_>) -> Result<Option<EventKind>, Str
                     id,
                     reason: instance.reason,
                 },
+            }
+        }
+        KeyPath::Relation { relation } if change.deleted => RelationRemoved { relation },
+        KeyPath::Relation { relation } => RelationAdded { relation },
+        KeyPath::Settings { relation, unit } => SettingsChanged { relation, unit },
+        // The hook's removal is the acknowledgement; the state it writes is its effect.
+        KeyPath::RelationState { .. } => return Ok(None),
+        KeyPath::Hook { unit, relation } if change.deleted => HookDone { unit, relation },
+        KeyPath::Hook { unit, relation } => {
+            let hook: HookInfo = decode(change.value)?;
+            HookQueued {
+                unit,
+                relation,
+                hook: hook.kind,
+                remote_unit: hook.remote_unit,
             }
         }
         KeyPath::Ticket { host, ticket } if change.deleted => TicketDone { host, ticket },

@@ -73,6 +73,32 @@ pub enum KeyPath {
         /// Ticket id.
         ticket: String,
     },
+    /// `/relations/<rel-id>`
+    Relation {
+        /// Relation id.
+        relation: String,
+    },
+    /// `/settings/<rel-id>/<unit>`
+    Settings {
+        /// Relation id.
+        relation: String,
+        /// The unit whose settings these are.
+        unit: String,
+    },
+    /// `/relstate/<rel-id>/<unit>`
+    RelationState {
+        /// Relation id.
+        relation: String,
+        /// The unit that acknowledged this state.
+        unit: String,
+    },
+    /// `/hooks/<unit>/<rel-id>`
+    Hook {
+        /// The unit that must run it.
+        unit: String,
+        /// Relation id.
+        relation: String,
+    },
     /// Anything else under the root (other layers' keys, or junk).
     Other,
 }
@@ -89,6 +115,10 @@ impl KeyPath {
             Self::Host { .. } => Some(Kind::Host),
             Self::Instance { .. } => Some(Kind::Instance),
             Self::Ticket { .. } => Some(Kind::Ticket),
+            Self::Relation { .. } => Some(Kind::Relation),
+            Self::Settings { .. } => Some(Kind::Settings),
+            Self::RelationState { .. } => Some(Kind::RelationState),
+            Self::Hook { .. } => Some(Kind::Hook),
             Self::Schema | Self::Other => None,
         }
     }
@@ -144,6 +174,10 @@ impl Keys {
             Kind::Host => "hosts",
             Kind::Instance => "instances",
             Kind::Ticket => "tickets",
+            Kind::Relation => "relations",
+            Kind::Settings => "settings",
+            Kind::RelationState => "relstate",
+            Kind::Hook => "hooks",
         };
         self.join(&[segment, ""])
     }
@@ -227,6 +261,38 @@ impl Keys {
         self.join(&["tickets", host.as_str(), ticket.as_str()])
     }
 
+    /// `/relations/<rel-id>`
+    pub fn relation(&self, relation: &Name) -> String {
+        self.join(&["relations", relation.as_str()])
+    }
+    /// `/settings/<rel-id>/`
+    pub fn relation_settings(&self, relation: &Name) -> String {
+        self.join(&["settings", relation.as_str(), ""])
+    }
+    /// `/settings/<rel-id>/<unit>`
+    pub fn settings(&self, relation: &Name, unit: &Name) -> String {
+        self.join(&["settings", relation.as_str(), unit.as_str()])
+    }
+    /// `/relstate/<rel-id>/`
+    pub fn relation_states(&self, relation: &Name) -> String {
+        self.join(&["relstate", relation.as_str(), ""])
+    }
+    /// `/relstate/<rel-id>/<unit>`
+    pub fn relation_state(&self, relation: &Name, unit: &Name) -> String {
+        self.join(&["relstate", relation.as_str(), unit.as_str()])
+    }
+    /// `/hooks/` or `/hooks/<unit>/`
+    pub fn hooks(&self, unit: Option<&Name>) -> String {
+        match unit {
+            Some(unit) => self.join(&["hooks", unit.as_str(), ""]),
+            None => self.join(&["hooks", ""]),
+        }
+    }
+    /// `/hooks/<unit>/<rel-id>`
+    pub fn hook(&self, unit: &Name, relation: &Name) -> String {
+        self.join(&["hooks", unit.as_str(), relation.as_str()])
+    }
+
     /// What `key` names; [`KeyPath::Other`] for keys outside the layout.
     pub fn parse(&self, key: &str) -> KeyPath {
         let Some(rest) = key
@@ -274,6 +340,19 @@ impl Keys {
             ["tickets", _, _] => KeyPath::Ticket {
                 host: s(1),
                 ticket: s(2),
+            },
+            ["relations", _] => KeyPath::Relation { relation: s(1) },
+            ["settings", _, _] => KeyPath::Settings {
+                relation: s(1),
+                unit: s(2),
+            },
+            ["relstate", _, _] => KeyPath::RelationState {
+                relation: s(1),
+                unit: s(2),
+            },
+            ["hooks", _, _] => KeyPath::Hook {
+                unit: s(1),
+                relation: s(2),
             },
             _ => KeyPath::Other,
         }
@@ -339,6 +418,33 @@ mod tests {
                 KeyPath::Ticket {
                     host: "web".into(),
                     ticket: "v1".into(),
+                },
+            ),
+            (
+                keys.relation(&web),
+                KeyPath::Relation {
+                    relation: "web".into(),
+                },
+            ),
+            (
+                keys.settings(&web, &v1),
+                KeyPath::Settings {
+                    relation: "web".into(),
+                    unit: "v1".into(),
+                },
+            ),
+            (
+                keys.relation_state(&web, &v1),
+                KeyPath::RelationState {
+                    relation: "web".into(),
+                    unit: "v1".into(),
+                },
+            ),
+            (
+                keys.hook(&v1, &web),
+                KeyPath::Hook {
+                    unit: "v1".into(),
+                    relation: "web".into(),
                 },
             ),
         ];

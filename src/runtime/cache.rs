@@ -280,7 +280,7 @@ struct Cache<T> {
 
 impl<T: Codec + Clone + Send + Sync + 'static> Cache<T> {
     fn label(&self) -> &'static str {
-        self.kind.as_str()
+        self.kind.label()
     }
 
     async fn run(self) {

@@ -200,7 +200,10 @@ async fn watch_once(registry: &Registry, fence: &Fence) -> KeyWatch {
     if !ours {
         return KeyWatch::Gone;
     }
-    let from = read.header().map_or(fence.create_revision, |h| h.revision()) + 1;
+    let from = read
+        .header()
+        .map_or(fence.create_revision, |h| h.revision())
+        + 1;
     let options = WatchOptions::new().with_start_revision(from);
     let mut watch = registry.etcd().watch_client();
     let mut stream = match watch.watch(fence.key.as_str(), Some(options)).await {

@@ -3,7 +3,7 @@
 //! A hook is stored as JSON under `/hooks/<unit>/<rel-id>` while it is
 //! outstanding. Invariant: every hook but `broken` names the remote unit it is
 //! about, and `broken` names none (it is about the relation as a whole);
-//! [`State::validate`](crate::State::validate) refuses a hook that breaks it.
+//! [`RelationState::validate`](crate::RelationState::validate) refuses a hook that breaks it.
 
 use std::fmt;
 

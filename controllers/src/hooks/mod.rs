@@ -11,6 +11,7 @@
 //! previous hooks produced, so Juju's ordering guarantees hold across
 //! coalescing, restarts and the end of a relation.
 
+mod driver;
 mod dying;
 mod kind;
 mod list;
@@ -23,6 +24,7 @@ mod properties;
 #[cfg(test)]
 mod tests;
 
+pub use driver::{RelationHooks, UnitAction, UnitView};
 pub use dying::dying_source;
 pub use kind::{HookInfo, HookKind};
 pub use list::ListSource;

@@ -9,6 +9,7 @@ mod emit;
 mod hosts;
 mod instances;
 mod procs;
+mod relations;
 mod scale;
 mod tickets;
 
@@ -23,6 +24,7 @@ use super::store::Expected;
 pub use emit::StopRequest;
 pub use hosts::HostRegistration;
 pub use instances::InstanceFilter;
+pub use relations::EndpointSpec;
 pub use scale::ScaleFactor;
 
 /// The Visor API: a connected registry with the layout's rules applied.

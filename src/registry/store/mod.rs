@@ -12,7 +12,10 @@ pub(crate) use write::{Cascade, Delete, Expected, Requires, Write};
 use std::fmt;
 
 use etcd_client::{GetOptions, KeyValue};
-use visor_controllers::{App, Host, Instance, ProcType, Revision, Scale, SchemaVersion, Ticket};
+use visor_controllers::{
+    App, HookInfo, Host, Instance, ProcType, Relation, RelationState, Revision, Scale,
+    SchemaVersion, Ticket, UnitSettings,
+};
 
 use super::client::Registry;
 use super::error::{Error, Kind, ObjectRef, Result};
@@ -165,7 +168,11 @@ json_codec!(
     Host,
     Instance,
     Ticket,
-    SchemaVersion
+    SchemaVersion,
+    Relation,
+    UnitSettings,
+    RelationState,
+    HookInfo
 );
 
 impl Encode for String {

@@ -108,6 +108,18 @@ impl Registry {
         writes: Vec<Write<T>>,
         requires: &[Requires],
     ) -> Result<Vec<Versioned<T>>> {
+        self.write_and_delete(writes, &[], requires).await
+    }
+
+    /// [`write_objects`](Self::write_objects) that also deletes `deletes`
+    /// (each if still at its expected mod revision, when given, else if it
+    /// exists) in the same transaction.
+    pub(crate) async fn write_and_delete<T: Encode>(
+        &self,
+        writes: Vec<Write<T>>,
+        deletes: &[Delete],
+        requires: &[Requires],
+    ) -> Result<Vec<Versioned<T>>> {
         let mut compares = Vec::new();
         let mut success = Vec::new();
         let mut read_back = Vec::new();
@@ -129,15 +141,19 @@ impl Registry {
             }
         }
         success.extend(read_back);
+        // Deletions answer with no key-values, so they go after the read-backs.
+        success.extend(deletes.iter().map(|d| TxnOp::delete(d.key.as_str(), None)));
         compares.extend(
             requires
                 .iter()
                 .map(|r| Compare::version(r.key.as_str(), CompareOp::Greater, 0)),
         );
+        compares.extend(deletes.iter().map(Delete::compare));
         let mut diagnose: Vec<TxnOp> = writes
             .iter()
             .map(|w| w.key.as_str())
             .chain(requires.iter().map(|r| r.key.as_str()))
+            .chain(deletes.iter().map(|d| d.key.as_str()))
             .map(|key| TxnOp::get(key, None))
             .collect();
         self.add_fence(&mut compares, &mut diagnose);
@@ -151,6 +167,10 @@ impl Registry {
         let mut found = found_kvs(&response.op_responses());
         if !response.succeeded() {
             self.check_fence(&mut found)?;
+            let for_deletes = found.split_off((writes.len() + requires.len()).min(found.len()));
+            if let Some(error) = diagnose_deletes(deletes, &for_deletes) {
+                return Err(error);
+            }
             return Err(diagnose_failure(&writes, requires, &found));
         }
         // Success responses: one per put, then the read-backs in write order.
@@ -215,13 +235,7 @@ impl Registry {
         targets: Vec<Delete>,
         cascade: &[Cascade],
     ) -> Result<i64> {
-        let mut compares: Vec<Compare> = targets
-            .iter()
-            .map(|t| match t.expected {
-                Some(revision) => Compare::mod_revision(t.key.as_str(), CompareOp::Equal, revision),
-                None => Compare::version(t.key.as_str(), CompareOp::Greater, 0),
-            })
-            .collect();
+        let mut compares: Vec<Compare> = targets.iter().map(Delete::compare).collect();
         let mut deletes: Vec<TxnOp> = targets
             .iter()
             .map(|t| TxnOp::delete(t.key.as_str(), None))
@@ -249,23 +263,39 @@ impl Registry {
         }
         let mut found = found_kvs(&response.op_responses());
         self.check_fence(&mut found)?;
-        for (target, found) in targets.into_iter().zip(found) {
-            match (found, target.expected) {
-                (None, _) => return Err(Error::NotFound(target.object)),
-                (Some(kv), Some(expected)) if kv.mod_revision != expected => {
-                    return Err(Error::Conflict {
-                        object: target.object,
-                        expected,
-                    });
-                }
-                _ => {}
-            }
-        }
-        Err(Error::Request {
-            op: "delete",
-            message: "transaction failed without a failed condition".into(),
-        })
+        Err(
+            diagnose_deletes(&targets, &found).unwrap_or(Error::Request {
+                op: "delete",
+                message: "transaction failed without a failed condition".into(),
+            }),
+        )
     }
+}
+
+impl Delete {
+    /// The etcd comparison that checks this deletion's expectation.
+    fn compare(&self) -> Compare {
+        match self.expected {
+            Some(revision) => Compare::mod_revision(self.key.as_str(), CompareOp::Equal, revision),
+            None => Compare::version(self.key.as_str(), CompareOp::Greater, 0),
+        }
+    }
+}
+
+/// The first deletion whose expectation failed, given what was found at each
+/// target: gone, or changed since read.
+fn diagnose_deletes(targets: &[Delete], found: &[Option<FoundKv>]) -> Option<Error> {
+    targets
+        .iter()
+        .zip(found)
+        .find_map(|(target, found)| match (found, target.expected) {
+            (None, _) => Some(Error::NotFound(target.object.clone())),
+            (Some(kv), Some(expected)) if kv.mod_revision != expected => Some(Error::Conflict {
+                object: target.object.clone(),
+                expected,
+            }),
+            _ => None,
+        })
 }
 
 impl Registry {

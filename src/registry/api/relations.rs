@@ -1,0 +1,268 @@
+//! Relations, unit settings, and the relation hooks handed to units.
+//!
+//! A relation joins apps; each unit (instance) in it publishes settings whose
+//! change version is their key's mod revision. The controller hands a unit at
+//! most one hook per relation (`/hooks/<unit>/<rel-id>`); the unit's agent
+//! acknowledges it with [`Visor::complete_hook`], which writes the unit's new
+//! relation state and removes the hook in one transaction.
+//!
+//! Invariant: a unit's stored relation state is exactly the effect of the
+//! hooks it acknowledged, in order — an acknowledgement is refused unless the
+//! hook follows from the stored state, and it commits only if neither the
+//! hook nor the state changed since they were read.
+
+use chrono::Utc;
+use visor_controllers::{
+    Endpoint, HookInfo, HookKind, Name, Relation, RelationState, UnitSettings,
+};
+
+use super::{Visor, name};
+use crate::registry::error::{Error, Kind, ObjectRef, Result};
+use crate::registry::store::{Delete, Expected, Listing, Requires, Versioned, Write};
+
+/// An endpoint as given by a user: `app` or `app:proc`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointSpec {
+    /// The app.
+    pub app: String,
+    /// The proc type, if only its units take part.
+    pub proc: Option<String>,
+}
+
+impl std::str::FromStr for EndpointSpec {
+    type Err = Error;
+
+    /// Parses `app` or `app:proc`, validating both names.
+    fn from_str(spec: &str) -> Result<Self> {
+        let (app, proc) = match spec.split_once(':') {
+            Some((app, proc)) => (app, Some(proc)),
+            None => (spec, None),
+        };
+        name("app", app)?;
+        if let Some(proc) = proc {
+            name("proc", proc)?;
+        }
+        Ok(Self {
+            app: app.to_owned(),
+            proc: proc.map(str::to_owned),
+        })
+    }
+}
+
+fn relation_ref(relation: &Name) -> ObjectRef {
+    ObjectRef::new(Kind::Relation, &[relation.as_str()])
+}
+
+fn unit_ref(kind: Kind, relation: &Name, unit: &Name) -> ObjectRef {
+    ObjectRef::new(kind, &[relation.as_str(), unit.as_str()])
+}
+
+fn hook_ref(unit: &Name, relation: &Name) -> ObjectRef {
+    ObjectRef::new(Kind::Hook, &[unit.as_str(), relation.as_str()])
+}
+
+impl Visor {
+    /// Adds relation `id` between one endpoint (a peer relation) or two; every
+    /// app must be registered.
+    pub async fn add_relation(
+        &self,
+        id: &str,
+        endpoints: &[EndpointSpec],
+    ) -> Result<Versioned<Relation>> {
+        let id = name("relation", id)?;
+        let endpoints = endpoints
+            .iter()
+            .map(|spec| {
+                let proc = spec.proc.as_deref().map(|p| name("proc", p)).transpose()?;
+                Ok(Endpoint::new(name("app", &spec.app)?, proc))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let relation = Relation::new(id.clone(), endpoints, Utc::now()).map_err(|error| {
+            Error::InvalidArgument {
+                what: "relation",
+                reason: error.to_string(),
+            }
+        })?;
+        let requires: Vec<Requires> = relation
+            .apps()
+            .map(|app| Requires {
+                key: self.keys().app(app),
+                object: ObjectRef::new(Kind::App, &[app.as_str()]),
+            })
+            .collect();
+        self.registry
+            .write_object(
+                relation_ref(&id),
+                &self.keys().relation(&id),
+                relation,
+                Expected::Absent { lease: None },
+                &requires,
+            )
+            .await
+    }
+
+    /// Removes relation `id`. Its units' hooks and states are the
+    /// controller's to wind down (departed for each member, then broken).
+    pub async fn remove_relation(&self, id: &str) -> Result<i64> {
+        let id = name("relation", id)?;
+        self.registry
+            .delete_object(relation_ref(&id), &self.keys().relation(&id), None, &[])
+            .await
+    }
+
+    /// Reads relation `id`.
+    pub async fn relation(&self, id: &str) -> Result<Versioned<Relation>> {
+        let id = name("relation", id)?;
+        self.registry
+            .get_object(relation_ref(&id), &self.keys().relation(&id))
+            .await
+    }
+
+    /// Lists every relation.
+    pub async fn relations(&self) -> Result<Listing<Relation>> {
+        self.registry
+            .list_objects(Kind::Relation, &self.keys().kind_prefix(Kind::Relation))
+            .await
+    }
+
+    /// Sets `assignments` in `unit`'s settings of `relation`, all or nothing,
+    /// against the settings as read just before (a concurrent write is a
+    /// `Conflict`). The relation must exist.
+    pub async fn set_settings(
+        &self,
+        relation: &str,
+        unit: &str,
+        assignments: &[(String, String)],
+    ) -> Result<Versioned<UnitSettings>> {
+        let (relation, unit) = (name("relation", relation)?, name("unit", unit)?);
+        let object = unit_ref(Kind::Settings, &relation, &unit);
+        let key = self.keys().settings(&relation, &unit);
+        let (found, _) = self
+            .registry
+            .find_object::<UnitSettings>(Kind::Settings, &key)
+            .await?;
+        let expected = Expected::Current(found.as_ref().map(|f| f.mod_revision));
+        let mut settings = found.map(|f| f.value).unwrap_or_default();
+        for (setting, value) in assignments {
+            settings.0.insert(setting.clone(), value.clone());
+        }
+        let requires = [Requires {
+            key: self.keys().relation(&relation),
+            object: relation_ref(&relation),
+        }];
+        self.registry
+            .write_object(object, &key, settings, expected, &requires)
+            .await
+    }
+
+    /// Reads `unit`'s settings of `relation`.
+    pub async fn settings(&self, relation: &str, unit: &str) -> Result<Versioned<UnitSettings>> {
+        let (relation, unit) = (name("relation", relation)?, name("unit", unit)?);
+        self.registry
+            .get_object(
+                unit_ref(Kind::Settings, &relation, &unit),
+                &self.keys().settings(&relation, &unit),
+            )
+            .await
+    }
+
+    /// Reads the relation state `unit` acknowledged in `relation`.
+    pub async fn relation_state(
+        &self,
+        relation: &str,
+        unit: &str,
+    ) -> Result<Versioned<RelationState>> {
+        let (relation, unit) = (name("relation", relation)?, name("unit", unit)?);
+        let mut state: Versioned<RelationState> = self
+            .registry
+            .get_object(
+                unit_ref(Kind::RelationState, &relation, &unit),
+                &self.keys().relation_state(&relation, &unit),
+            )
+            .await?;
+        // The key names the relation; a document may leave it out.
+        state.value.relation_id = relation.to_string();
+        Ok(state)
+    }
+
+    /// Lists the outstanding hooks of `unit`, or of every unit.
+    pub async fn hooks(&self, unit: Option<&str>) -> Result<Listing<HookInfo>> {
+        let unit = unit.map(|u| name("unit", u)).transpose()?;
+        self.registry
+            .list_objects(Kind::Hook, &self.keys().hooks(unit.as_ref()))
+            .await
+    }
+
+    /// Reads the hook `unit` must run next for `relation`.
+    pub async fn hook(&self, unit: &str, relation: &str) -> Result<Versioned<HookInfo>> {
+        let (unit, relation) = (name("unit", unit)?, name("relation", relation)?);
+        self.registry
+            .get_object(
+                hook_ref(&unit, &relation),
+                &self.keys().hook(&unit, &relation),
+            )
+            .await
+    }
+
+    /// Acknowledges the hook `unit` ran for `relation`: applies it to the
+    /// unit's stored relation state and, in one transaction, writes that
+    /// state and removes the hook. After `broken` the state is removed with
+    /// it: the unit is out of the relation. Returns the new state.
+    ///
+    /// Refused with `InvalidHook` (writing nothing) if the hook does not
+    /// follow from the stored state; `Conflict` if either changed meanwhile;
+    /// `NotFound` if there is no hook.
+    pub async fn complete_hook(&self, unit: &str, relation: &str) -> Result<RelationState> {
+        let (unit, relation) = (name("unit", unit)?, name("relation", relation)?);
+        let hook_key = self.keys().hook(&unit, &relation);
+        let state_key = self.keys().relation_state(&relation, &unit);
+        let hook: Versioned<HookInfo> = self
+            .registry
+            .get_object(hook_ref(&unit, &relation), &hook_key)
+            .await?;
+        let (stored, _) = self
+            .registry
+            .find_object::<RelationState>(Kind::RelationState, &state_key)
+            .await?;
+        let expected = Expected::Current(stored.as_ref().map(|s| s.mod_revision));
+        let mut state = stored
+            .map(|s| s.value)
+            .unwrap_or_else(|| RelationState::new(relation.as_str()));
+        state.relation_id = relation.to_string();
+        state
+            .apply(&hook.value)
+            .map_err(|reason| Error::InvalidHook {
+                unit: unit.to_string(),
+                relation: relation.to_string(),
+                reason: Box::new(reason),
+            })?;
+        let mut deletes = vec![Delete {
+            object: hook_ref(&unit, &relation),
+            key: hook_key,
+            expected: Some(hook.mod_revision),
+        }];
+        let state_ref = unit_ref(Kind::RelationState, &relation, &unit);
+        let writes = match (hook.value.kind, expected) {
+            (HookKind::Broken, Expected::Current(Some(revision))) => {
+                deletes.push(Delete {
+                    object: state_ref,
+                    key: state_key,
+                    expected: Some(revision),
+                });
+                Vec::new()
+            }
+            // Broken of a state never stored: nothing to remove.
+            (HookKind::Broken, _) => Vec::new(),
+            _ => vec![Write {
+                object: state_ref,
+                key: state_key,
+                value: state.clone(),
+                expected,
+            }],
+        };
+        self.registry
+            .write_and_delete(writes, &deletes, &[])
+            .await?;
+        Ok(state)
+    }
+}
