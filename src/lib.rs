@@ -6,6 +6,7 @@
 //! registry client and typed API ([`registry`]) and the `visor` CLI ([`cli`]).
 
 pub mod admin;
+pub mod agent;
 pub mod cli;
 pub mod controller;
 pub mod registry;

@@ -16,8 +16,8 @@ use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 use visor_controllers::{
-    App, GroupKey, Host, Instance, InstanceState, Name, ProcType, Revision, Scale, ScaleSnapshot,
-    Ticket, TicketOp, holds_slot,
+    App, GroupKey, HookInfo, Host, Instance, InstanceState, Name, ProcType, Relation,
+    RelationState, Revision, Scale, ScaleSnapshot, Ticket, TicketOp, UnitSettings, holds_slot,
 };
 
 use super::snapshot;
@@ -44,12 +44,30 @@ pub const UNFINISHED_BY_HOST: Index<Instance> = Index::new("host", |i| {
         .filter(|_| unfinished)
         .map(Name::to_string)
 });
+/// Running instances, by app: the units that can be in a relation.
+pub const RUNNING_BY_APP: Index<Instance> = Index::new("running", |i| {
+    (i.value.state == InstanceState::Running).then(|| i.value.app.to_string())
+});
 /// Instances by state.
 pub const INSTANCES_BY_STATE: Index<Instance> =
     Index::new("state", |i| Some(i.value.state.as_str().to_owned()));
 /// Tickets by the host they are addressed to (the key's parent segment).
 pub const TICKETS_BY_HOST: Index<Ticket> =
     Index::new("host", |t| t.key.rsplit('/').nth(1).map(str::to_owned));
+/// The relation a `/settings/<rel>/<unit>` or `/relstate/<rel>/<unit>` key is of.
+fn relation_segment<T>(object: &Versioned<T>) -> Option<String> {
+    object.key.rsplit('/').nth(1).map(str::to_owned)
+}
+/// Settings by relation.
+pub const SETTINGS_BY_RELATION: Index<UnitSettings> = Index::new("relation", relation_segment);
+/// Relation states by relation.
+pub const STATES_BY_RELATION: Index<RelationState> = Index::new("relation", relation_segment);
+/// Relation states by unit.
+pub const STATES_BY_UNIT: Index<RelationState> =
+    Index::new("unit", |s| s.key.rsplit('/').next().map(str::to_owned));
+/// Hooks by relation (`/hooks/<unit>/<rel>`).
+pub const HOOKS_BY_RELATION: Index<HookInfo> =
+    Index::new("relation", |h| h.key.rsplit('/').next().map(str::to_owned));
 /// Stop tickets by the instance they stop.
 pub const STOPS_BY_INSTANCE: Index<Ticket> = Index::new("stop", |t| {
     (t.value.op == TicketOp::Stop).then(|| t.value.instance.to_string())
@@ -94,6 +112,10 @@ pub struct Caches {
     pub hosts: CacheReader<Host>,
     pub instances: CacheReader<Instance>,
     pub tickets: CacheReader<Ticket>,
+    pub relations: CacheReader<Relation>,
+    pub settings: CacheReader<UnitSettings>,
+    pub states: CacheReader<RelationState>,
+    pub hooks: CacheReader<HookInfo>,
 }
 
 /// The change streams of every cache, to turn into work.
@@ -105,6 +127,9 @@ pub struct ChangeStreams {
     pub hosts: UnboundedReceiver<Change>,
     pub instances: UnboundedReceiver<Change>,
     pub tickets: UnboundedReceiver<Change>,
+    /// Relations, settings, relation states and hooks: each touches the
+    /// relation its key names.
+    pub relations: Vec<UnboundedReceiver<Change>>,
 }
 
 impl Caches {
@@ -125,6 +150,7 @@ impl Caches {
             SLOTS_BY_HOST,
             UNFINISHED_BY_HOST,
             INSTANCES_BY_STATE,
+            RUNNING_BY_APP,
         ];
         let (instances, instances_rx) = start(
             registry,
@@ -136,8 +162,34 @@ impl Caches {
         let ticket_indexes = [TICKETS_BY_HOST, STOPS_BY_INSTANCE];
         let (tickets, tickets_rx) =
             start(registry, metrics, shutdown, Kind::Ticket, &ticket_indexes);
+        let (relations, relations_rx) = start(registry, metrics, shutdown, Kind::Relation, &[]);
+        let (settings, settings_rx) = start(
+            registry,
+            metrics,
+            shutdown,
+            Kind::Settings,
+            &[SETTINGS_BY_RELATION],
+        );
+        let (states, states_rx) = start(
+            registry,
+            metrics,
+            shutdown,
+            Kind::RelationState,
+            &[STATES_BY_RELATION, STATES_BY_UNIT],
+        );
+        let (hooks, hooks_rx) = start(
+            registry,
+            metrics,
+            shutdown,
+            Kind::Hook,
+            &[HOOKS_BY_RELATION],
+        );
         let caches = Self {
             keys,
+            relations,
+            settings,
+            states,
+            hooks,
             apps,
             procs,
             revs,
@@ -152,6 +204,7 @@ impl Caches {
             hosts: hosts_rx,
             instances: instances_rx,
             tickets: tickets_rx,
+            relations: vec![relations_rx, settings_rx, states_rx, hooks_rx],
         };
         (caches, streams)
     }
@@ -177,6 +230,11 @@ impl Caches {
     /// The group a scale factor's key names.
     pub fn group_of_scale(&self, key: &str) -> Option<GroupKey> {
         snapshot::scale_group(&self.keys, key)
+    }
+
+    /// The registry layout the caches hold.
+    pub fn keys(&self) -> &Keys {
+        &self.keys
     }
 
     /// Whether `host` is registered.
@@ -291,4 +349,8 @@ pub async fn wait_synced(caches: &Caches) {
     caches.hosts.wait_synced().await;
     caches.instances.wait_synced().await;
     caches.tickets.wait_synced().await;
+    caches.relations.wait_synced().await;
+    caches.settings.wait_synced().await;
+    caches.states.wait_synced().await;
+    caches.hooks.wait_synced().await;
 }

@@ -17,6 +17,7 @@ use super::ControllerConfig;
 use super::caches::{self, Caches, ChangeStreams};
 use super::metrics::ControllerMetrics;
 use super::reconcile::{self, Context};
+use super::relations::{self, RelationContext};
 use crate::registry::Visor;
 use crate::runtime::cache::{CacheMetrics, Change};
 use crate::runtime::queue::WorkQueue;
@@ -58,12 +59,19 @@ pub async fn run_term(
         written: Arc::default(),
         placement: Arc::new(Mutex::new(())),
     });
+    let relation_ctx = Arc::new(RelationContext::new(
+        ctx.visor.clone(),
+        caches.clone(),
+        metrics.clone(),
+    ));
     let scale = WorkQueue::<GroupKey>::new("scale", prometheus)?;
     let liveness = WorkQueue::<()>::new("liveness", prometheus)?;
     let collect = WorkQueue::<()>::new("gc", prometheus)?;
+    let relation = WorkQueue::<Name>::new("relation", prometheus)?;
     scale.add_all(caches.groups());
     liveness.add(());
     collect.add(());
+    relation.add_all(relations::all_relations(&caches));
 
     let mut tasks = JoinSet::new();
     tasks.spawn(feed(
@@ -73,6 +81,7 @@ pub async fn run_term(
             scale: scale.clone(),
             liveness: liveness.clone(),
             collect: collect.clone(),
+            relation: relation.clone(),
         },
         metrics.clone(),
         term.clone(),
@@ -93,6 +102,15 @@ pub async fn run_term(
         || [()],
         term.clone(),
     ));
+    {
+        let caches = caches.clone();
+        tasks.spawn(resync::resync(
+            relation.clone(),
+            resync_period,
+            move || relations::all_relations(&caches),
+            term.clone(),
+        ));
+    }
     // Retention is measured in time, so collection is looked at on a clock too.
     tasks.spawn(resync::resync(
         collect.clone(),
@@ -130,6 +148,12 @@ pub async fn run_term(
             term.clone(),
         ));
     }
+    runners.spawn(runner::run(
+        relation,
+        concurrency,
+        move |key| relations::reconcile(relation_ctx.clone(), key),
+        term.clone(),
+    ));
     let mut outcome = Ok(());
     while let Some(finished) = runners.join_next().await {
         if let Ok(Err(error)) = finished {
@@ -149,6 +173,7 @@ struct Queues {
     scale: WorkQueue<GroupKey>,
     liveness: WorkQueue<()>,
     collect: WorkQueue<()>,
+    relation: WorkQueue<Name>,
 }
 
 /// How often old terminal instances are looked for: at the resync period, but
@@ -189,13 +214,17 @@ async fn feed(
         mut hosts,
         mut instances,
         mut tickets,
+        relations: relation_streams,
     } = streams;
     let Queues {
         scale,
         liveness,
         collect,
+        relation,
     } = queues;
     let mut desired = futures::stream::select_all(desired.into_iter().map(change_stream));
+    let mut relation_changes =
+        futures::stream::select_all(relation_streams.into_iter().map(change_stream));
     // When set, every group is queued once this deadline passes.
     let mut all_groups_at: Option<tokio::time::Instant> = None;
     loop {
@@ -221,8 +250,21 @@ async fn feed(
             Some(_) = hosts.recv() => {
                 touch_all(&mut all_groups_at);
                 liveness.add(());
+                relation.add_all(relations::all_relations(&caches));
+            }
+            Some(change) = relation_changes.next() => {
+                match relations::relation_of_change(&caches, &change) {
+                    Some(key) => relation.add(key),
+                    None => relation.add_all(relations::all_relations(&caches)),
+                }
             }
             Some(change) = instances.recv() => {
+                // Membership follows running instances; units hold state.
+                let key = change_key(&change).unwrap_or_default();
+                match relations::relations_of_instance(&caches, key) {
+                    Some(touched) => relation.add_all(touched),
+                    None => relation.add_all(relations::all_relations(&caches)),
+                }
                 match caches.instances.get(change_key(&change).unwrap_or_default()) {
                     Some(instance) => {
                         let instance = instance.value;

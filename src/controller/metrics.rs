@@ -23,6 +23,8 @@ pub struct ControllerMetrics {
     pub lost: IntCounter,
     /// `visor_instances_collected_total`
     pub collected: IntCounter,
+    /// `visor_hooks_handed_total{kind}`: relation hooks handed to units.
+    pub hooks: IntCounterVec,
 }
 
 impl ControllerMetrics {
@@ -89,6 +91,16 @@ impl ControllerMetrics {
                 IntCounter::new(
                     "visor_instances_collected_total",
                     "Terminal instances garbage-collected.",
+                )?,
+            )?,
+            hooks: add(
+                registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "visor_hooks_handed_total",
+                        "Relation hooks handed to units.",
+                    ),
+                    &["kind"],
                 )?,
             )?,
         })

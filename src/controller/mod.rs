@@ -11,6 +11,7 @@ mod caches;
 mod leader;
 mod metrics;
 mod reconcile;
+mod relations;
 mod snapshot;
 mod status;
 

@@ -20,7 +20,9 @@ mod local;
 
 mod store;
 
-pub use api::{EndpointSpec, HostRegistration, InstanceFilter, ScaleFactor, StopRequest, Visor};
+pub use api::{
+    EndpointSpec, HostRegistration, InstanceFilter, ScaleFactor, StopRequest, UnitWrite, Visor,
+};
 pub use client::Registry;
 pub use config::RegistryConfig;
 pub use error::{Error, Kind, ObjectRef, Result};

@@ -24,7 +24,7 @@ use super::store::Expected;
 pub use emit::StopRequest;
 pub use hosts::HostRegistration;
 pub use instances::InstanceFilter;
-pub use relations::EndpointSpec;
+pub use relations::{EndpointSpec, UnitWrite};
 pub use scale::ScaleFactor;
 
 /// The Visor API: a connected registry with the layout's rules applied.

@@ -18,7 +18,9 @@ use visor_controllers::{
 
 use super::{Visor, name};
 use crate::registry::error::{Error, Kind, ObjectRef, Result};
-use crate::registry::store::{Delete, Expected, Listing, Requires, Versioned, Write};
+use crate::registry::store::{
+    Cascade, Delete, Encode, Expected, Listing, Requires, Versioned, Write,
+};
 
 /// An endpoint as given by a user: `app` or `app:proc`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -261,8 +263,155 @@ impl Visor {
             }],
         };
         self.registry
-            .write_and_delete(writes, &deletes, &[])
+            .write_and_delete(writes, &deletes, &[], &[])
             .await?;
         Ok(state)
+    }
+}
+
+/// Operations per transaction etcd allows by default (`--max-txn-ops`),
+/// less one for the fence.
+const OPS_PER_TXN: usize = 127;
+
+/// What the controller writes for one unit of a relation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UnitWrite {
+    /// Hand `unit` a hook; with `enter`, also create its empty relation state.
+    Hand {
+        /// The unit.
+        unit: Name,
+        /// The relation.
+        relation: Name,
+        /// The hook.
+        hook: HookInfo,
+        /// Whether the unit's state must be created with it.
+        enter: bool,
+    },
+    /// Create `unit`'s empty relation state: it entered the relation.
+    Enter {
+        /// The unit.
+        unit: Name,
+        /// The relation.
+        relation: Name,
+    },
+    /// Remove `unit`'s hook, state and settings in the relation: it can run
+    /// no more hooks.
+    Withdraw {
+        /// The unit.
+        unit: Name,
+        /// The relation.
+        relation: Name,
+    },
+}
+
+/// A document the controller writes for a relation.
+enum RelationDoc {
+    Hook(HookInfo),
+    State(RelationState),
+}
+
+impl Encode for RelationDoc {
+    fn encode(&self) -> Vec<u8> {
+        match self {
+            Self::Hook(hook) => hook.encode(),
+            Self::State(state) => state.encode(),
+        }
+    }
+}
+
+impl Visor {
+    /// Writes what the controller decided for the units of relations, in as
+    /// few transactions as etcd allows; hooks and states are only created,
+    /// never overwritten. Returns the revision of the last transaction (0 if
+    /// there was nothing to write).
+    pub async fn write_units(&self, writes: &[UnitWrite]) -> Result<i64> {
+        let mut revision = 0;
+        let mut puts: Vec<Write<RelationDoc>> = Vec::new();
+        let mut removals: Vec<Cascade> = Vec::new();
+        let mut ops = 0;
+        for write in writes {
+            let (mut unit_puts, unit_removals) = self.unit_ops(write);
+            if ops + unit_puts.len() + unit_removals.len() > OPS_PER_TXN {
+                revision = self
+                    .commit_units(&mut puts, &mut removals)
+                    .await?
+                    .max(revision);
+                ops = 0;
+            }
+            ops += unit_puts.len() + unit_removals.len();
+            puts.append(&mut unit_puts);
+            removals.extend(unit_removals);
+        }
+        if ops > 0 {
+            revision = self
+                .commit_units(&mut puts, &mut removals)
+                .await?
+                .max(revision);
+        }
+        Ok(revision)
+    }
+
+    /// Removes the settings every unit left in `relation`, once it is gone.
+    pub async fn clear_relation(&self, relation: &Name) -> Result<i64> {
+        let cascade = [
+            Cascade::Prefix(self.keys().relation_settings(relation)),
+            Cascade::Prefix(self.keys().relation_states(relation)),
+        ];
+        self.registry.delete_objects(Vec::new(), &cascade).await
+    }
+
+    fn unit_ops(&self, write: &UnitWrite) -> (Vec<Write<RelationDoc>>, Vec<Cascade>) {
+        let keys = self.keys();
+        let state = |relation: &Name, unit: &Name| Write {
+            object: unit_ref(Kind::RelationState, relation, unit),
+            key: keys.relation_state(relation, unit),
+            value: RelationDoc::State(RelationState::new(relation.as_str())),
+            expected: Expected::Absent { lease: None },
+        };
+        match write {
+            UnitWrite::Hand {
+                unit,
+                relation,
+                hook,
+                enter,
+            } => {
+                let mut puts = vec![Write {
+                    object: hook_ref(unit, relation),
+                    key: keys.hook(unit, relation),
+                    value: RelationDoc::Hook(hook.clone()),
+                    expected: Expected::Absent { lease: None },
+                }];
+                if *enter {
+                    puts.push(state(relation, unit));
+                }
+                (puts, Vec::new())
+            }
+            UnitWrite::Enter { unit, relation } => (vec![state(relation, unit)], Vec::new()),
+            UnitWrite::Withdraw { unit, relation } => (
+                Vec::new(),
+                vec![
+                    Cascade::Key(keys.hook(unit, relation)),
+                    Cascade::Key(keys.relation_state(relation, unit)),
+                    Cascade::Key(keys.settings(relation, unit)),
+                ],
+            ),
+        }
+    }
+
+    async fn commit_units(
+        &self,
+        puts: &mut Vec<Write<RelationDoc>>,
+        removals: &mut Vec<Cascade>,
+    ) -> Result<i64> {
+        let puts = std::mem::take(puts);
+        let removals = std::mem::take(removals);
+        if puts.is_empty() {
+            return self.registry.delete_objects(Vec::new(), &removals).await;
+        }
+        let written = self
+            .registry
+            .write_and_delete(puts, &[], &removals, &[])
+            .await?;
+        Ok(written.first().map_or(0, |w| w.revision))
     }
 }

@@ -108,16 +108,18 @@ impl Registry {
         writes: Vec<Write<T>>,
         requires: &[Requires],
     ) -> Result<Vec<Versioned<T>>> {
-        self.write_and_delete(writes, &[], requires).await
+        self.write_and_delete(writes, &[], &[], requires).await
     }
 
     /// [`write_objects`](Self::write_objects) that also deletes `deletes`
     /// (each if still at its expected mod revision, when given, else if it
-    /// exists) in the same transaction.
+    /// exists) and whatever `cascade` names (unconditionally), in the same
+    /// transaction.
     pub(crate) async fn write_and_delete<T: Encode>(
         &self,
         writes: Vec<Write<T>>,
         deletes: &[Delete],
+        cascade: &[Cascade],
         requires: &[Requires],
     ) -> Result<Vec<Versioned<T>>> {
         let mut compares = Vec::new();
@@ -143,6 +145,7 @@ impl Registry {
         success.extend(read_back);
         // Deletions answer with no key-values, so they go after the read-backs.
         success.extend(deletes.iter().map(|d| TxnOp::delete(d.key.as_str(), None)));
+        success.extend(cascade.iter().map(Cascade::op));
         compares.extend(
             requires
                 .iter()
@@ -240,13 +243,7 @@ impl Registry {
             .iter()
             .map(|t| TxnOp::delete(t.key.as_str(), None))
             .collect();
-        deletes.extend(cascade.iter().map(|target| match target {
-            Cascade::Prefix(prefix) => TxnOp::delete(
-                prefix.as_str(),
-                Some(etcd_client::DeleteOptions::new().with_prefix()),
-            ),
-            Cascade::Key(key) => TxnOp::delete(key.as_str(), None),
-        }));
+        deletes.extend(cascade.iter().map(Cascade::op));
         let mut diagnose: Vec<TxnOp> = targets
             .iter()
             .map(|t| TxnOp::get(t.key.as_str(), None))
@@ -269,6 +266,19 @@ impl Registry {
                 message: "transaction failed without a failed condition".into(),
             }),
         )
+    }
+}
+
+impl Cascade {
+    /// The etcd deletion that removes what this names.
+    fn op(&self) -> TxnOp {
+        match self {
+            Self::Prefix(prefix) => TxnOp::delete(
+                prefix.as_str(),
+                Some(etcd_client::DeleteOptions::new().with_prefix()),
+            ),
+            Self::Key(key) => TxnOp::delete(key.as_str(), None),
+        }
     }
 }
 

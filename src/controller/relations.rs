@@ -1,0 +1,271 @@
+//! The relation loop: for each relation, hand every unit its next hook.
+//!
+//! A reconcile reads one relation from the caches — its units (running
+//! instances of its apps on live hosts), their settings versions, their
+//! acknowledged states and outstanding hooks — asks the pure
+//! [`RelationHooks`] driver what each unit needs, and writes it in batched,
+//! fenced transactions.
+//!
+//! Invariants: a decision is made from hook and state caches at the same
+//! revision (an acknowledgement writes both in one transaction, so seeing one
+//! half would hand the acknowledged hook again) and after this leader's own
+//! last writes; a unit has at most one hook outstanding per relation, since
+//! hooks are only ever created where none exists.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use visor_controllers::{
+    HookInfo, Name, RelationHooks, RelationState, Unit, UnitAction, UnitView, relation_members,
+};
+
+use super::caches::{
+    Caches, HOOKS_BY_RELATION, RUNNING_BY_APP, SETTINGS_BY_RELATION, STATES_BY_RELATION,
+    STATES_BY_UNIT,
+};
+use super::metrics::ControllerMetrics;
+use super::reconcile::ReconcileError;
+use crate::registry::{KeyPath, UnitWrite, Versioned, Visor};
+use crate::runtime::cache::Change;
+use crate::runtime::runner::Action;
+
+/// What every relation reconcile of one leadership shares.
+#[derive(Debug)]
+pub struct RelationContext {
+    /// The fenced API.
+    pub visor: Visor,
+    pub caches: Caches,
+    pub metrics: ControllerMetrics,
+    /// Per relation, the hook sources of its units.
+    drivers: std::sync::Mutex<HashMap<Name, RelationHooks>>,
+    /// The revision of this leader's last relation write.
+    written: AtomicI64,
+}
+
+impl RelationContext {
+    /// A context with no hook source yet: each is rebuilt from the registry.
+    pub fn new(visor: Visor, caches: Caches, metrics: ControllerMetrics) -> Self {
+        Self {
+            visor,
+            caches,
+            metrics,
+            drivers: std::sync::Mutex::default(),
+            written: AtomicI64::new(0),
+        }
+    }
+
+    /// Waits until the hook and state caches show this leader's last write
+    /// and each other's revision.
+    async fn caught_up(&self) -> Result<(), ReconcileError> {
+        let (hooks, states) = (&self.caches.hooks, &self.caches.states);
+        let target = self
+            .written
+            .load(Ordering::SeqCst)
+            .max(hooks.revision())
+            .max(states.revision());
+        let both = async {
+            hooks.wait_for_revision(target).await && states.wait_for_revision(target).await
+        };
+        match tokio::time::timeout(CATCH_UP_TIMEOUT, both).await {
+            Ok(true) => Ok(()),
+            _ => Err(ReconcileError::Behind(target)),
+        }
+    }
+}
+
+/// How long a reconcile waits for the caches to line up.
+const CATCH_UP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Every relation to look at: those registered, and those units still hold
+/// state or hooks for (removed relations winding down).
+pub fn all_relations(caches: &Caches) -> BTreeSet<Name> {
+    let registered = caches
+        .relations
+        .list()
+        .1
+        .into_iter()
+        .filter_map(|r| Name::parse("relation", r.name()).ok());
+    let held = caches
+        .states
+        .index_counts(&STATES_BY_RELATION)
+        .into_keys()
+        .chain(caches.hooks.index_counts(&HOOKS_BY_RELATION).into_keys())
+        .filter_map(|r| Name::parse("relation", &r).ok());
+    registered.chain(held).collect()
+}
+
+/// The relation a change of a relation, settings, state or hook key is about.
+pub fn relation_of_change(caches: &Caches, change: &Change) -> Option<Name> {
+    let key = match change {
+        Change::Upserted(key) | Change::Deleted(key) => key,
+        Change::Relisted => return None,
+    };
+    let relation = match caches.keys().parse(key) {
+        KeyPath::Relation { relation }
+        | KeyPath::Settings { relation, .. }
+        | KeyPath::RelationState { relation, .. }
+        | KeyPath::Hook { relation, .. } => relation,
+        _ => return None,
+    };
+    Name::parse("relation", &relation).ok()
+}
+
+/// The relations an instance change can touch: those of its app, and those
+/// it holds state in. `None` when that cannot be known (it is gone).
+pub fn relations_of_instance(caches: &Caches, key: &str) -> Option<BTreeSet<Name>> {
+    let instance = caches.instances.get(key)?;
+    let app = &instance.value.app;
+    let mut touched: BTreeSet<Name> = caches
+        .relations
+        .list()
+        .1
+        .into_iter()
+        .filter(|r| r.value.apps().any(|a| a == app))
+        .filter_map(|r| Name::parse("relation", r.name()).ok())
+        .collect();
+    touched.extend(
+        caches
+            .states
+            .indexed(&STATES_BY_UNIT, instance.name())
+            .into_iter()
+            .filter_map(|s| Name::parse("relation", s.key.rsplit('/').nth(1)?).ok()),
+    );
+    Some(touched)
+}
+
+/// Hands every unit of `relation` what it needs next.
+pub async fn reconcile(
+    ctx: Arc<RelationContext>,
+    relation: Name,
+) -> Result<Action, ReconcileError> {
+    ctx.caught_up().await?;
+    let caches = &ctx.caches;
+    let keys = caches.keys();
+    let registered = caches.relations.get(&keys.relation(&relation));
+    if let Some(invalid) = registered.as_ref().and_then(|r| r.value.check().err()) {
+        // Written around Visor (etcdctl): leave its units as they are.
+        tracing::warn!(%relation, %invalid, "skipping an invalid relation");
+        return Ok(Action::Done);
+    }
+    let members = match &registered {
+        Some(registered) => {
+            let live = caches.live_hosts();
+            let units: Vec<Unit> = registered
+                .value
+                .apps()
+                .flat_map(|app| caches.instances.indexed(&RUNNING_BY_APP, app.as_str()))
+                .filter(|i| i.value.host.as_ref().is_some_and(|h| live.contains(h)))
+                .filter_map(|i| {
+                    Some(Unit {
+                        id: Name::parse("unit", i.name()).ok()?,
+                        app: i.value.app,
+                        proc: i.value.proc,
+                    })
+                })
+                .collect();
+            relation_members(&registered.value, &units)
+        }
+        None => BTreeMap::new(),
+    };
+    let versions: BTreeMap<String, i64> = caches
+        .settings
+        .indexed(&SETTINGS_BY_RELATION, relation.as_str())
+        .into_iter()
+        .map(|s| (s.name().to_owned(), s.mod_revision))
+        .collect();
+    let stored: BTreeMap<String, Versioned<RelationState>> = caches
+        .states
+        .indexed(&STATES_BY_RELATION, relation.as_str())
+        .into_iter()
+        .map(|s| (s.name().to_owned(), s))
+        .collect();
+    let outstanding: BTreeMap<String, HookInfo> = caches
+        .hooks
+        .indexed(&HOOKS_BY_RELATION, relation.as_str())
+        .into_iter()
+        .filter_map(|h| Some((h.key.rsplit('/').nth(1)?.to_owned(), h.value)))
+        .collect();
+    let participants: BTreeSet<String> = members
+        .keys()
+        .map(ToString::to_string)
+        .chain(stored.keys().cloned())
+        .chain(outstanding.keys().cloned())
+        .collect();
+
+    let mut writes = Vec::new();
+    {
+        let mut drivers = ctx
+            .drivers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let driver = drivers
+            .entry(relation.clone())
+            .or_insert_with(|| RelationHooks::new(relation.as_str()));
+        for unit in &participants {
+            let Ok(unit_name) = Name::parse("unit", unit) else {
+                continue;
+            };
+            let view = UnitView {
+                members: members.get(&unit_name).map(|remotes| {
+                    remotes
+                        .iter()
+                        .map(|r| {
+                            (
+                                r.to_string(),
+                                versions.get(r.as_str()).copied().unwrap_or(0),
+                            )
+                        })
+                        .collect()
+                }),
+                can_run_hooks: caches
+                    .instances
+                    .get(&keys.instance(&unit_name))
+                    .is_some_and(|i| !i.value.state.is_terminal()),
+                stored: stored.get(unit).map(|s| s.value.clone()),
+                outstanding: outstanding.get(unit).cloned(),
+            };
+            let (unit, relation) = (unit_name, relation.clone());
+            match driver.step(unit.as_str(), view) {
+                UnitAction::Hand { hook, enter } => writes.push(UnitWrite::Hand {
+                    unit,
+                    relation,
+                    hook,
+                    enter,
+                }),
+                UnitAction::Enter => writes.push(UnitWrite::Enter { unit, relation }),
+                UnitAction::Withdraw => writes.push(UnitWrite::Withdraw { unit, relation }),
+                UnitAction::Idle => {}
+            }
+        }
+        driver.retain(&participants);
+        if registered.is_none() && participants.is_empty() {
+            drivers.remove(&relation);
+        }
+    }
+
+    let revision = ctx.visor.write_units(&writes).await?;
+    ctx.written.fetch_max(revision, Ordering::SeqCst);
+    for write in &writes {
+        if let UnitWrite::Hand { hook, .. } = write {
+            ctx.metrics
+                .hooks
+                .with_label_values(&[hook.kind.as_str()])
+                .inc();
+        }
+    }
+    if registered.is_none() && participants.is_empty() {
+        let leftovers = !caches
+            .settings
+            .indexed(&SETTINGS_BY_RELATION, relation.as_str())
+            .is_empty();
+        if leftovers {
+            let revision = ctx.visor.clear_relation(&relation).await?;
+            ctx.written.fetch_max(revision, Ordering::SeqCst);
+        }
+    }
+    if !writes.is_empty() {
+        tracing::debug!(%relation, writes = writes.len(), "relation units written");
+    }
+    Ok(Action::Done)
+}
