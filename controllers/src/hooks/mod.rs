@@ -12,6 +12,8 @@
 //! coalescing, restarts and the end of a relation.
 
 mod driver;
+#[cfg(test)]
+mod driver_properties;
 mod dying;
 mod kind;
 mod list;
