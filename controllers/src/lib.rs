@@ -14,6 +14,7 @@ mod lifecycle;
 mod liveness;
 mod model;
 mod name;
+mod notifications;
 mod placement;
 mod relation;
 mod scale;
@@ -33,6 +34,10 @@ pub use model::{
     TicketOp,
 };
 pub use name::{EnvKey, InvalidName, Name};
+pub use notifications::{
+    DownReason, EndpointView, Notification, NotificationKind, ServiceAction, ServiceView,
+    ServicesSnapshot, plan_services,
+};
 pub use placement::HostView;
 pub use relation::{Endpoint, InvalidRelation, Relation, Unit, UnitSettings, relation_members};
 pub use scale::{

@@ -1,0 +1,315 @@
+//! Down-service notifications: which endpoints died, which critical services
+//! fell below (or came back to) their minimum, decided from what the
+//! registry shows.
+//!
+//! The controller keeps a *tracked* record of every live endpoint it has
+//! seen. An endpoint that is tracked and then gone without a clean-stop
+//! tombstone died (its lease expired, or it was deleted by hand); one whose
+//! host is down or whose instance is lost died too, even while its key
+//! lives. A tombstone (the endpoint rewritten with `departed`, by a clean
+//! stop) is forgotten without a notification.
+//!
+//! Invariants: each death is reported by exactly one action, which names
+//! the tracked record or the endpoint it consumes, so applying the action
+//! in the same transaction as that consumption reports it exactly once;
+//! a critical service changes between degraded and restored only by one
+//! action per change, against its persisted status; actions come in a
+//! deterministic order (by service, then endpoint id), the order the
+//! notifications are numbered in.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::name::Name;
+
+/// What a notification reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NotificationKind {
+    /// An endpoint of a service died.
+    ServiceDown,
+    /// A critical service has fewer live endpoints than its minimum.
+    ServiceDegraded,
+    /// A degraded critical service is back at its minimum.
+    ServiceRestored,
+}
+
+impl NotificationKind {
+    /// The name used in documents, e.g. `service-down`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ServiceDown => "service-down",
+            Self::ServiceDegraded => "service-degraded",
+            Self::ServiceRestored => "service-restored",
+        }
+    }
+}
+
+impl fmt::Display for NotificationKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `/notifications/<seq>`: one persisted notification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notification {
+    /// Its place in the sequence, from 1, without gaps.
+    pub seq: u64,
+    /// What it reports.
+    pub kind: NotificationKind,
+    /// The service.
+    pub service: Name,
+    /// The endpoint that died (for `service-down`).
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// That endpoint's public hostname, as last registered.
+    #[serde(default)]
+    pub hostname: Option<String>,
+    /// Why, in words.
+    pub reason: String,
+    /// When the controller noticed.
+    pub detected_at: DateTime<Utc>,
+}
+
+/// Why an endpoint is considered dead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DownReason {
+    /// Its key went away without a clean stop (lease expired, or deleted).
+    Vanished,
+    /// Its host's registration is gone.
+    HostDown(Name),
+    /// Its instance is lost (or gone).
+    InstanceLost(Name),
+}
+
+impl fmt::Display for DownReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Vanished => f.write_str("its registration expired or was deleted"),
+            Self::HostDown(host) => write!(f, "its host {host} is down"),
+            Self::InstanceLost(instance) => write!(f, "its instance {instance} is lost"),
+        }
+    }
+}
+
+/// An endpoint as the registry shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointView {
+    /// Its service.
+    pub service: Name,
+    /// Its id (uuid).
+    pub id: String,
+    /// Its public hostname.
+    pub hostname: String,
+    /// Whether it is a clean-stop tombstone.
+    pub departed: bool,
+    /// The Visor host it runs on, if it said.
+    pub host: Option<Name>,
+    /// The instance it belongs to, if it said.
+    pub instance: Option<Name>,
+}
+
+/// A service definition and its persisted status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceView {
+    /// Its name.
+    pub name: Name,
+    /// Whether falling below `min_endpoints` is reported.
+    pub critical: bool,
+    /// The live endpoints it needs.
+    pub min_endpoints: u32,
+    /// Whether a `service-degraded` was reported and not yet restored.
+    pub degraded: bool,
+}
+
+/// Everything the services decision reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServicesSnapshot {
+    /// Service definitions.
+    pub services: Vec<ServiceView>,
+    /// Every endpoint key, live or tombstone.
+    pub endpoints: Vec<EndpointView>,
+    /// The tracked records: (service, endpoint id) → hostname.
+    pub tracked: BTreeMap<(Name, String), String>,
+    /// Registered hosts.
+    pub live_hosts: BTreeSet<Name>,
+    /// Instances that are lost, or no longer exist.
+    pub lost_instances: BTreeSet<Name>,
+}
+
+/// One thing to write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServiceAction {
+    /// Start tracking a live endpoint.
+    Track {
+        /// Its service.
+        service: Name,
+        /// Its id.
+        id: String,
+        /// Its hostname, kept for the notification should it die.
+        hostname: String,
+    },
+    /// Forget a cleanly stopped endpoint: drop its tracked record (if any)
+    /// and its tombstone. No notification.
+    Forget {
+        /// Its service.
+        service: Name,
+        /// Its id.
+        id: String,
+        /// Whether a tracked record exists to drop.
+        tracked: bool,
+    },
+    /// Report a death: write a `service-down`, drop the tracked record (if
+    /// any) and the endpoint key (if present), all at once.
+    Down {
+        /// Its service.
+        service: Name,
+        /// Its id.
+        id: String,
+        /// Its hostname.
+        hostname: String,
+        /// Why it is dead.
+        reason: DownReason,
+        /// Whether a tracked record exists to drop.
+        tracked: bool,
+        /// Whether the endpoint key still exists (to delete).
+        present: bool,
+    },
+    /// Report a critical service below its minimum, and persist that.
+    Degraded {
+        /// The service.
+        service: Name,
+        /// Its live endpoints.
+        live: u32,
+        /// Its minimum.
+        minimum: u32,
+    },
+    /// Report a degraded critical service back at its minimum, and persist that.
+    Restored {
+        /// The service.
+        service: Name,
+        /// Its live endpoints.
+        live: u32,
+        /// Its minimum.
+        minimum: u32,
+    },
+}
+
+/// Decides the actions for `snapshot`, ordered by service then endpoint id;
+/// per service its deaths (and tracking) come before its status change.
+pub fn plan_services(snapshot: &ServicesSnapshot) -> Vec<ServiceAction> {
+    let endpoints: BTreeMap<(&Name, &str), &EndpointView> = snapshot
+        .endpoints
+        .iter()
+        .map(|e| ((&e.service, e.id.as_str()), e))
+        .collect();
+    let ids: BTreeSet<(&Name, &str)> = endpoints
+        .keys()
+        .copied()
+        .chain(snapshot.tracked.keys().map(|(s, id)| (s, id.as_str())))
+        .collect();
+    let mut per_service: BTreeMap<&Name, Vec<ServiceAction>> = BTreeMap::new();
+    let mut live: BTreeMap<&Name, u32> = BTreeMap::new();
+    for (service, id) in ids {
+        let tracked = snapshot.tracked.get(&(service.clone(), id.to_owned()));
+        let action = match (endpoints.get(&(service, id)), tracked) {
+            (None, Some(hostname)) => Some(down(
+                service,
+                id,
+                hostname,
+                DownReason::Vanished,
+                true,
+                false,
+            )),
+            (None, None) => None,
+            (Some(endpoint), _) if endpoint.departed => Some(ServiceAction::Forget {
+                service: service.clone(),
+                id: id.to_owned(),
+                tracked: tracked.is_some(),
+            }),
+            (Some(endpoint), tracked) => match death(endpoint, snapshot) {
+                Some(reason) => Some(down(
+                    service,
+                    id,
+                    &endpoint.hostname,
+                    reason,
+                    tracked.is_some(),
+                    true,
+                )),
+                None => {
+                    *live.entry(service).or_default() += 1;
+                    tracked.is_none().then(|| ServiceAction::Track {
+                        service: service.clone(),
+                        id: id.to_owned(),
+                        hostname: endpoint.hostname.clone(),
+                    })
+                }
+            },
+        };
+        if let Some(action) = action {
+            per_service.entry(service).or_default().push(action);
+        }
+    }
+    for service in snapshot.services.iter().filter(|s| s.critical) {
+        let count = live.get(&service.name).copied().unwrap_or(0);
+        let below = count < service.min_endpoints;
+        let change = match (below, service.degraded) {
+            (true, false) => Some(ServiceAction::Degraded {
+                service: service.name.clone(),
+                live: count,
+                minimum: service.min_endpoints,
+            }),
+            (false, true) => Some(ServiceAction::Restored {
+                service: service.name.clone(),
+                live: count,
+                minimum: service.min_endpoints,
+            }),
+            _ => None,
+        };
+        if let Some(change) = change {
+            per_service.entry(&service.name).or_default().push(change);
+        }
+    }
+    per_service.into_values().flatten().collect()
+}
+
+fn down(
+    service: &Name,
+    id: &str,
+    hostname: &str,
+    reason: DownReason,
+    tracked: bool,
+    present: bool,
+) -> ServiceAction {
+    ServiceAction::Down {
+        service: service.clone(),
+        id: id.to_owned(),
+        hostname: hostname.to_owned(),
+        reason,
+        tracked,
+        present,
+    }
+}
+
+/// Why a live endpoint key is nonetheless dead, if it is.
+fn death(endpoint: &EndpointView, snapshot: &ServicesSnapshot) -> Option<DownReason> {
+    if let Some(host) = endpoint
+        .host
+        .as_ref()
+        .filter(|h| !snapshot.live_hosts.contains(*h))
+    {
+        return Some(DownReason::HostDown(host.clone()));
+    }
+    endpoint
+        .instance
+        .as_ref()
+        .filter(|i| snapshot.lost_instances.contains(*i))
+        .map(|i| DownReason::InstanceLost(i.clone()))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,313 @@
+//! Table tests of the services decision: every way an endpoint lives,
+//! leaves cleanly or dies, with and without a tracked record, and the
+//! degraded / restored edges of critical services.
+
+use super::*;
+use crate::testing::name;
+
+fn endpoint(service: &str, id: &str) -> EndpointView {
+    EndpointView {
+        service: name(service),
+        id: id.to_owned(),
+        hostname: format!("{id}.example"),
+        departed: false,
+        host: Some(name("h1")),
+        instance: Some(name("i1")),
+    }
+}
+
+fn snapshot(endpoints: Vec<EndpointView>, tracked: &[(&str, &str)]) -> ServicesSnapshot {
+    ServicesSnapshot {
+        services: Vec::new(),
+        endpoints,
+        tracked: tracked
+            .iter()
+            .map(|&(s, id)| ((name(s), id.to_owned()), format!("{id}.example")))
+            .collect(),
+        live_hosts: [name("h1")].into_iter().collect(),
+        lost_instances: BTreeSet::new(),
+    }
+}
+
+fn critical(service: &str, min_endpoints: u32, degraded: bool) -> ServiceView {
+    ServiceView {
+        name: name(service),
+        critical: true,
+        min_endpoints,
+        degraded,
+    }
+}
+
+/// One letter per action, to keep the table readable.
+fn shape(actions: &[ServiceAction]) -> Vec<String> {
+    actions
+        .iter()
+        .map(|action| match action {
+            ServiceAction::Track { id, .. } => format!("track {id}"),
+            ServiceAction::Forget { id, tracked, .. } => format!("forget {id} tracked={tracked}"),
+            ServiceAction::Down {
+                id,
+                reason,
+                tracked,
+                present,
+                ..
+            } => format!("down {id} ({reason}) tracked={tracked} present={present}"),
+            ServiceAction::Degraded {
+                service,
+                live,
+                minimum,
+            } => {
+                format!("degraded {service} {live}/{minimum}")
+            }
+            ServiceAction::Restored {
+                service,
+                live,
+                minimum,
+            } => {
+                format!("restored {service} {live}/{minimum}")
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn each_endpoint_is_tracked_forgotten_or_reported_down_as_its_state_says() {
+    let departed = EndpointView {
+        departed: true,
+        ..endpoint("db", "e2")
+    };
+    let on_dead_host = EndpointView {
+        host: Some(name("h9")),
+        ..endpoint("db", "e3")
+    };
+    let of_lost_instance = EndpointView {
+        instance: Some(name("lost-1")),
+        ..endpoint("db", "e4")
+    };
+    let mut state = snapshot(
+        vec![
+            endpoint("db", "e1"),
+            departed,
+            on_dead_host,
+            of_lost_instance,
+            endpoint("db", "e6"),
+        ],
+        &[("db", "e2"), ("db", "e3"), ("db", "e5"), ("db", "e6")],
+    );
+    state.lost_instances.insert(name("lost-1"));
+    assert_eq!(
+        shape(&plan_services(&state)),
+        [
+            "track e1",
+            "forget e2 tracked=true",
+            "down e3 (its host h9 is down) tracked=true present=true",
+            "down e4 (its instance lost-1 is lost) tracked=false present=true",
+            "down e5 (its registration expired or was deleted) tracked=true present=false",
+        ],
+        "e6 is live and tracked: nothing to do"
+    );
+}
+
+#[test]
+fn a_tombstone_never_tracked_is_forgotten_and_an_untracked_vanished_endpoint_is_unknown() {
+    let tombstone = EndpointView {
+        departed: true,
+        ..endpoint("db", "e1")
+    };
+    let state = snapshot(vec![tombstone], &[]);
+    assert_eq!(shape(&plan_services(&state)), ["forget e1 tracked=false"]);
+    // Never seen alive, and gone: there is nothing to report it from.
+    assert!(plan_services(&snapshot(Vec::new(), &[])).is_empty());
+}
+
+#[test]
+fn applying_the_plan_leaves_nothing_to_report() {
+    let state = snapshot(vec![endpoint("db", "e1")], &[("db", "e2")]);
+    let plan = plan_services(&state);
+    assert_eq!(plan.len(), 2);
+    // After: e1 tracked, e2's record consumed by its notification.
+    let after = snapshot(vec![endpoint("db", "e1")], &[("db", "e1")]);
+    assert!(plan_services(&after).is_empty());
+}
+
+#[test]
+fn a_critical_service_degrades_below_its_minimum_and_is_restored_once_back() {
+    let table = [
+        // (live endpoints, minimum, persisted degraded, expected)
+        (1, 2, false, vec!["degraded db 1/2"]),
+        (1, 2, true, vec![]),
+        (2, 2, true, vec!["restored db 2/2"]),
+        (2, 2, false, vec![]),
+        (0, 1, false, vec!["degraded db 0/1"]),
+    ];
+    for (live, minimum, degraded, expected) in table {
+        let endpoints = (0..live)
+            .map(|i| endpoint("db", &format!("e{i}")))
+            .collect();
+        let tracked: Vec<(String, String)> = (0..live)
+            .map(|i| ("db".to_owned(), format!("e{i}")))
+            .collect();
+        let tracked: Vec<(&str, &str)> = tracked
+            .iter()
+            .map(|(s, i)| (s.as_str(), i.as_str()))
+            .collect();
+        let mut state = snapshot(endpoints, &tracked);
+        state.services.push(critical("db", minimum, degraded));
+        assert_eq!(
+            shape(&plan_services(&state)),
+            expected,
+            "{live} live of {minimum}, degraded={degraded}"
+        );
+    }
+}
+
+#[test]
+fn a_death_counts_against_the_minimum_in_the_same_pass_after_the_down() {
+    let mut state = snapshot(vec![endpoint("db", "e1")], &[("db", "e1"), ("db", "e2")]);
+    state.services.push(critical("db", 2, false));
+    assert_eq!(
+        shape(&plan_services(&state)),
+        [
+            "down e2 (its registration expired or was deleted) tracked=true present=false",
+            "degraded db 1/2",
+        ]
+    );
+    // A service that is not critical never degrades.
+    let mut relaxed = state.clone();
+    relaxed.services[0].critical = false;
+    assert_eq!(plan_services(&relaxed).len(), 1);
+}
+
+#[test]
+fn actions_are_ordered_by_service_then_endpoint() {
+    let state = snapshot(Vec::new(), &[("web", "a"), ("db", "z"), ("db", "b")]);
+    let order: Vec<String> = plan_services(&state)
+        .iter()
+        .map(|action| match action {
+            ServiceAction::Down { service, id, .. } => format!("{service}/{id}"),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(order, ["db/b", "db/z", "web/a"]);
+}
+
+#[test]
+fn a_notification_document_round_trips_with_a_kebab_case_kind() {
+    let notification = Notification {
+        seq: 7,
+        kind: NotificationKind::ServiceDown,
+        service: name("db"),
+        endpoint: Some("e1".into()),
+        hostname: Some("e1.example".into()),
+        reason: DownReason::Vanished.to_string(),
+        detected_at: crate::testing::at(0),
+    };
+    let json = serde_json::to_value(&notification).expect("encode");
+    assert_eq!(json["kind"], "service-down");
+    let back: Notification = serde_json::from_value(json).expect("decode");
+    assert_eq!(back, notification);
+}
+
+/// The state after the actions: tracked records, endpoint keys and statuses
+/// changed as the controller's transactions change them.
+fn apply(state: &ServicesSnapshot, plan: &[ServiceAction]) -> ServicesSnapshot {
+    let mut after = state.clone();
+    for action in plan {
+        match action {
+            ServiceAction::Track {
+                service,
+                id,
+                hostname,
+            } => {
+                after
+                    .tracked
+                    .insert((service.clone(), id.clone()), hostname.clone());
+            }
+            ServiceAction::Forget { service, id, .. } | ServiceAction::Down { service, id, .. } => {
+                after.tracked.remove(&(service.clone(), id.clone()));
+                after
+                    .endpoints
+                    .retain(|e| !(e.service == *service && e.id == *id));
+            }
+            ServiceAction::Degraded { service, .. } | ServiceAction::Restored { service, .. } => {
+                for view in after.services.iter_mut().filter(|s| s.name == *service) {
+                    view.degraded = matches!(action, ServiceAction::Degraded { .. });
+                }
+            }
+        }
+    }
+    after
+}
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const SERVICES: [&str; 2] = ["db", "web"];
+    const IDS: [&str; 4] = ["a", "b", "c", "d"];
+
+    fn arb_state() -> impl Strategy<Value = ServicesSnapshot> {
+        let endpoint_spec = (
+            0..2usize,
+            0..4usize,
+            any::<bool>(),
+            0..3usize,
+            any::<bool>(),
+        );
+        (
+            proptest::collection::vec(endpoint_spec, 0..8),
+            proptest::collection::vec((0..2usize, 0..4usize), 0..8),
+            proptest::collection::vec((any::<bool>(), 0..3u32, any::<bool>()), 2),
+        )
+            .prop_map(|(endpoints, tracked, services)| {
+                let mut state = snapshot(Vec::new(), &[]);
+                for (s, i, departed, host, lost) in endpoints {
+                    let mut view = endpoint(SERVICES[s], IDS[i]);
+                    view.departed = departed;
+                    view.host = Some(name(["h1", "h2", "h9"][host]));
+                    if lost {
+                        view.instance = Some(name("lost-1"));
+                    }
+                    state
+                        .endpoints
+                        .retain(|e| !(e.service == view.service && e.id == view.id));
+                    state.endpoints.push(view);
+                }
+                for (s, i) in tracked {
+                    state
+                        .tracked
+                        .insert((name(SERVICES[s]), IDS[i].to_owned()), "t".into());
+                }
+                state.live_hosts.insert(name("h2"));
+                state.lost_instances.insert(name("lost-1"));
+                for (&service, (critical, min_endpoints, degraded)) in SERVICES.iter().zip(services)
+                {
+                    state.services.push(ServiceView {
+                        name: name(service),
+                        critical,
+                        min_endpoints,
+                        degraded,
+                    });
+                }
+                state
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn applying_a_plan_leaves_nothing_to_do_and_reports_each_death_once(state in arb_state()) {
+            let plan = plan_services(&state);
+            let downs: Vec<&ServiceAction> = plan.iter().filter(|a| matches!(a, ServiceAction::Down { .. })).collect();
+            let mut seen = BTreeSet::new();
+            for down in &downs {
+                if let ServiceAction::Down { service, id, .. } = down {
+                    prop_assert!(seen.insert((service.clone(), id.clone())), "reported twice: {down:?}");
+                }
+            }
+            let after = apply(&state, &plan);
+            let again = plan_services(&after);
+            prop_assert!(again.is_empty(), "left to do: {again:?}");
+        }
+    }
+}
