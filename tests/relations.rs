@@ -221,8 +221,8 @@ async fn a_peer_relation_joins_every_other_unit_of_the_app() {
             let joined: Vec<_> = log
                 .of(unit, "db-peers")
                 .iter()
-                .filter_map(|h| (h.kind == HookKind::Joined).then(|| h.remote_unit.clone()))
-                .flatten()
+                .filter(|h| h.kind == HookKind::Joined)
+                .filter_map(|h| h.remote_unit.clone())
                 .collect();
             assert_eq!(joined.len(), 2, "{unit}: {joined:?}");
             assert!(!joined.contains(unit), "{unit} never joins itself");

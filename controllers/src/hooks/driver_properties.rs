@@ -96,11 +96,11 @@ impl Registry {
         if let Err(error) = state.apply(&hook) {
             return Err(TestCaseError::fail(format!("{hook} refused: {error}")));
         }
-        if let Some(last) = self.acknowledged.last() {
-            if last.kind == HookKind::Joined {
-                prop_assert_eq!(hook.kind, HookKind::Changed, "after {}", last);
-                prop_assert_eq!(&hook.remote_unit, &last.remote_unit);
-            }
+        if let Some(last) = self.acknowledged.last()
+            && last.kind == HookKind::Joined
+        {
+            prop_assert_eq!(hook.kind, HookKind::Changed, "after {}", last);
+            prop_assert_eq!(&hook.remote_unit, &last.remote_unit);
         }
         self.stored = (hook.kind != HookKind::Broken).then_some(state);
         self.acknowledged.push(hook);
