@@ -27,14 +27,18 @@ pub struct Endpoint {
     #[serde(default)]
     pub proc: Option<Name>,
     /// The endpoint's name within the relation, as hooks see it (defaults to
-    /// the app's name).
+    /// `app` or `app:proc`).
     pub name: String,
 }
 
 impl Endpoint {
-    /// The endpoint `app` or `app:proc`, named after the app.
+    /// The endpoint `app` or `app:proc`, named as written (so the two sides
+    /// of `web:http web:worker` are told apart).
     pub fn new(app: Name, proc: Option<Name>) -> Self {
-        let name = app.to_string();
+        let name = match &proc {
+            Some(proc) => format!("{app}:{proc}"),
+            None => app.to_string(),
+        };
         Self { app, proc, name }
     }
 

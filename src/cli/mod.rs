@@ -6,9 +6,11 @@
 
 mod apps;
 mod controller;
+mod hooks;
 mod observed;
 mod output;
 mod procs;
+mod relations;
 mod status;
 mod up;
 
@@ -72,6 +74,11 @@ enum RegistryCommand {
     Hosts,
     /// List tickets in registry order.
     Tickets(observed::TicketsArgs),
+    /// Relations between apps, units' settings in them, and acknowledged states.
+    #[command(subcommand)]
+    Relation(relations::RelationCommand),
+    /// List outstanding relation hooks, of every unit or of one.
+    Hooks(hooks::HooksArgs),
     /// Stream registry events.
     Watch(observed::WatchArgs),
     /// Desired vs active per (app, rev, proc), unplaceable work, hosts alive, leader.
@@ -119,6 +126,9 @@ pub enum CliError {
     /// The admin endpoints could not be served.
     #[error("admin endpoints: {0}")]
     Admin(std::io::Error),
+    /// The command line is wrong in a way clap cannot see (exit 2).
+    #[error("{0}")]
+    Usage(String),
 }
 
 async fn run(cli: Cli) -> Result<(), CliError> {
@@ -128,6 +138,10 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Controller(args) => return controller::run(&cli.registry, args).await,
         Command::Registry(command) => command,
     };
+    if let RegistryCommand::Relation(command) = &command {
+        // A usage error must not depend on reaching the registry.
+        command.check()?;
+    }
     let visor = Visor::connect(&cli.registry).await?;
     let done = match command {
         RegistryCommand::App(command) => apps::app(&visor, command, &out).await,
@@ -138,6 +152,10 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         RegistryCommand::Instances(args) => observed::instances(&visor, args, &out).await,
         RegistryCommand::Hosts => observed::hosts(&visor, &out).await,
         RegistryCommand::Tickets(args) => observed::tickets(&visor, args, &out).await,
+        RegistryCommand::Relation(command) => {
+            return relations::relation(&visor, command, &out).await;
+        }
+        RegistryCommand::Hooks(args) => hooks::hooks(&visor, args, &out).await,
         RegistryCommand::Watch(args) => observed::watch(&visor, args, &out).await,
         RegistryCommand::Status => status::run(&visor, &out).await,
     };
@@ -163,8 +181,10 @@ pub(crate) fn parse_scale(text: &str) -> Result<(String, u32), String> {
 }
 
 fn exit_code(error: &CliError) -> u8 {
-    let CliError::Registry(error) = error else {
-        return 1;
+    let error = match error {
+        CliError::Registry(error) => error,
+        CliError::Usage(_) => return 2,
+        _ => return 1,
     };
     match error {
         Error::NotFound(_) => 3,

@@ -139,12 +139,22 @@ impl Visor {
         let (relation, unit) = (name("relation", relation)?, name("unit", unit)?);
         let object = unit_ref(Kind::Settings, &relation, &unit);
         let key = self.keys().settings(&relation, &unit);
-        let (found, _) = self
+        let (mut settings, expected) = match self
             .registry
             .find_object::<UnitSettings>(Kind::Settings, &key)
-            .await?;
-        let expected = Expected::Current(found.as_ref().map(|f| f.mod_revision));
-        let mut settings = found.map(|f| f.value).unwrap_or_default();
+            .await
+        {
+            Ok((found, _)) => {
+                let expected = Expected::Current(found.as_ref().map(|f| f.mod_revision));
+                (found.map(|f| f.value).unwrap_or_default(), expected)
+            }
+            // A value that does not decode is replaced, as env and scale "set" do.
+            Err(Error::Malformed { .. }) => (
+                UnitSettings::default(),
+                self.registry.expect_current(&key).await?,
+            ),
+            Err(error) => return Err(error),
+        };
         for (setting, value) in assignments {
             settings.0.insert(setting.clone(), value.clone());
         }

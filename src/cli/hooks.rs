@@ -1,0 +1,119 @@
+//! The units' side of relations: `visor hooks` (the hooks the controller
+//! handed out and no unit has acknowledged yet) and the acknowledged state
+//! `visor relation state` prints.
+//!
+//! Units and relations are read from the keys (`/hooks/<unit>/<rel-id>`,
+//! `/relstate/<rel-id>/<unit>`), which are what the controller and agents
+//! address them by.
+
+use std::collections::BTreeMap;
+
+use clap::Args;
+use serde::Serialize;
+use visor_controllers::{HookInfo, HookKind, RelationState};
+
+use super::output::{Output, Row, cell};
+use crate::registry::{Error, Versioned, Visor};
+
+#[derive(Debug, Args)]
+pub struct HooksArgs {
+    /// Only this unit's hooks (an instance id).
+    unit: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct HookRow {
+    unit: String,
+    relation_id: String,
+    kind: HookKind,
+    remote_unit: Option<String>,
+    /// The remote unit's settings version the hook carries.
+    change_version: i64,
+    /// The hook key's mod revision, which an acknowledgement compares.
+    mod_revision: i64,
+}
+
+impl From<&Versioned<HookInfo>> for HookRow {
+    fn from(hook: &Versioned<HookInfo>) -> Self {
+        Self {
+            unit: hook.key.rsplit('/').nth(1).unwrap_or_default().to_owned(),
+            relation_id: hook.name().to_owned(),
+            kind: hook.value.kind,
+            remote_unit: hook.value.remote_unit.clone(),
+            change_version: hook.value.change_version,
+            mod_revision: hook.mod_revision,
+        }
+    }
+}
+
+impl Row for HookRow {
+    const HEADERS: &'static [&'static str] =
+        &["unit", "relation", "kind", "remote unit", "version"];
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.unit.clone(),
+            self.relation_id.clone(),
+            self.kind.to_string(),
+            cell(self.remote_unit.as_ref()),
+            self.change_version.to_string(),
+        ]
+    }
+}
+
+/// What a unit acknowledged in a relation.
+#[derive(Debug, Serialize)]
+pub(super) struct StateRow {
+    relation_id: String,
+    unit: String,
+    /// Remote unit → the settings version last delivered.
+    members: BTreeMap<String, i64>,
+    changed_pending: Option<String>,
+    /// The state key's mod revision, which the next acknowledgement compares.
+    mod_revision: i64,
+}
+
+impl StateRow {
+    pub(super) fn new(unit: &str, state: Versioned<RelationState>) -> Self {
+        Self {
+            relation_id: state.value.relation_id,
+            unit: unit.to_owned(),
+            members: state.value.members,
+            changed_pending: state.value.changed_pending,
+            mod_revision: state.mod_revision,
+        }
+    }
+}
+
+impl Row for StateRow {
+    const HEADERS: &'static [&'static str] = &[
+        "relation",
+        "unit",
+        "members",
+        "changed pending",
+        "mod revision",
+    ];
+    fn cells(&self) -> Vec<String> {
+        let members: Vec<String> = self
+            .members
+            .iter()
+            .map(|(unit, version)| format!("{unit}={version}"))
+            .collect();
+        vec![
+            self.relation_id.clone(),
+            self.unit.clone(),
+            if members.is_empty() {
+                "-".to_owned()
+            } else {
+                members.join(",")
+            },
+            cell(self.changed_pending.as_ref()),
+            self.mod_revision.to_string(),
+        ]
+    }
+}
+
+pub async fn hooks(visor: &Visor, args: HooksArgs, out: &Output) -> Result<(), Error> {
+    let listing = visor.hooks(args.unit.as_deref()).await?;
+    out.list(&listing.items.iter().map(HookRow::from).collect::<Vec<_>>());
+    Ok(())
+}
