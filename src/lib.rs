@@ -9,6 +9,7 @@ pub mod admin;
 pub mod agent;
 pub mod cli;
 pub mod controller;
+pub mod discovery;
 pub mod registry;
 pub mod runtime;
 pub mod shutdown;

@@ -18,6 +18,7 @@ mod notifications;
 mod placement;
 mod relation;
 mod scale;
+mod service;
 #[cfg(test)]
 mod testing;
 
@@ -43,4 +44,8 @@ pub use relation::{Endpoint, InvalidRelation, Relation, Unit, UnitSettings, rela
 pub use scale::{
     InstanceView, ScalePlan, ScaleSnapshot, Start, Stop, Unplaceable, holds_slot, plan_group,
     plan_scale,
+};
+pub use service::{
+    EndpointChange, EndpointSeen, InvalidEndpoint, ServiceDef, ServiceEndpoint, UnknownScheme,
+    diff_endpoint_incarnations, diff_endpoints, endpoint_change,
 };

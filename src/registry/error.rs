@@ -39,6 +39,10 @@ pub enum Kind {
     RelationState,
     /// `/hooks/<unit>/<rel-id>`
     Hook,
+    /// `/services/<svc>`
+    Service,
+    /// `/endpoints/<svc>/<uuid>`
+    Endpoint,
 }
 
 impl Kind {
@@ -58,6 +62,8 @@ impl Kind {
             Self::Settings => "relation settings",
             Self::RelationState => "relation state",
             Self::Hook => "hook",
+            Self::Service => "service",
+            Self::Endpoint => "endpoint",
         }
     }
 

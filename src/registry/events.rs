@@ -17,7 +17,7 @@ use futures::Stream;
 use serde::Serialize;
 use visor_controllers::{
     App, HookInfo, HookKind, Host, Instance, InstanceState, ProcType, Relation, RelationState,
-    Revision, Scale, Ticket, TicketOp, UnitSettings,
+    Revision, Scale, ServiceDef, ServiceEndpoint, Ticket, TicketOp, UnitSettings,
 };
 
 use super::api::Visor;
@@ -132,6 +132,17 @@ pub enum EventKind {
     },
     /// A unit acknowledged its hook (or the hook was withdrawn).
     HookDone { unit: String, relation: String },
+    /// A service was defined (or its definition replaced).
+    ServiceRegistered { service: String },
+    /// A service definition was removed.
+    ServiceUnregistered { service: String },
+    /// A live endpoint appeared: registered, or back after a death.
+    EndpointUp { service: String, id: String },
+    /// An endpoint stopped cleanly: its key now holds a `departed` tombstone.
+    EndpointDeparted { service: String, id: String },
+    /// A live endpoint's key was deleted: a death (lease expiry or an unclean
+    /// delete). Removing a tombstone is no event.
+    EndpointDown { service: String, id: String },
 }
 
 /// A stream of events; see the module docs for its guarantees.
@@ -166,6 +177,7 @@ fn classify(path: KeyPath, change: &Change<'_>) -> Result<Option<EventKind>, Str
             KeyPath::Relation { .. } => drop(decode::<Relation>(change.value)?),
             KeyPath::Settings { .. } => drop(decode::<UnitSettings>(change.value)?),
             KeyPath::RelationState { .. } => drop(decode::<RelationState>(change.value)?),
+            KeyPath::Service { .. } => drop(decode::<ServiceDef>(change.value)?),
             _ => {}
         }
     }
@@ -266,7 +278,33 @@ fn classify(path: KeyPath, change: &Change<'_>) -> Result<Option<EventKind>, Str
                 }
             }
         }
+        KeyPath::Service { service } if change.deleted => ServiceUnregistered { service },
+        KeyPath::Service { service } => ServiceRegistered { service },
+        KeyPath::Endpoint { service, id } => return endpoint_event(service, id, change),
         KeyPath::Schema | KeyPath::Other => return Ok(None),
+    };
+    Ok(Some(kind))
+}
+
+/// An endpoint's change as an event: only a live endpoint's deletion is a
+/// death, and a live endpoint's update (credentials, a new lease) is none.
+fn endpoint_event(
+    service: String,
+    id: String,
+    change: &Change<'_>,
+) -> Result<Option<EventKind>, String> {
+    let departed = |bytes: &[u8]| decode::<ServiceEndpoint>(bytes).map(|e| e.departed);
+    let was_departed = change.prev.map(|prev| departed(prev).unwrap_or(false));
+    let kind = match change.deleted {
+        true if was_departed == Some(true) => return Ok(None),
+        true => EventKind::EndpointDown { service, id },
+        false => match (departed(change.value)?, was_departed) {
+            (true, Some(true)) => return Ok(None),
+            (true, _) => EventKind::EndpointDeparted { service, id },
+            (false, _) if change.version == 1 => EventKind::EndpointUp { service, id },
+            (false, Some(true)) => EventKind::EndpointUp { service, id },
+            (false, _) => return Ok(None),
+        },
     };
     Ok(Some(kind))
 }
@@ -498,6 +536,48 @@ mod tests {
             proc: "c".into(),
         };
         assert!(classify(scale, &put(1, r#"{"replicas":-1}"#, None)).is_err());
+    }
+
+    #[test]
+    fn only_a_live_endpoints_deletion_is_down() {
+        let live =
+            r#"{"hostname":"db1","ports":{"pg":"5432"},"registered_at":"2026-01-01T00:00:00Z"}"#;
+        let gone = r#"{"hostname":"db1","ports":{"pg":"5432"},"departed":true,"registered_at":"2026-01-01T00:00:00Z"}"#;
+        let path = || KeyPath::Endpoint {
+            service: "db".into(),
+            id: "u1".into(),
+        };
+        let (service, id) = ("db".to_owned(), "u1".to_owned());
+        let up = EventKind::EndpointUp {
+            service: service.clone(),
+            id: id.clone(),
+        };
+        assert_eq!(classify(path(), &put(1, live, None)), Ok(Some(up.clone())));
+        assert_eq!(
+            classify(path(), &put(2, live, Some(live))),
+            Ok(None),
+            "credentials"
+        );
+        assert_eq!(classify(path(), &put(3, live, Some(gone))), Ok(Some(up)));
+        assert_eq!(
+            classify(path(), &put(2, gone, Some(live))),
+            Ok(Some(EventKind::EndpointDeparted {
+                service: service.clone(),
+                id: id.clone()
+            }))
+        );
+        let delete = |prev| Change {
+            deleted: true,
+            version: 0,
+            value: b"",
+            prev,
+        };
+        assert_eq!(
+            classify(path(), &delete(Some(live.as_bytes()))),
+            Ok(Some(EventKind::EndpointDown { service, id }))
+        );
+        assert_eq!(classify(path(), &delete(Some(gone.as_bytes()))), Ok(None));
+        assert!(classify(path(), &put(1, "{}", None)).is_err());
     }
 
     #[test]

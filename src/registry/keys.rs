@@ -99,6 +99,18 @@ pub enum KeyPath {
         /// Relation id.
         relation: String,
     },
+    /// `/services/<svc>`
+    Service {
+        /// Service name.
+        service: String,
+    },
+    /// `/endpoints/<svc>/<uuid>`
+    Endpoint {
+        /// Service name.
+        service: String,
+        /// The endpoint's uuid.
+        id: String,
+    },
     /// Anything else under the root (other layers' keys, or junk).
     Other,
 }
@@ -119,6 +131,8 @@ impl KeyPath {
             Self::Settings { .. } => Some(Kind::Settings),
             Self::RelationState { .. } => Some(Kind::RelationState),
             Self::Hook { .. } => Some(Kind::Hook),
+            Self::Service { .. } => Some(Kind::Service),
+            Self::Endpoint { .. } => Some(Kind::Endpoint),
             Self::Schema | Self::Other => None,
         }
     }
@@ -178,6 +192,8 @@ impl Keys {
             Kind::Settings => "settings",
             Kind::RelationState => "relstate",
             Kind::Hook => "hooks",
+            Kind::Service => "services",
+            Kind::Endpoint => "endpoints",
         };
         self.join(&[segment, ""])
     }
@@ -293,6 +309,19 @@ impl Keys {
         self.join(&["hooks", unit.as_str(), relation.as_str()])
     }
 
+    /// `/services/<svc>`
+    pub fn service(&self, service: &Name) -> String {
+        self.join(&["services", service.as_str()])
+    }
+    /// `/endpoints/<svc>/`
+    pub fn endpoints(&self, service: &Name) -> String {
+        self.join(&["endpoints", service.as_str(), ""])
+    }
+    /// `/endpoints/<svc>/<uuid>`
+    pub fn endpoint(&self, service: &Name, id: &Name) -> String {
+        self.join(&["endpoints", service.as_str(), id.as_str()])
+    }
+
     /// What `key` names; [`KeyPath::Other`] for keys outside the layout.
     pub fn parse(&self, key: &str) -> KeyPath {
         let Some(rest) = key
@@ -353,6 +382,11 @@ impl Keys {
             ["hooks", _, _] => KeyPath::Hook {
                 unit: s(1),
                 relation: s(2),
+            },
+            ["services", _] => KeyPath::Service { service: s(1) },
+            ["endpoints", _, _] => KeyPath::Endpoint {
+                service: s(1),
+                id: s(2),
             },
             _ => KeyPath::Other,
         }
@@ -445,6 +479,19 @@ mod tests {
                 KeyPath::Hook {
                     unit: "v1".into(),
                     relation: "web".into(),
+                },
+            ),
+            (
+                keys.service(&web),
+                KeyPath::Service {
+                    service: "web".into(),
+                },
+            ),
+            (
+                keys.endpoint(&web, &v1),
+                KeyPath::Endpoint {
+                    service: "web".into(),
+                    id: "v1".into(),
                 },
             ),
         ];

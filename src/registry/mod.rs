@@ -34,3 +34,4 @@ pub use lease::Lease;
 pub use local::{LocalEtcd, LocalEtcdError, LocalEtcdOptions, ServerTls};
 
 pub use store::{Codec, Encode, Listing, Malformed, Versioned};
+pub(crate) use store::{Expected, decode};

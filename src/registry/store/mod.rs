@@ -14,7 +14,7 @@ use std::fmt;
 use etcd_client::{GetOptions, KeyValue};
 use visor_controllers::{
     App, HookInfo, Host, Instance, ProcType, Relation, RelationState, Revision, Scale,
-    SchemaVersion, Ticket, UnitSettings,
+    SchemaVersion, ServiceDef, ServiceEndpoint, Ticket, UnitSettings,
 };
 
 use super::client::Registry;
@@ -172,7 +172,9 @@ json_codec!(
     Relation,
     UnitSettings,
     RelationState,
-    HookInfo
+    HookInfo,
+    ServiceDef,
+    ServiceEndpoint
 );
 
 impl Encode for String {
