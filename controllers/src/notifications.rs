@@ -107,6 +107,8 @@ pub struct EndpointView {
     pub hostname: String,
     /// Whether it is a clean-stop tombstone.
     pub departed: bool,
+    /// When it stopped cleanly, for a tombstone that says.
+    pub departed_at: Option<DateTime<Utc>>,
     /// The Visor host it runs on, if it said.
     pub host: Option<Name>,
     /// The instance it belongs to, if it said.
@@ -137,8 +139,11 @@ pub struct ServicesSnapshot {
     pub tracked: BTreeMap<(Name, String), String>,
     /// Registered hosts.
     pub live_hosts: BTreeSet<Name>,
-    /// Instances that are lost, or no longer exist.
+    /// Instances that are lost.
     pub lost_instances: BTreeSet<Name>,
+    /// Tombstones of clean stops before this moment are swept (a tombstone
+    /// without a time, at once); later ones are kept for lagging subscribers.
+    pub sweep_before: Option<DateTime<Utc>>,
 }
 
 /// One thing to write.
@@ -153,8 +158,8 @@ pub enum ServiceAction {
         /// Its hostname, kept for the notification should it die.
         hostname: String,
     },
-    /// Forget a cleanly stopped endpoint: drop its tracked record (if any)
-    /// and its tombstone. No notification.
+    /// Forget a cleanly stopped endpoint: drop its tracked record and, once
+    /// old enough, its tombstone. No notification.
     Forget {
         /// Its service.
         service: Name,
@@ -162,6 +167,8 @@ pub enum ServiceAction {
         id: String,
         /// Whether a tracked record exists to drop.
         tracked: bool,
+        /// Whether the tombstone goes too.
+        sweep: bool,
     },
     /// Report a death: write a `service-down`, drop the tracked record (if
     /// any) and the endpoint key (if present), all at once.
@@ -226,11 +233,19 @@ pub fn plan_services(snapshot: &ServicesSnapshot) -> Vec<ServiceAction> {
                 false,
             )),
             (None, None) => None,
-            (Some(endpoint), _) if endpoint.departed => Some(ServiceAction::Forget {
-                service: service.clone(),
-                id: id.to_owned(),
-                tracked: tracked.is_some(),
-            }),
+            (Some(endpoint), _) if endpoint.departed => {
+                let sweep = match (endpoint.departed_at, snapshot.sweep_before) {
+                    (Some(at), Some(before)) => at < before,
+                    (None, _) => true,
+                    (Some(_), None) => false,
+                };
+                (tracked.is_some() || sweep).then(|| ServiceAction::Forget {
+                    service: service.clone(),
+                    id: id.to_owned(),
+                    tracked: tracked.is_some(),
+                    sweep,
+                })
+            }
             (Some(endpoint), tracked) => match death(endpoint, snapshot) {
                 Some(reason) => Some(down(
                     service,

@@ -76,6 +76,10 @@ pub struct ServiceEndpoint {
     /// Set by a clean stop: this document is a tombstone, not a live endpoint.
     #[serde(default)]
     pub departed: bool,
+    /// When the clean stop happened (tombstones only); the controller sweeps
+    /// tombstones some time after it, so lagging subscribers still see them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub departed_at: Option<DateTime<Utc>>,
     /// When this registration started.
     pub registered_at: DateTime<Utc>,
 }

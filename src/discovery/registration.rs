@@ -210,6 +210,7 @@ impl Registration {
         let mut state = self.shared.state.lock().await;
         let mut tombstone = state.endpoint.clone();
         tombstone.departed = true;
+        tombstone.departed_at = Some(chrono::Utc::now());
         let key = self.shared.key.as_str();
         // Only over an existing key: a key that is gone already died.
         let txn = Txn::new()

@@ -90,6 +90,7 @@ impl RegisterRequest {
             host: name("host", self.host)?,
             instance: name("instance", self.instance)?,
             departed: false,
+            departed_at: None,
             registered_at: now,
         }
         .validate()?;

@@ -11,6 +11,7 @@ fn endpoint(service: &str, id: &str) -> EndpointView {
         id: id.to_owned(),
         hostname: format!("{id}.example"),
         departed: false,
+        departed_at: None,
         host: Some(name("h1")),
         instance: Some(name("i1")),
     }
@@ -26,6 +27,7 @@ fn snapshot(endpoints: Vec<EndpointView>, tracked: &[(&str, &str)]) -> ServicesS
             .collect(),
         live_hosts: [name("h1")].into_iter().collect(),
         lost_instances: BTreeSet::new(),
+        sweep_before: Some(crate::testing::at(100)),
     }
 }
 
@@ -44,7 +46,9 @@ fn shape(actions: &[ServiceAction]) -> Vec<String> {
         .iter()
         .map(|action| match action {
             ServiceAction::Track { id, .. } => format!("track {id}"),
-            ServiceAction::Forget { id, tracked, .. } => format!("forget {id} tracked={tracked}"),
+            ServiceAction::Forget {
+                id, tracked, sweep, ..
+            } => format!("forget {id} tracked={tracked} sweep={sweep}"),
             ServiceAction::Down {
                 id,
                 reason,
@@ -99,7 +103,7 @@ fn each_endpoint_is_tracked_forgotten_or_reported_down_as_its_state_says() {
         shape(&plan_services(&state)),
         [
             "track e1",
-            "forget e2 tracked=true",
+            "forget e2 tracked=true sweep=true",
             "down e3 (its host h9 is down) tracked=true present=true",
             "down e4 (its instance lost-1 is lost) tracked=false present=true",
             "down e5 (its registration expired or was deleted) tracked=true present=false",
@@ -109,13 +113,28 @@ fn each_endpoint_is_tracked_forgotten_or_reported_down_as_its_state_says() {
 }
 
 #[test]
-fn a_tombstone_never_tracked_is_forgotten_and_an_untracked_vanished_endpoint_is_unknown() {
-    let tombstone = EndpointView {
+fn a_tombstone_is_kept_until_its_sweep_time_and_an_untracked_vanished_endpoint_is_unknown() {
+    let recent = EndpointView {
         departed: true,
+        departed_at: Some(crate::testing::at(100)),
         ..endpoint("db", "e1")
     };
-    let state = snapshot(vec![tombstone], &[]);
-    assert_eq!(shape(&plan_services(&state)), ["forget e1 tracked=false"]);
+    let old = EndpointView {
+        departed_at: Some(crate::testing::at(99)),
+        ..recent.clone()
+    };
+    // Tracked: forgotten at once; the tombstone stays while recent.
+    let state = snapshot(vec![recent.clone()], &[("db", "e1")]);
+    assert_eq!(
+        shape(&plan_services(&state)),
+        ["forget e1 tracked=true sweep=false"]
+    );
+    assert!(plan_services(&snapshot(vec![recent], &[])).is_empty());
+    let state = snapshot(vec![old], &[]);
+    assert_eq!(
+        shape(&plan_services(&state)),
+        ["forget e1 tracked=false sweep=true"]
+    );
     // Never seen alive, and gone: there is nothing to report it from.
     assert!(plan_services(&snapshot(Vec::new(), &[])).is_empty());
 }
@@ -223,7 +242,17 @@ fn apply(state: &ServicesSnapshot, plan: &[ServiceAction]) -> ServicesSnapshot {
                     .tracked
                     .insert((service.clone(), id.clone()), hostname.clone());
             }
-            ServiceAction::Forget { service, id, .. } | ServiceAction::Down { service, id, .. } => {
+            ServiceAction::Forget {
+                service, id, sweep, ..
+            } => {
+                after.tracked.remove(&(service.clone(), id.clone()));
+                if *sweep {
+                    after
+                        .endpoints
+                        .retain(|e| !(e.service == *service && e.id == *id));
+                }
+            }
+            ServiceAction::Down { service, id, .. } => {
                 after.tracked.remove(&(service.clone(), id.clone()));
                 after
                     .endpoints
@@ -265,6 +294,7 @@ mod properties {
                 for (s, i, departed, host, lost) in endpoints {
                     let mut view = endpoint(SERVICES[s], IDS[i]);
                     view.departed = departed;
+                    view.departed_at = Some(crate::testing::at(if lost { 50 } else { 150 }));
                     view.host = Some(name(["h1", "h2", "h9"][host]));
                     if lost {
                         view.instance = Some(name("lost-1"));

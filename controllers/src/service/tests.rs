@@ -18,6 +18,7 @@ fn endpoint(ports: &[(&str, &str)]) -> ServiceEndpoint {
         host: None,
         instance: None,
         departed: false,
+        departed_at: None,
         registered_at: DateTime::<Utc>::UNIX_EPOCH,
     }
 }
