@@ -36,8 +36,8 @@ pub use model::{
 };
 pub use name::{EnvKey, InvalidName, Name};
 pub use notifications::{
-    DownReason, EndpointView, Notification, NotificationKind, ServiceAction, ServiceView,
-    ServicesSnapshot, plan_services,
+    DownReason, EndpointView, Notification, NotificationKind, Sequence, ServiceAction,
+    ServiceStatus, ServiceView, ServicesSnapshot, TrackedEndpoint, plan_services,
 };
 pub use placement::HostView;
 pub use relation::{Endpoint, InvalidRelation, Relation, Unit, UnitSettings, relation_members};

@@ -75,6 +75,37 @@ pub struct Notification {
     pub detected_at: DateTime<Utc>,
 }
 
+/// `/tracked/<svc>/<uuid>`: the controller saw this endpoint alive. Its
+/// disappearance without a tombstone is a death; consuming the record in
+/// the same transaction as the notification reports it exactly once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackedEndpoint {
+    /// The endpoint's public hostname, for the notification.
+    pub hostname: String,
+    /// The create revision of the endpoint key seen alive: a key re-created
+    /// under the same uuid (a re-registration after a death) is another
+    /// incarnation, and the tracked one died.
+    pub incarnation: i64,
+    /// When the controller first saw it.
+    pub since: DateTime<Utc>,
+}
+
+/// `/servicestatus/<svc>`: whether a critical service is reported degraded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    /// A `service-degraded` was written and no `service-restored` since.
+    pub degraded: bool,
+    /// When that last changed.
+    pub changed_at: DateTime<Utc>,
+}
+
+/// `/sequences/notifications`: the last notification sequence number used.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sequence {
+    /// The last number handed out; the next is one more.
+    pub last: u64,
+}
+
 /// Why an endpoint is considered dead.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DownReason {
@@ -105,6 +136,8 @@ pub struct EndpointView {
     pub id: String,
     /// Its public hostname.
     pub hostname: String,
+    /// The create revision of its key: which incarnation this is.
+    pub incarnation: i64,
     /// Whether it is a clean-stop tombstone.
     pub departed: bool,
     /// When it stopped cleanly, for a tombstone that says.
@@ -135,8 +168,8 @@ pub struct ServicesSnapshot {
     pub services: Vec<ServiceView>,
     /// Every endpoint key, live or tombstone.
     pub endpoints: Vec<EndpointView>,
-    /// The tracked records: (service, endpoint id) → hostname.
-    pub tracked: BTreeMap<(Name, String), String>,
+    /// The tracked records: (service, endpoint id) → (hostname, incarnation).
+    pub tracked: BTreeMap<(Name, String), (String, i64)>,
     /// Registered hosts.
     pub live_hosts: BTreeSet<Name>,
     /// Instances that are lost.
@@ -157,6 +190,8 @@ pub enum ServiceAction {
         id: String,
         /// Its hostname, kept for the notification should it die.
         hostname: String,
+        /// The incarnation tracked.
+        incarnation: i64,
     },
     /// Forget a cleanly stopped endpoint: drop its tracked record and, once
     /// old enough, its tombstone. No notification.
@@ -223,16 +258,26 @@ pub fn plan_services(snapshot: &ServicesSnapshot) -> Vec<ServiceAction> {
     let mut live: BTreeMap<&Name, u32> = BTreeMap::new();
     for (service, id) in ids {
         let tracked = snapshot.tracked.get(&(service.clone(), id.to_owned()));
+        let mut actions = Vec::new();
+        // A tracked incarnation that is not the key's current one died, even
+        // if the key is back (re-registered under the same uuid).
+        let current = endpoints.get(&(service, id)).map(|e| e.incarnation);
+        let tracked = match tracked {
+            Some((hostname, incarnation)) if current != Some(*incarnation) => {
+                actions.push(down(
+                    service,
+                    id,
+                    hostname,
+                    DownReason::Vanished,
+                    true,
+                    false,
+                ));
+                None
+            }
+            other => other.map(|(hostname, _)| hostname),
+        };
         let action = match (endpoints.get(&(service, id)), tracked) {
-            (None, Some(hostname)) => Some(down(
-                service,
-                id,
-                hostname,
-                DownReason::Vanished,
-                true,
-                false,
-            )),
-            (None, None) => None,
+            (None, _) => None,
             (Some(endpoint), _) if endpoint.departed => {
                 let sweep = match (endpoint.departed_at, snapshot.sweep_before) {
                     (Some(at), Some(before)) => at < before,
@@ -261,13 +306,13 @@ pub fn plan_services(snapshot: &ServicesSnapshot) -> Vec<ServiceAction> {
                         service: service.clone(),
                         id: id.to_owned(),
                         hostname: endpoint.hostname.clone(),
+                        incarnation: endpoint.incarnation,
                     })
                 }
             },
         };
-        if let Some(action) = action {
-            per_service.entry(service).or_default().push(action);
-        }
+        actions.extend(action);
+        per_service.entry(service).or_default().extend(actions);
     }
     for service in snapshot.services.iter().filter(|s| s.critical) {
         let count = live.get(&service.name).copied().unwrap_or(0);

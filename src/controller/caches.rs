@@ -17,7 +17,8 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 use visor_controllers::{
     App, GroupKey, HookInfo, Host, Instance, InstanceState, Name, ProcType, Relation,
-    RelationState, Revision, Scale, ScaleSnapshot, Ticket, TicketOp, UnitSettings, holds_slot,
+    RelationState, Revision, Scale, ScaleSnapshot, ServiceDef, ServiceEndpoint, ServiceStatus,
+    Ticket, TicketOp, TrackedEndpoint, UnitSettings, holds_slot,
 };
 
 use super::snapshot;
@@ -116,6 +117,10 @@ pub struct Caches {
     pub settings: CacheReader<UnitSettings>,
     pub states: CacheReader<RelationState>,
     pub hooks: CacheReader<HookInfo>,
+    pub services: CacheReader<ServiceDef>,
+    pub endpoints: CacheReader<ServiceEndpoint>,
+    pub tracked: CacheReader<TrackedEndpoint>,
+    pub statuses: CacheReader<ServiceStatus>,
 }
 
 /// The change streams of every cache, to turn into work.
@@ -130,6 +135,8 @@ pub struct ChangeStreams {
     /// Relations, settings, relation states and hooks: each touches the
     /// relation its key names.
     pub relations: Vec<UnboundedReceiver<Change>>,
+    /// Services, endpoints, tracked endpoints and service statuses.
+    pub services: Vec<UnboundedReceiver<Change>>,
 }
 
 impl Caches {
@@ -184,8 +191,16 @@ impl Caches {
             Kind::Hook,
             &[HOOKS_BY_RELATION],
         );
+        let (services, services_rx) = start(registry, metrics, shutdown, Kind::Service, &[]);
+        let (endpoints, endpoints_rx) = start(registry, metrics, shutdown, Kind::Endpoint, &[]);
+        let (tracked, tracked_rx) = start(registry, metrics, shutdown, Kind::Tracked, &[]);
+        let (statuses, statuses_rx) = start(registry, metrics, shutdown, Kind::ServiceStatus, &[]);
         let caches = Self {
             keys,
+            services,
+            endpoints,
+            tracked,
+            statuses,
             relations,
             settings,
             states,
@@ -205,6 +220,7 @@ impl Caches {
             instances: instances_rx,
             tickets: tickets_rx,
             relations: vec![relations_rx, settings_rx, states_rx, hooks_rx],
+            services: vec![services_rx, endpoints_rx, tracked_rx, statuses_rx],
         };
         (caches, streams)
     }
@@ -353,4 +369,8 @@ pub async fn wait_synced(caches: &Caches) {
     caches.settings.wait_synced().await;
     caches.states.wait_synced().await;
     caches.hooks.wait_synced().await;
+    caches.services.wait_synced().await;
+    caches.endpoints.wait_synced().await;
+    caches.tracked.wait_synced().await;
+    caches.statuses.wait_synced().await;
 }

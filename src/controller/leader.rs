@@ -11,13 +11,14 @@ use std::time::Duration;
 use tokio::sync::{Mutex, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use visor_controllers::{GroupKey, Name};
+use visor_controllers::{GroupKey, InstanceState, Name};
 
 use super::ControllerConfig;
 use super::caches::{self, Caches, ChangeStreams};
 use super::metrics::ControllerMetrics;
 use super::reconcile::{self, Context};
 use super::relations::{self, RelationContext};
+use super::services::{self, ServicesContext};
 use crate::registry::Visor;
 use crate::runtime::cache::{CacheMetrics, Change};
 use crate::runtime::queue::WorkQueue;
@@ -56,6 +57,9 @@ pub async fn run_term(
         caches: caches.clone(),
         metrics: metrics.clone(),
         retention: chrono::TimeDelta::from_std(config.retention).unwrap_or(chrono::TimeDelta::MAX),
+        notifications_kept: config.notifications_kept,
+        notifications_max_age: chrono::TimeDelta::from_std(config.notifications_max_age)
+            .unwrap_or(chrono::TimeDelta::MAX),
         written: Arc::default(),
         placement: Arc::new(Mutex::new(())),
     });
@@ -68,10 +72,18 @@ pub async fn run_term(
     let liveness = WorkQueue::<()>::new("liveness", prometheus)?;
     let collect = WorkQueue::<()>::new("gc", prometheus)?;
     let relation = WorkQueue::<Name>::new("relation", prometheus)?;
+    let services = WorkQueue::<()>::new("services", prometheus)?;
+    let services_ctx = Arc::new(ServicesContext::new(
+        ctx.visor.clone(),
+        caches.clone(),
+        metrics.clone(),
+        config.tombstone_grace,
+    ));
     scale.add_all(caches.groups());
     liveness.add(());
     collect.add(());
     relation.add_all(relations::all_relations(&caches));
+    services.add(());
 
     let mut tasks = JoinSet::new();
     tasks.spawn(feed(
@@ -82,6 +94,7 @@ pub async fn run_term(
             liveness: liveness.clone(),
             collect: collect.clone(),
             relation: relation.clone(),
+            services: services.clone(),
         },
         metrics.clone(),
         term.clone(),
@@ -98,6 +111,12 @@ pub async fn run_term(
     }
     tasks.spawn(resync::resync(
         liveness.clone(),
+        resync_period,
+        || [()],
+        term.clone(),
+    ));
+    tasks.spawn(resync::resync(
+        services.clone(),
         resync_period,
         || [()],
         term.clone(),
@@ -149,6 +168,12 @@ pub async fn run_term(
         ));
     }
     runners.spawn(runner::run(
+        services,
+        1,
+        move |()| services::reconcile(services_ctx.clone()),
+        term.clone(),
+    ));
+    runners.spawn(runner::run(
         relation,
         concurrency,
         move |key| relations::reconcile(relation_ctx.clone(), key),
@@ -174,6 +199,7 @@ struct Queues {
     liveness: WorkQueue<()>,
     collect: WorkQueue<()>,
     relation: WorkQueue<Name>,
+    services: WorkQueue<()>,
 }
 
 /// How often old terminal instances are looked for: at the resync period, but
@@ -215,16 +241,20 @@ async fn feed(
         mut instances,
         mut tickets,
         relations: relation_streams,
+        services: service_streams,
     } = streams;
     let Queues {
         scale,
         liveness,
         collect,
         relation,
+        services,
     } = queues;
     let mut desired = futures::stream::select_all(desired.into_iter().map(change_stream));
     let mut relation_changes =
         futures::stream::select_all(relation_streams.into_iter().map(change_stream));
+    let mut service_changes =
+        futures::stream::select_all(service_streams.into_iter().map(change_stream));
     // When set, every group is queued once this deadline passes.
     let mut all_groups_at: Option<tokio::time::Instant> = None;
     loop {
@@ -251,7 +281,10 @@ async fn feed(
                 touch_all(&mut all_groups_at);
                 liveness.add(());
                 relation.add_all(relations::all_relations(&caches));
+                // A host's death is its endpoints' death.
+                services.add(());
             }
+            Some(_) = service_changes.next() => services.add(()),
             Some(change) = relation_changes.next() => {
                 match relations::relation_of_change(&caches, &change) {
                     Some(key) => relation.add(key),
@@ -269,6 +302,9 @@ async fn feed(
                     Some(instance) => {
                         let instance = instance.value;
                         scale.add(GroupKey::of(&instance));
+                        if instance.state == InstanceState::Lost {
+                            services.add(());
+                        }
                         if instance.state.is_terminal() {
                             collect.add(());
                         } else if instance.host.as_ref().is_some_and(|host| !caches.is_live(host)) {

@@ -25,6 +25,12 @@ pub struct ControllerMetrics {
     pub collected: IntCounter,
     /// `visor_hooks_handed_total{kind}`: relation hooks handed to units.
     pub hooks: IntCounterVec,
+    /// `visor_notifications_total{kind}`: notifications posted.
+    pub notifications: IntCounterVec,
+    /// `visor_endpoints{service}`: live endpoints per service.
+    pub endpoints: IntGaugeVec,
+    /// `visor_degraded_services`: critical services below their minimum.
+    pub degraded: IntGauge,
 }
 
 impl ControllerMetrics {
@@ -103,6 +109,30 @@ impl ControllerMetrics {
                     &["kind"],
                 )?,
             )?,
+            notifications: add(
+                registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "visor_notifications_total",
+                        "Notifications posted (service-down, service-degraded, service-restored).",
+                    ),
+                    &["kind"],
+                )?,
+            )?,
+            endpoints: add(
+                registry,
+                IntGaugeVec::new(
+                    Opts::new("visor_endpoints", "Live endpoints per service."),
+                    &["service"],
+                )?,
+            )?,
+            degraded: add(
+                registry,
+                IntGauge::new(
+                    "visor_degraded_services",
+                    "Critical services reported degraded (below their minimum endpoints).",
+                )?,
+            )?,
         })
     }
 
@@ -123,5 +153,7 @@ impl ControllerMetrics {
         self.unplaceable.reset();
         self.instances.reset();
         self.hosts_alive.set(0);
+        self.endpoints.reset();
+        self.degraded.set(0);
     }
 }

@@ -12,6 +12,7 @@ mod leader;
 mod metrics;
 mod reconcile;
 mod relations;
+mod services;
 mod snapshot;
 mod status;
 
@@ -49,6 +50,16 @@ pub struct ControllerConfig {
     /// How long terminal instances are kept before garbage collection.
     #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
     pub retention: Duration,
+    /// How long a cleanly stopped endpoint's tombstone is kept, so that
+    /// subscribers catching up after a compaction still see it was clean.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    pub tombstone_grace: Duration,
+    /// Notifications kept: at most this many (the newest)...
+    #[arg(long, default_value_t = 10_000)]
+    pub notifications_kept: u64,
+    /// ...and none older than this.
+    #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
+    pub notifications_max_age: Duration,
 }
 
 /// Why the controller stopped.

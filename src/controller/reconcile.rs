@@ -30,6 +30,10 @@ pub struct Context {
     pub metrics: ControllerMetrics,
     /// How long terminal instances are kept.
     pub retention: chrono::TimeDelta,
+    /// How many notifications are kept, at most.
+    pub notifications_kept: u64,
+    /// How long notifications are kept, at most.
+    pub notifications_max_age: chrono::TimeDelta,
     /// This leader's last writes (read-your-writes).
     pub written: Arc<Written>,
     /// Serializes placement: concurrent groups would otherwise fill one slot twice.
@@ -239,6 +243,16 @@ pub async fn collect(ctx: Arc<Context>) -> Result<Action, ReconcileError> {
             Err(Error::Conflict { .. } | Error::NotFound(_)) => {}
             Err(error) => return Err(error.into()),
         }
+    }
+    let cutoff = Utc::now()
+        .checked_sub_signed(ctx.notifications_max_age)
+        .unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
+    let trimmed = ctx
+        .visor
+        .trim_notifications(ctx.notifications_kept, cutoff)
+        .await?;
+    if trimmed > 0 {
+        tracing::info!(trimmed, "old notifications removed");
     }
     Ok(Action::Done)
 }

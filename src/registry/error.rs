@@ -43,6 +43,14 @@ pub enum Kind {
     Service,
     /// `/endpoints/<svc>/<uuid>`
     Endpoint,
+    /// `/tracked/<svc>/<uuid>`
+    Tracked,
+    /// `/servicestatus/<svc>`
+    ServiceStatus,
+    /// `/notifications/<seq>`
+    Notification,
+    /// `/sequences/<name>`
+    Sequence,
 }
 
 impl Kind {
@@ -64,6 +72,10 @@ impl Kind {
             Self::Hook => "hook",
             Self::Service => "service",
             Self::Endpoint => "endpoint",
+            Self::Tracked => "tracked endpoint",
+            Self::ServiceStatus => "service status",
+            Self::Notification => "notification",
+            Self::Sequence => "sequence",
         }
     }
 
@@ -76,6 +88,8 @@ impl Kind {
             Self::Scale => "scale",
             Self::Settings => "settings",
             Self::RelationState => "relstate",
+            Self::Tracked => "tracked",
+            Self::ServiceStatus => "servicestatus",
             other => other.as_str(),
         }
     }

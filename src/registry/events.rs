@@ -16,8 +16,9 @@ use etcd_client::{EventType, WatchOptions, WatchStream};
 use futures::Stream;
 use serde::Serialize;
 use visor_controllers::{
-    App, HookInfo, HookKind, Host, Instance, InstanceState, ProcType, Relation, RelationState,
-    Revision, Scale, ServiceDef, ServiceEndpoint, Ticket, TicketOp, UnitSettings,
+    App, HookInfo, HookKind, Host, Instance, InstanceState, Notification, NotificationKind,
+    ProcType, Relation, RelationState, Revision, Scale, ServiceDef, ServiceEndpoint, Ticket,
+    TicketOp, UnitSettings,
 };
 
 use super::api::Visor;
@@ -132,6 +133,13 @@ pub enum EventKind {
     },
     /// A unit acknowledged its hook (or the hook was withdrawn).
     HookDone { unit: String, relation: String },
+    /// The controller persisted a notification (`service-down`, ...).
+    Notified {
+        seq: u64,
+        notification: NotificationKind,
+        service: String,
+        endpoint: Option<String>,
+    },
     /// A service was defined (or its definition replaced).
     ServiceRegistered { service: String },
     /// A service definition was removed.
@@ -250,6 +258,21 @@ fn classify(path: KeyPath, change: &Change<'_>) -> Result<Option<EventKind>, Str
         KeyPath::Settings { relation, unit } => SettingsChanged { relation, unit },
         // The hook's removal is the acknowledgement; the state it writes is its effect.
         KeyPath::RelationState { .. } => return Ok(None),
+        // The controller's own bookkeeping; what it decides shows as notifications.
+        KeyPath::Tracked { .. } | KeyPath::ServiceStatus { .. } | KeyPath::Sequence { .. } => {
+            return Ok(None);
+        }
+        // Retention removes old notifications: not a change anyone acts on.
+        KeyPath::Notification { .. } if change.deleted => return Ok(None),
+        KeyPath::Notification { .. } => {
+            let notification: Notification = decode(change.value)?;
+            Notified {
+                seq: notification.seq,
+                notification: notification.kind,
+                service: notification.service.to_string(),
+                endpoint: notification.endpoint,
+            }
+        }
         KeyPath::Hook { unit, relation } if change.deleted => HookDone { unit, relation },
         KeyPath::Hook { unit, relation } => {
             let hook: HookInfo = decode(change.value)?;

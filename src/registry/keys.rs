@@ -111,6 +111,28 @@ pub enum KeyPath {
         /// The endpoint's uuid.
         id: String,
     },
+    /// `/tracked/<svc>/<uuid>`
+    Tracked {
+        /// Service name.
+        service: String,
+        /// The endpoint's uuid.
+        id: String,
+    },
+    /// `/servicestatus/<svc>`
+    ServiceStatus {
+        /// Service name.
+        service: String,
+    },
+    /// `/notifications/<seq>` (the sequence number, zero-padded to 20 digits)
+    Notification {
+        /// The sequence number as written in the key.
+        seq: String,
+    },
+    /// `/sequences/<name>`
+    Sequence {
+        /// What it numbers.
+        name: String,
+    },
     /// Anything else under the root (other layers' keys, or junk).
     Other,
 }
@@ -133,6 +155,10 @@ impl KeyPath {
             Self::Hook { .. } => Some(Kind::Hook),
             Self::Service { .. } => Some(Kind::Service),
             Self::Endpoint { .. } => Some(Kind::Endpoint),
+            Self::Tracked { .. } => Some(Kind::Tracked),
+            Self::ServiceStatus { .. } => Some(Kind::ServiceStatus),
+            Self::Notification { .. } => Some(Kind::Notification),
+            Self::Sequence { .. } => Some(Kind::Sequence),
             Self::Schema | Self::Other => None,
         }
     }
@@ -194,6 +220,10 @@ impl Keys {
             Kind::Hook => "hooks",
             Kind::Service => "services",
             Kind::Endpoint => "endpoints",
+            Kind::Tracked => "tracked",
+            Kind::ServiceStatus => "servicestatus",
+            Kind::Notification => "notifications",
+            Kind::Sequence => "sequences",
         };
         self.join(&[segment, ""])
     }
@@ -322,6 +352,24 @@ impl Keys {
         self.join(&["endpoints", service.as_str(), id.as_str()])
     }
 
+    /// `/tracked/<svc>/<uuid>`
+    pub fn tracked(&self, service: &Name, id: &str) -> String {
+        self.join(&["tracked", service.as_str(), id])
+    }
+    /// `/servicestatus/<svc>`
+    pub fn service_status(&self, service: &Name) -> String {
+        self.join(&["servicestatus", service.as_str()])
+    }
+    /// `/notifications/<seq>`, the number zero-padded so key order is
+    /// sequence order.
+    pub fn notification(&self, seq: u64) -> String {
+        self.join(&["notifications", &format!("{seq:020}")])
+    }
+    /// `/sequences/notifications`
+    pub fn notification_sequence(&self) -> String {
+        self.join(&["sequences", "notifications"])
+    }
+
     /// What `key` names; [`KeyPath::Other`] for keys outside the layout.
     pub fn parse(&self, key: &str) -> KeyPath {
         let Some(rest) = key
@@ -384,6 +432,13 @@ impl Keys {
                 relation: s(2),
             },
             ["services", _] => KeyPath::Service { service: s(1) },
+            ["tracked", _, _] => KeyPath::Tracked {
+                service: s(1),
+                id: s(2),
+            },
+            ["servicestatus", _] => KeyPath::ServiceStatus { service: s(1) },
+            ["notifications", _] => KeyPath::Notification { seq: s(1) },
+            ["sequences", _] => KeyPath::Sequence { name: s(1) },
             ["endpoints", _, _] => KeyPath::Endpoint {
                 service: s(1),
                 id: s(2),

@@ -10,6 +10,7 @@ fn endpoint(service: &str, id: &str) -> EndpointView {
         service: name(service),
         id: id.to_owned(),
         hostname: format!("{id}.example"),
+        incarnation: 1,
         departed: false,
         departed_at: None,
         host: Some(name("h1")),
@@ -23,7 +24,7 @@ fn snapshot(endpoints: Vec<EndpointView>, tracked: &[(&str, &str)]) -> ServicesS
         endpoints,
         tracked: tracked
             .iter()
-            .map(|&(s, id)| ((name(s), id.to_owned()), format!("{id}.example")))
+            .map(|&(s, id)| ((name(s), id.to_owned()), (format!("{id}.example"), 1)))
             .collect(),
         live_hosts: [name("h1")].into_iter().collect(),
         lost_instances: BTreeSet::new(),
@@ -150,6 +151,22 @@ fn applying_the_plan_leaves_nothing_to_report() {
 }
 
 #[test]
+fn a_key_re_created_under_the_same_id_is_a_death_of_the_tracked_incarnation() {
+    let reborn = EndpointView {
+        incarnation: 7,
+        ..endpoint("db", "e1")
+    };
+    let state = snapshot(vec![reborn], &[("db", "e1")]);
+    assert_eq!(
+        shape(&plan_services(&state)),
+        [
+            "down e1 (its registration expired or was deleted) tracked=true present=false",
+            "track e1",
+        ]
+    );
+}
+
+#[test]
 fn a_critical_service_degrades_below_its_minimum_and_is_restored_once_back() {
     let table = [
         // (live endpoints, minimum, persisted degraded, expected)
@@ -237,10 +254,12 @@ fn apply(state: &ServicesSnapshot, plan: &[ServiceAction]) -> ServicesSnapshot {
                 service,
                 id,
                 hostname,
+                incarnation,
             } => {
-                after
-                    .tracked
-                    .insert((service.clone(), id.clone()), hostname.clone());
+                after.tracked.insert(
+                    (service.clone(), id.clone()),
+                    (hostname.clone(), *incarnation),
+                );
             }
             ServiceAction::Forget {
                 service, id, sweep, ..
@@ -252,11 +271,18 @@ fn apply(state: &ServicesSnapshot, plan: &[ServiceAction]) -> ServicesSnapshot {
                         .retain(|e| !(e.service == *service && e.id == *id));
                 }
             }
-            ServiceAction::Down { service, id, .. } => {
+            ServiceAction::Down {
+                service,
+                id,
+                present,
+                ..
+            } => {
                 after.tracked.remove(&(service.clone(), id.clone()));
-                after
-                    .endpoints
-                    .retain(|e| !(e.service == *service && e.id == *id));
+                if *present {
+                    after
+                        .endpoints
+                        .retain(|e| !(e.service == *service && e.id == *id));
+                }
             }
             ServiceAction::Degraded { service, .. } | ServiceAction::Restored { service, .. } => {
                 for view in after.services.iter_mut().filter(|s| s.name == *service) {
@@ -305,9 +331,10 @@ mod properties {
                     state.endpoints.push(view);
                 }
                 for (s, i) in tracked {
-                    state
-                        .tracked
-                        .insert((name(SERVICES[s]), IDS[i].to_owned()), "t".into());
+                    state.tracked.insert(
+                        (name(SERVICES[s]), IDS[i].to_owned()),
+                        ("t".into(), 1 + (i as i64 % 2)),
+                    );
                 }
                 state.live_hosts.insert(name("h2"));
                 state.lost_instances.insert(name("lost-1"));
@@ -331,8 +358,9 @@ mod properties {
             let downs: Vec<&ServiceAction> = plan.iter().filter(|a| matches!(a, ServiceAction::Down { .. })).collect();
             let mut seen = BTreeSet::new();
             for down in &downs {
-                if let ServiceAction::Down { service, id, .. } = down {
-                    prop_assert!(seen.insert((service.clone(), id.clone())), "reported twice: {down:?}");
+                // One death per incarnation: the tracked one, and the current key's.
+                if let ServiceAction::Down { service, id, present, .. } = down {
+                    prop_assert!(seen.insert((service.clone(), id.clone(), *present)), "reported twice: {down:?}");
                 }
             }
             let after = apply(&state, &plan);

@@ -8,6 +8,7 @@ mod apps;
 mod emit;
 mod hosts;
 mod instances;
+mod notifications;
 mod procs;
 mod relations;
 mod scale;
@@ -24,6 +25,7 @@ use super::store::Expected;
 pub use emit::StopRequest;
 pub use hosts::HostRegistration;
 pub use instances::InstanceFilter;
+pub use notifications::{Forgotten, Posting};
 pub use relations::{EndpointSpec, UnitWrite};
 pub use scale::ScaleFactor;
 

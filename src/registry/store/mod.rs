@@ -13,8 +13,9 @@ use std::fmt;
 
 use etcd_client::{GetOptions, KeyValue};
 use visor_controllers::{
-    App, HookInfo, Host, Instance, ProcType, Relation, RelationState, Revision, Scale,
-    SchemaVersion, ServiceDef, ServiceEndpoint, Ticket, UnitSettings,
+    App, HookInfo, Host, Instance, Notification, ProcType, Relation, RelationState, Revision,
+    Scale, SchemaVersion, Sequence, ServiceDef, ServiceEndpoint, ServiceStatus, Ticket,
+    TrackedEndpoint, UnitSettings,
 };
 
 use super::client::Registry;
@@ -174,7 +175,11 @@ json_codec!(
     RelationState,
     HookInfo,
     ServiceDef,
-    ServiceEndpoint
+    ServiceEndpoint,
+    TrackedEndpoint,
+    ServiceStatus,
+    Notification,
+    Sequence
 );
 
 impl Encode for String {
