@@ -107,25 +107,36 @@ async fn a_critical_service_is_reported_degraded_then_restored() {
             (tracked(&t, "db").await == 1).then_some(())
         })
         .await;
-        t.raw()
-            .lease_revoke(registration.lease_id().expect("registered"))
-            .await
-            .expect("revoke");
-        // Down, then degraded (0 of 1), then restored once it is back.
-        let kinds = common::eventually(CONVERGE, "down, degraded, restored", || async {
+        // A death with nothing to re-register it: the handle is gone first.
+        let lease = registration.lease_id().expect("registered");
+        drop(registration);
+        t.raw().lease_revoke(lease).await.expect("revoke");
+        let kinds = common::eventually(CONVERGE, "down, then degraded", || async {
             let kinds: Vec<NotificationKind> =
                 posted(&t).await.into_iter().map(|(k, _)| k).collect();
-            (kinds.len() >= 3).then_some(kinds)
+            (kinds.len() >= 2).then_some(kinds)
         })
         .await;
         assert_eq!(
             kinds,
             [
                 NotificationKind::ServiceDown,
-                NotificationKind::ServiceDegraded,
-                NotificationKind::ServiceRestored,
+                NotificationKind::ServiceDegraded
             ]
         );
+
+        // A new endpoint brings it back to its minimum of one.
+        let _back = discovery::register(&t.visor, "db", request("db-2.example", true))
+            .await
+            .expect("register again");
+        let kinds = common::eventually(CONVERGE, "restored", || async {
+            let kinds: Vec<NotificationKind> =
+                posted(&t).await.into_iter().map(|(k, _)| k).collect();
+            (kinds.len() >= 3).then_some(kinds)
+        })
+        .await;
+        assert_eq!(kinds[2], NotificationKind::ServiceRestored);
+        assert_eq!(kinds.len(), 3);
     })
     .await;
 }

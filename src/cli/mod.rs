@@ -7,10 +7,12 @@
 mod apps;
 mod controller;
 mod hooks;
+mod notifications;
 mod observed;
 mod output;
 mod procs;
 mod relations;
+mod services;
 mod status;
 mod up;
 
@@ -79,6 +81,13 @@ enum RegistryCommand {
     Relation(relations::RelationCommand),
     /// List outstanding relation hooks, of every unit or of one.
     Hooks(hooks::HooksArgs),
+    /// Service definitions (discovery): register, unregister, list, show.
+    #[command(subcommand)]
+    Service(services::ServiceCommand),
+    /// List a service's endpoints, live and departed (passwords masked).
+    Endpoints(services::EndpointsArgs),
+    /// List the controller's notifications (service down, degraded, restored), or follow them.
+    Notifications(notifications::NotificationsArgs),
     /// Stream registry events.
     Watch(observed::WatchArgs),
     /// Desired vs active per (app, rev, proc), unplaceable work, hosts alive, leader.
@@ -156,6 +165,11 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             return relations::relation(&visor, command, &out).await;
         }
         RegistryCommand::Hooks(args) => hooks::hooks(&visor, args, &out).await,
+        RegistryCommand::Service(command) => services::service(&visor, command, &out).await,
+        RegistryCommand::Endpoints(args) => services::endpoints(&visor, args, &out).await,
+        RegistryCommand::Notifications(args) => {
+            return notifications::notifications(&visor, args, &out).await;
+        }
         RegistryCommand::Watch(args) => observed::watch(&visor, args, &out).await,
         RegistryCommand::Status => status::run(&visor, &out).await,
     };

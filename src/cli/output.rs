@@ -13,7 +13,7 @@ use crate::registry::{Kind, ObjectRef};
 pub enum Format {
     /// Aligned columns with a header line.
     Table,
-    /// JSON: an array for listings, an object for single results, one object per line for `watch`.
+    /// JSON: an array for listings, an object for single results, one object per line for streams (`watch`, `notifications --follow`).
     Json,
 }
 
@@ -68,6 +68,15 @@ impl Output {
         match self.format {
             Format::Json => println!("{}", to_json(row)),
             Format::Table => self.list(std::slice::from_ref(row)),
+        }
+    }
+
+    /// The header line of a stream of [`line`](Self::line)s: table form only
+    /// (a JSON stream is objects alone).
+    pub fn header<R: Row>(&self) {
+        if self.format == Format::Table {
+            let headers: Vec<String> = R::HEADERS.iter().map(|h| h.to_uppercase()).collect();
+            println!("{}", headers.join("  "));
         }
     }
 

@@ -21,8 +21,8 @@ mod local;
 mod store;
 
 pub use api::{
-    EndpointSpec, Forgotten, HostRegistration, InstanceFilter, Posting, ScaleFactor, StopRequest,
-    UnitWrite, Visor,
+    EndpointSpec, Forgotten, HostRegistration, InstanceFilter, NotificationStream, Posting,
+    ScaleFactor, StopRequest, UnitWrite, Visor,
 };
 pub use client::Registry;
 pub use config::RegistryConfig;

@@ -100,6 +100,9 @@ pub struct CacheReader<T> {
     snapshot: Arc<RwLock<Snapshot<T>>>,
     /// `None` until the first listing is in, then the revision reached.
     progress: watch::Receiver<Option<i64>>,
+    /// Asks the watch for a progress notification: a cache is only told of
+    /// revisions beyond its own prefix's last change when it asks.
+    wanted: Arc<tokio::sync::Notify>,
 }
 
 impl<T> Clone for CacheReader<T> {
@@ -107,6 +110,7 @@ impl<T> Clone for CacheReader<T> {
         Self {
             snapshot: self.snapshot.clone(),
             progress: self.progress.clone(),
+            wanted: self.wanted.clone(),
         }
     }
 }
@@ -180,11 +184,15 @@ impl<T: Clone> CacheReader<T> {
     /// Resolves once the cache has synced and reached `revision`; false if the
     /// cache task is gone first.
     pub async fn wait_for_revision(&self, revision: i64) -> bool {
+        let reached = |r: &Option<i64>| r.is_some_and(|r| r >= revision);
+        if !reached(&self.progress.borrow()) {
+            // Writes elsewhere advance the store, not this prefix: without a
+            // progress notification the cache would learn of them only at
+            // its next periodic check.
+            self.wanted.notify_one();
+        }
         let mut progress = self.progress.clone();
-        progress
-            .wait_for(|reached| reached.is_some_and(|reached| reached >= revision))
-            .await
-            .is_ok()
+        progress.wait_for(reached).await.is_ok()
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Snapshot<T>> {
@@ -249,6 +257,7 @@ where
 {
     let snapshot = Arc::new(RwLock::new(Snapshot::new(0, indexes)));
     let (progress_tx, progress) = watch::channel(None);
+    let wanted = Arc::new(tokio::sync::Notify::new());
     let (changes_tx, changes) = mpsc::unbounded_channel();
     let cache = Cache {
         registry,
@@ -257,6 +266,7 @@ where
         metrics,
         snapshot: snapshot.clone(),
         progress: progress_tx,
+        wanted: wanted.clone(),
         changes: changes_tx,
     };
     tokio::spawn(async move {
@@ -265,7 +275,14 @@ where
             () = shutdown.cancelled() => {}
         }
     });
-    (CacheReader { snapshot, progress }, changes)
+    (
+        CacheReader {
+            snapshot,
+            progress,
+            wanted,
+        },
+        changes,
+    )
 }
 
 struct Cache<T> {
@@ -275,6 +292,7 @@ struct Cache<T> {
     metrics: CacheMetrics,
     snapshot: Arc<RwLock<Snapshot<T>>>,
     progress: watch::Sender<Option<i64>>,
+    wanted: Arc<tokio::sync::Notify>,
     changes: mpsc::UnboundedSender<Change>,
 }
 
@@ -369,6 +387,11 @@ impl<T: Codec + Clone + Send + Sync + 'static> Cache<T> {
                         return Err((Phase::Watching { from: next }, self.registry.unavailable("watch", "no answer to progress requests")));
                     }
                     // A dead stream would not answer; the answer updates `last_heard`.
+                    let _ = stream.request_progress().await;
+                    continue;
+                }
+                () = self.wanted.notified() => {
+                    // A reader waits for a revision this prefix has not seen.
                     let _ = stream.request_progress().await;
                     continue;
                 }
@@ -505,6 +528,7 @@ mod tests {
                 metrics,
                 snapshot: Arc::new(RwLock::new(Snapshot::new(stale, &[]))),
                 progress: watch::channel(None).0,
+                wanted: Arc::default(),
                 changes,
             };
             match cache.watch(stale + 1).await {

@@ -12,6 +12,7 @@ mod notifications;
 mod procs;
 mod relations;
 mod scale;
+mod services;
 mod tickets;
 
 use visor_controllers::{Name, SchemaVersion};
@@ -25,7 +26,7 @@ use super::store::Expected;
 pub use emit::StopRequest;
 pub use hosts::HostRegistration;
 pub use instances::InstanceFilter;
-pub use notifications::{Forgotten, Posting};
+pub use notifications::{Forgotten, NotificationStream, Posting};
 pub use relations::{EndpointSpec, UnitWrite};
 pub use scale::ScaleFactor;
 

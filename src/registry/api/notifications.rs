@@ -8,6 +8,13 @@
 //! records it reports on (a tracked endpoint, an endpoint key, a service
 //! status) in the same transaction, so a retry or a new leader cannot post
 //! the same death twice.
+//!
+//! Readers list them ([`Visor::notifications`]) or follow them
+//! ([`Visor::follow_notifications`], in `follow`).
+
+mod follow;
+
+pub use follow::NotificationStream;
 
 use chrono::{DateTime, Utc};
 use visor_controllers::{
