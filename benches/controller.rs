@@ -45,21 +45,24 @@
 //! default 900) and fails with a message naming what did not happen and where
 //! the controller's log is. The controller child is killed on drop.
 
+mod support;
+
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use etcd_client::{
-    Client, Compare, CompareOp, EventType, GetOptions, PutOptions, Txn, TxnOp, WatchOptions,
-    WatchStream,
+    Client, Compare, CompareOp, EventType, PutOptions, Txn, TxnOp, WatchOptions, WatchStream,
 };
 use visor::Visor;
 use visor::model::{App, Host, Instance, Limits, Name, ProcType, Revision, Ticket, TicketOp};
 use visor::registry::{Lease, LocalEtcd, LocalEtcdOptions, RegistryConfig};
+
+use support::{
+    Controller, bounded, count_keys, cpu_seconds, current_revision, delete_prefix, etcd_pid,
+    memory_kib, wait_quiet,
+};
 
 /// Starts per controller transaction: 126 puts, the fence check makes 127 compares.
 const STARTS_PER_TXN: usize = 63;
@@ -83,8 +86,6 @@ const HOST_CAPACITY: u32 = 1_000;
 const WATCH_MESSAGE_LIMIT: usize = 1 << 30;
 /// How often a long scale-up reports how far it got.
 const PROGRESS_EVERY: Duration = Duration::from_secs(30);
-/// Linux `CLK_TCK` (the unit of utime/stime in `/proc/<pid>/stat`).
-const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
 
 #[derive(Clone, Copy)]
 struct Group {
@@ -144,208 +145,7 @@ fn name(field: &'static str, value: &str) -> Name {
 }
 
 // ---------------------------------------------------------------------------
-// Processes: the controller child, and what /proc says about a process.
-
-/// A `visor controller` child process, killed on drop.
-struct Controller {
-    child: Child,
-    admin: u16,
-    log: PathBuf,
-}
-
-impl Controller {
-    fn start(endpoint: &str, log: &Path, lease: &(String, String)) -> Self {
-        let admin = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("pick a free admin port")
-            .port();
-        let log_file = std::fs::File::create(log).expect("create the controller log");
-        let child = Command::new(env!("CARGO_BIN_EXE_visor"))
-            .args(["--endpoints", endpoint, "controller"])
-            .args(["--admin-addr", &format!("127.0.0.1:{admin}")])
-            .args(["--identity", "bench"])
-            .args(["--lease-ttl", &lease.0, "--renew-deadline", &lease.1])
-            .env("RUST_LOG", "visor=info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log_file)
-            .spawn()
-            .expect("spawn `visor controller`");
-        Self {
-            child,
-            admin,
-            log: log.to_owned(),
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// GET `path` on the admin address: (status line, body), or None if not serving.
-    fn get(&self, path: &str) -> Option<(String, String)> {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.admin)).ok()?;
-        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response).ok()?;
-        let (head, body) = response.split_once("\r\n\r\n")?;
-        Some((head.lines().next()?.to_owned(), body.to_owned()))
-    }
-
-    /// The sum of every sample of metric `name` whose labels contain `labels`.
-    fn metric(&self, name: &str, labels: &str) -> Option<f64> {
-        let (_, body) = self.get("/metrics")?;
-        let samples: Vec<f64> = body
-            .lines()
-            .filter(|line| !line.starts_with('#'))
-            .filter(|line| line.split(['{', ' ']).next() == Some(name) && line.contains(labels))
-            .filter_map(|line| line.rsplit(' ').next()?.parse().ok())
-            .collect();
-        (!samples.is_empty()).then(|| samples.iter().sum())
-    }
-
-    async fn wait_leading(&mut self) {
-        let limit = Duration::from_secs(60);
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "the controller exited with {status} before leading; see {}",
-                    self.log.display()
-                );
-            }
-            let leading =
-                self.metric("leader_election_master_status", "visor-controller") == Some(1.0);
-            let ready = self
-                .get("/readyz")
-                .is_some_and(|(status, _)| status.contains("200"));
-            if leading && ready {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the controller did not become leader and ready within {limit:?}; see {}",
-                self.log.display()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// How often this controller has lost its leadership so far, from its log.
-    fn leadership_losses(&self) -> usize {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| l.contains("leadership lost"))
-            .count()
-    }
-
-    /// Log lines at WARN or ERROR, for the report.
-    fn complaints(&self) -> Vec<String> {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| l.contains("WARN") || l.contains("ERROR"))
-            .map(str::to_owned)
-            .collect()
-    }
-}
-
-impl Drop for Controller {
-    fn drop(&mut self) {
-        // Already exited is fine: the point is that it is not running.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// (VmRSS, VmHWM) of `pid` in KiB.
-fn memory_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_else(|e| panic!("read /proc/{pid}/status: {e}"));
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
-            .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
-/// User + system CPU seconds `pid` has used, all threads.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .unwrap_or_else(|e| panic!("read /proc/{pid}/stat: {e}"));
-    // The command name may contain spaces; fields are counted after its ')'.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-    let ticks = |i: usize| -> f64 {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or_else(|| panic!("malformed /proc/{pid}/stat")) as f64
-    };
-    (ticks(11) + ticks(12)) / CLOCK_TICKS_PER_SECOND
-}
-
-/// The pid of the etcd serving `data_dir` (LocalEtcd does not expose its child).
-fn etcd_pid(data_dir: &Path) -> u32 {
-    let needle = format!("--data-dir={}", data_dir.display());
-    std::fs::read_dir("/proc")
-        .expect("list /proc")
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .find(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|cmdline| {
-                    cmdline
-                        .split(|b| *b == 0)
-                        .any(|arg| arg == needle.as_bytes())
-                })
-                .unwrap_or(false)
-        })
-        .unwrap_or_else(|| panic!("no etcd process with {needle}"))
-}
-
-/// Waits until `pid` has used at most `idle_cpu` seconds of CPU in a `window`;
-/// returns when that quiet window began (from `since`), or None after `limit`.
-async fn wait_quiet(
-    pid: u32,
-    since: Instant,
-    window: Duration,
-    idle_cpu: f64,
-    limit: Duration,
-) -> Option<Duration> {
-    let deadline = Instant::now() + limit;
-    loop {
-        let began = since.elapsed();
-        let before = cpu_seconds(pid);
-        tokio::time::sleep(window).await;
-        if cpu_seconds(pid) - before <= idle_cpu {
-            return Some(began);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------
 // Registry set-up and raw etcd helpers.
-
-/// How long one raw etcd request may take (a defragmentation is the longest).
-const REQUEST_LIMIT: Duration = Duration::from_secs(120);
-
-/// Awaits `request`, failing with `what` if it takes longer than [`REQUEST_LIMIT`].
-async fn bounded<T>(what: &str, request: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(REQUEST_LIMIT, request)
-        .await
-        .unwrap_or_else(|_| panic!("no answer within {REQUEST_LIMIT:?} to: {what}"))
-}
 
 /// Writes `count` hosts bound to one shared lease, kept alive while it lives.
 async fn register_hosts(visor: &Visor, count: usize) -> (Lease, Vec<Name>) {
@@ -503,54 +303,6 @@ async fn raw_batches(
     started.elapsed()
 }
 
-/// Deletes `prefix`, then compacts and defragments, so that the next write
-/// phase meets an etcd in the state the previous one met: tombstones and
-/// history of 2N deleted keys otherwise slow it down (3× at N = 100k).
-async fn delete_prefix(raw: &Client, prefix: &str) {
-    let mut kv = raw.kv_client();
-    let deleted = bounded(
-        &format!("delete {prefix}"),
-        kv.delete(
-            prefix,
-            Some(etcd_client::DeleteOptions::new().with_prefix()),
-        ),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("delete {prefix}: {e}"));
-    let revision = deleted.header().map_or(0, |h| h.revision());
-    bounded(
-        "compact",
-        kv.compact(
-            revision,
-            Some(etcd_client::CompactionOptions::new().with_physical()),
-        ),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("compact at {revision}: {e}"));
-    bounded("defragment", raw.maintenance_client().defragment())
-        .await
-        .expect("defragment");
-}
-
-async fn count_keys(raw: &Client, prefix: &str) -> i64 {
-    let mut kv = raw.kv_client();
-    let options = GetOptions::new().with_prefix().with_count_only();
-    bounded(&format!("count {prefix}"), kv.get(prefix, Some(options)))
-        .await
-        .unwrap_or_else(|e| panic!("count {prefix}: {e}"))
-        .count()
-}
-
-async fn current_revision(raw: &Client) -> i64 {
-    let mut kv = raw.kv_client();
-    let options = GetOptions::new().with_count_only();
-    bounded("read the current revision", kv.get("/", Some(options)))
-        .await
-        .expect("read the current revision")
-        .header()
-        .map_or(0, |h| h.revision())
-}
-
 /// A watch of `prefix` from the next revision, created before it returns.
 async fn watch_prefix(raw: &Client, prefix: &str) -> WatchStream {
     let from = current_revision(raw).await + 1;
@@ -649,7 +401,7 @@ async fn visor_scale_up(
             "timed out after {limit:?} waiting until all {count} start tickets exist: \
              {seen} appeared ({:.0}/s); controller log: {}",
             seen as f64 / started.elapsed().as_secs_f64(),
-            controller.log.display()
+            controller.log().display()
         );
         let wait = deadline.min(report).saturating_duration_since(now);
         let what = format!("{count} start tickets exist");
@@ -698,7 +450,7 @@ async fn idle_latency(
         assert!(
             quiet.is_some(),
             "the controller did not go quiet within 60s between idle scale changes; see {}",
-            controller.log.display()
+            controller.log().display()
         );
 
         let key = format!("{raw_prefix}{i:04}");
@@ -722,7 +474,7 @@ async fn idle_latency(
             .expect("scale the small app");
         let what = format!(
             "the start ticket for replica {i} of the small app exists (controller log: {})",
-            controller.log.display()
+            controller.log().display()
         );
         'visor: loop {
             for event in next_events(&mut tickets, limit, &what).await {
@@ -919,7 +671,7 @@ async fn scale_up_case(
     if leadership_lost > 0 {
         println!(
             "  the controller lost its leadership {leadership_lost} time(s) during the scale-up; see {}",
-            controller.log.display()
+            controller.log().display()
         );
     }
     match quiet_after {

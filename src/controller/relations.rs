@@ -174,17 +174,27 @@ pub async fn reconcile(
         .into_iter()
         .map(|s| (s.name().to_owned(), s.mod_revision))
         .collect();
-    let stored: BTreeMap<String, Versioned<RelationState>> = caches
-        .states
-        .indexed(&STATES_BY_RELATION, relation.as_str())
-        .into_iter()
-        .map(|s| (s.name().to_owned(), s))
-        .collect();
+    // Hooks first, then states at least as new: an acknowledgement deletes
+    // the hook and writes the state in one transaction, so a hook gone from
+    // the snapshot always has its state write in the states snapshot. (The
+    // other skew, a state ahead of its still-cached hook, is harmless: the
+    // unit is left idle until the hook's deletion queues the relation again.)
     let outstanding: BTreeMap<String, HookInfo> = caches
         .hooks
         .indexed(&HOOKS_BY_RELATION, relation.as_str())
         .into_iter()
         .filter_map(|h| Some((h.key.rsplit('/').nth(1)?.to_owned(), h.value)))
+        .collect();
+    let hooks_at = caches.hooks.revision();
+    match tokio::time::timeout(CATCH_UP_TIMEOUT, caches.states.wait_for_revision(hooks_at)).await {
+        Ok(true) => {}
+        _ => return Err(ReconcileError::Behind(hooks_at)),
+    }
+    let stored: BTreeMap<String, Versioned<RelationState>> = caches
+        .states
+        .indexed(&STATES_BY_RELATION, relation.as_str())
+        .into_iter()
+        .map(|s| (s.name().to_owned(), s))
         .collect();
     let participants: BTreeSet<String> = members
         .keys()
