@@ -165,3 +165,42 @@ async fn survives_etcd_restart_and_converges_after_compaction() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_quiet_cache_waited_on_reaches_a_revision_written_elsewhere_and_only_then() {
+    common::within(LIMIT, "a wait for a revision never resolves", async {
+        let t = common::TestRegistry::start().await;
+        let shutdown = CancellationToken::new();
+        let (reader, _changes) = apps_cache(&t, &prometheus::Registry::new(), &shutdown);
+        t.visor
+            .register_app("web", fixtures::app("git://web"))
+            .await
+            .expect("app");
+        sees(&reader, &["web"], "the cache lists web").await;
+
+        // A write outside the prefix: the watch says nothing of it, yet a
+        // reader waiting for its revision is answered (the prefix is quiet).
+        let elsewhere = t
+            .visor
+            .register_rev("web", "v1", fixtures::revision("https://a"))
+            .await
+            .expect("rev")
+            .mod_revision;
+        assert!(reader.wait_for_revision(elsewhere).await);
+        assert!(reader.revision() >= elsewhere);
+        assert_eq!(names(&reader), ["web"]);
+
+        // A change in the prefix is never jumped over: once the cache is at
+        // its revision, it shows it.
+        let added = t
+            .visor
+            .register_app("api", fixtures::app("git://api"))
+            .await
+            .expect("app")
+            .mod_revision;
+        assert!(reader.wait_for_revision(added).await);
+        assert_eq!(names(&reader), ["api", "web"]);
+        shutdown.cancel();
+    })
+    .await;
+}

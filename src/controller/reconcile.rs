@@ -161,7 +161,21 @@ pub async fn liveness(ctx: Arc<Context>) -> Result<Action, ReconcileError> {
         .hosts_alive
         .set(i64::try_from(live.len()).unwrap_or(i64::MAX));
     // A host is only known dead at the hosts cache's revision: an instance
-    // written later may name a host this cache has not seen yet.
+    // written later may name a host this cache has not seen yet. So the
+    // hosts cache is brought up to what the instance and ticket caches show.
+    let observed = ctx
+        .caches
+        .instances
+        .revision()
+        .max(ctx.caches.tickets.revision());
+    let hosts_caught_up = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        ctx.caches.hosts.wait_for_revision(observed),
+    )
+    .await;
+    if !matches!(hosts_caught_up, Ok(true)) {
+        return Err(ReconcileError::Behind(observed));
+    }
     let hosts_at = ctx.caches.hosts.revision();
     let settled: Vec<(Name, visor_controllers::Instance)> = ctx
         .caches

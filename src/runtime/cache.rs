@@ -14,7 +14,7 @@
 
 mod index;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -32,6 +32,9 @@ use index::Indexes;
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
 /// How long a progress request may go unanswered before the watch counts as dead.
 const PROGRESS_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a reader waiting for a revision lets the watch deliver it
+/// before asking the cache to check that its prefix is quiet.
+const EVENTS_GRACE: Duration = Duration::from_millis(20);
 /// How long a watch must run without trouble before its backoff starts over.
 const HEALTHY_PERIOD: Duration = Duration::from_secs(30);
 
@@ -60,6 +63,9 @@ enum Phase {
 struct Snapshot<T> {
     revision: i64,
     objects: BTreeMap<String, Versioned<T>>,
+    /// Keys under the prefix that hold no object (malformed values, keys
+    /// that fit no object): with `objects`, every key the prefix holds.
+    unlisted: BTreeSet<String>,
     indexes: Indexes<T>,
 }
 
@@ -68,18 +74,26 @@ impl<T> Snapshot<T> {
         Self {
             revision,
             objects: BTreeMap::new(),
+            unlisted: BTreeSet::new(),
             indexes: Indexes::new(indexes),
         }
     }
 
     /// Replaces every object, as of `revision`.
-    fn replace(&mut self, revision: i64, objects: BTreeMap<String, Versioned<T>>) {
+    fn replace(
+        &mut self,
+        revision: i64,
+        objects: BTreeMap<String, Versioned<T>>,
+        unlisted: BTreeSet<String>,
+    ) {
         self.indexes.rebuild(&objects);
         self.objects = objects;
+        self.unlisted = unlisted;
         self.revision = revision;
     }
 
     fn upsert(&mut self, item: Versioned<T>) {
+        self.unlisted.remove(&item.key);
         if let Some(old) = self.objects.get(&item.key) {
             self.indexes.remove(old);
         }
@@ -87,10 +101,16 @@ impl<T> Snapshot<T> {
         self.objects.insert(item.key.clone(), item);
     }
 
-    fn remove(&mut self, key: &str) {
+    /// Drops the object at `key`; `still_there` when the key exists but
+    /// holds no object (a malformed value).
+    fn remove(&mut self, key: &str, still_there: bool) {
         if let Some(old) = self.objects.remove(key) {
             self.indexes.remove(&old);
         }
+        match still_there {
+            true => self.unlisted.insert(key.to_owned()),
+            false => self.unlisted.remove(key),
+        };
     }
 }
 
@@ -100,8 +120,8 @@ pub struct CacheReader<T> {
     snapshot: Arc<RwLock<Snapshot<T>>>,
     /// `None` until the first listing is in, then the revision reached.
     progress: watch::Receiver<Option<i64>>,
-    /// Asks the watch for a progress notification: a cache is only told of
-    /// revisions beyond its own prefix's last change when it asks.
+    /// Asks the cache to confirm its prefix is quiet up to the store's
+    /// revision: a watch only reports revisions its prefix changed at.
     wanted: Arc<tokio::sync::Notify>,
 }
 
@@ -185,13 +205,14 @@ impl<T: Clone> CacheReader<T> {
     /// cache task is gone first.
     pub async fn wait_for_revision(&self, revision: i64) -> bool {
         let reached = |r: &Option<i64>| r.is_some_and(|r| r >= revision);
-        if !reached(&self.progress.borrow()) {
-            // Writes elsewhere advance the store, not this prefix: without a
-            // progress notification the cache would learn of them only at
-            // its next periodic check.
-            self.wanted.notify_one();
-        }
         let mut progress = self.progress.clone();
+        // Usually the events are on their way: give them a moment first.
+        if let Ok(outcome) = tokio::time::timeout(EVENTS_GRACE, progress.wait_for(reached)).await {
+            return outcome.is_ok();
+        }
+        // Writes elsewhere advance the store, not this prefix: ask the cache
+        // to check whether its prefix is unchanged up to the store's revision.
+        self.wanted.notify_one();
         progress.wait_for(reached).await.is_ok()
     }
 
@@ -359,7 +380,8 @@ impl<T: Codec + Clone + Send + Sync + 'static> Cache<T> {
             .into_iter()
             .map(|item| (item.key.clone(), item))
             .collect();
-        self.write().replace(listing.revision, objects);
+        let unlisted = listing.skipped.iter().map(|m| m.key.clone()).collect();
+        self.write().replace(listing.revision, objects, unlisted);
         self.progress.send_replace(Some(listing.revision));
         let _ = self.changes.send(Change::Relisted);
         Ok(listing.revision)
@@ -392,7 +414,9 @@ impl<T: Codec + Clone + Send + Sync + 'static> Cache<T> {
                 }
                 () = self.wanted.notified() => {
                     // A reader waits for a revision this prefix has not seen.
-                    let _ = stream.request_progress().await;
+                    if let Err(error) = self.confirm_quiet().await {
+                        tracing::debug!(cache = self.label(), %error, "cannot check whether the prefix is quiet");
+                    }
                     continue;
                 }
             };
@@ -461,21 +485,66 @@ impl<T: Codec + Clone + Send + Sync + 'static> Cache<T> {
                         Change::Upserted(key)
                     }
                     None => {
-                        snapshot.remove(&key);
+                        snapshot.remove(&key, event.event_type() == EventType::Put);
                         Change::Deleted(key)
                     }
                 };
                 let _ = self.changes.send(change);
                 next = next.max(kv.mod_revision() + 1);
             }
-            // Progress notifications carry the revision the store has reached.
-            let header_revision = response.header().map_or(0, |h| h.revision());
+            // A response's header carries the revision the watch has caught up
+            // to — except a requested progress notification (watch id -1):
+            // before etcd 3.4.24 it is not ordered with the events still on
+            // their way (etcd-io/etcd#15220), so its revision may be ahead of
+            // them. It proves the stream alive, nothing more.
+            let requested_progress = response.watch_id() == -1 && response.events().is_empty();
+            let header_revision = match requested_progress {
+                true => 0,
+                false => response.header().map_or(0, |h| h.revision()),
+            };
             snapshot.revision = snapshot.revision.max(header_revision).max(next - 1);
             let reached = snapshot.revision;
             drop(snapshot);
             // Readers waiting for a revision wake once the snapshot shows it.
             self.progress.send_replace(Some(reached));
         }
+    }
+
+    /// Advances the cache to the store's revision if its prefix has not
+    /// changed since the cache's own revision: the prefix holds as many keys
+    /// as the cache knows, and none was written after the cache's revision
+    /// (any creation or update would be, and a deletion alone lowers the
+    /// count). One small read: the newest key by mod revision, with the
+    /// prefix's key count.
+    async fn confirm_quiet(&self) -> Result<(), Error> {
+        let options = etcd_client::GetOptions::new()
+            .with_prefix()
+            .with_keys_only()
+            .with_limit(1)
+            .with_sort(
+                etcd_client::SortTarget::Mod,
+                etcd_client::SortOrder::Descend,
+            );
+        let mut kv = self.registry.etcd().kv_client();
+        let read = self
+            .registry
+            .call("get", kv.get(self.prefix.as_str(), Some(options)))
+            .await?;
+        let at = read.header().map_or(0, |h| h.revision());
+        let newest = read
+            .kvs()
+            .first()
+            .map_or(0, etcd_client::KeyValue::mod_revision);
+        let mut snapshot = self.write();
+        let keys = snapshot.objects.len() + snapshot.unlisted.len();
+        let unchanged = usize::try_from(read.count()).is_ok_and(|count| count == keys)
+            && newest <= snapshot.revision;
+        if unchanged && at > snapshot.revision {
+            snapshot.revision = at;
+            drop(snapshot);
+            self.progress.send_replace(Some(at));
+        }
+        Ok(())
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Snapshot<T>> {
