@@ -52,16 +52,14 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use etcd_client::{
-    Client, Compare, CompareOp, EventType, PutOptions, Txn, TxnOp, WatchOptions, WatchStream,
-};
+use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp};
 use visor::Visor;
 use visor::model::{App, Host, Instance, Limits, Name, ProcType, Revision, Ticket, TicketOp};
 use visor::registry::{Lease, LocalEtcd, LocalEtcdOptions, RegistryConfig};
 
 use support::{
-    Controller, bounded, count_keys, cpu_seconds, current_revision, delete_prefix, etcd_pid,
-    memory_kib, wait_quiet,
+    Controller, bounded, count_keys, cpu_seconds, delete_prefix, etcd_pid, is_creation, memory_kib,
+    next_events, next_response, wait_leader_renewed, wait_quiet, watch_prefix,
 };
 
 /// Starts per controller transaction: 126 puts, the fence check makes 127 compares.
@@ -82,8 +80,6 @@ const SMALL: Group = Group {
 };
 /// Instances one host can take: more than N / hosts plus the small app.
 const HOST_CAPACITY: u32 = 1_000;
-/// A watch response can carry many revisions of events; don't cap it at tonic's 4 MiB.
-const WATCH_MESSAGE_LIMIT: usize = 1 << 30;
 /// How often a long scale-up reports how far it got.
 const PROGRESS_EVERY: Duration = Duration::from_secs(30);
 
@@ -301,59 +297,6 @@ async fn raw_batches(
         done += batch;
     }
     started.elapsed()
-}
-
-/// A watch of `prefix` from the next revision, created before it returns.
-async fn watch_prefix(raw: &Client, prefix: &str) -> WatchStream {
-    let from = current_revision(raw).await + 1;
-    let mut client = raw
-        .watch_client()
-        .max_decoding_message_size(WATCH_MESSAGE_LIMIT);
-    let options = WatchOptions::new().with_prefix().with_start_revision(from);
-    let mut stream = bounded(
-        &format!("watch {prefix}"),
-        client.watch(prefix, Some(options)),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("watch {prefix}: {e}"));
-    let created = next_events(&mut stream, Duration::from_secs(10), "the watch is created").await;
-    assert!(created.is_empty(), "a fresh watch starts with no events");
-    stream
-}
-
-/// The events of the next watch response; panics naming `what` after `limit`.
-async fn next_events(
-    stream: &mut WatchStream,
-    limit: Duration,
-    what: &str,
-) -> Vec<etcd_client::Event> {
-    next_response(stream, limit, what)
-        .await
-        .unwrap_or_else(|| panic!("timed out after {limit:?} waiting until {what}"))
-}
-
-/// The events of the next watch response, or None after `limit`; panics
-/// naming `what` if the watch fails.
-async fn next_response(
-    stream: &mut WatchStream,
-    limit: Duration,
-    what: &str,
-) -> Option<Vec<etcd_client::Event>> {
-    let response = tokio::time::timeout(limit, stream.message())
-        .await
-        .ok()?
-        .unwrap_or_else(|e| panic!("watch failed while waiting until {what}: {e}"))
-        .unwrap_or_else(|| panic!("watch ended while waiting until {what}"));
-    assert!(
-        !response.canceled() && response.compact_revision() == 0,
-        "watch cancelled while waiting until {what}: {}",
-        response.cancel_reason()
-    );
-    Some(response.events().to_vec())
-}
-
-fn is_creation(event: &etcd_client::Event) -> bool {
-    event.event_type() == EventType::Put && event.kv().is_some_and(|kv| kv.version() == 1)
 }
 
 // ---------------------------------------------------------------------------
@@ -643,9 +586,7 @@ async fn scale_up_case(
     let etcd_cpu_raw_guarded = cpu_seconds(etcd_pid) - cpu;
     println!("  raw guarded batches:        {:>8.3} s", secs(raw_guarded));
     delete_prefix(&raw, &raw_prefix).await;
-    // Defragmenting stalls etcd for a moment: let the leader renew its lease
-    // (every TTL / 3) before the measured phase.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    wait_leader_renewed(&raw, &visor.registry().keys().leader()).await;
 
     let losses = controller.leadership_losses();
     let (etcd_cpu, controller_cpu) = (cpu_seconds(etcd_pid), cpu_seconds(controller.pid()));

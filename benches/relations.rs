@@ -60,7 +60,7 @@ use visor::registry::{
 
 use support::{
     Controller, bounded, count_keys, cpu_seconds, current_revision, delete_prefix, etcd_pid,
-    machine_busy_seconds, memory_kib, wait_quiet,
+    machine_busy_seconds, memory_kib, wait_leader_renewed, wait_quiet,
 };
 
 /// The relation between the two apps.
@@ -817,9 +817,7 @@ async fn main() {
     let raw_other_cpu = (machine_busy_seconds() - busy) - (ours() - ours_cpu);
     println!("  raw hook life cycles:  {:>8.3} s", secs(raw_time));
     delete_prefix(&raw, &format!("{RAW_ROOT}/")).await;
-    // Defragmenting stalls etcd for a moment: let the leader renew its lease
-    // (every TTL / 3) before the measured phase.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    wait_leader_renewed(&raw, &visor.registry().keys().leader()).await;
 
     let handed = || {
         controller
