@@ -40,7 +40,9 @@ pub use notifications::{
     ServiceStatus, ServiceView, ServicesSnapshot, TrackedEndpoint, plan_services,
 };
 pub use placement::HostView;
-pub use relation::{Endpoint, InvalidRelation, Relation, Unit, UnitSettings, relation_members};
+pub use relation::{
+    Endpoint, InvalidRelation, Members, Relation, Unit, UnitSettings, relation_members,
+};
 pub use scale::{
     InstanceView, ScalePlan, ScaleSnapshot, Start, Stop, Unplaceable, holds_slot, plan_group,
     plan_scale,

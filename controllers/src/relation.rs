@@ -150,29 +150,61 @@ pub struct Unit {
     pub proc: Name,
 }
 
-/// For every unit in `relation`, its remote units, given every unit that
-/// could take part (running on a live host).
+/// Who takes part in a relation, by side. A unit's remote units are the
+/// other side's (a peer relation's only side is its own other side, less the
+/// unit itself). Held once per side rather than per unit: a relation of N
+/// and N units would otherwise copy 2N² names at every look.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Members {
+    sides: Vec<BTreeSet<Name>>,
+    /// Every member → the index of its side.
+    side_of: BTreeMap<Name, usize>,
+}
+
+impl Members {
+    /// The units in the relation, in name order.
+    pub fn units(&self) -> impl Iterator<Item = &Name> {
+        self.side_of.keys()
+    }
+
+    /// Whether `unit` is in the relation.
+    pub fn contains(&self, unit: &Name) -> bool {
+        self.side_of.contains_key(unit)
+    }
+
+    /// How many units are in the relation.
+    pub fn len(&self) -> usize {
+        self.side_of.len()
+    }
+
+    /// Whether no unit is in the relation.
+    pub fn is_empty(&self) -> bool {
+        self.side_of.is_empty()
+    }
+
+    /// The remote units of `unit`, in name order; `None` if it is not in
+    /// the relation.
+    pub fn remotes<'a>(&'a self, unit: &'a Name) -> Option<impl Iterator<Item = &'a Name>> {
+        let side = *self.side_of.get(unit)?;
+        let remote = &self.sides[(side + 1) % self.sides.len()];
+        Some(remote.iter().filter(move |&other| other != unit))
+    }
+}
+
+/// Who takes part in `relation`, given every unit that could (running on a
+/// live host).
 pub fn relation_members<'u>(
     relation: &Relation,
     units: impl IntoIterator<Item = &'u Unit>,
-) -> BTreeMap<Name, BTreeSet<Name>> {
-    let mut sides: Vec<BTreeSet<&Name>> = vec![BTreeSet::new(); relation.endpoints.len()];
+) -> Members {
+    let mut members = Members {
+        sides: vec![BTreeSet::new(); relation.endpoints.len()],
+        side_of: BTreeMap::new(),
+    };
     for unit in units {
         if let Some(side) = relation.side_of(&unit.app, &unit.proc) {
-            sides[side].insert(&unit.id);
-        }
-    }
-    let mut members = BTreeMap::new();
-    for (side, units) in sides.iter().enumerate() {
-        // The other side; a peer relation's only side is its own other side.
-        let remote = &sides[(side + 1) % sides.len()];
-        for &unit in units {
-            let remotes = remote
-                .iter()
-                .filter(|&&other| other != unit)
-                .map(|&other| other.clone())
-                .collect();
-            members.insert(unit.clone(), remotes);
+            members.sides[side].insert(unit.id.clone());
+            members.side_of.insert(unit.id.clone(), side);
         }
     }
     members
@@ -201,6 +233,11 @@ mod tests {
 
     fn names(ids: &[&str]) -> BTreeSet<Name> {
         ids.iter().copied().map(name).collect()
+    }
+
+    fn remotes(members: &Members, unit: &str) -> Option<BTreeSet<Name>> {
+        let unit = name(unit);
+        Some(members.remotes(&unit)?.cloned().collect())
     }
 
     #[test]
@@ -255,9 +292,11 @@ mod tests {
         ];
         let members = relation_members(&relation, &units);
         assert_eq!(members.len(), 3, "{members:?}");
-        assert_eq!(members[&name("w1")], names(&["d1"]));
-        assert_eq!(members[&name("w2")], names(&["d1"]));
-        assert_eq!(members[&name("d1")], names(&["w1", "w2"]));
+        assert_eq!(remotes(&members, "w1"), Some(names(&["d1"])));
+        assert_eq!(remotes(&members, "w2"), Some(names(&["d1"])));
+        assert_eq!(remotes(&members, "d1"), Some(names(&["w1", "w2"])));
+        assert_eq!(remotes(&members, "d2"), None, "d2's proc is not in it");
+        assert!(!members.contains(&name("x1")));
     }
 
     #[test]
@@ -270,10 +309,10 @@ mod tests {
             unit("c", "db", "x"),
         ];
         let members = relation_members(&relation, &units);
-        assert_eq!(members[&name("a")], names(&["b", "c"]));
-        assert_eq!(members[&name("c")], names(&["a", "b"]));
+        assert_eq!(remotes(&members, "a"), Some(names(&["b", "c"])));
+        assert_eq!(remotes(&members, "c"), Some(names(&["a", "b"])));
         let alone = relation_members(&relation, &units[..1]);
-        assert_eq!(alone[&name("a")], names(&[]));
+        assert_eq!(remotes(&alone, "a"), Some(names(&[])));
     }
 
     #[test]

@@ -17,7 +17,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use visor_controllers::{
-    HookInfo, Name, RelationHooks, RelationState, Unit, UnitAction, UnitView, relation_members,
+    HookInfo, Members, Name, RelationHooks, RelationState, Unit, UnitAction, UnitView,
+    relation_members,
 };
 
 use super::caches::{
@@ -154,19 +155,23 @@ pub async fn reconcile(
             let units: Vec<Unit> = registered
                 .value
                 .apps()
-                .flat_map(|app| caches.instances.indexed(&RUNNING_BY_APP, app.as_str()))
+                .flat_map(|app| {
+                    caches
+                        .instances
+                        .indexed_shared(&RUNNING_BY_APP, app.as_str())
+                })
                 .filter(|i| i.value.host.as_ref().is_some_and(|h| live.contains(h)))
                 .filter_map(|i| {
                     Some(Unit {
                         id: Name::parse("unit", i.name()).ok()?,
-                        app: i.value.app,
-                        proc: i.value.proc,
+                        app: i.value.app.clone(),
+                        proc: i.value.proc.clone(),
                     })
                 })
                 .collect();
             relation_members(&registered.value, &units)
         }
-        None => BTreeMap::new(),
+        None => Members::default(),
     };
     let versions: BTreeMap<String, i64> = caches
         .settings
@@ -179,7 +184,7 @@ pub async fn reconcile(
     // the snapshot always has its state write in the states snapshot. (The
     // other skew, a state ahead of its still-cached hook, is harmless: the
     // unit is left idle until the hook's deletion queues the relation again.)
-    let outstanding: BTreeMap<String, HookInfo> = caches
+    let mut outstanding: BTreeMap<String, HookInfo> = caches
         .hooks
         .indexed(&HOOKS_BY_RELATION, relation.as_str())
         .into_iter()
@@ -190,14 +195,14 @@ pub async fn reconcile(
         Ok(true) => {}
         _ => return Err(ReconcileError::Behind(hooks_at)),
     }
-    let stored: BTreeMap<String, Versioned<RelationState>> = caches
+    let stored: BTreeMap<String, Arc<Versioned<RelationState>>> = caches
         .states
-        .indexed(&STATES_BY_RELATION, relation.as_str())
+        .indexed_shared(&STATES_BY_RELATION, relation.as_str())
         .into_iter()
         .map(|s| (s.name().to_owned(), s))
         .collect();
     let participants: BTreeSet<String> = members
-        .keys()
+        .units()
         .map(ToString::to_string)
         .chain(stored.keys().cloned())
         .chain(outstanding.keys().cloned())
@@ -216,24 +221,29 @@ pub async fn reconcile(
             let Ok(unit_name) = Name::parse("unit", unit) else {
                 continue;
             };
+            let can_run_hooks = caches
+                .instances
+                .get_shared(&keys.instance(&unit_name))
+                .is_some_and(|i| !i.value.state.is_terminal());
+            if can_run_hooks && outstanding.contains_key(unit) && members.contains(&unit_name) {
+                // Nothing is handed while a hook is outstanding, and a step
+                // not taken is a step taken later: the unit's source catches
+                // up on whatever changed at its next step. Skipping it keeps
+                // a reconcile proportional to the units that can move.
+                continue;
+            }
             let view = UnitView {
-                members: members.get(&unit_name).map(|remotes| {
+                members: members.remotes(&unit_name).map(|remotes| {
                     remotes
-                        .iter()
-                        .map(|r| {
-                            (
-                                r.to_string(),
-                                versions.get(r.as_str()).copied().unwrap_or(0),
-                            )
+                        .map(|remote| {
+                            let version = versions.get(remote.as_str()).copied().unwrap_or(0);
+                            (remote.to_string(), version)
                         })
                         .collect()
                 }),
-                can_run_hooks: caches
-                    .instances
-                    .get(&keys.instance(&unit_name))
-                    .is_some_and(|i| !i.value.state.is_terminal()),
-                stored: stored.get(unit).map(|s| s.value.clone()),
-                outstanding: outstanding.get(unit).cloned(),
+                can_run_hooks,
+                stored: stored.get(unit).map(|s| &s.value),
+                outstanding: outstanding.remove(unit),
             };
             let (unit, relation) = (unit_name, relation.clone());
             match driver.step(unit.as_str(), view) {

@@ -62,7 +62,9 @@ enum Phase {
 #[derive(Debug)]
 struct Snapshot<T> {
     revision: i64,
-    objects: BTreeMap<String, Versioned<T>>,
+    /// Shared, so a reader that only looks need not copy (a relation's
+    /// states hold a hundred members each).
+    objects: BTreeMap<String, Arc<Versioned<T>>>,
     /// Keys under the prefix that hold no object (malformed values, keys
     /// that fit no object): with `objects`, every key the prefix holds.
     unlisted: BTreeSet<String>,
@@ -86,8 +88,11 @@ impl<T> Snapshot<T> {
         objects: BTreeMap<String, Versioned<T>>,
         unlisted: BTreeSet<String>,
     ) {
-        self.indexes.rebuild(&objects);
-        self.objects = objects;
+        self.indexes.rebuild(objects.values());
+        self.objects = objects
+            .into_iter()
+            .map(|(key, object)| (key, Arc::new(object)))
+            .collect();
         self.unlisted = unlisted;
         self.revision = revision;
     }
@@ -98,7 +103,7 @@ impl<T> Snapshot<T> {
             self.indexes.remove(old);
         }
         self.indexes.insert(&item);
-        self.objects.insert(item.key.clone(), item);
+        self.objects.insert(item.key.clone(), Arc::new(item));
     }
 
     /// Drops the object at `key`; `still_there` when the key exists but
@@ -141,17 +146,38 @@ impl<T: Clone> CacheReader<T> {
         let snapshot = self.read();
         (
             snapshot.revision,
-            snapshot.objects.values().cloned().collect(),
+            snapshot
+                .objects
+                .values()
+                .map(|object| Versioned::clone(object))
+                .collect(),
         )
     }
 
     /// The object at `key`, if cached.
     pub fn get(&self, key: &str) -> Option<Versioned<T>> {
+        self.read()
+            .objects
+            .get(key)
+            .map(|object| Versioned::clone(object))
+    }
+
+    /// [`get`](Self::get) without copying the object.
+    pub fn get_shared(&self, key: &str) -> Option<Arc<Versioned<T>>> {
         self.read().objects.get(key).cloned()
     }
 
     /// The objects `index` files under `value`, in key order.
     pub fn indexed(&self, index: &Index<T>, value: &str) -> Vec<Versioned<T>> {
+        self.indexed_shared(index, value)
+            .into_iter()
+            .map(Arc::unwrap_or_clone)
+            .collect()
+    }
+
+    /// [`indexed`](Self::indexed) without copying the objects: for readers
+    /// of large objects that only look at them.
+    pub fn indexed_shared(&self, index: &Index<T>, value: &str) -> Vec<Arc<Versioned<T>>> {
         let snapshot = self.read();
         let Some(keys) = snapshot.indexes.entries(index).and_then(|e| e.get(value)) else {
             return Vec::new();

@@ -15,6 +15,7 @@
 //! from it — so a source never drifts from what the unit acknowledged, and a
 //! new leader starting from the registry alone hands out the same hooks.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::dying::dying_source;
@@ -23,9 +24,11 @@ use super::live::{LiveSource, MembershipChange};
 use super::source::HookSource;
 use super::state::State;
 
-/// What the registry shows of one unit of a relation.
+/// What the registry shows of one unit of a relation. The acknowledged
+/// state is borrowed: a step looks at it, and copies it only to start a
+/// source from it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct UnitView {
+pub struct UnitView<'a> {
     /// `Some` while the unit is in the relation: its remote units and their
     /// settings versions. `None` once it left, or the relation is gone.
     pub members: Option<BTreeMap<String, i64>>,
@@ -33,7 +36,7 @@ pub struct UnitView {
     /// in a terminal state).
     pub can_run_hooks: bool,
     /// Its acknowledged state, if it entered the relation.
-    pub stored: Option<State>,
+    pub stored: Option<&'a State>,
     /// The hook it was handed and has not acknowledged yet.
     pub outstanding: Option<HookInfo>,
 }
@@ -61,8 +64,9 @@ pub enum UnitAction {
 #[derive(Debug, Clone)]
 struct UnitSource {
     source: LiveSource,
-    /// The remote units present at the last update.
-    present: BTreeSet<String>,
+    /// The remote units and versions fed at the last update: the next
+    /// update feeds only what differs from it.
+    fed: BTreeMap<String, i64>,
     /// The hook handed out and not yet seen acknowledged.
     handed: Option<HookInfo>,
 }
@@ -91,7 +95,7 @@ impl RelationHooks {
     /// Decides what to do for `unit`, given what the registry shows now.
     /// A [`UnitAction::Hand`] is taken to be carried out: the next step
     /// expects to see that hook outstanding or acknowledged.
-    pub fn step(&mut self, unit: &str, view: UnitView) -> UnitAction {
+    pub fn step(&mut self, unit: &str, view: UnitView<'_>) -> UnitAction {
         if !view.can_run_hooks {
             self.units.remove(unit);
             return match view.stored.is_some() || view.outstanding.is_some() {
@@ -100,10 +104,17 @@ impl RelationHooks {
             };
         }
         let entered = view.stored.is_some();
-        let mut stored = view
-            .stored
-            .unwrap_or_else(|| State::new(self.relation_id.as_str()));
-        stored.relation_id.clone_from(&self.relation_id);
+        // The state as this relation's: a stored one naming another
+        // relation id (written around Visor) is taken as this one's.
+        let stored = match view.stored {
+            Some(stored) if stored.relation_id == self.relation_id => Cow::Borrowed(stored),
+            Some(stored) => {
+                let mut stored = stored.clone();
+                stored.relation_id.clone_from(&self.relation_id);
+                Cow::Owned(stored)
+            }
+            None => Cow::Owned(State::new(self.relation_id.as_str())),
+        };
         let Some(members) = view.members else {
             // Leaving: the way out depends only on what was acknowledged.
             self.units.remove(unit);
@@ -170,7 +181,7 @@ impl RelationHooks {
             });
             let entry = UnitSource {
                 source,
-                present: members.keys().cloned().collect(),
+                fed: members.clone(),
                 handed: None,
             };
             self.units.insert(unit.to_owned(), entry);
@@ -180,18 +191,24 @@ impl RelationHooks {
             .units
             .get_mut(unit)
             .expect("invariant: the unit's source exists");
-        if in_sync {
-            let departed = entry
-                .present
+        if in_sync && entry.fed != *members {
+            // Only the difference: the source's line already holds every
+            // unit the unchanged part owes (each update and acknowledgement
+            // re-files the units it touches), so feeding those again would
+            // change nothing but the cost — O(members) per reconcile.
+            let changed = members
                 .iter()
+                .filter(|&(remote, version)| entry.fed.get(remote) != Some(version))
+                .map(|(remote, &version)| (remote.clone(), version))
+                .collect();
+            let departed = entry
+                .fed
+                .keys()
                 .filter(|remote| !members.contains_key(*remote))
                 .cloned()
                 .collect();
-            entry.source.update(MembershipChange {
-                changed: members.clone(),
-                departed,
-            });
-            entry.present = members.keys().cloned().collect();
+            entry.source.update(MembershipChange { changed, departed });
+            entry.fed.clone_from(members);
         }
         if let Some(hook) = outstanding {
             // Handed by us, or by a leader before us: its acknowledgement
@@ -211,15 +228,15 @@ mod tests {
         Some(pairs.iter().map(|&(u, v)| (u.to_owned(), v)).collect())
     }
 
-    fn view(
+    fn view<'a>(
         members: Option<BTreeMap<String, i64>>,
-        stored: Option<&State>,
+        stored: Option<&'a State>,
         outstanding: Option<&HookInfo>,
-    ) -> UnitView {
+    ) -> UnitView<'a> {
         UnitView {
             members,
             can_run_hooks: true,
-            stored: stored.cloned(),
+            stored,
             outstanding: outstanding.cloned(),
         }
     }
@@ -338,9 +355,10 @@ mod tests {
         );
         assert_eq!(stored, None, "broken removes the state");
 
+        let entered = State::new("r1");
         let gone = UnitView {
             can_run_hooks: false,
-            stored: Some(State::new("r1")),
+            stored: Some(&entered),
             ..UnitView::default()
         };
         assert_eq!(hooks.step("web-2", gone), UnitAction::Withdraw);

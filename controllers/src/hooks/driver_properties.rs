@@ -49,11 +49,11 @@ struct Registry {
 }
 
 impl Registry {
-    fn view(&self, in_relation: bool) -> UnitView {
+    fn view(&self, in_relation: bool) -> UnitView<'_> {
         UnitView {
             members: in_relation.then(|| self.members.clone()),
             can_run_hooks: true,
-            stored: self.stored.clone(),
+            stored: self.stored.as_ref(),
             outstanding: self.outstanding.clone(),
         }
     }

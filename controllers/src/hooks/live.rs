@@ -85,6 +85,9 @@ pub struct LiveSource {
     remotes: BTreeMap<String, Remote>,
     /// The units that owe a hook, each once, in line order.
     line: VecDeque<String>,
+    /// The units in `line`, always exactly: asking whether a unit is in line
+    /// is O(log n), which a source fed a hundred remotes at once needs.
+    queued: BTreeSet<String>,
     /// Whether the first (whole-membership) change arrived.
     started: bool,
 }
@@ -111,6 +114,7 @@ impl LiveSource {
             state,
             remotes,
             line: VecDeque::new(),
+            queued: BTreeSet::new(),
             started: false,
         }
     }
@@ -173,7 +177,7 @@ impl LiveSource {
                     present: false,
                 });
             }
-            self.line.retain(|queued| queued != unit);
+            self.unqueue(unit);
             self.touch(unit);
         }
         // At most one hook is outstanding, and it was just acknowledged: a
@@ -210,11 +214,21 @@ impl LiveSource {
     /// Puts `unit` at the back of the line if it owes a hook and is not in
     /// line yet, or out of the line if it owes none.
     fn touch(&mut self, unit: &str) {
-        let in_line = self.line.iter().any(|queued| queued == unit);
+        let in_line = self.queued.contains(unit);
         match self.owed(unit) {
-            Some(_) if !in_line => self.line.push_back(unit.to_owned()),
-            None if in_line => self.line.retain(|queued| queued != unit),
+            Some(_) if !in_line => {
+                self.line.push_back(unit.to_owned());
+                self.queued.insert(unit.to_owned());
+            }
+            None if in_line => self.unqueue(unit),
             _ => {}
+        }
+    }
+
+    /// Takes `unit` out of the line, if it is in it.
+    fn unqueue(&mut self, unit: &str) {
+        if self.queued.remove(unit) {
+            self.line.retain(|queued| queued != unit);
         }
     }
 }

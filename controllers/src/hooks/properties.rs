@@ -5,7 +5,10 @@
 //! the live source from the acknowledged state and the whole membership.
 //!
 //! Every hook is checked against Juju's guarantees when it is taken; after a
-//! final drain, the acknowledged state must be the membership.
+//! final drain, the acknowledged state must be the membership. A twin source
+//! told the whole membership at every change (departures included) must
+//! offer the same hook at every point: feeding a source only what changed,
+//! as the controller does, loses nothing.
 
 use std::collections::BTreeMap;
 
@@ -68,6 +71,8 @@ struct World {
     /// The latest version the source was told of each unit it knows.
     known: BTreeMap<String, i64>,
     source: LiveSource,
+    /// The twin fed the whole membership at every change.
+    whole: LiveSource,
     /// What the agent wrote when acknowledging.
     acknowledged: State,
     outstanding: Option<HookInfo>,
@@ -83,6 +88,7 @@ impl World {
             membership: BTreeMap::new(),
             revision: 0,
             known: BTreeMap::new(),
+            whole: source.clone(),
             source,
             acknowledged: State::new(REL),
             outstanding: None,
@@ -98,6 +104,7 @@ impl World {
                 if let Some(hook) = self.source.next() {
                     self.check_taken(&hook)?;
                     self.source.pop();
+                    self.whole.pop();
                     self.record(hook)?;
                 }
             }
@@ -112,6 +119,12 @@ impl World {
             Op::Restart => self.restart(),
         }
         prop_assert_eq!(self.source.state(), &self.acknowledged);
+        prop_assert_eq!(self.whole.state(), &self.acknowledged);
+        prop_assert_eq!(
+            self.whole.next(),
+            self.source.next(),
+            "fed whole vs fed changes"
+        );
         Ok(())
     }
 
@@ -146,11 +159,21 @@ impl World {
             }
         }
         self.source.update(change);
+        self.whole.update(MembershipChange {
+            changed: self.membership.clone(),
+            departed: before
+                .into_keys()
+                .filter(|unit| !self.membership.contains_key(unit))
+                .collect(),
+        });
     }
 
     fn ack(&mut self) -> Result<(), TestCaseError> {
         if let Some(hook) = self.outstanding.take() {
             self.source
+                .acknowledge(&hook)
+                .map_err(|error| TestCaseError::fail(error.to_string()))?;
+            self.whole
                 .acknowledge(&hook)
                 .map_err(|error| TestCaseError::fail(error.to_string()))?;
             self.record(hook)?;
@@ -178,6 +201,7 @@ impl World {
             changed: self.membership.clone(),
             ..MembershipChange::default()
         });
+        self.whole = self.source.clone();
     }
 
     /// Juju's guarantees, for a hook about to be handed to the unit.

@@ -228,14 +228,15 @@ impl Visor {
         let (unit, relation) = (name("unit", unit)?, name("relation", relation)?);
         let hook_key = self.keys().hook(&unit, &relation);
         let state_key = self.keys().relation_state(&relation, &unit);
-        let hook: Versioned<HookInfo> = self
+        // One round trip for both, at one revision.
+        let (hook, stored) = self
             .registry
-            .get_object(hook_ref(&unit, &relation), &hook_key)
+            .find_two::<HookInfo, RelationState>(
+                (Kind::Hook, &hook_key),
+                (Kind::RelationState, &state_key),
+            )
             .await?;
-        let (stored, _) = self
-            .registry
-            .find_object::<RelationState>(Kind::RelationState, &state_key)
-            .await?;
+        let hook = hook.ok_or_else(|| Error::NotFound(hook_ref(&unit, &relation)))?;
         let expected = Expected::Current(stored.as_ref().map(|s| s.mod_revision));
         let mut state = stored
             .map(|s| s.value)

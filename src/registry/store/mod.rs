@@ -11,7 +11,7 @@ pub(crate) use write::{Cascade, Delete, Expected, Requires, Write};
 
 use std::fmt;
 
-use etcd_client::{GetOptions, KeyValue};
+use etcd_client::{GetOptions, KeyValue, Txn, TxnOp, TxnOpResponse};
 use visor_controllers::{
     App, HookInfo, Host, Instance, Notification, ProcType, Relation, RelationState, Revision,
     Scale, SchemaVersion, Sequence, ServiceDef, ServiceEndpoint, ServiceStatus, Ticket,
@@ -252,6 +252,27 @@ impl Registry {
             Some(kv) => Ok((Some(decode(kind, kv, revision)?), revision)),
             None => Ok((None, revision)),
         }
+    }
+
+    /// Reads two objects, each if present, at one revision and in one round
+    /// trip (a read-only transaction of two gets).
+    pub(crate) async fn find_two<A: Codec, B: Codec>(
+        &self,
+        (kind_a, key_a): (Kind, &str),
+        (kind_b, key_b): (Kind, &str),
+    ) -> Result<(Option<Versioned<A>>, Option<Versioned<B>>)> {
+        let mut kv = self.etcd().kv_client();
+        let reads = Txn::new().and_then([TxnOp::get(key_a, None), TxnOp::get(key_b, None)]);
+        let response = self.call("get", kv.txn(reads)).await?;
+        let revision = response.header().map_or(0, |h| h.revision());
+        let mut found = response.op_responses().into_iter().map(|op| match op {
+            TxnOpResponse::Get(get) => get.kvs().first().cloned(),
+            _ => None,
+        });
+        let (a, b) = (found.next().flatten(), found.next().flatten());
+        let a = a.map(|kv| decode(kind_a, &kv, revision)).transpose()?;
+        let b = b.map(|kv| decode(kind_b, &kv, revision)).transpose()?;
+        Ok((a, b))
     }
 
     /// The precondition "the key is as it is now" (absent, or at its current mod

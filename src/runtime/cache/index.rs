@@ -10,7 +10,7 @@
 //! Invariant: an index always agrees with the objects of its snapshot; it is
 //! updated under the same lock, in the same step as the objects.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 
 use crate::registry::Versioned;
@@ -67,11 +67,14 @@ impl<T> Indexes<T> {
     }
 
     /// Drops every entry and indexes `objects` afresh (after a relist).
-    pub(super) fn rebuild(&mut self, objects: &BTreeMap<String, Versioned<T>>) {
+    pub(super) fn rebuild<'a>(&mut self, objects: impl IntoIterator<Item = &'a Versioned<T>>)
+    where
+        T: 'a,
+    {
         for (_, entries) in &mut self.indexes {
             entries.clear();
         }
-        for object in objects.values() {
+        for object in objects {
             self.insert(object);
         }
     }
@@ -162,9 +165,7 @@ mod tests {
     fn a_rebuild_forgets_what_the_new_objects_do_not_have() {
         let mut indexes = Indexes::new(&[PARITY]);
         indexes.insert(&object("gone", 1));
-        let fresh: BTreeMap<String, Versioned<u32>> =
-            [("x".to_string(), object("x", 3))].into_iter().collect();
-        indexes.rebuild(&fresh);
+        indexes.rebuild(&[object("x", 3)]);
         assert_eq!(keys(&indexes, &PARITY, "1"), ["x"]);
     }
 }
