@@ -520,9 +520,10 @@ impl<T: Codec + Clone + Send + Sync + 'static> Cache<T> {
             }
             // A response's header carries the revision the watch has caught up
             // to — except a requested progress notification (watch id -1):
-            // before etcd 3.4.24 it is not ordered with the events still on
-            // their way (etcd-io/etcd#15220), so its revision may be ahead of
-            // them. It proves the stream alive, nothing more.
+            // before etcd 3.4.25 and 3.5.8 (etcd-io/etcd#15697) it is not
+            // ordered with the events still on their way (etcd-io/etcd#15220),
+            // so its revision may be ahead of them. It proves the stream
+            // alive, nothing more.
             let requested_progress = response.watch_id() == -1 && response.events().is_empty();
             let header_revision = match requested_progress {
                 true => 0,
