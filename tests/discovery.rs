@@ -143,13 +143,13 @@ async fn queries_see_live_endpoints_and_build_public_and_private_urls() {
         // Only the first offers https; credentials go into the URL.
         assert_eq!(
             service.url("https").expect("https url"),
-            "https://admin:secret@api1.example.com:443"
+            "https://admin:secret@api1.example.com/"
         );
         let private = service.private_url("http").expect("private url");
         assert!(
             [
-                "http://admin:secret@10.0.0.1:8080",
-                "http://api2.example.com:81"
+                "http://admin:secret@10.0.0.1:8080/",
+                "http://api2.example.com:81/"
             ]
             .contains(&private.as_str()),
             "{private}"
@@ -157,8 +157,8 @@ async fn queries_see_live_endpoints_and_build_public_and_private_urls() {
         let public = service.url("http").expect("public url");
         assert!(
             [
-                "http://admin:secret@api1.example.com:80",
-                "http://api2.example.com:81"
+                "http://admin:secret@api1.example.com/",
+                "http://api2.example.com:81/"
             ]
             .contains(&public.as_str()),
             "{public}"

@@ -165,6 +165,12 @@ impl ServiceEndpoint {
     /// `scheme://[user:password@]host:port`, on the public address, or the
     /// private one when `private` (falling back to the public hostname and
     /// ports for documents written without them).
+    ///
+    /// Built by the `url` crate, so user and password are percent-encoded
+    /// and an IPv6 address is bracketed; serialized as the WHATWG URL
+    /// standard has it (a scheme's default port is left out, and `http` and
+    /// `https` URLs end in `/`). A document not validated at registration
+    /// whose port or hostname no URL can hold has no port for `scheme`.
     pub fn url(&self, scheme: &str, private: bool) -> Result<String, UnknownScheme> {
         let (hostname, ports, which) = match private {
             true => (
@@ -177,23 +183,50 @@ impl ServiceEndpoint {
             ),
             false => (self.hostname.as_str(), &self.ports, "public"),
         };
-        let port = ports.get(scheme).ok_or_else(|| UnknownScheme {
+        let unknown = || UnknownScheme {
             scheme: scheme.to_owned(),
             which,
-        })?;
-        Ok(match self.user.is_empty() {
-            true => format!("{scheme}://{hostname}:{port}"),
-            false => format!(
-                "{scheme}://{}:{}@{hostname}:{port}",
-                self.user, self.password
-            ),
-        })
+        };
+        let port = ports.get(scheme).ok_or_else(unknown)?;
+        let port = port.parse::<u16>().map_err(|_| unknown())?;
+        let (user, password) = match self.user.is_empty() {
+            true => (None, None),
+            false => (Some(self.user.as_str()), Some(self.password.as_str())),
+        };
+        build_url(scheme, hostname, port, user, password)
+            .map(String::from)
+            .ok_or_else(unknown)
     }
 
     /// Whether it has a port for `scheme` on the public (or private) address.
     pub fn offers(&self, scheme: &str, private: bool) -> bool {
         self.url(scheme, private).is_ok()
     }
+}
+
+/// `scheme://user:password@host:port`, or `None` when the parts make no URL.
+fn build_url(
+    scheme: &str,
+    hostname: &str,
+    port: u16,
+    user: Option<&str>,
+    password: Option<&str>,
+) -> Option<url::Url> {
+    // An IPv6 address is a host only in brackets.
+    let host = match hostname.parse::<std::net::Ipv6Addr>() {
+        Ok(ip) => format!("[{ip}]"),
+        Err(_) => hostname.to_owned(),
+    };
+    let mut url = url::Url::parse(&format!("{scheme}://{host}")).ok()?;
+    if url.host_str().is_none_or(str::is_empty) {
+        return None;
+    }
+    url.set_port(Some(port)).ok()?;
+    if let Some(user) = user {
+        url.set_username(user).ok()?;
+        url.set_password(password).ok()?;
+    }
+    Some(url)
 }
 
 fn non_empty<'a>(value: &'a str, fallback: &'a str) -> &'a str {

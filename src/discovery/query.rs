@@ -103,7 +103,9 @@ impl Service {
     }
 
     /// `scheme://[user:password@]hostname:port` of a random live endpoint
-    /// that has a public port for `scheme`.
+    /// that has a public port for `scheme`, built as
+    /// [`ServiceEndpoint::url`] builds it (credentials percent-encoded, IPv6
+    /// hosts bracketed, a default port left out).
     pub fn url(&self, scheme: &str) -> Result<String> {
         self.url_on(scheme, false)
     }

@@ -84,16 +84,16 @@ fn bad_documents_are_refused_naming_the_field() {
 
 #[test]
 fn urls_carry_credentials_and_pick_the_address() {
-    let mut e = endpoint(&[("http", "80"), ("https", "443")]);
+    let mut e = endpoint(&[("http", "80"), ("https", "8443")]);
     e.private_hostname = "10.0.0.1".into();
     e.private_ports.insert("http".into(), "8080".into());
-    assert_eq!(e.url("http", false), Ok("http://db1.example.com:80".into()));
-    assert_eq!(e.url("http", true), Ok("http://10.0.0.1:8080".into()));
+    assert_eq!(e.url("http", false), Ok("http://db1.example.com/".into()));
+    assert_eq!(e.url("http", true), Ok("http://10.0.0.1:8080/".into()));
     e.user = "admin".into();
     e.password = "secret".into();
     assert_eq!(
         e.url("https", false),
-        Ok("https://admin:secret@db1.example.com:443".into())
+        Ok("https://admin:secret@db1.example.com:8443/".into())
     );
     assert_eq!(
         e.url("https", true),
@@ -109,10 +109,26 @@ fn urls_carry_credentials_and_pick_the_address() {
     );
     // Documents written without a private address use the public one.
     let bare = endpoint(&[("http", "80")]);
+    assert_eq!(bare.url("http", true), Ok("http://db1.example.com/".into()));
+}
+
+#[test]
+fn urls_encode_credentials_and_bracket_ipv6_hosts() {
+    let mut e = endpoint(&[("postgres", "5432"), ("http", "8080")]);
+    e.hostname = "::1".into();
+    e.user = "app user".into();
+    e.password = "p@ss:w/rd#1".into();
     assert_eq!(
-        bare.url("http", true),
-        Ok("http://db1.example.com:80".into())
+        e.url("postgres", false),
+        Ok("postgres://app%20user:p%40ss%3Aw%2Frd%231@[::1]:5432".into())
     );
+    e.user.clear();
+    assert_eq!(e.url("http", false), Ok("http://[::1]:8080/".into()));
+    // What is written unvalidated and makes no URL offers no port.
+    e.ports.insert("http".into(), "http".into());
+    assert!(!e.offers("http", false));
+    e.hostname = "bad host".into();
+    assert!(!e.offers("postgres", false));
 }
 
 fn seen(created: i64, live: bool) -> Option<EndpointSeen> {
