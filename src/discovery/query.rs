@@ -36,7 +36,7 @@ pub async fn get(visor: &Visor, service: &str) -> Result<Service> {
     let listing = registry
         .list_objects::<ServiceEndpoint>(Kind::Endpoint, &keys.endpoints(&name))
         .await?;
-    let mut kv = registry.etcd().kv_client();
+    let mut kv = registry.kv_client();
     let options = GetOptions::new().with_revision(listing.revision);
     let found = registry
         .call("get", kv.get(keys.service(&name), Some(options)))

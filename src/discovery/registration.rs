@@ -216,7 +216,7 @@ impl Registration {
         let txn = Txn::new()
             .when([Compare::version(key, CompareOp::Greater, 0)])
             .and_then([TxnOp::put(key, tombstone.encode(), None)]);
-        let mut kv = self.shared.registry.etcd().kv_client();
+        let mut kv = self.shared.registry.kv_client();
         self.shared.registry.call("write", kv.txn(txn)).await?;
         if let Some(lease) = state.lease.take() {
             lease.revoke().await?;
@@ -285,7 +285,7 @@ impl Shared {
             Err(error) => return Err(error.into()),
         }
         let key = self.key.as_str();
-        let mut kv = self.registry.etcd().kv_client();
+        let mut kv = self.registry.kv_client();
         let options = GetOptions::new().with_keys_only();
         let found = self
             .registry
@@ -319,7 +319,7 @@ impl Shared {
         let mut every = tokio::time::interval((self.ttl / 3).max(Duration::from_millis(100)));
         loop {
             every.tick().await;
-            let mut kv = self.registry.etcd().kv_client();
+            let mut kv = self.registry.kv_client();
             let options = GetOptions::new().with_keys_only();
             let found = self
                 .registry

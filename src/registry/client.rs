@@ -6,13 +6,23 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
+use etcd_client::{
+    Certificate, Client, ConnectOptions, Identity, KvClient, TlsOptions, WatchClient,
+};
 use futures::future::join_all;
 
 use super::config::RegistryConfig;
 use super::error::{Error, Result};
 use super::fence::Fence;
 use super::keys::Keys;
+
+/// The largest response decoded, in bytes. etcd's server sends messages of up
+/// to `math.MaxInt32` bytes and its Go client accepts as much
+/// (`MaxCallRecvMsgSize`); gRPC's default of 4 MiB refused a listing page of
+/// five 1 MiB values, each within etcd's request limit. Listings bound their
+/// pages by size as well (`store::list_objects`), so this is a ceiling, not a
+/// working size.
+const MAX_RESPONSE_BYTES: usize = i32::MAX as usize;
 
 /// A connected registry: an etcd client plus the key layout under its root.
 ///
@@ -102,6 +112,22 @@ impl Registry {
     /// The underlying etcd client, for callers that need raw etcd (benchmarks, tests).
     pub fn etcd(&self) -> Client {
         self.client.clone()
+    }
+
+    /// A KV client that decodes any response etcd can send. Every key-value
+    /// read and write of Visor goes through one of these.
+    pub(crate) fn kv_client(&self) -> KvClient {
+        self.client
+            .kv_client()
+            .max_decoding_message_size(MAX_RESPONSE_BYTES)
+    }
+
+    /// A watch client that decodes any response etcd can send (one revision's
+    /// events, with their previous values, can be several MiB).
+    pub(crate) fn watch_client(&self) -> WatchClient {
+        self.client
+            .watch_client()
+            .max_decoding_message_size(MAX_RESPONSE_BYTES)
     }
 
     /// Runs one request, bounded by the request timeout, with typed errors.

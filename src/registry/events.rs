@@ -441,7 +441,7 @@ impl Visor {
         if from > 0 {
             options = options.with_start_revision(from);
         }
-        let mut client = registry.etcd().watch_client();
+        let mut client = registry.watch_client();
         let stream = registry
             .call("watch", client.watch(registry.keys().all(), Some(options)))
             .await?;

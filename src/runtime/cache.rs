@@ -419,7 +419,7 @@ impl<T: Codec + Clone + Send + Sync + 'static> Cache<T> {
             .with_prefix()
             .with_start_revision(from)
             .with_progress_notify();
-        let mut client = self.registry.etcd().watch_client();
+        let mut client = self.registry.watch_client();
         let mut stream = client
             .watch(self.prefix.as_str(), Some(options))
             .await
@@ -552,7 +552,7 @@ impl<T: Codec + Clone + Send + Sync + 'static> Cache<T> {
                 etcd_client::SortTarget::Mod,
                 etcd_client::SortOrder::Descend,
             );
-        let mut kv = self.registry.etcd().kv_client();
+        let mut kv = self.registry.kv_client();
         let read = self
             .registry
             .call("get", kv.get(self.prefix.as_str(), Some(options)))

@@ -185,7 +185,7 @@ enum KeyWatch {
 /// Checks that the key is still ours, then watches it from just after that
 /// read until it changes or the watch breaks.
 async fn watch_once(registry: &Registry, fence: &Fence) -> KeyWatch {
-    let mut kv = registry.etcd().kv_client();
+    let mut kv = registry.kv_client();
     let read = match registry
         .call("leader key get", kv.get(fence.key.as_str(), None))
         .await
@@ -205,7 +205,7 @@ async fn watch_once(registry: &Registry, fence: &Fence) -> KeyWatch {
         .map_or(fence.create_revision, |h| h.revision())
         + 1;
     let options = WatchOptions::new().with_start_revision(from);
-    let mut watch = registry.etcd().watch_client();
+    let mut watch = registry.watch_client();
     let mut stream = match watch.watch(fence.key.as_str(), Some(options)).await {
         Ok(stream) => stream,
         Err(error) => return KeyWatch::Broken(registry.error("leader key watch", error)),

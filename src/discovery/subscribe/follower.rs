@@ -246,7 +246,7 @@ impl Follower {
             .with_start_revision(from)
             .with_prev_key()
             .with_progress_notify();
-        let mut client = self.registry.etcd().watch_client();
+        let mut client = self.registry.watch_client();
         let mut next = from;
         let failed = |next, error| Interrupt::Failed(Phase::Watching { from: next }, error);
         let mut stream = client

@@ -293,7 +293,7 @@ impl Visor {
                 .with_prefix()
                 .with_limit(TRIM_PAGE)
                 .with_sort(SortTarget::Key, SortOrder::Ascend);
-            let mut kv = self.registry.etcd().kv_client();
+            let mut kv = self.registry.kv_client();
             let page = self
                 .registry
                 .call("list", kv.get(prefix.as_str(), Some(options)))

@@ -2,8 +2,10 @@
 //! listings at one revision; conditional writes live in `write`.
 //!
 //! Invariant: a listing is one consistent snapshot (every page is read at the
-//! revision of the first), and a value that does not decode or a key that does
-//! not fit the layout is reported in `skipped`, never fatal.
+//! revision of the first), its pages are bounded by size as well as by count
+//! (values of 1 MiB make pages of a few keys), and a value that does not
+//! decode or a key that does not fit the layout is reported in `skipped`,
+//! never fatal.
 
 mod write;
 
@@ -21,8 +23,45 @@ use visor_controllers::{
 use super::client::Registry;
 use super::error::{Error, Kind, ObjectRef, Result};
 
-/// Keys per page when listing; keeps each response far below gRPC's message limit.
-const PAGE_SIZE: i64 = 1000;
+/// Most keys a listing page asks for.
+const PAGE_KEYS: i64 = 1000;
+/// Keys the first page of a listing asks for, before sizes are known: a few
+/// large values (etcd takes values up to its request limit, 1.5 MiB by
+/// default) must not make one huge first page.
+const FIRST_PAGE_KEYS: i64 = 16;
+/// What a listing page should weigh: later pages ask for as many keys as fit
+/// at the sizes seen so far, so large values make small pages.
+const PAGE_BYTES: usize = 4 << 20;
+/// What a key-value costs in a response beyond its key and value (revisions,
+/// version, lease, framing), roughly.
+const KV_OVERHEAD_BYTES: usize = 32;
+
+/// How many keys the next page of a listing asks for: pages are bounded by
+/// size as well as by count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PageSize {
+    limit: i64,
+}
+
+impl PageSize {
+    fn first() -> Self {
+        Self {
+            limit: FIRST_PAGE_KEYS,
+        }
+    }
+
+    /// The size of the page after one of `keys` key-values weighing `bytes`.
+    fn after(self, keys: usize, bytes: usize) -> Self {
+        if keys == 0 {
+            return self;
+        }
+        let per_key = (bytes / keys).max(1);
+        let fit = i64::try_from(PAGE_BYTES / per_key).unwrap_or(PAGE_KEYS);
+        Self {
+            limit: fit.clamp(1, PAGE_KEYS),
+        }
+    }
+}
 
 /// An object as read from the registry, with the revisions that version it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -245,7 +284,7 @@ impl Registry {
         kind: Kind,
         key: &str,
     ) -> Result<(Option<Versioned<T>>, i64)> {
-        let mut kv = self.etcd().kv_client();
+        let mut kv = self.kv_client();
         let response = self.call("get", kv.get(key, None)).await?;
         let revision = response.header().map_or(0, |h| h.revision());
         match response.kvs().first() {
@@ -261,7 +300,7 @@ impl Registry {
         (kind_a, key_a): (Kind, &str),
         (kind_b, key_b): (Kind, &str),
     ) -> Result<(Option<Versioned<A>>, Option<Versioned<B>>)> {
-        let mut kv = self.etcd().kv_client();
+        let mut kv = self.kv_client();
         let reads = Txn::new().and_then([TxnOp::get(key_a, None), TxnOp::get(key_b, None)]);
         let response = self.call("get", kv.txn(reads)).await?;
         let revision = response.header().map_or(0, |h| h.revision());
@@ -278,7 +317,7 @@ impl Registry {
     /// The precondition "the key is as it is now" (absent, or at its current mod
     /// revision), for writes that replace whatever is there but must not race.
     pub(crate) async fn expect_current(&self, key: &str) -> Result<Expected> {
-        let mut kv = self.etcd().kv_client();
+        let mut kv = self.kv_client();
         let options = GetOptions::new().with_keys_only();
         let response = self.call("get", kv.get(key, Some(options))).await?;
         Ok(Expected::Current(
@@ -292,10 +331,11 @@ impl Registry {
         kind: Kind,
         prefix: &str,
     ) -> Result<Listing<T>> {
-        let mut kv = self.etcd().kv_client();
+        let mut kv = self.kv_client();
         let end = prefix_end(prefix);
         let mut start = prefix.as_bytes().to_vec();
         let mut revision = 0;
+        let mut page = PageSize::first();
         let mut listing = Listing {
             items: Vec::new(),
             revision: 0,
@@ -304,7 +344,7 @@ impl Registry {
         loop {
             let mut options = GetOptions::new()
                 .with_range(end.clone())
-                .with_limit(PAGE_SIZE);
+                .with_limit(page.limit);
             if revision > 0 {
                 options = options.with_revision(revision);
             }
@@ -330,6 +370,12 @@ impl Registry {
                     Err(malformed) => listing.skipped.push(malformed),
                 }
             }
+            let bytes = response
+                .kvs()
+                .iter()
+                .map(|kv| kv.key().len() + kv.value().len() + KV_OVERHEAD_BYTES)
+                .sum();
+            page = page.after(response.kvs().len(), bytes);
             match (response.more(), response.kvs().last()) {
                 (true, Some(last)) => {
                     start = last.key().to_vec();
@@ -347,6 +393,20 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pages_are_bounded_by_size_as_well_as_by_count() {
+        let first = PageSize::first();
+        assert_eq!(first.limit, FIRST_PAGE_KEYS);
+        // Small documents: as many keys as a page may hold.
+        assert_eq!(first.after(16, 16 * 300).limit, PAGE_KEYS);
+        // 1 MiB values: four to a page.
+        assert_eq!(first.after(16, 16 << 20).limit, 4);
+        // Values larger than a page: one at a time, never none.
+        assert_eq!(first.after(2, 20 << 20).limit, 1);
+        // An empty page tells nothing about sizes.
+        assert_eq!(first.after(0, 0), first);
+    }
 
     #[test]
     fn prefix_end_is_the_next_key_after_the_prefix() {

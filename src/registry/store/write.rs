@@ -164,7 +164,7 @@ impl Registry {
             .when(compares)
             .and_then(success)
             .or_else(diagnose);
-        let mut kv = self.etcd().kv_client();
+        let mut kv = self.kv_client();
         let response = self.call("write", kv.txn(txn)).await?;
         let revision = response.header().map_or(0, |h| h.revision());
         let mut found = found_kvs(&response.op_responses());
@@ -253,7 +253,7 @@ impl Registry {
             .when(compares)
             .and_then(deletes)
             .or_else(diagnose);
-        let mut kv = self.etcd().kv_client();
+        let mut kv = self.kv_client();
         let response = self.call("delete", kv.txn(txn)).await?;
         if response.succeeded() {
             return Ok(response.header().map_or(0, |h| h.revision()));

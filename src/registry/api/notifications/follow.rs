@@ -210,7 +210,7 @@ impl Follower {
     async fn open(&self, from: i64) -> Result<Watch> {
         let registry = self.visor.registry();
         let options = WatchOptions::new().with_prefix().with_start_revision(from);
-        let mut client = registry.etcd().watch_client();
+        let mut client = registry.watch_client();
         let stream = client
             .watch(self.prefix.as_str(), Some(options))
             .await
