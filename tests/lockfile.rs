@@ -57,7 +57,11 @@ fn lock_file_has_no_version_with_a_known_advisory() {
             }
         }
     }
-    assert!(found.is_empty(), "update in Cargo.lock: {}", found.join(", "));
+    assert!(
+        found.is_empty(),
+        "update in Cargo.lock: {}",
+        found.join(", ")
+    );
 }
 
 #[test]

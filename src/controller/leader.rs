@@ -61,6 +61,7 @@ pub async fn run_term(
         notifications_max_age: chrono::TimeDelta::from_std(config.notifications_max_age)
             .unwrap_or(chrono::TimeDelta::MAX),
         written: Arc::default(),
+        unknown: Arc::default(),
         placement: Arc::new(Mutex::new(())),
     });
     let relation_ctx = Arc::new(RelationContext::new(

@@ -2,7 +2,8 @@
 //! and apply its actions as fenced, batched writes.
 //!
 //! Invariants: every decision is made from caches that have caught up with
-//! this leader's last write; scale decisions are serialized, because groups
+//! this leader's last write, including any whose outcome is unknown
+//! (`UnknownOutcomes`); scale decisions are serialized, because groups
 //! share host capacity; a write refused by the fence (`Deposed`) writes
 //! nothing and fails the reconcile, while the term itself ends when the
 //! election notices the lost leadership.
@@ -19,6 +20,7 @@ use visor_controllers::{
 use super::caches::Caches;
 use super::metrics::ControllerMetrics;
 use crate::registry::{Error, StopRequest, Visor};
+use crate::runtime::UnknownOutcomes;
 use crate::runtime::runner::Action;
 
 /// What every reconcile of one leadership shares.
@@ -36,6 +38,8 @@ pub struct Context {
     pub notifications_max_age: chrono::TimeDelta,
     /// This leader's last writes (read-your-writes).
     pub written: Arc<Written>,
+    /// Writes that failed with an unknown outcome, resolved before deciding.
+    pub unknown: Arc<UnknownOutcomes>,
     /// Serializes placement: concurrent groups would otherwise fill one slot twice.
     pub placement: Arc<Mutex<()>>,
 }
@@ -70,6 +74,10 @@ impl Context {
     }
 
     async fn caught_up(&self) -> Result<(), ReconcileError> {
+        if let Some(barrier) = self.unknown.resolve(self.visor.registry()).await? {
+            self.wrote_instances(barrier);
+            self.wrote_tickets(barrier);
+        }
         let instances = self.written.instances.load(Ordering::SeqCst);
         let tickets = self.written.tickets.load(Ordering::SeqCst);
         match self.caches.caught_up(instances, tickets).await {

@@ -28,6 +28,7 @@ use super::caches::{
 use super::metrics::ControllerMetrics;
 use super::reconcile::ReconcileError;
 use crate::registry::{KeyPath, UnitWrite, Versioned, Visor};
+use crate::runtime::UnknownOutcomes;
 use crate::runtime::cache::Change;
 use crate::runtime::runner::Action;
 
@@ -42,6 +43,8 @@ pub struct RelationContext {
     drivers: std::sync::Mutex<HashMap<Name, RelationHooks>>,
     /// The revision of this leader's last relation write.
     written: AtomicI64,
+    /// Writes that failed with an unknown outcome, resolved before deciding.
+    unknown: UnknownOutcomes,
 }
 
 impl RelationContext {
@@ -53,12 +56,16 @@ impl RelationContext {
             metrics,
             drivers: std::sync::Mutex::default(),
             written: AtomicI64::new(0),
+            unknown: UnknownOutcomes::default(),
         }
     }
 
     /// Waits until the hook and state caches show this leader's last write
     /// and each other's revision.
     async fn caught_up(&self) -> Result<(), ReconcileError> {
+        if let Some(barrier) = self.unknown.resolve(self.visor.registry()).await? {
+            self.written.fetch_max(barrier, Ordering::SeqCst);
+        }
         let (hooks, states) = (&self.caches.hooks, &self.caches.states);
         let target = self
             .written

@@ -28,6 +28,7 @@ use super::caches::Caches;
 use super::metrics::ControllerMetrics;
 use super::reconcile::ReconcileError;
 use crate::registry::{Forgotten, Posting, Visor};
+use crate::runtime::UnknownOutcomes;
 use crate::runtime::runner::Action;
 
 /// How long a reconcile waits for the caches to show its own writes.
@@ -44,6 +45,8 @@ pub struct ServicesContext {
     pub tombstone_grace: chrono::TimeDelta,
     /// The revision of this leader's last services write.
     written: AtomicI64,
+    /// Writes that failed with an unknown outcome, resolved before deciding.
+    unknown: UnknownOutcomes,
 }
 
 impl ServicesContext {
@@ -61,10 +64,14 @@ impl ServicesContext {
             tombstone_grace: chrono::TimeDelta::from_std(tombstone_grace)
                 .unwrap_or(chrono::TimeDelta::MAX),
             written: AtomicI64::new(0),
+            unknown: UnknownOutcomes::default(),
         }
     }
 
     async fn caught_up(&self) -> Result<(), ReconcileError> {
+        if let Some(barrier) = self.unknown.resolve(self.visor.registry()).await? {
+            self.wrote(barrier);
+        }
         let target = self.written.load(Ordering::SeqCst);
         let caches = &self.caches;
         let all = async {

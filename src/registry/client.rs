@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use etcd_client::{
@@ -35,6 +36,9 @@ pub struct Registry {
     request_timeout: Duration,
     /// Set on a leader's handle: every write is conditional on it.
     fence: Option<Arc<Fence>>,
+    /// Writes that failed without saying whether they committed, on every
+    /// handle of this connection (see [`Registry::unknown_outcomes`]).
+    unknown_outcomes: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -87,6 +91,7 @@ impl Registry {
             endpoints: joined.clone(),
             request_timeout: config.request_timeout.max(Duration::from_millis(1)),
             fence: None,
+            unknown_outcomes: Arc::default(),
         })
     }
 
@@ -144,6 +149,29 @@ impl Registry {
                 detail: format!("no answer within {:?}", self.request_timeout),
             }),
         }
+    }
+
+    /// Runs one write like [`call`](Self::call), and counts it when it fails
+    /// without saying whether etcd committed it (a timeout, a connection
+    /// reset after the request was sent).
+    pub(crate) async fn call_write<T>(
+        &self,
+        op: &'static str,
+        request: impl Future<Output = Result<T, etcd_client::Error>>,
+    ) -> Result<T> {
+        let result = self.call(op, request).await;
+        if let Err(error) = &result
+            && error.outcome_unknown()
+        {
+            self.unknown_outcomes.fetch_add(1, Ordering::SeqCst);
+        }
+        result
+    }
+
+    /// How many writes through this connection have failed with an unknown
+    /// outcome so far: each may yet show up as committed.
+    pub(crate) fn unknown_outcomes(&self) -> u64 {
+        self.unknown_outcomes.load(Ordering::SeqCst)
     }
 
     /// An `Unavailable` error for `op` on this registry's endpoints.

@@ -267,6 +267,14 @@ impl Error {
         matches!(self, Self::Conflict { .. } | Self::Unavailable { .. })
     }
 
+    /// Whether a write that failed with this error may still have committed
+    /// (or commit later): the request reached no verdict the client saw — a
+    /// timeout, a reset connection, or a failure it cannot classify. Refusals
+    /// (conflicts, a broken fence, validation) wrote nothing.
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(self, Self::Unavailable { .. } | Self::Request { .. })
+    }
+
     /// The states of a refused transition, if this is one.
     pub fn transition_states(&self) -> Option<(InstanceState, InstanceState)> {
         match self {

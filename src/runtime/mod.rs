@@ -13,8 +13,10 @@ mod metrics;
 pub mod queue;
 pub mod resync;
 pub mod runner;
+mod unknown_outcomes;
 
 pub use error::{Error, Result};
 pub use queue::{Key, RetryBackoff, WorkQueue};
 pub use resync::resync;
 pub use runner::{Action, run};
+pub use unknown_outcomes::UnknownOutcomes;

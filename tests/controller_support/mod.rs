@@ -27,6 +27,12 @@ impl ControllerProcess {
 
     /// Like [`start`](Self::start), with further `visor controller` flags.
     pub fn start_with(t: &TestRegistry, identity: &str, extra: &[&str]) -> Self {
+        Self::start_through(&t.etcd.endpoint(), identity, extra)
+    }
+
+    /// Like [`start_with`](Self::start_with), reaching the registry at `endpoint`
+    /// (a proxy in front of the test's etcd, say).
+    pub fn start_through(endpoint: &str, identity: &str, extra: &[&str]) -> Self {
         let admin = TcpListener::bind("127.0.0.1:0")
             .expect("bind")
             .local_addr()
@@ -35,7 +41,7 @@ impl ControllerProcess {
         let child = Command::new(assert_cmd::cargo::cargo_bin("visor"))
             .args([
                 "--endpoints",
-                &t.etcd.endpoint(),
+                endpoint,
                 "controller",
                 "--identity",
                 identity,

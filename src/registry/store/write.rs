@@ -165,7 +165,7 @@ impl Registry {
             .and_then(success)
             .or_else(diagnose);
         let mut kv = self.kv_client();
-        let response = self.call("write", kv.txn(txn)).await?;
+        let response = self.call_write("write", kv.txn(txn)).await?;
         let revision = response.header().map_or(0, |h| h.revision());
         let mut found = found_kvs(&response.op_responses());
         if !response.succeeded() {
@@ -254,7 +254,7 @@ impl Registry {
             .and_then(deletes)
             .or_else(diagnose);
         let mut kv = self.kv_client();
-        let response = self.call("delete", kv.txn(txn)).await?;
+        let response = self.call_write("delete", kv.txn(txn)).await?;
         if response.succeeded() {
             return Ok(response.header().map_or(0, |h| h.revision()));
         }
@@ -311,6 +311,36 @@ fn diagnose_deletes(targets: &[Delete], found: &[Option<FoundKv>]) -> Option<Err
 impl Registry {
     /// Adds this handle's fence, if any, to a transaction: one more condition,
     /// and one more read at the end of the diagnostic branch.
+    /// Orders everything sent before it: a write through etcd's log, so that
+    /// once it commits at the returned revision, every write proposed before
+    /// it has committed below that revision or never will. On a leader's
+    /// handle it rewrites the leader key as it is (value and lease kept,
+    /// fenced, so a deposed leader's barrier is `Deposed`); elsewhere it is a
+    /// linearizable read of the current revision.
+    pub(crate) async fn barrier(&self) -> Result<i64> {
+        let mut kv = self.kv_client();
+        let Some(fence) = self.fence() else {
+            let options = etcd_client::GetOptions::new().with_count_only();
+            let read = self.call("get", kv.get(self.keys().root(), Some(options)));
+            return Ok(read.await?.header().map_or(0, |h| h.revision()));
+        };
+        let keep = PutOptions::new().with_ignore_value().with_ignore_lease();
+        let txn = Txn::new()
+            .when([Compare::create_revision(
+                fence.key.as_str(),
+                CompareOp::Equal,
+                fence.create_revision,
+            )])
+            .and_then([TxnOp::put(fence.key.as_str(), "", Some(keep))]);
+        let response = self.call_write("barrier", kv.txn(txn)).await?;
+        match response.succeeded() {
+            true => Ok(response.header().map_or(0, |h| h.revision())),
+            false => Err(Error::Deposed {
+                fence: fence.to_string(),
+            }),
+        }
+    }
+
     fn add_fence(&self, compares: &mut Vec<Compare>, diagnose: &mut Vec<TxnOp>) {
         if let Some(fence) = self.fence() {
             compares.push(Compare::create_revision(

@@ -1,0 +1,113 @@
+//! Writes whose outcome is unknown never become a second start: a proxy
+//! between the controller and etcd forwards a batch of start tickets, lets
+//! etcd commit it, and cuts the connection before the response comes back,
+//! again and again during a scale-up. The controller resolves each such
+//! write before planning again, so the registry ends with exactly the
+//! desired instances and exactly one start ticket each.
+
+mod common;
+mod controller_support;
+mod fault_proxy;
+mod fixtures;
+
+use std::time::Duration;
+
+use controller_support::{ControllerProcess, active, instances};
+use fault_proxy::FaultProxy;
+use futures::StreamExt;
+use visor::model::{Host, TicketOp};
+use visor::registry::EventKind;
+
+const LIMIT: Duration = Duration::from_secs(150);
+const DESIRED: usize = 600;
+const FAULTS: usize = 8;
+
+#[tokio::test]
+async fn commits_whose_response_was_lost_are_not_started_twice() {
+    common::within(
+        LIMIT,
+        "the scale-up never converges through the faults",
+        async {
+            let t = common::TestRegistry::start().await;
+            let proxy = FaultProxy::start(&t.etcd.endpoint(), t.raw()).await;
+            let mut hosts = Vec::new();
+            for i in 0..6 {
+                let host = Host {
+                    capacity: 200,
+                    ..fixtures::host("10.0.0.1")
+                };
+                hosts.push(
+                    t.visor
+                        .register_host(&format!("h{i}"), host, Duration::from_secs(30))
+                        .await
+                        .expect("host"),
+                );
+            }
+            fixtures::seed(&t, "web", "v1", "http").await;
+            let controller = ControllerProcess::start_through(&proxy.endpoint(), "c1", &[]);
+            controller.wait_leading().await;
+
+            let from = fixtures::raw_revision(&t).await + 1;
+            let mut events = t.visor.watch_events(from).await.expect("watch");
+            proxy.arm(FAULTS);
+            t.visor
+                .set_scale("web", "v1", "http", DESIRED as u32)
+                .await
+                .expect("scale");
+            common::eventually(
+                Duration::from_secs(120),
+                "the desired instances exist",
+                || async { (active(&t).await.len() >= DESIRED).then_some(()) },
+            )
+            .await;
+            fixtures::holds_for(
+                Duration::from_secs(3),
+                "no instance beyond the desired count",
+                || async { instances(&t).await.len() == DESIRED },
+            )
+            .await;
+            assert!(
+                proxy.injected() >= FAULTS / 2,
+                "only {} of {FAULTS} faults cut a committed write: the test proves little",
+                proxy.injected()
+            );
+
+            // Every start ticket ever created, through the event stream.
+            let sentinel = t
+                .visor
+                .register_app("sentinel", fixtures::app("git://end"))
+                .await
+                .expect("sentinel")
+                .mod_revision;
+            let mut started = 0;
+            while let Some(event) = common::within(
+                Duration::from_secs(20),
+                "the event stream stalls",
+                events.next(),
+            )
+            .await
+            {
+                let event = event.expect("event");
+                if let EventKind::TicketCreated {
+                    op: TicketOp::Start,
+                    ..
+                } = event.kind
+                {
+                    started += 1;
+                }
+                if event.revision >= sentinel {
+                    break;
+                }
+            }
+            eprintln!("faults injected after a commit: {}", proxy.injected());
+            assert_eq!(started, DESIRED, "exactly one start ticket per slot");
+            assert_eq!(
+                instances(&t).await.len(),
+                DESIRED,
+                "exactly the desired instances"
+            );
+            drop(hosts);
+        },
+    )
+    .await;
+}
