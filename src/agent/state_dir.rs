@@ -379,13 +379,13 @@ fn remove_empty_dir(dir: &Path) -> Result<()> {
             entries: left,
         });
     }
-    if let Err(source) = fs::remove_dir(dir) {
-        if source.kind() != io::ErrorKind::NotFound {
-            return Err(StateDirError::RemoveDir {
-                path: dir.to_owned(),
-                source,
-            });
-        }
+    if let Err(source) = fs::remove_dir(dir)
+        && source.kind() != io::ErrorKind::NotFound
+    {
+        return Err(StateDirError::RemoveDir {
+            path: dir.to_owned(),
+            source,
+        });
     }
     sync_dir(parent(dir))
 }

@@ -306,10 +306,10 @@ impl Caches {
             .filter_map(|(host, held)| Some((Name::parse("host", &host).ok()?, held as u64)))
             .collect();
         for view in &instances {
-            if let (Some(host), true) = (&view.instance.host, holds_slot(view.instance.state)) {
-                if let Some(held) = unlisted_load.get_mut(host) {
-                    *held = held.saturating_sub(1);
-                }
+            if let (Some(host), true) = (&view.instance.host, holds_slot(view.instance.state))
+                && let Some(held) = unlisted_load.get_mut(host)
+            {
+                *held = held.saturating_sub(1);
             }
         }
         ScaleSnapshot {

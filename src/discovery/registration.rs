@@ -247,10 +247,10 @@ impl Shared {
             Ok(mod_revision) => {
                 state.mod_revision = mod_revision;
                 let lease_id = lease.id();
-                if let Some(old) = state.lease.replace(lease) {
-                    if let Err(error) = old.revoke().await {
-                        tracing::debug!(%error, "could not revoke a lost lease; it expires on its own");
-                    }
+                if let Some(old) = state.lease.replace(lease)
+                    && let Err(error) = old.revoke().await
+                {
+                    tracing::debug!(%error, "could not revoke a lost lease; it expires on its own");
                 }
                 self.status
                     .send_replace(Status::Registered { lease: lease_id });

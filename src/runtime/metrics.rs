@@ -262,10 +262,10 @@ impl Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        if let Some(collector) = self.collector.take() {
-            if let Err(error) = self.registry.unregister(collector) {
-                tracing::warn!(%error, "unregistering work queue or controller metrics");
-            }
+        if let Some(collector) = self.collector.take()
+            && let Err(error) = self.registry.unregister(collector)
+        {
+            tracing::warn!(%error, "unregistering work queue or controller metrics");
         }
     }
 }

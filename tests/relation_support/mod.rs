@@ -186,10 +186,10 @@ impl HookLog {
                         assert!(hook.change_version > last, "repeated: {}", context());
                     }
                 }
-                if hook.kind == HookKind::Joined {
-                    if let Some(remote) = &hook.remote_unit {
-                        delivered_versions.insert(remote, hook.change_version);
-                    }
+                if hook.kind == HookKind::Joined
+                    && let Some(remote) = &hook.remote_unit
+                {
+                    delivered_versions.insert(remote, hook.change_version);
                 }
                 if hook.kind == HookKind::Broken {
                     assert_eq!(i, hooks.len() - 1, "broken is last: {}", context());
