@@ -3,17 +3,21 @@
 //! hook), what to do next.
 //!
 //! A unit in the relation follows a [`LiveSource`], kept between steps so
-//! that units take turns in arrival order. A unit leaving (or the relation
-//! going) winds down with [`dying_source`], computed from its acknowledged
-//! state — the dying hooks depend on nothing else. A unit that can run no
-//! more hooks (its instance finished or vanished) is withdrawn.
+//! that a step costs only what changed since the last one. A unit leaving
+//! (or the relation going) winds down with [`dying_source`], computed from
+//! its acknowledged state — the dying hooks depend on nothing else. A unit
+//! that can run no more hooks (its instance finished or vanished) is
+//! withdrawn.
 //!
 //! Invariants: at most one hook per unit is handed out at a time (nothing is
 //! handed while one is outstanding); a hook's acknowledgement is recognised
 //! by the stored state being exactly the handed hook applied to the state
 //! before it, and any other change of the stored state rebuilds the source
-//! from it — so a source never drifts from what the unit acknowledged, and a
-//! new leader starting from the registry alone hands out the same hooks.
+//! from it — so a source never drifts from what the unit acknowledged. What
+//! a live source yields follows from the acknowledged state and the
+//! membership alone, so a new leader starting from the registry hands out
+//! exactly the hooks this driver would have (the property tests hold every
+//! step of random runs to that).
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
@@ -286,10 +290,10 @@ mod tests {
         assert_eq!(
             shown,
             [
-                "joined for db-1 at 5 in r1",
-                "changed for db-1 at 5 in r1",
                 "joined for db-2 at 0 in r1",
                 "changed for db-2 at 0 in r1",
+                "joined for db-1 at 5 in r1",
+                "changed for db-1 at 5 in r1",
             ]
         );
         let state = stored.expect("entered");
@@ -389,5 +393,24 @@ mod tests {
         after.apply(&expected).expect("valid");
         let next = handed(new.step("web-1", view(membership, Some(&after), None)));
         assert_eq!(next, HookInfo::joined("r1", "db-2", 4));
+    }
+
+    #[test]
+    fn after_a_pending_changed_the_running_driver_and_a_new_leader_both_depart_first() {
+        let membership = members(&[("b", 0)]);
+        let mut stored = State::new("r1");
+        stored
+            .apply(&HookInfo::joined("r1", "a", 0))
+            .expect("valid");
+        let mut old = RelationHooks::new("r1");
+        let pending = handed(old.step("web-1", view(membership.clone(), Some(&stored), None)));
+        assert_eq!(pending, HookInfo::changed("r1", "a", 0));
+        stored.apply(&pending).expect("valid");
+
+        let mut new = RelationHooks::new("r1");
+        let by_new = handed(new.step("web-1", view(membership.clone(), Some(&stored), None)));
+        let by_old = handed(old.step("web-1", view(membership, Some(&stored), None)));
+        assert_eq!(by_old, HookInfo::departed("r1", "a", 0));
+        assert_eq!(by_new, by_old);
     }
 }

@@ -2,6 +2,11 @@
 //! a relation, random membership changes, acknowledgements at random times,
 //! controller restarts (a fresh driver), and an optional departure of the
 //! unit itself — the registry being the only thing that survives a restart.
+//!
+//! A new leader has nothing but the registry, so the driver's every decision
+//! must follow from it: at every step, a driver built from scratch, and one
+//! that took over at a random point of the run, decide exactly what the
+//! driver that ran all along decides.
 
 use std::collections::BTreeMap;
 
@@ -63,7 +68,36 @@ impl Registry {
         driver: &mut RelationHooks,
         in_relation: bool,
     ) -> Result<bool, TestCaseError> {
-        match driver.step("u", self.view(in_relation)) {
+        let action = driver.step("u", self.view(in_relation));
+        self.carry_out(action)
+    }
+
+    /// Steps every driver with what the registry shows, checks that each
+    /// decides what a driver built from the registry alone decides, and
+    /// carries that out.
+    fn step_alike(
+        &mut self,
+        drivers: &mut [RelationHooks],
+        in_relation: bool,
+    ) -> Result<bool, TestCaseError> {
+        let expected = RelationHooks::new("rel").step("u", self.view(in_relation));
+        for (which, driver) in drivers.iter_mut().enumerate() {
+            let action = driver.step("u", self.view(in_relation));
+            prop_assert_eq!(
+                &action,
+                &expected,
+                "driver {} vs one built from the registry ({:?}, members {:?})",
+                which,
+                self.stored,
+                self.members
+            );
+        }
+        self.carry_out(expected)
+    }
+
+    /// What the shell writes for `action`; whether it wrote anything.
+    fn carry_out(&mut self, action: UnitAction) -> Result<bool, TestCaseError> {
+        match action {
             UnitAction::Hand { hook, enter } => {
                 prop_assert!(
                     self.outstanding.is_none(),
@@ -122,6 +156,35 @@ impl Registry {
         }
         Err(TestCaseError::fail("the driver never settled"))
     }
+
+    /// `drain`, stepping every driver alike.
+    fn drain_alike(
+        &mut self,
+        drivers: &mut [RelationHooks],
+        in_relation: bool,
+    ) -> Result<(), TestCaseError> {
+        for _ in 0..4 * REMOTES.len() + 4 {
+            self.acknowledge()?;
+            if !self.step_alike(drivers, in_relation)? && self.outstanding.is_none() {
+                return Ok(());
+            }
+        }
+        Err(TestCaseError::fail("the drivers never settled"))
+    }
+
+    /// A remote unit's `Touch` or `Leave`; other ops change no membership.
+    fn change_membership(&mut self, op: &Op) {
+        match *op {
+            Op::Touch(i) => {
+                self.version += 1;
+                self.members.insert(REMOTES[i].to_owned(), self.version);
+            }
+            Op::Leave(i) => {
+                self.members.remove(REMOTES[i]);
+            }
+            _ => {}
+        }
+    }
 }
 
 proptest! {
@@ -136,13 +199,7 @@ proptest! {
         let mut driver = RelationHooks::new("rel");
         for op in ops {
             match op {
-                Op::Touch(i) => {
-                    registry.version += 1;
-                    registry.members.insert(REMOTES[i].to_owned(), registry.version);
-                }
-                Op::Leave(i) => {
-                    registry.members.remove(REMOTES[i]);
-                }
+                Op::Touch(_) | Op::Leave(_) => registry.change_membership(&op),
                 Op::Step => {
                     registry.step(&mut driver, true)?;
                 }
@@ -160,6 +217,36 @@ proptest! {
             prop_assert_eq!(registry.stored.as_ref(), None, "broken removes the state");
             let last = registry.acknowledged.last().map(|h| h.kind);
             prop_assert_eq!(last, Some(HookKind::Broken));
+        }
+    }
+
+    #[test]
+    fn a_driver_built_from_the_registry_at_any_point_hands_out_what_the_running_one_would(
+        ops in proptest::collection::vec(op(), 1..60),
+        takes_over_at in 0usize..60,
+        leaves_at_the_end in any::<bool>(),
+    ) {
+        let mut registry = Registry::default();
+        // The driver that runs from the start, then (from `takes_over_at`)
+        // a new leader's beside it, fed the same registry.
+        let mut drivers = vec![RelationHooks::new("rel")];
+        for (at, op) in ops.iter().enumerate() {
+            if at == takes_over_at {
+                drivers.push(RelationHooks::new("rel"));
+            }
+            match op {
+                Op::Touch(_) | Op::Leave(_) => registry.change_membership(op),
+                Op::Step => {
+                    registry.step_alike(&mut drivers, true)?;
+                }
+                Op::Acknowledge => registry.acknowledge()?,
+                // Restarts are what the new leader and the rebuilt driver stand for.
+                Op::Restart => {}
+            }
+        }
+        registry.drain_alike(&mut drivers, true)?;
+        if leaves_at_the_end {
+            registry.drain_alike(&mut drivers, false)?;
         }
     }
 }

@@ -7,28 +7,33 @@
 //! newcomer, `changed` for a newer version, `departed` for a member that left,
 //! and nothing when the gap closed by itself (a newcomer that left before its
 //! `joined` ran, a version that came back to the acknowledged one). Repeated
-//! changes therefore coalesce, and every hook carries the latest version known
-//! when it is taken, as in Juju's uniter.
+//! changes therefore coalesce, as in Juju's uniter. A hook carries the
+//! version the membership shows, or, for a remote unit no longer in it, the
+//! version the unit last acknowledged.
 //!
-//! Order: a `changed` owed after a delivered `joined` always comes first.
-//! Otherwise units wait in a line in the order they came to owe a hook (within
-//! one membership change: changed units by name, then departed ones by name);
-//! a unit keeps its place while the hook it owes changes kind (a `departed`
-//! replaces a queued `changed` in place), leaves the line when it owes nothing
-//! any more, and goes to the back once a hook of its was delivered.
+//! Order: a `changed` owed after a delivered `joined` always comes first;
+//! then every departure, by name (as Juju's live source puts the members a
+//! first membership lacks ahead of what it brings); then joins and changes,
+//! oldest settings version first, ties by name. A version is the revision the
+//! settings were last written at, so remote units are served in the order of
+//! their latest changes, and one whose hook was delivered waits behind every
+//! unit whose latest change came before its own next one — the turn-taking
+//! of Juju's line, kept in the registry rather than in memory.
 //!
-//! The first change a source receives is the whole membership: stored members
-//! it does not list departed while nobody watched, and they go first (after a
-//! stored pending `changed`). Until then the source yields nothing, since it
-//! cannot yet tell what is owed.
+//! The first change a source receives is the whole membership. Until then the
+//! source yields nothing, since it cannot yet tell what is owed.
 //!
-//! Invariants: every hook yielded is valid against the acknowledged state
-//! (given a state the hook rules could produce); acknowledging may happen
-//! after later membership changes without losing them, because the source
-//! applies the hook that was actually delivered, not the one it would yield
-//! now.
+//! Invariants: what is owed, its order and its versions are a function of the
+//! acknowledged state and the current membership alone — so a source rebuilt
+//! from the registry at any point (a new leader's) yields exactly what the
+//! running one would, and feeding a source only what changed is the same as
+//! feeding it the whole membership; every hook yielded is valid against the
+//! acknowledged state (given a state the hook rules could produce); and
+//! acknowledging may happen after later membership changes without losing
+//! them, because the source applies the hook that was actually delivered, not
+//! the one it would yield now.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::kind::{HookInfo, HookKind};
 use super::source::HookSource;
@@ -63,13 +68,22 @@ impl MembershipChange {
     }
 }
 
-/// What the membership watch last said of a remote unit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Remote {
-    /// Its latest settings version.
-    version: i64,
-    /// Whether it is in the relation.
-    present: bool,
+/// A remote unit's place in the line: the derived order is the delivery
+/// order (variants first, then fields).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Turn {
+    /// A member that left: departures go first, by name.
+    Departure { unit: String },
+    /// A newcomer, or a member at a new version: by that version, then name.
+    Update { version: i64, unit: String },
+}
+
+impl Turn {
+    fn unit(&self) -> &str {
+        match self {
+            Self::Departure { unit } | Self::Update { unit, .. } => unit,
+        }
+    }
 }
 
 /// The hooks a live relation owes one unit.
@@ -77,17 +91,15 @@ struct Remote {
 pub struct LiveSource {
     /// What the unit acknowledged.
     state: State,
-    /// Every remote unit that is a member of `state` or present, and those
-    /// that left since the last acknowledgement. A member's record outlives
-    /// its departure until the `departed` is acknowledged, and a newcomer's
-    /// until the next acknowledgement (its `joined` may be the hook
-    /// outstanding), so hooks still carry their unit's last version.
-    remotes: BTreeMap<String, Remote>,
-    /// The units that owe a hook, each once, in line order.
-    line: VecDeque<String>,
-    /// The units in `line`, always exactly: asking whether a unit is in line
-    /// is O(log n), which a source fed a hundred remotes at once needs.
-    queued: BTreeSet<String>,
+    /// The membership as last told: remote units in the relation → their
+    /// latest settings version.
+    present: BTreeMap<String, i64>,
+    /// Every unit that owes a hook (a pending `changed` aside), once, in
+    /// delivery order.
+    line: BTreeSet<Turn>,
+    /// Each unit's entry in `line`, so that moving or removing it is
+    /// O(log n), which a source fed a hundred remotes at once needs.
+    turns: BTreeMap<String, Turn>,
     /// Whether the first (whole-membership) change arrived.
     started: bool,
 }
@@ -97,24 +109,11 @@ impl LiveSource {
     /// (fresh for a new relation). It yields nothing until the first
     /// [`update`](Self::update).
     pub fn new(state: State) -> Self {
-        // Until the first change says otherwise, members are assumed present
-        // at the versions they were delivered at.
-        let remotes = state
-            .members
-            .iter()
-            .map(|(unit, &version)| {
-                let remote = Remote {
-                    version,
-                    present: true,
-                };
-                (unit.clone(), remote)
-            })
-            .collect();
         Self {
             state,
-            remotes,
-            line: VecDeque::new(),
-            queued: BTreeSet::new(),
+            present: BTreeMap::new(),
+            line: BTreeSet::new(),
+            turns: BTreeMap::new(),
             started: false,
         }
     }
@@ -134,29 +133,23 @@ impl LiveSource {
     /// Takes in a membership change; the first one must be the whole
     /// membership.
     pub fn update(&mut self, change: MembershipChange) {
-        if !self.started {
-            self.started = true;
-            let missing: Vec<String> = self
-                .remotes
-                .keys()
-                .filter(|unit| !change.changed.contains_key(*unit))
-                .cloned()
-                .collect();
-            for unit in &missing {
-                self.leave(unit);
-            }
+        let first = !self.started;
+        self.started = true;
+        let mut touched: Vec<String> = Vec::new();
+        if first {
+            // Members the whole membership lacks left while nobody watched.
+            touched.extend(self.state.members.keys().cloned());
         }
         for (unit, version) in change.changed {
-            let remote = self.remotes.entry(unit.clone()).or_insert(Remote {
-                version,
-                present: true,
-            });
-            remote.version = version;
-            remote.present = true;
-            self.touch(&unit);
+            self.present.insert(unit.clone(), version);
+            touched.push(unit);
         }
-        for unit in &change.departed {
-            self.leave(unit);
+        for unit in change.departed {
+            self.present.remove(&unit);
+            touched.push(unit);
+        }
+        for unit in &touched {
+            self.touch(unit);
         }
     }
 
@@ -168,67 +161,48 @@ impl LiveSource {
     /// whatever that change makes owed stays owed.
     pub fn acknowledge(&mut self, hook: &HookInfo) -> Result<(), HookError> {
         self.state.apply(hook)?;
+        // Only the hook's remote unit changed in the state, so only what it
+        // owes can have changed.
         if let Some(unit) = &hook.remote_unit {
-            if self.state.members.contains_key(unit) {
-                // A member must be known; only a source rebuilt while the
-                // hook ran can have no record of it.
-                self.remotes.entry(unit.clone()).or_insert(Remote {
-                    version: hook.change_version,
-                    present: false,
-                });
-            }
-            self.unqueue(unit);
             self.touch(unit);
         }
-        // At most one hook is outstanding, and it was just acknowledged: a
-        // unit that left without being a member can be the subject of no hook
-        // taken from now on.
-        let members = &self.state.members;
-        self.remotes
-            .retain(|unit, remote| remote.present || members.contains_key(unit));
         Ok(())
     }
 
     /// The kind and version of the hook `unit` owes, apart from a pending
     /// `changed`.
     fn owed(&self, unit: &str) -> Option<(HookKind, i64)> {
-        let remote = self.remotes.get(unit)?;
-        match self.state.members.get(unit) {
-            None if remote.present => Some((HookKind::Joined, remote.version)),
-            Some(_) if !remote.present => Some((HookKind::Departed, remote.version)),
-            Some(&delivered) if remote.version != delivered => {
-                Some((HookKind::Changed, remote.version))
+        match (self.state.members.get(unit), self.present.get(unit)) {
+            (None, Some(&version)) => Some((HookKind::Joined, version)),
+            (Some(&delivered), None) => Some((HookKind::Departed, delivered)),
+            (Some(&delivered), Some(&version)) if version != delivered => {
+                Some((HookKind::Changed, version))
             }
             _ => None,
         }
     }
 
-    /// Marks `unit` as gone from the relation, if it was ever known.
-    fn leave(&mut self, unit: &str) {
-        if let Some(remote) = self.remotes.get_mut(unit) {
-            remote.present = false;
-            self.touch(unit);
-        }
-    }
-
-    /// Puts `unit` at the back of the line if it owes a hook and is not in
-    /// line yet, or out of the line if it owes none.
+    /// Files `unit` where what it owes puts it in the line, or out of the
+    /// line if it owes nothing.
     fn touch(&mut self, unit: &str) {
-        let in_line = self.queued.contains(unit);
-        match self.owed(unit) {
-            Some(_) if !in_line => {
-                self.line.push_back(unit.to_owned());
-                self.queued.insert(unit.to_owned());
-            }
-            None if in_line => self.unqueue(unit),
-            _ => {}
+        let turn = self.owed(unit).map(|(kind, version)| match kind {
+            HookKind::Departed => Turn::Departure {
+                unit: unit.to_owned(),
+            },
+            _ => Turn::Update {
+                version,
+                unit: unit.to_owned(),
+            },
+        });
+        if self.turns.get(unit) == turn.as_ref() {
+            return;
         }
-    }
-
-    /// Takes `unit` out of the line, if it is in it.
-    fn unqueue(&mut self, unit: &str) {
-        if self.queued.remove(unit) {
-            self.line.retain(|queued| queued != unit);
+        if let Some(old) = self.turns.remove(unit) {
+            self.line.remove(&old);
+        }
+        if let Some(turn) = turn {
+            self.line.insert(turn.clone());
+            self.turns.insert(unit.to_owned(), turn);
         }
     }
 }
@@ -240,21 +214,21 @@ impl HookSource for LiveSource {
         }
         let relation = self.state.relation_id.as_str();
         if let Some(unit) = &self.state.changed_pending {
-            // The latest version known, even if the unit has left since.
-            let version = self.remotes.get(unit).map_or_else(
-                || self.state.members.get(unit).copied().unwrap_or_default(),
-                |remote| remote.version,
-            );
+            let version = self
+                .present
+                .get(unit)
+                .or_else(|| self.state.members.get(unit))
+                .copied()
+                .unwrap_or_default();
             return Some(HookInfo::changed(relation, unit.as_str(), version));
         }
-        self.line.iter().find_map(|unit| {
-            let (kind, version) = self.owed(unit)?;
-            Some(HookInfo {
-                kind,
-                relation_id: relation.to_owned(),
-                remote_unit: Some(unit.clone()),
-                change_version: version,
-            })
+        let unit = self.line.first()?.unit();
+        let (kind, version) = self.owed(unit)?;
+        Some(HookInfo {
+            kind,
+            relation_id: relation.to_owned(),
+            remote_unit: Some(unit.to_owned()),
+            change_version: version,
         })
     }
 

@@ -8,7 +8,8 @@
 //! final drain, the acknowledged state must be the membership. A twin source
 //! told the whole membership at every change (departures included) must
 //! offer the same hook at every point: feeding a source only what changed,
-//! as the controller does, loses nothing.
+//! as the controller does, loses nothing. So must a source rebuilt from the
+//! acknowledged state and the membership alone, as a new leader's is.
 
 use std::collections::BTreeMap;
 
@@ -68,8 +69,6 @@ struct World {
     membership: BTreeMap<String, i64>,
     /// The registry's revision counter; every write takes the next one.
     revision: i64,
-    /// The latest version the source was told of each unit it knows.
-    known: BTreeMap<String, i64>,
     source: LiveSource,
     /// The twin fed the whole membership at every change.
     whole: LiveSource,
@@ -87,7 +86,6 @@ impl World {
         Self {
             membership: BTreeMap::new(),
             revision: 0,
-            known: BTreeMap::new(),
             whole: source.clone(),
             source,
             acknowledged: State::new(REL),
@@ -125,6 +123,12 @@ impl World {
             self.source.next(),
             "fed whole vs fed changes"
         );
+        let mut rebuilt = LiveSource::new(self.acknowledged.clone());
+        rebuilt.update(MembershipChange {
+            changed: self.membership.clone(),
+            ..MembershipChange::default()
+        });
+        prop_assert_eq!(rebuilt.next(), self.source.next(), "rebuilt vs running");
         Ok(())
     }
 
@@ -150,10 +154,7 @@ impl World {
         let mut change = MembershipChange::default();
         for unit in touched {
             match self.membership.get(unit) {
-                Some(&version) => {
-                    self.known.insert(unit.to_owned(), version);
-                    change = change.change(unit, version);
-                }
+                Some(&version) => change = change.change(unit, version),
                 None if before.contains_key(unit) => change = change.depart(unit),
                 None => {}
             }
@@ -191,11 +192,6 @@ impl World {
 
     fn restart(&mut self) {
         self.outstanding = None;
-        // The new source knows departed members only by their stored version.
-        for (unit, &version) in &self.acknowledged.members {
-            self.known.insert(unit.clone(), version);
-        }
-        self.known.extend(self.membership.clone());
         self.source = LiveSource::new(self.acknowledged.clone());
         self.source.update(MembershipChange {
             changed: self.membership.clone(),
@@ -215,10 +211,15 @@ impl World {
             prop_assert_eq!(hook.kind, HookKind::Changed, "after {}", last);
             prop_assert_eq!(&hook.remote_unit, &last.remote_unit, "after {}", last);
         }
+        // What the registry shows: a source rebuilt from it knows no more.
+        let shown = self
+            .membership
+            .get(unit)
+            .or_else(|| self.acknowledged.members.get(unit));
         prop_assert_eq!(
             Some(&hook.change_version),
-            self.known.get(unit),
-            "{} carries the latest version known",
+            shown,
+            "{} carries the membership's version, or the acknowledged one if gone",
             hook
         );
         let present = self.membership.get(unit);
