@@ -13,6 +13,9 @@ use visor::registry::Versioned;
 
 use crate::common::{self, TestRegistry};
 
+/// The lease flags of [`ControllerProcess::start`]: a short lease, as tests want fast failover.
+pub const SHORT_LEASE: &[&str] = &["--lease-ttl", "2s", "--renew-deadline", "1500ms"];
+
 /// A `visor controller` child process, killed on drop.
 pub struct ControllerProcess {
     child: Option<Child>,
@@ -27,6 +30,12 @@ impl ControllerProcess {
 
     /// Like [`start`](Self::start), with further `visor controller` flags.
     pub fn start_with(t: &TestRegistry, identity: &str, extra: &[&str]) -> Self {
+        Self::spawn(&t.etcd.endpoint(), identity, SHORT_LEASE, extra)
+    }
+
+    /// A controller of the registry at `endpoint` (where nothing need
+    /// listen), with the lease flags `lease` and further flags `extra`.
+    pub fn spawn(endpoint: &str, identity: &str, lease: &[&str], extra: &[&str]) -> Self {
         let admin = TcpListener::bind("127.0.0.1:0")
             .expect("bind")
             .local_addr()
@@ -35,22 +44,14 @@ impl ControllerProcess {
         let child = Command::new(assert_cmd::cargo::cargo_bin("visor"))
             .args([
                 "--endpoints",
-                &t.etcd.endpoint(),
+                endpoint,
                 "controller",
                 "--identity",
                 identity,
             ])
             .args(["--admin-addr", &format!("127.0.0.1:{admin}")])
-            .args([
-                "--lease-ttl",
-                "2s",
-                "--renew-deadline",
-                "1500ms",
-                "--resync",
-                "2s",
-                "--concurrency",
-                "4",
-            ])
+            .args(lease)
+            .args(["--resync", "2s", "--concurrency", "4"])
             .args(extra)
             .env("RUST_LOG", "visor=info")
             .stdin(Stdio::null())
