@@ -44,7 +44,14 @@ async fn commits_whose_response_was_lost_are_not_started_twice() {
                 );
             }
             fixtures::seed(&t, "web", "v1", "http").await;
-            let controller = ControllerProcess::start_through(&proxy.endpoint(), "c1", &[]);
+            // A longer lease than the harness's default: a cut connection must
+            // not cost the leadership, or the faults would test failover instead.
+            let controller = ControllerProcess::spawn(
+                &proxy.endpoint(),
+                "c1",
+                &["--lease-ttl", "10s", "--renew-deadline", "6s"],
+                &[],
+            );
             controller.wait_leading().await;
 
             let from = fixtures::raw_revision(&t).await + 1;

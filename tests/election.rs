@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use visor::Error;
+use visor::registry::Lease;
 use visor::runtime::election::{self, Leadership};
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -270,6 +271,47 @@ async fn a_registry_restart_within_the_renew_deadline_keeps_leadership() {
             leadership.lost().cancelled(),
         )
         .await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn lease_timings_etcd_would_not_honour_are_refused_before_granting() {
+    common::within(LIMIT, "a grant hangs", async {
+        let t = common::TestRegistry::start().await;
+        let registry = t.visor.registry();
+        let refused = [
+            (Duration::ZERO, Duration::from_millis(500)),
+            (Duration::from_millis(1500), Duration::from_secs(1)),
+            (Duration::from_secs(2), Duration::from_secs(2)),
+            (Duration::from_secs(2), Duration::ZERO),
+        ];
+        for (ttl, renew_deadline) in refused {
+            let granted = Lease::grant_with_deadline(registry, ttl, renew_deadline).await;
+            assert!(
+                matches!(granted, Err(Error::InvalidArgument { .. })),
+                "ttl {ttl:?}, renew deadline {renew_deadline:?}: {granted:?}"
+            );
+            let campaign = election::campaign(
+                registry,
+                NAME,
+                "controller-a",
+                ttl,
+                renew_deadline,
+                &CancellationToken::new(),
+            )
+            .await;
+            assert!(
+                matches!(campaign, Err(Error::InvalidArgument { .. })),
+                "campaign with ttl {ttl:?}, renew deadline {renew_deadline:?}: {campaign:?}"
+            );
+        }
+        let leases = t.raw().leases().await.expect("list leases");
+        assert!(leases.leases().is_empty(), "nothing was granted");
+        assert!(
+            fixtures::raw_keys(&t, NAME).await.is_empty(),
+            "no candidate"
+        );
     })
     .await;
 }

@@ -1,7 +1,6 @@
 //! `visor controller`: the long-running controller with its admin endpoints.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use clap::Args;
 use tokio::sync::watch;
@@ -9,8 +8,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::CliError;
 use crate::admin::AdminServer;
-use crate::controller::{self, ControllerConfig};
-use crate::registry::{RegistryConfig, Visor};
+use crate::controller::{Controller, ControllerConfig};
+use crate::registry::RegistryConfig;
 use crate::shutdown::Shutdown;
 
 #[derive(Debug, Args)]
@@ -22,9 +21,14 @@ pub struct ControllerArgs {
     admin_addr: SocketAddr,
 }
 
-/// Connects (retrying while the registry is unreachable), serves the admin
-/// endpoints, and runs the controller until SIGINT or SIGTERM.
+/// Checks the flags, serves the admin endpoints (reporting the replica's
+/// standing from the start), connects (retrying while the registry is
+/// unreachable), and runs the controller until SIGINT or SIGTERM.
 pub async fn run(registry: &RegistryConfig, args: ControllerArgs) -> Result<(), CliError> {
+    // Before anything else: a usage error must not depend on reaching the registry.
+    args.controller
+        .validate()
+        .map_err(|error| CliError::Usage(error.to_string()))?;
     let mut signals = Shutdown::install().map_err(CliError::Signals)?;
     let shutdown = CancellationToken::new();
     {
@@ -35,42 +39,21 @@ pub async fn run(registry: &RegistryConfig, args: ControllerArgs) -> Result<(), 
         });
     }
     let prometheus = prometheus::Registry::new();
+    let controller = Controller::new(args.controller, &prometheus)?;
     let (ready_tx, ready) = watch::channel(false);
-    let admin = AdminServer::bind(args.admin_addr, prometheus.clone(), ready)
+    let admin = AdminServer::bind(args.admin_addr, prometheus, ready, controller.health())
         .await
         .map_err(CliError::Admin)?;
     tracing::info!(addr = %admin.local_addr().map_err(CliError::Admin)?, "admin endpoints serving");
     let admin_task = tokio::spawn(admin.serve(shutdown.clone()));
-    let Some(visor) = connect(registry, &shutdown).await else {
+    let Some(visor) = controller.connect(registry, &shutdown).await else {
         return Ok(());
     };
-    controller::run(
-        visor,
-        args.controller,
-        prometheus,
-        ready_tx,
-        shutdown.clone(),
-    )
-    .await?;
+    controller.run(visor, ready_tx, shutdown.clone()).await?;
     shutdown.cancel();
     // The admin server stops with the shutdown token; its own failure is only logged.
     if let Ok(Err(error)) = admin_task.await {
         tracing::warn!(%error, "admin server failed");
     }
     Ok(())
-}
-
-/// Connects to the registry, retrying with backoff; `None` if shut down first.
-async fn connect(config: &RegistryConfig, shutdown: &CancellationToken) -> Option<Visor> {
-    let mut delay = Duration::from_millis(200);
-    loop {
-        match Visor::connect(config).await {
-            Ok(visor) => return Some(visor),
-            Err(error) => tracing::warn!(%error, ?delay, "cannot reach the registry; retrying"),
-        }
-        tokio::select! {
-            () = tokio::time::sleep(delay) => delay = (delay * 2).min(Duration::from_secs(10)),
-            () = shutdown.cancelled() => return None,
-        }
-    }
 }

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::CliError;
 use crate::admin::AdminServer;
-use crate::controller::{self, ControllerConfig};
+use crate::controller::{Controller, ControllerConfig};
 use crate::registry::{Error, LocalEtcd, LocalEtcdOptions, RegistryConfig, Visor};
 use crate::shutdown::Shutdown;
 
@@ -34,6 +34,10 @@ pub struct UpArgs {
 }
 
 pub async fn run(config: &RegistryConfig, args: UpArgs) -> Result<(), CliError> {
+    // Before anything is written or started.
+    args.controller
+        .validate()
+        .map_err(|error| CliError::Usage(error.to_string()))?;
     let mut signals = Shutdown::install().map_err(CliError::Signals)?;
     std::fs::create_dir_all(&args.data_dir).map_err(|e| {
         Error::Config(format!(
@@ -58,8 +62,9 @@ pub async fn run(config: &RegistryConfig, args: UpArgs) -> Result<(), CliError> 
 
     let shutdown = CancellationToken::new();
     let prometheus = prometheus::Registry::new();
+    let controller = Controller::new(args.controller, &prometheus)?;
     let (ready_tx, ready) = watch::channel(false);
-    let admin = AdminServer::bind(args.admin_addr, prometheus.clone(), ready)
+    let admin = AdminServer::bind(args.admin_addr, prometheus, ready, controller.health())
         .await
         .map_err(CliError::Admin)?;
     let admin_addr = admin.local_addr().map_err(CliError::Admin)?;
@@ -73,13 +78,7 @@ pub async fn run(config: &RegistryConfig, args: UpArgs) -> Result<(), CliError> 
     );
     eprintln!("try: visor app register web --repo-url https://example.com/web.git --stack base");
     eprintln!("     visor watch        (in another terminal)     Ctrl-C or SIGTERM stops");
-    let controller = tokio::spawn(controller::run(
-        visor,
-        args.controller,
-        prometheus,
-        ready_tx,
-        shutdown.clone(),
-    ));
+    let controller = tokio::spawn(controller.run(visor, ready_tx, shutdown.clone()));
     signals.requested().await;
     eprintln!("visor up: stopping");
     shutdown.cancel();

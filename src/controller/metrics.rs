@@ -1,7 +1,15 @@
-//! The controller's domain metrics (`visor_*`) and its leader status, next to
-//! the runtime's generic `workqueue_*` and `controller_runtime_*` ones.
+//! The controller's domain metrics (`visor_*`) and its standing (leader
+//! status, registry reachability), next to the runtime's generic
+//! `workqueue_*` and `controller_runtime_*` ones.
+//!
+//! Invariant: the standing is exported from the moment the metrics are
+//! registered, before the registry is first reached, and `/metrics` and
+//! `/healthz` report it alike ([`Standing`] sets both).
 
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use tokio::sync::watch;
+
+use crate::admin::Health;
 
 /// The election name in `leader_election_master_status{name}`.
 pub const ELECTION_NAME: &str = "visor-controller";
@@ -11,6 +19,8 @@ pub const ELECTION_NAME: &str = "visor-controller";
 pub struct ControllerMetrics {
     /// `leader_election_master_status{name}`: 1 while this replica leads.
     pub leader: IntGaugeVec,
+    /// `visor_registry_reachable`: 1 while the registry answers this replica.
+    pub registry_reachable: IntGauge,
     /// `visor_tickets_emitted_total{op}`
     pub tickets: IntCounterVec,
     /// `visor_unplaceable_instances{app,rev,proc}`: starts waiting for a host.
@@ -52,6 +62,13 @@ impl ControllerMetrics {
                         "1 while this replica is the leader.",
                     ),
                     &["name"],
+                )?,
+            )?,
+            registry_reachable: add(
+                registry,
+                IntGauge::new(
+                    "visor_registry_reachable",
+                    "1 when this replica's last attempt to use the registry (connect, lease grant, campaign) succeeded; 0 from start-up until one does, and after one fails.",
                 )?,
             )?,
             tickets: add(
@@ -155,5 +172,48 @@ impl ControllerMetrics {
         self.hosts_alive.set(0);
         self.endpoints.reset();
         self.degraded.set(0);
+    }
+}
+
+/// Whether this replica reaches the registry and whether it leads, as
+/// `leader_election_master_status`, `visor_registry_reachable` and
+/// `/healthz` report it.
+#[derive(Debug)]
+pub struct Standing {
+    leader: IntGauge,
+    reachable: IntGauge,
+    health: watch::Sender<Health>,
+}
+
+impl Standing {
+    /// Neither reachable nor leading, until told otherwise; the gauges are
+    /// set at once, so they are exported from now on.
+    pub fn new(metrics: &ControllerMetrics) -> Self {
+        let standing = Self {
+            leader: metrics.leader.with_label_values(&[ELECTION_NAME]),
+            reachable: metrics.registry_reachable.clone(),
+            health: watch::Sender::new(Health::default()),
+        };
+        standing.leader.set(0);
+        standing.reachable.set(0);
+        standing
+    }
+
+    /// What `/healthz` reports, following every change.
+    pub fn health(&self) -> watch::Receiver<Health> {
+        self.health.subscribe()
+    }
+
+    /// The last attempt to use the registry succeeded (or not).
+    pub fn set_reachable(&self, reachable: bool) {
+        self.reachable.set(i64::from(reachable));
+        self.health
+            .send_modify(|health| health.registry_reachable = reachable);
+    }
+
+    /// This replica leads (or not).
+    pub fn set_leading(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
+        self.health.send_modify(|health| health.leading = leading);
     }
 }

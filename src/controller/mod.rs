@@ -4,14 +4,17 @@
 //!
 //! Invariants: only the leader acts, and every write it makes is fenced by its
 //! leadership; when leadership is lost every loop stops at once and the
-//! controller campaigns again; on shutdown it resigns so a standby takes over
-//! without waiting for the lease to expire.
+//! controller campaigns again, after a backoff; whatever ends a term, its
+//! lease is revoked so a standby takes over without waiting for it to
+//! expire. A configuration is checked before anything runs.
 
 mod caches;
+mod config;
 mod leader;
 mod metrics;
 mod reconcile;
 mod relations;
+mod replica;
 mod services;
 mod snapshot;
 mod status;
@@ -19,14 +22,12 @@ mod status;
 use std::time::Duration;
 
 use clap::Args;
-use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 
-use crate::registry::{Error as RegistryError, Visor};
-use crate::runtime::cache::CacheMetrics;
-use crate::runtime::election;
+use crate::registry::Error as RegistryError;
+pub use config::ConfigError;
 pub use leader::TermError;
 pub use metrics::{ControllerMetrics, ELECTION_NAME};
+pub use replica::{Controller, RETRY};
 pub use status::{GroupStatus, Status, status};
 
 /// How the controller runs.
@@ -35,14 +36,15 @@ pub struct ControllerConfig {
     /// Name this replica campaigns under (default: host name and process id).
     #[arg(long, env = "VISOR_IDENTITY")]
     pub identity: Option<String>,
-    /// Leadership lease TTL: a dead leader is replaced after at most this long.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    /// Leadership lease TTL, whole seconds from 1s (etcd's granularity): a
+    /// dead leader is replaced after at most this long.
+    #[arg(long, default_value = "10s", value_parser = config::parse_lease_ttl)]
     pub lease_ttl: Duration,
-    /// Renew deadline: the leader stops acting when it could not renew for this long (< TTL).
-    #[arg(long, default_value = "6s", value_parser = humantime::parse_duration)]
+    /// Renew deadline: the leader stops acting when it could not renew for this long (above 0, below the TTL).
+    #[arg(long, default_value = "6s", value_parser = config::parse_renew_deadline)]
     pub renew_deadline: Duration,
-    /// Reconciles of one loop running at once.
-    #[arg(long, default_value_t = 4)]
+    /// Reconciles of one loop running at once (at least 1).
+    #[arg(long, default_value_t = 4, value_parser = config::parse_concurrency)]
     pub concurrency: usize,
     /// Period of the full resync of every loop (0s disables it).
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
@@ -62,9 +64,12 @@ pub struct ControllerConfig {
     pub notifications_max_age: Duration,
 }
 
-/// Why the controller stopped.
+/// Why the controller stopped, or could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ControllerError {
+    /// The configuration cannot run as asked.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     /// Metrics could not be registered.
     #[error("cannot register metrics: {0}")]
     Metrics(#[from] prometheus::Error),
@@ -82,67 +87,5 @@ impl ControllerConfig {
             let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "controller".to_owned());
             format!("{host}-{}", std::process::id())
         })
-    }
-}
-
-/// Campaigns and leads until `shutdown`; `ready` is true while leading with synced caches.
-pub async fn run(
-    visor: Visor,
-    config: ControllerConfig,
-    prometheus: prometheus::Registry,
-    ready: watch::Sender<bool>,
-    shutdown: CancellationToken,
-) -> Result<(), ControllerError> {
-    let metrics = ControllerMetrics::register(&prometheus)?;
-    let cache_metrics = CacheMetrics::register(&prometheus)?;
-    let leader_status = metrics.leader.with_label_values(&[ELECTION_NAME]);
-    let identity = config.identity();
-    let election_name = visor.registry().keys().leader();
-    loop {
-        leader_status.set(0);
-        let campaign = election::campaign(
-            visor.registry(),
-            &election_name,
-            &identity,
-            config.lease_ttl,
-            config.renew_deadline,
-            &shutdown,
-        );
-        let leadership = match campaign.await {
-            Ok(Some(leadership)) => leadership,
-            // Shut down while standing by; the campaign's lease is already revoked.
-            Ok(None) => return Ok(()),
-            Err(error) => {
-                tracing::warn!(%error, "campaign failed; retrying");
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                    () = shutdown.cancelled() => return Ok(()),
-                }
-            }
-        };
-        tracing::info!(%identity, fence = %leadership.fence(), "elected leader");
-        leader_status.set(1);
-        let term = leadership.lost().child_token();
-        let fenced = visor.fenced(leadership.fence().clone());
-        let ran = tokio::select! {
-            ran = leader::run_term(fenced, &config, &prometheus, &cache_metrics, &metrics, &ready, term.clone()) => ran,
-            () = shutdown.cancelled() => Ok(()),
-        };
-        term.cancel();
-        ready.send_replace(false);
-        leader_status.set(0);
-        if shutdown.is_cancelled() {
-            tracing::info!("shutting down: resigning leadership");
-            return leadership.resign().await.map_err(Into::into);
-        }
-        match ran {
-            Ok(()) => tracing::warn!("leadership lost; campaigning again"),
-            Err(error) => {
-                tracing::error!(%error, "leadership term failed; resigning and campaigning again");
-                if let Err(error) = leadership.resign().await {
-                    tracing::warn!(%error, "resigning failed; the lease will expire");
-                }
-            }
-        }
     }
 }

@@ -1,10 +1,12 @@
-//! A lease and its keep-alive: the root of everything lease-bound (hosts now;
-//! endpoints and leadership later).
+//! A lease and its keep-alive: the root of everything lease-bound (hosts,
+//! endpoints, leadership).
 //!
 //! Invariant: [`Lease::lost`] is cancelled as soon as the lease can no longer be
 //! trusted to exist — etcd said it expired, or no renewal succeeded within the
 //! renew deadline, which is shorter than the TTL so that a holder stops acting
 //! before etcd can expire the lease and hand what it guards to someone else.
+//! Only timings etcd honours as asked are granted: a TTL in whole seconds
+//! within etcd's range, and a renew deadline above zero and below the TTL.
 
 use std::time::Duration;
 
@@ -14,6 +16,56 @@ use tokio_util::sync::CancellationToken;
 
 use super::client::Registry;
 use super::error::{Error, Result};
+
+/// The longest TTL etcd grants (`MaxLeaseTTL` in etcd's `server/lease/lessor.go`).
+pub const MAX_LEASE_TTL: Duration = Duration::from_secs(9_000_000_000);
+
+/// A lease timing etcd would not honour as asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LeaseTimingError {
+    /// Zero, a sub-second part, or beyond [`MAX_LEASE_TTL`]: etcd would round or refuse it.
+    #[error(
+        "lease TTL {} is not a whole number of seconds from 1s to {}s: etcd grants leases in whole seconds, so a sub-second part is refused rather than rounded",
+        humantime::format_duration(*.0),
+        MAX_LEASE_TTL.as_secs()
+    )]
+    Ttl(Duration),
+    /// Not above zero and below the TTL: the holder would act past its lease.
+    #[error(
+        "renew deadline {} must be above 0s and below the lease TTL {}, so that the holder stops acting before etcd can expire its lease",
+        humantime::format_duration(*deadline),
+        humantime::format_duration(*ttl)
+    )]
+    RenewDeadline {
+        /// The renew deadline asked for.
+        deadline: Duration,
+        /// The TTL it must stay below.
+        ttl: Duration,
+    },
+}
+
+impl LeaseTimingError {
+    /// Checks that etcd grants `ttl` as asked; returns it in seconds.
+    pub fn check_ttl(ttl: Duration) -> std::result::Result<i64, Self> {
+        let whole =
+            ttl.subsec_nanos() == 0 && ttl >= Duration::from_secs(1) && ttl <= MAX_LEASE_TTL;
+        match i64::try_from(ttl.as_secs()) {
+            Ok(seconds) if whole => Ok(seconds),
+            _ => Err(Self::Ttl(ttl)),
+        }
+    }
+
+    /// Checks that `deadline` is above zero and below `ttl`.
+    pub fn check_renew_deadline(
+        ttl: Duration,
+        deadline: Duration,
+    ) -> std::result::Result<(), Self> {
+        if deadline.is_zero() || deadline >= ttl {
+            return Err(Self::RenewDeadline { deadline, ttl });
+        }
+        Ok(())
+    }
+}
 
 /// A granted lease, renewed in the background at a third of its TTL until
 /// revoked or dropped. Dropping stops renewal; etcd then expires it after its TTL.
@@ -27,22 +79,29 @@ pub struct Lease {
 }
 
 impl Lease {
-    /// Grants a lease of `ttl` (whole seconds, at least 1) and starts renewing
-    /// it, with a renew deadline of two thirds of the TTL.
+    /// Grants a lease of `ttl` (whole seconds, from 1s to [`MAX_LEASE_TTL`]) and
+    /// starts renewing it, with a renew deadline of two thirds of the TTL.
     pub async fn grant(registry: &Registry, ttl: Duration) -> Result<Self> {
         Self::grant_with_deadline(registry, ttl, ttl * 2 / 3).await
     }
 
-    /// Like [`grant`](Self::grant), with the given renew deadline (capped at the TTL).
+    /// Like [`grant`](Self::grant), with the given renew deadline (above
+    /// zero and below the TTL; capped at the TTL etcd granted, which can be
+    /// longer than asked: etcd raises TTLs below its minimum).
+    ///
+    /// A timing etcd would not honour as asked is refused with
+    /// [`Error::InvalidArgument`] before anything is granted.
     pub async fn grant_with_deadline(
         registry: &Registry,
         ttl: Duration,
         renew_deadline: Duration,
     ) -> Result<Self> {
-        let seconds = i64::try_from(ttl.as_secs().max(1)).map_err(|_| Error::InvalidArgument {
-            what: "lease ttl",
-            reason: format!("{ttl:?} is too long"),
-        })?;
+        let refused = |error: LeaseTimingError| Error::InvalidArgument {
+            what: "lease timing",
+            reason: error.to_string(),
+        };
+        let seconds = LeaseTimingError::check_ttl(ttl).map_err(refused)?;
+        LeaseTimingError::check_renew_deadline(ttl, renew_deadline).map_err(refused)?;
         let mut leases = registry.etcd().lease_client();
         let granted = registry
             .call("lease grant", leases.grant(seconds, None))
@@ -82,12 +141,30 @@ impl Lease {
 
     /// Stops renewal and revokes the lease, deleting every key bound to it.
     pub async fn revoke(self) -> Result<()> {
+        self.revoke_bounded(None).await
+    }
+
+    /// [`revoke`](Self::revoke), giving up after `limit`: best effort for
+    /// whoever must not wait long (a lease that is not revoked still expires
+    /// after its TTL).
+    pub async fn revoke_within(self, limit: Duration) -> Result<()> {
+        self.revoke_bounded(Some(limit)).await
+    }
+
+    async fn revoke_bounded(self, limit: Option<Duration>) -> Result<()> {
         self.keeper.abort();
         let mut leases = self.registry.etcd().lease_client();
-        let revoked = self
-            .registry
-            .call("lease revoke", leases.revoke(self.id))
-            .await;
+        let request = self.registry.call("lease revoke", leases.revoke(self.id));
+        let revoked = match limit {
+            None => request.await,
+            Some(limit) => tokio::time::timeout(limit, request)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(self
+                        .registry
+                        .unavailable("lease revoke", &format!("no answer within {limit:?}")))
+                }),
+        };
         self.lost.cancel();
         match revoked {
             Ok(_) => Ok(()),
@@ -161,4 +238,88 @@ async fn keep_alive(
         }
     }
     lost.cancel();
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const S: Duration = Duration::from_secs(1);
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn ttls_etcd_grants_as_asked() {
+        let table: &[(Duration, Option<i64>)] = &[
+            (Duration::ZERO, None),
+            (MS * 500, None),
+            (MS * 999, None),
+            (S, Some(1)),
+            (MS * 1500, None),
+            (S * 2 + Duration::from_nanos(1), None),
+            (S * 10, Some(10)),
+            (MAX_LEASE_TTL, Some(9_000_000_000)),
+            (MAX_LEASE_TTL + S, None),
+            (Duration::MAX, None),
+        ];
+        for &(ttl, expected) in table {
+            assert_eq!(
+                LeaseTimingError::check_ttl(ttl).ok(),
+                expected,
+                "ttl {ttl:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn renew_deadlines_above_zero_and_below_the_ttl() {
+        let table: &[(Duration, Duration, bool)] = &[
+            (S * 2, MS * 1500, true),
+            (S * 10, S * 6, true),
+            (S, MS, true),
+            (S * 2, Duration::ZERO, false),
+            (S * 2, S * 2, false),
+            (S * 2, S * 3, false),
+        ];
+        for &(ttl, deadline, accepted) in table {
+            assert_eq!(
+                LeaseTimingError::check_renew_deadline(ttl, deadline).is_ok(),
+                accepted,
+                "ttl {ttl:?}, deadline {deadline:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn refusals_say_what_is_allowed() {
+        let ttl = LeaseTimingError::check_ttl(MS * 1500).expect_err("refused");
+        assert_eq!(
+            ttl.to_string(),
+            "lease TTL 1s 500ms is not a whole number of seconds from 1s to 9000000000s: \
+             etcd grants leases in whole seconds, so a sub-second part is refused rather than rounded"
+        );
+        let deadline = LeaseTimingError::check_renew_deadline(S * 2, S * 2).expect_err("refused");
+        assert_eq!(
+            deadline.to_string(),
+            "renew deadline 2s must be above 0s and below the lease TTL 2s, \
+             so that the holder stops acting before etcd can expire its lease"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn a_ttl_is_granted_as_asked_exactly_when_it_is_whole_seconds_in_range(
+            seconds in 0u64..20_000_000_000,
+            nanos in prop_oneof![Just(0u32), 1u32..1_000_000_000],
+        ) {
+            let ttl = Duration::new(seconds, nanos);
+            let whole = nanos == 0 && (1..=MAX_LEASE_TTL.as_secs()).contains(&seconds);
+            let checked = LeaseTimingError::check_ttl(ttl);
+            prop_assert_eq!(checked.is_ok(), whole);
+            if let Ok(granted) = checked {
+                prop_assert_eq!(u64::try_from(granted).ok(), Some(seconds));
+            }
+        }
+    }
 }

@@ -31,7 +31,7 @@ pub use events::{Event, EventKind, EventStream};
 pub use fence::Fence;
 
 pub use keys::{KeyPath, Keys};
-pub use lease::Lease;
+pub use lease::{Lease, LeaseTimingError, MAX_LEASE_TTL};
 pub use local::{LocalEtcd, LocalEtcdError, LocalEtcdOptions, ServerTls};
 
 pub use store::{Codec, Encode, Listing, Malformed, Versioned};

@@ -7,23 +7,30 @@
 //! and its `lost` token is cancelled the moment leadership can no longer be
 //! trusted — the lease missed its renew deadline or the leader key vanished —
 //! so every leader-only loop stops at once.
+//!
+//! Invariant: a campaign that ends without a leadership (cancelled, failed,
+//! its lease lost) revokes its lease before returning, and so does a
+//! leadership that is given up, each within [`RELEASE_TIMEOUT`]: a key left
+//! in line would make the next candidate wait out its TTL.
 
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
-
-use etcd_client::{EventType, LeaderKey, ResignOptions, WatchOptions};
+use etcd_client::{EventType, LeaderKey, WatchOptions};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::AbortOnDropHandle;
 
+use super::retry::{self, BackoffPolicy};
 use crate::registry::{Error, Fence, Lease, Registry, Result};
+
+/// How long giving a lease up may take. Best effort: a registry that does not
+/// answer delays the next campaign, or the exit, only this long, and the
+/// lease then expires after its TTL.
+pub const RELEASE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A won election, until resigned or lost.
 #[derive(Debug)]
 pub struct Leadership {
-    registry: Registry,
     lease: Lease,
-    leader: LeaderKey,
     fence: Fence,
     lost: CancellationToken,
     /// Cancels `lost` when the leadership is dropped without resigning.
@@ -33,9 +40,7 @@ pub struct Leadership {
 
 /// Campaigns under `name` (the election prefix) as `identity` with a lease of
 /// `ttl` whose renew deadline is `renew_deadline`; resolves once elected, or
-/// with `None` once `cancel` is cancelled — then the lease is revoked, so this
-/// candidate leaves the line at once instead of holding a place until its
-/// lease expires.
+/// with `None` once `cancel` is cancelled. See [`campaign_with_lease`].
 pub async fn campaign(
     registry: &Registry,
     name: &str,
@@ -45,25 +50,49 @@ pub async fn campaign(
     cancel: &CancellationToken,
 ) -> Result<Option<Leadership>> {
     let lease = Lease::grant_with_deadline(registry, ttl, renew_deadline).await?;
+    campaign_with_lease(registry, name, identity, lease, cancel).await
+}
+
+/// Campaigns under `name` as `identity` with `lease`, already granted and
+/// kept alive; resolves once elected, or with `None` once `cancel` is
+/// cancelled. Unless elected, the lease is revoked before this returns (an
+/// error included), so this candidate leaves the line at once instead of
+/// holding a place until its lease expires.
+pub async fn campaign_with_lease(
+    registry: &Registry,
+    name: &str,
+    identity: &str,
+    lease: Lease,
+    cancel: &CancellationToken,
+) -> Result<Option<Leadership>> {
     let mut election = registry.etcd().election_client();
     let lease_lost = lease.lost();
     // Campaigning blocks until elected, so it is not bounded by the request timeout.
     let response = tokio::select! {
         response = election.campaign(name, identity, lease.id()) => {
-            response.map_err(|error| registry.error("campaign", error))?
+            response.map_err(|error| registry.error("campaign", error))
         }
-        _ = lease_lost.cancelled() => {
-            return Err(registry.unavailable("campaign", "the campaign's lease was lost while waiting"));
+        () = lease_lost.cancelled() => {
+            Err(registry.unavailable("campaign", "the campaign's lease was lost while waiting"))
         }
         () = cancel.cancelled() => {
-            lease.revoke().await?;
+            lease.revoke_within(RELEASE_TIMEOUT).await?;
             return Ok(None);
         }
     };
-    let leader = response.leader().cloned().ok_or_else(|| Error::Request {
-        op: "campaign",
-        message: "the registry elected us without naming the leader key".into(),
-    })?;
+    let leader = response.and_then(|response| {
+        response.leader().cloned().ok_or_else(|| Error::Request {
+            op: "campaign",
+            message: "the registry elected us without naming the leader key".into(),
+        })
+    });
+    let leader: LeaderKey = match leader {
+        Ok(leader) => leader,
+        Err(error) => {
+            release(lease).await;
+            return Err(error);
+        }
+    };
     let fence = Fence {
         key: String::from_utf8_lossy(leader.key()).into_owned(),
         create_revision: leader.rev(),
@@ -75,14 +104,21 @@ pub async fn campaign(
         lost.clone(),
     )));
     Ok(Some(Leadership {
-        registry: registry.clone(),
         lease,
-        leader,
         fence,
         _lost_on_drop: lost.clone().drop_guard(),
         lost,
         key_watch,
     }))
+}
+
+/// Revokes the lease of a campaign that failed; a failure is only logged,
+/// since the campaign's own error is what the caller needs to see.
+async fn release(lease: Lease) {
+    let id = lease.id();
+    if let Err(error) = lease.revoke_within(RELEASE_TIMEOUT).await {
+        tracing::warn!(lease = id, %error, "cannot revoke the failed campaign's lease; it expires after its TTL");
+    }
 }
 
 /// The identity of the current leader under `name`, if any.
@@ -114,19 +150,15 @@ impl Leadership {
         self.lease.id()
     }
 
-    /// Gives leadership up so a standby takes over immediately, then revokes the lease.
+    /// Gives leadership up, however the term ended (lost, failed, or shut
+    /// down): stops the key watch and revokes the lease within
+    /// [`RELEASE_TIMEOUT`], which deletes the leader key in the same step,
+    /// so the next candidate in line is elected at once instead of after
+    /// the TTL. A lease already gone counts as revoked.
     pub async fn resign(self) -> Result<()> {
         self.lost.cancel();
         self.key_watch.abort();
-        let mut election = self.registry.etcd().election_client();
-        let options = ResignOptions::new().with_leader(self.leader.clone());
-        let resigned = self
-            .registry
-            .call("resign", election.resign(Some(options)))
-            .await;
-        // Revoking also removes the leader key if resigning failed half-way.
-        let revoked = self.lease.revoke().await;
-        resigned.and(revoked).map(|_| ())
+        self.lease.revoke_within(RELEASE_TIMEOUT).await
     }
 }
 
@@ -138,12 +170,7 @@ impl Leadership {
 /// registry cannot be reached the lease's renew deadline is what ends the
 /// leadership, not the broken watch.
 async fn watch_leader_key(registry: Registry, fence: Fence, lost: CancellationToken) {
-    let retries = ExponentialBuilder::default()
-        .with_jitter()
-        .with_min_delay(Duration::from_millis(50))
-        .with_max_delay(Duration::from_secs(2))
-        .without_max_times();
-    let mut backoff = retries.build();
+    let mut backoff = KEY_WATCH_RETRY.start();
     loop {
         let started = tokio::time::Instant::now();
         let outcome = tokio::select! {
@@ -157,22 +184,23 @@ async fn watch_leader_key(registry: Registry, fence: Fence, lost: CancellationTo
                 return;
             }
             KeyWatch::Broken(error) => {
-                if started.elapsed() >= HEALTHY_WATCH {
-                    backoff = retries.build();
-                }
-                let delay = backoff.next().unwrap_or(Duration::from_secs(2));
+                let delay = backoff.next_delay(started.elapsed());
                 tracing::info!(%fence, %error, ?delay, "leader key watch interrupted; resuming");
-                tokio::select! {
-                    () = tokio::time::sleep(delay) => {}
-                    () = lost.cancelled() => return,
+                if !retry::sleep(delay, &lost).await {
+                    return;
                 }
             }
         }
     }
 }
 
-/// How long a leader key watch must have run for its backoff to start over.
-const HEALTHY_WATCH: Duration = Duration::from_secs(30);
+/// How a broken leader key watch is resumed: from 50ms doubling to 2s, and
+/// from 50ms again after a watch that ran for 30s.
+const KEY_WATCH_RETRY: BackoffPolicy = BackoffPolicy {
+    min: Duration::from_millis(50),
+    max: Duration::from_secs(2),
+    healthy: Duration::from_secs(30),
+};
 
 /// How one watch of the leader key ended.
 enum KeyWatch {

@@ -13,6 +13,9 @@ use visor::registry::Versioned;
 
 use crate::common::{self, TestRegistry};
 
+/// The lease flags of [`ControllerProcess::start`]: a short lease, as tests want fast failover.
+pub const SHORT_LEASE: &[&str] = &["--lease-ttl", "2s", "--renew-deadline", "1500ms"];
+
 /// A `visor controller` child process, killed on drop.
 pub struct ControllerProcess {
     child: Option<Child>,
@@ -27,12 +30,12 @@ impl ControllerProcess {
 
     /// Like [`start`](Self::start), with further `visor controller` flags.
     pub fn start_with(t: &TestRegistry, identity: &str, extra: &[&str]) -> Self {
-        Self::start_through(&t.etcd.endpoint(), identity, extra)
+        Self::spawn(&t.etcd.endpoint(), identity, SHORT_LEASE, extra)
     }
 
-    /// Like [`start_with`](Self::start_with), reaching the registry at `endpoint`
-    /// (a proxy in front of the test's etcd, say).
-    pub fn start_through(endpoint: &str, identity: &str, extra: &[&str]) -> Self {
+    /// A controller of the registry at `endpoint` (where nothing need
+    /// listen), with the lease flags `lease` and further flags `extra`.
+    pub fn spawn(endpoint: &str, identity: &str, lease: &[&str], extra: &[&str]) -> Self {
         let admin = TcpListener::bind("127.0.0.1:0")
             .expect("bind")
             .local_addr()
@@ -47,16 +50,8 @@ impl ControllerProcess {
                 identity,
             ])
             .args(["--admin-addr", &format!("127.0.0.1:{admin}")])
-            .args([
-                "--lease-ttl",
-                "2s",
-                "--renew-deadline",
-                "1500ms",
-                "--resync",
-                "2s",
-                "--concurrency",
-                "4",
-            ])
+            .args(lease)
+            .args(["--resync", "2s", "--concurrency", "4"])
             .args(extra)
             .env("RUST_LOG", "visor=info")
             .stdin(Stdio::null())
