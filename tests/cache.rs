@@ -1,17 +1,19 @@
 //! Registry caches against a real etcd: a cache lists then follows its prefix,
 //! survives etcd being killed and restarted on the same data dir, converges
 //! when the history it missed was compacted away (the relist path itself is
-//! tested deterministically in `src/runtime/cache.rs`), and leaves malformed
-//! values out.
+//! tested deterministically in `src/runtime/cache.rs`), leaves malformed
+//! values out, and never claims a revision whose events a resumed watch has
+//! not delivered yet.
 
 mod common;
+mod fault_proxy;
 mod fixtures;
 
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use visor::model::App;
-use visor::registry::Kind;
+use visor::registry::{Kind, RegistryConfig};
 use visor::runtime::cache::{self, CacheMetrics, CacheReader, Change};
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -200,6 +202,54 @@ async fn a_quiet_cache_waited_on_reaches_a_revision_written_elsewhere_and_only_t
             .mod_revision;
         assert!(reader.wait_for_revision(added).await);
         assert_eq!(names(&reader), ["api", "web"]);
+        shutdown.cancel();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_resumed_watch_claims_no_revision_before_its_events_arrive() {
+    common::within(LIMIT, "the resumed watch never catches up", async {
+        let t = common::TestRegistry::start().await;
+        let proxy = fault_proxy::FaultProxy::start(&t.etcd.endpoint(), t.raw()).await;
+        let through_proxy = visor::Visor::connect(&RegistryConfig::new([proxy.endpoint()]))
+            .await
+            .expect("connect through the proxy");
+        let registry = through_proxy.registry().clone();
+        let (metrics, shutdown) = (prometheus::Registry::new(), CancellationToken::new());
+        let cache_metrics = CacheMetrics::register(&metrics).expect("metrics");
+        let prefix = registry.keys().apps();
+        let (mut reader, _changes) = cache::spawn::<App>(
+            registry,
+            Kind::App,
+            prefix,
+            &[],
+            cache_metrics,
+            shutdown.clone(),
+        );
+        reader.wait_synced().await;
+
+        // The cache's connection hangs while more revisions are written than
+        // etcd sends in one batch of a catching-up watch (1,000): the first
+        // batch's header carries the store's revision, the rest follow.
+        proxy.pause();
+        let value = serde_json::to_string(&fixtures::app("git://x")).expect("json");
+        let mut raw = t.raw();
+        const WRITTEN: usize = 2_500;
+        for i in 0..WRITTEN {
+            raw.put(format!("/visor/apps/app-{i}"), value.clone(), None)
+                .await
+                .expect("put");
+        }
+        let target = fixtures::raw_revision(&t).await;
+        proxy.cut_and_resume();
+
+        assert!(reader.wait_for_revision(target).await, "the cache stopped");
+        assert_eq!(
+            names(&reader).len(),
+            WRITTEN,
+            "at revision {target} the cache holds every app written up to it"
+        );
         shutdown.cancel();
     })
     .await;

@@ -518,16 +518,22 @@ impl<T: Codec + Clone + Send + Sync + 'static> Cache<T> {
                 let _ = self.changes.send(change);
                 next = next.max(kv.mod_revision() + 1);
             }
-            // A response's header carries the revision the watch has caught up
-            // to — except a requested progress notification (watch id -1):
-            // before etcd 3.4.25 and 3.5.8 (etcd-io/etcd#15697) it is not
-            // ordered with the events still on their way (etcd-io/etcd#15220),
-            // so its revision may be ahead of them. It proves the stream
-            // alive, nothing more.
-            let requested_progress = response.watch_id() == -1 && response.events().is_empty();
-            let header_revision = match requested_progress {
-                true => 0,
-                false => response.header().map_or(0, |h| h.revision()),
+            // What the watch has delivered is known from its events. A
+            // response's header revision says more only in a periodic progress
+            // notification, which etcd sends to a watch that has caught up.
+            // Elsewhere it is the store's revision when the response was made,
+            // ahead of events still to come: on the response that confirms a
+            // watch's creation, and on each batch of a watch catching up from
+            // an older revision (etcd sends at most 1,000 revisions a batch).
+            // A requested progress notification (watch id -1) is not trusted
+            // either: before etcd 3.4.25 and 3.5.8 (etcd-io/etcd#15697) it is
+            // not ordered with the events on their way (etcd-io/etcd#15220).
+            // It proves the stream alive, nothing more.
+            let periodic_progress =
+                response.events().is_empty() && !response.created() && response.watch_id() != -1;
+            let header_revision = match periodic_progress {
+                true => response.header().map_or(0, |h| h.revision()),
+                false => 0,
             };
             snapshot.revision = snapshot.revision.max(header_revision).max(next - 1);
             let reached = snapshot.revision;

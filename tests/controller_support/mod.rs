@@ -56,7 +56,11 @@ impl ControllerProcess {
             .env("RUST_LOG", "visor=info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(if std::env::var_os("VISOR_TEST_LOGS").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
             .spawn()
             .expect("spawn visor controller");
         Self {

@@ -5,6 +5,10 @@
 //! whole, waits until etcd's revision moves past what it was before the
 //! request (the write committed), and then cuts the connection before the
 //! response reaches the client: the client sees a reset, not the commit.
+//!
+//! Paused, it drops everything etcd sends to its clients (what a watch
+//! misses while its connection hangs), until it is resumed by cutting every
+//! connection it holds, so that clients reconnect and resume.
 
 #![allow(dead_code)] // Each test binary uses a different subset.
 
@@ -30,6 +34,10 @@ struct Faults {
     injected: AtomicUsize,
     /// Reads etcd's current revision, directly.
     etcd: etcd_client::Client,
+    /// While set, nothing from etcd reaches any client.
+    paused: AtomicBool,
+    /// Bumped to cut every connection open at the time.
+    cuts: tokio::sync::watch::Sender<u64>,
 }
 
 /// The proxy; stops (with every connection it holds) when dropped.
@@ -48,6 +56,8 @@ impl FaultProxy {
             armed: AtomicUsize::new(0),
             injected: AtomicUsize::new(0),
             etcd,
+            paused: AtomicBool::new(false),
+            cuts: tokio::sync::watch::Sender::new(0),
         });
         let upstream = upstream.trim_start_matches("http://").to_owned();
         let shared = faults.clone();
@@ -77,6 +87,17 @@ impl FaultProxy {
         self.faults.armed.store(count, Ordering::SeqCst);
     }
 
+    /// Drops everything etcd sends to clients from now on.
+    pub fn pause(&self) {
+        self.faults.paused.store(true, Ordering::SeqCst);
+    }
+
+    /// Cuts every open connection and forwards again: clients reconnect.
+    pub fn cut_and_resume(&self) {
+        self.faults.paused.store(false, Ordering::SeqCst);
+        self.faults.cuts.send_modify(|cuts| *cuts += 1);
+    }
+
     /// How many connections were cut after etcd committed what they carried.
     pub fn injected(&self) -> usize {
         self.faults.injected.load(Ordering::SeqCst)
@@ -94,8 +115,10 @@ async fn relay(client: TcpStream, server: TcpStream, faults: Arc<Faults>) {
     let (mut client_read, mut client_write) = client.into_split();
     let (mut server_read, mut server_write) = server.into_split();
     let swallow = Arc::new(AtomicBool::new(false));
+    let mut cuts = faults.cuts.subscribe();
     let to_client = {
         let swallow = swallow.clone();
+        let faults = faults.clone();
         async move {
             let mut buffer = vec![0; 64 * 1024];
             loop {
@@ -104,7 +127,7 @@ async fn relay(client: TcpStream, server: TcpStream, faults: Arc<Faults>) {
                     Ok(n) => n,
                 };
                 // Once cut, nothing more of etcd's reaches the client.
-                if swallow.load(Ordering::SeqCst) {
+                if swallow.load(Ordering::SeqCst) || faults.paused.load(Ordering::SeqCst) {
                     continue;
                 }
                 if client_write.write_all(&buffer[..n]).await.is_err() {
@@ -145,6 +168,7 @@ async fn relay(client: TcpStream, server: TcpStream, faults: Arc<Faults>) {
     tokio::select! {
         () = to_client => {}
         () = to_server => {}
+        _ = cuts.changed() => {}
     }
 }
 
