@@ -343,3 +343,40 @@ async fn batch_sets_and_unsets_are_all_or_nothing() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_batch_naming_one_object_twice_is_refused_before_anything_is_sent() {
+    common::within(Duration::from_secs(30), "a batch write hangs", async {
+        let t = common::TestRegistry::start().await;
+        let v = &t.visor;
+        fixtures::seed(&t, "web", "v1", "http").await;
+        v.set_env("web", "A", "0").await.expect("A");
+        let before = fixtures::raw_revision(&t).await;
+
+        let invalid = |what: &str, result: Result<(), visor::Error>| match result {
+            Err(error @ visor::Error::InvalidArgument { .. }) => error.to_string(),
+            other => panic!("{what}: expected InvalidArgument, got {other:?}"),
+        };
+        let scales = v.set_scales("web", "v1", &[("http", 3), ("http", 4)]).await;
+        assert_eq!(
+            invalid("set_scales", scales.map(drop)),
+            "invalid scale factors: proc http is given more than once"
+        );
+        let set = v.set_envs("web", &[("A", "1"), ("A", "2")]).await;
+        assert_eq!(
+            invalid("set_envs", set.map(drop)),
+            "invalid env vars: A is given more than once"
+        );
+        let unset = v.unset_envs("web", &["A", "A"]).await;
+        assert_eq!(
+            invalid("unset_envs", unset.map(drop)),
+            "invalid env vars: A is given more than once"
+        );
+        assert_eq!(
+            fixtures::raw_revision(&t).await,
+            before,
+            "a refused batch writes nothing"
+        );
+    })
+    .await;
+}

@@ -267,7 +267,7 @@ async fn app_errors_exit_with_their_codes_and_write_nothing() {
             let message = cli
                 .run("app register 'Bad Name' --repo-url u --stack base")
                 .await
-                .error(1);
+                .error(2);
             assert!(
                 message.contains("invalid app name \"Bad Name\""),
                 "{message}"
@@ -275,7 +275,7 @@ async fn app_errors_exit_with_their_codes_and_write_nothing() {
             let message = cli
                 .run("app register ok --repo-url u --stack 'Bad Stack'")
                 .await
-                .error(1);
+                .error(2);
             assert!(
                 message.contains("invalid stack name \"Bad Stack\""),
                 "{message}"
@@ -293,7 +293,7 @@ async fn app_errors_exit_with_their_codes_and_write_nothing() {
                 cli.run("app unregister nope").await.error(3),
                 "app nope not found"
             );
-            let message = cli.run("app unregister 'Bad Name'").await.error(1);
+            let message = cli.run("app unregister 'Bad Name'").await.error(2);
             assert!(
                 message.contains("invalid app name \"Bad Name\""),
                 "{message}"

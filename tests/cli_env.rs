@@ -142,9 +142,9 @@ async fn env_errors_exit_with_their_codes_and_write_nothing() {
                 "env var web/NOPE not found"
             );
 
-            let message = cli.run("env set web 1BAD=x").await.error(1);
+            let message = cli.run("env set web 1BAD=x").await.error(2);
             assert!(message.contains("invalid env name \"1BAD\""), "{message}");
-            let message = cli.run("env set 'Bad Name' PORT=1").await.error(1);
+            let message = cli.run("env set 'Bad Name' PORT=1").await.error(2);
             assert!(
                 message.contains("invalid app name \"Bad Name\""),
                 "{message}"
@@ -177,7 +177,7 @@ async fn env_set_with_one_bad_assignment_writes_none() {
         register_app(&t, "web").await;
         let before = registry_revision(&t).await;
 
-        let message = cli.run("env set web GOOD=1 1BAD=2").await.error(1);
+        let message = cli.run("env set web GOOD=1 1BAD=2").await.error(2);
         assert!(message.contains("invalid env name \"1BAD\""), "{message}");
         assert!(
             matches!(t.visor.env("web", "GOOD").await, Err(Error::NotFound(_))),
@@ -244,7 +244,7 @@ async fn env_get_prints_one_var_or_fails() {
             cli.run("env get nope URL").await.error(3),
             "env var nope/URL not found"
         );
-        let message = cli.run("env get web BAD-KEY").await.error(1);
+        let message = cli.run("env get web BAD-KEY").await.error(2);
         assert!(
             message.contains("invalid env name \"BAD-KEY\""),
             "{message}"
@@ -258,6 +258,33 @@ async fn env_get_prints_one_var_or_fails() {
                 .starts_with("registry unavailable")
         );
         assert_eq!(registry_revision(&t).await, before, "env get wrote");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_variable_given_twice_is_a_usage_error_naming_it_and_changes_none() {
+    common::within(LIMIT, "etcd start or visor env hangs", async {
+        let t = TestRegistry::start().await;
+        let cli = Cli::new(&t);
+        register_app(&t, "web").await;
+        t.visor.set_env("web", "A", "0").await.expect("A");
+        let before = registry_revision(&t).await;
+
+        for line in [
+            "env set web A=1 A=2",
+            "env set web A=1 B=1 A=1",
+            "env unset web A A",
+        ] {
+            let message = cli.run(line).await.usage_error("env var A");
+            assert_eq!(message, "env var A is given more than once", "{line}");
+        }
+        assert_eq!(t.visor.env("web", "A").await.expect("A").value, "0");
+        assert!(matches!(
+            t.visor.env("web", "B").await,
+            Err(Error::NotFound(_))
+        ));
+        assert_eq!(registry_revision(&t).await, before, "a refusal wrote");
     })
     .await;
 }

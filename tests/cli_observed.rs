@@ -314,7 +314,7 @@ async fn tickets_in_json_and_as_tables() {
         assert_eq!(h2, [table[0].clone(), table[1].clone()]);
 
         let before = registry_revision(&t).await;
-        let message = cli.run("tickets --host 'Bad Host'").await.error(1);
+        let message = cli.run("tickets --host 'Bad Host'").await.error(2);
         assert!(
             message.contains("invalid host name \"Bad Host\""),
             "{message}"

@@ -189,12 +189,12 @@ async fn proc_errors_exit_with_their_codes_and_write_nothing() {
                 cli.run(&register("web", "http")).await.error(4),
                 "proc type web/http already exists"
             );
-            let message = cli.run(&register("web", "Bad_Proc")).await.error(1);
+            let message = cli.run(&register("web", "Bad_Proc")).await.error(2);
             assert!(
                 message.contains("invalid proc name \"Bad_Proc\""),
                 "{message}"
             );
-            let message = cli.run(&register("Bad", "http")).await.error(1);
+            let message = cli.run(&register("Bad", "http")).await.error(2);
             assert!(message.contains("invalid app name \"Bad\""), "{message}");
             assert_eq!(
                 cli.json("proc unregister web nope").await.error(3),
@@ -392,7 +392,7 @@ async fn rev_errors_exit_with_their_codes_and_write_nothing() {
                 cli.run(&register("web", "v1")).await.error(4),
                 "revision web/v1 already exists"
             );
-            let message = cli.run(&register("web", "V1")).await.error(1);
+            let message = cli.run(&register("web", "V1")).await.error(2);
             assert!(message.contains("invalid rev name \"V1\""), "{message}");
             assert_eq!(
                 cli.run("rev unregister web v9").await.error(3),

@@ -203,16 +203,16 @@ async fn relation_add_refusals_exit_with_their_codes_and_write_nothing() {
                 "relation add web web:http",
                 "relation add web:http web:http",
             ] {
-                let message = cli.run(line).await.error(1);
+                let message = cli.run(line).await.error(2);
                 assert!(
                     message.starts_with("invalid relation: endpoints web")
                         && message.contains("overlap"),
                     "{line}: {message}"
                 );
             }
-            let message = cli.run("relation add Web db").await.error(1);
+            let message = cli.run("relation add Web db").await.error(2);
             assert!(message.contains("invalid app name \"Web\""), "{message}");
-            let message = cli.run("relation add web db --name Bad").await.error(1);
+            let message = cli.run("relation add web db --name Bad").await.error(2);
             assert!(
                 message.contains("invalid relation name \"Bad\""),
                 "{message}"
@@ -374,7 +374,7 @@ async fn settings_refusals_exit_with_their_codes_and_write_nothing() {
             let message = cli
                 .run("relation settings set web-db Db a=1")
                 .await
-                .error(1);
+                .error(2);
             assert!(message.contains("invalid unit name \"Db\""), "{message}");
 
             assert_eq!(registry_revision(&t).await, before, "a refusal wrote");

@@ -142,7 +142,7 @@ async fn scale_errors_exit_with_their_codes_and_write_nothing() {
             cli.json("scale nope v1").await.error(3),
             "revision nope/v1 not found"
         );
-        let message = cli.run("scale web v1 Bad=1").await.error(1);
+        let message = cli.run("scale web v1 Bad=1").await.error(2);
         assert!(message.contains("invalid proc name \"Bad\""), "{message}");
 
         assert_eq!(
@@ -183,6 +183,34 @@ async fn scale_with_one_bad_assignment_sets_none() {
             "scale failed, yet set http"
         );
         assert_eq!(registry_revision(&t).await, before);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_proc_given_twice_is_a_usage_error_naming_it_and_sets_none() {
+    common::within(LIMIT, "etcd start or visor scale hangs", async {
+        let t = TestRegistry::start().await;
+        let cli = Cli::new(&t);
+        seed_app(&t, "web").await;
+        let before = registry_revision(&t).await;
+
+        for line in [
+            "scale web v1 http=3 http=4",
+            "scale web v1 http=3 worker=1 http=3",
+        ] {
+            let message = cli.run(line).await.usage_error("proc http");
+            assert_eq!(message, "proc http is given more than once", "{line}");
+            cli.json(line).await.usage_error("proc http");
+        }
+        assert!(
+            matches!(
+                t.visor.scale("web", "v1", "http").await,
+                Err(Error::NotFound(_))
+            ),
+            "a refused scale set http"
+        );
+        assert_eq!(registry_revision(&t).await, before, "a refusal wrote");
     })
     .await;
 }

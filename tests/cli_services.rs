@@ -309,7 +309,7 @@ async fn service_refusals_exit_with_their_codes_and_write_nothing() {
                 ("endpoints DB", "invalid service name \"DB\""),
             ];
             for (line, mention) in invalid {
-                let message = cli.run(line).await.error(1);
+                let message = cli.run(line).await.error(2);
                 assert!(message.contains(mention), "{line}: {message}");
             }
             for bad in ["many", "0", "-1", "1.5", "4294967296"] {

@@ -118,3 +118,37 @@ async fn connecting_where_nothing_listens_is_unavailable_naming_the_endpoint() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn malformed_settings_are_refused_before_anything_is_dialled_or_written() {
+    common::within(LIMIT, "etcd start or connect hangs", async {
+        let t = common::TestRegistry::start().await;
+        let live = t.etcd.endpoint();
+        let address = live
+            .strip_prefix("http://")
+            .expect("a plain-text test etcd");
+        // Built in code, so no flag parser saw them; etcd listens at each address.
+        let fresh = |endpoints: Vec<String>| RegistryConfig::new(endpoints).with_root("/fresh");
+        let table = [
+            (fresh(vec![format!("ftp://{address}")]), "\"ftp\""),
+            (fresh(vec![format!("{live}/v3")]), "\"/v3\""),
+            (fresh(vec![live.clone(), "127.0.0.1".to_owned()]), "no port"),
+            (
+                fresh(vec![live.clone()]).with_root("/fresh/"),
+                "root prefix",
+            ),
+        ];
+        for (config, mention) in table {
+            match visor::Registry::connect(&config).await {
+                Err(Error::Config(message)) => assert!(message.contains(mention), "{message}"),
+                other => panic!("{config:?}: expected a config error, got {other:?}"),
+            }
+            match Visor::connect(&config).await {
+                Err(Error::Config(message)) => assert!(message.contains(mention), "{message}"),
+                other => panic!("{config:?}: expected a config error, got {other:?}"),
+            }
+        }
+        assert_eq!(raw_keys(&t, "/fresh").await, Vec::<String>::new());
+    })
+    .await;
+}

@@ -34,7 +34,7 @@ pub use model::{
     App, Host, Instance, InstanceState, Limits, ProcType, Revision, Scale, SchemaVersion, Ticket,
     TicketOp,
 };
-pub use name::{EnvKey, InvalidName, Name};
+pub use name::{EnvKey, InvalidName, Name, first_repeat};
 pub use notifications::{
     DownReason, EndpointView, Notification, NotificationKind, Sequence, ServiceAction,
     ServiceStatus, ServiceView, ServicesSnapshot, TrackedEndpoint, plan_services,

@@ -4,6 +4,7 @@
 //! shell, a URL or a DNS label would trip over. A [`Name`] can only be built
 //! through validation, so holding one proves it is safe to put in a key.
 
+use std::collections::BTreeSet;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -121,6 +122,21 @@ impl fmt::Display for EnvKey {
     }
 }
 
+/// The first item of `items` equal to an earlier one, if any.
+///
+/// A request that names one object twice (`http=3 http=4`) is ambiguous, and
+/// etcd refuses a transaction touching one key twice: callers refuse it first.
+pub fn first_repeat<T: Ord>(items: impl IntoIterator<Item = T>) -> Option<T> {
+    let mut seen = BTreeSet::new();
+    for item in items {
+        if seen.contains(&item) {
+            return Some(item);
+        }
+        seen.insert(item);
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,6 +206,20 @@ mod tests {
     fn deserializing_validates() {
         assert!(serde_json::from_str::<Name>("\"ok\"").is_ok());
         assert!(serde_json::from_str::<Name>("\"Not OK\"").is_err());
+    }
+
+    #[test]
+    fn first_repeat_finds_the_first_item_given_twice() {
+        let table: [(&[&str], Option<&str>); 5] = [
+            (&[], None),
+            (&["http"], None),
+            (&["http", "worker"], None),
+            (&["http", "worker", "http"], Some("http")),
+            (&["a", "b", "b", "a"], Some("b")),
+        ];
+        for (items, repeated) in table {
+            assert_eq!(first_repeat(items.iter().copied()), repeated, "{items:?}");
+        }
     }
 
     #[test]

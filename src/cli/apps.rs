@@ -5,25 +5,27 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use clap::Subcommand;
 use serde::Serialize;
-use visor_controllers::{App, Name};
+use visor_controllers::{App, EnvKey, Name};
 
+use super::CliError;
+use super::args::{self, distinct};
 use super::output::{Output, Removed, Row, removed};
-use super::parse_assignment;
 use super::procs::{ProcRow, RevRow, ScaleRow, scale_row};
-use crate::registry::{Error, Kind, Versioned, Visor};
+use crate::registry::{Kind, Versioned, Visor};
 
 #[derive(Debug, Subcommand)]
 pub enum AppCommand {
     /// Register an app.
     Register {
         /// App name.
-        name: String,
+        #[arg(value_parser = args::name("app"))]
+        name: Name,
         /// Where its source lives.
         #[arg(long)]
         repo_url: String,
         /// The stack its processes run on (hosts offer stacks).
-        #[arg(long)]
-        stack: String,
+        #[arg(long, value_parser = args::name("stack"))]
+        stack: Name,
         /// Deployment type (free-form).
         #[arg(long, default_value = "lxc")]
         deploy_type: String,
@@ -31,14 +33,16 @@ pub enum AppCommand {
     /// Unregister an app with its env vars, proc types, revisions and scale factors.
     Unregister {
         /// App name.
-        name: String,
+        #[arg(value_parser = args::name("app"))]
+        name: Name,
     },
     /// List apps.
     List,
     /// Show an app with its env vars, proc types, revisions and scale factors.
     Show {
         /// App name.
-        name: String,
+        #[arg(value_parser = args::name("app"))]
+        name: Name,
     },
 }
 
@@ -47,33 +51,48 @@ pub enum EnvCommand {
     /// Set env vars: `visor env set web PORT=80 MODE=prod`.
     Set {
         /// App name.
-        app: String,
+        #[arg(value_parser = args::name("app"))]
+        app: Name,
         /// `KEY=VALUE` assignments.
-        #[arg(required = true, value_parser = parse_assignment)]
-        vars: Vec<(String, String)>,
+        #[arg(required = true, value_parser = args::env_assignment)]
+        vars: Vec<(EnvKey, String)>,
     },
     /// Print one env var.
     Get {
         /// App name.
-        app: String,
+        #[arg(value_parser = args::name("app"))]
+        app: Name,
         /// Variable name.
         // Its own id: `key` is taken by the global `--key` (TLS client key).
-        #[arg(id = "env_key", value_name = "KEY")]
-        key: String,
+        #[arg(id = "env_key", value_name = "KEY", value_parser = args::env_key)]
+        key: EnvKey,
     },
     /// Remove env vars.
     Unset {
         /// App name.
-        app: String,
+        #[arg(value_parser = args::name("app"))]
+        app: Name,
         /// Variable names.
-        #[arg(required = true)]
-        keys: Vec<String>,
+        #[arg(required = true, value_parser = args::env_key)]
+        keys: Vec<EnvKey>,
     },
     /// List an app's env vars.
     List {
         /// App name.
-        app: String,
+        #[arg(value_parser = args::name("app"))]
+        app: Name,
     },
+}
+
+impl EnvCommand {
+    /// Refuses a variable given twice: one transaction cannot write a key twice.
+    pub fn check(&self) -> Result<(), CliError> {
+        match self {
+            Self::Set { vars, .. } => distinct("env var", vars.iter().map(|(key, _)| key)),
+            Self::Unset { keys, .. } => distinct("env var", keys),
+            Self::Get { .. } | Self::List { .. } => Ok(()),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -175,7 +194,7 @@ impl Row for AppDetail {
     }
 }
 
-pub async fn app(visor: &Visor, command: AppCommand, out: &Output) -> Result<(), Error> {
+pub async fn app(visor: &Visor, command: AppCommand, out: &Output) -> Result<(), CliError> {
     match command {
         AppCommand::Register {
             name,
@@ -183,48 +202,50 @@ pub async fn app(visor: &Visor, command: AppCommand, out: &Output) -> Result<(),
             stack,
             deploy_type,
         } => {
-            let stack = Name::parse("stack", &stack)?;
             let spec = App {
                 repo_url,
                 stack,
                 deploy_type,
                 created_at: Utc::now(),
             };
-            out.one(&AppRow::from(&visor.register_app(&name, spec).await?));
+            out.one(&AppRow::from(
+                &visor.register_app(name.as_str(), spec).await?,
+            ))?;
         }
         AppCommand::Unregister { name } => {
-            let revision = visor.unregister_app(&name).await?;
-            out.one(&removed(Kind::App, &[&name], revision));
+            let revision = visor.unregister_app(name.as_str()).await?;
+            out.one(&removed(Kind::App, &[name.as_str()], revision))?;
         }
         AppCommand::List => {
             let apps = visor.apps().await?;
-            out.list(&apps.items.iter().map(AppRow::from).collect::<Vec<_>>());
+            out.list(&apps.items.iter().map(AppRow::from).collect::<Vec<_>>())?;
         }
         AppCommand::Show { name } => {
-            let app = visor.app(&name).await?;
+            let name = name.as_str();
+            let app = visor.app(name).await?;
             let env = visor
-                .envs(&name)
+                .envs(name)
                 .await?
                 .items
                 .into_iter()
                 .map(|e| (e.name().to_owned(), e.value))
                 .collect();
             let procs = visor
-                .procs(&name)
+                .procs(name)
                 .await?
                 .items
                 .iter()
-                .map(|p| ProcRow::new(&name, p))
+                .map(|p| ProcRow::new(name, p))
                 .collect();
             let revs = visor
-                .revs(&name)
+                .revs(name)
                 .await?
                 .items
                 .iter()
-                .map(|r| RevRow::new(&name, r))
+                .map(|r| RevRow::new(name, r))
                 .collect();
             let scale = visor
-                .scales(Some(&name))
+                .scales(Some(name))
                 .await?
                 .items
                 .into_iter()
@@ -236,56 +257,60 @@ pub async fn app(visor: &Visor, command: AppCommand, out: &Output) -> Result<(),
                 procs,
                 revs,
                 scale,
-            });
+            })?;
         }
     }
     Ok(())
 }
 
-pub async fn env(visor: &Visor, command: EnvCommand, out: &Output) -> Result<(), Error> {
+pub async fn env(visor: &Visor, command: EnvCommand, out: &Output) -> Result<(), CliError> {
     match command {
         EnvCommand::Set { app, vars } => {
             let pairs: Vec<(&str, &str)> =
                 vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            let written = visor.set_envs(&app, &pairs).await?;
+            let written = visor.set_envs(app.as_str(), &pairs).await?;
             let rows: Vec<EnvRow> = vars
                 .into_iter()
                 .zip(written)
                 .map(|((key, _), w)| EnvRow {
-                    app: app.clone(),
-                    key,
+                    app: app.to_string(),
+                    key: key.to_string(),
                     value: w.value,
                 })
                 .collect();
-            out.list(&rows);
+            out.list(&rows)?;
         }
         EnvCommand::Get { app, key } => {
-            let value = visor.env(&app, &key).await?.value;
-            out.one(&EnvRow { app, key, value });
+            let value = visor.env(app.as_str(), key.as_str()).await?.value;
+            out.one(&EnvRow {
+                app: app.to_string(),
+                key: key.to_string(),
+                value,
+            })?;
         }
         EnvCommand::Unset { app, keys } => {
-            let names: Vec<&str> = keys.iter().map(String::as_str).collect();
-            let revision = visor.unset_envs(&app, &names).await?;
-            let rows: Vec<Removed> = keys
+            let names: Vec<&str> = keys.iter().map(EnvKey::as_str).collect();
+            let revision = visor.unset_envs(app.as_str(), &names).await?;
+            let rows: Vec<Removed> = names
                 .iter()
-                .map(|key| removed(Kind::Env, &[&app, key], revision))
+                .map(|key| removed(Kind::Env, &[app.as_str(), key], revision))
                 .collect();
-            out.list(&rows);
+            out.list(&rows)?;
         }
         EnvCommand::List { app } => {
             // A typo in the app name must not look like an app without env vars.
-            visor.app(&app).await?;
-            let envs = visor.envs(&app).await?;
+            visor.app(app.as_str()).await?;
+            let envs = visor.envs(app.as_str()).await?;
             let rows: Vec<EnvRow> = envs
                 .items
                 .into_iter()
                 .map(|e| EnvRow {
-                    app: app.clone(),
+                    app: app.to_string(),
                     key: e.name().to_owned(),
                     value: e.value,
                 })
                 .collect();
-            out.list(&rows);
+            out.list(&rows)?;
         }
     }
     Ok(())

@@ -10,15 +10,18 @@ use std::collections::BTreeMap;
 
 use clap::Args;
 use serde::Serialize;
-use visor_controllers::{HookInfo, HookKind, RelationState};
+use visor_controllers::{HookInfo, HookKind, Name, RelationState};
 
+use super::CliError;
+use super::args;
 use super::output::{Output, Row, cell};
-use crate::registry::{Error, Versioned, Visor};
+use crate::registry::{Versioned, Visor};
 
 #[derive(Debug, Args)]
 pub struct HooksArgs {
     /// Only this unit's hooks (an instance id).
-    unit: Option<String>,
+    #[arg(value_parser = args::name("unit"))]
+    unit: Option<Name>,
 }
 
 #[derive(Debug, Serialize)]
@@ -112,8 +115,8 @@ impl Row for StateRow {
     }
 }
 
-pub async fn hooks(visor: &Visor, args: HooksArgs, out: &Output) -> Result<(), Error> {
-    let listing = visor.hooks(args.unit.as_deref()).await?;
-    out.list(&listing.items.iter().map(HookRow::from).collect::<Vec<_>>());
+pub async fn hooks(visor: &Visor, args: HooksArgs, out: &Output) -> Result<(), CliError> {
+    let listing = visor.hooks(args.unit.as_ref().map(Name::as_str)).await?;
+    out.list(&listing.items.iter().map(HookRow::from).collect::<Vec<_>>())?;
     Ok(())
 }

@@ -3,8 +3,13 @@
 //!
 //! Exit codes: 0 success, 1 any other failure, 2 usage error, 3 not found,
 //! 4 conflict or already exists, 5 registry unavailable.
+//!
+//! Invariant: a registry command connects (and so may write, if only the
+//! schema version of a fresh registry) only after its whole command line was
+//! accepted: see `args`.
 
 mod apps;
+mod args;
 mod controller;
 mod hooks;
 mod notifications;
@@ -15,6 +20,7 @@ mod relations;
 mod services;
 mod status;
 mod up;
+mod usage;
 
 use std::process::ExitCode;
 
@@ -22,7 +28,7 @@ use clap::{Parser, Subcommand};
 
 use crate::registry::{Error, RegistryConfig, Visor};
 use crate::telemetry::LogFormat;
-use output::{Format, Output};
+use output::{Format, Output, OutputError};
 
 /// Visor: a registry-driven process controller on etcd.
 #[derive(Debug, Parser)]
@@ -96,7 +102,10 @@ enum RegistryCommand {
 
 /// Parses the command line, runs it, and returns the exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match usage::parse() {
+        Ok(cli) => cli,
+        Err(error) => return usage::report(&error),
+    };
     // Commands print their results; logs are for warnings unless asked for more.
     // Long-running commands log their work; the others only warnings.
     let default_filter = match cli.command {
@@ -112,7 +121,8 @@ pub fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        // Whoever read the output stopped reading: what they read is complete.
+        Ok(()) | Err(CliError::Output(OutputError::Closed)) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");
             ExitCode::from(exit_code(&error))
@@ -138,6 +148,9 @@ pub enum CliError {
     /// The command line is wrong in a way clap cannot see (exit 2).
     #[error("{0}")]
     Usage(String),
+    /// The results could not be printed.
+    #[error(transparent)]
+    Output(#[from] OutputError),
 }
 
 async fn run(cli: Cli) -> Result<(), CliError> {
@@ -147,12 +160,11 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Controller(args) => return controller::run(&cli.registry, args).await,
         Command::Registry(command) => command,
     };
-    if let RegistryCommand::Relation(command) = &command {
-        // A usage error must not depend on reaching the registry.
-        command.check()?;
-    }
+    // Connecting writes the schema version to a fresh registry: a command
+    // refused for what its arguments say together must be refused first.
+    command.check()?;
     let visor = Visor::connect(&cli.registry).await?;
-    let done = match command {
+    match command {
         RegistryCommand::App(command) => apps::app(&visor, command, &out).await,
         RegistryCommand::Env(command) => apps::env(&visor, command, &out).await,
         RegistryCommand::Proc(command) => procs::proc(&visor, command, &out).await,
@@ -161,43 +173,35 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         RegistryCommand::Instances(args) => observed::instances(&visor, args, &out).await,
         RegistryCommand::Hosts => observed::hosts(&visor, &out).await,
         RegistryCommand::Tickets(args) => observed::tickets(&visor, args, &out).await,
-        RegistryCommand::Relation(command) => {
-            return relations::relation(&visor, command, &out).await;
-        }
+        RegistryCommand::Relation(command) => relations::relation(&visor, command, &out).await,
         RegistryCommand::Hooks(args) => hooks::hooks(&visor, args, &out).await,
         RegistryCommand::Service(command) => services::service(&visor, command, &out).await,
         RegistryCommand::Endpoints(args) => services::endpoints(&visor, args, &out).await,
         RegistryCommand::Notifications(args) => {
-            return notifications::notifications(&visor, args, &out).await;
+            notifications::notifications(&visor, args, &out).await
         }
         RegistryCommand::Watch(args) => observed::watch(&visor, args, &out).await,
         RegistryCommand::Status => status::run(&visor, &out).await,
-    };
-    Ok(done?)
-}
-
-/// Parses `KEY=VALUE` (the value may contain `=`).
-pub(crate) fn parse_assignment(text: &str) -> Result<(String, String), String> {
-    match text.split_once('=') {
-        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
-        _ => Err(format!("expected KEY=VALUE, got {text:?}")),
     }
 }
 
-/// Parses `PROC=N` with a non-negative integer N.
-pub(crate) fn parse_scale(text: &str) -> Result<(String, u32), String> {
-    let (proc, count) =
-        parse_assignment(text).map_err(|_| format!("expected PROC=N, got {text:?}"))?;
-    let count = count
-        .parse()
-        .map_err(|_| format!("scale for {proc} must be a non-negative integer, got {count:?}"))?;
-    Ok((proc, count))
+impl RegistryCommand {
+    /// Refuses what the arguments say together (each was checked as it was
+    /// parsed), before anything connects.
+    fn check(&self) -> Result<(), CliError> {
+        match self {
+            Self::Env(command) => command.check(),
+            Self::Scale(args) => args.check(),
+            Self::Relation(command) => command.check(),
+            _ => Ok(()),
+        }
+    }
 }
 
 fn exit_code(error: &CliError) -> u8 {
     let error = match error {
         CliError::Registry(error) => error,
-        CliError::Usage(_) => return 2,
+        CliError::Usage(_) => return usage::USAGE_EXIT,
         _ => return 1,
     };
     match error {
@@ -216,5 +220,24 @@ mod tests {
     fn command_line_definition_is_consistent() {
         // Catches clashing argument ids (e.g. a positional named like a global flag).
         super::Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn exit_codes() {
+        use super::{CliError, Error, OutputError, exit_code};
+        let table = [
+            (
+                CliError::Usage("proc http is given more than once".into()),
+                2,
+            ),
+            (CliError::Registry(Error::Config("bad".into())), 1),
+            (
+                CliError::Output(OutputError::Write(std::io::Error::other("disk full"))),
+                1,
+            ),
+        ];
+        for (error, code) in table {
+            assert_eq!(exit_code(&error), code, "{error}");
+        }
     }
 }

@@ -5,7 +5,7 @@
 //! With it, the rows stream one per line (after a header line in table
 //! form; JSON objects, one per line) until SIGINT or SIGTERM, each once and
 //! in sequence order: the library's follower resumes across outages and
-//! compaction.
+//! compaction. Following ends quietly too when stdout is closed.
 
 use chrono::{DateTime, Utc};
 use clap::Args;
@@ -90,19 +90,19 @@ pub async fn notifications(
             .into_iter()
             .map(|n| NotificationRow::from(n.value))
             .collect();
-        out.list(&rows);
+        out.list(&rows)?;
         return Ok(());
     }
     let mut shutdown = Shutdown::install().map_err(CliError::Signals)?;
     let mut notifications = visor.follow_notifications(args.since).await?;
-    out.header::<NotificationRow>();
+    out.header::<NotificationRow>()?;
     loop {
         let next = tokio::select! {
             next = notifications.next() => next,
             () = shutdown.requested() => break,
         };
         match next {
-            Some(notification) => out.line(&NotificationRow::from(notification?)),
+            Some(notification) => out.line(&NotificationRow::from(notification?))?,
             // Only after a fatal error, which was yielded (and returned) first.
             None => break,
         }

@@ -4,38 +4,40 @@ use chrono::{DateTime, Utc};
 use clap::Args;
 use futures::StreamExt;
 use serde::Serialize;
-use visor_controllers::{Host, Instance, InstanceState, Ticket, TicketOp};
+use visor_controllers::{Host, Instance, InstanceState, Name, Ticket, TicketOp};
 
+use super::CliError;
+use super::args;
 use super::output::{Output, Row, cell};
-use crate::registry::{Error, Event, InstanceFilter, Versioned, Visor};
+use crate::registry::{Event, InstanceFilter, Versioned, Visor};
 
 #[derive(Debug, Args)]
 pub struct InstancesArgs {
     /// Only instances of this app.
-    #[arg(long)]
-    app: Option<String>,
+    #[arg(long, value_parser = args::name("app"))]
+    app: Option<Name>,
     /// Only instances of this revision.
-    #[arg(long)]
-    rev: Option<String>,
+    #[arg(long, value_parser = args::name("rev"))]
+    rev: Option<Name>,
     /// Only instances of this proc type.
-    #[arg(long)]
-    proc: Option<String>,
+    #[arg(long, value_parser = args::name("proc"))]
+    proc: Option<Name>,
     /// Only instances on this host.
-    #[arg(long)]
-    host: Option<String>,
+    #[arg(long, value_parser = args::name("host"))]
+    host: Option<Name>,
 }
 
 #[derive(Debug, Args)]
 pub struct TicketsArgs {
     /// Only tickets addressed to this host.
-    #[arg(long)]
-    host: Option<String>,
+    #[arg(long, value_parser = args::name("host"))]
+    host: Option<Name>,
 }
 
 #[derive(Debug, Args)]
 pub struct WatchArgs {
     /// Start at this registry revision (default: from now on).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(i64).range(0..))]
     from: i64,
     /// Exit after this many events.
     #[arg(long)]
@@ -225,12 +227,13 @@ impl Row for Event {
     }
 }
 
-pub async fn instances(visor: &Visor, args: InstancesArgs, out: &Output) -> Result<(), Error> {
+pub async fn instances(visor: &Visor, args: InstancesArgs, out: &Output) -> Result<(), CliError> {
+    let text = |name: Option<Name>| name.map(|name| name.to_string());
     let filter = InstanceFilter {
-        app: args.app,
-        rev: args.rev,
-        proc: args.proc,
-        host: args.host,
+        app: text(args.app),
+        rev: text(args.rev),
+        proc: text(args.proc),
+        host: text(args.host),
     };
     let listing = visor.instances(&filter).await?;
     out.list(
@@ -239,31 +242,31 @@ pub async fn instances(visor: &Visor, args: InstancesArgs, out: &Output) -> Resu
             .iter()
             .map(InstanceRow::from)
             .collect::<Vec<_>>(),
-    );
+    )?;
     Ok(())
 }
 
-pub async fn hosts(visor: &Visor, out: &Output) -> Result<(), Error> {
+pub async fn hosts(visor: &Visor, out: &Output) -> Result<(), CliError> {
     let listing = visor.hosts().await?;
-    out.list(&listing.items.iter().map(HostRow::from).collect::<Vec<_>>());
+    out.list(&listing.items.iter().map(HostRow::from).collect::<Vec<_>>())?;
     Ok(())
 }
 
-pub async fn tickets(visor: &Visor, args: TicketsArgs, out: &Output) -> Result<(), Error> {
-    let listing = visor.tickets(args.host.as_deref()).await?;
+pub async fn tickets(visor: &Visor, args: TicketsArgs, out: &Output) -> Result<(), CliError> {
+    let listing = visor.tickets(args.host.as_ref().map(Name::as_str)).await?;
     out.list(
         &listing
             .items
             .iter()
             .map(TicketRow::from)
             .collect::<Vec<_>>(),
-    );
+    )?;
     Ok(())
 }
 
-pub async fn watch(visor: &Visor, args: WatchArgs, out: &Output) -> Result<(), Error> {
-    let mut shutdown = crate::shutdown::Shutdown::install()
-        .map_err(|e| Error::Config(format!("cannot install signal handlers: {e}")))?;
+/// Prints events until `--count` of them, a signal, or a closed stdout.
+pub async fn watch(visor: &Visor, args: WatchArgs, out: &Output) -> Result<(), CliError> {
+    let mut shutdown = crate::shutdown::Shutdown::install().map_err(CliError::Signals)?;
     let mut events = visor.watch_events(args.from).await?;
     let mut seen = 0;
     while args.count.is_none_or(|count| seen < count) {
@@ -272,7 +275,7 @@ pub async fn watch(visor: &Visor, args: WatchArgs, out: &Output) -> Result<(), E
             _ = shutdown.requested() => break,
         };
         match next {
-            Some(event) => out.line(&event?),
+            Some(event) => out.line(&event?)?,
             None => break,
         }
         seen += 1;

@@ -2,6 +2,13 @@
 //!
 //! JSON field names are part of the CLI's contract: scripts parse them, so rows
 //! are explicit structs, never ad-hoc maps.
+//!
+//! Every byte of a command's output goes through [`Output`], which returns
+//! write failures instead of panicking as `println!` does. A closed stdout
+//! (`visor watch | head -1`) is [`OutputError::Closed`]: the reader has what it
+//! wanted, so the command ends there, quietly and successfully.
+
+use std::io::{self, Write};
 
 use comfy_table::{ContentArrangement, Table, presets};
 use serde::Serialize;
@@ -25,6 +32,29 @@ pub trait Row: Serialize {
     fn cells(&self) -> Vec<String>;
 }
 
+/// Why output could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    /// The reading end of stdout is closed: not a failure of the command.
+    #[error("stdout is closed")]
+    Closed,
+    /// Writing to stdout failed otherwise (a full disk, say).
+    #[error("cannot write to stdout: {0}")]
+    Write(io::Error),
+}
+
+impl From<io::Error> for OutputError {
+    fn from(error: io::Error) -> Self {
+        match error.kind() {
+            io::ErrorKind::BrokenPipe => Self::Closed,
+            _ => Self::Write(error),
+        }
+    }
+}
+
+/// The result of printing.
+pub type Printed = Result<(), OutputError>;
+
 /// Prints rows in the selected format.
 pub struct Output {
     format: Format,
@@ -41,14 +71,24 @@ impl Output {
     }
 
     /// A value as JSON, on one line.
-    pub fn json<T: Serialize>(&self, value: &T) {
-        println!("{}", to_json(value));
+    pub fn json<T: Serialize>(&self, value: &T) -> Printed {
+        self.text(&to_json(value))
+    }
+
+    /// A line of text (empty for a blank line), as it is.
+    pub fn text(&self, line: &str) -> Printed {
+        let mut stdout = io::stdout().lock();
+        writeln!(stdout, "{line}")?;
+        // Each line goes out as it is printed, so a closed pipe shows on the
+        // line that meets it, not at exit where the error would be lost.
+        stdout.flush()?;
+        Ok(())
     }
 
     /// A listing: a table, or a JSON array.
-    pub fn list<R: Row>(&self, rows: &[R]) {
+    pub fn list<R: Row>(&self, rows: &[R]) -> Printed {
         match self.format {
-            Format::Json => println!("{}", to_json(&rows)),
+            Format::Json => self.text(&to_json(&rows)),
             Format::Table => {
                 let mut table = Table::new();
                 table
@@ -58,33 +98,34 @@ impl Output {
                 for row in rows {
                     table.add_row(row.cells());
                 }
-                println!("{}", table.trim_fmt());
+                self.text(&table.trim_fmt())
             }
         }
     }
 
     /// One record: a one-row table, or a JSON object.
-    pub fn one<R: Row>(&self, row: &R) {
+    pub fn one<R: Row>(&self, row: &R) -> Printed {
         match self.format {
-            Format::Json => println!("{}", to_json(row)),
+            Format::Json => self.text(&to_json(row)),
             Format::Table => self.list(std::slice::from_ref(row)),
         }
     }
 
     /// The header line of a stream of [`line`](Self::line)s: table form only
     /// (a JSON stream is objects alone).
-    pub fn header<R: Row>(&self) {
+    pub fn header<R: Row>(&self) -> Printed {
         if self.format == Format::Table {
             let headers: Vec<String> = R::HEADERS.iter().map(|h| h.to_uppercase()).collect();
-            println!("{}", headers.join("  "));
+            self.text(&headers.join("  "))?;
         }
+        Ok(())
     }
 
     /// One line of a stream: a table line without header, or a JSON object per line.
-    pub fn line<R: Row>(&self, row: &R) {
+    pub fn line<R: Row>(&self, row: &R) -> Printed {
         match self.format {
-            Format::Json => println!("{}", to_json(row)),
-            Format::Table => println!("{}", row.cells().join("  ")),
+            Format::Json => self.text(&to_json(row)),
+            Format::Table => self.text(&row.cells().join("  ")),
         }
     }
 }

@@ -5,20 +5,23 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use serde::Serialize;
-use visor_controllers::{Limits, ProcType, Revision};
+use visor_controllers::{Limits, Name, ProcType, Revision};
 
+use super::CliError;
+use super::args::{self, distinct};
 use super::output::{Output, Row, cell, removed};
-use super::{parse_assignment, parse_scale};
-use crate::registry::{Error, Kind, Versioned, Visor};
+use crate::registry::{Kind, Versioned, Visor};
 
 #[derive(Debug, Subcommand)]
 pub enum ProcCommand {
     /// Register a proc type.
     Register {
         /// App name.
-        app: String,
+        #[arg(value_parser = args::name("app"))]
+        app: Name,
         /// Proc type name.
-        proc: String,
+        #[arg(value_parser = args::name("proc"))]
+        proc: Name,
         /// The command line that runs it.
         #[arg(long)]
         command: String,
@@ -32,20 +35,23 @@ pub enum ProcCommand {
         #[arg(long)]
         cpu_shares: Option<u32>,
         /// Host label required to run it, `key=value` (repeatable).
-        #[arg(long = "host-label", value_parser = parse_assignment)]
+        #[arg(long = "host-label", value_parser = args::assignment)]
         host_labels: Vec<(String, String)>,
     },
     /// Unregister a proc type (and the scale factors naming it).
     Unregister {
         /// App name.
-        app: String,
+        #[arg(value_parser = args::name("app"))]
+        app: Name,
         /// Proc type name.
-        proc: String,
+        #[arg(value_parser = args::name("proc"))]
+        proc: Name,
     },
     /// List an app's proc types.
     List {
         /// App name.
-        app: String,
+        #[arg(value_parser = args::name("app"))]
+        app: Name,
     },
 }
 
@@ -54,9 +60,11 @@ pub enum RevCommand {
     /// Register a revision.
     Register {
         /// App name.
-        app: String,
+        #[arg(value_parser = args::name("app"))]
+        app: Name,
         /// Revision name.
-        rev: String,
+        #[arg(value_parser = args::name("rev"))]
+        rev: Name,
         /// Where its build artifact lives.
         #[arg(long)]
         archive_url: String,
@@ -64,26 +72,38 @@ pub enum RevCommand {
     /// Unregister a revision (and its scale factors).
     Unregister {
         /// App name.
-        app: String,
+        #[arg(value_parser = args::name("app"))]
+        app: Name,
         /// Revision name.
-        rev: String,
+        #[arg(value_parser = args::name("rev"))]
+        rev: Name,
     },
     /// List an app's revisions.
     List {
         /// App name.
-        app: String,
+        #[arg(value_parser = args::name("app"))]
+        app: Name,
     },
 }
 
 #[derive(Debug, Args)]
 pub struct ScaleArgs {
     /// App name.
-    app: String,
+    #[arg(value_parser = args::name("app"))]
+    app: Name,
     /// Revision name.
-    rev: String,
+    #[arg(value_parser = args::name("rev"))]
+    rev: Name,
     /// `PROC=N` assignments; none shows the current factors.
-    #[arg(value_parser = parse_scale)]
-    assignments: Vec<(String, u32)>,
+    #[arg(value_name = "PROC=N", value_parser = args::scale)]
+    assignments: Vec<(Name, u32)>,
+}
+
+impl ScaleArgs {
+    /// Refuses a proc given twice (`http=3 http=4`): which factor would be meant?
+    pub fn check(&self) -> Result<(), CliError> {
+        distinct("proc", self.assignments.iter().map(|(proc, _)| proc))
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -193,7 +213,7 @@ pub(super) fn scale_row(factor: crate::registry::ScaleFactor) -> ScaleRow {
     }
 }
 
-pub async fn proc(visor: &Visor, command: ProcCommand, out: &Output) -> Result<(), Error> {
+pub async fn proc(visor: &Visor, command: ProcCommand, out: &Output) -> Result<(), CliError> {
     match command {
         ProcCommand::Register {
             app,
@@ -214,31 +234,36 @@ pub async fn proc(visor: &Visor, command: ProcCommand, out: &Output) -> Result<(
                 host_labels: host_labels.into_iter().collect(),
                 created_at: Utc::now(),
             };
-            out.one(&ProcRow::new(
-                &app,
-                &visor.register_proc(&app, &proc, spec).await?,
-            ));
+            let written = visor
+                .register_proc(app.as_str(), proc.as_str(), spec)
+                .await?;
+            out.one(&ProcRow::new(app.as_str(), &written))?;
         }
         ProcCommand::Unregister { app, proc } => {
-            let revision = visor.unregister_proc(&app, &proc).await?;
-            out.one(&removed(Kind::Proc, &[&app, &proc], revision));
+            let revision = visor.unregister_proc(app.as_str(), proc.as_str()).await?;
+            out.one(&removed(
+                Kind::Proc,
+                &[app.as_str(), proc.as_str()],
+                revision,
+            ))?;
         }
         ProcCommand::List { app } => {
-            visor.app(&app).await?;
-            let procs = visor.procs(&app).await?;
+            let app = app.as_str();
+            visor.app(app).await?;
+            let procs = visor.procs(app).await?;
             out.list(
                 &procs
                     .items
                     .iter()
-                    .map(|p| ProcRow::new(&app, p))
+                    .map(|p| ProcRow::new(app, p))
                     .collect::<Vec<_>>(),
-            );
+            )?;
         }
     }
     Ok(())
 }
 
-pub async fn rev(visor: &Visor, command: RevCommand, out: &Output) -> Result<(), Error> {
+pub async fn rev(visor: &Visor, command: RevCommand, out: &Output) -> Result<(), CliError> {
     match command {
         RevCommand::Register {
             app,
@@ -249,41 +274,41 @@ pub async fn rev(visor: &Visor, command: RevCommand, out: &Output) -> Result<(),
                 archive_url,
                 created_at: Utc::now(),
             };
-            out.one(&RevRow::new(
-                &app,
-                &visor.register_rev(&app, &rev, spec).await?,
-            ));
+            let written = visor.register_rev(app.as_str(), rev.as_str(), spec).await?;
+            out.one(&RevRow::new(app.as_str(), &written))?;
         }
         RevCommand::Unregister { app, rev } => {
-            let revision = visor.unregister_rev(&app, &rev).await?;
-            out.one(&removed(Kind::Rev, &[&app, &rev], revision));
+            let revision = visor.unregister_rev(app.as_str(), rev.as_str()).await?;
+            out.one(&removed(Kind::Rev, &[app.as_str(), rev.as_str()], revision))?;
         }
         RevCommand::List { app } => {
-            visor.app(&app).await?;
-            let revs = visor.revs(&app).await?;
+            let app = app.as_str();
+            visor.app(app).await?;
+            let revs = visor.revs(app).await?;
             out.list(
                 &revs
                     .items
                     .iter()
-                    .map(|r| RevRow::new(&app, r))
+                    .map(|r| RevRow::new(app, r))
                     .collect::<Vec<_>>(),
-            );
+            )?;
         }
     }
     Ok(())
 }
 
-pub async fn scale(visor: &Visor, args: ScaleArgs, out: &Output) -> Result<(), Error> {
+pub async fn scale(visor: &Visor, args: ScaleArgs, out: &Output) -> Result<(), CliError> {
     let ScaleArgs {
         app,
         rev,
         assignments,
     } = args;
+    let (app, rev) = (app.as_str(), rev.as_str());
     let mut rows = Vec::new();
     if assignments.is_empty() {
         // Showing a revision's factors: the revision must exist, or a typo would show nothing.
-        visor.rev(&app, &rev).await?;
-        let factors = visor.scales(Some(&app)).await?;
+        visor.rev(app, rev).await?;
+        let factors = visor.scales(Some(app)).await?;
         rows.extend(
             factors
                 .items
@@ -294,19 +319,19 @@ pub async fn scale(visor: &Visor, args: ScaleArgs, out: &Output) -> Result<(), E
     }
     let factors: Vec<(&str, u32)> = assignments.iter().map(|(p, n)| (p.as_str(), *n)).collect();
     if !factors.is_empty() {
-        let written = visor.set_scales(&app, &rev, &factors).await?;
+        let written = visor.set_scales(app, rev, &factors).await?;
         rows.extend(
             assignments
                 .iter()
                 .zip(written)
                 .map(|((proc, _), w)| ScaleRow {
-                    app: app.clone(),
-                    rev: rev.clone(),
-                    proc: proc.clone(),
+                    app: app.to_owned(),
+                    rev: rev.to_owned(),
+                    proc: proc.to_string(),
                     replicas: w.value.replicas,
                 }),
         );
     }
-    out.list(&rows);
+    out.list(&rows)?;
     Ok(())
 }

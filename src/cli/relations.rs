@@ -3,16 +3,18 @@
 //!
 //! A relation added without `--name` is named after its endpoints, so the
 //! same command always proposes the same id; an id that cannot be derived
-//! (too long for a name) is a usage error, found before anything is sent.
+//! (too long for a name), like endpoints that overlap, is a usage error,
+//! found before anything connects.
 
 use chrono::{DateTime, Utc};
 use clap::Subcommand;
 use serde::Serialize;
 use visor_controllers::{Endpoint, Name, Relation, UnitSettings};
 
+use super::CliError;
+use super::args;
 use super::hooks;
 use super::output::{Output, Row, removed};
-use super::{CliError, parse_assignment};
 use crate::registry::{EndpointSpec, Error, Kind, Versioned, Visor};
 
 #[derive(Debug, Subcommand)]
@@ -21,23 +23,26 @@ pub enum RelationCommand {
     Add {
         /// `app` or `app:proc`: one (a peer relation) or two.
         // Its own id: `endpoints` is taken by the global `--endpoints`.
-        #[arg(id = "relation_endpoints", value_name = "ENDPOINT", required = true, num_args = 1..=2)]
-        endpoints: Vec<String>,
+        #[arg(id = "relation_endpoints", value_name = "ENDPOINT", required = true, num_args = 1..=2,
+              value_parser = parse_endpoint)]
+        endpoints: Vec<EndpointSpec>,
         /// The relation id (default: `<a>-<b>` after the endpoints, `<a>-peers` for a peer).
-        #[arg(long)]
-        name: Option<String>,
+        #[arg(long, value_parser = args::name("relation"))]
+        name: Option<Name>,
     },
     /// Remove a relation; the controller winds its units down (departed, then broken).
     Remove {
         /// Relation id.
-        id: String,
+        #[arg(value_parser = args::name("relation"))]
+        id: Name,
     },
     /// List relations.
     List,
     /// Show a relation with its endpoints.
     Show {
         /// Relation id.
-        id: String,
+        #[arg(value_parser = args::name("relation"))]
+        id: Name,
     },
     /// A unit's settings in a relation.
     #[command(subcommand)]
@@ -45,9 +50,11 @@ pub enum RelationCommand {
     /// The relation state a unit acknowledged: its members and their settings versions.
     State {
         /// Relation id.
-        relation: String,
+        #[arg(value_parser = args::name("relation"))]
+        relation: Name,
         /// Unit (instance id).
-        unit: String,
+        #[arg(value_parser = args::name("unit"))]
+        unit: Name,
     },
 }
 
@@ -56,50 +63,59 @@ pub enum SettingsCommand {
     /// Set settings, all or nothing: `visor relation settings set db-web <unit> host=db1 port=5432`.
     Set {
         /// Relation id.
-        relation: String,
+        #[arg(value_parser = args::name("relation"))]
+        relation: Name,
         /// Unit (instance id).
-        unit: String,
+        #[arg(value_parser = args::name("unit"))]
+        unit: Name,
         /// `KEY=VALUE` assignments.
-        #[arg(required = true, value_name = "KEY=VALUE", value_parser = parse_assignment)]
+        #[arg(required = true, value_name = "KEY=VALUE", value_parser = args::assignment)]
         assignments: Vec<(String, String)>,
     },
     /// Show a unit's settings and their version (the settings key's mod revision).
     Show {
         /// Relation id.
-        relation: String,
+        #[arg(value_parser = args::name("relation"))]
+        relation: Name,
         /// Unit (instance id).
-        unit: String,
+        #[arg(value_parser = args::name("unit"))]
+        unit: Name,
     },
 }
 
+/// Parses `app` or `app:proc`, both names validated.
+fn parse_endpoint(text: &str) -> Result<EndpointSpec, Error> {
+    text.parse()
+}
+
 impl RelationCommand {
-    /// Refuses what is wrong with the command line alone, before connecting.
+    /// Refuses a relation that cannot be named or whose endpoints overlap.
     pub fn check(&self) -> Result<(), CliError> {
         if let Self::Add { endpoints, name } = self {
-            resolve(endpoints, name.as_deref())?;
+            resolve(endpoints, name.as_ref())?;
         }
         Ok(())
     }
 }
 
-/// The parsed endpoints and the relation id: given, or derived from them.
-fn resolve(
-    endpoints: &[String],
-    name: Option<&str>,
-) -> Result<(String, Vec<EndpointSpec>), CliError> {
-    let specs = endpoints
-        .iter()
-        .map(|e| e.parse())
-        .collect::<Result<Vec<EndpointSpec>, Error>>()?;
+/// The relation id, given or derived from the endpoints, once the relation
+/// it names is known to be well formed.
+fn resolve(endpoints: &[EndpointSpec], name: Option<&Name>) -> Result<Name, CliError> {
     let id = match name {
-        Some(name) => name.to_owned(),
-        None => derived_id(&specs)?,
+        Some(name) => name.clone(),
+        None => derived_id(endpoints)?,
     };
-    Ok((id, specs))
+    let sides = endpoints
+        .iter()
+        .map(EndpointSpec::endpoint)
+        .collect::<Result<Vec<_>, Error>>()?;
+    Relation::new(id.clone(), sides, Utc::now())
+        .map_err(|invalid| CliError::Usage(format!("invalid relation: {invalid}")))?;
+    Ok(id)
 }
 
 /// `<a>-<b>`, or `<a>-peers` for one endpoint, each side `app` or `app-proc`.
-fn derived_id(specs: &[EndpointSpec]) -> Result<String, CliError> {
+fn derived_id(specs: &[EndpointSpec]) -> Result<Name, CliError> {
     let side = |spec: &EndpointSpec| match &spec.proc {
         Some(proc) => format!("{}-{proc}", spec.app),
         None => spec.app.clone(),
@@ -109,7 +125,7 @@ fn derived_id(specs: &[EndpointSpec]) -> Result<String, CliError> {
         sides => sides.iter().map(side).collect::<Vec<_>>().join("-"),
     };
     match Name::parse("relation", &id) {
-        Ok(_) => Ok(id),
+        Ok(id) => Ok(id),
         Err(invalid) => Err(CliError::Usage(format!(
             "cannot name the relation after its endpoints ({invalid}); give one with --name"
         ))),
@@ -226,12 +242,13 @@ pub async fn relation(
 ) -> Result<(), CliError> {
     match command {
         RelationCommand::Add { endpoints, name } => {
-            let (id, specs) = resolve(&endpoints, name.as_deref())?;
-            out.one(&RelationRow::from(&visor.add_relation(&id, &specs).await?));
+            let id = resolve(&endpoints, name.as_ref())?;
+            let added = visor.add_relation(id.as_str(), &endpoints).await?;
+            out.one(&RelationRow::from(&added))?;
         }
         RelationCommand::Remove { id } => {
-            let revision = visor.remove_relation(&id).await?;
-            out.one(&removed(Kind::Relation, &[&id], revision));
+            let revision = visor.remove_relation(id.as_str()).await?;
+            out.one(&removed(Kind::Relation, &[id.as_str()], revision))?;
         }
         RelationCommand::List => {
             let relations = visor.relations().await?;
@@ -241,28 +258,30 @@ pub async fn relation(
                     .iter()
                     .map(RelationRow::from)
                     .collect::<Vec<_>>(),
-            );
+            )?;
         }
         RelationCommand::Show { id } => {
-            out.one(&RelationRow::from(&visor.relation(&id).await?));
+            out.one(&RelationRow::from(&visor.relation(id.as_str()).await?))?;
         }
         RelationCommand::Settings(SettingsCommand::Set {
             relation,
             unit,
             assignments,
         }) => {
-            let written = visor.set_settings(&relation, &unit, &assignments).await?;
-            out.one(&SettingsRow::new(&relation, &unit, written));
+            let (relation, unit) = (relation.as_str(), unit.as_str());
+            let written = visor.set_settings(relation, unit, &assignments).await?;
+            out.one(&SettingsRow::new(relation, unit, written))?;
         }
         RelationCommand::Settings(SettingsCommand::Show { relation, unit }) => {
-            let settings =
-                relation_read(visor, &relation, visor.settings(&relation, &unit)).await?;
-            out.one(&SettingsRow::new(&relation, &unit, settings));
+            let (relation, unit) = (relation.as_str(), unit.as_str());
+            let settings = relation_read(visor, relation, visor.settings(relation, unit)).await?;
+            out.one(&SettingsRow::new(relation, unit, settings))?;
         }
         RelationCommand::State { relation, unit } => {
+            let (relation, unit) = (relation.as_str(), unit.as_str());
             let state =
-                relation_read(visor, &relation, visor.relation_state(&relation, &unit)).await?;
-            out.one(&hooks::StateRow::new(&unit, state));
+                relation_read(visor, relation, visor.relation_state(relation, unit)).await?;
+            out.one(&hooks::StateRow::new(unit, state))?;
         }
     }
     Ok(())
@@ -307,8 +326,27 @@ mod tests {
         ];
         for (endpoints, id) in table {
             let derived = derived_id(&specs(endpoints)).expect("a valid id");
-            assert_eq!(derived, id, "{endpoints:?}");
+            assert_eq!(derived.as_str(), id, "{endpoints:?}");
         }
+    }
+
+    #[test]
+    fn overlapping_endpoints_are_a_usage_error() {
+        for endpoints in [
+            &["web", "web:http"][..],
+            &["web:http", "web:http"],
+            &["web", "web"],
+        ] {
+            match resolve(&specs(endpoints), None) {
+                Err(CliError::Usage(message)) => {
+                    assert!(message.starts_with("invalid relation: "), "{message}");
+                    assert!(message.contains("overlap"), "{message}");
+                }
+                other => panic!("{endpoints:?}: expected a usage error, got {other:?}"),
+            }
+        }
+        let id = resolve(&specs(&["web:http", "web:worker"]), None).expect("no overlap");
+        assert_eq!(id.as_str(), "web-http-web-worker");
     }
 
     #[test]

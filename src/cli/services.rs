@@ -12,8 +12,10 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 use visor_controllers::{Name, ServiceDef, ServiceEndpoint};
 
+use super::CliError;
+use super::args;
 use super::output::{Output, Row, cell, removed};
-use crate::registry::{Error, Kind, Versioned, Visor};
+use crate::registry::{Kind, Versioned, Visor};
 
 /// What a set password is shown as.
 const MASK: &str = "***";
@@ -24,7 +26,8 @@ pub enum ServiceCommand {
     /// defines it otherwise, and never replaces a definition).
     Register {
         /// Service name.
-        name: String,
+        #[arg(value_parser = args::name("service"))]
+        name: Name,
         /// The infrastructure cannot work without it: the controller reports it
         /// degraded while it has fewer live endpoints than --min-endpoints.
         #[arg(long)]
@@ -37,32 +40,35 @@ pub enum ServiceCommand {
               value_parser = clap::value_parser!(u32).range(1..))]
         min_endpoints: u32,
         /// The app whose instances serve it.
-        #[arg(long)]
-        app: Option<String>,
+        #[arg(long, value_parser = args::name("app"))]
+        app: Option<Name>,
         /// The proc type of that app that serves it.
-        #[arg(long, requires = "app")]
-        proc: Option<String>,
+        #[arg(long, requires = "app", value_parser = args::name("proc"))]
+        proc: Option<Name>,
     },
     /// Remove a service's definition (and the controller's degraded status of
     /// it). Its endpoints stay: they are bound to the leases of the processes
     /// that registered them, and leave when those stop or die.
     Unregister {
         /// Service name.
-        name: String,
+        #[arg(value_parser = args::name("service"))]
+        name: Name,
     },
     /// List service definitions.
     List,
     /// Show a service's definition with its live endpoints and tombstones counted.
     Show {
         /// Service name.
-        name: String,
+        #[arg(value_parser = args::name("service"))]
+        name: Name,
     },
 }
 
 #[derive(Debug, Args)]
 pub struct EndpointsArgs {
     /// Service name.
-    service: String,
+    #[arg(value_parser = args::name("service"))]
+    service: Name,
 }
 
 #[derive(Debug, Serialize)]
@@ -263,7 +269,7 @@ impl Row for EndpointRow {
     }
 }
 
-pub async fn service(visor: &Visor, command: ServiceCommand, out: &Output) -> Result<(), Error> {
+pub async fn service(visor: &Visor, command: ServiceCommand, out: &Output) -> Result<(), CliError> {
     match command {
         ServiceCommand::Register {
             name,
@@ -273,22 +279,20 @@ pub async fn service(visor: &Visor, command: ServiceCommand, out: &Output) -> Re
             app,
             proc,
         } => {
-            // The service first: its name is what a mistake most likely is in.
-            let service = Name::parse("service", &name)?;
             let definition = ServiceDef {
                 critical,
                 public,
                 min_endpoints,
-                app: app.map(|app| Name::parse("app", &app)).transpose()?,
-                proc: proc.map(|proc| Name::parse("proc", &proc)).transpose()?,
+                app,
+                proc,
                 created_at: Utc::now(),
             };
-            let written = visor.register_service(service.as_str(), definition).await?;
-            out.one(&ServiceRow::from(&written));
+            let written = visor.register_service(name.as_str(), definition).await?;
+            out.one(&ServiceRow::from(&written))?;
         }
         ServiceCommand::Unregister { name } => {
-            let revision = visor.unregister_service(&name).await?;
-            out.one(&removed(Kind::Service, &[&name], revision));
+            let revision = visor.unregister_service(name.as_str()).await?;
+            out.one(&removed(Kind::Service, &[name.as_str()], revision))?;
         }
         ServiceCommand::List => {
             let services = visor.services().await?;
@@ -298,36 +302,37 @@ pub async fn service(visor: &Visor, command: ServiceCommand, out: &Output) -> Re
                     .iter()
                     .map(ServiceRow::from)
                     .collect::<Vec<_>>(),
-            );
+            )?;
         }
         ServiceCommand::Show { name } => {
-            let definition = visor.service(&name).await?;
-            let endpoints = visor.service_endpoints(&name).await?;
+            let definition = visor.service(name.as_str()).await?;
+            let endpoints = visor.service_endpoints(name.as_str()).await?;
             let live = endpoints.items.iter().filter(|e| e.value.is_live()).count();
             out.one(&ServiceDetail {
                 service: ServiceRow::from(&definition),
                 live_endpoints: live,
                 tombstones: endpoints.items.len() - live,
-            });
+            })?;
         }
     }
     Ok(())
 }
 
-pub async fn endpoints(visor: &Visor, args: EndpointsArgs, out: &Output) -> Result<(), Error> {
-    let listing = visor.service_endpoints(&args.service).await?;
+pub async fn endpoints(visor: &Visor, args: EndpointsArgs, out: &Output) -> Result<(), CliError> {
+    let service = args.service.as_str();
+    let listing = visor.service_endpoints(service).await?;
     if listing.items.is_empty() && listing.skipped.is_empty() {
         // A typo in the service name must not look like a service without
         // endpoints; a defined service may have none.
-        visor.service(&args.service).await?;
+        visor.service(service).await?;
     }
     out.list(
         &listing
             .items
             .iter()
-            .map(|e| EndpointRow::new(&args.service, e))
+            .map(|e| EndpointRow::new(service, e))
             .collect::<Vec<_>>(),
-    );
+    )?;
     Ok(())
 }
 

@@ -1,9 +1,10 @@
 //! `visor status`: desired against active per (app, rev, proc), unplaceable
 //! work, live hosts and the current leader.
 
+use super::CliError;
 use super::output::{Output, Row};
 use crate::controller::{self, GroupStatus};
-use crate::registry::{Error, Visor};
+use crate::registry::Visor;
 
 impl Row for GroupStatus {
     const HEADERS: &'static [&'static str] =
@@ -20,15 +21,18 @@ impl Row for GroupStatus {
     }
 }
 
-pub async fn run(visor: &Visor, out: &Output) -> Result<(), Error> {
+pub async fn run(visor: &Visor, out: &Output) -> Result<(), CliError> {
     let status = controller::status(visor).await?;
     if out.is_json() {
-        out.json(&status);
+        out.json(&status)?;
         return Ok(());
     }
-    out.list(&status.groups);
-    println!();
-    println!("hosts alive: {}", status.hosts_alive);
-    println!("leader: {}", status.leader.as_deref().unwrap_or("none"));
+    out.list(&status.groups)?;
+    out.text("")?;
+    out.text(&format!("hosts alive: {}", status.hosts_alive))?;
+    out.text(&format!(
+        "leader: {}",
+        status.leader.as_deref().unwrap_or("none")
+    ))?;
     Ok(())
 }

@@ -55,6 +55,7 @@ impl Registry {
     ///
     /// When none does, the error lists every endpoint with its own failure.
     pub async fn connect(config: &RegistryConfig) -> Result<Self> {
+        config.validate()?;
         let keys = Keys::new(&config.root)?;
         let endpoints: Vec<String> = config
             .endpoints

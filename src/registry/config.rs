@@ -1,10 +1,21 @@
 //! Where the registry is and how to talk to it: endpoints, root prefix,
 //! timeouts, TLS and user/password auth, from flags or `VISOR_*` variables.
+//!
+//! Endpoints and the root are checked as the flags are parsed (a bad one is a
+//! usage error) and again by [`RegistryConfig::validate`] when a registry
+//! connects, for settings built in code: nothing dials or writes before both pass.
+
+mod endpoint;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
+
+use endpoint::InvalidEndpoint;
+
+use super::error::{Error, Result};
+use super::keys::Keys;
 
 /// Connection settings for the registry.
 #[derive(Debug, Clone, Args)]
@@ -15,12 +26,13 @@ pub struct RegistryConfig {
         env = "VISOR_ENDPOINTS",
         value_delimiter = ',',
         default_value = "http://127.0.0.1:2379",
+        value_parser = parse_endpoint,
         global = true
     )]
     pub endpoints: Vec<String>,
 
     /// Prefix under which every Visor key lives.
-    #[arg(long, env = "VISOR_ROOT", default_value = "/visor", global = true)]
+    #[arg(long, env = "VISOR_ROOT", default_value = "/visor", value_parser = parse_root, global = true)]
     pub root: String,
 
     /// How long to wait for a connection to the registry.
@@ -68,6 +80,20 @@ impl RegistryConfig {
         }
     }
 
+    /// Refuses settings no registry could be reached or laid out with: no
+    /// endpoint, a malformed one, or a bad root prefix.
+    pub fn validate(&self) -> Result<()> {
+        Keys::new(&self.root)?;
+        if self.endpoints.is_empty() {
+            return Err(Error::Config("no registry endpoints given".into()));
+        }
+        for endpoint in &self.endpoints {
+            endpoint::check(endpoint)
+                .map_err(|reason| Error::Config(format!("endpoint {endpoint:?}: {reason}")))?;
+        }
+        Ok(())
+    }
+
     /// The same settings under another root prefix.
     #[must_use]
     pub fn with_root(mut self, root: impl Into<String>) -> Self {
@@ -80,5 +106,50 @@ impl RegistryConfig {
     pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
         self
+    }
+}
+
+/// One `--endpoints` entry, checked and trimmed.
+fn parse_endpoint(text: &str) -> Result<String, InvalidEndpoint> {
+    endpoint::check(text)?;
+    Ok(text.trim().to_owned())
+}
+
+/// `--root`, checked by the key layout that will use it.
+fn parse_root(text: &str) -> Result<String, String> {
+    match Keys::new(text) {
+        Ok(keys) => Ok(keys.root().to_owned()),
+        // clap says which value of which flag; the reason is enough.
+        Err(Error::Config(reason)) => Err(reason),
+        Err(other) => Err(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validate_refuses_what_no_registry_can_be_reached_with() {
+        let valid = RegistryConfig::new(["http://127.0.0.1:2379", "[::1]:2379"]);
+        assert!(valid.validate().is_ok());
+        let table = [
+            (RegistryConfig::new(["ftp://127.0.0.1:2379"]), "\"ftp\""),
+            (
+                RegistryConfig::new(["http://127.0.0.1:2379", "etcd-2"]),
+                "\"etcd-2\": no port",
+            ),
+            (
+                RegistryConfig::new(Vec::<String>::new()),
+                "no registry endpoints",
+            ),
+            (valid.clone().with_root("visor"), "root prefix \"visor\""),
+        ];
+        for (config, mention) in table {
+            match config.validate() {
+                Err(Error::Config(message)) => assert!(message.contains(mention), "{message}"),
+                other => panic!("{config:?}: expected a config error, got {other:?}"),
+            }
+        }
     }
 }

@@ -4,10 +4,9 @@
 //!
 //! JSON field names are the CLI's contract for scripts, so JSON checks compare
 //! whole objects, field names included. Error exits are checked for their code
-//! (2 usage, 3 not found, 4 already exists, 1 invalid name and other failures,
-//! 5 unavailable), for exactly one `error: ` line on stderr (clap's multi-line
-//! usage errors only for their code and the bad value), and for having written
-//! nothing to the registry.
+//! (2 usage, invalid names included; 3 not found; 4 already exists; 5
+//! unavailable; 1 other failures), for exactly one `error: ` line on stderr
+//! (clap's usage errors too), and for having written nothing to the registry.
 //!
 //! It uses the harness in `common`: a test file declares both `mod common;`
 //! and `mod cli_support;`.
@@ -134,21 +133,16 @@ impl Run {
         message.to_owned()
     }
 
-    /// Asserts a clap usage error (exit 2) whose message mentions `mention`.
-    pub fn usage_error(&self, mention: &str) {
-        self.assert_exited();
-        assert_eq!(
-            self.code,
-            Some(2),
-            "expected a usage error: {}",
-            self.context()
-        );
-        assert_eq!(self.stdout, "", "{}", self.context());
+    /// Asserts a usage error (exit 2, one `error: ` line) whose message
+    /// mentions `mention`; returns the message.
+    pub fn usage_error(&self, mention: &str) -> String {
+        let message = self.error(2);
         assert!(
-            self.stderr.contains(mention),
+            message.contains(mention),
             "the usage error should mention {mention:?}: {}",
             self.context()
         );
+        message
     }
 }
 

@@ -1,9 +1,9 @@
 //! Apps and their environment variables.
 
-use visor_controllers::{App, EnvKey};
+use visor_controllers::{App, EnvKey, first_repeat};
 
 use super::{Visor, name};
-use crate::registry::error::{Kind, ObjectRef, Result};
+use crate::registry::error::{Error, Kind, ObjectRef, Result};
 use crate::registry::store::{Cascade, Delete, Expected, Listing, Requires, Versioned, Write};
 
 impl Visor {
@@ -80,6 +80,7 @@ impl Visor {
             .iter()
             .map(|(key, _)| EnvKey::parse(key))
             .collect::<Result<Vec<_>, _>>()?;
+        distinct_env_keys(&keys)?;
         let requires = [Requires {
             key: self.keys().app(&app),
             object: ObjectRef::new(Kind::App, &[app.as_str()]),
@@ -134,6 +135,7 @@ impl Visor {
             .iter()
             .map(|key| EnvKey::parse(key))
             .collect::<Result<Vec<_>, _>>()?;
+        distinct_env_keys(&keys)?;
         let targets = keys
             .iter()
             .map(|key| Delete {
@@ -143,5 +145,16 @@ impl Visor {
             })
             .collect();
         self.registry.delete_objects(targets, &[]).await
+    }
+}
+
+/// Refuses a request that names one env var twice (etcd would refuse its transaction).
+fn distinct_env_keys(keys: &[EnvKey]) -> Result<()> {
+    match first_repeat(keys) {
+        Some(key) => Err(Error::InvalidArgument {
+            what: "env vars",
+            reason: format!("{key} is given more than once"),
+        }),
+        None => Ok(()),
     }
 }

@@ -51,6 +51,14 @@ impl std::str::FromStr for EndpointSpec {
     }
 }
 
+impl EndpointSpec {
+    /// The relation side this names, its names validated.
+    pub fn endpoint(&self) -> Result<Endpoint> {
+        let proc = self.proc.as_deref().map(|p| name("proc", p)).transpose()?;
+        Ok(Endpoint::new(name("app", &self.app)?, proc))
+    }
+}
+
 fn relation_ref(relation: &Name) -> ObjectRef {
     ObjectRef::new(Kind::Relation, &[relation.as_str()])
 }
@@ -74,10 +82,7 @@ impl Visor {
         let id = name("relation", id)?;
         let endpoints = endpoints
             .iter()
-            .map(|spec| {
-                let proc = spec.proc.as_deref().map(|p| name("proc", p)).transpose()?;
-                Ok(Endpoint::new(name("app", &spec.app)?, proc))
-            })
+            .map(EndpointSpec::endpoint)
             .collect::<Result<Vec<_>>>()?;
         let relation = Relation::new(id.clone(), endpoints, Utc::now()).map_err(|error| {
             Error::InvalidArgument {

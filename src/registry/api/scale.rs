@@ -1,9 +1,9 @@
 //! Revision scale factors: how many instances of (app, rev, proc) should run.
 
-use visor_controllers::Scale;
+use visor_controllers::{Scale, first_repeat};
 
 use super::{Visor, name};
-use crate::registry::error::{Kind, ObjectRef, Result};
+use crate::registry::error::{Error, Kind, ObjectRef, Result};
 use crate::registry::keys::KeyPath;
 use crate::registry::store::{Listing, Requires, Versioned, Write};
 
@@ -50,6 +50,12 @@ impl Visor {
             .iter()
             .map(|(proc, _)| name("proc", proc))
             .collect::<Result<Vec<_>>>()?;
+        if let Some(proc) = first_repeat(&procs) {
+            return Err(Error::InvalidArgument {
+                what: "scale factors",
+                reason: format!("proc {proc} is given more than once"),
+            });
+        }
         let keys = self.keys();
         let mut requires = vec![
             Requires {
