@@ -11,9 +11,7 @@ mod fixtures;
 use std::time::Duration;
 
 use controller_support::{ControllerProcess, active, tickets};
-use futures::StreamExt;
 use visor::model::{Host, TicketOp};
-use visor::registry::EventKind;
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -90,32 +88,13 @@ async fn sigkill_during_a_200_instance_scale_up_never_double_starts() {
         })
         .await;
         // Count every start ticket ever created, through the event stream.
-        let mut created = 0;
         let sentinel = t
             .visor
             .register_app("sentinel", fixtures::app("git://end"))
             .await
             .expect("sentinel")
             .mod_revision;
-        while let Some(event) = common::within(
-            Duration::from_secs(20),
-            "the event stream stalls",
-            events.next(),
-        )
-        .await
-        {
-            let event = event.expect("event");
-            if let EventKind::TicketCreated {
-                op: TicketOp::Start,
-                ..
-            } = event.kind
-            {
-                created += 1;
-            }
-            if event.revision >= sentinel {
-                break;
-            }
-        }
+        let created = controller_support::start_tickets_created(&mut events, sentinel).await;
         assert_eq!(
             created, 200,
             "never more (or fewer) than 200 start tickets in total"

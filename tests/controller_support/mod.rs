@@ -8,8 +8,9 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use futures::StreamExt;
 use visor::model::{Instance, InstanceState, Ticket, TicketOp};
-use visor::registry::Versioned;
+use visor::registry::{EventKind, EventStream, Versioned};
 
 use crate::common::{self, TestRegistry};
 
@@ -196,4 +197,30 @@ pub fn signal(controller: &ControllerProcess, signal: &str) {
         .status()
         .expect("kill");
     assert!(sent.success(), "kill -{signal}");
+}
+
+/// How many start tickets `events` shows created up to revision `until` (a
+/// write the test made after everything it counts).
+pub async fn start_tickets_created(events: &mut EventStream, until: i64) -> usize {
+    let mut created = 0;
+    while let Some(event) = common::within(
+        Duration::from_secs(20),
+        "the event stream stalls",
+        events.next(),
+    )
+    .await
+    {
+        let event = event.expect("event");
+        if let EventKind::TicketCreated {
+            op: TicketOp::Start,
+            ..
+        } = event.kind
+        {
+            created += 1;
+        }
+        if event.revision >= until {
+            break;
+        }
+    }
+    created
 }
