@@ -11,7 +11,6 @@
 //! re-decides work it already emitted.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
@@ -24,9 +23,6 @@ use visor_controllers::{
 use super::snapshot;
 use crate::registry::{Codec, Keys, Kind, Registry, Versioned};
 use crate::runtime::cache::{self, CacheMetrics, CacheReader, Change, Index};
-
-/// How long a reconcile waits for the caches to show its own last write.
-const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Instances by group, `app/rev/proc` (as [`GroupKey`] displays).
 pub const INSTANCES_BY_GROUP: Index<Instance> =
@@ -223,19 +219,6 @@ impl Caches {
             services: vec![services_rx, endpoints_rx, tracked_rx, statuses_rx],
         };
         (caches, streams)
-    }
-
-    /// Waits until every cache has synced, and the instance and ticket caches
-    /// have reached the given revisions; false on timeout.
-    pub async fn caught_up(&self, instances: i64, tickets: i64) -> bool {
-        let all = async {
-            wait_synced(self).await;
-            self.instances.wait_for_revision(instances).await
-                && self.tickets.wait_for_revision(tickets).await
-        };
-        tokio::time::timeout(CATCH_UP_TIMEOUT, all)
-            .await
-            .unwrap_or(false)
     }
 
     /// The names of live hosts.

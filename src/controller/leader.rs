@@ -15,10 +15,11 @@ use visor_controllers::{GroupKey, InstanceState, Name};
 
 use super::ControllerConfig;
 use super::caches::{self, Caches, ChangeStreams};
+use super::context::Context;
 use super::metrics::ControllerMetrics;
-use super::reconcile::{self, Context};
 use super::relations::{self, RelationContext};
 use super::services::{self, ServicesContext};
+use super::{gc, liveness, scale};
 use crate::registry::Visor;
 use crate::runtime::cache::{CacheMetrics, Change};
 use crate::runtime::queue::WorkQueue;
@@ -61,7 +62,6 @@ pub async fn run_term(
         notifications_max_age: chrono::TimeDelta::from_std(config.notifications_max_age)
             .unwrap_or(chrono::TimeDelta::MAX),
         written: Arc::default(),
-        unknown: Arc::default(),
         placement: Arc::new(Mutex::new(())),
     });
     let relation_ctx = Arc::new(RelationContext::new(
@@ -146,7 +146,7 @@ pub async fn run_term(
         runners.spawn(runner::run(
             scale,
             concurrency,
-            move |key| reconcile::scale(ctx.clone(), key),
+            move |key| scale::reconcile(ctx.clone(), key),
             term.clone(),
         ));
     }
@@ -155,7 +155,7 @@ pub async fn run_term(
         runners.spawn(runner::run(
             liveness,
             1,
-            move |()| reconcile::liveness(ctx.clone()),
+            move |()| liveness::reconcile(ctx.clone()),
             term.clone(),
         ));
     }
@@ -164,7 +164,7 @@ pub async fn run_term(
         runners.spawn(runner::run(
             collect,
             1,
-            move |()| reconcile::collect(ctx.clone()),
+            move |()| gc::reconcile(ctx.clone()),
             term.clone(),
         ));
     }

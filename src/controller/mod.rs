@@ -10,11 +10,14 @@
 
 mod caches;
 mod config;
+mod context;
+mod gc;
 mod leader;
+mod liveness;
 mod metrics;
-mod reconcile;
 mod relations;
 mod replica;
+mod scale;
 mod services;
 mod snapshot;
 mod status;

@@ -14,7 +14,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 
 use visor_controllers::{
     HookInfo, Members, Name, RelationHooks, RelationState, Unit, UnitAction, UnitView,
@@ -25,12 +24,12 @@ use super::caches::{
     Caches, HOOKS_BY_RELATION, RUNNING_BY_APP, SETTINGS_BY_RELATION, STATES_BY_RELATION,
     STATES_BY_UNIT,
 };
+use super::context::ReconcileError;
 use super::metrics::ControllerMetrics;
-use super::reconcile::ReconcileError;
 use crate::registry::{KeyPath, UnitWrite, Versioned, Visor};
-use crate::runtime::UnknownOutcomes;
 use crate::runtime::cache::Change;
 use crate::runtime::runner::Action;
+use crate::runtime::{ReadYourWrites, read_your_writes};
 
 /// What every relation reconcile of one leadership shares.
 #[derive(Debug)]
@@ -41,10 +40,8 @@ pub struct RelationContext {
     pub metrics: ControllerMetrics,
     /// Per relation, the hook sources of its units.
     drivers: std::sync::Mutex<HashMap<Name, RelationHooks>>,
-    /// The revision of this leader's last relation write.
-    written: AtomicI64,
-    /// Writes that failed with an unknown outcome, resolved before deciding.
-    unknown: UnknownOutcomes,
+    /// This leader's last relation writes.
+    written: ReadYourWrites,
 }
 
 impl RelationContext {
@@ -55,35 +52,25 @@ impl RelationContext {
             caches,
             metrics,
             drivers: std::sync::Mutex::default(),
-            written: AtomicI64::new(0),
-            unknown: UnknownOutcomes::default(),
+            written: ReadYourWrites::default(),
         }
     }
 
     /// Waits until the hook and state caches show this leader's last write
     /// and each other's revision.
     async fn caught_up(&self) -> Result<(), ReconcileError> {
-        if let Some(barrier) = self.unknown.resolve(self.visor.registry()).await? {
-            self.written.fetch_max(barrier, Ordering::SeqCst);
-        }
         let (hooks, states) = (&self.caches.hooks, &self.caches.states);
-        let target = self
-            .written
-            .load(Ordering::SeqCst)
-            .max(hooks.revision())
-            .max(states.revision());
-        let both = async {
+        let lined_up = hooks.revision().max(states.revision());
+        let reached = |[written]: [i64; 1]| async move {
+            let target = written.max(lined_up);
             hooks.wait_for_revision(target).await && states.wait_for_revision(target).await
         };
-        match tokio::time::timeout(CATCH_UP_TIMEOUT, both).await {
-            Ok(true) => Ok(()),
-            _ => Err(ReconcileError::Behind(target)),
-        }
+        Ok(self
+            .written
+            .caught_up(self.visor.registry(), reached)
+            .await?)
     }
 }
-
-/// How long a reconcile waits for the caches to line up.
-const CATCH_UP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Every relation to look at: those registered, and those units still hold
 /// state or hooks for (removed relations winding down).
@@ -198,10 +185,7 @@ pub async fn reconcile(
         .filter_map(|h| Some((h.key.rsplit('/').nth(1)?.to_owned(), h.value)))
         .collect();
     let hooks_at = caches.hooks.revision();
-    match tokio::time::timeout(CATCH_UP_TIMEOUT, caches.states.wait_for_revision(hooks_at)).await {
-        Ok(true) => {}
-        _ => return Err(ReconcileError::Behind(hooks_at)),
-    }
+    read_your_writes::reach(hooks_at, caches.states.wait_for_revision(hooks_at)).await?;
     let stored: BTreeMap<String, Arc<Versioned<RelationState>>> = caches
         .states
         .indexed_shared(&STATES_BY_RELATION, relation.as_str())
@@ -272,7 +256,7 @@ pub async fn reconcile(
     }
 
     let revision = ctx.visor.write_units(&writes).await?;
-    ctx.written.fetch_max(revision, Ordering::SeqCst);
+    ctx.written.wrote(revision);
     for write in &writes {
         if let UnitWrite::Hand { hook, .. } = write {
             ctx.metrics
@@ -288,7 +272,7 @@ pub async fn reconcile(
             .is_empty();
         if leftovers {
             let revision = ctx.visor.clear_relation(&relation).await?;
-            ctx.written.fetch_max(revision, Ordering::SeqCst);
+            ctx.written.wrote(revision);
         }
     }
     if !writes.is_empty() {

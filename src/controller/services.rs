@@ -15,7 +15,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -25,14 +24,11 @@ use visor_controllers::{
 };
 
 use super::caches::Caches;
+use super::context::ReconcileError;
 use super::metrics::ControllerMetrics;
-use super::reconcile::ReconcileError;
 use crate::registry::{Forgotten, Posting, Visor};
-use crate::runtime::UnknownOutcomes;
+use crate::runtime::ReadYourWrites;
 use crate::runtime::runner::Action;
-
-/// How long a reconcile waits for the caches to show its own writes.
-const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What every services reconcile of one leadership shares.
 #[derive(Debug)]
@@ -43,10 +39,8 @@ pub struct ServicesContext {
     pub metrics: ControllerMetrics,
     /// How long tombstones of clean stops are kept.
     pub tombstone_grace: chrono::TimeDelta,
-    /// The revision of this leader's last services write.
-    written: AtomicI64,
-    /// Writes that failed with an unknown outcome, resolved before deciding.
-    unknown: UnknownOutcomes,
+    /// This leader's last services writes.
+    written: ReadYourWrites,
 }
 
 impl ServicesContext {
@@ -63,30 +57,25 @@ impl ServicesContext {
             metrics,
             tombstone_grace: chrono::TimeDelta::from_std(tombstone_grace)
                 .unwrap_or(chrono::TimeDelta::MAX),
-            written: AtomicI64::new(0),
-            unknown: UnknownOutcomes::default(),
+            written: ReadYourWrites::default(),
         }
     }
 
     async fn caught_up(&self) -> Result<(), ReconcileError> {
-        if let Some(barrier) = self.unknown.resolve(self.visor.registry()).await? {
-            self.wrote(barrier);
-        }
-        let target = self.written.load(Ordering::SeqCst);
         let caches = &self.caches;
-        let all = async {
+        let reached = |[target]: [i64; 1]| async move {
             caches.tracked.wait_for_revision(target).await
                 && caches.endpoints.wait_for_revision(target).await
                 && caches.statuses.wait_for_revision(target).await
         };
-        match tokio::time::timeout(CATCH_UP_TIMEOUT, all).await {
-            Ok(true) => Ok(()),
-            _ => Err(ReconcileError::Behind(target)),
-        }
+        Ok(self
+            .written
+            .caught_up(self.visor.registry(), reached)
+            .await?)
     }
 
     fn wrote(&self, revision: i64) {
-        self.written.fetch_max(revision, Ordering::SeqCst);
+        self.written.wrote(revision);
     }
 }
 

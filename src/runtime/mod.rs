@@ -11,6 +11,7 @@ pub mod election;
 mod error;
 mod metrics;
 pub mod queue;
+pub mod read_your_writes;
 pub mod resync;
 pub mod retry;
 pub mod runner;
@@ -18,6 +19,7 @@ mod unknown_outcomes;
 
 pub use error::{Error, Result};
 pub use queue::{Key, RetryBackoff, WorkQueue};
+pub use read_your_writes::{CATCH_UP_TIMEOUT, CatchUpError, ReadYourWrites};
 pub use resync::resync;
 pub use retry::{Backoff, BackoffPolicy};
 pub use runner::{Action, run};

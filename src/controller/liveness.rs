@@ -1,0 +1,82 @@
+//! The liveness loop: marks the instances of dead hosts lost and removes
+//! the tickets addressed to them (`visor_controllers::plan_liveness`).
+
+use std::sync::Arc;
+
+use visor_controllers::{Name, TicketRef, orphan_tickets, plan_liveness};
+
+use super::context::{Context, ReconcileError};
+use crate::registry::Error;
+use crate::runtime::read_your_writes;
+use crate::runtime::runner::Action;
+
+/// Marks the instances of dead hosts lost, and removes tickets addressed to them.
+pub async fn reconcile(ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    ctx.caught_up().await?;
+    let live = ctx.caches.live_hosts();
+    ctx.metrics
+        .hosts_alive
+        .set(i64::try_from(live.len()).unwrap_or(i64::MAX));
+    // A host is only known dead at the hosts cache's revision: an instance
+    // written later may name a host this cache has not seen yet. So the
+    // hosts cache is brought up to what the instance and ticket caches show.
+    let observed = ctx
+        .caches
+        .instances
+        .revision()
+        .max(ctx.caches.tickets.revision());
+    read_your_writes::reach(observed, ctx.caches.hosts.wait_for_revision(observed)).await?;
+    let hosts_at = ctx.caches.hosts.revision();
+    let settled: Vec<(Name, visor_controllers::Instance)> = ctx
+        .caches
+        .instances_of_hosts_gone(&live)
+        .into_iter()
+        .filter(|i| i.mod_revision <= hosts_at)
+        .filter_map(|i| Some((Name::parse("instance", i.name()).ok()?, i.value)))
+        .collect();
+    for lost in plan_liveness(settled.iter().map(|(id, i)| (id, i)), &live) {
+        match ctx
+            .visor
+            .lose_instance(
+                lost.instance.as_str(),
+                format!("host {} is gone", lost.host),
+            )
+            .await
+        {
+            Ok(written) => {
+                ctx.wrote_instances(written.mod_revision);
+                ctx.metrics.lost.inc();
+                tracing::warn!(instance = %lost.instance, host = %lost.host, "instance lost with its host");
+            }
+            // Moved or removed meanwhile: the next pass sees its new state.
+            Err(Error::Conflict { .. } | Error::NotFound(_) | Error::InvalidTransition { .. }) => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
+    let tickets = ctx.caches.tickets_of_hosts_gone(&live);
+    let refs: Vec<TicketRef> = tickets
+        .iter()
+        .filter(|t| t.mod_revision <= hosts_at)
+        .filter_map(|t| {
+            let mut parts = t.key.rsplit('/');
+            let ticket = Name::parse("ticket", parts.next()?).ok()?;
+            let host = Name::parse("host", parts.next()?).ok()?;
+            Some(TicketRef { host, ticket })
+        })
+        .collect();
+    for orphan in orphan_tickets(&refs, &live) {
+        let key = ctx
+            .visor
+            .registry()
+            .keys()
+            .ticket(&orphan.host, &orphan.ticket);
+        if let Some(ticket) = ctx.caches.tickets.get(&key) {
+            match ctx.visor.remove_ticket(&ticket).await {
+                Ok(revision) => ctx.wrote_tickets(revision),
+                Err(Error::Conflict { .. } | Error::NotFound(_)) => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
+    Ok(Action::Done)
+}

@@ -1,0 +1,90 @@
+//! The scale loop: brings one (app, rev, proc) group to its scale factor
+//! with start and stop tickets, placing starts on live hosts
+//! (`visor_controllers::plan_group`).
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use visor_controllers::{GroupKey, plan_group};
+
+use super::context::{Context, ReconcileError};
+use crate::registry::StopRequest;
+use crate::runtime::runner::Action;
+
+/// How soon a group with unplaceable work is looked at again if no host
+/// change queues it first.
+const UNPLACEABLE_RETRY: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Brings one (app, rev, proc) group to its scale factor.
+pub async fn reconcile(ctx: Arc<Context>, group: GroupKey) -> Result<Action, ReconcileError> {
+    let _placing = ctx.placement.lock().await;
+    ctx.caught_up().await?;
+    let plan = plan_group(&group, &ctx.caches.group_snapshot(&group));
+    let waiting: u32 = plan.unplaceable.iter().map(|u| u.count).sum();
+    ctx.metrics
+        .unplaceable
+        .with_label_values(&[group.app.as_str(), group.rev.as_str(), group.proc.as_str()])
+        .set(i64::from(waiting));
+    if !plan.starts.is_empty() {
+        let now = Utc::now();
+        let instances = plan
+            .starts
+            .iter()
+            .map(|start| start.instance(now))
+            .collect();
+        let mut started = 0;
+        // Counted per transaction: if a later one fails, what was written is
+        // still waited for and counted.
+        let emitted = ctx
+            .visor
+            .emit_starts(instances, |ids, revision| {
+                ctx.wrote_instances(revision);
+                ctx.wrote_tickets(revision);
+                ctx.metrics
+                    .tickets
+                    .with_label_values(&["start"])
+                    .inc_by(ids.len() as u64);
+                started += ids.len();
+            })
+            .await;
+        tracing::info!(%group, started, planned = plan.starts.len(), "emitted start tickets");
+        emitted?;
+    }
+    let mut stops = Vec::new();
+    for stop in &plan.stops {
+        match &stop.host {
+            Some(host) => stops.push(StopRequest {
+                instance: stop.instance.clone(),
+                host: host.clone(),
+                app: group.app.clone(),
+                rev: group.rev.clone(),
+                proc: group.proc.clone(),
+            }),
+            // No host was ever assigned, so no agent can stop it: remove it.
+            None => {
+                if let Some(instance) = ctx
+                    .caches
+                    .instances
+                    .get(&ctx.visor.registry().keys().instance(&stop.instance))
+                {
+                    let revision = ctx.visor.unregister_instance(&instance).await?;
+                    ctx.wrote_instances(revision);
+                }
+            }
+        }
+    }
+    if !stops.is_empty() {
+        let revision = ctx.visor.emit_stops(&stops).await?;
+        ctx.wrote_tickets(revision);
+        ctx.metrics
+            .tickets
+            .with_label_values(&["stop"])
+            .inc_by(stops.len() as u64);
+        tracing::info!(%group, stopped = stops.len(), "emitted stop tickets");
+    }
+    // Waiting work is looked at again when hosts change; this is the fallback.
+    Ok(match waiting {
+        0 => Action::Done,
+        _ => Action::RequeueAfter(UNPLACEABLE_RETRY),
+    })
+}
