@@ -1,9 +1,25 @@
 //! Visor: a registry-driven process controller on etcd.
 //!
-//! Desired state (apps, revisions, proc types, scale factors) and observed state
-//! (hosts, instances, tickets) live in etcd under one root prefix. This crate is
-//! the imperative shell around the pure decisions of [`visor_controllers`]: the
-//! registry client and typed API ([`registry`]) and the `visor` CLI ([`cli`]).
+//! Desired state (apps, revisions, proc types, scale factors, services,
+//! relations) and observed state (hosts, instances, tickets, endpoints) live
+//! in etcd under one root prefix. This crate is the imperative shell around
+//! the pure decisions of [`visor_controllers`] (re-exported as [`model`]).
+//!
+//! Layout, from the bottom up (each layer imports only those below it):
+//!
+//! - [`registry`]: etcd access: connection and errors, the key layout, typed
+//!   versioned objects with compare-and-set writes, leases and fences, the
+//!   typed API (`Visor`), the event stream, a local etcd for `visor up`.
+//! - [`discovery`]: service registration with a lease kept alive, queries,
+//!   and `subscribe_new` / `subscribe_down` streams.
+//! - [`runtime`]: the controller runtime: election, list+watch caches,
+//!   read-your-writes, the work queue, the runner, resync, backoff.
+//! - [`controller`]: the controller: replica and leadership terms, and one
+//!   module per reconcile loop (scale, liveness, gc, relations, services).
+//! - [`agent`]: the host agent's local state.
+//! - [`admin`]: `/metrics`, `/healthz`, `/readyz`.
+//! - [`cli`]: the `visor` command line; [`telemetry`] and [`shutdown`]
+//!   serve the long-running commands.
 
 pub mod admin;
 pub mod agent;
