@@ -210,8 +210,11 @@ fn collection_period(config: &ControllerConfig) -> Duration {
         true => config.retention,
         false => config.resync.min(config.retention),
     };
-    period.max(Duration::from_secs(1))
+    period.max(MIN_COLLECTION_PERIOD)
 }
+
+/// Collection runs at most once a second, however short the retention.
+const MIN_COLLECTION_PERIOD: Duration = Duration::from_secs(1);
 
 /// How long changes that touch every group are gathered before the groups
 /// are listed once for all of them: listing them reads every instance, so a

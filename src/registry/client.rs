@@ -25,6 +25,12 @@ use super::keys::Keys;
 /// working size.
 const MAX_RESPONSE_BYTES: usize = i32::MAX as usize;
 
+/// HTTP/2 pings on an idle connection, so that a dead peer (a partitioned or
+/// frozen etcd member) is noticed without waiting for a request to time out...
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// ...and how long a ping may go unanswered before the connection is dropped.
+const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A connected registry: an etcd client plus the key layout under its root.
 ///
 /// Cheap to clone; clones share one connection.
@@ -193,7 +199,7 @@ impl Registry {
 fn connect_options(config: &RegistryConfig) -> Result<ConnectOptions> {
     let mut options = ConnectOptions::new()
         .with_connect_timeout(config.connect_timeout)
-        .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5))
+        .with_keep_alive(KEEP_ALIVE_INTERVAL, KEEP_ALIVE_TIMEOUT)
         .with_keep_alive_while_idle(true);
     if let (Some(user), Some(password)) = (&config.user, &config.password) {
         options = options.with_user(user.clone(), password.clone());

@@ -181,6 +181,9 @@ impl Drop for Lease {
     }
 }
 
+/// Renewals are sent three times a TTL, but never more often than this.
+const MIN_RENEW_PERIOD: Duration = Duration::from_millis(100);
+
 /// Renews `id` every `ttl / 3`; cancels `lost` when etcd reports it expired or
 /// when no renewal succeeded within `renew_deadline` of the last one sent.
 async fn keep_alive(
@@ -190,7 +193,7 @@ async fn keep_alive(
     renew_deadline: Duration,
     lost: CancellationToken,
 ) {
-    let period = (ttl / 3).max(Duration::from_millis(100));
+    let period = (ttl / 3).max(MIN_RENEW_PERIOD);
     let mut deadline = Instant::now() + renew_deadline;
     let mut stream = None;
     loop {
