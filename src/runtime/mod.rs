@@ -12,13 +12,11 @@ mod error;
 mod metrics;
 pub mod queue;
 pub mod resync;
-pub mod retry;
 pub mod runner;
 mod unknown_outcomes;
 
 pub use error::{Error, Result};
 pub use queue::{Key, RetryBackoff, WorkQueue};
 pub use resync::resync;
-pub use retry::{Backoff, BackoffPolicy};
 pub use runner::{Action, run};
 pub use unknown_outcomes::UnknownOutcomes;
