@@ -319,3 +319,144 @@ impl PrefixWatch {
 fn is_periodic_progress(response: &WatchResponse) -> bool {
     response.events().is_empty() && !response.created() && response.watch_id() != -1
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::{LocalEtcd, RegistryConfig, Visor};
+
+    /// Bounds every test: etcd start, writes and the watch's own retries.
+    const LIMIT: Duration = Duration::from_secs(60);
+
+    async fn connect(etcd: &LocalEtcd) -> Registry {
+        Visor::connect(&RegistryConfig::new([etcd.endpoint()]))
+            .await
+            .expect("connect")
+            .registry()
+            .clone()
+    }
+
+    async fn put(registry: &Registry, key: &str) -> i64 {
+        let mut kv = registry.kv_client();
+        registry
+            .call("put", kv.put(key, "x", None))
+            .await
+            .expect("put")
+            .header()
+            .expect("a header")
+            .revision()
+    }
+
+    /// The keys of the events in the next step that has any; interruptions
+    /// are skipped (the watch resumes by itself).
+    async fn next_keys(watch: &mut PrefixWatch) -> Vec<String> {
+        loop {
+            match watch.next().await {
+                WatchStep::Changes { response, .. } if !response.events().is_empty() => {
+                    return response
+                        .events()
+                        .iter()
+                        .filter_map(|e| e.kv())
+                        .map(|kv| String::from_utf8_lossy(kv.key()).into_owned())
+                        .collect();
+                }
+                WatchStep::Changes { .. } | WatchStep::Interrupted { .. } => {}
+                other => panic!("expected changes, got {other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_broken_watch_resumes_after_the_last_event_it_yielded() {
+        let run = async {
+            let mut etcd = LocalEtcd::start().await.expect("etcd");
+            let registry = connect(&etcd).await;
+            let prefix = format!("{}test/", registry.keys().all());
+            let first = put(&registry, &format!("{prefix}a")).await;
+            let mut watch = PrefixWatch::from_revision(registry.clone(), prefix.clone(), first);
+            assert_eq!(next_keys(&mut watch).await, [format!("{prefix}a")]);
+            etcd.restart().await.expect("etcd restarts on its data");
+            put(&registry, &format!("{prefix}b")).await;
+            assert_eq!(
+                next_keys(&mut watch).await,
+                [format!("{prefix}b")],
+                "resumed past `a`, not from the start"
+            );
+        };
+        tokio::time::timeout(LIMIT, run)
+            .await
+            .expect("etcd, a write or the resumed watch hangs");
+    }
+
+    /// etcd sends a catching-up watch at most 1,000 revisions a batch, each
+    /// batch's header carrying the store's revision: no step may claim more
+    /// than the events it has delivered.
+    #[tokio::test]
+    async fn no_step_claims_a_revision_before_its_events_arrive() {
+        let run = async {
+            let etcd = LocalEtcd::start().await.expect("etcd");
+            let registry = connect(&etcd).await;
+            let prefix = format!("{}test/", registry.keys().all());
+            let from = put(&registry, &format!("{prefix}first")).await;
+            let mut last = from;
+            for i in 0..1_500 {
+                last = put(&registry, &format!("{prefix}{i}")).await;
+            }
+            let mut watch = PrefixWatch::from_revision(registry, prefix, from);
+            let mut delivered = from - 1;
+            while delivered < last {
+                match watch.next().await {
+                    WatchStep::Changes { response, revision } => {
+                        for kv in response.events().iter().filter_map(|e| e.kv()) {
+                            delivered = delivered.max(kv.mod_revision());
+                        }
+                        assert!(
+                            revision <= delivered,
+                            "claims {revision} with events up to {delivered} delivered"
+                        );
+                    }
+                    WatchStep::Interrupted { .. } => {}
+                    other => panic!("expected changes, got {other:?}"),
+                }
+            }
+        };
+        tokio::time::timeout(LIMIT, run)
+            .await
+            .expect("etcd, the writes or the watch hangs");
+    }
+
+    #[tokio::test]
+    async fn compaction_is_reported_once_then_a_listing_resumes_the_watch() {
+        let run = async {
+            let etcd = LocalEtcd::start().await.expect("etcd");
+            let registry = connect(&etcd).await;
+            let prefix = format!("{}test/", registry.keys().all());
+            let stale = put(&registry, &format!("{prefix}old")).await;
+            let now = put(&registry, &format!("{prefix}new")).await;
+            registry.etcd().compact(now, None).await.expect("compact");
+            let mut watch = PrefixWatch::from_revision(registry.clone(), prefix.clone(), stale);
+            match watch.next().await {
+                WatchStep::Compacted(compaction) => assert_eq!(
+                    compaction,
+                    Compaction {
+                        requested: stale,
+                        compacted: now
+                    }
+                ),
+                other => panic!("expected a compaction, got {other:?}"),
+            }
+            assert!(!watch.is_watching());
+            assert!(matches!(watch.next().await, WatchStep::List));
+            assert!(
+                matches!(watch.next().await, WatchStep::List),
+                "asks again until told of a listing"
+            );
+            watch.listed(now);
+            put(&registry, &format!("{prefix}later")).await;
+            assert_eq!(next_keys(&mut watch).await, [format!("{prefix}later")]);
+        };
+        tokio::time::timeout(LIMIT, run)
+            .await
+            .expect("etcd, a write or the watch hangs");
+    }
+}
