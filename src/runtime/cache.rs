@@ -362,6 +362,7 @@ impl<T: Codec + Clone + Send + Sync + 'static> Cache<T> {
         }
     }
 
+    /// Counts and reports a restart of the watch (or listing) after `delay`.
     fn restart(&self, error: Error, delay: Duration) {
         self.metrics
             .restarts

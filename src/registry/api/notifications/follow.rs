@@ -76,7 +76,7 @@ impl Visor {
         let prefix = self.keys().kind_prefix(Kind::Notification);
         let mut follower = Follower {
             visor: self.clone(),
-            // Replaced by the first listing's revision just below.
+            // Told of the first listing just below, so it watches after it.
             watch: PrefixWatch::listing(self.registry().clone(), prefix),
             last: after,
             pending: VecDeque::new(),
