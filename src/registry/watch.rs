@@ -328,12 +328,23 @@ mod tests {
     /// Bounds every test: etcd start, writes and the watch's own retries.
     const LIMIT: Duration = Duration::from_secs(60);
 
-    async fn connect(etcd: &LocalEtcd) -> Registry {
-        Visor::connect(&RegistryConfig::new([etcd.endpoint()]))
+    /// A fresh etcd, a registry on it and a prefix to watch.
+    async fn start() -> (LocalEtcd, Registry, String) {
+        let etcd = LocalEtcd::start().await.expect("etcd");
+        let registry = Visor::connect(&RegistryConfig::new([etcd.endpoint()]))
             .await
             .expect("connect")
             .registry()
-            .clone()
+            .clone();
+        let prefix = format!("{}test/", registry.keys().all());
+        (etcd, registry, prefix)
+    }
+
+    /// Runs `test` within [`LIMIT`].
+    async fn bounded(test: impl Future<Output = ()>) {
+        tokio::time::timeout(LIMIT, test)
+            .await
+            .expect("etcd, a write or the watch hangs");
     }
 
     async fn put(registry: &Registry, key: &str) -> i64 {
@@ -368,10 +379,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_broken_watch_resumes_after_the_last_event_it_yielded() {
-        let run = async {
-            let mut etcd = LocalEtcd::start().await.expect("etcd");
-            let registry = connect(&etcd).await;
-            let prefix = format!("{}test/", registry.keys().all());
+        bounded(async {
+            let (mut etcd, registry, prefix) = start().await;
             let first = put(&registry, &format!("{prefix}a")).await;
             let mut watch = PrefixWatch::from_revision(registry.clone(), prefix.clone(), first);
             assert_eq!(next_keys(&mut watch).await, [format!("{prefix}a")]);
@@ -382,10 +391,8 @@ mod tests {
                 [format!("{prefix}b")],
                 "resumed past `a`, not from the start"
             );
-        };
-        tokio::time::timeout(LIMIT, run)
-            .await
-            .expect("etcd, a write or the resumed watch hangs");
+        })
+        .await;
     }
 
     /// etcd sends a catching-up watch at most 1,000 revisions a batch, each
@@ -393,10 +400,8 @@ mod tests {
     /// than the events it has delivered.
     #[tokio::test]
     async fn no_step_claims_a_revision_before_its_events_arrive() {
-        let run = async {
-            let etcd = LocalEtcd::start().await.expect("etcd");
-            let registry = connect(&etcd).await;
-            let prefix = format!("{}test/", registry.keys().all());
+        bounded(async {
+            let (_etcd, registry, prefix) = start().await;
             let from = put(&registry, &format!("{prefix}first")).await;
             let mut last = from;
             for i in 0..1_500 {
@@ -419,18 +424,14 @@ mod tests {
                     other => panic!("expected changes, got {other:?}"),
                 }
             }
-        };
-        tokio::time::timeout(LIMIT, run)
-            .await
-            .expect("etcd, the writes or the watch hangs");
+        })
+        .await;
     }
 
     #[tokio::test]
     async fn compaction_is_reported_once_then_a_listing_resumes_the_watch() {
-        let run = async {
-            let etcd = LocalEtcd::start().await.expect("etcd");
-            let registry = connect(&etcd).await;
-            let prefix = format!("{}test/", registry.keys().all());
+        bounded(async {
+            let (_etcd, registry, prefix) = start().await;
             let stale = put(&registry, &format!("{prefix}old")).await;
             let now = put(&registry, &format!("{prefix}new")).await;
             registry.etcd().compact(now, None).await.expect("compact");
@@ -454,9 +455,7 @@ mod tests {
             watch.listed(now);
             put(&registry, &format!("{prefix}later")).await;
             assert_eq!(next_keys(&mut watch).await, [format!("{prefix}later")]);
-        };
-        tokio::time::timeout(LIMIT, run)
-            .await
-            .expect("etcd, a write or the watch hangs");
+        })
+        .await;
     }
 }
