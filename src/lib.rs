@@ -9,11 +9,12 @@
 //!
 //! - [`registry`]: etcd access: connection and errors, the key layout, typed
 //!   versioned objects with compare-and-set writes, leases and fences, the
-//!   typed API (`Visor`), the event stream, a local etcd for `visor up`.
+//!   one resumable prefix watch and the one backoff policy, the typed API
+//!   (`Visor`), the event stream, a local etcd for `visor up`.
 //! - [`discovery`]: service registration with a lease kept alive, queries,
 //!   and `subscribe_new` / `subscribe_down` streams.
 //! - [`runtime`]: the controller runtime: election, list+watch caches,
-//!   read-your-writes, the work queue, the runner, resync, backoff.
+//!   read-your-writes, the work queue, the runner, resync.
 //! - [`controller`]: the controller: replica and leadership terms, and one
 //!   module per reconcile loop (scale, liveness, gc, relations, services).
 //! - [`agent`]: the host agent's local state.

@@ -20,10 +20,10 @@ use tokio_util::sync::CancellationToken;
 use super::metrics::{ControllerMetrics, Standing};
 use super::{ControllerConfig, ControllerError, TermError, leader};
 use crate::admin::Health;
+use crate::registry::backoff::{self, BackoffPolicy};
 use crate::registry::{Error as RegistryError, Lease, RegistryConfig, Visor};
 use crate::runtime::cache::CacheMetrics;
 use crate::runtime::election::{self, Leadership};
-use crate::runtime::retry::{self, BackoffPolicy};
 
 /// How a replica retries reaching the registry and campaigning: from 200ms
 /// doubling to 10s, with jitter, starting over after a connection attempt,
@@ -101,7 +101,7 @@ impl Controller {
             };
             let delay = backoff.next_delay(attempt.elapsed());
             tracing::warn!(%error, ?delay, "cannot reach the registry; retrying");
-            if !retry::sleep(delay, shutdown).await {
+            if !backoff::sleep(delay, shutdown).await {
                 return None;
             }
         }
@@ -133,7 +133,7 @@ impl Controller {
                 Err(error) => {
                     let delay = backoff.next_delay(attempt.elapsed());
                     tracing::warn!(%error, ?delay, "campaign failed; retrying");
-                    if !retry::sleep(delay, &shutdown).await {
+                    if !backoff::sleep(delay, &shutdown).await {
                         return Ok(());
                     }
                     continue;
@@ -164,7 +164,7 @@ impl Controller {
                 self.standing.set_reachable(false);
                 tracing::warn!(%error, "giving the term's lease up failed; it expires after its TTL");
             }
-            if !retry::sleep(delay, &shutdown).await {
+            if !backoff::sleep(delay, &shutdown).await {
                 return Ok(());
             }
         }

@@ -13,7 +13,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use etcd_client::{Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp};
 use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
@@ -22,8 +21,10 @@ use visor_controllers::{Name, ServiceDef, ServiceEndpoint};
 use super::error::Result;
 use super::request::RegisterRequest;
 use crate::Visor;
-use crate::registry::{Encode, Error, Expected, Kind, Lease, ObjectRef, Registry};
+use crate::registry::{BackoffPolicy, Encode, Error, Expected, Kind, Lease, ObjectRef, Registry};
 
+/// The wait after the first failed re-registration attempt (before jitter).
+const MIN_RETRY_DELAY: Duration = Duration::from_millis(100);
 /// Longest wait between two re-registration attempts (and at most half the
 /// TTL: after an outage etcd keeps the old lease for one more TTL, and a key
 /// moved to the new lease within it never looks dead).
@@ -336,12 +337,12 @@ impl Shared {
 /// key gone), then registers again under the same uuid with exponential
 /// backoff and jitter until it succeeds. Aborted by stop or drop.
 async fn maintain(shared: Arc<Shared>) {
-    let max_delay = MAX_RETRY_DELAY.min(shared.ttl / 2);
-    let builder = ExponentialBuilder::default()
-        .with_jitter()
-        .with_min_delay(Duration::from_millis(100))
-        .with_max_delay(max_delay)
-        .without_max_times();
+    let policy = BackoffPolicy {
+        min: MIN_RETRY_DELAY,
+        max: MAX_RETRY_DELAY.min(shared.ttl / 2),
+        // Each loss starts a fresh sequence; within one, only success ends it.
+        healthy: Duration::MAX,
+    };
     loop {
         let lost = shared.state.lock().await.lease.as_ref().map(Lease::lost);
         if let Some(lost) = lost {
@@ -355,7 +356,7 @@ async fn maintain(shared: Arc<Shared>) {
             }
         }
         shared.status.send_replace(Status::Registering);
-        let mut backoff = builder.build();
+        let mut backoff = policy.start();
         loop {
             let attempt = {
                 let mut state = shared.state.lock().await;
@@ -367,7 +368,7 @@ async fn maintain(shared: Arc<Shared>) {
                     break;
                 }
                 Err(error) => {
-                    let delay = backoff.next().unwrap_or(max_delay);
+                    let delay = backoff.next_delay(Duration::ZERO);
                     tracing::warn!(service = %shared.service, id = %shared.id, %error, ?delay, "endpoint registration failed; retrying");
                     tokio::time::sleep(delay).await;
                 }

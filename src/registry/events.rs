@@ -12,7 +12,7 @@
 use std::collections::VecDeque;
 use std::pin::Pin;
 
-use etcd_client::{EventType, WatchOptions, WatchStream};
+use etcd_client::EventType;
 use futures::Stream;
 use serde::Serialize;
 use visor_controllers::{
@@ -22,10 +22,10 @@ use visor_controllers::{
 };
 
 use super::api::Visor;
-use super::client::Registry;
 use super::error::{Error, Result};
 use super::keys::{KeyPath, Keys};
 use super::store::Codec;
+use super::watch::{PrefixWatch, WatchStep};
 
 /// One change in the registry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -333,10 +333,8 @@ fn endpoint_event(
 }
 
 struct Watch {
-    registry: Registry,
-    stream: WatchStream,
+    watch: PrefixWatch,
     keys: Keys,
-    requested: i64,
     /// The revision being numbered and the index its next event gets.
     numbering: (i64, u32),
     /// Events up to and including this (revision, index) were already seen.
@@ -355,26 +353,18 @@ impl Watch {
             if self.finished {
                 return None;
             }
-            let response = match self.stream.message().await {
-                Ok(Some(response)) => response,
-                Ok(None) => {
-                    return self.fail(self.registry.unavailable("watch", "the watch stream ended"));
+            let response = match self.watch.next().await {
+                WatchStep::Changes { response, .. } => response,
+                // The stream promises no gap: a consumer resumes or relists itself.
+                WatchStep::Compacted(compaction) => return self.fail(compaction.into()),
+                WatchStep::Interrupted { error, .. } => return self.fail(error),
+                WatchStep::List => {
+                    return self.fail(Error::Request {
+                        op: "watch",
+                        message: "an event stream cannot list".to_owned(),
+                    });
                 }
-                Err(error) => return self.fail(self.registry.error("watch", error)),
             };
-            if response.compact_revision() > 0 {
-                let compacted = response.compact_revision();
-                return self.fail(Error::Compacted {
-                    requested: self.requested,
-                    compacted,
-                });
-            }
-            if response.canceled() {
-                return self.fail(Error::Request {
-                    op: "watch",
-                    message: format!("watch canceled: {}", response.cancel_reason()),
-                });
-            }
             for event in response.events() {
                 let Some(kv) = event.kv() else { continue };
                 let key = String::from_utf8_lossy(kv.key());
@@ -391,7 +381,6 @@ impl Watch {
                         tracing::warn!(%key, %reason, "skipping malformed registry value in the event stream")
                     }
                 }
-                self.requested = kv.mod_revision() + 1;
             }
         }
     }
@@ -437,19 +426,12 @@ impl Visor {
 
     async fn watch(&self, from: i64, skip_through: Option<(i64, u32)>) -> Result<EventStream> {
         let registry = self.registry();
-        let mut options = WatchOptions::new().with_prefix().with_prev_key();
-        if from > 0 {
-            options = options.with_start_revision(from);
-        }
-        let mut client = registry.watch_client();
-        let stream = registry
-            .call("watch", client.watch(registry.keys().all(), Some(options)))
-            .await?;
+        let mut watch = PrefixWatch::from_revision(registry.clone(), registry.keys().all(), from)
+            .with_prev_kv();
+        watch.open().await?;
         let watch = Watch {
-            registry: registry.clone(),
-            stream,
+            watch,
             keys: registry.keys().clone(),
-            requested: from,
             numbering: (0, 0),
             skip_through,
             pending: VecDeque::new(),

@@ -4,10 +4,13 @@
 //! `client` wraps etcd with timeouts and typed errors; `keys` is the layout
 //! contract of `docs/registry.md`; `store` turns keys and JSON into versioned
 //! objects with compare-and-set writes; `api` is the typed Visor API on top;
-//! `events` turns the watch stream into typed events; `local` runs an etcd
+//! `backoff` is the one retry policy of long-running steps; `watch` is the
+//! one resumable prefix watch every follower of a prefix drives; `events`
+//! turns it into typed events; `local` runs an etcd
 //! process for `visor up`, the tests and the benchmarks.
 
 mod api;
+pub mod backoff;
 mod client;
 mod config;
 mod error;
@@ -19,11 +22,13 @@ mod lease;
 mod local;
 
 mod store;
+pub mod watch;
 
 pub use api::{
     EndpointSpec, Forgotten, HostRegistration, InstanceFilter, NotificationStream, Posting,
     ScaleFactor, StopRequest, UnitWrite, Visor,
 };
+pub use backoff::{Backoff, BackoffPolicy};
 pub use client::Registry;
 pub use config::RegistryConfig;
 pub use error::{Error, Kind, ObjectRef, Result};

@@ -1,11 +1,12 @@
 //! A cache of one registry prefix: list at revision R, then watch from R + 1.
 //!
-//! The watch loop is a state machine ([`Phase`]): `Listing` takes a snapshot
-//! and swaps it in whole; `Watching` applies events from the next revision.
-//! A dropped watch resumes from the last revision seen; a compacted one goes
-//! back to `Listing`. Restarts back off exponentially with jitter, per cache,
-//! and the backoff resets after a healthy period. A watch that stops answering
-//! progress requests is treated as dropped.
+//! The cache drives the registry's one resumable prefix watch
+//! ([`PrefixWatch`]): a listing takes a snapshot and swaps it in whole;
+//! watch responses are applied from the next revision. The watch resumes a
+//! dropped stream, and sends a compacted one back to a listing, under its
+//! one backoff and progress policy; the cache counts the restarts and
+//! relists, and between responses checks, for a reader waiting on a
+//! revision beyond its prefix's last change, that its prefix is quiet.
 //!
 //! Invariants: the cache never moves backwards in revision, and a reader sees
 //! either the old snapshot or the new one, never a mix. Values that do not
@@ -18,25 +19,18 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
-use etcd_client::{EventType, WatchOptions};
+use etcd_client::EventType;
 use tokio::sync::{mpsc, watch};
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::registry::watch::{PrefixWatch, WatchStep};
 use crate::registry::{Codec, Error, Kind, Registry, Versioned};
 pub use index::Index;
 use index::Indexes;
 
-/// How often an idle watch is asked to prove it is alive.
-const PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
-/// How long a progress request may go unanswered before the watch counts as dead.
-const PROGRESS_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a reader waiting for a revision lets the watch deliver it
 /// before asking the cache to check that its prefix is quiet.
 const EVENTS_GRACE: Duration = Duration::from_millis(20);
-/// How long a watch must run without trouble before its backoff starts over.
-const HEALTHY_PERIOD: Duration = Duration::from_secs(30);
 
 /// What changed in a cache, for whoever turns changes into work.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,15 +41,6 @@ pub enum Change {
     Deleted(String),
     /// The whole cache was replaced by a fresh listing; anything may have changed.
     Relisted,
-}
-
-/// Where the watch loop is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    /// Take a consistent snapshot, then watch after it.
-    Listing,
-    /// Apply events from this revision on.
-    Watching { from: i64 },
 }
 
 /// The cached objects at one revision.
@@ -349,48 +334,49 @@ impl<T: Codec + Clone + Send + Sync + 'static> Cache<T> {
     }
 
     async fn run(self) {
-        let builder = ExponentialBuilder::default()
-            .with_jitter()
-            .with_min_delay(Duration::from_millis(50))
-            .with_max_delay(Duration::from_secs(10))
-            .without_max_times();
-        let mut backoff = builder.build();
-        let mut phase = Phase::Listing;
+        let mut watch = PrefixWatch::listing(self.registry.clone(), self.prefix.clone());
         loop {
-            let started = Instant::now();
-            let outcome = match phase {
-                Phase::Listing => self
-                    .relist()
-                    .await
-                    .map(|revision| Phase::Watching { from: revision + 1 }),
-                Phase::Watching { from } => self.watch(from).await,
-            };
-            match outcome {
-                Ok(next) => phase = next,
-                Err((next, error)) => {
-                    phase = next;
-                    if started.elapsed() >= HEALTHY_PERIOD {
-                        backoff = builder.build();
+            let watching = watch.is_watching();
+            let step = tokio::select! {
+                step = watch.next() => step,
+                () = self.wanted.notified(), if watching => {
+                    // A reader waits for a revision this prefix has not seen.
+                    if let Err(error) = self.confirm_quiet().await {
+                        tracing::debug!(cache = self.label(), %error, "cannot check whether the prefix is quiet");
                     }
-                    self.metrics
-                        .restarts
-                        .with_label_values(&[self.label()])
-                        .inc();
-                    let delay = backoff.next().unwrap_or(Duration::from_secs(10));
-                    tracing::warn!(cache = self.label(), %error, ?delay, "cache watch interrupted; restarting");
-                    tokio::time::sleep(delay).await;
+                    continue;
                 }
+            };
+            match step {
+                WatchStep::List => match self.relist().await {
+                    Ok(revision) => watch.listed(revision),
+                    Err(error) => self.restart(error, watch.back_off()),
+                },
+                WatchStep::Changes { response, revision } => self.apply(&response, revision),
+                // Counted and delayed like a failure: a relist is the costly path.
+                WatchStep::Compacted(compaction) => {
+                    self.restart(compaction.into(), watch.back_off());
+                }
+                WatchStep::Interrupted { error, delay } => self.restart(error, delay),
             }
         }
     }
 
+    /// Counts and reports a restart of the watch (or listing) after `delay`.
+    fn restart(&self, error: Error, delay: Duration) {
+        self.metrics
+            .restarts
+            .with_label_values(&[self.label()])
+            .inc();
+        tracing::warn!(cache = self.label(), %error, ?delay, "cache watch interrupted; restarting");
+    }
+
     /// Lists the prefix and swaps the snapshot in whole; returns its revision.
-    async fn relist(&self) -> Result<i64, (Phase, Error)> {
+    async fn relist(&self) -> Result<i64, Error> {
         let listing = self
             .registry
             .list_objects::<T>(self.kind, &self.prefix)
-            .await
-            .map_err(|e| (Phase::Listing, e))?;
+            .await?;
         self.metrics
             .relists
             .with_label_values(&[self.label()])
@@ -413,134 +399,53 @@ impl<T: Codec + Clone + Send + Sync + 'static> Cache<T> {
         Ok(listing.revision)
     }
 
-    /// Applies events from `from` until the watch breaks; says where to go next.
-    async fn watch(&self, from: i64) -> Result<Phase, (Phase, Error)> {
-        let options = WatchOptions::new()
-            .with_prefix()
-            .with_start_revision(from)
-            .with_progress_notify();
-        let mut client = self.registry.watch_client();
-        let mut stream = client
-            .watch(self.prefix.as_str(), Some(options))
-            .await
-            .map_err(|e| (Phase::Watching { from }, self.registry.error("watch", e)))?;
-        let mut next = from;
-        let mut progress = tokio::time::interval(PROGRESS_INTERVAL);
-        let mut last_heard = Instant::now();
-        loop {
-            let message = tokio::select! {
-                message = stream.message() => message,
-                _ = progress.tick() => {
-                    if last_heard.elapsed() > PROGRESS_TIMEOUT {
-                        return Err((Phase::Watching { from: next }, self.registry.unavailable("watch", "no answer to progress requests")));
+    /// Applies one watch response, delivered up to `revision`.
+    fn apply(&self, response: &etcd_client::WatchResponse, revision: i64) {
+        let mut snapshot = self.write();
+        for event in response.events() {
+            let Some(kv) = event.kv() else { continue };
+            let key = String::from_utf8_lossy(kv.key()).into_owned();
+            let fits = self.registry.keys().parse(&key).kind() == Some(self.kind);
+            let decoded = match (event.event_type(), fits) {
+                (EventType::Delete, _) | (_, false) => None,
+                (EventType::Put, true) => match T::decode(kv.value()) {
+                    Ok(value) => Some(value),
+                    Err(reason) => {
+                        self.metrics
+                            .malformed
+                            .with_label_values(&[self.label()])
+                            .inc();
+                        tracing::warn!(%key, %reason, "skipping malformed registry value");
+                        None
                     }
-                    // A dead stream would not answer; the answer updates `last_heard`.
-                    let _ = stream.request_progress().await;
-                    continue;
+                },
+            };
+            let change = match decoded {
+                Some(value) => {
+                    let item = Versioned {
+                        key: key.clone(),
+                        value,
+                        create_revision: kv.create_revision(),
+                        mod_revision: kv.mod_revision(),
+                        revision: kv.mod_revision(),
+                    };
+                    snapshot.upsert(item);
+                    Change::Upserted(key)
                 }
-                () = self.wanted.notified() => {
-                    // A reader waits for a revision this prefix has not seen.
-                    if let Err(error) = self.confirm_quiet().await {
-                        tracing::debug!(cache = self.label(), %error, "cannot check whether the prefix is quiet");
-                    }
-                    continue;
+                None => {
+                    snapshot.remove(&key, event.event_type() == EventType::Put);
+                    Change::Deleted(key)
                 }
             };
-            let response = match message {
-                Ok(Some(response)) => response,
-                Ok(None) => {
-                    return Err((
-                        Phase::Watching { from: next },
-                        self.registry.unavailable("watch", "the watch stream ended"),
-                    ));
-                }
-                Err(error) => {
-                    return Err((
-                        Phase::Watching { from: next },
-                        self.registry.error("watch", error),
-                    ));
-                }
-            };
-            last_heard = Instant::now();
-            if response.compact_revision() > 0 {
-                let error = Error::Compacted {
-                    requested: next,
-                    compacted: response.compact_revision(),
-                };
-                return Err((Phase::Listing, error));
-            }
-            if response.canceled() {
-                let reason = response.cancel_reason().to_owned();
-                return Err((
-                    Phase::Watching { from: next },
-                    Error::Request {
-                        op: "watch",
-                        message: reason,
-                    },
-                ));
-            }
-            let mut snapshot = self.write();
-            for event in response.events() {
-                let Some(kv) = event.kv() else { continue };
-                let key = String::from_utf8_lossy(kv.key()).into_owned();
-                let fits = self.registry.keys().parse(&key).kind() == Some(self.kind);
-                let decoded = match (event.event_type(), fits) {
-                    (EventType::Delete, _) | (_, false) => None,
-                    (EventType::Put, true) => match T::decode(kv.value()) {
-                        Ok(value) => Some(value),
-                        Err(reason) => {
-                            self.metrics
-                                .malformed
-                                .with_label_values(&[self.label()])
-                                .inc();
-                            tracing::warn!(%key, %reason, "skipping malformed registry value");
-                            None
-                        }
-                    },
-                };
-                let change = match decoded {
-                    Some(value) => {
-                        let item = Versioned {
-                            key: key.clone(),
-                            value,
-                            create_revision: kv.create_revision(),
-                            mod_revision: kv.mod_revision(),
-                            revision: kv.mod_revision(),
-                        };
-                        snapshot.upsert(item);
-                        Change::Upserted(key)
-                    }
-                    None => {
-                        snapshot.remove(&key, event.event_type() == EventType::Put);
-                        Change::Deleted(key)
-                    }
-                };
-                let _ = self.changes.send(change);
-                next = next.max(kv.mod_revision() + 1);
-            }
-            // What the watch has delivered is known from its events. A
-            // response's header revision says more only in a periodic progress
-            // notification, which etcd sends to a watch that has caught up.
-            // Elsewhere it is the store's revision when the response was made,
-            // ahead of events still to come: on the response that confirms a
-            // watch's creation, and on each batch of a watch catching up from
-            // an older revision (etcd sends at most 1,000 revisions a batch).
-            // A requested progress notification (watch id -1) is not trusted
-            // either: before etcd 3.4.25 and 3.5.8 (etcd-io/etcd#15697) it is
-            // not ordered with the events on their way (etcd-io/etcd#15220).
-            // It proves the stream alive, nothing more.
-            let periodic_progress =
-                response.events().is_empty() && !response.created() && response.watch_id() != -1;
-            let header_revision = match periodic_progress {
-                true => response.header().map_or(0, |h| h.revision()),
-                false => 0,
-            };
-            snapshot.revision = snapshot.revision.max(header_revision).max(next - 1);
-            let reached = snapshot.revision;
-            drop(snapshot);
-            // Readers waiting for a revision wake once the snapshot shows it.
-            self.progress.send_replace(Some(reached));
+            let _ = self.changes.send(change);
         }
+        // The shared watch says how far the response proves the cache
+        // current (never past events still to come).
+        snapshot.revision = snapshot.revision.max(revision);
+        let reached = snapshot.revision;
+        drop(snapshot);
+        // Readers waiting for a revision wake once the snapshot shows it.
+        self.progress.send_replace(Some(reached));
     }
 
     /// Advances the cache to the store's revision if its prefix has not
@@ -590,10 +495,11 @@ impl<T: Codec + Clone + Send + Sync + 'static> Cache<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registry::watch::Compaction;
     use crate::registry::{LocalEtcd, RegistryConfig, Visor};
 
     /// The compaction path, deterministically: a watch asked to resume from a
-    /// compacted revision sends the state machine back to `Listing`, and the
+    /// compacted revision goes back to `Listing`, and the
     /// relist swaps in a snapshot that is current.
     #[tokio::test]
     async fn a_compacted_resume_point_leads_to_a_relist() {
@@ -623,8 +529,10 @@ mod tests {
 
             let metrics = CacheMetrics::register(&prometheus::Registry::new()).expect("metrics");
             let (changes, _rx) = mpsc::unbounded_channel();
+            let prefix = registry.keys().apps();
+            let mut watch = PrefixWatch::from_revision(registry.clone(), prefix.clone(), stale + 1);
             let cache: Cache<visor_controllers::App> = Cache {
-                prefix: registry.keys().apps(),
+                prefix,
                 registry,
                 kind: Kind::App,
                 metrics,
@@ -633,18 +541,19 @@ mod tests {
                 wanted: Arc::default(),
                 changes,
             };
-            match cache.watch(stale + 1).await {
-                Err((
-                    Phase::Listing,
-                    Error::Compacted {
-                        requested,
-                        compacted,
-                    },
-                )) => {
+            match watch.next().await {
+                WatchStep::Compacted(Compaction {
+                    requested,
+                    compacted,
+                }) => {
                     assert_eq!((requested, compacted), (stale + 1, now));
                 }
-                other => panic!("expected a return to Listing on compaction, got {other:?}"),
+                other => panic!("expected a compaction, got {other:?}"),
             }
+            assert!(
+                matches!(watch.next().await, WatchStep::List),
+                "expected a return to Listing on compaction"
+            );
             let revision = cache.relist().await.expect("relist");
             assert_eq!(revision, now);
             let names: Vec<String> = cache

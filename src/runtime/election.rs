@@ -19,7 +19,7 @@ use etcd_client::{EventType, LeaderKey, WatchOptions};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::AbortOnDropHandle;
 
-use super::retry::{self, BackoffPolicy};
+use crate::registry::backoff::{self, BackoffPolicy};
 use crate::registry::{Error, Fence, Lease, Registry, Result};
 
 /// How long giving a lease up may take. Best effort: a registry that does not
@@ -186,7 +186,7 @@ async fn watch_leader_key(registry: Registry, fence: Fence, lost: CancellationTo
             KeyWatch::Broken(error) => {
                 let delay = backoff.next_delay(started.elapsed());
                 tracing::info!(%fence, %error, ?delay, "leader key watch interrupted; resuming");
-                if !retry::sleep(delay, &lost).await {
+                if !backoff::sleep(delay, &lost).await {
                     return;
                 }
             }

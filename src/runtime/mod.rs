@@ -13,7 +13,6 @@ mod metrics;
 pub mod queue;
 pub mod read_your_writes;
 pub mod resync;
-pub mod retry;
 pub mod runner;
 mod unknown_outcomes;
 
@@ -21,6 +20,5 @@ pub use error::{Error, Result};
 pub use queue::{Key, RetryBackoff, WorkQueue};
 pub use read_your_writes::{CATCH_UP_TIMEOUT, CatchUpError, ReadYourWrites};
 pub use resync::resync;
-pub use retry::{Backoff, BackoffPolicy};
 pub use runner::{Action, run};
 pub use unknown_outcomes::UnknownOutcomes;

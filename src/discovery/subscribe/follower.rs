@@ -1,12 +1,12 @@
-//! The background half of a subscription: a state machine ([`Phase`]) that
-//! keeps a view of one service's endpoints in step with the registry and
-//! turns each change of the view into the events it means.
+//! The background half of a subscription: keeps a view of one service's
+//! endpoints in step with the registry and turns each change of the view
+//! into the events it means.
 //!
-//! `Watching { from }` applies watch events from a revision on; a dropped
-//! watch resumes from the revision after the last event applied, with
-//! exponential backoff and jitter; history lost to compaction goes to
-//! `Relisting`, which lists again and diffs against the view. When the
-//! subscriber's buffer is full the watch is dropped and resumed from the
+//! It drives the registry's resumable prefix watch ([`PrefixWatch`], with
+//! previous values): watch events from a revision on are applied to the
+//! view; a dropped watch resumes after the last event applied; history lost
+//! to compaction leads to a listing that is diffed against the view. When
+//! the subscriber's buffer is full the watch is paused and resumed from the
 //! same place once there is room.
 //!
 //! Invariant: the view only moves forward in revision, and every event comes
@@ -16,45 +16,22 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
-use etcd_client::{EventType, KeyValue, WatchOptions};
+use etcd_client::{EventType, KeyValue};
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 use visor_controllers::{
     EndpointSeen, Name, ServiceEndpoint, diff_endpoint_incarnations, endpoint_change,
 };
 
 use super::{EndpointEvent, Interest};
 use crate::discovery::error::{DiscoveryError, Result};
+use crate::registry::watch::{PrefixWatch, WatchStep};
 use crate::registry::{Codec, Error, KeyPath, Kind, Registry};
 
-/// How often an idle watch is asked to prove it is alive.
-const PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
-/// How long a watch may stay silent after a progress request before it counts as dead.
-const PROGRESS_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a watch must run without trouble before its backoff starts over.
-const HEALTHY_PERIOD: Duration = Duration::from_secs(30);
-
-/// Where the follower is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    /// Apply events from this revision on.
-    Watching { from: i64 },
-    /// History is gone: list again and diff against the view.
-    Relisting,
-}
-
-/// Why a phase ended early.
-enum Interrupt {
-    /// The subscriber is gone.
-    Closed,
-    /// It failed; go on with this phase after a backoff, unless fatal.
-    Failed(Phase, Error),
-}
+/// The subscriber is gone.
+struct Closed;
 
 /// One endpoint in the view: the revision that created its key, and its last document.
 #[derive(Debug, Clone)]
@@ -111,49 +88,56 @@ impl Follower {
     pub(super) async fn start(mut self) -> Result<(i64, JoinHandle<()>)> {
         let revision = self.list().await?;
         self.pending.clear();
-        let task = tokio::spawn(self.run(Phase::Watching { from: revision + 1 }));
+        let watch =
+            PrefixWatch::from_revision(self.registry.clone(), self.prefix.clone(), revision + 1)
+                .with_prev_kv();
+        let task = tokio::spawn(self.run(watch));
         Ok((revision, task))
     }
 
-    async fn run(mut self, mut phase: Phase) {
-        let builder = ExponentialBuilder::default()
-            .with_jitter()
-            .with_min_delay(Duration::from_millis(50))
-            .with_max_delay(Duration::from_secs(5))
-            .without_max_times();
-        let mut backoff = builder.build();
+    async fn run(mut self, mut watch: PrefixWatch) {
         loop {
             // Not watching while it waits: a slow reader costs etcd nothing.
             if !self.deliver().await {
                 return;
             }
-            let started = Instant::now();
-            let outcome = match phase {
-                Phase::Watching { from } => self.watch(from).await,
-                Phase::Relisting => self
-                    .list()
-                    .await
-                    .map(|revision| Phase::Watching { from: revision + 1 })
-                    .map_err(|error| Interrupt::Failed(Phase::Relisting, error)),
+            let failure = match watch.next().await {
+                WatchStep::List => match self.list().await {
+                    Ok(revision) => {
+                        watch.listed(revision);
+                        continue;
+                    }
+                    Err(error) => (error, None),
+                },
+                WatchStep::Changes { response, .. } => {
+                    for event in response.events() {
+                        let Some(kv) = event.kv() else { continue };
+                        let deleted = event.event_type() == EventType::Delete;
+                        self.apply(kv, deleted, event.prev_kv());
+                    }
+                    match self.try_deliver() {
+                        Err(Closed) => return,
+                        // Lagging: drop the watch and resume once there is room.
+                        Ok(false) => watch.pause(),
+                        Ok(true) => {}
+                    }
+                    continue;
+                }
+                WatchStep::Compacted(compaction) => {
+                    self.relists.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(service = %self.service, requested = compaction.requested, compacted = compaction.compacted, "endpoint history compacted; relisting");
+                    continue;
+                }
+                WatchStep::Interrupted { error, delay } => (error, Some(delay)),
             };
-            match outcome {
-                Ok(next) => phase = next,
-                Err(Interrupt::Closed) => return,
-                Err(Interrupt::Failed(
-                    _,
-                    error @ (Error::Unauthorized { .. } | Error::Config(_)),
-                )) => {
+            match failure {
+                (error @ (Error::Unauthorized { .. } | Error::Config(_)), _) => {
                     let _ = self.tx.send(Err(DiscoveryError::Registry(error))).await;
                     return;
                 }
-                Err(Interrupt::Failed(next, error)) => {
-                    phase = next;
-                    if started.elapsed() >= HEALTHY_PERIOD {
-                        backoff = builder.build();
-                    }
-                    let delay = backoff.next().unwrap_or(Duration::from_secs(5));
+                (error, delay) => {
+                    let delay = delay.unwrap_or_else(|| watch.back_off());
                     tracing::warn!(service = %self.service, %error, ?delay, "endpoint subscription interrupted; resuming");
-                    tokio::time::sleep(delay).await;
                 }
             }
         }
@@ -170,7 +154,7 @@ impl Follower {
     }
 
     /// Hands pending events over while there is room; `Ok(false)` when the buffer is full.
-    fn try_deliver(&mut self) -> Result<bool, Interrupt> {
+    fn try_deliver(&mut self) -> Result<bool, Closed> {
         while let Some(event) = self.pending.pop_front() {
             match self.tx.try_send(Ok(event)) {
                 Ok(()) => {}
@@ -180,7 +164,7 @@ impl Follower {
                     }
                     return Ok(false);
                 }
-                Err(TrySendError::Closed(_)) => return Err(Interrupt::Closed),
+                Err(TrySendError::Closed(_)) => return Err(Closed),
             }
         }
         Ok(true)
@@ -235,72 +219,6 @@ impl Follower {
     fn queue(&mut self, event: EndpointEvent) {
         if self.interest.wants(&event) {
             self.pending.push_back(event);
-        }
-    }
-
-    /// Applies events from `from` until the watch breaks or the subscriber
-    /// lags; says where to go next.
-    async fn watch(&mut self, from: i64) -> Result<Phase, Interrupt> {
-        let options = WatchOptions::new()
-            .with_prefix()
-            .with_start_revision(from)
-            .with_prev_key()
-            .with_progress_notify();
-        let mut client = self.registry.watch_client();
-        let mut next = from;
-        let failed = |next, error| Interrupt::Failed(Phase::Watching { from: next }, error);
-        let mut stream = client
-            .watch(self.prefix.as_str(), Some(options))
-            .await
-            .map_err(|e| failed(next, self.registry.error("watch", e)))?;
-        let mut progress = tokio::time::interval(PROGRESS_INTERVAL);
-        let mut last_heard = Instant::now();
-        loop {
-            let message = tokio::select! {
-                message = stream.message() => message,
-                _ = progress.tick() => {
-                    if last_heard.elapsed() > PROGRESS_TIMEOUT {
-                        return Err(failed(next, self.registry.unavailable("watch", "no answer to progress requests")));
-                    }
-                    // A dead stream would not answer; the answer updates `last_heard`.
-                    let _ = stream.request_progress().await;
-                    continue;
-                }
-            };
-            let response = match message {
-                Ok(Some(response)) => response,
-                Ok(None) => {
-                    let error = self.registry.unavailable("watch", "the watch stream ended");
-                    return Err(failed(next, error));
-                }
-                Err(error) => return Err(failed(next, self.registry.error("watch", error))),
-            };
-            last_heard = Instant::now();
-            if response.compact_revision() > 0 {
-                self.relists.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(service = %self.service, requested = next, compacted = response.compact_revision(), "endpoint history compacted; relisting");
-                return Ok(Phase::Relisting);
-            }
-            if response.canceled() {
-                let message = format!("watch canceled: {}", response.cancel_reason());
-                return Err(failed(
-                    next,
-                    Error::Request {
-                        op: "watch",
-                        message,
-                    },
-                ));
-            }
-            for event in response.events() {
-                let Some(kv) = event.kv() else { continue };
-                let deleted = event.event_type() == EventType::Delete;
-                self.apply(kv, deleted, event.prev_kv());
-                next = next.max(kv.mod_revision() + 1);
-            }
-            if !self.try_deliver()? {
-                // Lagging: drop the watch and resume from `next` once there is room.
-                return Ok(Phase::Watching { from: next });
-            }
         }
     }
 

@@ -1,5 +1,6 @@
 //! Per-key retry delays for [`WorkQueue::add_rate_limited`](super::WorkQueue::add_rate_limited):
-//! exponential with jitter, computed by backon, one independent sequence per key.
+//! exponential with jitter under the registry's one [`BackoffPolicy`], one
+//! independent sequence per key.
 //!
 //! Invariants: a key's delays never shrink until it is forgotten, and never
 //! exceed the configured maximum; keys do not influence each other.
@@ -8,8 +9,7 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
-
+use crate::registry::{Backoff, BackoffPolicy};
 use crate::runtime::error::{Error, Result};
 
 /// How [`WorkQueue::add_rate_limited`](super::WorkQueue::add_rate_limited)
@@ -47,39 +47,35 @@ impl RetryBackoff {
         Ok(self)
     }
 
-    fn builder(self) -> ExponentialBuilder {
-        ExponentialBuilder::default()
-            .with_min_delay(self.base)
-            .with_max_delay(self.max)
-            .with_factor(2.0)
-            .with_jitter()
-            // A key retries for as long as it keeps failing; only `forget` ends it.
-            .without_max_times()
+    fn policy(self) -> BackoffPolicy {
+        BackoffPolicy {
+            min: self.base,
+            max: self.max,
+            // A key's delays grow for as long as it keeps failing; only
+            // `forget` starts them over.
+            healthy: Duration::MAX,
+        }
     }
 }
-
-type Sequence = <ExponentialBuilder as BackoffBuilder>::Backoff;
 
 /// One failing key: its delay sequence and how many retries it has had.
 #[derive(Debug)]
 struct Failing {
-    delays: Sequence,
+    delays: Backoff,
     retries: u32,
 }
 
 /// The delay sequences of every key that failed and was not forgotten since.
 #[derive(Debug)]
 pub(super) struct Retries<K> {
-    policy: RetryBackoff,
-    builder: ExponentialBuilder,
+    policy: BackoffPolicy,
     failing: HashMap<K, Failing>,
 }
 
 impl<K: Eq + Hash> Retries<K> {
     pub(super) fn new(policy: RetryBackoff) -> Self {
         Self {
-            policy,
-            builder: policy.builder(),
+            policy: policy.policy(),
             failing: HashMap::new(),
         }
     }
@@ -87,15 +83,11 @@ impl<K: Eq + Hash> Retries<K> {
     /// Counts one more retry of `key` and returns how long it should wait.
     pub(super) fn next_delay(&mut self, key: K) -> Duration {
         let failing = self.failing.entry(key).or_insert_with(|| Failing {
-            delays: self.builder.build(),
+            delays: self.policy.start(),
             retries: 0,
         });
         failing.retries = failing.retries.saturating_add(1);
-        // Jitter can push a capped delay above `max`; the cap is the contract.
-        failing
-            .delays
-            .next()
-            .map_or(self.policy.max, |delay| delay.min(self.policy.max))
+        failing.delays.next_delay(Duration::ZERO)
     }
 
     /// Starts `key` over at `base`.
