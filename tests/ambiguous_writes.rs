@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use controller_support::{ControllerProcess, active, instances};
 use fault_proxy::FaultProxy;
-use visor::model::Host;
 
 const LIMIT: Duration = Duration::from_secs(240);
 const DESIRED: usize = 400;
@@ -28,19 +27,7 @@ async fn commits_whose_response_was_lost_are_not_started_twice() {
         async {
             let t = common::TestRegistry::start().await;
             let proxy = FaultProxy::start(&t.etcd.endpoint(), t.raw()).await;
-            let mut hosts = Vec::new();
-            for i in 0..6 {
-                let host = Host {
-                    capacity: 200,
-                    ..fixtures::host("10.0.0.1")
-                };
-                hosts.push(
-                    t.visor
-                        .register_host(&format!("h{i}"), host, Duration::from_secs(30))
-                        .await
-                        .expect("host"),
-                );
-            }
+            let hosts = fixtures::register_hosts(&t, 6, 200, Duration::from_secs(30)).await;
             fixtures::seed(&t, "web", "v1", "http").await;
             // A longer lease than the harness's default: a cut connection must
             // not cost the leadership, or the faults would test failover instead.

@@ -11,7 +11,7 @@ mod fixtures;
 use std::time::Duration;
 
 use controller_support::{ControllerProcess, active, tickets};
-use visor::model::{Host, TicketOp};
+use visor::model::TicketOp;
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -43,19 +43,7 @@ async fn sigkill_during_a_200_instance_scale_up_never_double_starts() {
         let standby = 1 - leader;
         controllers[standby].wait_ready_standby().await;
 
-        let mut hosts = Vec::new();
-        for i in 0..10 {
-            let host = Host {
-                capacity: 50,
-                ..fixtures::host("10.0.0.1")
-            };
-            hosts.push(
-                t.visor
-                    .register_host(&format!("h{i}"), host, Duration::from_secs(5))
-                    .await
-                    .expect("host"),
-            );
-        }
+        let hosts = fixtures::register_hosts(&t, 10, 50, Duration::from_secs(5)).await;
         fixtures::seed(&t, "web", "v1", "http").await;
         let from = fixtures::raw_revision(&t).await + 1;
         let mut events = t.visor.watch_events(from).await.expect("watch");
