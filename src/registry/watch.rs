@@ -112,6 +112,8 @@ pub struct PrefixWatch {
     attempt_started: Instant,
     /// The next step waits until then.
     resume_at: Option<Instant>,
+    /// A step was handed to the consumer since the last `next` began.
+    stepped: bool,
 }
 
 impl std::fmt::Debug for PrefixWatch {
@@ -146,6 +148,7 @@ impl PrefixWatch {
             backoff: WATCH_BACKOFF.start(),
             attempt_started: Instant::now(),
             resume_at: None,
+            stepped: false,
         }
     }
 
@@ -215,6 +218,20 @@ impl PrefixWatch {
 
     /// The next step; cancel safe.
     pub async fn next(&mut self) -> WatchStep {
+        // Silence counts only while a consumer waits: the time it spent with
+        // the last step (a lagging subscriber) leaves responses queued on the
+        // stream, which says nothing about whether etcd answers.
+        if std::mem::take(&mut self.stepped)
+            && let Some(open) = self.open.as_mut()
+        {
+            open.last_heard = Instant::now();
+        }
+        let step = self.step().await;
+        self.stepped = true;
+        step
+    }
+
+    async fn step(&mut self) -> WatchStep {
         loop {
             if let Some(at) = self.resume_at {
                 tokio::time::sleep_until(at).await;
@@ -239,6 +256,8 @@ impl PrefixWatch {
         let open = self.open.as_mut().expect("invariant: opened just above");
         // Both branches are cancel safe; the stream keeps what it has read.
         let message = tokio::select! {
+            // A response waiting on the stream is heard before any check.
+            biased;
             message = open.stream.message() => message,
             _ = open.progress.tick() => {
                 if open.last_heard.elapsed() > PROGRESS_TIMEOUT {
@@ -424,6 +443,25 @@ mod tests {
                     other => panic!("expected changes, got {other:?}"),
                 }
             }
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_consumer_away_longer_than_the_progress_timeout_finds_the_watch_alive() {
+        bounded(async {
+            let (_etcd, registry, prefix) = start().await;
+            let from = put(&registry, &format!("{prefix}a")).await;
+            let mut watch = PrefixWatch::from_revision(registry, prefix, from);
+            assert_eq!(next_keys(&mut watch).await.len(), 1);
+            // The consumer is busy with its step: the time under test, not a
+            // wait for anything.
+            tokio::time::sleep(PROGRESS_TIMEOUT + Duration::from_secs(1)).await;
+            let after = tokio::time::timeout(Duration::from_secs(1), watch.next()).await;
+            assert!(
+                !matches!(after, Ok(WatchStep::Interrupted { .. })),
+                "a live watch judged dead for its consumer's absence: {after:?}"
+            );
         })
         .await;
     }
