@@ -12,7 +12,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 use visor_controllers::{
     App, GroupKey, HookInfo, Host, Instance, InstanceState, Name, ProcType, Relation,
@@ -22,7 +21,7 @@ use visor_controllers::{
 
 use super::snapshot;
 use crate::registry::{Codec, Keys, Kind, Registry, Versioned};
-use crate::runtime::cache::{self, CacheMetrics, CacheReader, Change, Index};
+use crate::runtime::cache::{self, CacheMetrics, CacheReader, Index};
 
 /// Instances by group, `app/rev/proc` (as [`GroupKey`] displays).
 pub const INSTANCES_BY_GROUP: Index<Instance> =
@@ -76,19 +75,21 @@ fn start<T>(
     shutdown: &CancellationToken,
     kind: Kind,
     indexes: &[Index<T>],
-) -> (CacheReader<T>, UnboundedReceiver<Change>)
+) -> CacheReader<T>
 where
     T: Codec + Clone + Send + Sync + 'static,
 {
     let prefix = registry.keys().kind_prefix(kind);
-    cache::spawn(
+    // Each loop subscribes to the changes it watches itself.
+    let (reader, _changes) = cache::spawn(
         registry.clone(),
         kind,
         prefix,
         indexes,
         metrics.clone(),
         shutdown.clone(),
-    )
+    );
+    reader
 }
 
 /// The group an [`INSTANCES_BY_GROUP`] value names.
@@ -119,35 +120,13 @@ pub struct Caches {
     pub statuses: CacheReader<ServiceStatus>,
 }
 
-/// The change streams of every cache, to turn into work.
-pub struct ChangeStreams {
-    /// Apps, proc types and revisions: a change can touch many groups.
-    pub desired: Vec<UnboundedReceiver<Change>>,
-    /// Scale factors: a change touches the group its key names.
-    pub scales: UnboundedReceiver<Change>,
-    pub hosts: UnboundedReceiver<Change>,
-    pub instances: UnboundedReceiver<Change>,
-    pub tickets: UnboundedReceiver<Change>,
-    /// Relations, settings, relation states and hooks: each touches the
-    /// relation its key names.
-    pub relations: Vec<UnboundedReceiver<Change>>,
-    /// Services, endpoints, tracked endpoints and service statuses.
-    pub services: Vec<UnboundedReceiver<Change>>,
-}
-
 impl Caches {
     /// Starts every cache; they stop when `shutdown` is cancelled.
     pub fn spawn(
         registry: &Registry,
         metrics: &CacheMetrics,
         shutdown: &CancellationToken,
-    ) -> (Self, ChangeStreams) {
-        let keys = registry.keys().clone();
-        let (apps, apps_rx) = start(registry, metrics, shutdown, Kind::App, &[]);
-        let (procs, procs_rx) = start(registry, metrics, shutdown, Kind::Proc, &[]);
-        let (revs, revs_rx) = start(registry, metrics, shutdown, Kind::Rev, &[]);
-        let (scales, scales_rx) = start(registry, metrics, shutdown, Kind::Scale, &[]);
-        let (hosts, hosts_rx) = start(registry, metrics, shutdown, Kind::Host, &[]);
+    ) -> Self {
         let instance_indexes = [
             INSTANCES_BY_GROUP,
             SLOTS_BY_HOST,
@@ -155,70 +134,49 @@ impl Caches {
             INSTANCES_BY_STATE,
             RUNNING_BY_APP,
         ];
-        let (instances, instances_rx) = start(
-            registry,
-            metrics,
-            shutdown,
-            Kind::Instance,
-            &instance_indexes,
-        );
         let ticket_indexes = [TICKETS_BY_HOST, STOPS_BY_INSTANCE];
-        let (tickets, tickets_rx) =
-            start(registry, metrics, shutdown, Kind::Ticket, &ticket_indexes);
-        let (relations, relations_rx) = start(registry, metrics, shutdown, Kind::Relation, &[]);
-        let (settings, settings_rx) = start(
-            registry,
-            metrics,
-            shutdown,
-            Kind::Settings,
-            &[SETTINGS_BY_RELATION],
-        );
-        let (states, states_rx) = start(
-            registry,
-            metrics,
-            shutdown,
-            Kind::RelationState,
-            &[STATES_BY_RELATION, STATES_BY_UNIT],
-        );
-        let (hooks, hooks_rx) = start(
-            registry,
-            metrics,
-            shutdown,
-            Kind::Hook,
-            &[HOOKS_BY_RELATION],
-        );
-        let (services, services_rx) = start(registry, metrics, shutdown, Kind::Service, &[]);
-        let (endpoints, endpoints_rx) = start(registry, metrics, shutdown, Kind::Endpoint, &[]);
-        let (tracked, tracked_rx) = start(registry, metrics, shutdown, Kind::Tracked, &[]);
-        let (statuses, statuses_rx) = start(registry, metrics, shutdown, Kind::ServiceStatus, &[]);
-        let caches = Self {
-            keys,
-            services,
-            endpoints,
-            tracked,
-            statuses,
-            relations,
-            settings,
-            states,
-            hooks,
-            apps,
-            procs,
-            revs,
-            scales,
-            hosts,
-            instances,
-            tickets,
-        };
-        let streams = ChangeStreams {
-            desired: vec![apps_rx, procs_rx, revs_rx],
-            scales: scales_rx,
-            hosts: hosts_rx,
-            instances: instances_rx,
-            tickets: tickets_rx,
-            relations: vec![relations_rx, settings_rx, states_rx, hooks_rx],
-            services: vec![services_rx, endpoints_rx, tracked_rx, statuses_rx],
-        };
-        (caches, streams)
+        Self {
+            keys: registry.keys().clone(),
+            apps: start(registry, metrics, shutdown, Kind::App, &[]),
+            procs: start(registry, metrics, shutdown, Kind::Proc, &[]),
+            revs: start(registry, metrics, shutdown, Kind::Rev, &[]),
+            scales: start(registry, metrics, shutdown, Kind::Scale, &[]),
+            hosts: start(registry, metrics, shutdown, Kind::Host, &[]),
+            instances: start(
+                registry,
+                metrics,
+                shutdown,
+                Kind::Instance,
+                &instance_indexes,
+            ),
+            tickets: start(registry, metrics, shutdown, Kind::Ticket, &ticket_indexes),
+            relations: start(registry, metrics, shutdown, Kind::Relation, &[]),
+            settings: start(
+                registry,
+                metrics,
+                shutdown,
+                Kind::Settings,
+                &[SETTINGS_BY_RELATION],
+            ),
+            states: start(
+                registry,
+                metrics,
+                shutdown,
+                Kind::RelationState,
+                &[STATES_BY_RELATION, STATES_BY_UNIT],
+            ),
+            hooks: start(
+                registry,
+                metrics,
+                shutdown,
+                Kind::Hook,
+                &[HOOKS_BY_RELATION],
+            ),
+            services: start(registry, metrics, shutdown, Kind::Service, &[]),
+            endpoints: start(registry, metrics, shutdown, Kind::Endpoint, &[]),
+            tracked: start(registry, metrics, shutdown, Kind::Tracked, &[]),
+            statuses: start(registry, metrics, shutdown, Kind::ServiceStatus, &[]),
+        }
     }
 
     /// The names of live hosts.

@@ -1,14 +1,54 @@
 //! The liveness loop: marks the instances of dead hosts lost and removes
 //! the tickets addressed to them (`visor_controllers::plan_liveness`).
+//!
+//! One key covers every host. It is queued only by what concerns it — a
+//! host change, an unfinished instance or a ticket naming a host that is
+//! not registered, a relisting — so that a large scale-up does not run it
+//! once per instance; its resync is the fallback.
 
 use std::sync::Arc;
 
 use visor_controllers::{Name, TicketRef, orphan_tickets, plan_liveness};
 
+use super::ControllerConfig;
 use super::context::{Context, ReconcileError};
 use crate::registry::Error;
-use crate::runtime::read_your_writes;
 use crate::runtime::runner::Action;
+use crate::runtime::{ReconcileLoop, Touched, read_your_writes};
+
+/// The liveness loop of one term.
+pub fn reconcile_loop(
+    ctx: &Arc<Context>,
+    config: &ControllerConfig,
+) -> ReconcileLoop<(), ReconcileError> {
+    let caches = &ctx.caches;
+    let (instances, tickets) = (caches.clone(), caches.clone());
+    let reconciled = ctx.clone();
+    ReconcileLoop::new("liveness", || [()], move |()| reconcile(reconciled.clone()))
+        .resync_every(config.resync)
+        .watches(caches.hosts.changes(), |_| Touched::Key(()))
+        .watches(caches.instances.changes(), move |change| {
+            let orphaned = change.key().is_none_or(|key| {
+                instances.instances.get(key).is_some_and(|instance| {
+                    let on = instance.value.host.as_ref();
+                    !instance.value.state.is_terminal() && on.is_some_and(|h| !instances.is_live(h))
+                })
+            });
+            Touched::only_if(orphaned, ())
+        })
+        .watches(caches.tickets.changes(), move |change| {
+            // Tickets of hosts that are gone are liveness's to remove.
+            let orphaned = change
+                .key()
+                .is_none_or(|key| addressee(key).is_some_and(|host| !tickets.is_live(&host)));
+            Touched::only_if(orphaned, ())
+        })
+}
+
+/// The host a ticket key is addressed to: `/tickets/<host>/<ticket>`.
+fn addressee(key: &str) -> Option<Name> {
+    Name::parse("host", key.rsplit('/').nth(1)?).ok()
+}
 
 /// Marks the instances of dead hosts lost, and removes tickets addressed to them.
 pub async fn reconcile(ctx: Arc<Context>) -> Result<Action, ReconcileError> {

@@ -11,6 +11,11 @@
 //! half would hand the acknowledged hook again) and after this leader's own
 //! last writes; a unit has at most one hook outstanding per relation, since
 //! hooks are only ever created where none exists.
+//!
+//! Its key is the relation. A change of a relation, settings, state or hook
+//! touches the relation its key names; an instance change touches the
+//! relations of its app and those it holds state in; a host change can
+//! touch any relation.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -20,16 +25,56 @@ use visor_controllers::{
     relation_members,
 };
 
+use super::ControllerConfig;
 use super::caches::{
     Caches, HOOKS_BY_RELATION, RUNNING_BY_APP, SETTINGS_BY_RELATION, STATES_BY_RELATION,
     STATES_BY_UNIT,
 };
-use super::context::ReconcileError;
+use super::context::{Context, ReconcileError};
 use super::metrics::ControllerMetrics;
 use crate::registry::{KeyPath, UnitWrite, Versioned, Visor};
 use crate::runtime::cache::Change;
 use crate::runtime::runner::Action;
-use crate::runtime::{ReadYourWrites, read_your_writes};
+use crate::runtime::{ReadYourWrites, ReconcileLoop, Touched, read_your_writes};
+
+/// The relation loop of one term.
+pub fn reconcile_loop(
+    ctx: &Context,
+    config: &ControllerConfig,
+) -> ReconcileLoop<Name, ReconcileError> {
+    let caches = &ctx.caches;
+    let relations = Arc::new(RelationContext::new(
+        ctx.visor.clone(),
+        caches.clone(),
+        ctx.metrics.clone(),
+    ));
+    let (listed, instances) = (caches.clone(), caches.clone());
+    let named = || {
+        let caches = caches.clone();
+        move |change: &Change| relation_of_change(&caches, change).into()
+    };
+    ReconcileLoop::new(
+        "relation",
+        move || all_relations(&listed),
+        move |relation| reconcile(relations.clone(), relation),
+    )
+    .concurrency(config.concurrency)
+    .resync_every(config.resync)
+    .watches(caches.hosts.changes(), |_| Touched::All)
+    .watches(caches.relations.changes(), named())
+    .watches(caches.settings.changes(), named())
+    .watches(caches.states.changes(), named())
+    .watches(caches.hooks.changes(), named())
+    // Membership follows running instances; units hold state.
+    .watches(caches.instances.changes(), move |change| {
+        let touched = change
+            .key()
+            .and_then(|key| relations_of_instance(&instances, key));
+        touched.map_or(Touched::All, |touched| {
+            Touched::Keys(touched.into_iter().collect())
+        })
+    })
+}
 
 /// What every relation reconcile of one leadership shares.
 #[derive(Debug)]
@@ -74,7 +119,7 @@ impl RelationContext {
 
 /// Every relation to look at: those registered, and those units still hold
 /// state or hooks for (removed relations winding down).
-pub fn all_relations(caches: &Caches) -> BTreeSet<Name> {
+fn all_relations(caches: &Caches) -> BTreeSet<Name> {
     let registered = caches
         .relations
         .list()
@@ -91,12 +136,8 @@ pub fn all_relations(caches: &Caches) -> BTreeSet<Name> {
 }
 
 /// The relation a change of a relation, settings, state or hook key is about.
-pub fn relation_of_change(caches: &Caches, change: &Change) -> Option<Name> {
-    let key = match change {
-        Change::Upserted(key) | Change::Deleted(key) => key,
-        Change::Relisted => return None,
-    };
-    let relation = match caches.keys().parse(key) {
+fn relation_of_change(caches: &Caches, change: &Change) -> Option<Name> {
+    let relation = match caches.keys().parse(change.key()?) {
         KeyPath::Relation { relation }
         | KeyPath::Settings { relation, .. }
         | KeyPath::RelationState { relation, .. }
@@ -108,7 +149,7 @@ pub fn relation_of_change(caches: &Caches, change: &Change) -> Option<Name> {
 
 /// The relations an instance change can touch: those of its app, and those
 /// it holds state in. `None` when that cannot be known (it is gone).
-pub fn relations_of_instance(caches: &Caches, key: &str) -> Option<BTreeSet<Name>> {
+fn relations_of_instance(caches: &Caches, key: &str) -> Option<BTreeSet<Name>> {
     let instance = caches.instances.get(key)?;
     let app = &instance.value.app;
     let mut touched: BTreeSet<Name> = caches

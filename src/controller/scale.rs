@@ -1,19 +1,79 @@
 //! The scale loop: brings one (app, rev, proc) group to its scale factor
 //! with start and stop tickets, placing starts on live hosts
 //! (`visor_controllers::plan_group`).
+//!
+//! Its key is the group. Apps, proc types, revisions and hosts can touch
+//! every group; a scale factor, an instance or a ticket touches its own
+//! group (or, once gone from its cache, every group).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::Utc;
 use visor_controllers::{GroupKey, plan_group};
 
+use super::ControllerConfig;
 use super::context::{Context, ReconcileError};
 use crate::registry::StopRequest;
+use crate::runtime::cache::Change;
 use crate::runtime::runner::Action;
+use crate::runtime::{ReconcileLoop, Touched};
 
 /// How soon a group with unplaceable work is looked at again if no host
 /// change queues it first.
-const UNPLACEABLE_RETRY: std::time::Duration = std::time::Duration::from_secs(30);
+const UNPLACEABLE_RETRY: Duration = Duration::from_secs(30);
+
+/// How long changes that touch every group are gathered before the groups
+/// are listed once for all of them: listing them reads every instance, so a
+/// burst of changes must not list them once per change.
+const ALL_GROUPS_GATHERING: Duration = Duration::from_millis(50);
+
+/// The scale loop of one term.
+pub fn reconcile_loop(
+    ctx: &Arc<Context>,
+    config: &ControllerConfig,
+) -> ReconcileLoop<GroupKey, ReconcileError> {
+    let caches = &ctx.caches;
+    let every = |_: &Change| Touched::All;
+    let (listed, scales, instances, tickets) = (
+        caches.clone(),
+        caches.clone(),
+        caches.clone(),
+        caches.clone(),
+    );
+    let reconciled = ctx.clone();
+    ReconcileLoop::new(
+        "scale",
+        move || listed.groups(),
+        move |group| reconcile(reconciled.clone(), group),
+    )
+    .concurrency(config.concurrency)
+    .resync_every(config.resync)
+    .gather_all_for(ALL_GROUPS_GATHERING)
+    .watches(caches.apps.changes(), every)
+    .watches(caches.procs.changes(), every)
+    .watches(caches.revs.changes(), every)
+    .watches(caches.hosts.changes(), every)
+    .watches(caches.scales.changes(), move |change| {
+        change
+            .key()
+            .and_then(|key| scales.group_of_scale(key))
+            .into()
+    })
+    .watches(caches.instances.changes(), move |change| {
+        let instance = change.key().and_then(|key| instances.instances.get(key));
+        instance
+            .map(|instance| GroupKey::of(&instance.value))
+            .into()
+    })
+    .watches(caches.tickets.changes(), move |change| {
+        // A finished stop ticket changes what counts as stopping.
+        let ticket = change.key().and_then(|key| tickets.tickets.get(key));
+        ticket
+            .map(|ticket| GroupKey::new(ticket.value.app, ticket.value.rev, ticket.value.proc))
+            .into()
+    })
+}
 
 /// Brings one (app, rev, proc) group to its scale factor.
 pub async fn reconcile(ctx: Arc<Context>, group: GroupKey) -> Result<Action, ReconcileError> {

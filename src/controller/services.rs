@@ -9,6 +9,10 @@
 //! transaction, which is what makes each death reported exactly once across
 //! retries and leader changes.
 //!
+//! It is queued by any change of services, endpoints, tracked endpoints
+//! and statuses, by hosts (a host's death is its endpoints' death) and by
+//! instances becoming lost.
+//!
 //! Invariant: decisions are made from caches that show this leader's own
 //! last writes, so a death is never posted from a view that predates the
 //! posting of it.
@@ -23,12 +27,42 @@ use visor_controllers::{
     ServicesSnapshot, plan_services,
 };
 
+use super::ControllerConfig;
 use super::caches::Caches;
-use super::context::ReconcileError;
+use super::context::{Context, ReconcileError};
 use super::metrics::ControllerMetrics;
 use crate::registry::{Forgotten, Posting, Visor};
-use crate::runtime::ReadYourWrites;
+use crate::runtime::cache::Change;
 use crate::runtime::runner::Action;
+use crate::runtime::{ReadYourWrites, ReconcileLoop, Touched};
+
+/// The services loop of one term.
+pub fn reconcile_loop(
+    ctx: &Context,
+    config: &ControllerConfig,
+) -> ReconcileLoop<(), ReconcileError> {
+    let caches = &ctx.caches;
+    let instances = caches.clone();
+    let services = Arc::new(ServicesContext::new(
+        ctx.visor.clone(),
+        caches.clone(),
+        ctx.metrics.clone(),
+        config.tombstone_grace,
+    ));
+    let any = |_: &Change| Touched::Key(());
+    ReconcileLoop::new("services", || [()], move |()| reconcile(services.clone()))
+        .resync_every(config.resync)
+        .watches(caches.hosts.changes(), any)
+        .watches(caches.services.changes(), any)
+        .watches(caches.endpoints.changes(), any)
+        .watches(caches.tracked.changes(), any)
+        .watches(caches.statuses.changes(), any)
+        .watches(caches.instances.changes(), move |change| {
+            let instance = change.key().and_then(|key| instances.instances.get(key));
+            let lost = instance.is_some_and(|i| i.value.state == InstanceState::Lost);
+            Touched::only_if(lost, ())
+        })
+}
 
 /// What every services reconcile of one leadership shares.
 #[derive(Debug)]

@@ -13,6 +13,7 @@
 //! decode are reported (log and `visor_malformed_objects_total`) and left out.
 //! Secondary [`Index`]es change with the objects, under the same lock.
 
+mod changes;
 mod index;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -25,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::registry::watch::{PrefixWatch, WatchStep};
 use crate::registry::{Codec, Error, Kind, Registry, Versioned};
+use changes::Subscribers;
 pub use index::Index;
 use index::Indexes;
 
@@ -41,6 +43,16 @@ pub enum Change {
     Deleted(String),
     /// The whole cache was replaced by a fresh listing; anything may have changed.
     Relisted,
+}
+
+impl Change {
+    /// The key the change is about; `None` for a relisting.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            Self::Upserted(key) | Self::Deleted(key) => Some(key),
+            Self::Relisted => None,
+        }
+    }
 }
 
 /// The cached objects at one revision.
@@ -113,6 +125,7 @@ pub struct CacheReader<T> {
     /// Asks the cache to confirm its prefix is quiet up to the store's
     /// revision: a watch only reports revisions its prefix changed at.
     wanted: Arc<tokio::sync::Notify>,
+    subscribers: Subscribers,
 }
 
 impl<T> Clone for CacheReader<T> {
@@ -121,7 +134,15 @@ impl<T> Clone for CacheReader<T> {
             snapshot: self.snapshot.clone(),
             progress: self.progress.clone(),
             wanted: self.wanted.clone(),
+            subscribers: self.subscribers.clone(),
         }
+    }
+}
+
+impl<T> CacheReader<T> {
+    /// Every change from now on, in order, on a channel of its own.
+    pub fn changes(&self) -> mpsc::UnboundedReceiver<Change> {
+        self.subscribers.subscribe()
     }
 }
 
@@ -274,8 +295,9 @@ impl CacheMetrics {
 }
 
 /// Starts caching every `kind` object under `prefix`, maintaining `indexes`.
-/// Changes are sent on the returned channel; the cache stops when `shutdown`
-/// is cancelled.
+/// The returned channel is a first subscriber to its changes, taken before
+/// the cache starts, so it hears the first listing too; the cache stops when
+/// `shutdown` is cancelled.
 pub fn spawn<T>(
     registry: Registry,
     kind: Kind,
@@ -290,7 +312,8 @@ where
     let snapshot = Arc::new(RwLock::new(Snapshot::new(0, indexes)));
     let (progress_tx, progress) = watch::channel(None);
     let wanted = Arc::new(tokio::sync::Notify::new());
-    let (changes_tx, changes) = mpsc::unbounded_channel();
+    let subscribers = Subscribers::default();
+    let changes = subscribers.subscribe();
     let cache = Cache {
         registry,
         kind,
@@ -299,7 +322,7 @@ where
         snapshot: snapshot.clone(),
         progress: progress_tx,
         wanted: wanted.clone(),
-        changes: changes_tx,
+        subscribers: subscribers.clone(),
     };
     tokio::spawn(async move {
         tokio::select! {
@@ -312,6 +335,7 @@ where
             snapshot,
             progress,
             wanted,
+            subscribers,
         },
         changes,
     )
@@ -325,7 +349,7 @@ struct Cache<T> {
     snapshot: Arc<RwLock<Snapshot<T>>>,
     progress: watch::Sender<Option<i64>>,
     wanted: Arc<tokio::sync::Notify>,
-    changes: mpsc::UnboundedSender<Change>,
+    subscribers: Subscribers,
 }
 
 impl<T: Codec + Clone + Send + Sync + 'static> Cache<T> {
@@ -395,7 +419,7 @@ impl<T: Codec + Clone + Send + Sync + 'static> Cache<T> {
         let unlisted = listing.skipped.iter().map(|m| m.key.clone()).collect();
         self.write().replace(listing.revision, objects, unlisted);
         self.progress.send_replace(Some(listing.revision));
-        let _ = self.changes.send(Change::Relisted);
+        self.subscribers.send(&Change::Relisted);
         Ok(listing.revision)
     }
 
@@ -437,7 +461,7 @@ impl<T: Codec + Clone + Send + Sync + 'static> Cache<T> {
                     Change::Deleted(key)
                 }
             };
-            let _ = self.changes.send(change);
+            self.subscribers.send(&change);
         }
         // The shared watch says how far the response proves the cache
         // current (never past events still to come).
@@ -528,7 +552,6 @@ mod tests {
             registry.etcd().compact(now, None).await.expect("compact");
 
             let metrics = CacheMetrics::register(&prometheus::Registry::new()).expect("metrics");
-            let (changes, _rx) = mpsc::unbounded_channel();
             let prefix = registry.keys().apps();
             let mut watch = PrefixWatch::from_revision(registry.clone(), prefix.clone(), stale + 1);
             let cache: Cache<visor_controllers::App> = Cache {
@@ -539,7 +562,7 @@ mod tests {
                 snapshot: Arc::new(RwLock::new(Snapshot::new(stale, &[]))),
                 progress: watch::channel(None).0,
                 wanted: Arc::default(),
-                changes,
+                subscribers: Subscribers::default(),
             };
             match watch.next().await {
                 WatchStep::Compacted(Compaction {
