@@ -14,9 +14,11 @@
 //! - [`discovery`]: service registration with a lease kept alive, queries,
 //!   and `subscribe_new` / `subscribe_down` streams.
 //! - [`runtime`]: the controller runtime: election, list+watch caches,
-//!   read-your-writes, the work queue, the runner, resync.
+//!   read-your-writes, the work queue, the runner, resync, and
+//!   `ReconcileLoop`, the declaration of a loop that wires them.
 //! - [`controller`]: the controller: replica and leadership terms, and one
-//!   module per reconcile loop (scale, liveness, gc, relations, services).
+//!   module per reconcile loop (scale, liveness, gc, relations, services),
+//!   each declaring its keys and triggers.
 //! - [`agent`]: the host agent's local state.
 //! - [`admin`]: `/metrics`, `/healthz`, `/readyz`.
 //! - [`cli`]: the `visor` command line; [`telemetry`] and [`shutdown`]
