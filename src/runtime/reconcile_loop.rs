@@ -214,31 +214,48 @@ async fn feed<K: Key>(
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     use prometheus::Registry;
     use tokio::sync::mpsc;
+    use tokio::task::JoinHandle;
     use tokio::time::{advance, timeout};
 
     use super::*;
 
     const SEC: Duration = Duration::from_secs(1);
 
-    /// A loop over keys `all`, recording what it reconciles.
-    fn recording(
-        all: Vec<&'static str>,
-        seen: Arc<Mutex<Vec<&'static str>>>,
-    ) -> ReconcileLoop<&'static str, std::convert::Infallible> {
-        ReconcileLoop::new(
-            "test",
-            move || all.clone(),
-            move |key| {
-                let seen = seen.clone();
-                async move {
-                    seen.lock().expect("test lock").push(key);
-                    Ok(Action::Done)
-                }
-            },
-        )
+    type Seen = Arc<Mutex<Vec<&'static str>>>;
+    type TestLoop = ReconcileLoop<&'static str, std::convert::Infallible>;
+
+    /// A loop over the keys `all` lists, recording what it reconciles.
+    fn recording(all: impl Fn() -> Vec<&'static str> + Send + Sync + 'static) -> (TestLoop, Seen) {
+        let seen = Seen::default();
+        let recorded = seen.clone();
+        let declared = ReconcileLoop::new("test", all, move |key| {
+            let recorded = recorded.clone();
+            async move {
+                recorded.lock().expect("test lock").push(key);
+                Ok(Action::Done)
+            }
+        });
+        (declared, seen)
+    }
+
+    /// Runs `declared` until the returned token is cancelled.
+    fn start(declared: TestLoop) -> (JoinHandle<Result<()>>, CancellationToken) {
+        let shutdown = CancellationToken::new();
+        let running = tokio::spawn(declared.run(Registry::new(), shutdown.clone()));
+        (running, shutdown)
+    }
+
+    async fn stop(running: JoinHandle<Result<()>>, shutdown: CancellationToken) {
+        shutdown.cancel();
+        let stopped = timeout(SEC, running).await;
+        assert!(
+            matches!(stopped, Ok(Ok(Ok(())))),
+            "deadlock: the loop ignored its shutdown token"
+        );
     }
 
     /// Lets the runtime run every ready task on the paused clock.
@@ -248,7 +265,8 @@ mod tests {
         }
     }
 
-    fn taken(seen: &Mutex<Vec<&'static str>>) -> Vec<&'static str> {
+    /// What was reconciled since the last look, sorted.
+    fn taken(seen: &Seen) -> Vec<&'static str> {
         let mut seen = std::mem::take(&mut *seen.lock().expect("test lock"));
         seen.sort_unstable();
         seen
@@ -256,21 +274,15 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn queues_every_key_at_start_then_what_changes_touch() {
-        let seen = Arc::default();
         let (changes, rx) = mpsc::unbounded_channel();
-        let declared =
-            recording(vec!["a", "b"], Arc::clone(&seen)).watches(rx, |change| match change {
-                Change::Upserted(key) if key == "/a" => Touched::Key("a"),
-                Change::Upserted(_) => Touched::Nothing,
-                Change::Deleted(_) => Touched::Keys(vec!["a", "b"]),
-                Change::Relisted => Touched::All,
-            });
-        let registry = Registry::new();
-        let shutdown = CancellationToken::new();
-        let running = tokio::spawn({
-            let shutdown = shutdown.clone();
-            async move { declared.run(registry, shutdown).await }
+        let (declared, seen) = recording(|| vec!["a", "b"]);
+        let declared = declared.watches(rx, |change| match change {
+            Change::Upserted(key) if key == "/a" => Touched::Key("a"),
+            Change::Upserted(_) => Touched::Nothing,
+            Change::Deleted(_) => Touched::Keys(vec!["a", "b"]),
+            Change::Relisted => Touched::All,
         });
+        let (running, shutdown) = start(declared);
         settle().await;
         assert_eq!(taken(&seen), ["a", "b"], "every key at start");
         changes
@@ -286,45 +298,19 @@ mod tests {
             .expect("feed runs");
         settle().await;
         assert_eq!(taken(&seen), ["a", "b"]);
-        shutdown.cancel();
-        let stopped = timeout(SEC, running).await;
-        assert!(
-            matches!(stopped, Ok(Ok(Ok(())))),
-            "deadlock: the loop ignored its shutdown token"
-        );
+        stop(running, shutdown).await;
     }
 
     #[tokio::test(start_paused = true)]
     async fn changes_touching_every_key_are_gathered_into_one_listing() {
-        let seen = Arc::default();
-        let listings = Arc::new(Mutex::new(0));
+        let listings = Arc::new(AtomicUsize::new(0));
+        let counted = listings.clone();
         let (changes, rx) = mpsc::unbounded_channel();
-        let counted = Arc::clone(&listings);
-        let declared = ReconcileLoop::<_, std::convert::Infallible>::new(
-            "test",
-            move || {
-                *counted.lock().expect("test lock") += 1;
-                ["a"]
-            },
-            {
-                let seen: Arc<Mutex<Vec<&'static str>>> = Arc::clone(&seen);
-                move |key| {
-                    let seen = seen.clone();
-                    async move {
-                        seen.lock().expect("test lock").push(key);
-                        Ok(Action::Done)
-                    }
-                }
-            },
-        )
-        .gather_all_for(SEC)
-        .watches(rx, |_| Touched::All);
-        let registry = Registry::new();
-        let shutdown = CancellationToken::new();
-        let running = tokio::spawn({
-            let shutdown = shutdown.clone();
-            async move { declared.run(registry, shutdown).await }
+        let (declared, seen) = recording(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            vec!["a"]
         });
+        let (running, shutdown) = start(declared.gather_all_for(SEC).watches(rx, |_| Touched::All));
         settle().await;
         assert_eq!(taken(&seen), ["a"]);
         for _ in 0..5 {
@@ -336,44 +322,35 @@ mod tests {
         settle().await;
         assert_eq!(taken(&seen), ["a"]);
         assert_eq!(
-            *listings.lock().expect("test lock"),
+            listings.load(Ordering::SeqCst),
             2,
             "listed at start, then once for five changes"
         );
-        shutdown.cancel();
-        assert!(
-            timeout(SEC, running).await.is_ok(),
-            "deadlock: loop kept running"
-        );
+        stop(running, shutdown).await;
     }
 
     #[tokio::test(start_paused = true)]
     async fn resyncs_every_key_each_period() {
-        let seen = Arc::default();
-        let declared = recording(vec!["a"], Arc::clone(&seen)).resync_every(10 * SEC);
-        let registry = Registry::new();
-        let shutdown = CancellationToken::new();
-        let running = tokio::spawn({
-            let shutdown = shutdown.clone();
-            async move { declared.run(registry, shutdown).await }
-        });
+        let (declared, seen) = recording(|| vec!["a"]);
+        let (running, shutdown) = start(declared.resync_every(10 * SEC));
         settle().await;
         assert_eq!(taken(&seen), ["a"]);
         advance(10 * SEC).await;
         settle().await;
         assert_eq!(taken(&seen), ["a"], "resynced after one period");
-        shutdown.cancel();
-        assert!(
-            timeout(SEC, running).await.is_ok(),
-            "deadlock: loop kept running"
-        );
+        stop(running, shutdown).await;
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_loop_that_cannot_start_fails_at_once() {
-        let declared = recording(vec!["a"], Arc::default()).concurrency(0);
-        let registry = Registry::new();
-        let outcome = timeout(SEC, declared.run(registry, CancellationToken::new())).await;
+        let (declared, _) = recording(|| vec!["a"]);
+        let outcome = timeout(
+            SEC,
+            declared
+                .concurrency(0)
+                .run(Registry::new(), CancellationToken::new()),
+        )
+        .await;
         assert!(
             matches!(outcome, Ok(Err(_))),
             "zero concurrency fails at start, without waiting for shutdown: {outcome:?}"
