@@ -26,7 +26,7 @@ use super::caches::{
 };
 use super::context::ReconcileError;
 use super::metrics::ControllerMetrics;
-use crate::registry::{KeyPath, UnitWrite, Versioned, Visor};
+use crate::registry::{UnitWrite, Versioned, Visor};
 use crate::runtime::cache::Change;
 use crate::runtime::runner::Action;
 use crate::runtime::{ReadYourWrites, read_your_writes};
@@ -96,14 +96,7 @@ pub fn relation_of_change(caches: &Caches, change: &Change) -> Option<Name> {
         Change::Upserted(key) | Change::Deleted(key) => key,
         Change::Relisted => return None,
     };
-    let relation = match caches.keys().parse(key) {
-        KeyPath::Relation { relation }
-        | KeyPath::Settings { relation, .. }
-        | KeyPath::RelationState { relation, .. }
-        | KeyPath::Hook { relation, .. } => relation,
-        _ => return None,
-    };
-    Name::parse("relation", &relation).ok()
+    caches.keys().parse(key).relation()
 }
 
 /// The relations an instance change can touch: those of its app, and those

@@ -33,17 +33,7 @@ fn app_child(key: &str) -> Option<(Name, Name)> {
 
 /// The group a scale factor's key names; `None` for any other key.
 pub fn scale_group(keys: &Keys, key: &str) -> Option<GroupKey> {
-    match keys.parse(key) {
-        KeyPath::Scale { app, rev, proc } => {
-            let name = |field, value: &str| Name::parse(field, value).ok();
-            Some(GroupKey::new(
-                name("app", &app)?,
-                name("rev", &rev)?,
-                name("proc", &proc)?,
-            ))
-        }
-        _ => None,
-    }
+    keys.parse(key).group()
 }
 
 /// The scale factors by group.

@@ -22,7 +22,8 @@ use visor_controllers::{
 };
 
 use super::{Visor, name};
-use crate::registry::error::{Kind, ObjectRef, Result};
+use crate::registry::error::{ObjectRef, Result};
+use crate::registry::{KeyPath, Kind};
 use etcd_client::{GetOptions, SortOrder, SortTarget};
 
 use crate::registry::decode;
@@ -301,20 +302,19 @@ impl Visor {
             let revision = page.header().map_or(0, |h| h.revision());
             let mut expired = Vec::new();
             for item in page.kvs() {
-                let seq = String::from_utf8_lossy(item.key())
-                    .rsplit('/')
-                    .next()
-                    .and_then(|s| s.parse::<u64>().ok())
-                    .unwrap_or(0);
-                let beyond_count = seq.saturating_add(keep) <= last;
+                let key = String::from_utf8_lossy(item.key());
+                // A key that numbers no notification counts as the oldest:
+                // no one can read it either.
+                let beyond_count = match self.keys().parse(&key) {
+                    KeyPath::Notification { seq } => seq.saturating_add(keep) <= last,
+                    _ => keep <= last,
+                };
                 let too_old = decode::<Notification>(Kind::Notification, item, revision)
                     .is_ok_and(|n| n.value.detected_at < older_than);
                 if !(beyond_count || too_old) {
                     break;
                 }
-                expired.push(Cascade::Key(
-                    String::from_utf8_lossy(item.key()).into_owned(),
-                ));
+                expired.push(Cascade::Key(key.into_owned()));
             }
             if expired.is_empty() {
                 return Ok(trimmed);
