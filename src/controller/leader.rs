@@ -20,7 +20,7 @@ use super::metrics::ControllerMetrics;
 use super::relations::{self, RelationContext};
 use super::services::{self, ServicesContext};
 use super::{gc, liveness, scale};
-use crate::registry::Visor;
+use crate::registry::{Keys, Visor};
 use crate::runtime::cache::{CacheMetrics, Change};
 use crate::runtime::queue::WorkQueue;
 use crate::runtime::{resync, runner};
@@ -276,7 +276,7 @@ async fn feed(
             }
             Some(_) = desired.next() => touch_all(&mut all_groups_at),
             Some(change) = scales.recv() => {
-                match change_key(&change).and_then(|key| caches.group_of_scale(key)) {
+                match change.key().and_then(|key| caches.group_of_scale(key)) {
                     Some(group) => scale.add(group),
                     None => touch_all(&mut all_groups_at),
                 }
@@ -297,12 +297,11 @@ async fn feed(
             }
             Some(change) = instances.recv() => {
                 // Membership follows running instances; units hold state.
-                let key = change_key(&change).unwrap_or_default();
-                match relations::relations_of_instance(&caches, key) {
+                match change.key().and_then(|key| relations::relations_of_instance(&caches, key)) {
                     Some(touched) => relation.add_all(touched),
                     None => relation.add_all(relations::all_relations(&caches)),
                 }
-                match caches.instances.get(change_key(&change).unwrap_or_default()) {
+                match change.key().and_then(|key| caches.instances.get(key)) {
                     Some(instance) => {
                         let instance = instance.value;
                         scale.add(GroupKey::of(&instance));
@@ -325,7 +324,7 @@ async fn feed(
             }
             Some(change) = tickets.recv() => {
                 // A finished stop ticket changes what counts as stopping.
-                match caches.tickets.get(change_key(&change).unwrap_or_default()) {
+                match change.key().and_then(|key| caches.tickets.get(key)) {
                     Some(ticket) => {
                         let ticket = ticket.value;
                         scale.add(GroupKey::new(ticket.app, ticket.rev, ticket.proc));
@@ -333,7 +332,7 @@ async fn feed(
                     None => touch_all(&mut all_groups_at),
                 }
                 // Tickets of hosts that are gone are liveness's to remove.
-                if matches!(change, Change::Relisted) || addressee(&change).is_some_and(|host| !caches.is_live(&host)) {
+                if matches!(change, Change::Relisted) || addressee(caches.keys(), &change).is_some_and(|host| !caches.is_live(&host)) {
                     liveness.add(());
                 }
             }
@@ -342,23 +341,14 @@ async fn feed(
     }
 }
 
-/// The host a ticket change is addressed to: `/tickets/<host>/<ticket>`.
-fn addressee(change: &Change) -> Option<Name> {
-    let key = change_key(change)?;
-    Name::parse("host", key.rsplit('/').nth(1)?).ok()
+/// The host a ticket change is addressed to.
+fn addressee(keys: &Keys, change: &Change) -> Option<Name> {
+    keys.parse(change.key()?).addressee()
 }
 
 /// Schedules every group to be queued soon, unless that is already scheduled.
 fn touch_all(at: &mut Option<tokio::time::Instant>) {
     at.get_or_insert_with(|| tokio::time::Instant::now() + ALL_GROUPS_DEBOUNCE);
-}
-
-/// The key a change is about; `None` for a relist.
-fn change_key(change: &Change) -> Option<&str> {
-    match change {
-        Change::Upserted(key) | Change::Deleted(key) => Some(key),
-        Change::Relisted => None,
-    }
 }
 
 fn change_stream(

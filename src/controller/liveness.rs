@@ -6,13 +6,14 @@ use std::sync::Arc;
 use visor_controllers::{Name, TicketRef, orphan_tickets, plan_liveness};
 
 use super::context::{Context, ReconcileError};
-use crate::registry::Error;
+use crate::registry::{Error, KeyPath};
 use crate::runtime::read_your_writes;
 use crate::runtime::runner::Action;
 
 /// Marks the instances of dead hosts lost, and removes tickets addressed to them.
 pub async fn reconcile(ctx: Arc<Context>) -> Result<Action, ReconcileError> {
     ctx.caught_up().await?;
+    let keys = ctx.caches.keys();
     let live = ctx.caches.live_hosts();
     ctx.metrics
         .hosts_alive
@@ -32,7 +33,7 @@ pub async fn reconcile(ctx: Arc<Context>) -> Result<Action, ReconcileError> {
         .instances_of_hosts_gone(&live)
         .into_iter()
         .filter(|i| i.mod_revision <= hosts_at)
-        .filter_map(|i| Some((Name::parse("instance", i.name()).ok()?, i.value)))
+        .filter_map(|i| Some((keys.parse(&i.key).name()?, i.value)))
         .collect();
     for lost in plan_liveness(settled.iter().map(|(id, i)| (id, i)), &live) {
         match ctx
@@ -57,11 +58,9 @@ pub async fn reconcile(ctx: Arc<Context>) -> Result<Action, ReconcileError> {
     let refs: Vec<TicketRef> = tickets
         .iter()
         .filter(|t| t.mod_revision <= hosts_at)
-        .filter_map(|t| {
-            let mut parts = t.key.rsplit('/');
-            let ticket = Name::parse("ticket", parts.next()?).ok()?;
-            let host = Name::parse("host", parts.next()?).ok()?;
-            Some(TicketRef { host, ticket })
+        .filter_map(|t| match keys.parse(&t.key) {
+            KeyPath::Ticket { host, ticket } => Some(TicketRef { host, ticket }),
+            _ => None,
         })
         .collect();
     for orphan in orphan_tickets(&refs, &live) {

@@ -211,8 +211,8 @@ impl Keys {
     }
 
     /// `/tracked/<svc>/<uuid>`
-    pub fn tracked(&self, service: &Name, id: &str) -> String {
-        self.join(&["tracked", service.as_str(), id])
+    pub fn tracked(&self, service: &Name, id: &Name) -> String {
+        self.join(&["tracked", service.as_str(), id.as_str()])
     }
     /// `/servicestatus/<svc>`
     pub fn service_status(&self, service: &Name) -> String {
@@ -340,7 +340,7 @@ mod tests {
                 },
             ),
             (
-                keys.tracked(&web, v1.as_str()),
+                keys.tracked(&web, &v1),
                 KeyPath::Tracked {
                     service: web.clone(),
                     id: v1.clone(),

@@ -97,17 +97,16 @@ fn endpoint_id(id: &str) -> Result<Name> {
 impl Visor {
     /// Starts tracking live endpoints: (service, id, hostname, incarnation),
     /// each created only where no record exists. Returns the last revision.
-    pub async fn track_endpoints(&self, endpoints: &[(Name, String, String, i64)]) -> Result<i64> {
+    pub async fn track_endpoints(&self, endpoints: &[(Name, Name, String, i64)]) -> Result<i64> {
         let mut revision = 0;
         let now = Utc::now();
         for chunk in endpoints.chunks(126) {
             let writes = chunk
                 .iter()
                 .map(|(service, id, hostname, incarnation)| {
-                    let id = endpoint_id(id)?;
                     Ok(Write {
                         object: ObjectRef::new(Kind::Tracked, &[service.as_str(), id.as_str()]),
-                        key: self.keys().tracked(service, id.as_str()),
+                        key: self.keys().tracked(service, id),
                         value: Posted::Tracked(TrackedEndpoint {
                             hostname: hostname.clone(),
                             incarnation: *incarnation,
@@ -136,7 +135,7 @@ impl Visor {
                             Kind::Tracked,
                             &[item.service.as_str(), id.as_str()],
                         ),
-                        key: self.keys().tracked(&item.service, id.as_str()),
+                        key: self.keys().tracked(&item.service, &id),
                         expected: Some(expected),
                     });
                 }
@@ -230,7 +229,7 @@ impl Visor {
             if let Some(expected) = posting.tracked {
                 deletes.push(Delete {
                     object: ObjectRef::new(Kind::Tracked, &[service.as_str(), id.as_str()]),
-                    key: self.keys().tracked(service, id.as_str()),
+                    key: self.keys().tracked(service, &id),
                     expected: Some(expected),
                 });
             }
