@@ -168,6 +168,17 @@ pub enum Error {
     /// The connection settings are unusable.
     #[error("invalid registry configuration: {0}")]
     Config(String),
+    /// A file the connection settings name cannot be read.
+    #[error("invalid registry configuration: cannot read {what} {}", path.display())]
+    ReadFile {
+        /// What the file should hold (`CA certificate`, `client key`).
+        what: &'static str,
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why it cannot be read.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl Error {

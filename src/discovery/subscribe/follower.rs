@@ -131,7 +131,11 @@ impl Follower {
                 WatchStep::Interrupted { error, delay } => (error, Some(delay)),
             };
             match failure {
-                (error @ (Error::Unauthorized { .. } | Error::Config(_)), _) => {
+                (
+                    error
+                    @ (Error::Unauthorized { .. } | Error::Config(_) | Error::ReadFile { .. }),
+                    _,
+                ) => {
                     let _ = self.tx.send(Err(DiscoveryError::Registry(error))).await;
                     return;
                 }

@@ -142,7 +142,10 @@ impl Follower {
                 }
                 WatchStep::Interrupted { error, delay } => (error, Some(delay)),
             };
-            if matches!(error, Error::Unauthorized { .. } | Error::Config(_)) {
+            if matches!(
+                error,
+                Error::Unauthorized { .. } | Error::Config(_) | Error::ReadFile { .. }
+            ) {
                 self.finished = true;
                 return Some(Err(error));
             }
