@@ -97,7 +97,7 @@ mod tests {
         parsed
             .config
             .validate()
-            .map_err(|error| error.to_string())?;
+            .map_err(|error| crate::telemetry::Chain(&error).to_string())?;
         Ok(parsed.config)
     }
 
