@@ -296,7 +296,8 @@ async fn raw_setup(raw: &Client, count: usize) -> (BTreeMap<String, RawEndpoint>
                     .expect("grant a raw lease")
                     .id();
                 let id = uuid::Uuid::now_v7().to_string();
-                let key = keys.endpoint(service, &name("endpoint id", &id));
+                let endpoint_id = name("endpoint id", &id);
+                let key = keys.endpoint(service, &endpoint_id);
                 let value = serde_json::to_vec(&endpoint_document(i)).expect("serializes");
                 let put = PutOptions::new().with_lease(lease);
                 let written = bounded(
@@ -307,7 +308,7 @@ async fn raw_setup(raw: &Client, count: usize) -> (BTreeMap<String, RawEndpoint>
                 .expect("write a raw endpoint");
                 let incarnation = written.header().map_or(0, |h| h.revision());
                 let endpoint = RawEndpoint {
-                    tracked_key: keys.tracked(service, &id),
+                    tracked_key: keys.tracked(service, &endpoint_id),
                     id,
                     hostname: hostname(i),
                     lease,

@@ -1,5 +1,12 @@
 //! Logs and spans: `tracing` to stderr, as human text or JSON lines, filtered
-//! by `RUST_LOG` (e.g. `RUST_LOG=visor=debug`) or a per-command default.
+//! by `RUST_LOG` (e.g. `RUST_LOG=visor=debug`) or a per-command default; and
+//! [`Chain`], how an error is reported in full.
+//!
+//! Errors print only their own context and keep their cause as a `source`,
+//! so whoever reports one to a person walks the chain: a message never says
+//! its cause twice, and no cause goes unsaid.
+
+use std::fmt;
 
 use std::io::IsTerminal;
 
@@ -13,6 +20,22 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line, with span fields, for log pipelines.
     Json,
+}
+
+/// An error with its causes, displayed as `error: cause: root cause`.
+#[derive(Debug, Clone, Copy)]
+pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(error) = cause {
+            write!(f, ": {error}")?;
+            cause = error.source();
+        }
+        Ok(())
+    }
 }
 
 /// Installs the global subscriber; `default_filter` applies when `RUST_LOG` is unset.
@@ -35,4 +58,19 @@ pub fn init(format: LogFormat, default_filter: &str) {
             .with_current_span(true)
             .try_init(),
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot start")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn a_chain_names_every_cause_once() {
+        let error = Outer(std::io::Error::other("disk full"));
+        assert_eq!(Chain(&error).to_string(), "cannot start: disk full");
+    }
 }

@@ -30,7 +30,14 @@ fn apps_cache(
     let registry = t.visor.registry().clone();
     let prefix = registry.keys().apps();
     let metrics = CacheMetrics::register(metrics).expect("metrics");
-    cache::spawn(registry, Kind::App, prefix, &[], metrics, shutdown.clone())
+    cache::spawn(
+        registry,
+        Kind::App,
+        prefix,
+        cache::Indexes::new(),
+        metrics,
+        shutdown.clone(),
+    )
 }
 
 fn names(reader: &CacheReader<App>) -> Vec<String> {
@@ -223,7 +230,7 @@ async fn a_resumed_watch_claims_no_revision_before_its_events_arrive() {
             registry,
             Kind::App,
             prefix,
-            &[],
+            cache::Indexes::new(),
             cache_metrics,
             shutdown.clone(),
         );

@@ -135,7 +135,7 @@ async fn unreadable_certificate_files_are_a_config_error_naming_the_file() {
         let mut config = RegistryConfig::new(["https://127.0.0.1:1"]);
         config.ca_cert = Some(Path::new("/nonexistent/ca.pem").to_path_buf());
         match Visor::connect(&config).await {
-            Err(error @ Error::Config(_)) => {
+            Err(error @ Error::ReadFile { .. }) => {
                 assert!(error.to_string().contains("/nonexistent/ca.pem"), "{error}");
             }
             other => panic!("expected a config error, got {other:?}"),

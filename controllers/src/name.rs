@@ -73,6 +73,12 @@ impl AsRef<str> for Name {
     }
 }
 
+impl From<Name> for String {
+    fn from(name: Name) -> Self {
+        name.0
+    }
+}
+
 impl<'de> Deserialize<'de> for Name {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let value = String::deserialize(deserializer)?;
@@ -113,6 +119,12 @@ impl EnvKey {
     /// The key as a string slice.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+impl From<EnvKey> for String {
+    fn from(key: EnvKey) -> Self {
+        key.0
     }
 }
 

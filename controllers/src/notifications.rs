@@ -133,7 +133,7 @@ pub struct EndpointView {
     /// Its service.
     pub service: Name,
     /// Its id (uuid).
-    pub id: String,
+    pub id: Name,
     /// Its public hostname.
     pub hostname: String,
     /// The create revision of its key: which incarnation this is.
@@ -169,7 +169,7 @@ pub struct ServicesSnapshot {
     /// Every endpoint key, live or tombstone.
     pub endpoints: Vec<EndpointView>,
     /// The tracked records: (service, endpoint id) → (hostname, incarnation).
-    pub tracked: BTreeMap<(Name, String), (String, i64)>,
+    pub tracked: BTreeMap<(Name, Name), (String, i64)>,
     /// Registered hosts.
     pub live_hosts: BTreeSet<Name>,
     /// Instances that are lost.
@@ -187,7 +187,7 @@ pub enum ServiceAction {
         /// Its service.
         service: Name,
         /// Its id.
-        id: String,
+        id: Name,
         /// Its hostname, kept for the notification should it die.
         hostname: String,
         /// The incarnation tracked.
@@ -199,7 +199,7 @@ pub enum ServiceAction {
         /// Its service.
         service: Name,
         /// Its id.
-        id: String,
+        id: Name,
         /// Whether a tracked record exists to drop.
         tracked: bool,
         /// Whether the tombstone goes too.
@@ -211,7 +211,7 @@ pub enum ServiceAction {
         /// Its service.
         service: Name,
         /// Its id.
-        id: String,
+        id: Name,
         /// Its hostname.
         hostname: String,
         /// Why it is dead.
@@ -244,20 +244,20 @@ pub enum ServiceAction {
 /// Decides the actions for `snapshot`, ordered by service then endpoint id;
 /// per service its deaths (and tracking) come before its status change.
 pub fn plan_services(snapshot: &ServicesSnapshot) -> Vec<ServiceAction> {
-    let endpoints: BTreeMap<(&Name, &str), &EndpointView> = snapshot
+    let endpoints: BTreeMap<(&Name, &Name), &EndpointView> = snapshot
         .endpoints
         .iter()
-        .map(|e| ((&e.service, e.id.as_str()), e))
+        .map(|e| ((&e.service, &e.id), e))
         .collect();
-    let ids: BTreeSet<(&Name, &str)> = endpoints
+    let ids: BTreeSet<(&Name, &Name)> = endpoints
         .keys()
         .copied()
-        .chain(snapshot.tracked.keys().map(|(s, id)| (s, id.as_str())))
+        .chain(snapshot.tracked.keys().map(|(s, id)| (s, id)))
         .collect();
     let mut per_service: BTreeMap<&Name, Vec<ServiceAction>> = BTreeMap::new();
     let mut live: BTreeMap<&Name, u32> = BTreeMap::new();
     for (service, id) in ids {
-        let tracked = snapshot.tracked.get(&(service.clone(), id.to_owned()));
+        let tracked = snapshot.tracked.get(&(service.clone(), id.clone()));
         let mut actions = Vec::new();
         // A tracked incarnation that is not the key's current one died, even
         // if the key is back (re-registered under the same uuid).
@@ -286,7 +286,7 @@ pub fn plan_services(snapshot: &ServicesSnapshot) -> Vec<ServiceAction> {
                 };
                 (tracked.is_some() || sweep).then(|| ServiceAction::Forget {
                     service: service.clone(),
-                    id: id.to_owned(),
+                    id: id.clone(),
                     tracked: tracked.is_some(),
                     sweep,
                 })
@@ -304,7 +304,7 @@ pub fn plan_services(snapshot: &ServicesSnapshot) -> Vec<ServiceAction> {
                     *live.entry(service).or_default() += 1;
                     tracked.is_none().then(|| ServiceAction::Track {
                         service: service.clone(),
-                        id: id.to_owned(),
+                        id: id.clone(),
                         hostname: endpoint.hostname.clone(),
                         incarnation: endpoint.incarnation,
                     })
@@ -339,7 +339,7 @@ pub fn plan_services(snapshot: &ServicesSnapshot) -> Vec<ServiceAction> {
 
 fn down(
     service: &Name,
-    id: &str,
+    id: &Name,
     hostname: &str,
     reason: DownReason,
     tracked: bool,
@@ -347,7 +347,7 @@ fn down(
 ) -> ServiceAction {
     ServiceAction::Down {
         service: service.clone(),
-        id: id.to_owned(),
+        id: id.clone(),
         hostname: hostname.to_owned(),
         reason,
         tracked,

@@ -28,7 +28,7 @@ pub async fn run(registry: &RegistryConfig, args: ControllerArgs) -> Result<(), 
     // Before anything else: a usage error must not depend on reaching the registry.
     args.controller
         .validate()
-        .map_err(|error| CliError::Usage(error.to_string()))?;
+        .map_err(|error| CliError::Usage(crate::telemetry::Chain(&error).to_string()))?;
     let mut signals = Shutdown::install().map_err(CliError::Signals)?;
     let shutdown = CancellationToken::new();
     {

@@ -15,7 +15,7 @@ use visor_controllers::{HookInfo, HookKind, Name, RelationState};
 use super::CliError;
 use super::args;
 use super::output::{Output, Row, cell};
-use crate::registry::{Versioned, Visor};
+use crate::registry::{KeyPath, Keys, Versioned, Visor};
 
 #[derive(Debug, Args)]
 pub struct HooksArgs {
@@ -36,16 +36,21 @@ struct HookRow {
     mod_revision: i64,
 }
 
-impl From<&Versioned<HookInfo>> for HookRow {
-    fn from(hook: &Versioned<HookInfo>) -> Self {
-        Self {
-            unit: hook.key.rsplit('/').nth(1).unwrap_or_default().to_owned(),
-            relation_id: hook.name().to_owned(),
+impl HookRow {
+    /// The row of a listed hook; `None` if its key names no hook (a listing
+    /// holds none such).
+    fn new(keys: &Keys, hook: &Versioned<HookInfo>) -> Option<Self> {
+        let KeyPath::Hook { unit, relation } = keys.parse(&hook.key) else {
+            return None;
+        };
+        Some(Self {
+            unit: unit.into(),
+            relation_id: relation.into(),
             kind: hook.value.kind,
             remote_unit: hook.value.remote_unit.clone(),
             change_version: hook.value.change_version,
             mod_revision: hook.mod_revision,
-        }
+        })
     }
 }
 
@@ -117,6 +122,11 @@ impl Row for StateRow {
 
 pub async fn hooks(visor: &Visor, args: HooksArgs, out: &Output) -> Result<(), CliError> {
     let listing = visor.hooks(args.unit.as_ref().map(Name::as_str)).await?;
-    out.list(&listing.items.iter().map(HookRow::from).collect::<Vec<_>>())?;
+    let rows: Vec<HookRow> = listing
+        .items
+        .iter()
+        .filter_map(|hook| HookRow::new(visor.registry().keys(), hook))
+        .collect();
+    out.list(&rows)?;
     Ok(())
 }

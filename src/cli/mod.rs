@@ -124,7 +124,7 @@ pub fn main() -> ExitCode {
         // Whoever read the output stopped reading: what they read is complete.
         Ok(()) | Err(CliError::Output(OutputError::Closed)) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error}");
+            eprintln!("error: {}", crate::telemetry::Chain(&error));
             ExitCode::from(exit_code(&error))
         }
     }
@@ -140,11 +140,11 @@ pub enum CliError {
     #[error(transparent)]
     Controller(#[from] crate::controller::ControllerError),
     /// Signal handlers could not be installed.
-    #[error("cannot install signal handlers: {0}")]
-    Signals(std::io::Error),
+    #[error("cannot install signal handlers")]
+    Signals(#[source] std::io::Error),
     /// The admin endpoints could not be served.
-    #[error("admin endpoints: {0}")]
-    Admin(std::io::Error),
+    #[error("admin endpoints")]
+    Admin(#[source] std::io::Error),
     /// The command line is wrong in a way clap cannot see (exit 2).
     #[error("{0}")]
     Usage(String),

@@ -9,7 +9,7 @@ use visor_controllers::{Host, Instance, InstanceState, Name, Ticket, TicketOp};
 use super::CliError;
 use super::args;
 use super::output::{Output, Row, cell};
-use crate::registry::{Event, InstanceFilter, Versioned, Visor};
+use crate::registry::{Event, InstanceFilter, KeyPath, Keys, Versioned, Visor};
 
 #[derive(Debug, Args)]
 pub struct InstancesArgs {
@@ -153,12 +153,17 @@ struct TicketRow {
     create_revision: i64,
 }
 
-impl From<&Versioned<Ticket>> for TicketRow {
-    fn from(t: &Versioned<Ticket>) -> Self {
+impl TicketRow {
+    /// The row of a listed ticket; `None` if its key names no ticket (a
+    /// listing holds none such).
+    fn new(keys: &Keys, t: &Versioned<Ticket>) -> Option<Self> {
+        let KeyPath::Ticket { host, ticket } = keys.parse(&t.key) else {
+            return None;
+        };
         let v = &t.value;
-        Self {
-            host: t.key.rsplit('/').nth(1).unwrap_or_default().to_owned(),
-            id: t.name().to_owned(),
+        Some(Self {
+            host: host.into(),
+            id: ticket.into(),
             op: v.op,
             instance: v.instance.to_string(),
             app: v.app.to_string(),
@@ -167,7 +172,7 @@ impl From<&Versioned<Ticket>> for TicketRow {
             claimed_by: v.claimed_by.as_ref().map(ToString::to_string),
             created_at: v.created_at,
             create_revision: t.create_revision,
-        }
+        })
     }
 }
 
@@ -258,7 +263,7 @@ pub async fn tickets(visor: &Visor, args: TicketsArgs, out: &Output) -> Result<(
         &listing
             .items
             .iter()
-            .map(TicketRow::from)
+            .filter_map(|ticket| TicketRow::new(visor.registry().keys(), ticket))
             .collect::<Vec<_>>(),
     )?;
     Ok(())

@@ -39,8 +39,8 @@ pub enum OutputError {
     #[error("stdout is closed")]
     Closed,
     /// Writing to stdout failed otherwise (a full disk, say).
-    #[error("cannot write to stdout: {0}")]
-    Write(io::Error),
+    #[error("cannot write to stdout")]
+    Write(#[source] io::Error),
 }
 
 impl From<io::Error> for OutputError {

@@ -37,7 +37,7 @@ pub async fn run(config: &RegistryConfig, args: UpArgs) -> Result<(), CliError> 
     // Before anything is written or started.
     args.controller
         .validate()
-        .map_err(|error| CliError::Usage(error.to_string()))?;
+        .map_err(|error| CliError::Usage(crate::telemetry::Chain(&error).to_string()))?;
     let mut signals = Shutdown::install().map_err(CliError::Signals)?;
     std::fs::create_dir_all(&args.data_dir).map_err(|e| {
         Error::Config(format!(
@@ -52,7 +52,7 @@ pub async fn run(config: &RegistryConfig, args: UpArgs) -> Result<(), CliError> 
     };
     let etcd = LocalEtcd::start_with(options)
         .await
-        .map_err(|e| Error::Config(e.to_string()))?;
+        .map_err(|e| Error::Config(crate::telemetry::Chain(&e).to_string()))?;
     let local = RegistryConfig {
         endpoints: vec![etcd.endpoint()],
         ..config.clone()
@@ -83,7 +83,10 @@ pub async fn run(config: &RegistryConfig, args: UpArgs) -> Result<(), CliError> 
     eprintln!("visor up: stopping");
     shutdown.cancel();
     match controller.await {
-        Ok(Err(error)) => tracing::warn!(%error, "controller stopped with an error"),
+        Ok(Err(error)) => {
+            let error = crate::telemetry::Chain(&error);
+            tracing::warn!(%error, "controller stopped with an error");
+        }
         Err(error) => tracing::warn!(%error, "controller task failed"),
         Ok(Ok(())) => {}
     }

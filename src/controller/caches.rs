@@ -21,52 +21,47 @@ use visor_controllers::{
 
 use super::snapshot;
 use crate::registry::{Codec, Keys, Kind, Registry, Versioned};
-use crate::runtime::cache::{self, CacheMetrics, CacheReader, Index};
+use crate::runtime::cache::{self, CacheMetrics, CacheReader, Index, Indexes};
 
-/// Instances by group, `app/rev/proc` (as [`GroupKey`] displays).
-pub const INSTANCES_BY_GROUP: Index<Instance> =
-    Index::new("group", |i| Some(GroupKey::of(&i.value).to_string()));
+/// Instances by group.
+pub const INSTANCES_BY_GROUP: Index<Instance, GroupKey> =
+    Index::new("group", |_, i| Some(GroupKey::of(&i.value)));
 /// Instances holding a slot, by the host they hold it on.
-pub const SLOTS_BY_HOST: Index<Instance> = Index::new("slot", |i| {
+pub const SLOTS_BY_HOST: Index<Instance, Name> = Index::new("slot", |_, i| {
     let held = holds_slot(i.value.state);
-    i.value.host.as_ref().filter(|_| held).map(Name::to_string)
+    i.value.host.clone().filter(|_| held)
 });
 /// Instances that can still change state, by their host.
-pub const UNFINISHED_BY_HOST: Index<Instance> = Index::new("host", |i| {
+pub const UNFINISHED_BY_HOST: Index<Instance, Name> = Index::new("host", |_, i| {
     let unfinished = !i.value.state.is_terminal();
-    i.value
-        .host
-        .as_ref()
-        .filter(|_| unfinished)
-        .map(Name::to_string)
+    i.value.host.clone().filter(|_| unfinished)
 });
 /// Running instances, by app: the units that can be in a relation.
-pub const RUNNING_BY_APP: Index<Instance> = Index::new("running", |i| {
-    (i.value.state == InstanceState::Running).then(|| i.value.app.to_string())
+pub const RUNNING_BY_APP: Index<Instance, Name> = Index::new("running", |_, i| {
+    (i.value.state == InstanceState::Running).then(|| i.value.app.clone())
 });
 /// Instances by state.
-pub const INSTANCES_BY_STATE: Index<Instance> =
-    Index::new("state", |i| Some(i.value.state.as_str().to_owned()));
-/// Tickets by the host they are addressed to (the key's parent segment).
-pub const TICKETS_BY_HOST: Index<Ticket> =
-    Index::new("host", |t| t.key.rsplit('/').nth(1).map(str::to_owned));
-/// The relation a `/settings/<rel>/<unit>` or `/relstate/<rel>/<unit>` key is of.
-fn relation_segment<T>(object: &Versioned<T>) -> Option<String> {
-    object.key.rsplit('/').nth(1).map(str::to_owned)
+pub const INSTANCES_BY_STATE: Index<Instance, InstanceState> =
+    Index::new("state", |_, i| Some(i.value.state));
+/// Tickets by the host they are addressed to.
+pub const TICKETS_BY_HOST: Index<Ticket, Name> =
+    Index::new("host", |keys, t| keys.parse(&t.key).addressee());
+/// The relation a settings, relation state or hook key is of.
+fn relation_of<T>(keys: &Keys, object: &Versioned<T>) -> Option<Name> {
+    keys.parse(&object.key).relation()
 }
 /// Settings by relation.
-pub const SETTINGS_BY_RELATION: Index<UnitSettings> = Index::new("relation", relation_segment);
+pub const SETTINGS_BY_RELATION: Index<UnitSettings, Name> = Index::new("relation", relation_of);
 /// Relation states by relation.
-pub const STATES_BY_RELATION: Index<RelationState> = Index::new("relation", relation_segment);
+pub const STATES_BY_RELATION: Index<RelationState, Name> = Index::new("relation", relation_of);
 /// Relation states by unit.
-pub const STATES_BY_UNIT: Index<RelationState> =
-    Index::new("unit", |s| s.key.rsplit('/').next().map(str::to_owned));
-/// Hooks by relation (`/hooks/<unit>/<rel>`).
-pub const HOOKS_BY_RELATION: Index<HookInfo> =
-    Index::new("relation", |h| h.key.rsplit('/').next().map(str::to_owned));
+pub const STATES_BY_UNIT: Index<RelationState, Name> =
+    Index::new("unit", |keys, s| keys.parse(&s.key).unit());
+/// Hooks by relation.
+pub const HOOKS_BY_RELATION: Index<HookInfo, Name> = Index::new("relation", relation_of);
 /// Stop tickets by the instance they stop.
-pub const STOPS_BY_INSTANCE: Index<Ticket> = Index::new("stop", |t| {
-    (t.value.op == TicketOp::Stop).then(|| t.value.instance.to_string())
+pub const STOPS_BY_INSTANCE: Index<Ticket, Name> = Index::new("stop", |_, t| {
+    (t.value.op == TicketOp::Stop).then(|| t.value.instance.clone())
 });
 
 fn start<T>(
@@ -74,7 +69,7 @@ fn start<T>(
     metrics: &CacheMetrics,
     shutdown: &CancellationToken,
     kind: Kind,
-    indexes: &[Index<T>],
+    indexes: Indexes<T>,
 ) -> CacheReader<T>
 where
     T: Codec + Clone + Send + Sync + 'static,
@@ -90,13 +85,6 @@ where
         shutdown.clone(),
     );
     reader
-}
-
-/// The group an [`INSTANCES_BY_GROUP`] value names.
-fn parse_group(value: &str) -> Option<GroupKey> {
-    let mut parts = value.split('/');
-    let mut next = |field| Name::parse(field, parts.next()?).ok();
-    Some(GroupKey::new(next("app")?, next("rev")?, next("proc")?))
 }
 
 /// Every cache the controller reads, started together.
@@ -127,61 +115,70 @@ impl Caches {
         metrics: &CacheMetrics,
         shutdown: &CancellationToken,
     ) -> Self {
-        let instance_indexes = [
-            INSTANCES_BY_GROUP,
-            SLOTS_BY_HOST,
-            UNFINISHED_BY_HOST,
-            INSTANCES_BY_STATE,
-            RUNNING_BY_APP,
-        ];
-        let ticket_indexes = [TICKETS_BY_HOST, STOPS_BY_INSTANCE];
         Self {
             keys: registry.keys().clone(),
-            apps: start(registry, metrics, shutdown, Kind::App, &[]),
-            procs: start(registry, metrics, shutdown, Kind::Proc, &[]),
-            revs: start(registry, metrics, shutdown, Kind::Rev, &[]),
-            scales: start(registry, metrics, shutdown, Kind::Scale, &[]),
-            hosts: start(registry, metrics, shutdown, Kind::Host, &[]),
+            apps: start(registry, metrics, shutdown, Kind::App, Indexes::new()),
+            procs: start(registry, metrics, shutdown, Kind::Proc, Indexes::new()),
+            revs: start(registry, metrics, shutdown, Kind::Rev, Indexes::new()),
+            scales: start(registry, metrics, shutdown, Kind::Scale, Indexes::new()),
+            hosts: start(registry, metrics, shutdown, Kind::Host, Indexes::new()),
             instances: start(
                 registry,
                 metrics,
                 shutdown,
                 Kind::Instance,
-                &instance_indexes,
+                Indexes::new()
+                    .with(INSTANCES_BY_GROUP)
+                    .with(SLOTS_BY_HOST)
+                    .with(UNFINISHED_BY_HOST)
+                    .with(INSTANCES_BY_STATE)
+                    .with(RUNNING_BY_APP),
             ),
-            tickets: start(registry, metrics, shutdown, Kind::Ticket, &ticket_indexes),
-            relations: start(registry, metrics, shutdown, Kind::Relation, &[]),
+            tickets: start(
+                registry,
+                metrics,
+                shutdown,
+                Kind::Ticket,
+                Indexes::new().with(TICKETS_BY_HOST).with(STOPS_BY_INSTANCE),
+            ),
+            relations: start(registry, metrics, shutdown, Kind::Relation, Indexes::new()),
             settings: start(
                 registry,
                 metrics,
                 shutdown,
                 Kind::Settings,
-                &[SETTINGS_BY_RELATION],
+                Indexes::new().with(SETTINGS_BY_RELATION),
             ),
             states: start(
                 registry,
                 metrics,
                 shutdown,
                 Kind::RelationState,
-                &[STATES_BY_RELATION, STATES_BY_UNIT],
+                Indexes::new().with(STATES_BY_RELATION).with(STATES_BY_UNIT),
             ),
             hooks: start(
                 registry,
                 metrics,
                 shutdown,
                 Kind::Hook,
-                &[HOOKS_BY_RELATION],
+                Indexes::new().with(HOOKS_BY_RELATION),
             ),
-            services: start(registry, metrics, shutdown, Kind::Service, &[]),
-            endpoints: start(registry, metrics, shutdown, Kind::Endpoint, &[]),
-            tracked: start(registry, metrics, shutdown, Kind::Tracked, &[]),
-            statuses: start(registry, metrics, shutdown, Kind::ServiceStatus, &[]),
+            services: start(registry, metrics, shutdown, Kind::Service, Indexes::new()),
+            endpoints: start(registry, metrics, shutdown, Kind::Endpoint, Indexes::new()),
+            tracked: start(registry, metrics, shutdown, Kind::Tracked, Indexes::new()),
+            statuses: start(
+                registry,
+                metrics,
+                shutdown,
+                Kind::ServiceStatus,
+                Indexes::new(),
+            ),
         }
     }
 
     /// The names of live hosts.
     pub fn live_hosts(&self) -> BTreeSet<Name> {
-        snapshot::live_hosts(&self.hosts.list().1)
+        snapshot::live_hosts(&self.keys, &self.hosts.list().1)
     }
 
     /// The group a scale factor's key names.
@@ -205,19 +202,13 @@ impl Caches {
             snapshot::scale_factors(&self.keys, &self.scales.list().1)
                 .into_keys()
                 .collect();
-        groups.extend(
-            self.instances
-                .index_counts(&INSTANCES_BY_GROUP)
-                .keys()
-                .filter_map(|value| parse_group(value)),
-        );
+        groups.extend(self.instances.index_counts(&INSTANCES_BY_GROUP).into_keys());
         groups
     }
 
     /// The instances of `group`, in every state.
     pub fn group_instances(&self, group: &GroupKey) -> Vec<Versioned<Instance>> {
-        self.instances
-            .indexed(&INSTANCES_BY_GROUP, &group.to_string())
+        self.instances.indexed(&INSTANCES_BY_GROUP, group)
     }
 
     /// The snapshot one group's scale decision is made from: its own
@@ -235,8 +226,9 @@ impl Caches {
             .group_instances(group)
             .into_iter()
             .filter_map(|listed| {
-                let stop_sent = self.tickets.has_indexed(&STOPS_BY_INSTANCE, listed.name());
-                snapshot::instance_view(listed, stop_sent)
+                let id = self.keys.parse(&listed.key).name()?;
+                let stop_sent = self.tickets.has_indexed(&STOPS_BY_INSTANCE, &id);
+                Some(snapshot::instance_view(id, listed, stop_sent))
             })
             .collect();
         // Every slot on each host, less those this group's instances hold.
@@ -244,7 +236,7 @@ impl Caches {
             .instances
             .index_counts(&SLOTS_BY_HOST)
             .into_iter()
-            .filter_map(|(host, held)| Some((Name::parse("host", &host).ok()?, held as u64)))
+            .map(|(host, held)| (host, held as u64))
             .collect();
         for view in &instances {
             if let (Some(host), true) = (&view.instance.host, holds_slot(view.instance.state))
@@ -255,7 +247,7 @@ impl Caches {
         }
         ScaleSnapshot {
             desired,
-            hosts: snapshot::host_views(&self.hosts.list().1),
+            hosts: snapshot::host_views(&self.keys, &self.hosts.list().1),
             instances,
             unlisted_load,
         }
@@ -266,7 +258,7 @@ impl Caches {
         self.instances
             .index_counts(&UNFINISHED_BY_HOST)
             .into_keys()
-            .filter(|host| !live.iter().any(|name| name.as_str() == host))
+            .filter(|host| !live.contains(host))
             .flat_map(|host| self.instances.indexed(&UNFINISHED_BY_HOST, &host))
             .collect()
     }
@@ -276,7 +268,7 @@ impl Caches {
         self.tickets
             .index_counts(&TICKETS_BY_HOST)
             .into_keys()
-            .filter(|host| !live.iter().any(|name| name.as_str() == host))
+            .filter(|host| !live.contains(host))
             .flat_map(|host| self.tickets.indexed(&TICKETS_BY_HOST, &host))
             .collect()
     }
@@ -286,12 +278,12 @@ impl Caches {
         InstanceState::ALL
             .into_iter()
             .filter(|state| state.is_terminal())
-            .flat_map(|state| self.instances.indexed(&INSTANCES_BY_STATE, state.as_str()))
+            .flat_map(|state| self.instances.indexed(&INSTANCES_BY_STATE, &state))
             .collect()
     }
 
     /// How many instances are in each state.
-    pub fn instance_counts(&self) -> BTreeMap<String, usize> {
+    pub fn instance_counts(&self) -> BTreeMap<InstanceState, usize> {
         self.instances.index_counts(&INSTANCES_BY_STATE)
     }
 }

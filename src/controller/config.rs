@@ -19,11 +19,11 @@ pub enum ConfigError {
     #[error("--concurrency must be at least 1: it is how many reconciles of one loop run at once")]
     ZeroConcurrency,
     /// The lease TTL is not one etcd grants as asked.
-    #[error("--lease-ttl: {0}")]
-    LeaseTtl(LeaseTimingError),
+    #[error("--lease-ttl")]
+    LeaseTtl(#[source] LeaseTimingError),
     /// The renew deadline is not above zero and below the TTL.
-    #[error("--renew-deadline: {0}")]
-    RenewDeadline(LeaseTimingError),
+    #[error("--renew-deadline")]
+    RenewDeadline(#[source] LeaseTimingError),
 }
 
 impl ControllerConfig {
@@ -97,7 +97,7 @@ mod tests {
         parsed
             .config
             .validate()
-            .map_err(|error| error.to_string())?;
+            .map_err(|error| crate::telemetry::Chain(&error).to_string())?;
         Ok(parsed.config)
     }
 

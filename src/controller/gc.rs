@@ -52,11 +52,12 @@ fn collection_period(config: &ControllerConfig) -> Duration {
 /// Deletes terminal instances older than the retention.
 pub async fn reconcile(ctx: Arc<Context>) -> Result<Action, ReconcileError> {
     ctx.caught_up().await?;
+    let keys = ctx.caches.keys();
     let named: Vec<(Name, visor_controllers::Instance)> = ctx
         .caches
         .terminal_instances()
         .into_iter()
-        .filter_map(|i| Some((Name::parse("instance", i.name()).ok()?, i.value)))
+        .filter_map(|i| Some((keys.parse(&i.key).name()?, i.value)))
         .collect();
     for id in plan_gc(
         named.iter().map(|(id, i)| (id, i)),

@@ -24,7 +24,7 @@ use crate::runtime::cache::CacheMetrics;
 #[derive(Debug, thiserror::Error)]
 pub enum TermError {
     /// A work queue or runner could not be set up (metrics registration).
-    #[error("cannot start the reconcile loops: {0}")]
+    #[error("cannot start the reconcile loops")]
     Runtime(#[from] crate::runtime::Error),
 }
 

@@ -12,7 +12,7 @@ use visor_controllers::{Name, TicketRef, orphan_tickets, plan_liveness};
 
 use super::ControllerConfig;
 use super::context::{Context, ReconcileError};
-use crate::registry::Error;
+use crate::registry::{Error, KeyPath};
 use crate::runtime::runner::Action;
 use crate::runtime::{ReconcileLoop, Touched, read_your_writes};
 
@@ -38,21 +38,18 @@ pub fn reconcile_loop(
         })
         .watches(caches.tickets.changes(), move |change| {
             // Tickets of hosts that are gone are liveness's to remove.
-            let orphaned = change
-                .key()
-                .is_none_or(|key| addressee(key).is_some_and(|host| !tickets.is_live(&host)));
+            let orphaned = change.key().is_none_or(|key| {
+                let host = tickets.keys().parse(key).addressee();
+                host.is_some_and(|host| !tickets.is_live(&host))
+            });
             Touched::only_if(orphaned, ())
         })
-}
-
-/// The host a ticket key is addressed to: `/tickets/<host>/<ticket>`.
-fn addressee(key: &str) -> Option<Name> {
-    Name::parse("host", key.rsplit('/').nth(1)?).ok()
 }
 
 /// Marks the instances of dead hosts lost, and removes tickets addressed to them.
 pub async fn reconcile(ctx: Arc<Context>) -> Result<Action, ReconcileError> {
     ctx.caught_up().await?;
+    let keys = ctx.caches.keys();
     let live = ctx.caches.live_hosts();
     ctx.metrics
         .hosts_alive
@@ -72,7 +69,7 @@ pub async fn reconcile(ctx: Arc<Context>) -> Result<Action, ReconcileError> {
         .instances_of_hosts_gone(&live)
         .into_iter()
         .filter(|i| i.mod_revision <= hosts_at)
-        .filter_map(|i| Some((Name::parse("instance", i.name()).ok()?, i.value)))
+        .filter_map(|i| Some((keys.parse(&i.key).name()?, i.value)))
         .collect();
     for lost in plan_liveness(settled.iter().map(|(id, i)| (id, i)), &live) {
         match ctx
@@ -97,11 +94,9 @@ pub async fn reconcile(ctx: Arc<Context>) -> Result<Action, ReconcileError> {
     let refs: Vec<TicketRef> = tickets
         .iter()
         .filter(|t| t.mod_revision <= hosts_at)
-        .filter_map(|t| {
-            let mut parts = t.key.rsplit('/');
-            let ticket = Name::parse("ticket", parts.next()?).ok()?;
-            let host = Name::parse("host", parts.next()?).ok()?;
-            Some(TicketRef { host, ticket })
+        .filter_map(|t| match keys.parse(&t.key) {
+            KeyPath::Ticket { host, ticket } => Some(TicketRef { host, ticket }),
+            _ => None,
         })
         .collect();
     for orphan in orphan_tickets(&refs, &live) {

@@ -155,9 +155,12 @@ impl ControllerMetrics {
 
     /// Sets `visor_instances{state}` from counts by state; states not
     /// counted are zero.
-    pub fn count_instances(&self, counts: &std::collections::BTreeMap<String, usize>) {
+    pub fn count_instances(
+        &self,
+        counts: &std::collections::BTreeMap<visor_controllers::InstanceState, usize>,
+    ) {
         for state in visor_controllers::InstanceState::ALL {
-            let count = counts.get(state.as_str()).copied().unwrap_or(0);
+            let count = counts.get(&state).copied().unwrap_or(0);
             self.instances
                 .with_label_values(&[state.as_str()])
                 .set(i64::try_from(count).unwrap_or(i64::MAX));

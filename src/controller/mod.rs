@@ -74,7 +74,7 @@ pub enum ControllerError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// Metrics could not be registered.
-    #[error("cannot register metrics: {0}")]
+    #[error("cannot register metrics")]
     Metrics(#[from] prometheus::Error),
     /// Talking to the registry failed in a way retrying will not fix.
     #[error(transparent)]

@@ -32,7 +32,7 @@ use super::caches::{
 };
 use super::context::{Context, ReconcileError};
 use super::metrics::ControllerMetrics;
-use crate::registry::{KeyPath, UnitWrite, Versioned, Visor};
+use crate::registry::{UnitWrite, Versioned, Visor};
 use crate::runtime::cache::Change;
 use crate::runtime::runner::Action;
 use crate::runtime::{ReadYourWrites, ReconcileLoop, Touched, read_your_writes};
@@ -120,37 +120,32 @@ impl RelationContext {
 /// Every relation to look at: those registered, and those units still hold
 /// state or hooks for (removed relations winding down).
 fn all_relations(caches: &Caches) -> BTreeSet<Name> {
+    let keys = caches.keys();
     let registered = caches
         .relations
         .list()
         .1
         .into_iter()
-        .filter_map(|r| Name::parse("relation", r.name()).ok());
+        .filter_map(|r| keys.parse(&r.key).name());
     let held = caches
         .states
         .index_counts(&STATES_BY_RELATION)
         .into_keys()
-        .chain(caches.hooks.index_counts(&HOOKS_BY_RELATION).into_keys())
-        .filter_map(|r| Name::parse("relation", &r).ok());
+        .chain(caches.hooks.index_counts(&HOOKS_BY_RELATION).into_keys());
     registered.chain(held).collect()
 }
 
 /// The relation a change of a relation, settings, state or hook key is about.
 fn relation_of_change(caches: &Caches, change: &Change) -> Option<Name> {
-    let relation = match caches.keys().parse(change.key()?) {
-        KeyPath::Relation { relation }
-        | KeyPath::Settings { relation, .. }
-        | KeyPath::RelationState { relation, .. }
-        | KeyPath::Hook { relation, .. } => relation,
-        _ => return None,
-    };
-    Name::parse("relation", &relation).ok()
+    caches.keys().parse(change.key()?).relation()
 }
 
 /// The relations an instance change can touch: those of its app, and those
 /// it holds state in. `None` when that cannot be known (it is gone).
 fn relations_of_instance(caches: &Caches, key: &str) -> Option<BTreeSet<Name>> {
+    let keys = caches.keys();
     let instance = caches.instances.get(key)?;
+    let unit = keys.parse(&instance.key).name()?;
     let app = &instance.value.app;
     let mut touched: BTreeSet<Name> = caches
         .relations
@@ -158,14 +153,14 @@ fn relations_of_instance(caches: &Caches, key: &str) -> Option<BTreeSet<Name>> {
         .1
         .into_iter()
         .filter(|r| r.value.apps().any(|a| a == app))
-        .filter_map(|r| Name::parse("relation", r.name()).ok())
+        .filter_map(|r| keys.parse(&r.key).name())
         .collect();
     touched.extend(
         caches
             .states
-            .indexed(&STATES_BY_UNIT, instance.name())
+            .indexed(&STATES_BY_UNIT, &unit)
             .into_iter()
-            .filter_map(|s| Name::parse("relation", s.key.rsplit('/').nth(1)?).ok()),
+            .filter_map(|s| keys.parse(&s.key).relation()),
     );
     Some(touched)
 }
@@ -190,15 +185,11 @@ pub async fn reconcile(
             let units: Vec<Unit> = registered
                 .value
                 .apps()
-                .flat_map(|app| {
-                    caches
-                        .instances
-                        .indexed_shared(&RUNNING_BY_APP, app.as_str())
-                })
+                .flat_map(|app| caches.instances.indexed_shared(&RUNNING_BY_APP, app))
                 .filter(|i| i.value.host.as_ref().is_some_and(|h| live.contains(h)))
                 .filter_map(|i| {
                     Some(Unit {
-                        id: Name::parse("unit", i.name()).ok()?,
+                        id: keys.parse(&i.key).name()?,
                         app: i.value.app.clone(),
                         proc: i.value.proc.clone(),
                     })
@@ -208,36 +199,36 @@ pub async fn reconcile(
         }
         None => Members::default(),
     };
-    let versions: BTreeMap<String, i64> = caches
+    let versions: BTreeMap<Name, i64> = caches
         .settings
-        .indexed(&SETTINGS_BY_RELATION, relation.as_str())
+        .indexed(&SETTINGS_BY_RELATION, &relation)
         .into_iter()
-        .map(|s| (s.name().to_owned(), s.mod_revision))
+        .filter_map(|s| Some((keys.parse(&s.key).unit()?, s.mod_revision)))
         .collect();
     // Hooks first, then states at least as new: an acknowledgement deletes
     // the hook and writes the state in one transaction, so a hook gone from
     // the snapshot always has its state write in the states snapshot. (The
     // other skew, a state ahead of its still-cached hook, is harmless: the
     // unit is left idle until the hook's deletion queues the relation again.)
-    let mut outstanding: BTreeMap<String, HookInfo> = caches
+    let mut outstanding: BTreeMap<Name, HookInfo> = caches
         .hooks
-        .indexed(&HOOKS_BY_RELATION, relation.as_str())
+        .indexed(&HOOKS_BY_RELATION, &relation)
         .into_iter()
-        .filter_map(|h| Some((h.key.rsplit('/').nth(1)?.to_owned(), h.value)))
+        .filter_map(|h| Some((keys.parse(&h.key).unit()?, h.value)))
         .collect();
     let hooks_at = caches.hooks.revision();
     read_your_writes::reach(hooks_at, caches.states.wait_for_revision(hooks_at)).await?;
-    let stored: BTreeMap<String, Arc<Versioned<RelationState>>> = caches
+    let stored: BTreeMap<Name, Arc<Versioned<RelationState>>> = caches
         .states
-        .indexed_shared(&STATES_BY_RELATION, relation.as_str())
+        .indexed_shared(&STATES_BY_RELATION, &relation)
         .into_iter()
-        .map(|s| (s.name().to_owned(), s))
+        .filter_map(|s| Some((keys.parse(&s.key).unit()?, s)))
         .collect();
-    let participants: BTreeSet<String> = members
+    let participants: BTreeSet<Name> = members
         .units()
-        .map(ToString::to_string)
-        .chain(stored.keys().cloned())
-        .chain(outstanding.keys().cloned())
+        .chain(stored.keys())
+        .chain(outstanding.keys())
+        .cloned()
         .collect();
 
     let mut writes = Vec::new();
@@ -249,15 +240,12 @@ pub async fn reconcile(
         let driver = drivers
             .entry(relation.clone())
             .or_insert_with(|| RelationHooks::new(relation.as_str()));
-        for unit in &participants {
-            let Ok(unit_name) = Name::parse("unit", unit) else {
-                continue;
-            };
+        for unit_name in &participants {
             let can_run_hooks = caches
                 .instances
-                .get_shared(&keys.instance(&unit_name))
+                .get_shared(&keys.instance(unit_name))
                 .is_some_and(|i| !i.value.state.is_terminal());
-            if can_run_hooks && outstanding.contains_key(unit) && members.contains(&unit_name) {
+            if can_run_hooks && outstanding.contains_key(unit_name) && members.contains(unit_name) {
                 // Nothing is handed while a hook is outstanding, and a step
                 // not taken is a step taken later: the unit's source catches
                 // up on whatever changed at its next step. Skipping it keeps
@@ -265,19 +253,19 @@ pub async fn reconcile(
                 continue;
             }
             let view = UnitView {
-                members: members.remotes(&unit_name).map(|remotes| {
+                members: members.remotes(unit_name).map(|remotes| {
                     remotes
                         .map(|remote| {
-                            let version = versions.get(remote.as_str()).copied().unwrap_or(0);
+                            let version = versions.get(remote).copied().unwrap_or(0);
                             (remote.to_string(), version)
                         })
                         .collect()
                 }),
                 can_run_hooks,
-                stored: stored.get(unit).map(|s| &s.value),
-                outstanding: outstanding.remove(unit),
+                stored: stored.get(unit_name).map(|s| &s.value),
+                outstanding: outstanding.remove(unit_name),
             };
-            let (unit, relation) = (unit_name, relation.clone());
+            let (unit, relation) = (unit_name.clone(), relation.clone());
             match driver.step(unit.as_str(), view) {
                 UnitAction::Hand { hook, enter } => writes.push(UnitWrite::Hand {
                     unit,
@@ -290,7 +278,7 @@ pub async fn reconcile(
                 UnitAction::Idle => {}
             }
         }
-        driver.retain(&participants);
+        driver.retain(&participants.iter().map(ToString::to_string).collect());
         if registered.is_none() && participants.is_empty() {
             drivers.remove(&relation);
         }
@@ -309,7 +297,7 @@ pub async fn reconcile(
     if registered.is_none() && participants.is_empty() {
         let leftovers = !caches
             .settings
-            .indexed(&SETTINGS_BY_RELATION, relation.as_str())
+            .indexed(&SETTINGS_BY_RELATION, &relation)
             .is_empty();
         if leftovers {
             let revision = ctx.visor.clear_relation(&relation).await?;

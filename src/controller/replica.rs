@@ -152,7 +152,7 @@ impl Controller {
                     tracing::warn!(?delay, "leadership lost; campaigning again");
                 }
                 TermEnd::Failed(error) => tracing::error!(
-                    %error, ?delay,
+                    error = %crate::telemetry::Chain(error), ?delay,
                     "leadership term failed; resigning and campaigning again"
                 ),
             }

@@ -31,7 +31,7 @@ use super::ControllerConfig;
 use super::caches::Caches;
 use super::context::{Context, ReconcileError};
 use super::metrics::ControllerMetrics;
-use crate::registry::{Forgotten, Posting, Visor};
+use crate::registry::{Forgotten, Keys, Posting, Visor};
 use crate::runtime::cache::Change;
 use crate::runtime::runner::Action;
 use crate::runtime::{ReadYourWrites, ReconcileLoop, Touched};
@@ -114,11 +114,8 @@ impl ServicesContext {
 }
 
 /// The (service, id) of an `/endpoints/<svc>/<id>` or `/tracked/<svc>/<id>` key.
-fn service_and_id(key: &str) -> Option<(Name, String)> {
-    let mut parts = key.rsplit('/');
-    let id = parts.next()?.to_owned();
-    let service = Name::parse("service", parts.next()?).ok()?;
-    Some((service, id))
+fn service_and_id(keys: &Keys, key: &str) -> Option<(Name, Name)> {
+    keys.parse(key).service_endpoint()
 }
 
 /// Reads what the decision needs from the caches.
@@ -131,7 +128,7 @@ fn snapshot(ctx: &ServicesContext) -> ServicesSnapshot {
         .1
         .into_iter()
         .filter_map(|def| {
-            let name = Name::parse("service", def.name()).ok()?;
+            let name = keys.parse(&def.key).name()?;
             let degraded = caches
                 .statuses
                 .get(&keys.service_status(&name))
@@ -150,7 +147,7 @@ fn snapshot(ctx: &ServicesContext) -> ServicesSnapshot {
         .1
         .into_iter()
         .filter_map(|e| {
-            let (service, id) = service_and_id(&e.key)?;
+            let (service, id) = service_and_id(keys, &e.key)?;
             Some(EndpointView {
                 service,
                 id,
@@ -180,7 +177,7 @@ fn snapshot(ctx: &ServicesContext) -> ServicesSnapshot {
         .into_iter()
         .filter_map(|t| {
             Some((
-                service_and_id(&t.key)?,
+                service_and_id(keys, &t.key)?,
                 (t.value.hostname, t.value.incarnation),
             ))
         })
@@ -204,17 +201,16 @@ pub async fn reconcile(ctx: Arc<ServicesContext>) -> Result<Action, ReconcileErr
     let actions = plan_services(&state);
     let caches = &ctx.caches;
     let keys = caches.keys();
-    let tracked_revision = |service: &Name, id: &str| {
+    let tracked_revision = |service: &Name, id: &Name| {
         caches
             .tracked
             .get(&keys.tracked(service, id))
             .map(|t| t.mod_revision)
     };
-    let endpoint_revision = |service: &Name, id: &str| {
-        let id = Name::parse("endpoint", id).ok()?;
+    let endpoint_revision = |service: &Name, id: &Name| {
         caches
             .endpoints
-            .get(&keys.endpoint(service, &id))
+            .get(&keys.endpoint(service, id))
             .map(|e| e.mod_revision)
     };
     let status_revision = |service: &Name| {
@@ -244,7 +240,7 @@ pub async fn reconcile(ctx: Arc<ServicesContext>) -> Result<Action, ReconcileErr
                 tracked: tracked.then(|| tracked_revision(&service, &id)).flatten(),
                 tombstone: sweep.then(|| endpoint_revision(&service, &id)).flatten(),
                 service,
-                id,
+                id: id.into(),
             }),
             ServiceAction::Down {
                 service,
@@ -257,7 +253,7 @@ pub async fn reconcile(ctx: Arc<ServicesContext>) -> Result<Action, ReconcileErr
                 kind: NotificationKind::ServiceDown,
                 tracked: tracked.then(|| tracked_revision(&service, &id)).flatten(),
                 endpoint_key: present.then(|| endpoint_revision(&service, &id)).flatten(),
-                endpoint: Some(id),
+                endpoint: Some(id.into()),
                 hostname: Some(hostname),
                 reason: reason.to_string(),
                 status: None,

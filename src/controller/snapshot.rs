@@ -9,7 +9,7 @@ use visor_controllers::{
     ProcType, Revision, Scale, ScaleSnapshot, Ticket, TicketOp, desired_groups,
 };
 
-use crate::registry::{KeyPath, Keys, Versioned};
+use crate::registry::{Keys, Versioned};
 
 /// Listings of everything a scale decision reads.
 #[derive(Debug, Clone, Default)]
@@ -23,27 +23,9 @@ pub struct Listings {
     pub tickets: Vec<Versioned<Ticket>>,
 }
 
-/// The (app, child) names of a `<type>/<app>/<child>` key.
-fn app_child(key: &str) -> Option<(Name, Name)> {
-    let mut parts = key.rsplit('/');
-    let child = Name::parse("name", parts.next()?).ok()?;
-    let app = Name::parse("app", parts.next()?).ok()?;
-    Some((app, child))
-}
-
 /// The group a scale factor's key names; `None` for any other key.
 pub fn scale_group(keys: &Keys, key: &str) -> Option<GroupKey> {
-    match keys.parse(key) {
-        KeyPath::Scale { app, rev, proc } => {
-            let name = |field, value: &str| Name::parse(field, value).ok();
-            Some(GroupKey::new(
-                name("app", &app)?,
-                name("rev", &rev)?,
-                name("proc", &proc)?,
-            ))
-        }
-        _ => None,
-    }
+    keys.parse(key).group()
 }
 
 /// The scale factors by group.
@@ -66,10 +48,10 @@ pub fn groups(
 }
 
 /// The names of the hosts listed (only live hosts have keys).
-pub fn live_hosts(hosts: &[Versioned<Host>]) -> BTreeSet<Name> {
+pub fn live_hosts(keys: &Keys, hosts: &[Versioned<Host>]) -> BTreeSet<Name> {
     hosts
         .iter()
-        .filter_map(|h| Name::parse("host", h.name()).ok())
+        .filter_map(|h| keys.parse(&h.key).name())
         .collect()
 }
 
@@ -83,54 +65,56 @@ pub fn desired(
 ) -> BTreeMap<GroupKey, DesiredGroup> {
     let apps = apps
         .into_iter()
-        .filter_map(|a| Some((Name::parse("app", a.name()).ok()?, a.value)))
+        .filter_map(|a| Some((keys.parse(&a.key).name()?, a.value)))
         .collect();
-    let revs = revs.iter().filter_map(|r| app_child(&r.key)).collect();
+    let revs = revs
+        .iter()
+        .filter_map(|r| keys.parse(&r.key).app_child())
+        .collect();
     let procs = procs
         .into_iter()
-        .filter_map(|p| Some((app_child(&p.key)?, p.value)))
+        .filter_map(|p| Some((keys.parse(&p.key).app_child()?, p.value)))
         .collect();
     desired_groups(&apps, &revs, &procs, &scale_factors(keys, scales))
 }
 
 /// The views of the live hosts listed.
-pub fn host_views(hosts: &[Versioned<Host>]) -> Vec<HostView> {
+pub fn host_views(keys: &Keys, hosts: &[Versioned<Host>]) -> Vec<HostView> {
     hosts
         .iter()
-        .filter_map(|h| Some(HostView::new(Name::parse("host", h.name()).ok()?, &h.value)))
+        .filter_map(|h| Some(HostView::new(keys.parse(&h.key).name()?, &h.value)))
         .collect()
 }
 
-/// The view of a listed instance; `None` if its key is not a valid id. One
-/// with an outstanding stop ticket (`stop_sent`) already counts as stopping:
-/// its stop was emitted.
-pub fn instance_view(listed: Versioned<Instance>, stop_sent: bool) -> Option<InstanceView> {
-    let id = Name::parse("instance", listed.name()).ok()?;
+/// The view of instance `id`, as listed. One with an outstanding stop ticket
+/// (`stop_sent`) already counts as stopping: its stop was emitted.
+pub fn instance_view(id: Name, listed: Versioned<Instance>, stop_sent: bool) -> InstanceView {
     let mut instance = listed.value;
     if stop_sent && !instance.state.is_terminal() {
         instance.state = InstanceState::Stopping;
     }
-    Some(InstanceView {
+    InstanceView {
         id,
         create_revision: listed.create_revision,
         instance,
-    })
+    }
 }
 
 /// The full snapshot scale decisions are made from: every instance listed.
 pub fn scale_snapshot(keys: &Keys, listings: Listings) -> ScaleSnapshot {
-    let stopping: BTreeSet<String> = listings
+    let stopping: BTreeSet<Name> = listings
         .tickets
         .into_iter()
         .filter(|t| t.value.op == TicketOp::Stop)
-        .map(|t| t.value.instance.to_string())
+        .map(|t| t.value.instance)
         .collect();
     let instances = listings
         .instances
         .into_iter()
         .filter_map(|i| {
-            let stop_sent = stopping.contains(i.name());
-            instance_view(i, stop_sent)
+            let id = keys.parse(&i.key).name()?;
+            let stop_sent = stopping.contains(&id);
+            Some(instance_view(id, i, stop_sent))
         })
         .collect();
     ScaleSnapshot {
@@ -141,7 +125,7 @@ pub fn scale_snapshot(keys: &Keys, listings: Listings) -> ScaleSnapshot {
             listings.procs,
             &listings.scales,
         ),
-        hosts: host_views(&listings.hosts),
+        hosts: host_views(keys, &listings.hosts),
         instances,
         unlisted_load: BTreeMap::new(),
     }

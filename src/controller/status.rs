@@ -57,7 +57,7 @@ pub async fn status(visor: &Visor) -> Result<Status> {
         tickets: all(visor, Kind::Ticket).await?.items,
     };
     let groups = snapshot::groups(&keys, &listings.scales, &listings.instances);
-    let live = snapshot::live_hosts(&listings.hosts);
+    let live = snapshot::live_hosts(&keys, &listings.hosts);
     let hosts_alive = live.len();
     let snapshot = snapshot::scale_snapshot(&keys, listings);
     let groups = groups

@@ -221,9 +221,12 @@ fn connect_options(config: &RegistryConfig) -> Result<ConnectOptions> {
     Ok(options)
 }
 
-fn read_pem(path: &std::path::Path, what: &str) -> Result<Vec<u8>> {
-    std::fs::read(path)
-        .map_err(|error| Error::Config(format!("cannot read {what} {}: {error}", path.display())))
+fn read_pem(path: &std::path::Path, what: &'static str) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|source| Error::ReadFile {
+        what,
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Tries every endpoint on its own, so the error can say which failed and how.

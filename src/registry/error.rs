@@ -7,93 +7,10 @@ use std::fmt;
 
 use visor_controllers::{InstanceState, InvalidName, TransitionError};
 
+use super::keys::Kind;
+
 /// A `Result` whose error is the registry's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// The kinds of object the registry stores.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Kind {
-    /// `/schema`
-    Schema,
-    /// `/apps/<app>`
-    App,
-    /// `/env/<app>/<KEY>`
-    Env,
-    /// `/procs/<app>/<proc>`
-    Proc,
-    /// `/revs/<app>/<rev>`
-    Rev,
-    /// `/scale/<app>/<rev>/<proc>`
-    Scale,
-    /// `/hosts/<host>`
-    Host,
-    /// `/instances/<id>`
-    Instance,
-    /// `/tickets/<host>/<ticket>`
-    Ticket,
-    /// `/relations/<rel-id>`
-    Relation,
-    /// `/settings/<rel-id>/<unit>`
-    Settings,
-    /// `/relstate/<rel-id>/<unit>`
-    RelationState,
-    /// `/hooks/<unit>/<rel-id>`
-    Hook,
-    /// `/services/<svc>`
-    Service,
-    /// `/endpoints/<svc>/<uuid>`
-    Endpoint,
-    /// `/tracked/<svc>/<uuid>`
-    Tracked,
-    /// `/servicestatus/<svc>`
-    ServiceStatus,
-    /// `/notifications/<seq>`
-    Notification,
-    /// `/sequences/<name>`
-    Sequence,
-}
-
-impl Kind {
-    /// The kind's name as users see it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Schema => "schema",
-            Self::App => "app",
-            Self::Env => "env var",
-            Self::Proc => "proc type",
-            Self::Rev => "revision",
-            Self::Scale => "scale factor",
-            Self::Host => "host",
-            Self::Instance => "instance",
-            Self::Ticket => "ticket",
-            Self::Relation => "relation",
-            Self::Settings => "relation settings",
-            Self::RelationState => "relation state",
-            Self::Hook => "hook",
-            Self::Service => "service",
-            Self::Endpoint => "endpoint",
-            Self::Tracked => "tracked endpoint",
-            Self::ServiceStatus => "service status",
-            Self::Notification => "notification",
-            Self::Sequence => "sequence",
-        }
-    }
-
-    /// The kind's name as a metric label value: one word, e.g. `proc`.
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Env => "env",
-            Self::Proc => "proc",
-            Self::Rev => "rev",
-            Self::Scale => "scale",
-            Self::Settings => "settings",
-            Self::RelationState => "relstate",
-            Self::Tracked => "tracked",
-            Self::ServiceStatus => "servicestatus",
-            other => other.as_str(),
-        }
-    }
-}
 
 /// One object: its kind and its name (path-like for nested objects, e.g. `web/v1/http`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -251,6 +168,17 @@ pub enum Error {
     /// The connection settings are unusable.
     #[error("invalid registry configuration: {0}")]
     Config(String),
+    /// A file the connection settings name cannot be read.
+    #[error("invalid registry configuration: cannot read {what} {}", path.display())]
+    ReadFile {
+        /// What the file should hold (`CA certificate`, `client key`).
+        what: &'static str,
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why it cannot be read.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl Error {

@@ -190,34 +190,59 @@ fn classify(path: KeyPath, change: &Change<'_>) -> Result<Option<EventKind>, Str
         }
     }
     let kind = match path {
-        KeyPath::App { app } if change.deleted => AppUnregistered { app },
-        KeyPath::App { app } if created => AppRegistered { app },
-        KeyPath::App { app } => AppUpdated { app },
-        KeyPath::Env { app, key } if change.deleted => EnvUnset { app, key },
-        KeyPath::Env { app, key } => EnvSet { app, key },
-        KeyPath::Proc { app, proc } if change.deleted => ProcUnregistered { app, proc },
-        KeyPath::Proc { app, proc } if created => ProcRegistered { app, proc },
-        KeyPath::Proc { app, proc } => ProcUpdated { app, proc },
-        KeyPath::Rev { app, rev } if change.deleted => RevUnregistered { app, rev },
-        KeyPath::Rev { app, rev } if created => RevRegistered { app, rev },
-        KeyPath::Rev { app, rev } => RevUpdated { app, rev },
-        KeyPath::Scale { app, rev, proc } => {
+        KeyPath::App { app } if change.deleted => AppUnregistered { app: app.into() },
+        KeyPath::App { app } if created => AppRegistered { app: app.into() },
+        KeyPath::App { app } => AppUpdated { app: app.into() },
+        KeyPath::Env { app, key } if change.deleted => EnvUnset {
+            app: app.into(),
+            key: key.into(),
+        },
+        KeyPath::Env { app, key } => EnvSet {
+            app: app.into(),
+            key: key.into(),
+        },
+        KeyPath::Proc { app, proc } if change.deleted => ProcUnregistered {
+            app: app.into(),
+            proc: proc.into(),
+        },
+        KeyPath::Proc { app, proc } if created => ProcRegistered {
+            app: app.into(),
+            proc: proc.into(),
+        },
+        KeyPath::Proc { app, proc } => ProcUpdated {
+            app: app.into(),
+            proc: proc.into(),
+        },
+        KeyPath::Rev { app, rev } if change.deleted => RevUnregistered {
+            app: app.into(),
+            rev: rev.into(),
+        },
+        KeyPath::Rev { app, rev } if created => RevRegistered {
+            app: app.into(),
+            rev: rev.into(),
+        },
+        KeyPath::Rev { app, rev } => RevUpdated {
+            app: app.into(),
+            rev: rev.into(),
+        },
+        KeyPath::Scale { group } => {
             let replicas = match change.deleted {
                 true => None,
                 false => Some(decode::<Scale>(change.value)?.replicas),
             };
             ScaleChanged {
-                app,
-                rev,
-                proc,
+                app: group.app.into(),
+                rev: group.rev.into(),
+                proc: group.proc.into(),
                 replicas,
             }
         }
-        KeyPath::Host { host } if change.deleted => HostDown { host },
-        KeyPath::Host { host } if created => HostUp { host },
-        KeyPath::Host { host } => HostUpdated { host },
-        KeyPath::Instance { id } if change.deleted => InstanceUnregistered { id },
+        KeyPath::Host { host } if change.deleted => HostDown { host: host.into() },
+        KeyPath::Host { host } if created => HostUp { host: host.into() },
+        KeyPath::Host { host } => HostUpdated { host: host.into() },
+        KeyPath::Instance { id } if change.deleted => InstanceUnregistered { id: id.into() },
         KeyPath::Instance { id } => {
+            let id = String::from(id);
             let instance: Instance = decode(change.value)?;
             let host = instance.host.as_ref().map(ToString::to_string);
             if created {
@@ -253,9 +278,16 @@ fn classify(path: KeyPath, change: &Change<'_>) -> Result<Option<EventKind>, Str
                 },
             }
         }
-        KeyPath::Relation { relation } if change.deleted => RelationRemoved { relation },
-        KeyPath::Relation { relation } => RelationAdded { relation },
-        KeyPath::Settings { relation, unit } => SettingsChanged { relation, unit },
+        KeyPath::Relation { relation } if change.deleted => RelationRemoved {
+            relation: relation.into(),
+        },
+        KeyPath::Relation { relation } => RelationAdded {
+            relation: relation.into(),
+        },
+        KeyPath::Settings { relation, unit } => SettingsChanged {
+            relation: relation.into(),
+            unit: unit.into(),
+        },
         // The hook's removal is the acknowledgement; the state it writes is its effect.
         KeyPath::RelationState { .. } => return Ok(None),
         // The controller's own bookkeeping; what it decides shows as notifications.
@@ -273,37 +305,49 @@ fn classify(path: KeyPath, change: &Change<'_>) -> Result<Option<EventKind>, Str
                 endpoint: notification.endpoint,
             }
         }
-        KeyPath::Hook { unit, relation } if change.deleted => HookDone { unit, relation },
+        KeyPath::Hook { unit, relation } if change.deleted => HookDone {
+            unit: unit.into(),
+            relation: relation.into(),
+        },
         KeyPath::Hook { unit, relation } => {
             let hook: HookInfo = decode(change.value)?;
             HookQueued {
-                unit,
-                relation,
+                unit: unit.into(),
+                relation: relation.into(),
                 hook: hook.kind,
                 remote_unit: hook.remote_unit,
             }
         }
-        KeyPath::Ticket { host, ticket } if change.deleted => TicketDone { host, ticket },
+        KeyPath::Ticket { host, ticket } if change.deleted => TicketDone {
+            host: host.into(),
+            ticket: ticket.into(),
+        },
         KeyPath::Ticket { host, ticket } => {
             let value: Ticket = decode(change.value)?;
             if created {
                 TicketCreated {
-                    host,
-                    ticket,
+                    host: host.into(),
+                    ticket: ticket.into(),
                     op: value.op,
                     instance: value.instance.to_string(),
                 }
             } else {
                 TicketClaimed {
-                    host,
-                    ticket,
+                    host: host.into(),
+                    ticket: ticket.into(),
                     by: value.claimed_by.map(|b| b.to_string()),
                 }
             }
         }
-        KeyPath::Service { service } if change.deleted => ServiceUnregistered { service },
-        KeyPath::Service { service } => ServiceRegistered { service },
-        KeyPath::Endpoint { service, id } => return endpoint_event(service, id, change),
+        KeyPath::Service { service } if change.deleted => ServiceUnregistered {
+            service: service.into(),
+        },
+        KeyPath::Service { service } => ServiceRegistered {
+            service: service.into(),
+        },
+        KeyPath::Endpoint { service, id } => {
+            return endpoint_event(service.into(), id.into(), change);
+        }
         KeyPath::Schema | KeyPath::Other => return Ok(None),
     };
     Ok(Some(kind))
@@ -451,6 +495,10 @@ impl Visor {
 mod tests {
     use super::*;
 
+    fn name(s: &str) -> visor_controllers::Name {
+        visor_controllers::Name::parse("test", s).expect("valid")
+    }
+
     fn put<'a>(version: i64, value: &'a str, prev: Option<&'a str>) -> Change<'a> {
         Change {
             deleted: false,
@@ -479,7 +527,7 @@ mod tests {
             r#"{"repo_url":"git://x","stack":"base","created_at":"2026-01-01T00:00:00Z"}"#;
         const HOST: &str =
             r#"{"addr":"10.0.0.1","capacity":4,"registered_at":"2026-01-01T00:00:00Z"}"#;
-        let app = || KeyPath::App { app: "web".into() };
+        let app = || KeyPath::App { app: name("web") };
         assert_eq!(
             classify(app(), &put(1, APP, None)),
             Ok(Some(EventKind::AppRegistered { app: "web".into() }))
@@ -493,7 +541,7 @@ mod tests {
             Ok(Some(EventKind::AppUnregistered { app: "web".into() }))
         );
         assert!(classify(app(), &put(1, "{}", None)).is_err());
-        let host = || KeyPath::Host { host: "h1".into() };
+        let host = || KeyPath::Host { host: name("h1") };
         assert_eq!(
             classify(host(), &put(1, HOST, None)),
             Ok(Some(EventKind::HostUp { host: "h1".into() }))
@@ -506,7 +554,7 @@ mod tests {
 
     #[test]
     fn instance_events_follow_the_state_entered() {
-        let path = || KeyPath::Instance { id: "i1".into() };
+        let path = || KeyPath::Instance { id: name("i1") };
         let (claimed, running) = (instance("claimed"), instance("running"));
         assert_eq!(
             classify(path(), &put(3, &running, Some(&claimed))),
@@ -533,12 +581,10 @@ mod tests {
 
     #[test]
     fn malformed_values_are_reported_not_mapped() {
-        let path = KeyPath::Instance { id: "i1".into() };
+        let path = KeyPath::Instance { id: name("i1") };
         assert!(classify(path, &put(1, "not json", None)).is_err());
         let scale = KeyPath::Scale {
-            app: "a".into(),
-            rev: "b".into(),
-            proc: "c".into(),
+            group: visor_controllers::GroupKey::new(name("a"), name("b"), name("c")),
         };
         assert!(classify(scale, &put(1, r#"{"replicas":-1}"#, None)).is_err());
     }
@@ -549,8 +595,8 @@ mod tests {
             r#"{"hostname":"db1","ports":{"pg":"5432"},"registered_at":"2026-01-01T00:00:00Z"}"#;
         let gone = r#"{"hostname":"db1","ports":{"pg":"5432"},"departed":true,"registered_at":"2026-01-01T00:00:00Z"}"#;
         let path = || KeyPath::Endpoint {
-            service: "db".into(),
-            id: "u1".into(),
+            service: name("db"),
+            id: name("u1"),
         };
         let (service, id) = ("db".to_owned(), "u1".to_owned());
         let up = EventKind::EndpointUp {

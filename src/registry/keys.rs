@@ -1,12 +1,18 @@
 //! The registry layout: every key Visor reads or writes, and the reverse
 //! mapping from a key to what it names.
 //!
-//! This module is the contract documented in `docs/registry.md`. Prefixes end in
-//! `/` so that listing app `web` never picks up app `web2`.
+//! This module is the contract documented in `docs/registry.md`, and the only
+//! place that splits a key: everyone else reads what a key names from its
+//! [`KeyPath`], whose segments are validated [`Name`]s. Prefixes end in `/` so
+//! that listing app `web` never picks up app `web2`.
 
-use visor_controllers::{EnvKey, Name};
+mod kind;
+mod path;
 
-use super::error::Kind;
+use visor_controllers::Name;
+
+pub use kind::Kind;
+pub use path::KeyPath;
 
 use super::error::{Error, Result};
 
@@ -14,154 +20,6 @@ use super::error::{Error, Result};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Keys {
     root: String,
-}
-
-/// What a key under the root names.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeyPath {
-    /// `/schema`
-    Schema,
-    /// `/apps/<app>`
-    App {
-        /// App name.
-        app: String,
-    },
-    /// `/env/<app>/<KEY>`
-    Env {
-        /// App name.
-        app: String,
-        /// Variable name.
-        key: String,
-    },
-    /// `/procs/<app>/<proc>`
-    Proc {
-        /// App name.
-        app: String,
-        /// Proc type name.
-        proc: String,
-    },
-    /// `/revs/<app>/<rev>`
-    Rev {
-        /// App name.
-        app: String,
-        /// Revision name.
-        rev: String,
-    },
-    /// `/scale/<app>/<rev>/<proc>`
-    Scale {
-        /// App name.
-        app: String,
-        /// Revision name.
-        rev: String,
-        /// Proc type name.
-        proc: String,
-    },
-    /// `/hosts/<host>`
-    Host {
-        /// Host name.
-        host: String,
-    },
-    /// `/instances/<id>`
-    Instance {
-        /// Instance id.
-        id: String,
-    },
-    /// `/tickets/<host>/<ticket>`
-    Ticket {
-        /// Addressed host.
-        host: String,
-        /// Ticket id.
-        ticket: String,
-    },
-    /// `/relations/<rel-id>`
-    Relation {
-        /// Relation id.
-        relation: String,
-    },
-    /// `/settings/<rel-id>/<unit>`
-    Settings {
-        /// Relation id.
-        relation: String,
-        /// The unit whose settings these are.
-        unit: String,
-    },
-    /// `/relstate/<rel-id>/<unit>`
-    RelationState {
-        /// Relation id.
-        relation: String,
-        /// The unit that acknowledged this state.
-        unit: String,
-    },
-    /// `/hooks/<unit>/<rel-id>`
-    Hook {
-        /// The unit that must run it.
-        unit: String,
-        /// Relation id.
-        relation: String,
-    },
-    /// `/services/<svc>`
-    Service {
-        /// Service name.
-        service: String,
-    },
-    /// `/endpoints/<svc>/<uuid>`
-    Endpoint {
-        /// Service name.
-        service: String,
-        /// The endpoint's uuid.
-        id: String,
-    },
-    /// `/tracked/<svc>/<uuid>`
-    Tracked {
-        /// Service name.
-        service: String,
-        /// The endpoint's uuid.
-        id: String,
-    },
-    /// `/servicestatus/<svc>`
-    ServiceStatus {
-        /// Service name.
-        service: String,
-    },
-    /// `/notifications/<seq>` (the sequence number, zero-padded to 20 digits)
-    Notification {
-        /// The sequence number as written in the key.
-        seq: String,
-    },
-    /// `/sequences/<name>`
-    Sequence {
-        /// What it numbers.
-        name: String,
-    },
-    /// Anything else under the root (other layers' keys, or junk).
-    Other,
-}
-
-impl KeyPath {
-    /// The kind of object the key holds; `None` for the schema and foreign keys.
-    pub fn kind(&self) -> Option<Kind> {
-        match self {
-            Self::App { .. } => Some(Kind::App),
-            Self::Env { .. } => Some(Kind::Env),
-            Self::Proc { .. } => Some(Kind::Proc),
-            Self::Rev { .. } => Some(Kind::Rev),
-            Self::Scale { .. } => Some(Kind::Scale),
-            Self::Host { .. } => Some(Kind::Host),
-            Self::Instance { .. } => Some(Kind::Instance),
-            Self::Ticket { .. } => Some(Kind::Ticket),
-            Self::Relation { .. } => Some(Kind::Relation),
-            Self::Settings { .. } => Some(Kind::Settings),
-            Self::RelationState { .. } => Some(Kind::RelationState),
-            Self::Hook { .. } => Some(Kind::Hook),
-            Self::Service { .. } => Some(Kind::Service),
-            Self::Endpoint { .. } => Some(Kind::Endpoint),
-            Self::Tracked { .. } => Some(Kind::Tracked),
-            Self::ServiceStatus { .. } => Some(Kind::ServiceStatus),
-            Self::Notification { .. } => Some(Kind::Notification),
-            Self::Sequence { .. } => Some(Kind::Sequence),
-            Self::Schema | Self::Other => None,
-        }
-    }
 }
 
 impl Keys {
@@ -353,8 +211,8 @@ impl Keys {
     }
 
     /// `/tracked/<svc>/<uuid>`
-    pub fn tracked(&self, service: &Name, id: &str) -> String {
-        self.join(&["tracked", service.as_str(), id])
+    pub fn tracked(&self, service: &Name, id: &Name) -> String {
+        self.join(&["tracked", service.as_str(), id.as_str()])
     }
     /// `/servicestatus/<svc>`
     pub fn service_status(&self, service: &Name) -> String {
@@ -372,80 +230,17 @@ impl Keys {
 
     /// What `key` names; [`KeyPath::Other`] for keys outside the layout.
     pub fn parse(&self, key: &str) -> KeyPath {
-        let Some(rest) = key
-            .strip_prefix(self.root.as_str())
+        key.strip_prefix(self.root.as_str())
             .and_then(|rest| rest.strip_prefix('/'))
-        else {
-            return KeyPath::Other;
-        };
-        let parts: Vec<&str> = rest.split('/').collect();
-        // Every name segment must be a valid name (an env var key for env keys):
-        // `etcdctl put /visor/apps/Web` names nothing Visor could have written.
-        let valid = parts.iter().enumerate().skip(1).all(|(i, part)| {
-            if parts[0] == "env" && i == 2 {
-                EnvKey::parse(part).is_ok()
-            } else {
-                Name::parse("key segment", part).is_ok()
-            }
-        });
-        if !valid {
-            return KeyPath::Other;
-        }
-        let s = |i: usize| parts[i].to_owned();
-        match parts.as_slice() {
-            ["schema"] => KeyPath::Schema,
-            ["apps", _] => KeyPath::App { app: s(1) },
-            ["env", _, _] => KeyPath::Env {
-                app: s(1),
-                key: s(2),
-            },
-            ["procs", _, _] => KeyPath::Proc {
-                app: s(1),
-                proc: s(2),
-            },
-            ["revs", _, _] => KeyPath::Rev {
-                app: s(1),
-                rev: s(2),
-            },
-            ["scale", _, _, _] => KeyPath::Scale {
-                app: s(1),
-                rev: s(2),
-                proc: s(3),
-            },
-            ["hosts", _] => KeyPath::Host { host: s(1) },
-            ["instances", _] => KeyPath::Instance { id: s(1) },
-            ["tickets", _, _] => KeyPath::Ticket {
-                host: s(1),
-                ticket: s(2),
-            },
-            ["relations", _] => KeyPath::Relation { relation: s(1) },
-            ["settings", _, _] => KeyPath::Settings {
-                relation: s(1),
-                unit: s(2),
-            },
-            ["relstate", _, _] => KeyPath::RelationState {
-                relation: s(1),
-                unit: s(2),
-            },
-            ["hooks", _, _] => KeyPath::Hook {
-                unit: s(1),
-                relation: s(2),
-            },
-            ["services", _] => KeyPath::Service { service: s(1) },
-            ["tracked", _, _] => KeyPath::Tracked {
-                service: s(1),
-                id: s(2),
-            },
-            ["servicestatus", _] => KeyPath::ServiceStatus { service: s(1) },
-            ["notifications", _] => KeyPath::Notification { seq: s(1) },
-            ["sequences", _] => KeyPath::Sequence { name: s(1) },
-            ["endpoints", _, _] => KeyPath::Endpoint {
-                service: s(1),
-                id: s(2),
-            },
-            _ => KeyPath::Other,
-        }
+            .map_or(KeyPath::Other, KeyPath::parse)
     }
+}
+
+/// The last `/`-separated segment of `key`: the name of the object it holds
+/// (the whole key if it has no `/`). It needs no root, so a stored object can
+/// say its own name.
+pub(crate) fn last_segment(key: &str) -> &str {
+    key.rsplit_once('/').map_or(key, |(_, last)| last)
 }
 
 #[cfg(test)]
@@ -468,91 +263,112 @@ mod tests {
     fn built_keys_parse_back() {
         let keys = Keys::new("/visor").expect("valid root");
         let (web, v1, http) = (name("web"), name("v1"), name("http"));
+        let port = visor_controllers::EnvKey::parse("PORT").expect("valid");
+        let group = visor_controllers::GroupKey::new(web.clone(), v1.clone(), http.clone());
         let table = [
             (keys.schema(), KeyPath::Schema),
-            (keys.app(&web), KeyPath::App { app: "web".into() }),
+            (keys.app(&web), KeyPath::App { app: web.clone() }),
             (
                 keys.env(&web, "PORT"),
                 KeyPath::Env {
-                    app: "web".into(),
-                    key: "PORT".into(),
+                    app: web.clone(),
+                    key: port,
                 },
             ),
             (
                 keys.proc(&web, &http),
                 KeyPath::Proc {
-                    app: "web".into(),
-                    proc: "http".into(),
+                    app: web.clone(),
+                    proc: http.clone(),
                 },
             ),
             (
                 keys.rev(&web, &v1),
                 KeyPath::Rev {
-                    app: "web".into(),
-                    rev: "v1".into(),
+                    app: web.clone(),
+                    rev: v1.clone(),
                 },
             ),
-            (
-                keys.scale(&web, &v1, &http),
-                KeyPath::Scale {
-                    app: "web".into(),
-                    rev: "v1".into(),
-                    proc: "http".into(),
-                },
-            ),
-            (keys.host(&web), KeyPath::Host { host: "web".into() }),
-            (keys.instance(&web), KeyPath::Instance { id: "web".into() }),
+            (keys.scale(&web, &v1, &http), KeyPath::Scale { group }),
+            (keys.host(&web), KeyPath::Host { host: web.clone() }),
+            (keys.instance(&web), KeyPath::Instance { id: web.clone() }),
             (
                 keys.ticket(&web, &v1),
                 KeyPath::Ticket {
-                    host: "web".into(),
-                    ticket: "v1".into(),
+                    host: web.clone(),
+                    ticket: v1.clone(),
                 },
             ),
             (
                 keys.relation(&web),
                 KeyPath::Relation {
-                    relation: "web".into(),
+                    relation: web.clone(),
                 },
             ),
             (
                 keys.settings(&web, &v1),
                 KeyPath::Settings {
-                    relation: "web".into(),
-                    unit: "v1".into(),
+                    relation: web.clone(),
+                    unit: v1.clone(),
                 },
             ),
             (
                 keys.relation_state(&web, &v1),
                 KeyPath::RelationState {
-                    relation: "web".into(),
-                    unit: "v1".into(),
+                    relation: web.clone(),
+                    unit: v1.clone(),
                 },
             ),
             (
                 keys.hook(&v1, &web),
                 KeyPath::Hook {
-                    unit: "v1".into(),
-                    relation: "web".into(),
+                    unit: v1.clone(),
+                    relation: web.clone(),
                 },
             ),
             (
                 keys.service(&web),
                 KeyPath::Service {
-                    service: "web".into(),
+                    service: web.clone(),
                 },
             ),
             (
                 keys.endpoint(&web, &v1),
                 KeyPath::Endpoint {
-                    service: "web".into(),
-                    id: "v1".into(),
+                    service: web.clone(),
+                    id: v1.clone(),
+                },
+            ),
+            (
+                keys.tracked(&web, &v1),
+                KeyPath::Tracked {
+                    service: web.clone(),
+                    id: v1.clone(),
+                },
+            ),
+            (
+                keys.service_status(&web),
+                KeyPath::ServiceStatus {
+                    service: web.clone(),
+                },
+            ),
+            (keys.notification(7), KeyPath::Notification { seq: 7 }),
+            (
+                keys.notification_sequence(),
+                KeyPath::Sequence {
+                    name: name("notifications"),
                 },
             ),
         ];
         for (key, path) in table {
             assert_eq!(keys.parse(&key), path, "{key}");
         }
+    }
+
+    #[test]
+    fn the_last_segment_is_the_objects_name() {
+        assert_eq!(last_segment("/visor/tickets/h1/t1"), "t1");
+        assert_eq!(last_segment("t1"), "t1");
     }
 
     #[test]

@@ -32,7 +32,7 @@ pub enum LocalEtcdError {
         source: std::io::Error,
     },
     /// Preparing the data dir, log or ports failed.
-    #[error("cannot prepare local etcd: {0}")]
+    #[error("cannot prepare local etcd")]
     Prepare(#[from] std::io::Error),
     /// etcd exited or did not answer in time.
     #[error("local etcd did not become healthy: {reason}; last log lines:\n{log}")]

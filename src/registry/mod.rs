@@ -31,11 +31,11 @@ pub use api::{
 pub use backoff::{Backoff, BackoffPolicy};
 pub use client::Registry;
 pub use config::RegistryConfig;
-pub use error::{Error, Kind, ObjectRef, Result};
+pub use error::{Error, ObjectRef, Result};
 pub use events::{Event, EventKind, EventStream};
 pub use fence::Fence;
 
-pub use keys::{KeyPath, Keys};
+pub use keys::{KeyPath, Keys, Kind};
 pub use lease::{Lease, LeaseTimingError, MAX_LEASE_TTL};
 pub use local::{LocalEtcd, LocalEtcdError, LocalEtcdOptions, ServerTls};
 

@@ -25,10 +25,9 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::registry::watch::{PrefixWatch, WatchStep};
-use crate::registry::{Codec, Error, Kind, Registry, Versioned};
+use crate::registry::{Codec, Error, Keys, Kind, Registry, Versioned};
 use changes::Subscribers;
-pub use index::Index;
-use index::Indexes;
+pub use index::{Index, IndexValue, Indexes};
 
 /// How long a reader waiting for a revision lets the watch deliver it
 /// before asking the cache to check that its prefix is quiet.
@@ -65,16 +64,19 @@ struct Snapshot<T> {
     /// Keys under the prefix that hold no object (malformed values, keys
     /// that fit no object): with `objects`, every key the prefix holds.
     unlisted: BTreeSet<String>,
+    /// The layout the keys are in, for indexes of what a key names.
+    keys: Keys,
     indexes: Indexes<T>,
 }
 
-impl<T> Snapshot<T> {
-    fn new(revision: i64, indexes: &[Index<T>]) -> Self {
+impl<T: 'static> Snapshot<T> {
+    fn new(revision: i64, keys: Keys, indexes: Indexes<T>) -> Self {
         Self {
             revision,
             objects: BTreeMap::new(),
             unlisted: BTreeSet::new(),
-            indexes: Indexes::new(indexes),
+            keys,
+            indexes,
         }
     }
 
@@ -85,7 +87,7 @@ impl<T> Snapshot<T> {
         objects: BTreeMap<String, Versioned<T>>,
         unlisted: BTreeSet<String>,
     ) {
-        self.indexes.rebuild(objects.values());
+        self.indexes.rebuild(&self.keys, objects.values());
         self.objects = objects
             .into_iter()
             .map(|(key, object)| (key, Arc::new(object)))
@@ -97,9 +99,9 @@ impl<T> Snapshot<T> {
     fn upsert(&mut self, item: Versioned<T>) {
         self.unlisted.remove(&item.key);
         if let Some(old) = self.objects.get(&item.key) {
-            self.indexes.remove(old);
+            self.indexes.remove(&self.keys, old);
         }
-        self.indexes.insert(&item);
+        self.indexes.insert(&self.keys, &item);
         self.objects.insert(item.key.clone(), Arc::new(item));
     }
 
@@ -107,7 +109,7 @@ impl<T> Snapshot<T> {
     /// holds no object (a malformed value).
     fn remove(&mut self, key: &str, still_there: bool) {
         if let Some(old) = self.objects.remove(key) {
-            self.indexes.remove(&old);
+            self.indexes.remove(&self.keys, &old);
         }
         match still_there {
             true => self.unlisted.insert(key.to_owned()),
@@ -146,7 +148,7 @@ impl<T> CacheReader<T> {
     }
 }
 
-impl<T: Clone> CacheReader<T> {
+impl<T: Clone + 'static> CacheReader<T> {
     /// Every cached object, in key order, with the revision the cache is at.
     pub fn list(&self) -> (i64, Vec<Versioned<T>>) {
         let snapshot = self.read();
@@ -174,7 +176,7 @@ impl<T: Clone> CacheReader<T> {
     }
 
     /// The objects `index` files under `value`, in key order.
-    pub fn indexed(&self, index: &Index<T>, value: &str) -> Vec<Versioned<T>> {
+    pub fn indexed<V: IndexValue>(&self, index: &Index<T, V>, value: &V) -> Vec<Versioned<T>> {
         self.indexed_shared(index, value)
             .into_iter()
             .map(Arc::unwrap_or_clone)
@@ -183,7 +185,11 @@ impl<T: Clone> CacheReader<T> {
 
     /// [`indexed`](Self::indexed) without copying the objects: for readers
     /// of large objects that only look at them.
-    pub fn indexed_shared(&self, index: &Index<T>, value: &str) -> Vec<Arc<Versioned<T>>> {
+    pub fn indexed_shared<V: IndexValue>(
+        &self,
+        index: &Index<T, V>,
+        value: &V,
+    ) -> Vec<Arc<Versioned<T>>> {
         let snapshot = self.read();
         let Some(keys) = snapshot.indexes.entries(index).and_then(|e| e.get(value)) else {
             return Vec::new();
@@ -194,7 +200,7 @@ impl<T: Clone> CacheReader<T> {
     }
 
     /// How many objects `index` files under each value it has, by value.
-    pub fn index_counts(&self, index: &Index<T>) -> BTreeMap<String, usize> {
+    pub fn index_counts<V: IndexValue>(&self, index: &Index<T, V>) -> BTreeMap<V, usize> {
         let snapshot = self.read();
         snapshot
             .indexes
@@ -209,7 +215,7 @@ impl<T: Clone> CacheReader<T> {
     }
 
     /// Whether `index` files any object under `value`.
-    pub fn has_indexed(&self, index: &Index<T>, value: &str) -> bool {
+    pub fn has_indexed<V: IndexValue>(&self, index: &Index<T, V>, value: &V) -> bool {
         let snapshot = self.read();
         snapshot
             .indexes
@@ -302,14 +308,15 @@ pub fn spawn<T>(
     registry: Registry,
     kind: Kind,
     prefix: String,
-    indexes: &[Index<T>],
+    indexes: Indexes<T>,
     metrics: CacheMetrics,
     shutdown: CancellationToken,
 ) -> (CacheReader<T>, mpsc::UnboundedReceiver<Change>)
 where
     T: Codec + Clone + Send + Sync + 'static,
 {
-    let snapshot = Arc::new(RwLock::new(Snapshot::new(0, indexes)));
+    let keys = registry.keys().clone();
+    let snapshot = Arc::new(RwLock::new(Snapshot::new(0, keys, indexes)));
     let (progress_tx, progress) = watch::channel(None);
     let wanted = Arc::new(tokio::sync::Notify::new());
     let subscribers = Subscribers::default();
@@ -554,12 +561,13 @@ mod tests {
             let metrics = CacheMetrics::register(&prometheus::Registry::new()).expect("metrics");
             let prefix = registry.keys().apps();
             let mut watch = PrefixWatch::from_revision(registry.clone(), prefix.clone(), stale + 1);
+            let keys = registry.keys().clone();
             let cache: Cache<visor_controllers::App> = Cache {
                 prefix,
                 registry,
                 kind: Kind::App,
                 metrics,
-                snapshot: Arc::new(RwLock::new(Snapshot::new(stale, &[]))),
+                snapshot: Arc::new(RwLock::new(Snapshot::new(stale, keys, Indexes::new()))),
                 progress: watch::channel(None).0,
                 wanted: Arc::default(),
                 subscribers: Subscribers::default(),

@@ -8,7 +8,7 @@ use crate::testing::name;
 fn endpoint(service: &str, id: &str) -> EndpointView {
     EndpointView {
         service: name(service),
-        id: id.to_owned(),
+        id: name(id),
         hostname: format!("{id}.example"),
         incarnation: 1,
         departed: false,
@@ -24,7 +24,7 @@ fn snapshot(endpoints: Vec<EndpointView>, tracked: &[(&str, &str)]) -> ServicesS
         endpoints,
         tracked: tracked
             .iter()
-            .map(|&(s, id)| ((name(s), id.to_owned()), (format!("{id}.example"), 1)))
+            .map(|&(s, id)| ((name(s), name(id)), (format!("{id}.example"), 1)))
             .collect(),
         live_hosts: [name("h1")].into_iter().collect(),
         lost_instances: BTreeSet::new(),
@@ -332,7 +332,7 @@ mod properties {
                 }
                 for (s, i) in tracked {
                     state.tracked.insert(
-                        (name(SERVICES[s]), IDS[i].to_owned()),
+                        (name(SERVICES[s]), name(IDS[i])),
                         ("t".into(), 1 + (i as i64 % 2)),
                     );
                 }

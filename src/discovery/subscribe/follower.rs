@@ -131,7 +131,11 @@ impl Follower {
                 WatchStep::Interrupted { error, delay } => (error, Some(delay)),
             };
             match failure {
-                (error @ (Error::Unauthorized { .. } | Error::Config(_)), _) => {
+                (
+                    error
+                    @ (Error::Unauthorized { .. } | Error::Config(_) | Error::ReadFile { .. }),
+                    _,
+                ) => {
                     let _ = self.tx.send(Err(DiscoveryError::Registry(error))).await;
                     return;
                 }
@@ -226,7 +230,7 @@ impl Follower {
     fn apply(&mut self, kv: &KeyValue, deleted: bool, prev: Option<&KeyValue>) {
         let key = String::from_utf8_lossy(kv.key());
         let id = match self.registry.keys().parse(&key) {
-            KeyPath::Endpoint { service, id } if service == self.service.as_str() => id,
+            KeyPath::Endpoint { service, id } if service == self.service => String::from(id),
             _ => return,
         };
         let after = match deleted {

@@ -3,7 +3,8 @@
 use visor_controllers::{App, EnvKey, first_repeat};
 
 use super::{Visor, name};
-use crate::registry::error::{Error, Kind, ObjectRef, Result};
+use crate::registry::Kind;
+use crate::registry::error::{Error, ObjectRef, Result};
 use crate::registry::store::{Cascade, Delete, Expected, Listing, Requires, Versioned, Write};
 
 impl Visor {

@@ -9,7 +9,8 @@ use uuid::Uuid;
 use visor_controllers::{Instance, Name, Ticket, TicketOp};
 
 use super::{Visor, name};
-use crate::registry::error::{Error, Kind, ObjectRef, Result};
+use crate::registry::Kind;
+use crate::registry::error::{Error, ObjectRef, Result};
 use crate::registry::store::{Encode, Expected, Write};
 
 /// Operations per transaction etcd allows by default (`--max-txn-ops`).

@@ -7,7 +7,8 @@ use tokio_util::sync::CancellationToken;
 use visor_controllers::Host;
 
 use super::{Visor, name};
-use crate::registry::error::{Kind, ObjectRef, Result};
+use crate::registry::Kind;
+use crate::registry::error::{ObjectRef, Result};
 use crate::registry::lease::Lease;
 use crate::registry::store::{Expected, Listing, Versioned};
 

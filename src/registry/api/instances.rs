@@ -7,7 +7,8 @@ use uuid::Uuid;
 use visor_controllers::{Actor, Instance, InstanceState};
 
 use super::{Visor, name};
-use crate::registry::error::{Error, Kind, ObjectRef, Result};
+use crate::registry::Kind;
+use crate::registry::error::{Error, ObjectRef, Result};
 use crate::registry::store::{Expected, Listing, Versioned};
 
 /// Which instances to list; `None` fields match everything.

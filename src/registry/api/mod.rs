@@ -19,8 +19,9 @@ use visor_controllers::{Name, SchemaVersion};
 
 use super::client::Registry;
 use super::config::RegistryConfig;
-use super::error::{Error, Kind, ObjectRef, Result};
+use super::error::{Error, ObjectRef, Result};
 use super::keys::Keys;
+use super::keys::Kind;
 use super::store::Expected;
 
 pub use emit::StopRequest;

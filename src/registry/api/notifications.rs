@@ -22,7 +22,8 @@ use visor_controllers::{
 };
 
 use super::{Visor, name};
-use crate::registry::error::{Kind, ObjectRef, Result};
+use crate::registry::error::{ObjectRef, Result};
+use crate::registry::{KeyPath, Kind};
 use etcd_client::{GetOptions, SortOrder, SortTarget};
 
 use crate::registry::decode;
@@ -96,17 +97,16 @@ fn endpoint_id(id: &str) -> Result<Name> {
 impl Visor {
     /// Starts tracking live endpoints: (service, id, hostname, incarnation),
     /// each created only where no record exists. Returns the last revision.
-    pub async fn track_endpoints(&self, endpoints: &[(Name, String, String, i64)]) -> Result<i64> {
+    pub async fn track_endpoints(&self, endpoints: &[(Name, Name, String, i64)]) -> Result<i64> {
         let mut revision = 0;
         let now = Utc::now();
         for chunk in endpoints.chunks(126) {
             let writes = chunk
                 .iter()
                 .map(|(service, id, hostname, incarnation)| {
-                    let id = endpoint_id(id)?;
                     Ok(Write {
                         object: ObjectRef::new(Kind::Tracked, &[service.as_str(), id.as_str()]),
-                        key: self.keys().tracked(service, id.as_str()),
+                        key: self.keys().tracked(service, id),
                         value: Posted::Tracked(TrackedEndpoint {
                             hostname: hostname.clone(),
                             incarnation: *incarnation,
@@ -135,7 +135,7 @@ impl Visor {
                             Kind::Tracked,
                             &[item.service.as_str(), id.as_str()],
                         ),
-                        key: self.keys().tracked(&item.service, id.as_str()),
+                        key: self.keys().tracked(&item.service, &id),
                         expected: Some(expected),
                     });
                 }
@@ -229,7 +229,7 @@ impl Visor {
             if let Some(expected) = posting.tracked {
                 deletes.push(Delete {
                     object: ObjectRef::new(Kind::Tracked, &[service.as_str(), id.as_str()]),
-                    key: self.keys().tracked(service, id.as_str()),
+                    key: self.keys().tracked(service, &id),
                     expected: Some(expected),
                 });
             }
@@ -301,20 +301,19 @@ impl Visor {
             let revision = page.header().map_or(0, |h| h.revision());
             let mut expired = Vec::new();
             for item in page.kvs() {
-                let seq = String::from_utf8_lossy(item.key())
-                    .rsplit('/')
-                    .next()
-                    .and_then(|s| s.parse::<u64>().ok())
-                    .unwrap_or(0);
-                let beyond_count = seq.saturating_add(keep) <= last;
+                let key = String::from_utf8_lossy(item.key());
+                // A key that numbers no notification counts as the oldest:
+                // no one can read it either.
+                let beyond_count = match self.keys().parse(&key) {
+                    KeyPath::Notification { seq } => seq.saturating_add(keep) <= last,
+                    _ => keep <= last,
+                };
                 let too_old = decode::<Notification>(Kind::Notification, item, revision)
                     .is_ok_and(|n| n.value.detected_at < older_than);
                 if !(beyond_count || too_old) {
                     break;
                 }
-                expired.push(Cascade::Key(
-                    String::from_utf8_lossy(item.key()).into_owned(),
-                ));
+                expired.push(Cascade::Key(key.into_owned()));
             }
             if expired.is_empty() {
                 return Ok(trimmed);

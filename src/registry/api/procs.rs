@@ -4,8 +4,9 @@
 use visor_controllers::{Name, ProcType, Revision, Scale};
 
 use super::{Visor, name};
-use crate::registry::error::{Kind, ObjectRef, Result};
-use crate::registry::keys::{KeyPath, Keys};
+use crate::registry::Kind;
+use crate::registry::error::{ObjectRef, Result};
+use crate::registry::keys::Keys;
 use crate::registry::store::{Cascade, Codec, Expected, Listing, Requires, Versioned};
 
 /// A kind of object named within an app (`<type>/<app>/<name>`).
@@ -113,7 +114,12 @@ impl Visor {
             .await?;
         // Scale keys are per revision, so the proc's factors are found by listing
         // and deleted key by key in the same transaction as the proc.
-        let names_proc = |key: &String| matches!(self.keys().parse(key), KeyPath::Scale { proc: p, .. } if p == proc.as_str());
+        let names_proc = |key: &String| {
+            self.keys()
+                .parse(key)
+                .group()
+                .is_some_and(|g| g.proc == proc)
+        };
         let cascade: Vec<Cascade> = scales
             .items
             .iter()

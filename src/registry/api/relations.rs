@@ -17,7 +17,8 @@ use visor_controllers::{
 };
 
 use super::{Visor, name};
-use crate::registry::error::{Error, Kind, ObjectRef, Result};
+use crate::registry::Kind;
+use crate::registry::error::{Error, ObjectRef, Result};
 use crate::registry::store::{
     Cascade, Delete, Encode, Expected, Listing, Requires, Versioned, Write,
 };

@@ -3,7 +3,8 @@
 use visor_controllers::{Scale, first_repeat};
 
 use super::{Visor, name};
-use crate::registry::error::{Error, Kind, ObjectRef, Result};
+use crate::registry::Kind;
+use crate::registry::error::{Error, ObjectRef, Result};
 use crate::registry::keys::KeyPath;
 use crate::registry::store::{Listing, Requires, Versioned, Write};
 
@@ -109,10 +110,10 @@ impl Visor {
             .await?;
         Ok(
             listing.map_values(Kind::Scale, |key, scale| match self.keys().parse(key) {
-                KeyPath::Scale { app, rev, proc } => Ok(ScaleFactor {
-                    app,
-                    rev,
-                    proc,
+                KeyPath::Scale { group } => Ok(ScaleFactor {
+                    app: group.app.into(),
+                    rev: group.rev.into(),
+                    proc: group.proc.into(),
                     replicas: scale.replicas,
                 }),
                 _ => Err("not a scale factor key (expected scale/<app>/<rev>/<proc>)".to_owned()),

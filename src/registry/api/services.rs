@@ -13,7 +13,8 @@
 use visor_controllers::{ServiceDef, ServiceEndpoint};
 
 use super::{Visor, name};
-use crate::registry::error::{Error, Kind, ObjectRef, Result};
+use crate::registry::Kind;
+use crate::registry::error::{Error, ObjectRef, Result};
 use crate::registry::store::{Cascade, Expected, Listing, Versioned};
 
 impl Visor {

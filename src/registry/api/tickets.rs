@@ -7,8 +7,9 @@ use uuid::Uuid;
 use visor_controllers::{Name, Ticket};
 
 use super::{Visor, name};
-use crate::registry::error::{Error, Kind, ObjectRef, Result};
+use crate::registry::error::{Error, ObjectRef, Result};
 use crate::registry::store::{Expected, Listing, Versioned};
+use crate::registry::{KeyPath, Kind};
 
 impl Visor {
     /// Queues `ticket` for `host` under a fresh id.
@@ -84,17 +85,18 @@ impl Visor {
     /// Completes a ticket `claimant` holds: deletes it, if it is still as read.
     pub async fn complete_ticket(&self, ticket: &Versioned<Ticket>, claimant: &str) -> Result<i64> {
         let claimant = name("host", claimant)?;
-        let host = ticket.key.rsplit('/').nth(1).unwrap_or_default().to_owned();
-        let label = format!("{host}/{}", ticket.name());
+        let object = self.ticket_ref(ticket)?;
         if ticket.value.claimed_by.as_ref() != Some(&claimant) {
             let by = ticket
                 .value
                 .claimed_by
                 .as_ref()
                 .map_or("nobody".to_owned(), Name::to_string);
-            return Err(Error::TicketClaimed { ticket: label, by });
+            return Err(Error::TicketClaimed {
+                ticket: object.name,
+                by,
+            });
         }
-        let object = ObjectRef::new(Kind::Ticket, &[host.as_str(), ticket.name()]);
         self.registry
             .delete_object(object, &ticket.key, Some(ticket.mod_revision), &[])
             .await
@@ -103,10 +105,23 @@ impl Visor {
     /// Removes a ticket nobody will carry out (its host is gone), if it is
     /// still as read: the controller's clean-up, not an agent's completion.
     pub async fn remove_ticket(&self, ticket: &Versioned<Ticket>) -> Result<i64> {
-        let host = ticket.key.rsplit('/').nth(1).unwrap_or_default();
-        let object = ObjectRef::new(Kind::Ticket, &[host, ticket.name()]);
+        let object = self.ticket_ref(ticket)?;
         self.registry
             .delete_object(object, &ticket.key, Some(ticket.mod_revision), &[])
             .await
+    }
+
+    /// The ticket a read ticket's key names, as `<host>/<id>`.
+    fn ticket_ref(&self, ticket: &Versioned<Ticket>) -> Result<ObjectRef> {
+        match self.keys().parse(&ticket.key) {
+            KeyPath::Ticket { host, ticket } => Ok(ObjectRef::new(
+                Kind::Ticket,
+                &[host.as_str(), ticket.as_str()],
+            )),
+            _ => Err(Error::InvalidArgument {
+                what: "ticket",
+                reason: format!("{} is not a ticket key", ticket.key),
+            }),
+        }
     }
 }

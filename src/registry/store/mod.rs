@@ -21,7 +21,8 @@ use visor_controllers::{
 };
 
 use super::client::Registry;
-use super::error::{Error, Kind, ObjectRef, Result};
+use super::error::{Error, ObjectRef, Result};
+use super::keys::Kind;
 
 /// Most keys a listing page asks for.
 const PAGE_KEYS: i64 = 1000;
@@ -81,7 +82,7 @@ pub struct Versioned<T> {
 impl<T> Versioned<T> {
     /// The last `/`-separated segment of the key: the object's own name.
     pub fn name(&self) -> &str {
-        self.key.rsplit('/').next().unwrap_or_default()
+        super::keys::last_segment(&self.key)
     }
 }
 

@@ -27,7 +27,8 @@ use futures::Stream;
 use visor_controllers::Notification;
 
 use super::super::Visor;
-use crate::registry::error::{Error, Kind, Result};
+use crate::registry::Kind;
+use crate::registry::error::{Error, Result};
 use crate::registry::store::Codec;
 use crate::registry::watch::{PrefixWatch, WatchStep};
 
@@ -141,7 +142,10 @@ impl Follower {
                 }
                 WatchStep::Interrupted { error, delay } => (error, Some(delay)),
             };
-            if matches!(error, Error::Unauthorized { .. } | Error::Config(_)) {
+            if matches!(
+                error,
+                Error::Unauthorized { .. } | Error::Config(_) | Error::ReadFile { .. }
+            ) {
                 self.finished = true;
                 return Some(Err(error));
             }
