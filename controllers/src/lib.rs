@@ -44,7 +44,7 @@ pub use relation::{
     Endpoint, InvalidRelation, Members, Relation, Unit, UnitSettings, relation_members,
 };
 pub use scale::{
-    InstanceView, ScalePlan, ScaleSnapshot, Start, Stop, Unplaceable, holds_slot, plan_group,
+    InstanceView, Removal, ScalePlan, ScaleSnapshot, Start, Stop, Unplaceable, holds_slot, plan_group,
     plan_scale,
 };
 pub use service::{

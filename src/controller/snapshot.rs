@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use visor_controllers::{
-    App, DesiredGroup, GroupKey, Host, HostView, Instance, InstanceState, InstanceView, Name,
+    App, DesiredGroup, GroupKey, Host, HostView, Instance, InstanceView, Name,
     ProcType, Revision, Scale, ScaleSnapshot, Ticket, TicketOp, desired_groups,
 };
 
@@ -101,20 +101,17 @@ pub fn host_views(hosts: &[Versioned<Host>]) -> Vec<HostView> {
         .collect()
 }
 
-/// The view of a listed instance; `None` if its key is not a valid id. One
-/// with an outstanding stop ticket (`stop_sent`) already counts as stopping:
-/// its stop was emitted.
+/// The view of a listed instance, `stop_sent` telling whether a stop ticket
+/// for it is outstanding (what that counts as is
+/// [`InstanceView::listed`]'s to say); `None` if its key is not a valid id.
 pub fn instance_view(listed: Versioned<Instance>, stop_sent: bool) -> Option<InstanceView> {
     let id = Name::parse("instance", listed.name()).ok()?;
-    let mut instance = listed.value;
-    if stop_sent && !instance.state.is_terminal() {
-        instance.state = InstanceState::Stopping;
-    }
-    Some(InstanceView {
+    Some(InstanceView::listed(
         id,
-        create_revision: listed.create_revision,
-        instance,
-    })
+        listed.create_revision,
+        listed.value,
+        stop_sent,
+    ))
 }
 
 /// The full snapshot scale decisions are made from: every instance listed.

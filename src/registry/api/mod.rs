@@ -23,7 +23,6 @@ use super::error::{Error, Kind, ObjectRef, Result};
 use super::keys::Keys;
 use super::store::Expected;
 
-pub use emit::StopRequest;
 pub use hosts::HostRegistration;
 pub use instances::InstanceFilter;
 pub use notifications::{Forgotten, NotificationStream, Posting};
