@@ -26,7 +26,8 @@ pub use desired::{DesiredGroup, GroupKey, desired_groups};
 pub use gc::plan_gc;
 pub use hooks::{
     HookError, HookInfo, HookKind, HookSource, ListSource, LiveSource, MembershipChange,
-    RelationHooks, State as RelationState, UnitAction, UnitView, dying_source,
+    RelationHooks, RelationPlan, RelationSnapshot, State as RelationState, UnitAction, UnitView,
+    UnitWrite, dying_source, is_waiting,
 };
 pub use lifecycle::{Actor, TransitionError};
 pub use liveness::{LostInstance, TicketRef, orphan_tickets, plan_liveness};
@@ -42,10 +43,11 @@ pub use notifications::{
 pub use placement::HostView;
 pub use relation::{
     Endpoint, InvalidRelation, Members, Relation, Unit, UnitSettings, relation_members,
+    relation_units,
 };
 pub use scale::{
-    InstanceView, Removal, ScalePlan, ScaleSnapshot, Start, Stop, Unplaceable, holds_slot, plan_group,
-    plan_scale,
+    InstanceView, Removal, ScalePlan, ScaleSnapshot, Start, Stop, Unplaceable, holds_slot,
+    plan_group, plan_scale,
 };
 pub use service::{
     EndpointChange, EndpointSeen, InvalidEndpoint, ServiceDef, ServiceEndpoint, UnknownScheme,

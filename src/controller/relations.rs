@@ -1,10 +1,11 @@
 //! The relation loop: for each relation, hand every unit its next hook.
 //!
-//! A reconcile reads one relation from the caches — its units (running
-//! instances of its apps on live hosts), their settings versions, their
-//! acknowledged states and outstanding hooks — asks the pure
-//! [`RelationHooks`] driver what each unit needs, and writes it in batched,
-//! fenced transactions.
+//! A reconcile reads one relation from the caches — the running instances
+//! of its apps, the live hosts, its units' settings versions, acknowledged
+//! states and outstanding hooks, and the instances of the units holding
+//! them — into a [`RelationSnapshot`], asks the relation's pure
+//! [`RelationHooks`] for its plan (who takes part, what each unit needs),
+//! and writes it in batched, fenced transactions.
 //!
 //! Invariants: a decision is made from hook and state caches at the same
 //! revision (an acknowledgement writes both in one transaction, so seeing one
@@ -16,8 +17,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use visor_controllers::{
-    HookInfo, Members, Name, RelationHooks, RelationState, Unit, UnitAction, UnitView,
-    relation_members,
+    HookInfo, Instance, Name, RelationHooks, RelationSnapshot, RelationState, UnitAction,
 };
 
 use super::caches::{
@@ -26,7 +26,7 @@ use super::caches::{
 };
 use super::context::ReconcileError;
 use super::metrics::ControllerMetrics;
-use crate::registry::{KeyPath, UnitWrite, Versioned, Visor};
+use crate::registry::{KeyPath, Versioned, Visor};
 use crate::runtime::cache::Change;
 use crate::runtime::runner::Action;
 use crate::runtime::{ReadYourWrites, read_your_writes};
@@ -143,30 +143,18 @@ pub async fn reconcile(
         tracing::warn!(%relation, %invalid, "skipping an invalid relation");
         return Ok(Action::Done);
     }
-    let members = match &registered {
-        Some(registered) => {
-            let live = caches.live_hosts();
-            let units: Vec<Unit> = registered
-                .value
-                .apps()
-                .flat_map(|app| {
-                    caches
-                        .instances
-                        .indexed_shared(&RUNNING_BY_APP, app.as_str())
-                })
-                .filter(|i| i.value.host.as_ref().is_some_and(|h| live.contains(h)))
-                .filter_map(|i| {
-                    Some(Unit {
-                        id: Name::parse("unit", i.name()).ok()?,
-                        app: i.value.app.clone(),
-                        proc: i.value.proc.clone(),
-                    })
-                })
-                .collect();
-            relation_members(&registered.value, &units)
-        }
-        None => Members::default(),
-    };
+    // The running instances of its apps: every instance that could be one
+    // of its units.
+    let running: Vec<Arc<Versioned<Instance>>> = registered
+        .iter()
+        .flat_map(|registered| registered.value.apps())
+        .flat_map(|app| {
+            caches
+                .instances
+                .indexed_shared(&RUNNING_BY_APP, app.as_str())
+        })
+        .collect();
+    let live_hosts = caches.live_hosts();
     let versions: BTreeMap<String, i64> = caches
         .settings
         .indexed(&SETTINGS_BY_RELATION, relation.as_str())
@@ -178,7 +166,7 @@ pub async fn reconcile(
     // the snapshot always has its state write in the states snapshot. (The
     // other skew, a state ahead of its still-cached hook, is harmless: the
     // unit is left idle until the hook's deletion queues the relation again.)
-    let mut outstanding: BTreeMap<String, HookInfo> = caches
+    let outstanding: BTreeMap<String, HookInfo> = caches
         .hooks
         .indexed(&HOOKS_BY_RELATION, relation.as_str())
         .into_iter()
@@ -186,21 +174,35 @@ pub async fn reconcile(
         .collect();
     let hooks_at = caches.hooks.revision();
     read_your_writes::reach(hooks_at, caches.states.wait_for_revision(hooks_at)).await?;
-    let stored: BTreeMap<String, Arc<Versioned<RelationState>>> = caches
+    let stored: Vec<Arc<Versioned<RelationState>>> = caches
         .states
-        .indexed_shared(&STATES_BY_RELATION, relation.as_str())
-        .into_iter()
-        .map(|s| (s.name().to_owned(), s))
+        .indexed_shared(&STATES_BY_RELATION, relation.as_str());
+    // The instances of the units that hold a state or a hook: whether they
+    // can still run hooks.
+    let holders: Vec<Arc<Versioned<Instance>>> = stored
+        .iter()
+        .map(|s| s.name())
+        .chain(outstanding.keys().map(String::as_str))
+        .filter_map(|unit| Name::parse("unit", unit).ok())
+        .filter_map(|unit| caches.instances.get_shared(&keys.instance(&unit)))
         .collect();
-    let participants: BTreeSet<String> = members
-        .units()
-        .map(ToString::to_string)
-        .chain(stored.keys().cloned())
-        .chain(outstanding.keys().cloned())
-        .collect();
+    let snapshot = RelationSnapshot {
+        registered: registered.as_ref().map(|r| &r.value),
+        instances: running
+            .iter()
+            .chain(&holders)
+            .filter_map(|i| Some((Name::parse("unit", i.name()).ok()?, &i.value)))
+            .collect(),
+        live_hosts: &live_hosts,
+        versions,
+        stored: stored
+            .iter()
+            .map(|s| (s.name().to_owned(), &s.value))
+            .collect(),
+        outstanding,
+    };
 
-    let mut writes = Vec::new();
-    {
+    let plan = {
         let mut drivers = ctx
             .drivers
             .lock()
@@ -208,75 +210,29 @@ pub async fn reconcile(
         let driver = drivers
             .entry(relation.clone())
             .or_insert_with(|| RelationHooks::new(relation.as_str()));
-        for unit in &participants {
-            let Ok(unit_name) = Name::parse("unit", unit) else {
-                continue;
-            };
-            let can_run_hooks = caches
-                .instances
-                .get_shared(&keys.instance(&unit_name))
-                .is_some_and(|i| !i.value.state.is_terminal());
-            if can_run_hooks && outstanding.contains_key(unit) && members.contains(&unit_name) {
-                // Nothing is handed while a hook is outstanding, and a step
-                // not taken is a step taken later: the unit's source catches
-                // up on whatever changed at its next step. Skipping it keeps
-                // a reconcile proportional to the units that can move.
-                continue;
-            }
-            let view = UnitView {
-                members: members.remotes(&unit_name).map(|remotes| {
-                    remotes
-                        .map(|remote| {
-                            let version = versions.get(remote.as_str()).copied().unwrap_or(0);
-                            (remote.to_string(), version)
-                        })
-                        .collect()
-                }),
-                can_run_hooks,
-                stored: stored.get(unit).map(|s| &s.value),
-                outstanding: outstanding.remove(unit),
-            };
-            let (unit, relation) = (unit_name, relation.clone());
-            match driver.step(unit.as_str(), view) {
-                UnitAction::Hand { hook, enter } => writes.push(UnitWrite::Hand {
-                    unit,
-                    relation,
-                    hook,
-                    enter,
-                }),
-                UnitAction::Enter => writes.push(UnitWrite::Enter { unit, relation }),
-                UnitAction::Withdraw => writes.push(UnitWrite::Withdraw { unit, relation }),
-                UnitAction::Idle => {}
-            }
-        }
-        driver.retain(&participants);
-        if registered.is_none() && participants.is_empty() {
+        let plan = driver.plan(snapshot);
+        if plan.finished {
             drivers.remove(&relation);
         }
-    }
+        plan
+    };
 
-    let revision = ctx.visor.write_units(&writes).await?;
+    let revision = ctx.visor.write_units(&relation, &plan.writes).await?;
     ctx.written.wrote(revision);
-    for write in &writes {
-        if let UnitWrite::Hand { hook, .. } = write {
+    for write in &plan.writes {
+        if let UnitAction::Hand { hook, .. } = &write.action {
             ctx.metrics
                 .hooks
                 .with_label_values(&[hook.kind.as_str()])
                 .inc();
         }
     }
-    if registered.is_none() && participants.is_empty() {
-        let leftovers = !caches
-            .settings
-            .indexed(&SETTINGS_BY_RELATION, relation.as_str())
-            .is_empty();
-        if leftovers {
-            let revision = ctx.visor.clear_relation(&relation).await?;
-            ctx.written.wrote(revision);
-        }
+    if plan.clear {
+        let revision = ctx.visor.clear_relation(&relation).await?;
+        ctx.written.wrote(revision);
     }
-    if !writes.is_empty() {
-        tracing::debug!(%relation, writes = writes.len(), "relation units written");
+    if !plan.writes.is_empty() {
+        tracing::debug!(%relation, writes = plan.writes.len(), "relation units written");
     }
     Ok(Action::Done)
 }

@@ -5,8 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use visor_controllers::{
-    App, DesiredGroup, GroupKey, Host, HostView, Instance, InstanceView, Name,
-    ProcType, Revision, Scale, ScaleSnapshot, Ticket, TicketOp, desired_groups,
+    App, DesiredGroup, GroupKey, Host, HostView, Instance, InstanceView, Name, ProcType, Revision,
+    Scale, ScaleSnapshot, Ticket, TicketOp, desired_groups,
 };
 
 use crate::registry::{KeyPath, Keys, Versioned};

@@ -280,7 +280,10 @@ fn an_outstanding_stop_ticket_counts_as_stopping_until_the_instance_is_finished(
         let document = crate::testing::instance(&web(), listed, Some("h1"));
         for (stop_sent, expected) in [(false, without_ticket), (true, with_ticket)] {
             let view = InstanceView::listed(name("i"), 7, document.clone(), stop_sent);
-            assert_eq!(view.instance.state, expected, "{listed:?}, stop sent: {stop_sent}");
+            assert_eq!(
+                view.instance.state, expected,
+                "{listed:?}, stop sent: {stop_sent}"
+            );
             assert_eq!((view.id.as_str(), view.create_revision), ("i", 7));
         }
     }
@@ -294,8 +297,16 @@ fn an_instance_whose_stop_was_sent_is_not_stopped_again() {
         InstanceView::listed(name(id), revision, document, stop_sent)
     };
     let wanted = [(web(), desired(1, "s1", &[]))];
-    let state = snapshot(&wanted, three_hosts(), vec![running("a", 1), running("b", 2)]);
+    let state = snapshot(
+        &wanted,
+        three_hosts(),
+        vec![running("a", 1), running("b", 2)],
+    );
     assert_eq!(stopped(&plan_group(&web(), &state)), ["b"]);
-    let sent = snapshot(&wanted, three_hosts(), vec![listed("a", 1, false), listed("b", 2, true)]);
+    let sent = snapshot(
+        &wanted,
+        three_hosts(),
+        vec![listed("a", 1, false), listed("b", 2, true)],
+    );
     assert!(!plan_group(&web(), &sent).has_actions());
 }
