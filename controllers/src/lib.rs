@@ -30,7 +30,10 @@ pub use hooks::{
     UnitWrite, dying_source, is_waiting,
 };
 pub use lifecycle::{Actor, TransitionError};
-pub use liveness::{LostInstance, TicketRef, orphan_tickets, plan_liveness};
+pub use liveness::{
+    ListedInstance, ListedTicket, LivenessPlan, LivenessSnapshot, LostInstance, TicketRef,
+    orphan_tickets, plan_host_loss, plan_liveness,
+};
 pub use model::{
     App, Host, Instance, InstanceState, Limits, ProcType, Revision, Scale, SchemaVersion, Ticket,
     TicketOp,
