@@ -40,7 +40,7 @@ pub use model::{
 };
 pub use name::{EnvKey, InvalidName, Name, first_repeat};
 pub use notifications::{
-    DownReason, EndpointView, Notification, NotificationKind, Sequence, ServiceAction,
+    DownReason, EndpointView, Notification, NotificationKind, Retention, Sequence, ServiceAction,
     ServiceStatus, ServiceView, ServicesSnapshot, TrackedEndpoint, plan_services,
 };
 pub use placement::HostView;

@@ -369,3 +369,43 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn notifications_expire_beyond_the_count_kept_or_the_age_kept() {
+    let retention = Retention {
+        last: 10,
+        keep: 3,
+        older_than: crate::testing::at(100),
+    };
+    let (old, at_cutoff, recent) = (
+        Some(crate::testing::at(99)),
+        Some(crate::testing::at(100)),
+        Some(crate::testing::at(150)),
+    );
+    let table = [
+        (1, recent, true),
+        (7, recent, true),
+        (7, None, true),
+        (8, recent, false),
+        (8, at_cutoff, false),
+        (8, old, true),
+        (10, old, true),
+        (10, None, false),
+        (11, recent, false),
+    ];
+    for (seq, detected_at, expires) in table {
+        assert_eq!(
+            retention.expires(seq, detected_at),
+            expires,
+            "seq {seq}, detected {detected_at:?}"
+        );
+    }
+    let keep_all = Retention {
+        keep: u64::MAX,
+        ..retention
+    };
+    assert!(
+        !keep_all.expires(1, recent),
+        "a count that does not overflow"
+    );
+}
