@@ -40,8 +40,8 @@ pub use model::{
 };
 pub use name::{EnvKey, InvalidName, Name, first_repeat};
 pub use notifications::{
-    DownReason, EndpointView, Notification, NotificationKind, Retention, Sequence, ServiceAction,
-    ServiceStatus, ServiceView, ServicesSnapshot, TrackedEndpoint, plan_services,
+    DownReason, EndpointView, Notification, NotificationKind, Report, Retention, Sequence,
+    ServiceAction, ServiceStatus, ServiceView, ServicesSnapshot, TrackedEndpoint, plan_services,
 };
 pub use placement::HostView;
 pub use relation::{

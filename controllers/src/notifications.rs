@@ -265,6 +265,35 @@ pub enum ServiceAction {
     },
 }
 
+/// What a reporting action posts: its notification's kind and reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// What the notification reports.
+    pub kind: NotificationKind,
+    /// Why, in words.
+    pub reason: String,
+}
+
+impl ServiceAction {
+    /// The notification this action posts; `None` for the bookkeeping ones
+    /// (tracking, forgetting).
+    pub fn report(&self) -> Option<Report> {
+        let (kind, reason) = match self {
+            Self::Track { .. } | Self::Forget { .. } => return None,
+            Self::Down { reason, .. } => (NotificationKind::ServiceDown, reason.to_string()),
+            Self::Degraded { live, minimum, .. } => (
+                NotificationKind::ServiceDegraded,
+                format!("{live} live endpoints, fewer than its minimum of {minimum}"),
+            ),
+            Self::Restored { live, minimum, .. } => (
+                NotificationKind::ServiceRestored,
+                format!("{live} live endpoints, at least its minimum of {minimum}"),
+            ),
+        };
+        Some(Report { kind, reason })
+    }
+}
+
 /// Decides the actions for `snapshot`, ordered by service then endpoint id;
 /// per service its deaths (and tracking) come before its status change.
 pub fn plan_services(snapshot: &ServicesSnapshot) -> Vec<ServiceAction> {

@@ -409,3 +409,68 @@ fn notifications_expire_beyond_the_count_kept_or_the_age_kept() {
         "a count that does not overflow"
     );
 }
+
+#[test]
+fn reporting_actions_say_what_they_post_and_bookkeeping_posts_nothing() {
+    let web = name("web");
+    let table = [
+        (
+            ServiceAction::Track {
+                service: web.clone(),
+                id: "e1".into(),
+                hostname: "e1.example".into(),
+                incarnation: 1,
+            },
+            None,
+        ),
+        (
+            ServiceAction::Forget {
+                service: web.clone(),
+                id: "e1".into(),
+                tracked: true,
+                sweep: true,
+            },
+            None,
+        ),
+        (
+            ServiceAction::Down {
+                service: web.clone(),
+                id: "e1".into(),
+                hostname: "e1.example".into(),
+                reason: DownReason::HostDown(name("h1")),
+                tracked: true,
+                present: true,
+            },
+            Some((NotificationKind::ServiceDown, "its host h1 is down")),
+        ),
+        (
+            ServiceAction::Degraded {
+                service: web.clone(),
+                live: 0,
+                minimum: 1,
+            },
+            Some((
+                NotificationKind::ServiceDegraded,
+                "0 live endpoints, fewer than its minimum of 1",
+            )),
+        ),
+        (
+            ServiceAction::Restored {
+                service: web,
+                live: 2,
+                minimum: 2,
+            },
+            Some((
+                NotificationKind::ServiceRestored,
+                "2 live endpoints, at least its minimum of 2",
+            )),
+        ),
+    ];
+    for (action, expected) in table {
+        let expected = expected.map(|(kind, reason)| Report {
+            kind,
+            reason: reason.to_owned(),
+        });
+        assert_eq!(action.report(), expected, "{action:?}");
+    }
+}
