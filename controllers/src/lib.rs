@@ -26,26 +26,31 @@ pub use desired::{DesiredGroup, GroupKey, desired_groups};
 pub use gc::plan_gc;
 pub use hooks::{
     HookError, HookInfo, HookKind, HookSource, ListSource, LiveSource, MembershipChange,
-    RelationHooks, State as RelationState, UnitAction, UnitView, dying_source,
+    RelationHooks, RelationPlan, RelationSnapshot, State as RelationState, UnitAction, UnitView,
+    UnitWrite, dying_source, is_waiting,
 };
 pub use lifecycle::{Actor, TransitionError};
-pub use liveness::{LostInstance, TicketRef, orphan_tickets, plan_liveness};
+pub use liveness::{
+    ListedInstance, ListedTicket, LivenessPlan, LivenessSnapshot, LostInstance, TicketRef,
+    orphan_tickets, plan_host_loss, plan_liveness,
+};
 pub use model::{
     App, Host, Instance, InstanceState, Limits, ProcType, Revision, Scale, SchemaVersion, Ticket,
     TicketOp,
 };
 pub use name::{EnvKey, InvalidName, Name, first_repeat};
 pub use notifications::{
-    DownReason, EndpointView, Notification, NotificationKind, Sequence, ServiceAction,
-    ServiceStatus, ServiceView, ServicesSnapshot, TrackedEndpoint, plan_services,
+    DownReason, EndpointView, Notification, NotificationKind, Report, Retention, Sequence,
+    ServiceAction, ServiceStatus, ServiceView, ServicesSnapshot, TrackedEndpoint, plan_services,
 };
 pub use placement::HostView;
 pub use relation::{
     Endpoint, InvalidRelation, Members, Relation, Unit, UnitSettings, relation_members,
+    relation_units,
 };
 pub use scale::{
-    InstanceView, ScalePlan, ScaleSnapshot, Start, Stop, Unplaceable, holds_slot, plan_group,
-    plan_scale,
+    InstanceView, Removal, ScalePlan, ScaleSnapshot, Start, Stop, Unplaceable, holds_slot,
+    plan_group, plan_scale,
 };
 pub use service::{
     EndpointChange, EndpointSeen, InvalidEndpoint, ServiceDef, ServiceEndpoint, UnknownScheme,

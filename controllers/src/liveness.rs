@@ -5,9 +5,14 @@
 //! are marked lost (so the scale plan replaces them), and tickets addressed to
 //! it will never be claimed.
 //!
+//! A host is only known gone as of the revision the live hosts were read at:
+//! an instance or ticket written after it may name a host registered since,
+//! so [`plan_host_loss`] judges only records last changed at or before it.
+//!
 //! Invariants: a terminal instance is never reported (no transition leaves a
-//! terminal state), nor one without a host (no host died under it); results are
-//! sorted and free of duplicates, so the same state always yields the same list.
+//! terminal state), nor one without a host (no host died under it), nor a
+//! record newer than the hosts it is judged against; results are sorted and
+//! free of duplicates, so the same state always yields the same list.
 
 use std::collections::BTreeSet;
 
@@ -21,6 +26,13 @@ pub struct LostInstance {
     pub instance: Name,
     /// The host that is gone.
     pub host: Name,
+}
+
+impl LostInstance {
+    /// Why it is lost, in words, as its document records it.
+    pub fn reason(&self) -> String {
+        format!("host {} is gone", self.host)
+    }
 }
 
 /// Where a ticket lives: `/tickets/<host>/<ticket>`.
@@ -66,6 +78,71 @@ pub fn orphan_tickets<'a>(
         .filter(|ticket| !live_hosts.contains(&ticket.host))
         .collect();
     orphans.into_iter().cloned().collect()
+}
+
+/// An instance as listed, with the revision it last changed at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListedInstance<'a> {
+    /// Its id.
+    pub id: &'a Name,
+    /// The revision of its last change.
+    pub mod_revision: i64,
+    /// Its document.
+    pub instance: &'a Instance,
+}
+
+/// A ticket as listed, with the revision it last changed at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedTicket {
+    /// Where it lives.
+    pub ticket: TicketRef,
+    /// The revision of its last change.
+    pub mod_revision: i64,
+}
+
+/// Everything a liveness pass reads.
+#[derive(Debug, Clone)]
+pub struct LivenessSnapshot<'a> {
+    /// The registered hosts.
+    pub live_hosts: &'a BTreeSet<Name>,
+    /// The revision `live_hosts` was read at.
+    pub hosts_at: i64,
+    /// The instances to judge (any superset of the unfinished instances of
+    /// hosts not in `live_hosts`).
+    pub instances: Vec<ListedInstance<'a>>,
+    /// The tickets to judge (any superset of those addressed to hosts not in
+    /// `live_hosts`).
+    pub tickets: Vec<ListedTicket>,
+}
+
+/// What a liveness pass does: mark instances lost, then remove tickets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[must_use]
+pub struct LivenessPlan {
+    /// Instances to mark lost, by id.
+    pub lost: Vec<LostInstance>,
+    /// Tickets to remove, by host then id.
+    pub orphans: Vec<TicketRef>,
+}
+
+/// The instances and tickets the hosts gone leave behind, among the records
+/// no newer than the hosts they are judged against.
+pub fn plan_host_loss(snapshot: &LivenessSnapshot<'_>) -> LivenessPlan {
+    let settled = |mod_revision: i64| mod_revision <= snapshot.hosts_at;
+    let instances = snapshot
+        .instances
+        .iter()
+        .filter(|listed| settled(listed.mod_revision))
+        .map(|listed| (listed.id, listed.instance));
+    let tickets = snapshot
+        .tickets
+        .iter()
+        .filter(|listed| settled(listed.mod_revision))
+        .map(|listed| &listed.ticket);
+    LivenessPlan {
+        lost: plan_liveness(instances, snapshot.live_hosts),
+        orphans: orphan_tickets(tickets, snapshot.live_hosts),
+    }
 }
 
 #[cfg(test)]
@@ -156,5 +233,64 @@ mod tests {
         );
         assert!(orphan_tickets(&tickets, &live(&["h1", "gone", "also-gone"])).is_empty());
         assert!(orphan_tickets(&[], &live(&[])).is_empty());
+    }
+
+    fn listed((id, instance): &(Name, Instance), mod_revision: i64) -> ListedInstance<'_> {
+        ListedInstance {
+            id,
+            mod_revision,
+            instance,
+        }
+    }
+
+    #[test]
+    fn only_records_no_newer_than_the_hosts_read_are_judged() {
+        let key = group("web", "v1", "http");
+        let documents = [
+            (name("old"), instance(&key, Running, Some("gone"))),
+            (name("at"), instance(&key, Claimed, Some("gone"))),
+            (name("new"), instance(&key, Pending, Some("gone"))),
+            (name("live"), instance(&key, Running, Some("h1"))),
+        ];
+        let ticket = |host: &str, id: &str, mod_revision| ListedTicket {
+            ticket: TicketRef {
+                host: name(host),
+                ticket: name(id),
+            },
+            mod_revision,
+        };
+        let hosts = live(&["h1"]);
+        let snapshot = LivenessSnapshot {
+            live_hosts: &hosts,
+            hosts_at: 10,
+            instances: vec![
+                listed(&documents[0], 3),
+                listed(&documents[1], 10),
+                listed(&documents[2], 11),
+                listed(&documents[3], 2),
+            ],
+            tickets: vec![
+                ticket("gone", "t1", 10),
+                ticket("gone", "t2", 11),
+                ticket("h1", "t3", 1),
+            ],
+        };
+        let plan = plan_host_loss(&snapshot);
+        assert_eq!(plan.lost, [lost("at", "gone"), lost("old", "gone")]);
+        assert_eq!(
+            plan.orphans,
+            [TicketRef {
+                host: name("gone"),
+                ticket: name("t1")
+            }]
+        );
+        assert_eq!(plan.lost[0].reason(), "host gone is gone");
+        let later = LivenessSnapshot {
+            hosts_at: 11,
+            ..snapshot
+        };
+        let plan = plan_host_loss(&later);
+        assert_eq!(plan.lost.len(), 3, "{plan:?}");
+        assert_eq!(plan.orphans.len(), 2, "{plan:?}");
     }
 }

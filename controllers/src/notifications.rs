@@ -106,6 +106,30 @@ pub struct Sequence {
     pub last: u64,
 }
 
+/// How many notifications are kept, and for how long.
+///
+/// Invariant: a notification is kept while it is among the `keep` newest
+/// and detected no earlier than `older_than`; one that cannot be read
+/// counts as newly detected, so only its number can expire it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// The last sequence number handed out.
+    pub last: u64,
+    /// How many of the newest are kept, at most.
+    pub keep: u64,
+    /// Those detected before this are removed whatever their number.
+    pub older_than: DateTime<Utc>,
+}
+
+impl Retention {
+    /// Whether notification `seq`, detected at `detected_at` (`None`: its
+    /// document does not decode), is beyond retention.
+    pub fn expires(&self, seq: u64, detected_at: Option<DateTime<Utc>>) -> bool {
+        let beyond_count = seq.saturating_add(self.keep) <= self.last;
+        beyond_count || detected_at.is_some_and(|at| at < self.older_than)
+    }
+}
+
 /// Why an endpoint is considered dead.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DownReason {
@@ -239,6 +263,35 @@ pub enum ServiceAction {
         /// Its minimum.
         minimum: u32,
     },
+}
+
+/// What a reporting action posts: its notification's kind and reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// What the notification reports.
+    pub kind: NotificationKind,
+    /// Why, in words.
+    pub reason: String,
+}
+
+impl ServiceAction {
+    /// The notification this action posts; `None` for the bookkeeping ones
+    /// (tracking, forgetting).
+    pub fn report(&self) -> Option<Report> {
+        let (kind, reason) = match self {
+            Self::Track { .. } | Self::Forget { .. } => return None,
+            Self::Down { reason, .. } => (NotificationKind::ServiceDown, reason.to_string()),
+            Self::Degraded { live, minimum, .. } => (
+                NotificationKind::ServiceDegraded,
+                format!("{live} live endpoints, fewer than its minimum of {minimum}"),
+            ),
+            Self::Restored { live, minimum, .. } => (
+                NotificationKind::ServiceRestored,
+                format!("{live} live endpoints, at least its minimum of {minimum}"),
+            ),
+        };
+        Some(Report { kind, reason })
+    }
 }
 
 /// Decides the actions for `snapshot`, ordered by service then endpoint id;

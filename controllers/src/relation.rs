@@ -6,9 +6,11 @@
 //! Its remote units are the units of the other endpoint — for a peer
 //! relation, every other unit of the same endpoint.
 //!
-//! Invariant: a unit matches at most one endpoint of a relation, because
+//! Invariants: a unit matches at most one endpoint of a relation, because
 //! [`Relation::new`] refuses endpoints that overlap; so "the other side" is
-//! always well defined.
+//! always well defined. An instance is a unit of a relation exactly while
+//! it is running, on a live host, and matches an endpoint
+//! ([`relation_units`] is that rule).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -16,6 +18,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::model::{Instance, InstanceState};
 use crate::name::Name;
 
 /// One side of a relation.
@@ -208,6 +211,28 @@ pub fn relation_members<'u>(
         }
     }
     members
+}
+
+/// Who takes part in `relation` among `instances` (id and document): those
+/// running on a host in `live_hosts` that match one of its endpoints. Any
+/// other instance may be given (it is left out), so a caller can pass a
+/// superset, such as the running instances of the relation's apps.
+pub fn relation_units<'i>(
+    relation: &Relation,
+    instances: impl IntoIterator<Item = (&'i Name, &'i Instance)>,
+    live_hosts: &BTreeSet<Name>,
+) -> Members {
+    let units: Vec<Unit> = instances
+        .into_iter()
+        .filter(|(_, i)| i.state == InstanceState::Running)
+        .filter(|(_, i)| i.host.as_ref().is_some_and(|h| live_hosts.contains(h)))
+        .map(|(id, i)| Unit {
+            id: id.clone(),
+            app: i.app.clone(),
+            proc: i.proc.clone(),
+        })
+        .collect();
+    relation_members(relation, &units)
 }
 
 #[cfg(test)]

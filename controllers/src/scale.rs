@@ -9,8 +9,10 @@
 //! - a plan never leaves a group with more active instances than its replicas,
 //!   and accounts for every missing one: it is started, or counted as
 //!   unplaceable until a host can take it, never dropped;
+//! - an excess instance placed on a host is stopped by a ticket to that host,
+//!   one never placed is removed (no agent would act on a ticket for it);
 //! - planning again on the state a plan produces (starts pending on their
-//!   hosts, stops stopping) yields no start and no stop, so a retry or a new
+//!   hosts, stops stopping, removals gone) yields no action, so a retry or a new
 //!   leader working from that state never emits a second start for a slot.
 
 use std::cmp::Reverse;
@@ -23,15 +25,34 @@ use crate::model::{Instance, InstanceState};
 use crate::name::Name;
 use crate::placement::{HostView, Ledger};
 
-/// An instance as the registry holds it.
+/// An instance as planning counts it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstanceView {
     /// Its id, the last segment of its key.
     pub id: Name,
     /// The registry revision that created its key; higher is newer.
     pub create_revision: i64,
-    /// The instance document.
+    /// The instance document, its state as planning counts it.
     pub instance: Instance,
+}
+
+impl InstanceView {
+    /// The view of instance `id` as listed, with `stop_sent` telling whether
+    /// a stop ticket for it is outstanding. Such an instance counts as
+    /// stopping whatever state its document still shows: its stop was
+    /// emitted, and its host will carry it out (a terminal state stays, as
+    /// no ticket moves an instance out of one). Counting it as active would
+    /// stop a second instance for the same excess slot.
+    pub fn listed(id: Name, create_revision: i64, mut instance: Instance, stop_sent: bool) -> Self {
+        if stop_sent && !instance.state.is_terminal() {
+            instance.state = InstanceState::Stopping;
+        }
+        Self {
+            id,
+            create_revision,
+            instance,
+        }
+    }
 }
 
 /// Everything a scale plan reads: desired groups, live hosts, instances and
@@ -77,16 +98,25 @@ impl Start {
     }
 }
 
-/// Stop an active instance.
+/// Stop an active instance placed on a host: a stop ticket to that host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stop {
     /// The group to shrink.
     pub group: GroupKey,
     /// The instance's id.
     pub instance: Name,
-    /// The host to send the stop to; `None` when the instance was never
-    /// assigned one, so no agent will act on a ticket for it.
-    pub host: Option<Name>,
+    /// The host that runs it, which the stop ticket is addressed to.
+    pub host: Name,
+}
+
+/// Remove an active instance that was never placed: no host was assigned
+/// it, so no agent would act on a stop ticket; unregistering it is its stop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Removal {
+    /// The group to shrink.
+    pub group: GroupKey,
+    /// The instance's id.
+    pub instance: Name,
 }
 
 /// Instances of a group that no live host can take right now.
@@ -101,14 +131,16 @@ pub struct Unplaceable {
 /// The ordered actions that bring groups to their scale.
 ///
 /// Everything is ordered by group; starts within a group in placement order,
-/// stops in the order they should be sent.
+/// stops and removals in the order they should be carried out.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[must_use]
 pub struct ScalePlan {
     /// Instances to create.
     pub starts: Vec<Start>,
-    /// Instances to stop.
+    /// Placed instances to stop, by a ticket to their host.
     pub stops: Vec<Stop>,
+    /// Never-placed instances to unregister instead of stopping.
+    pub removals: Vec<Removal>,
     /// Per group, the starts that found no host; they wait, not dropped.
     pub unplaceable: Vec<Unplaceable>,
 }
@@ -116,7 +148,7 @@ pub struct ScalePlan {
 impl ScalePlan {
     /// Whether the plan asks for any write; unplaceable work is not one.
     pub fn has_actions(&self) -> bool {
-        !self.starts.is_empty() || !self.stops.is_empty()
+        !self.starts.is_empty() || !self.stops.is_empty() || !self.removals.is_empty()
     }
 }
 
@@ -234,11 +266,17 @@ fn plan_into(
             )
         });
         let excess = active.len() - replicas as usize;
-        plan.stops.extend(active[..excess].iter().map(|view| Stop {
-            group: key.clone(),
-            instance: view.id.clone(),
-            host: view.instance.host.clone(),
-        }));
+        for view in &active[..excess] {
+            let (group, instance) = (key.clone(), view.id.clone());
+            match &view.instance.host {
+                Some(host) => plan.stops.push(Stop {
+                    group,
+                    instance,
+                    host: host.clone(),
+                }),
+                None => plan.removals.push(Removal { group, instance }),
+            }
+        }
         return;
     }
 

@@ -103,9 +103,12 @@ pub(crate) fn view(
 }
 
 /// The state after the plan was carried out: every start a pending instance on
-/// its host (newer than anything before), every stop a stopping instance.
+/// its host (newer than anything before), every stop a stopping instance,
+/// every removal gone.
 pub(crate) fn apply(snapshot: &ScaleSnapshot, plan: &ScalePlan) -> ScaleSnapshot {
     let mut applied = snapshot.clone();
+    let removed: BTreeSet<&Name> = plan.removals.iter().map(|r| &r.instance).collect();
+    applied.instances.retain(|view| !removed.contains(&view.id));
     let stopped: BTreeSet<&Name> = plan.stops.iter().map(|stop| &stop.instance).collect();
     for view in &mut applied.instances {
         if stopped.contains(&view.id) {

@@ -1,5 +1,5 @@
 //! The liveness loop: marks the instances of dead hosts lost and removes
-//! the tickets addressed to them (`visor_controllers::plan_liveness`).
+//! the tickets addressed to them (`visor_controllers::plan_host_loss`).
 //!
 //! One key covers every host. It is queued only by what concerns it — a
 //! host change, an unfinished instance or a ticket naming a host that is
@@ -8,11 +8,13 @@
 
 use std::sync::Arc;
 
-use visor_controllers::{Name, TicketRef, orphan_tickets, plan_liveness};
+use visor_controllers::{
+    Instance, ListedInstance, ListedTicket, LivenessSnapshot, Name, TicketRef, plan_host_loss,
+};
 
 use super::ControllerConfig;
 use super::context::{Context, ReconcileError};
-use crate::registry::{Error, KeyPath};
+use crate::registry::{Error, KeyPath, Versioned};
 use crate::runtime::runner::Action;
 use crate::runtime::{ReconcileLoop, Touched, read_your_writes};
 
@@ -64,20 +66,40 @@ pub async fn reconcile(ctx: Arc<Context>) -> Result<Action, ReconcileError> {
         .max(ctx.caches.tickets.revision());
     read_your_writes::reach(observed, ctx.caches.hosts.wait_for_revision(observed)).await?;
     let hosts_at = ctx.caches.hosts.revision();
-    let settled: Vec<(Name, visor_controllers::Instance)> = ctx
+    let instances: Vec<(Name, Versioned<Instance>)> = ctx
         .caches
         .instances_of_hosts_gone(&live)
         .into_iter()
-        .filter(|i| i.mod_revision <= hosts_at)
-        .filter_map(|i| Some((keys.parse(&i.key).name()?, i.value)))
+        .filter_map(|i| Some((keys.parse(&i.key).name()?, i)))
         .collect();
-    for lost in plan_liveness(settled.iter().map(|(id, i)| (id, i)), &live) {
+    let tickets = ctx.caches.tickets_of_hosts_gone(&live);
+    let snapshot = LivenessSnapshot {
+        live_hosts: &live,
+        hosts_at,
+        instances: instances
+            .iter()
+            .map(|(id, i)| ListedInstance {
+                id,
+                mod_revision: i.mod_revision,
+                instance: &i.value,
+            })
+            .collect(),
+        tickets: tickets
+            .iter()
+            .filter_map(|t| match keys.parse(&t.key) {
+                KeyPath::Ticket { host, ticket } => Some(ListedTicket {
+                    ticket: TicketRef { host, ticket },
+                    mod_revision: t.mod_revision,
+                }),
+                _ => None,
+            })
+            .collect(),
+    };
+    let plan = plan_host_loss(&snapshot);
+    for lost in &plan.lost {
         match ctx
             .visor
-            .lose_instance(
-                lost.instance.as_str(),
-                format!("host {} is gone", lost.host),
-            )
+            .lose_instance(lost.instance.as_str(), lost.reason())
             .await
         {
             Ok(written) => {
@@ -90,16 +112,7 @@ pub async fn reconcile(ctx: Arc<Context>) -> Result<Action, ReconcileError> {
             Err(error) => return Err(error.into()),
         }
     }
-    let tickets = ctx.caches.tickets_of_hosts_gone(&live);
-    let refs: Vec<TicketRef> = tickets
-        .iter()
-        .filter(|t| t.mod_revision <= hosts_at)
-        .filter_map(|t| match keys.parse(&t.key) {
-            KeyPath::Ticket { host, ticket } => Some(TicketRef { host, ticket }),
-            _ => None,
-        })
-        .collect();
-    for orphan in orphan_tickets(&refs, &live) {
+    for orphan in &plan.orphans {
         let key = ctx
             .visor
             .registry()

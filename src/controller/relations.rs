@@ -1,10 +1,11 @@
 //! The relation loop: for each relation, hand every unit its next hook.
 //!
-//! A reconcile reads one relation from the caches — its units (running
-//! instances of its apps on live hosts), their settings versions, their
-//! acknowledged states and outstanding hooks — asks the pure
-//! [`RelationHooks`] driver what each unit needs, and writes it in batched,
-//! fenced transactions.
+//! A reconcile reads one relation from the caches — the running instances
+//! of its apps, the live hosts, its units' settings versions, acknowledged
+//! states and outstanding hooks, and the instances of the units holding
+//! them — into a [`RelationSnapshot`], asks the relation's pure
+//! [`RelationHooks`] for its plan (who takes part, what each unit needs),
+//! and writes it in batched, fenced transactions.
 //!
 //! Invariants: a decision is made from hook and state caches at the same
 //! revision (an acknowledgement writes both in one transaction, so seeing one
@@ -21,8 +22,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use visor_controllers::{
-    HookInfo, Members, Name, RelationHooks, RelationState, Unit, UnitAction, UnitView,
-    relation_members,
+    HookInfo, Instance, Name, RelationHooks, RelationSnapshot, RelationState, UnitAction,
 };
 
 use super::ControllerConfig;
@@ -32,7 +32,7 @@ use super::caches::{
 };
 use super::context::{Context, ReconcileError};
 use super::metrics::ControllerMetrics;
-use crate::registry::{UnitWrite, Versioned, Visor};
+use crate::registry::{Versioned, Visor};
 use crate::runtime::cache::Change;
 use crate::runtime::runner::Action;
 use crate::runtime::{ReadYourWrites, ReconcileLoop, Touched, read_your_writes};
@@ -179,38 +179,26 @@ pub async fn reconcile(
         tracing::warn!(%relation, %invalid, "skipping an invalid relation");
         return Ok(Action::Done);
     }
-    let members = match &registered {
-        Some(registered) => {
-            let live = caches.live_hosts();
-            let units: Vec<Unit> = registered
-                .value
-                .apps()
-                .flat_map(|app| caches.instances.indexed_shared(&RUNNING_BY_APP, app))
-                .filter(|i| i.value.host.as_ref().is_some_and(|h| live.contains(h)))
-                .filter_map(|i| {
-                    Some(Unit {
-                        id: keys.parse(&i.key).name()?,
-                        app: i.value.app.clone(),
-                        proc: i.value.proc.clone(),
-                    })
-                })
-                .collect();
-            relation_members(&registered.value, &units)
-        }
-        None => Members::default(),
-    };
-    let versions: BTreeMap<Name, i64> = caches
+    // The running instances of its apps: every instance that could be one
+    // of its units.
+    let running: Vec<Arc<Versioned<Instance>>> = registered
+        .iter()
+        .flat_map(|registered| registered.value.apps())
+        .flat_map(|app| caches.instances.indexed_shared(&RUNNING_BY_APP, app))
+        .collect();
+    let live_hosts = caches.live_hosts();
+    let versions: BTreeMap<String, i64> = caches
         .settings
         .indexed(&SETTINGS_BY_RELATION, &relation)
         .into_iter()
-        .filter_map(|s| Some((keys.parse(&s.key).unit()?, s.mod_revision)))
+        .filter_map(|s| Some((keys.parse(&s.key).unit()?.into(), s.mod_revision)))
         .collect();
     // Hooks first, then states at least as new: an acknowledgement deletes
     // the hook and writes the state in one transaction, so a hook gone from
     // the snapshot always has its state write in the states snapshot. (The
     // other skew, a state ahead of its still-cached hook, is harmless: the
     // unit is left idle until the hook's deletion queues the relation again.)
-    let mut outstanding: BTreeMap<Name, HookInfo> = caches
+    let outstanding: BTreeMap<Name, HookInfo> = caches
         .hooks
         .indexed(&HOOKS_BY_RELATION, &relation)
         .into_iter()
@@ -224,15 +212,33 @@ pub async fn reconcile(
         .into_iter()
         .filter_map(|s| Some((keys.parse(&s.key).unit()?, s)))
         .collect();
-    let participants: BTreeSet<Name> = members
-        .units()
-        .chain(stored.keys())
+    // The instances of the units that hold a state or a hook: whether they
+    // can still run hooks.
+    let holders: Vec<Arc<Versioned<Instance>>> = stored
+        .keys()
         .chain(outstanding.keys())
-        .cloned()
+        .filter_map(|unit| caches.instances.get_shared(&keys.instance(unit)))
         .collect();
+    let snapshot = RelationSnapshot {
+        registered: registered.as_ref().map(|r| &r.value),
+        instances: running
+            .iter()
+            .chain(&holders)
+            .filter_map(|i| Some((keys.parse(&i.key).name()?, &i.value)))
+            .collect(),
+        live_hosts: &live_hosts,
+        versions,
+        stored: stored
+            .iter()
+            .map(|(unit, s)| (unit.to_string(), &s.value))
+            .collect(),
+        outstanding: outstanding
+            .into_iter()
+            .map(|(unit, hook)| (unit.into(), hook))
+            .collect(),
+    };
 
-    let mut writes = Vec::new();
-    {
+    let plan = {
         let mut drivers = ctx
             .drivers
             .lock()
@@ -240,72 +246,29 @@ pub async fn reconcile(
         let driver = drivers
             .entry(relation.clone())
             .or_insert_with(|| RelationHooks::new(relation.as_str()));
-        for unit_name in &participants {
-            let can_run_hooks = caches
-                .instances
-                .get_shared(&keys.instance(unit_name))
-                .is_some_and(|i| !i.value.state.is_terminal());
-            if can_run_hooks && outstanding.contains_key(unit_name) && members.contains(unit_name) {
-                // Nothing is handed while a hook is outstanding, and a step
-                // not taken is a step taken later: the unit's source catches
-                // up on whatever changed at its next step. Skipping it keeps
-                // a reconcile proportional to the units that can move.
-                continue;
-            }
-            let view = UnitView {
-                members: members.remotes(unit_name).map(|remotes| {
-                    remotes
-                        .map(|remote| {
-                            let version = versions.get(remote).copied().unwrap_or(0);
-                            (remote.to_string(), version)
-                        })
-                        .collect()
-                }),
-                can_run_hooks,
-                stored: stored.get(unit_name).map(|s| &s.value),
-                outstanding: outstanding.remove(unit_name),
-            };
-            let (unit, relation) = (unit_name.clone(), relation.clone());
-            match driver.step(unit.as_str(), view) {
-                UnitAction::Hand { hook, enter } => writes.push(UnitWrite::Hand {
-                    unit,
-                    relation,
-                    hook,
-                    enter,
-                }),
-                UnitAction::Enter => writes.push(UnitWrite::Enter { unit, relation }),
-                UnitAction::Withdraw => writes.push(UnitWrite::Withdraw { unit, relation }),
-                UnitAction::Idle => {}
-            }
-        }
-        driver.retain(&participants.iter().map(ToString::to_string).collect());
-        if registered.is_none() && participants.is_empty() {
+        let plan = driver.plan(snapshot);
+        if plan.finished {
             drivers.remove(&relation);
         }
-    }
+        plan
+    };
 
-    let revision = ctx.visor.write_units(&writes).await?;
+    let revision = ctx.visor.write_units(&relation, &plan.writes).await?;
     ctx.written.wrote(revision);
-    for write in &writes {
-        if let UnitWrite::Hand { hook, .. } = write {
+    for write in &plan.writes {
+        if let UnitAction::Hand { hook, .. } = &write.action {
             ctx.metrics
                 .hooks
                 .with_label_values(&[hook.kind.as_str()])
                 .inc();
         }
     }
-    if registered.is_none() && participants.is_empty() {
-        let leftovers = !caches
-            .settings
-            .indexed(&SETTINGS_BY_RELATION, &relation)
-            .is_empty();
-        if leftovers {
-            let revision = ctx.visor.clear_relation(&relation).await?;
-            ctx.written.wrote(revision);
-        }
+    if plan.clear {
+        let revision = ctx.visor.clear_relation(&relation).await?;
+        ctx.written.wrote(revision);
     }
-    if !writes.is_empty() {
-        tracing::debug!(%relation, writes = writes.len(), "relation units written");
+    if !plan.writes.is_empty() {
+        tracing::debug!(%relation, writes = plan.writes.len(), "relation units written");
     }
     Ok(Action::Done)
 }

@@ -1,6 +1,6 @@
 //! The scale loop: brings one (app, rev, proc) group to its scale factor
-//! with start and stop tickets, placing starts on live hosts
-//! (`visor_controllers::plan_group`).
+//! with start and stop tickets, placing starts on live hosts and removing
+//! never-placed excess instances, as `visor_controllers::plan_group` says.
 //!
 //! Its key is the group. Apps, proc types, revisions and hosts can touch
 //! every group; a scale factor, an instance or a ticket touches its own
@@ -14,7 +14,6 @@ use visor_controllers::{GroupKey, plan_group};
 
 use super::ControllerConfig;
 use super::context::{Context, ReconcileError};
-use crate::registry::StopRequest;
 use crate::runtime::cache::Change;
 use crate::runtime::runner::Action;
 use crate::runtime::{ReconcileLoop, Touched};
@@ -110,37 +109,21 @@ pub async fn reconcile(ctx: Arc<Context>, group: GroupKey) -> Result<Action, Rec
         tracing::info!(%group, started, planned = plan.starts.len(), "emitted start tickets");
         emitted?;
     }
-    let mut stops = Vec::new();
-    for stop in &plan.stops {
-        match &stop.host {
-            Some(host) => stops.push(StopRequest {
-                instance: stop.instance.clone(),
-                host: host.clone(),
-                app: group.app.clone(),
-                rev: group.rev.clone(),
-                proc: group.proc.clone(),
-            }),
-            // No host was ever assigned, so no agent can stop it: remove it.
-            None => {
-                if let Some(instance) = ctx
-                    .caches
-                    .instances
-                    .get(&ctx.visor.registry().keys().instance(&stop.instance))
-                {
-                    let revision = ctx.visor.unregister_instance(&instance).await?;
-                    ctx.wrote_instances(revision);
-                }
-            }
+    for removal in &plan.removals {
+        let key = ctx.visor.registry().keys().instance(&removal.instance);
+        if let Some(instance) = ctx.caches.instances.get(&key) {
+            let revision = ctx.visor.unregister_instance(&instance).await?;
+            ctx.wrote_instances(revision);
         }
     }
-    if !stops.is_empty() {
-        let revision = ctx.visor.emit_stops(&stops).await?;
+    if !plan.stops.is_empty() {
+        let revision = ctx.visor.emit_stops(&plan.stops).await?;
         ctx.wrote_tickets(revision);
         ctx.metrics
             .tickets
             .with_label_values(&["stop"])
-            .inc_by(stops.len() as u64);
-        tracing::info!(%group, stopped = stops.len(), "emitted stop tickets");
+            .inc_by(plan.stops.len() as u64);
+        tracing::info!(%group, stopped = plan.stops.len(), "emitted stop tickets");
     }
     // Waiting work is looked at again when hosts change; this is the fallback.
     Ok(match waiting {

@@ -23,8 +23,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use visor_controllers::{
-    EndpointView, InstanceState, Name, NotificationKind, ServiceAction, ServiceView,
-    ServicesSnapshot, plan_services,
+    EndpointView, InstanceState, Name, ServiceAction, ServiceView, ServicesSnapshot, plan_services,
 };
 
 use super::ControllerConfig;
@@ -63,6 +62,10 @@ pub fn reconcile_loop(
             Touched::only_if(lost, ())
         })
 }
+
+/// Why a reporting action's report is there: the core words every `Down`,
+/// `Degraded` and `Restored`.
+const REPORTED: &str = "invariant: every reporting action has a report";
 
 /// What every services reconcile of one leadership shares.
 #[derive(Debug)]
@@ -224,6 +227,8 @@ pub async fn reconcile(ctx: Arc<ServicesContext>) -> Result<Action, ReconcileErr
     let mut forget = Vec::new();
     let mut postings = Vec::new();
     for action in actions {
+        // What a Down, Degraded or Restored posts; the core words it.
+        let posted = action.report().map(|report| (report.kind, report.reason));
         match action {
             ServiceAction::Track {
                 service,
@@ -246,47 +251,48 @@ pub async fn reconcile(ctx: Arc<ServicesContext>) -> Result<Action, ReconcileErr
                 service,
                 id,
                 hostname,
-                reason,
                 tracked,
                 present,
-            } => postings.push(Posting {
-                kind: NotificationKind::ServiceDown,
-                tracked: tracked.then(|| tracked_revision(&service, &id)).flatten(),
-                endpoint_key: present.then(|| endpoint_revision(&service, &id)).flatten(),
-                endpoint: Some(id.into()),
-                hostname: Some(hostname),
-                reason: reason.to_string(),
-                status: None,
-                service,
-            }),
-            ServiceAction::Degraded {
-                service,
-                live,
-                minimum,
-            } => postings.push(Posting {
-                kind: NotificationKind::ServiceDegraded,
-                endpoint: None,
-                hostname: None,
-                reason: format!("{live} live endpoints, fewer than its minimum of {minimum}"),
-                tracked: None,
-                endpoint_key: None,
-                status: Some((true, status_revision(&service))),
-                service,
-            }),
-            ServiceAction::Restored {
-                service,
-                live,
-                minimum,
-            } => postings.push(Posting {
-                kind: NotificationKind::ServiceRestored,
-                endpoint: None,
-                hostname: None,
-                reason: format!("{live} live endpoints, at least its minimum of {minimum}"),
-                tracked: None,
-                endpoint_key: None,
-                status: Some((false, status_revision(&service))),
-                service,
-            }),
+                ..
+            } => {
+                let (kind, reason) = posted.expect(REPORTED);
+                postings.push(Posting {
+                    kind,
+                    tracked: tracked.then(|| tracked_revision(&service, &id)).flatten(),
+                    endpoint_key: present.then(|| endpoint_revision(&service, &id)).flatten(),
+                    endpoint: Some(id.into()),
+                    hostname: Some(hostname),
+                    reason,
+                    status: None,
+                    service,
+                });
+            }
+            ServiceAction::Degraded { service, .. } => {
+                let (kind, reason) = posted.expect(REPORTED);
+                postings.push(Posting {
+                    kind,
+                    endpoint: None,
+                    hostname: None,
+                    reason,
+                    tracked: None,
+                    endpoint_key: None,
+                    status: Some((true, status_revision(&service))),
+                    service,
+                });
+            }
+            ServiceAction::Restored { service, .. } => {
+                let (kind, reason) = posted.expect(REPORTED);
+                postings.push(Posting {
+                    kind,
+                    endpoint: None,
+                    hostname: None,
+                    reason,
+                    tracked: None,
+                    endpoint_key: None,
+                    status: Some((false, status_revision(&service))),
+                    service,
+                });
+            }
         }
     }
     if !postings.is_empty() {

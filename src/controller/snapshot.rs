@@ -5,8 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use visor_controllers::{
-    App, DesiredGroup, GroupKey, Host, HostView, Instance, InstanceState, InstanceView, Name,
-    ProcType, Revision, Scale, ScaleSnapshot, Ticket, TicketOp, desired_groups,
+    App, DesiredGroup, GroupKey, Host, HostView, Instance, InstanceView, Name, ProcType, Revision,
+    Scale, ScaleSnapshot, Ticket, TicketOp, desired_groups,
 };
 
 use crate::registry::{Keys, Versioned};
@@ -86,18 +86,11 @@ pub fn host_views(keys: &Keys, hosts: &[Versioned<Host>]) -> Vec<HostView> {
         .collect()
 }
 
-/// The view of instance `id`, as listed. One with an outstanding stop ticket
-/// (`stop_sent`) already counts as stopping: its stop was emitted.
+/// The view of instance `id`, as listed, `stop_sent` telling whether a stop
+/// ticket for it is outstanding (what that counts as is
+/// [`InstanceView::listed`]'s to say).
 pub fn instance_view(id: Name, listed: Versioned<Instance>, stop_sent: bool) -> InstanceView {
-    let mut instance = listed.value;
-    if stop_sent && !instance.state.is_terminal() {
-        instance.state = InstanceState::Stopping;
-    }
-    InstanceView {
-        id,
-        create_revision: listed.create_revision,
-        instance,
-    }
+    InstanceView::listed(id, listed.create_revision, listed.value, stop_sent)
 }
 
 /// The full snapshot scale decisions are made from: every instance listed.

@@ -26,7 +26,7 @@ pub mod watch;
 
 pub use api::{
     EndpointSpec, Forgotten, HostRegistration, InstanceFilter, NotificationStream, Posting,
-    ScaleFactor, StopRequest, UnitWrite, Visor,
+    ScaleFactor, Visor,
 };
 pub use backoff::{Backoff, BackoffPolicy};
 pub use client::Registry;

@@ -60,8 +60,6 @@ pub enum UnitAction {
     Enter,
     /// Remove the unit's hook and state: it can run no more hooks.
     Withdraw,
-    /// Nothing now: a hook is outstanding, or nothing is owed.
-    Idle,
 }
 
 /// The live source of one unit and what was last fed to and taken from it.
@@ -96,16 +94,15 @@ impl RelationHooks {
         self.units.keys().map(String::as_str)
     }
 
-    /// Decides what to do for `unit`, given what the registry shows now.
-    /// A [`UnitAction::Hand`] is taken to be carried out: the next step
-    /// expects to see that hook outstanding or acknowledged.
-    pub fn step(&mut self, unit: &str, view: UnitView<'_>) -> UnitAction {
+    /// Decides what to do for `unit`, given what the registry shows now;
+    /// `None` when nothing is to be done now (a hook is outstanding, or
+    /// nothing is owed). A [`UnitAction::Hand`] is taken to be carried out:
+    /// the next step expects to see that hook outstanding or acknowledged.
+    pub fn step(&mut self, unit: &str, view: UnitView<'_>) -> Option<UnitAction> {
         if !view.can_run_hooks {
             self.units.remove(unit);
-            return match view.stored.is_some() || view.outstanding.is_some() {
-                true => UnitAction::Withdraw,
-                false => UnitAction::Idle,
-            };
+            return (view.stored.is_some() || view.outstanding.is_some())
+                .then_some(UnitAction::Withdraw);
         }
         let entered = view.stored.is_some();
         // The state as this relation's: a stored one naming another
@@ -123,27 +120,25 @@ impl RelationHooks {
             // Leaving: the way out depends only on what was acknowledged.
             self.units.remove(unit);
             if view.outstanding.is_some() || !entered {
-                return UnitAction::Idle;
+                return None;
             }
-            return match dying_source(&stored).next() {
-                Some(hook) => UnitAction::Hand { hook, enter: false },
-                None => UnitAction::Idle,
-            };
+            return dying_source(&stored)
+                .next()
+                .map(|hook| UnitAction::Hand { hook, enter: false });
         };
         let entry = self.live(unit, &stored, &members, view.outstanding.as_ref());
         if view.outstanding.is_some() {
-            return UnitAction::Idle;
+            return None;
         }
         match entry.source.next() {
             Some(hook) => {
                 entry.handed = Some(hook.clone());
-                UnitAction::Hand {
+                Some(UnitAction::Hand {
                     hook,
                     enter: !entered,
-                }
+                })
             }
-            None if !entered => UnitAction::Enter,
-            None => UnitAction::Idle,
+            None => (!entered).then_some(UnitAction::Enter),
         }
     }
 
@@ -245,9 +240,9 @@ mod tests {
         }
     }
 
-    fn handed(action: UnitAction) -> HookInfo {
+    fn handed(action: Option<UnitAction>) -> HookInfo {
         match action {
-            UnitAction::Hand { hook, .. } => hook,
+            Some(UnitAction::Hand { hook, .. }) => hook,
             other => panic!("expected a hook, got {other:?}"),
         }
     }
@@ -263,16 +258,16 @@ mod tests {
         let mut delivered = Vec::new();
         loop {
             match hooks.step(unit, view(members.clone(), stored.as_ref(), None)) {
-                UnitAction::Hand { hook, enter } => {
+                Some(UnitAction::Hand { hook, enter }) => {
                     assert_eq!(enter, stored.is_none(), "enter exactly when not entered");
                     let mut state = stored.unwrap_or_else(|| State::new("r1"));
                     state.apply(&hook).expect("a handed hook is valid");
                     stored = (hook.kind != HookKind::Broken).then_some(state);
                     delivered.push(hook);
                 }
-                UnitAction::Enter => stored = Some(State::new("r1")),
-                UnitAction::Idle => return (delivered, stored),
-                UnitAction::Withdraw => panic!("withdrew a unit that can run hooks"),
+                Some(UnitAction::Enter) => stored = Some(State::new("r1")),
+                None => return (delivered, stored),
+                Some(UnitAction::Withdraw) => panic!("withdrew a unit that can run hooks"),
             }
         }
     }
@@ -305,7 +300,7 @@ mod tests {
         let mut hooks = RelationHooks::new("r1");
         assert_eq!(
             hooks.step("web-1", view(members(&[]), None, None)),
-            UnitAction::Enter
+            Some(UnitAction::Enter)
         );
     }
 
@@ -314,7 +309,7 @@ mod tests {
         let mut hooks = RelationHooks::new("r1");
         let first = handed(hooks.step("web-1", view(members(&[("db-1", 5)]), None, None)));
         let again = hooks.step("web-1", view(members(&[("db-1", 6)]), None, Some(&first)));
-        assert_eq!(again, UnitAction::Idle);
+        assert_eq!(again, None);
     }
 
     #[test]
@@ -365,9 +360,9 @@ mod tests {
             stored: Some(&entered),
             ..UnitView::default()
         };
-        assert_eq!(hooks.step("web-2", gone), UnitAction::Withdraw);
+        assert_eq!(hooks.step("web-2", gone), Some(UnitAction::Withdraw));
         let never_entered = UnitView::default();
-        assert_eq!(hooks.step("web-3", never_entered), UnitAction::Idle);
+        assert_eq!(hooks.step("web-3", never_entered), None);
     }
 
     #[test]
@@ -384,11 +379,7 @@ mod tests {
             "web-1",
             view(membership.clone(), Some(&state), Some(&expected)),
         );
-        assert_eq!(
-            adopted,
-            UnitAction::Idle,
-            "the old leader's hook is still outstanding"
-        );
+        assert_eq!(adopted, None, "the old leader's hook is still outstanding");
         let mut after = state.clone();
         after.apply(&expected).expect("valid");
         let next = handed(new.step("web-1", view(membership, Some(&after), None)));

@@ -5,7 +5,8 @@
 //! (unit, relation) outstanding; the unit acknowledges it by writing the new
 //! [`State`] and removing the hook together. Sources decide what comes next:
 //! a [`LiveSource`] while the relation lives, a [`dying_source`] once it (or
-//! the unit) is dying, a [`ListSource`] for a fixed list.
+//! the unit) is dying, a [`ListSource`] for a fixed list. A
+//! [`RelationPlan`] says what one relation's reconcile writes.
 //!
 //! Invariant: every hook a source yields validates against the state the
 //! previous hooks produced, so Juju's ordering guarantees hold across
@@ -18,6 +19,9 @@ mod dying;
 mod kind;
 mod list;
 mod live;
+mod plan;
+#[cfg(test)]
+mod plan_properties;
 mod source;
 mod state;
 
@@ -31,5 +35,6 @@ pub use dying::dying_source;
 pub use kind::{HookInfo, HookKind};
 pub use list::ListSource;
 pub use live::{LiveSource, MembershipChange};
+pub use plan::{RelationPlan, RelationSnapshot, UnitWrite, is_waiting};
 pub use source::HookSource;
 pub use state::{HookError, State};

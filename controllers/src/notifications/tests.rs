@@ -369,3 +369,108 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn notifications_expire_beyond_the_count_kept_or_the_age_kept() {
+    let retention = Retention {
+        last: 10,
+        keep: 3,
+        older_than: crate::testing::at(100),
+    };
+    let (old, at_cutoff, recent) = (
+        Some(crate::testing::at(99)),
+        Some(crate::testing::at(100)),
+        Some(crate::testing::at(150)),
+    );
+    let table = [
+        (1, recent, true),
+        (7, recent, true),
+        (7, None, true),
+        (8, recent, false),
+        (8, at_cutoff, false),
+        (8, old, true),
+        (10, old, true),
+        (10, None, false),
+        (11, recent, false),
+    ];
+    for (seq, detected_at, expires) in table {
+        assert_eq!(
+            retention.expires(seq, detected_at),
+            expires,
+            "seq {seq}, detected {detected_at:?}"
+        );
+    }
+    let keep_all = Retention {
+        keep: u64::MAX,
+        ..retention
+    };
+    assert!(
+        !keep_all.expires(1, recent),
+        "a count that does not overflow"
+    );
+}
+
+#[test]
+fn reporting_actions_say_what_they_post_and_bookkeeping_posts_nothing() {
+    let web = name("web");
+    let table = [
+        (
+            ServiceAction::Track {
+                service: web.clone(),
+                id: name("e1"),
+                hostname: "e1.example".into(),
+                incarnation: 1,
+            },
+            None,
+        ),
+        (
+            ServiceAction::Forget {
+                service: web.clone(),
+                id: name("e1"),
+                tracked: true,
+                sweep: true,
+            },
+            None,
+        ),
+        (
+            ServiceAction::Down {
+                service: web.clone(),
+                id: name("e1"),
+                hostname: "e1.example".into(),
+                reason: DownReason::HostDown(name("h1")),
+                tracked: true,
+                present: true,
+            },
+            Some((NotificationKind::ServiceDown, "its host h1 is down")),
+        ),
+        (
+            ServiceAction::Degraded {
+                service: web.clone(),
+                live: 0,
+                minimum: 1,
+            },
+            Some((
+                NotificationKind::ServiceDegraded,
+                "0 live endpoints, fewer than its minimum of 1",
+            )),
+        ),
+        (
+            ServiceAction::Restored {
+                service: web,
+                live: 2,
+                minimum: 2,
+            },
+            Some((
+                NotificationKind::ServiceRestored,
+                "2 live endpoints, at least its minimum of 2",
+            )),
+        ),
+    ];
+    for (action, expected) in table {
+        let expected = expected.map(|(kind, reason)| Report {
+            kind,
+            reason: reason.to_owned(),
+        });
+        assert_eq!(action.report(), expected, "{action:?}");
+    }
+}

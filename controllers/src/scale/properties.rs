@@ -186,6 +186,7 @@ fn check_group(
     let after = active_in(applied, key);
     let starts: Vec<&Start> = plan.starts.iter().filter(|s| s.group == *key).collect();
     let stops: Vec<&Stop> = plan.stops.iter().filter(|s| s.group == *key).collect();
+    let removals: Vec<&Removal> = plan.removals.iter().filter(|r| r.group == *key).collect();
     let unplaceable = plan
         .unplaceable
         .iter()
@@ -197,7 +198,10 @@ fn check_group(
         starts.len() + unplaceable,
         replicas.saturating_sub(before.len())
     );
-    prop_assert_eq!(stops.len(), before.len().saturating_sub(replicas));
+    prop_assert_eq!(
+        stops.len() + removals.len(),
+        before.len().saturating_sub(replicas)
+    );
     prop_assert!(
         after.len() <= replicas,
         "{key}: {} active > {replicas}",
@@ -228,26 +232,38 @@ fn check_group(
         );
     }
 
-    // Stops are distinct active instances of the group, sent in stop order,
-    // and every one of them goes before every active instance that is kept.
-    let mut stopped: Vec<&InstanceView> = Vec::new();
+    // Stops and removals are distinct active instances of the group, each
+    // list in stop order, a stop addressed to the instance's host and a
+    // removal only of an instance with none; every one of them goes before
+    // every active instance that is kept.
+    let active_view = |instance: &Name| -> Result<&InstanceView, TestCaseError> {
+        before
+            .iter()
+            .copied()
+            .find(|view| view.id == *instance)
+            .ok_or_else(|| TestCaseError::fail(format!("{key}: stop of {instance}, not active")))
+    };
+    let mut sent: Vec<&InstanceView> = Vec::new();
     for stop in &stops {
-        let Some(view) = before.iter().find(|view| view.id == stop.instance) else {
-            return Err(TestCaseError::fail(format!(
-                "{key}: stop of {} which is not active",
-                stop.instance
-            )));
-        };
-        prop_assert_eq!(&stop.host, &view.instance.host);
-        stopped.push(view);
+        let view = active_view(&stop.instance)?;
+        prop_assert_eq!(Some(&stop.host), view.instance.host.as_ref());
+        sent.push(view);
     }
+    let mut unregistered: Vec<&InstanceView> = Vec::new();
+    for removal in &removals {
+        let view = active_view(&removal.instance)?;
+        prop_assert_eq!(view.instance.host.as_ref(), None);
+        unregistered.push(view);
+    }
+    for list in [&sent, &unregistered] {
+        prop_assert!(
+            list.windows(2)
+                .all(|w| stop_priority(w[0]) < stop_priority(w[1]))
+        );
+    }
+    let stopped: Vec<&InstanceView> = sent.iter().chain(&unregistered).copied().collect();
     let distinct: BTreeSet<&Name> = stopped.iter().map(|view| &view.id).collect();
     prop_assert_eq!(distinct.len(), stopped.len());
-    prop_assert!(
-        stopped
-            .windows(2)
-            .all(|w| stop_priority(w[0]) < stop_priority(w[1]))
-    );
     for kept in before.iter().filter(|view| !distinct.contains(&view.id)) {
         for gone in &stopped {
             prop_assert!(
@@ -280,6 +296,7 @@ fn check_group(
     // Planning the group alone decides the same stops and the same shortfall.
     let alone = plan_group(key, state);
     prop_assert_eq!(alone.stops.iter().collect::<Vec<_>>(), stops);
+    prop_assert_eq!(alone.removals.iter().collect::<Vec<_>>(), removals);
     let alone_unplaceable: usize = alone.unplaceable.iter().map(|u| u.count as usize).sum();
     prop_assert_eq!(
         alone.starts.len() + alone_unplaceable,
@@ -327,8 +344,26 @@ fn check_plan(state: &ScaleSnapshot) -> Result<(), TestCaseError> {
 
     prop_assert!(plan.starts.windows(2).all(|w| w[0].group <= w[1].group));
     prop_assert!(plan.stops.windows(2).all(|w| w[0].group <= w[1].group));
+    prop_assert!(plan.removals.windows(2).all(|w| w[0].group <= w[1].group));
     prop_assert!(plan.unplaceable.windows(2).all(|w| w[0].group < w[1].group));
     prop_assert!(plan.unplaceable.iter().all(|u| u.count > 0));
+
+    // What the shell lists once the plan is carried out: the documents of
+    // stopped instances unchanged, a stop ticket outstanding for each. A
+    // stop ticket counts exactly as the stop it asks for.
+    let stop_sent: BTreeSet<&Name> = plan.stops.iter().map(|stop| &stop.instance).collect();
+    let mut listed = applied.clone();
+    for view in &mut listed.instances {
+        if let Some(original) = state.instances.iter().find(|o| o.id == view.id) {
+            *view = InstanceView::listed(
+                view.id.clone(),
+                view.create_revision,
+                original.instance.clone(),
+                stop_sent.contains(&view.id),
+            );
+        }
+    }
+    prop_assert_eq!(&listed, &applied);
 
     let again = plan_scale(&applied);
     prop_assert!(!again.has_actions(), "second plan acted: {again:?}");

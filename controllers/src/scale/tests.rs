@@ -38,6 +38,13 @@ fn stopped(plan: &ScalePlan) -> Vec<&str> {
         .collect()
 }
 
+fn unregistered(plan: &ScalePlan) -> Vec<&str> {
+    plan.removals
+        .iter()
+        .map(|removal| removal.instance.as_str())
+        .collect()
+}
+
 fn three_hosts() -> Vec<HostView> {
     vec![
         host("h1", 10, &["s1"], &[]),
@@ -69,7 +76,7 @@ fn scaling_five_to_two_stops_pending_before_running_newest_first() {
     let state = snapshot(&[(web(), desired(2, "s1", &[]))], three_hosts(), instances);
     let plan = plan_scale(&state);
     assert_eq!(stopped(&plan), ["pend-new", "pend-old", "run-new"]);
-    assert_eq!(plan.stops[0].host, Some(name("h1")));
+    assert_eq!(plan.stops[0].host, name("h1"));
     assert!(plan.starts.is_empty() && plan.unplaceable.is_empty());
     assert!(!plan_scale(&apply(&state, &plan)).has_actions());
 }
@@ -178,8 +185,8 @@ fn a_removed_app_rev_or_proc_stops_everything_active() {
             unlisted_load: BTreeMap::new(),
         };
         let plan = plan_scale(&state);
-        assert_eq!(stopped(&plan), ["c", "b", "a"], "removed {removed}");
-        assert_eq!(plan.stops[0].host, None, "never placed, so no host");
+        assert_eq!(unregistered(&plan), ["c"], "never placed, so no host");
+        assert_eq!(stopped(&plan), ["b", "a"], "removed {removed}");
         assert!(plan.starts.is_empty(), "removed {removed}");
         assert_eq!(plan_group(&web(), &state), plan, "removed {removed}");
     }
@@ -255,4 +262,51 @@ fn a_start_creates_a_pending_instance_on_its_host() {
     assert_eq!(instance.host, Some(name("h1")));
     assert_eq!(GroupKey::of(&instance), web());
     assert_eq!(instance.created_at, at(7));
+}
+
+#[test]
+fn an_outstanding_stop_ticket_counts_as_stopping_until_the_instance_is_finished() {
+    let table = [
+        (Pending, Pending, Stopping),
+        (Claimed, Claimed, Stopping),
+        (Running, Running, Stopping),
+        (Stopping, Stopping, Stopping),
+        (Exited, Exited, Exited),
+        (Failed, Failed, Failed),
+        (Lost, Lost, Lost),
+    ];
+    assert_eq!(table.len(), InstanceState::ALL.len(), "every state");
+    for (listed, without_ticket, with_ticket) in table {
+        let document = crate::testing::instance(&web(), listed, Some("h1"));
+        for (stop_sent, expected) in [(false, without_ticket), (true, with_ticket)] {
+            let view = InstanceView::listed(name("i"), 7, document.clone(), stop_sent);
+            assert_eq!(
+                view.instance.state, expected,
+                "{listed:?}, stop sent: {stop_sent}"
+            );
+            assert_eq!((view.id.as_str(), view.create_revision), ("i", 7));
+        }
+    }
+}
+
+#[test]
+fn an_instance_whose_stop_was_sent_is_not_stopped_again() {
+    let running = |id, revision| view(id, revision, &web(), Running, Some("h1"));
+    let listed = |id: &str, revision, stop_sent| {
+        let document = crate::testing::instance(&web(), Running, Some("h1"));
+        InstanceView::listed(name(id), revision, document, stop_sent)
+    };
+    let wanted = [(web(), desired(1, "s1", &[]))];
+    let state = snapshot(
+        &wanted,
+        three_hosts(),
+        vec![running("a", 1), running("b", 2)],
+    );
+    assert_eq!(stopped(&plan_group(&web(), &state)), ["b"]);
+    let sent = snapshot(
+        &wanted,
+        three_hosts(),
+        vec![listed("a", 1, false), listed("b", 2, true)],
+    );
+    assert!(!plan_group(&web(), &sent).has_actions());
 }

@@ -6,7 +6,7 @@
 
 use chrono::Utc;
 use uuid::Uuid;
-use visor_controllers::{Instance, Name, Ticket, TicketOp};
+use visor_controllers::{Instance, Name, Stop, Ticket, TicketOp};
 
 use super::{Visor, name};
 use crate::registry::Kind;
@@ -33,21 +33,6 @@ impl Encode for Emitted {
             Self::Ticket(ticket) => ticket.encode(),
         }
     }
-}
-
-/// A stop the controller asks a host to carry out.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StopRequest {
-    /// The instance to stop.
-    pub instance: Name,
-    /// The host that runs it.
-    pub host: Name,
-    /// Its app, revision and proc type, copied into the ticket.
-    pub app: Name,
-    /// Its revision.
-    pub rev: Name,
-    /// Its proc type.
-    pub proc: Name,
 }
 
 impl Visor {
@@ -116,9 +101,10 @@ impl Visor {
         Ok(())
     }
 
-    /// Queues a stop ticket for each instance on its host, batched. Returns the
-    /// revision of the last transaction (0 if there was nothing to do).
-    pub async fn emit_stops(&self, stops: &[StopRequest]) -> Result<i64> {
+    /// Queues a stop ticket for each planned stop on the host it is
+    /// addressed to, batched. Returns the revision of the last transaction
+    /// (0 if there was nothing to do).
+    pub async fn emit_stops(&self, stops: &[Stop]) -> Result<i64> {
         let mut revision = 0;
         for chunk in stops.chunks(STOPS_PER_TXN) {
             let writes = chunk
@@ -127,9 +113,9 @@ impl Visor {
                     let ticket = Ticket {
                         op: TicketOp::Stop,
                         instance: stop.instance.clone(),
-                        app: stop.app.clone(),
-                        rev: stop.rev.clone(),
-                        proc: stop.proc.clone(),
+                        app: stop.group.app.clone(),
+                        rev: stop.group.rev.clone(),
+                        proc: stop.group.proc.clone(),
                         created_at: Utc::now(),
                         claimed_by: None,
                         claimed_at: None,

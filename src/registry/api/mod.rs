@@ -24,11 +24,10 @@ use super::keys::Keys;
 use super::keys::Kind;
 use super::store::Expected;
 
-pub use emit::StopRequest;
 pub use hosts::HostRegistration;
 pub use instances::InstanceFilter;
 pub use notifications::{Forgotten, NotificationStream, Posting};
-pub use relations::{EndpointSpec, UnitWrite};
+pub use relations::EndpointSpec;
 pub use scale::ScaleFactor;
 
 /// The Visor API: a connected registry with the layout's rules applied.

@@ -18,7 +18,7 @@ pub use follow::NotificationStream;
 
 use chrono::{DateTime, Utc};
 use visor_controllers::{
-    Name, Notification, NotificationKind, Sequence, ServiceStatus, TrackedEndpoint,
+    Name, Notification, NotificationKind, Retention, Sequence, ServiceStatus, TrackedEndpoint,
 };
 
 use super::{Visor, name};
@@ -280,12 +280,15 @@ impl Visor {
         Ok(found.map_or(0, |s| s.value.last))
     }
 
-    /// Deletes the oldest notifications beyond retention: those numbered
-    /// `last - keep` or lower, and those detected before `older_than`.
-    /// Returns how many were deleted. A value that does not decode is
-    /// deleted too once it is beyond the count (no one can read it).
+    /// Deletes the oldest notifications beyond retention (numbered `last -
+    /// keep` or lower, or detected before `older_than`, as [`Retention`]
+    /// says), up to the first one kept. Returns how many were deleted.
     pub async fn trim_notifications(&self, keep: u64, older_than: DateTime<Utc>) -> Result<usize> {
-        let last = self.last_notification().await?;
+        let retention = Retention {
+            last: self.last_notification().await?,
+            keep,
+            older_than,
+        };
         let prefix = self.keys().kind_prefix(Kind::Notification);
         let mut trimmed = 0;
         loop {
@@ -304,13 +307,14 @@ impl Visor {
                 let key = String::from_utf8_lossy(item.key());
                 // A key that numbers no notification counts as the oldest:
                 // no one can read it either.
-                let beyond_count = match self.keys().parse(&key) {
-                    KeyPath::Notification { seq } => seq.saturating_add(keep) <= last,
-                    _ => keep <= last,
+                let seq = match self.keys().parse(&key) {
+                    KeyPath::Notification { seq } => seq,
+                    _ => 0,
                 };
-                let too_old = decode::<Notification>(Kind::Notification, item, revision)
-                    .is_ok_and(|n| n.value.detected_at < older_than);
-                if !(beyond_count || too_old) {
+                let detected_at = decode::<Notification>(Kind::Notification, item, revision)
+                    .ok()
+                    .map(|n| n.value.detected_at);
+                if !retention.expires(seq, detected_at) {
                     break;
                 }
                 expired.push(Cascade::Key(key.into_owned()));

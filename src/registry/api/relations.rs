@@ -13,7 +13,8 @@
 
 use chrono::Utc;
 use visor_controllers::{
-    Endpoint, HookInfo, HookKind, Name, Relation, RelationState, UnitSettings,
+    Endpoint, HookInfo, HookKind, Name, Relation, RelationState, UnitAction, UnitSettings,
+    UnitWrite,
 };
 
 use super::{Visor, name};
@@ -290,37 +291,6 @@ impl Visor {
 /// less one for the fence.
 const OPS_PER_TXN: usize = 127;
 
-/// What the controller writes for one unit of a relation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum UnitWrite {
-    /// Hand `unit` a hook; with `enter`, also create its empty relation state.
-    Hand {
-        /// The unit.
-        unit: Name,
-        /// The relation.
-        relation: Name,
-        /// The hook.
-        hook: HookInfo,
-        /// Whether the unit's state must be created with it.
-        enter: bool,
-    },
-    /// Create `unit`'s empty relation state: it entered the relation.
-    Enter {
-        /// The unit.
-        unit: Name,
-        /// The relation.
-        relation: Name,
-    },
-    /// Remove `unit`'s hook, state and settings in the relation: it can run
-    /// no more hooks.
-    Withdraw {
-        /// The unit.
-        unit: Name,
-        /// The relation.
-        relation: Name,
-    },
-}
-
 /// A document the controller writes for a relation.
 enum RelationDoc {
     Hook(HookInfo),
@@ -337,17 +307,17 @@ impl Encode for RelationDoc {
 }
 
 impl Visor {
-    /// Writes what the controller decided for the units of relations, in as
-    /// few transactions as etcd allows; hooks and states are only created,
-    /// never overwritten. Returns the revision of the last transaction (0 if
-    /// there was nothing to write).
-    pub async fn write_units(&self, writes: &[UnitWrite]) -> Result<i64> {
+    /// Writes what the controller's plan for `relation` decided for its
+    /// units, in as few transactions as etcd allows; hooks and states are
+    /// only created, never overwritten. Returns the revision of the last
+    /// transaction (0 if there was nothing to write).
+    pub async fn write_units(&self, relation: &Name, writes: &[UnitWrite]) -> Result<i64> {
         let mut revision = 0;
         let mut puts: Vec<Write<RelationDoc>> = Vec::new();
         let mut removals: Vec<Cascade> = Vec::new();
         let mut ops = 0;
         for write in writes {
-            let (mut unit_puts, unit_removals) = self.unit_ops(write);
+            let (mut unit_puts, unit_removals) = self.unit_ops(relation, write);
             if ops + unit_puts.len() + unit_removals.len() > OPS_PER_TXN {
                 revision = self
                     .commit_units(&mut puts, &mut removals)
@@ -377,7 +347,11 @@ impl Visor {
         self.registry.delete_objects(Vec::new(), &cascade).await
     }
 
-    fn unit_ops(&self, write: &UnitWrite) -> (Vec<Write<RelationDoc>>, Vec<Cascade>) {
+    fn unit_ops(
+        &self,
+        relation: &Name,
+        write: &UnitWrite,
+    ) -> (Vec<Write<RelationDoc>>, Vec<Cascade>) {
         let keys = self.keys();
         let state = |relation: &Name, unit: &Name| Write {
             object: unit_ref(Kind::RelationState, relation, unit),
@@ -385,13 +359,9 @@ impl Visor {
             value: RelationDoc::State(RelationState::new(relation.as_str())),
             expected: Expected::Absent { lease: None },
         };
-        match write {
-            UnitWrite::Hand {
-                unit,
-                relation,
-                hook,
-                enter,
-            } => {
+        let unit = &write.unit;
+        match &write.action {
+            UnitAction::Hand { hook, enter } => {
                 let mut puts = vec![Write {
                     object: hook_ref(unit, relation),
                     key: keys.hook(unit, relation),
@@ -403,8 +373,8 @@ impl Visor {
                 }
                 (puts, Vec::new())
             }
-            UnitWrite::Enter { unit, relation } => (vec![state(relation, unit)], Vec::new()),
-            UnitWrite::Withdraw { unit, relation } => (
+            UnitAction::Enter => (vec![state(relation, unit)], Vec::new()),
+            UnitAction::Withdraw => (
                 Vec::new(),
                 vec![
                     Cascade::Key(keys.hook(unit, relation)),
