@@ -49,8 +49,8 @@ pub use relation::{
     relation_units,
 };
 pub use scale::{
-    InstanceView, Removal, ScalePlan, ScaleSnapshot, Start, Stop, Unplaceable, holds_slot,
-    plan_group, plan_scale,
+    InstanceView, Removal, ScalePlan, ScaleSnapshot, Start, Stop, Unplaceable, active_count,
+    holds_slot, plan_group, plan_scale,
 };
 pub use service::{
     EndpointChange, EndpointSeen, InvalidEndpoint, ServiceDef, ServiceEndpoint, UnknownScheme,

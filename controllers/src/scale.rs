@@ -202,6 +202,18 @@ pub fn plan_group(key: &GroupKey, snapshot: &ScaleSnapshot) -> ScalePlan {
     plan
 }
 
+/// How many of group `key`'s instances count toward its scale: pending,
+/// claimed or running, on a live host or on none yet.
+pub fn active_count(key: &GroupKey, snapshot: &ScaleSnapshot) -> u32 {
+    let ledger = ledger(snapshot);
+    let active = snapshot
+        .instances
+        .iter()
+        .filter(|view| in_group(&view.instance, key) && is_active(&view.instance, &ledger))
+        .count();
+    u32::try_from(active).unwrap_or(u32::MAX)
+}
+
 /// Whether an instance in `state` counts toward its group's scale.
 pub(crate) fn is_active_state(state: InstanceState) -> bool {
     matches!(

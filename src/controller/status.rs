@@ -3,7 +3,7 @@
 //! with the same pure planner the controller uses.
 
 use serde::Serialize;
-use visor_controllers::{InstanceState, plan_group};
+use visor_controllers::{active_count, plan_group};
 
 use super::snapshot::{self, Listings};
 use crate::registry::{Codec, Kind, Listing, Result, Visor};
@@ -57,29 +57,11 @@ pub async fn status(visor: &Visor) -> Result<Status> {
         tickets: all(visor, Kind::Ticket).await?.items,
     };
     let groups = snapshot::groups(&keys, &listings.scales, &listings.instances);
-    let live = snapshot::live_hosts(&keys, &listings.hosts);
-    let hosts_alive = live.len();
+    let hosts_alive = snapshot::live_hosts(&keys, &listings.hosts).len();
     let snapshot = snapshot::scale_snapshot(&keys, listings);
     let groups = groups
         .into_iter()
         .map(|group| {
-            let active = snapshot
-                .instances
-                .iter()
-                .filter(|view| visor_controllers::GroupKey::of(&view.instance) == group)
-                .filter(|view| {
-                    matches!(
-                        view.instance.state,
-                        InstanceState::Pending | InstanceState::Claimed | InstanceState::Running
-                    )
-                })
-                .filter(|view| {
-                    view.instance
-                        .host
-                        .as_ref()
-                        .is_none_or(|host| live.contains(host))
-                })
-                .count();
             let unplaceable = plan_group(&group, &snapshot)
                 .unplaceable
                 .iter()
@@ -90,7 +72,7 @@ pub async fn status(visor: &Visor) -> Result<Status> {
                 rev: group.rev.to_string(),
                 proc: group.proc.to_string(),
                 desired: snapshot.desired.get(&group).map_or(0, |d| d.replicas),
-                active: u32::try_from(active).unwrap_or(u32::MAX),
+                active: active_count(&group, &snapshot),
                 unplaceable,
             }
         })

@@ -310,3 +310,32 @@ fn an_instance_whose_stop_was_sent_is_not_stopped_again() {
     );
     assert!(!plan_group(&web(), &sent).has_actions());
 }
+
+#[test]
+fn active_instances_are_pending_claimed_or_running_on_a_live_host_or_none() {
+    let api = group("api", "v1", "worker");
+    let instances = vec![
+        view("pending", 1, &web(), Pending, Some("h1")),
+        view("claimed", 2, &web(), Claimed, Some("h2")),
+        view("running", 3, &web(), Running, Some("h3")),
+        view("unplaced", 4, &web(), Pending, None),
+        view("on-dead-host", 5, &web(), Running, Some("gone")),
+        view("stopping", 6, &web(), Stopping, Some("h1")),
+        view("exited", 7, &web(), Exited, Some("h1")),
+        view("failed", 8, &web(), Failed, Some("h1")),
+        view("lost", 9, &web(), Lost, Some("h1")),
+        view("other-group", 10, &api, Running, Some("h1")),
+    ];
+    let wanted = [(web(), desired(4, "s1", &[]))];
+    let state = snapshot(&wanted, three_hosts(), instances);
+    assert_eq!(
+        active_count(&web(), &state),
+        4,
+        "pending, claimed and running count, on a live host or none"
+    );
+    assert_eq!(active_count(&api, &state), 1);
+    assert!(
+        !plan_group(&web(), &state).has_actions(),
+        "the planner counts the same four as the desired four"
+    );
+}
