@@ -187,11 +187,11 @@ pub async fn reconcile(
         .flat_map(|app| caches.instances.indexed_shared(&RUNNING_BY_APP, app))
         .collect();
     let live_hosts = caches.live_hosts();
-    let versions: BTreeMap<String, i64> = caches
+    let versions: BTreeMap<Name, i64> = caches
         .settings
         .indexed(&SETTINGS_BY_RELATION, &relation)
         .into_iter()
-        .filter_map(|s| Some((keys.parse(&s.key).unit()?.into(), s.mod_revision)))
+        .filter_map(|s| Some((keys.parse(&s.key).unit()?, s.mod_revision)))
         .collect();
     // Hooks first, then states at least as new: an acknowledgement deletes
     // the hook and writes the state in one transaction, so a hook gone from
@@ -230,12 +230,9 @@ pub async fn reconcile(
         versions,
         stored: stored
             .iter()
-            .map(|(unit, s)| (unit.to_string(), &s.value))
+            .map(|(unit, s)| (unit.clone(), &s.value))
             .collect(),
-        outstanding: outstanding
-            .into_iter()
-            .map(|(unit, hook)| (unit.into(), hook))
-            .collect(),
+        outstanding,
     };
 
     let plan = {

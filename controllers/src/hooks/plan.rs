@@ -38,11 +38,11 @@ pub struct RelationSnapshot<'a> {
     /// The live hosts.
     pub live_hosts: &'a BTreeSet<Name>,
     /// The settings version of each unit that published settings.
-    pub versions: BTreeMap<String, i64>,
+    pub versions: BTreeMap<Name, i64>,
     /// Each unit's acknowledged state in the relation.
-    pub stored: BTreeMap<String, &'a State>,
+    pub stored: BTreeMap<Name, &'a State>,
     /// Each unit's hook handed and not yet acknowledged.
-    pub outstanding: BTreeMap<String, HookInfo>,
+    pub outstanding: BTreeMap<Name, HookInfo>,
 }
 
 impl RelationSnapshot<'_> {
@@ -56,12 +56,12 @@ impl RelationSnapshot<'_> {
 
     /// Every unit to look at: the members, and every unit holding a state
     /// or a hook in the relation.
-    pub fn participants(&self, members: &Members) -> BTreeSet<String> {
+    pub fn participants(&self, members: &Members) -> BTreeSet<Name> {
         members
             .units()
-            .map(ToString::to_string)
-            .chain(self.stored.keys().cloned())
-            .chain(self.outstanding.keys().cloned())
+            .chain(self.stored.keys())
+            .chain(self.outstanding.keys())
+            .cloned()
             .collect()
     }
 
@@ -128,19 +128,16 @@ impl RelationHooks {
         } = snapshot;
         let mut writes = Vec::new();
         for unit in &participants {
-            let Ok(id) = Name::parse("unit", unit) else {
-                continue;
-            };
-            let can_run_hooks = can_run_hooks(&instances, &id);
-            let member = members.contains(&id);
+            let can_run_hooks = can_run_hooks(&instances, unit);
+            let member = members.contains(unit);
             if is_waiting(member, can_run_hooks, outstanding.contains_key(unit)) {
                 continue;
             }
             let view = UnitView {
-                members: members.remotes(&id).map(|remotes| {
+                members: members.remotes(unit).map(|remotes| {
                     remotes
                         .map(|remote| {
-                            let version = versions.get(remote.as_str()).copied().unwrap_or(0);
+                            let version = versions.get(remote).copied().unwrap_or(0);
                             (remote.to_string(), version)
                         })
                         .collect()
@@ -149,11 +146,14 @@ impl RelationHooks {
                 stored: stored.get(unit).copied(),
                 outstanding: outstanding.remove(unit),
             };
-            if let Some(action) = self.step(unit, view) {
-                writes.push(UnitWrite { unit: id, action });
+            if let Some(action) = self.step(unit.as_str(), view) {
+                writes.push(UnitWrite {
+                    unit: unit.clone(),
+                    action,
+                });
             }
         }
-        self.retain(&participants);
+        self.retain(&participants.iter().map(ToString::to_string).collect());
         let finished = registered.is_none() && participants.is_empty();
         RelationPlan {
             writes,
@@ -226,15 +226,15 @@ mod tests {
             registered: Some(&relation),
             instances: documents.iter().map(|(id, i)| (name(id), i)).collect(),
             live_hosts: &live,
-            versions: BTreeMap::from([("d1".to_owned(), 4)]),
-            stored: BTreeMap::from([("w3".to_owned(), &entered), ("gone".to_owned(), &entered)]),
-            outstanding: BTreeMap::from([("d1".to_owned(), HookInfo::joined("r1", "w1", 0))]),
+            versions: BTreeMap::from([(name("d1"), 4)]),
+            stored: BTreeMap::from([(name("w3"), &entered), (name("gone"), &entered)]),
+            outstanding: BTreeMap::from([(name("d1"), HookInfo::joined("r1", "w1", 0))]),
         };
         let members = snapshot.members();
         let shown: Vec<&str> = members.units().map(Name::as_str).collect();
         assert_eq!(shown, ["d1", "w1"]);
-        let participants: Vec<String> = snapshot.participants(&members).into_iter().collect();
-        assert_eq!(participants, ["d1", "gone", "w1", "w3"]);
+        let participants: Vec<Name> = snapshot.participants(&members).into_iter().collect();
+        assert_eq!(participants, ["d1", "gone", "w1", "w3"].map(name));
         assert!(
             snapshot.can_run_hooks(&name("w3")),
             "stopping still runs hooks"
@@ -266,8 +266,8 @@ mod tests {
             registered: None,
             instances: BTreeMap::from([(name("w1"), running)]),
             live_hosts: live,
-            versions: settings.then(|| ("w1".to_owned(), 2)).into_iter().collect(),
-            stored: stored.map(|s| ("w1".to_owned(), s)).into_iter().collect(),
+            versions: settings.then(|| (name("w1"), 2)).into_iter().collect(),
+            stored: stored.map(|s| (name("w1"), s)).into_iter().collect(),
             outstanding: BTreeMap::new(),
         }
     }

@@ -88,9 +88,9 @@ struct Registry {
     relation: Option<Relation>,
     instances: BTreeMap<Name, Instance>,
     live_hosts: BTreeSet<Name>,
-    versions: BTreeMap<String, i64>,
-    stored: BTreeMap<String, State>,
-    outstanding: BTreeMap<String, HookInfo>,
+    versions: BTreeMap<Name, i64>,
+    stored: BTreeMap<Name, State>,
+    outstanding: BTreeMap<Name, HookInfo>,
 }
 
 impl Registry {
@@ -119,14 +119,14 @@ impl Registry {
                         state.apply(&hook).expect("joined then changed is valid");
                     }
                 }
-                registry.stored.insert((*unit).to_owned(), state);
+                registry.stored.insert(name(unit), state);
             }
             if let Some(remote) = spec.outstanding {
                 let hook = HookInfo::joined("r1", UNITS[remote], 0);
-                registry.outstanding.insert((*unit).to_owned(), hook);
+                registry.outstanding.insert(name(unit), hook);
             }
             if let Some(version) = spec.version {
-                registry.versions.insert((*unit).to_owned(), version);
+                registry.versions.insert(name(unit), version);
             }
         }
         registry
@@ -150,7 +150,7 @@ impl Registry {
     /// What the registry API writes for `writes`.
     fn carry_out(&mut self, writes: &[UnitWrite]) {
         for write in writes {
-            let unit = write.unit.to_string();
+            let unit = write.unit.clone();
             match &write.action {
                 UnitAction::Hand { hook, enter } => {
                     if *enter {
@@ -172,7 +172,7 @@ impl Registry {
 
     /// Agents acknowledge the outstanding hooks of the units in `units`, as
     /// `complete_hook` does (a hook that does not follow is refused).
-    fn acknowledge(&mut self, units: &BTreeSet<String>) {
+    fn acknowledge(&mut self, units: &BTreeSet<Name>) {
         for unit in units {
             let Some(hook) = self.outstanding.get(unit).cloned() else {
                 continue;
@@ -213,22 +213,21 @@ fn step_all(hooks: &mut RelationHooks, snapshot: &RelationSnapshot<'_>) -> Vec<U
     let members = snapshot.members();
     let mut writes = Vec::new();
     for unit in snapshot.participants(&members) {
-        let id = name(&unit);
         let view = UnitView {
-            members: members.remotes(&id).map(|remotes| {
+            members: members.remotes(&unit).map(|remotes| {
                 remotes
                     .map(|r| {
-                        let version = snapshot.versions.get(r.as_str()).copied();
+                        let version = snapshot.versions.get(r).copied();
                         (r.to_string(), version.unwrap_or(0))
                     })
                     .collect()
             }),
-            can_run_hooks: snapshot.can_run_hooks(&id),
+            can_run_hooks: snapshot.can_run_hooks(&unit),
             stored: snapshot.stored.get(&unit).copied(),
             outstanding: snapshot.outstanding.get(&unit).cloned(),
         };
-        if let Some(action) = hooks.step(&unit, view) {
-            writes.push(UnitWrite { unit: id, action });
+        if let Some(action) = hooks.step(unit.as_str(), view) {
+            writes.push(UnitWrite { unit, action });
         }
     }
     writes
@@ -249,11 +248,11 @@ fn check_round(
         );
     }
     let participants = snapshot.participants(&members);
-    let expected_participants: BTreeSet<String> = members
+    let expected_participants: BTreeSet<Name> = members
         .units()
-        .map(ToString::to_string)
-        .chain(registry.stored.keys().cloned())
-        .chain(registry.outstanding.keys().cloned())
+        .chain(registry.stored.keys())
+        .chain(registry.outstanding.keys())
+        .cloned()
         .collect();
     prop_assert_eq!(&participants, &expected_participants);
 
@@ -268,9 +267,9 @@ fn check_round(
 
     prop_assert!(plan.writes.windows(2).all(|w| w[0].unit < w[1].unit));
     for write in &plan.writes {
-        let unit = write.unit.to_string();
-        prop_assert!(participants.contains(&unit), "{} does not take part", unit);
-        let outstanding = registry.outstanding.contains_key(&unit);
+        let unit = &write.unit;
+        prop_assert!(participants.contains(unit), "{} does not take part", unit);
+        let outstanding = registry.outstanding.contains_key(unit);
         let can_run_hooks = registry
             .instances
             .get(&write.unit)
@@ -290,15 +289,14 @@ fn check_round(
         }
     }
     for unit in &participants {
-        let id = name(unit);
         let can_run_hooks = registry
             .instances
-            .get(&id)
+            .get(unit)
             .is_some_and(|i| !i.state.is_terminal());
         let withdrawn = plan
             .writes
             .iter()
-            .any(|w| w.unit == id && w.action == UnitAction::Withdraw);
+            .any(|w| &w.unit == unit && w.action == UnitAction::Withdraw);
         // Every participant holds a state or a hook, or is a member (and so
         // can run hooks): one that cannot is withdrawn, and only such a one.
         prop_assert_eq!(withdrawn, !can_run_hooks, "{}", unit);
@@ -309,7 +307,10 @@ fn check_round(
     );
     prop_assert_eq!(plan.clear, plan.finished && !registry.versions.is_empty());
     let kept: BTreeSet<&str> = hooks.units().collect();
-    prop_assert!(kept.iter().all(|u| participants.contains(*u)));
+    prop_assert!(
+        kept.iter()
+            .all(|u| participants.iter().any(|p| p.as_str() == *u))
+    );
     Ok(plan)
 }
 
@@ -325,16 +326,16 @@ proptest! {
         let mut hooks = RelationHooks::new("r1");
         let first = check_round(&mut hooks, &registry)?;
         registry.carry_out(&first.writes);
-        let acknowledging: BTreeSet<String> = UNITS
+        let acknowledging: BTreeSet<Name> = UNITS
             .iter()
             .zip(&units)
             .filter(|(_, spec)| spec.acknowledges)
-            .map(|(unit, _)| (*unit).to_owned())
+            .map(|(unit, _)| name(unit))
             .collect();
         registry.acknowledge(&acknowledging);
         for (unit, spec) in UNITS.iter().zip(&units) {
             if spec.touches {
-                *registry.versions.entry((*unit).to_owned()).or_default() += 1;
+                *registry.versions.entry(name(unit)).or_default() += 1;
             }
         }
         let _second = check_round(&mut hooks, &registry)?;
