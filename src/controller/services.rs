@@ -23,7 +23,8 @@ use std::time::Duration;
 
 use chrono::Utc;
 use visor_controllers::{
-    EndpointView, InstanceState, Name, ServiceAction, ServiceView, ServicesSnapshot, plan_services,
+    EndpointView, InstanceState, Name, NotificationKind, ServiceAction, ServiceView,
+    ServicesSnapshot, plan_services,
 };
 
 use super::ControllerConfig;
@@ -267,8 +268,9 @@ pub async fn reconcile(ctx: Arc<ServicesContext>) -> Result<Action, ReconcileErr
                     service,
                 });
             }
-            ServiceAction::Degraded { service, .. } => {
+            ServiceAction::Degraded { service, .. } | ServiceAction::Restored { service, .. } => {
                 let (kind, reason) = posted.expect(REPORTED);
+                let degraded = kind == NotificationKind::ServiceDegraded;
                 postings.push(Posting {
                     kind,
                     endpoint: None,
@@ -276,20 +278,7 @@ pub async fn reconcile(ctx: Arc<ServicesContext>) -> Result<Action, ReconcileErr
                     reason,
                     tracked: None,
                     endpoint_key: None,
-                    status: Some((true, status_revision(&service))),
-                    service,
-                });
-            }
-            ServiceAction::Restored { service, .. } => {
-                let (kind, reason) = posted.expect(REPORTED);
-                postings.push(Posting {
-                    kind,
-                    endpoint: None,
-                    hostname: None,
-                    reason,
-                    tracked: None,
-                    endpoint_key: None,
-                    status: Some((false, status_revision(&service))),
+                    status: Some((degraded, status_revision(&service))),
                     service,
                 });
             }
