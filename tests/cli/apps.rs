@@ -2,22 +2,18 @@
 //! run as the built binary against a real etcd, in table and JSON output,
 //! including their error exits (which must write nothing).
 
-mod cli_support;
-mod common;
-
 use serde_json::json;
 use visor::Error;
-
-use cli_support::{
+use visor_testkit::cli::{
     APP_FIELDS, Cli, LIMIT, PROC_FIELDS, REMOVED_FIELDS, REMOVED_HEADER, REV_FIELDS, as_array,
-    assert_fields, column, parse_time, proc_spec, register_app, registry_revision, rev_spec, rows,
-    take_time,
+    assert_fields, column, parse_time, rows, take_time,
 };
-use common::TestRegistry;
+use visor_testkit::fixtures::{portless_proc_type, raw_revision, register_app, revision};
+use visor_testkit::{TestRegistry, within};
 
 #[tokio::test]
 async fn app_commands_in_json() {
-    common::within(LIMIT, "etcd start or a visor app command hangs", async {
+    within(LIMIT, "etcd start or a visor app command hangs", async {
         let t = TestRegistry::start().await;
         let cli = Cli::new(&t);
 
@@ -70,7 +66,7 @@ async fn app_commands_in_json() {
             .set_env("web", "MODE", "prod")
             .await
             .expect("set env");
-        let mut http = proc_spec("bin/http --port 8080");
+        let mut http = portless_proc_type("bin/http --port 8080");
         http.port = Some(8080);
         http.limits.memory_mb = Some(256);
         http.host_labels.insert("zone".into(), "a".into());
@@ -81,7 +77,7 @@ async fn app_commands_in_json() {
             .expect("proc");
         let v1 = t
             .visor
-            .register_rev("web", "v1", rev_spec("s3://b/v1.tgz"))
+            .register_rev("web", "v1", revision("s3://b/v1.tgz"))
             .await
             .expect("rev");
         t.visor
@@ -117,7 +113,7 @@ async fn app_commands_in_json() {
 
         let removed = cli.json("app unregister web").await.json();
         assert_fields(&removed, REMOVED_FIELDS);
-        let revision = registry_revision(&t).await;
+        let revision = raw_revision(&t).await;
         assert_eq!(removed, json!({"removed": "app web", "revision": revision}));
         assert!(matches!(t.visor.app("web").await, Err(Error::NotFound(_))));
         assert!(t.visor.envs("web").await.expect("envs").items.is_empty());
@@ -135,7 +131,7 @@ async fn app_commands_in_json() {
 
 #[tokio::test]
 async fn app_commands_as_tables() {
-    common::within(LIMIT, "etcd start or a visor app command hangs", async {
+    within(LIMIT, "etcd start or a visor app command hangs", async {
         let t = TestRegistry::start().await;
         let cli = Cli::new(&t);
         let header = ["NAME", "STACK", "DEPLOY TYPE", "REPO URL", "CREATED AT"];
@@ -208,7 +204,7 @@ async fn app_commands_as_tables() {
         assert_eq!(show, rows(&[show_header, full_row]));
 
         let removed = cli.run("app unregister web").await.table();
-        let revision = registry_revision(&t).await.to_string();
+        let revision = raw_revision(&t).await.to_string();
         assert_eq!(removed, rows(&[REMOVED_HEADER, &["app web", &revision]]));
         assert!(matches!(t.visor.app("web").await, Err(Error::NotFound(_))));
     })
@@ -221,13 +217,13 @@ async fn seed_parts(t: &TestRegistry) {
     t.visor.set_env("web", "MODE", "prod").await.expect("env");
     for proc in ["http", "worker"] {
         t.visor
-            .register_proc("web", proc, proc_spec(proc))
+            .register_proc("web", proc, portless_proc_type(proc))
             .await
             .expect("proc");
     }
     for rev in ["v1", "v2"] {
         t.visor
-            .register_rev("web", rev, rev_spec(rev))
+            .register_rev("web", rev, revision(rev))
             .await
             .expect("rev");
     }
@@ -243,7 +239,7 @@ async fn seed_parts(t: &TestRegistry) {
 
 #[tokio::test]
 async fn app_errors_exit_with_their_codes_and_write_nothing() {
-    common::within(
+    within(
         LIMIT,
         "etcd start or a failing visor app command hangs",
         async {
@@ -251,7 +247,7 @@ async fn app_errors_exit_with_their_codes_and_write_nothing() {
             let cli = Cli::new(&t);
             register_app(&t, "web").await;
             let web = t.visor.app("web").await.expect("web");
-            let before = registry_revision(&t).await;
+            let before = raw_revision(&t).await;
 
             let again = "app register web --repo-url https://other.example --stack base";
             assert_eq!(cli.run(again).await.error(4), "app web already exists");
@@ -306,11 +302,7 @@ async fn app_errors_exit_with_their_codes_and_write_nothing() {
             cli.run("app show").await.usage_error("<NAME>");
             cli.run("app frobnicate").await.usage_error("frobnicate");
 
-            assert_eq!(
-                registry_revision(&t).await,
-                before,
-                "a failed command wrote"
-            );
+            assert_eq!(raw_revision(&t).await, before, "a failed command wrote");
             assert_eq!(t.visor.apps().await.expect("apps").items.len(), 1);
         },
     )

@@ -3,21 +3,17 @@
 //! error exits (which must write nothing). Commands with several assignments
 //! or keys are all or nothing.
 
-mod cli_support;
-mod common;
-
 use serde_json::json;
 use visor::Error;
-
-use cli_support::{
-    CLOSED_PORT, Cli, LIMIT, REMOVED_FIELDS, REMOVED_HEADER, as_array, assert_fields, register_app,
-    registry_revision, rows, visor,
+use visor_testkit::cli::{
+    CLOSED_PORT, Cli, LIMIT, REMOVED_FIELDS, REMOVED_HEADER, as_array, assert_fields, rows, visor,
 };
-use common::TestRegistry;
+use visor_testkit::fixtures::{raw_revision, register_app};
+use visor_testkit::{TestRegistry, within};
 
 #[tokio::test]
 async fn env_commands_in_json() {
-    common::within(LIMIT, "etcd start or a visor env command hangs", async {
+    within(LIMIT, "etcd start or a visor env command hangs", async {
         let t = TestRegistry::start().await;
         let cli = Cli::new(&t);
         register_app(&t, "web").await;
@@ -70,7 +66,7 @@ async fn env_commands_in_json() {
         for row in as_array(&unset) {
             assert_fields(row, REMOVED_FIELDS);
         }
-        let last = registry_revision(&t).await;
+        let last = raw_revision(&t).await;
         assert_eq!(
             unset,
             json!([
@@ -90,7 +86,7 @@ async fn env_commands_in_json() {
 
 #[tokio::test]
 async fn env_commands_as_tables() {
-    common::within(LIMIT, "etcd start or a visor env command hangs", async {
+    within(LIMIT, "etcd start or a visor env command hangs", async {
         let t = TestRegistry::start().await;
         let cli = Cli::new(&t);
         register_app(&t, "web").await;
@@ -108,7 +104,7 @@ async fn env_commands_as_tables() {
             rows(&[header, &["web", "MODE", "prod run"], &["web", "PORT", "80"]])
         );
         let unset = cli.run("env unset web MODE").await.table();
-        let revision = registry_revision(&t).await.to_string();
+        let revision = raw_revision(&t).await.to_string();
         assert_eq!(
             unset,
             rows(&[REMOVED_HEADER, &["env var web/MODE", &revision]])
@@ -123,7 +119,7 @@ async fn env_commands_as_tables() {
 
 #[tokio::test]
 async fn env_errors_exit_with_their_codes_and_write_nothing() {
-    common::within(
+    within(
         LIMIT,
         "etcd start or a failing visor env command hangs",
         async {
@@ -131,7 +127,7 @@ async fn env_errors_exit_with_their_codes_and_write_nothing() {
             let cli = Cli::new(&t);
             register_app(&t, "web").await;
             t.visor.set_env("web", "PORT", "80").await.expect("env");
-            let before = registry_revision(&t).await;
+            let before = raw_revision(&t).await;
 
             assert_eq!(
                 cli.run("env set nope PORT=80").await.error(3),
@@ -157,11 +153,7 @@ async fn env_errors_exit_with_their_codes_and_write_nothing() {
             cli.run("env set web").await.usage_error("<VARS>");
             cli.run("env unset web").await.usage_error("<KEYS>");
 
-            assert_eq!(
-                registry_revision(&t).await,
-                before,
-                "a failed command wrote"
-            );
+            assert_eq!(raw_revision(&t).await, before, "a failed command wrote");
             assert_eq!(t.visor.env("web", "PORT").await.expect("PORT").value, "80");
             assert_eq!(t.visor.envs("web").await.expect("envs").items.len(), 1);
         },
@@ -171,11 +163,11 @@ async fn env_errors_exit_with_their_codes_and_write_nothing() {
 
 #[tokio::test]
 async fn env_set_with_one_bad_assignment_writes_none() {
-    common::within(LIMIT, "etcd start or visor env set hangs", async {
+    within(LIMIT, "etcd start or visor env set hangs", async {
         let t = TestRegistry::start().await;
         let cli = Cli::new(&t);
         register_app(&t, "web").await;
-        let before = registry_revision(&t).await;
+        let before = raw_revision(&t).await;
 
         let message = cli.run("env set web GOOD=1 1BAD=2").await.error(2);
         assert!(message.contains("invalid env name \"1BAD\""), "{message}");
@@ -183,19 +175,19 @@ async fn env_set_with_one_bad_assignment_writes_none() {
             matches!(t.visor.env("web", "GOOD").await, Err(Error::NotFound(_))),
             "env set failed, yet wrote GOOD"
         );
-        assert_eq!(registry_revision(&t).await, before);
+        assert_eq!(raw_revision(&t).await, before);
     })
     .await;
 }
 
 #[tokio::test]
 async fn env_unset_with_one_missing_key_removes_none() {
-    common::within(LIMIT, "etcd start or visor env unset hangs", async {
+    within(LIMIT, "etcd start or visor env unset hangs", async {
         let t = TestRegistry::start().await;
         let cli = Cli::new(&t);
         register_app(&t, "web").await;
         t.visor.set_env("web", "PORT", "80").await.expect("env");
-        let before = registry_revision(&t).await;
+        let before = raw_revision(&t).await;
 
         let message = cli.run("env unset web PORT NOPE").await.error(3);
         assert_eq!(message, "env var web/NOPE not found");
@@ -203,14 +195,14 @@ async fn env_unset_with_one_missing_key_removes_none() {
             t.visor.env("web", "PORT").await.is_ok(),
             "env unset failed, yet removed PORT"
         );
-        assert_eq!(registry_revision(&t).await, before);
+        assert_eq!(raw_revision(&t).await, before);
     })
     .await;
 }
 
 #[tokio::test]
 async fn env_get_prints_one_var_or_fails() {
-    common::within(LIMIT, "etcd start or visor env get hangs", async {
+    within(LIMIT, "etcd start or visor env get hangs", async {
         let t = TestRegistry::start().await;
         let cli = Cli::new(&t);
         register_app(&t, "web").await;
@@ -235,7 +227,7 @@ async fn env_get_prints_one_var_or_fails() {
             rows(&[&["APP", "KEY", "VALUE"], &["web", "MODE", "prod run"]])
         );
 
-        let before = registry_revision(&t).await;
+        let before = raw_revision(&t).await;
         assert_eq!(
             cli.json("env get web NOPE").await.error(3),
             "env var web/NOPE not found"
@@ -257,19 +249,19 @@ async fn env_get_prints_one_var_or_fails() {
                 .error(5)
                 .starts_with("registry unavailable")
         );
-        assert_eq!(registry_revision(&t).await, before, "env get wrote");
+        assert_eq!(raw_revision(&t).await, before, "env get wrote");
     })
     .await;
 }
 
 #[tokio::test]
 async fn a_variable_given_twice_is_a_usage_error_naming_it_and_changes_none() {
-    common::within(LIMIT, "etcd start or visor env hangs", async {
+    within(LIMIT, "etcd start or visor env hangs", async {
         let t = TestRegistry::start().await;
         let cli = Cli::new(&t);
         register_app(&t, "web").await;
         t.visor.set_env("web", "A", "0").await.expect("A");
-        let before = registry_revision(&t).await;
+        let before = raw_revision(&t).await;
 
         for line in [
             "env set web A=1 A=2",
@@ -284,7 +276,7 @@ async fn a_variable_given_twice_is_a_usage_error_naming_it_and_changes_none() {
             t.visor.env("web", "B").await,
             Err(Error::NotFound(_))
         ));
-        assert_eq!(registry_revision(&t).await, before, "a refusal wrote");
+        assert_eq!(raw_revision(&t).await, before, "a refusal wrote");
     })
     .await;
 }

@@ -3,21 +3,14 @@
 //! line, nothing connected or written), malformed stored values (skipped with
 //! a warning), and endpoints and root taken from flags or the environment.
 
-mod cli_support;
-mod common;
-mod fixtures;
-
 use serde_json::Value;
-
-use cli_support::{
-    CLOSED_PORT, Cli, LIMIT, cells, column, register_app, visor, visor_with_env, words,
-};
-use common::TestRegistry;
-use fixtures::raw_keys;
+use visor_testkit::cli::{CLOSED_PORT, Cli, LIMIT, cells, column, visor, visor_with_env, words};
+use visor_testkit::fixtures::{raw_keys, register_app};
+use visor_testkit::{TestRegistry, within};
 
 #[tokio::test]
 async fn a_malformed_app_is_skipped_with_a_warning_naming_its_key() {
-    common::within(
+    within(
         LIMIT,
         "etcd start, etcdctl or visor app list hangs",
         async {
@@ -84,7 +77,7 @@ async fn a_malformed_app_is_skipped_with_a_warning_naming_its_key() {
 
 #[tokio::test]
 async fn an_unreachable_registry_exits_5_for_every_command() {
-    common::within(
+    within(
         LIMIT,
         "visor against a closed port does not give up",
         async {
@@ -129,7 +122,7 @@ async fn an_unreachable_registry_exits_5_for_every_command() {
 
 #[tokio::test]
 async fn endpoints_and_root_come_from_flags_or_the_environment() {
-    common::within(LIMIT, "etcd start or visor app list hangs", async {
+    within(LIMIT, "etcd start or visor app list hangs", async {
         let t = TestRegistry::start().await;
         register_app(&t, "web").await;
         let endpoint = t.etcd.endpoint();
@@ -170,7 +163,7 @@ async fn endpoints_and_root_come_from_flags_or_the_environment() {
 
 #[tokio::test]
 async fn usage_errors_are_one_line_and_exit_2() {
-    common::within(LIMIT, "visor argument parsing hangs", async {
+    within(LIMIT, "visor argument parsing hangs", async {
         let table = [
             ("", "'visor' requires a subcommand"),
             ("app", "'visor app' requires a subcommand"),
@@ -199,7 +192,7 @@ async fn usage_errors_are_one_line_and_exit_2() {
 
 #[tokio::test]
 async fn help_and_version_print_on_stdout_and_exit_0() {
-    common::within(LIMIT, "visor --help hangs", async {
+    within(LIMIT, "visor --help hangs", async {
         for (line, mention) in [
             ("--help", "Usage: visor"),
             ("app --help", "Usage: visor app"),
@@ -215,7 +208,7 @@ async fn help_and_version_print_on_stdout_and_exit_0() {
 
 #[tokio::test]
 async fn a_refused_command_writes_nothing_not_even_the_schema() {
-    common::within(
+    within(
         LIMIT,
         "etcd start or a refused visor command hangs",
         async {
@@ -288,7 +281,7 @@ async fn a_refused_command_writes_nothing_not_even_the_schema() {
 
 #[tokio::test]
 async fn endpoints_are_checked_before_anything_is_dialled() {
-    common::within(
+    within(
         LIMIT,
         "etcd start or visor with a bad endpoint hangs",
         async {

@@ -3,18 +3,12 @@
 //! etcd, in table and JSON output. Observed state is seeded through the typed
 //! API.
 
-mod cli_support;
-mod common;
-
 use serde_json::json;
 use visor::model::{InstanceState, TicketOp};
 use visor::registry::InstanceFilter;
-
-use cli_support::{
-    Cli, LIMIT, assert_fields, column, host_spec, instance_spec, register_host, registry_revision,
-    rows, take_time, ticket_spec,
-};
-use common::TestRegistry;
+use visor_testkit::cli::{Cli, LIMIT, assert_fields, column, rows, take_time};
+use visor_testkit::fixtures::{host_spec, instance_spec, raw_revision, register_host, ticket_spec};
+use visor_testkit::{TestRegistry, within};
 
 /// Four instances: web/v1/http on h1 running, web/v1/worker on h2 pending,
 /// web/v2/http unassigned, api/v1/http on h1 failed. Returns their ids in that order.
@@ -46,7 +40,7 @@ async fn seed_instances(t: &TestRegistry) -> Vec<String> {
 
 #[tokio::test]
 async fn instances_in_json_with_every_filter() {
-    common::within(LIMIT, "etcd start or visor instances hangs", async {
+    within(LIMIT, "etcd start or visor instances hangs", async {
         let t = TestRegistry::start().await;
         let cli = Cli::new(&t);
         assert_eq!(cli.json("instances").await.json(), json!([]));
@@ -118,7 +112,7 @@ async fn instances_in_json_with_every_filter() {
 
 #[tokio::test]
 async fn instances_as_tables() {
-    common::within(LIMIT, "etcd start or visor instances hangs", async {
+    within(LIMIT, "etcd start or visor instances hangs", async {
         let t = TestRegistry::start().await;
         let cli = Cli::new(&t);
         let header: &[&str] = &[
@@ -154,7 +148,7 @@ async fn instances_as_tables() {
 
 #[tokio::test]
 async fn hosts_in_json_and_as_tables() {
-    common::within(LIMIT, "etcd start, a host lease or visor hosts hangs", async {
+    within(LIMIT, "etcd start, a host lease or visor hosts hangs", async {
         let t = TestRegistry::start().await;
         let cli = Cli::new(&t);
         let header: &[&str] = &["NAME", "ADDR", "CAPACITY", "STACKS", "LABELS"];
@@ -213,7 +207,7 @@ async fn hosts_in_json_and_as_tables() {
 
 #[tokio::test]
 async fn tickets_in_json_and_as_tables() {
-    common::within(LIMIT, "etcd start or visor tickets hangs", async {
+    within(LIMIT, "etcd start or visor tickets hangs", async {
         let t = TestRegistry::start().await;
         let cli = Cli::new(&t);
         let header: &[&str] = &[
@@ -313,13 +307,13 @@ async fn tickets_in_json_and_as_tables() {
         let h2 = cli.run("tickets --host h2").await.table();
         assert_eq!(h2, [table[0].clone(), table[1].clone()]);
 
-        let before = registry_revision(&t).await;
+        let before = raw_revision(&t).await;
         let message = cli.run("tickets --host 'Bad Host'").await.error(2);
         assert!(
             message.contains("invalid host name \"Bad Host\""),
             "{message}"
         );
-        assert_eq!(registry_revision(&t).await, before);
+        assert_eq!(raw_revision(&t).await, before);
     })
     .await;
 }

@@ -4,9 +4,6 @@
 //! Run as the built binary against a real etcd, its stdout a real pipe whose
 //! read end is closed.
 
-mod cli_support;
-mod common;
-
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
@@ -14,9 +11,9 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
 use visor::model::{Name, NotificationKind};
 use visor::registry::Posting;
-
-use cli_support::{INHERITED_VARS, LIMIT, RUN_LIMIT, seed_app, words};
-use common::TestRegistry;
+use visor_testkit::cli::{INHERITED_VARS, LIMIT, RUN_LIMIT, words};
+use visor_testkit::fixtures::seed_app;
+use visor_testkit::{TestRegistry, within};
 
 /// How long to wait for a line, or an exit, before making another event.
 const POLL: Duration = Duration::from_millis(200);
@@ -40,7 +37,7 @@ fn visor_command(endpoint: &str, line: &str) -> Command {
 /// The exit status and stderr of `child`, which must end within [`RUN_LIMIT`].
 async fn finish(mut child: Child, line: &str) -> (ExitStatus, String) {
     let mut stderr = child.stderr.take().expect("stderr is piped");
-    common::within(RUN_LIMIT, &format!("`visor {line}` does not end"), async {
+    within(RUN_LIMIT, &format!("`visor {line}` does not end"), async {
         let mut text = String::new();
         stderr
             .read_to_string(&mut text)
@@ -61,7 +58,7 @@ fn assert_quiet_success(line: &str, status: ExitStatus, stderr: &str) {
 
 #[tokio::test]
 async fn printing_into_a_closed_pipe_ends_quietly() {
-    common::within(
+    within(
         LIMIT,
         "etcd start or visor into a closed pipe hangs",
         async {
@@ -117,7 +114,7 @@ async fn printing_into_a_closed_pipe_ends_quietly() {
 
 #[tokio::test]
 async fn watch_ends_quietly_when_its_reader_goes_away() {
-    common::within(LIMIT, "etcd start or visor watch hangs", async {
+    within(LIMIT, "etcd start or visor watch hangs", async {
         let t = TestRegistry::start().await;
         seed_app(&t, "web").await;
         let endpoint = t.etcd.endpoint();

@@ -4,17 +4,14 @@
 //! their error exits (which must write nothing) and the removal of scale
 //! factors along with an unregistered proc type or revision.
 
-mod cli_support;
-mod common;
-
 use serde_json::json;
 use visor::Error;
-
-use cli_support::{
+use visor_testkit::cli::{
     Cli, LIMIT, PROC_FIELDS, REMOVED_FIELDS, REMOVED_HEADER, REV_FIELDS, assert_fields, column,
-    parse_time, proc_spec, register_app, registry_revision, rev_spec, rows, take_time,
+    parse_time, rows, take_time,
 };
-use common::TestRegistry;
+use visor_testkit::fixtures::{portless_proc_type, raw_revision, register_app, revision};
+use visor_testkit::{TestRegistry, within};
 
 // ---------------------------------------------------------------------------
 // proc
@@ -22,7 +19,7 @@ use common::TestRegistry;
 
 #[tokio::test]
 async fn proc_commands_in_json() {
-    common::within(LIMIT, "etcd start or a visor proc command hangs", async {
+    within(LIMIT, "etcd start or a visor proc command hangs", async {
         let t = TestRegistry::start().await;
         let cli = Cli::new(&t);
         register_app(&t, "web").await;
@@ -78,7 +75,7 @@ async fn proc_commands_in_json() {
         assert_eq!(list, json!([http_json, worker_json]), "procs in name order");
 
         t.visor
-            .register_rev("web", "v1", rev_spec("v1"))
+            .register_rev("web", "v1", revision("v1"))
             .await
             .expect("rev");
         t.visor
@@ -91,7 +88,7 @@ async fn proc_commands_in_json() {
             .expect("scale");
         let removed = cli.json("proc unregister web http").await.json();
         assert_fields(&removed, REMOVED_FIELDS);
-        let revision = registry_revision(&t).await;
+        let revision = raw_revision(&t).await;
         assert_eq!(
             removed,
             json!({"removed": "proc type web/http", "revision": revision})
@@ -119,7 +116,7 @@ async fn proc_commands_in_json() {
 
 #[tokio::test]
 async fn proc_commands_as_tables() {
-    common::within(LIMIT, "etcd start or a visor proc command hangs", async {
+    within(LIMIT, "etcd start or a visor proc command hangs", async {
         let t = TestRegistry::start().await;
         let cli = Cli::new(&t);
         register_app(&t, "web").await;
@@ -150,7 +147,7 @@ async fn proc_commands_as_tables() {
         assert_eq!(list, rows(&[header, http_row, worker_row]));
 
         let removed = cli.run("proc unregister web worker").await.table();
-        let revision = registry_revision(&t).await.to_string();
+        let revision = raw_revision(&t).await.to_string();
         assert_eq!(
             removed,
             rows(&[REMOVED_HEADER, &["proc type web/worker", &revision]])
@@ -165,7 +162,7 @@ async fn proc_commands_as_tables() {
 
 #[tokio::test]
 async fn proc_errors_exit_with_their_codes_and_write_nothing() {
-    common::within(
+    within(
         LIMIT,
         "etcd start or a failing visor proc command hangs",
         async {
@@ -174,10 +171,10 @@ async fn proc_errors_exit_with_their_codes_and_write_nothing() {
             register_app(&t, "web").await;
             let http = t
                 .visor
-                .register_proc("web", "http", proc_spec("bin/http"))
+                .register_proc("web", "http", portless_proc_type("bin/http"))
                 .await
                 .expect("http");
-            let before = registry_revision(&t).await;
+            let before = raw_revision(&t).await;
 
             let register =
                 |app: &str, proc: &str| format!("proc register {app} {proc} --command other");
@@ -222,11 +219,7 @@ async fn proc_errors_exit_with_their_codes_and_write_nothing() {
                 .await
                 .usage_error("--command");
 
-            assert_eq!(
-                registry_revision(&t).await,
-                before,
-                "a failed command wrote"
-            );
+            assert_eq!(raw_revision(&t).await, before, "a failed command wrote");
             let stored = t
                 .visor
                 .proc("web", "http")
@@ -245,12 +238,12 @@ async fn proc_errors_exit_with_their_codes_and_write_nothing() {
 
 #[tokio::test]
 async fn rev_commands_in_json() {
-    common::within(LIMIT, "etcd start or a visor rev command hangs", async {
+    within(LIMIT, "etcd start or a visor rev command hangs", async {
         let t = TestRegistry::start().await;
         let cli = Cli::new(&t);
         register_app(&t, "web").await;
         t.visor
-            .register_proc("web", "http", proc_spec("bin/http"))
+            .register_proc("web", "http", portless_proc_type("bin/http"))
             .await
             .expect("http");
 
@@ -297,7 +290,7 @@ async fn rev_commands_in_json() {
             .expect("scale");
         let removed = cli.json("rev unregister web v1").await.json();
         assert_fields(&removed, REMOVED_FIELDS);
-        let revision = registry_revision(&t).await;
+        let revision = raw_revision(&t).await;
         assert_eq!(
             removed,
             json!({"removed": "revision web/v1", "revision": revision})
@@ -325,7 +318,7 @@ async fn rev_commands_in_json() {
 
 #[tokio::test]
 async fn rev_commands_as_tables() {
-    common::within(LIMIT, "etcd start or a visor rev command hangs", async {
+    within(LIMIT, "etcd start or a visor rev command hangs", async {
         let t = TestRegistry::start().await;
         let cli = Cli::new(&t);
         register_app(&t, "web").await;
@@ -342,7 +335,7 @@ async fn rev_commands_as_tables() {
         let stored = t.visor.rev("web", "v1").await.expect("v1");
         assert_eq!(parse_time(&v1[1][3]), stored.value.created_at);
         t.visor
-            .register_rev("web", "v2", rev_spec("s3://b/v2.tgz"))
+            .register_rev("web", "v2", revision("s3://b/v2.tgz"))
             .await
             .expect("v2");
 
@@ -353,7 +346,7 @@ async fn rev_commands_as_tables() {
         assert_eq!(list[2][..3], ["web", "v2", "s3://b/v2.tgz"]);
 
         let removed = cli.run("rev unregister web v2").await.table();
-        let revision = registry_revision(&t).await.to_string();
+        let revision = raw_revision(&t).await.to_string();
         assert_eq!(
             removed,
             rows(&[REMOVED_HEADER, &["revision web/v2", &revision]])
@@ -368,7 +361,7 @@ async fn rev_commands_as_tables() {
 
 #[tokio::test]
 async fn rev_errors_exit_with_their_codes_and_write_nothing() {
-    common::within(
+    within(
         LIMIT,
         "etcd start or a failing visor rev command hangs",
         async {
@@ -377,10 +370,10 @@ async fn rev_errors_exit_with_their_codes_and_write_nothing() {
             register_app(&t, "web").await;
             let v1 = t
                 .visor
-                .register_rev("web", "v1", rev_spec("s3://b/v1.tgz"))
+                .register_rev("web", "v1", revision("s3://b/v1.tgz"))
                 .await
                 .expect("v1");
-            let before = registry_revision(&t).await;
+            let before = raw_revision(&t).await;
 
             let register =
                 |app: &str, rev: &str| format!("rev register {app} {rev} --archive-url s3://x");
@@ -407,11 +400,7 @@ async fn rev_errors_exit_with_their_codes_and_write_nothing() {
                 .usage_error("--archive-url");
             cli.run("rev list").await.usage_error("<APP>");
 
-            assert_eq!(
-                registry_revision(&t).await,
-                before,
-                "a failed command wrote"
-            );
+            assert_eq!(raw_revision(&t).await, before, "a failed command wrote");
             let stored = t.visor.rev("web", "v1").await.expect("v1 is still there");
             assert_eq!(stored.value.archive_url, "s3://b/v1.tgz");
             assert_eq!(stored.mod_revision, v1.mod_revision);

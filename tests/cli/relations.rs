@@ -5,17 +5,14 @@
 //! the controller hands out and the state an acknowledgement leaves. Every
 //! refusal exits with its code and writes nothing.
 
-mod cli_support;
-mod common;
-
 use serde_json::{Value, json};
 use visor::Error;
-
-use cli_support::{
-    CLOSED_PORT, Cli, LIMIT, REMOVED_FIELDS, REMOVED_HEADER, assert_fields, column, register_app,
-    registry_revision, rows, take_time, visor,
+use visor_testkit::cli::{
+    CLOSED_PORT, Cli, LIMIT, REMOVED_FIELDS, REMOVED_HEADER, assert_fields, column, rows,
+    take_time, visor,
 };
-use common::TestRegistry;
+use visor_testkit::fixtures::{raw_revision, register_app};
+use visor_testkit::{TestRegistry, within};
 
 const RELATION_FIELDS: &[&str] = &["id", "endpoints", "created_at", "mod_revision"];
 const SETTINGS_FIELDS: &[&str] = &["relation_id", "unit", "settings", "version"];
@@ -53,7 +50,7 @@ async fn put_raw(t: &TestRegistry, key: &str, value: &Value) {
 
 #[tokio::test]
 async fn relation_add_derives_ids_from_endpoints_or_takes_the_name_given() {
-    common::within(LIMIT, "etcd start or visor relation add hangs", async {
+    within(LIMIT, "etcd start or visor relation add hangs", async {
         let t = with_apps().await;
         let cli = Cli::new(&t);
 
@@ -98,7 +95,7 @@ async fn relation_add_derives_ids_from_endpoints_or_takes_the_name_given() {
 
 #[tokio::test]
 async fn relation_list_and_show_print_endpoints_and_creation_in_json_and_tables() {
-    common::within(LIMIT, "etcd start or visor relation list hangs", async {
+    within(LIMIT, "etcd start or visor relation list hangs", async {
         let t = with_apps().await;
         let cli = Cli::new(&t);
         assert_eq!(cli.json("relation list").await.json(), json!([]));
@@ -143,7 +140,7 @@ async fn relation_list_and_show_print_endpoints_and_creation_in_json_and_tables(
 
 #[tokio::test]
 async fn relation_remove_deletes_it_and_a_missing_relation_exits_3() {
-    common::within(LIMIT, "etcd start or visor relation remove hangs", async {
+    within(LIMIT, "etcd start or visor relation remove hangs", async {
         let t = with_apps().await;
         let cli = Cli::new(&t);
         cli.json("relation add web db").await.json();
@@ -152,7 +149,7 @@ async fn relation_remove_deletes_it_and_a_missing_relation_exits_3() {
         let removed = cli.json("relation remove web-db").await.json();
         assert_fields(&removed, REMOVED_FIELDS);
         assert_eq!(removed["removed"], "relation web-db");
-        assert_eq!(removed["revision"], registry_revision(&t).await);
+        assert_eq!(removed["revision"], raw_revision(&t).await);
         assert!(matches!(
             t.visor.relation("web-db").await,
             Err(Error::NotFound(_))
@@ -161,31 +158,27 @@ async fn relation_remove_deletes_it_and_a_missing_relation_exits_3() {
         assert_eq!(table[0], REMOVED_HEADER);
         assert_eq!(table[1][0], "relation db-peers");
 
-        let before = registry_revision(&t).await;
+        let before = raw_revision(&t).await;
         for line in ["relation remove web-db", "relation show web-db"] {
             assert_eq!(cli.run(line).await.error(3), "relation web-db not found");
             assert_eq!(cli.json(line).await.error(3), "relation web-db not found");
         }
         assert_eq!(cli.json("relation list").await.json(), json!([]));
-        assert_eq!(
-            registry_revision(&t).await,
-            before,
-            "a failed command wrote"
-        );
+        assert_eq!(raw_revision(&t).await, before, "a failed command wrote");
     })
     .await;
 }
 
 #[tokio::test]
 async fn relation_add_refusals_exit_with_their_codes_and_write_nothing() {
-    common::within(
+    within(
         LIMIT,
         "etcd start or a failing visor relation add hangs",
         async {
             let t = with_apps().await;
             let cli = Cli::new(&t);
             cli.json("relation add web db").await.json();
-            let before = registry_revision(&t).await;
+            let before = raw_revision(&t).await;
 
             assert_eq!(
                 cli.run("relation add web db").await.error(4),
@@ -217,12 +210,12 @@ async fn relation_add_refusals_exit_with_their_codes_and_write_nothing() {
                 message.contains("invalid relation name \"Bad\""),
                 "{message}"
             );
-            assert_eq!(registry_revision(&t).await, before, "a refusal wrote");
+            assert_eq!(raw_revision(&t).await, before, "a refusal wrote");
 
             // An app name of 60 characters makes a derived id of more than 63.
             let long = "a".repeat(60);
             register_app(&t, &long).await;
-            let before = registry_revision(&t).await;
+            let before = raw_revision(&t).await;
             let message = cli
                 .run(&format!("relation add {long} db:sql"))
                 .await
@@ -233,7 +226,7 @@ async fn relation_add_refusals_exit_with_their_codes_and_write_nothing() {
             );
             cli.run("relation add web db x").await.usage_error("'x'");
             cli.run("relation add").await.usage_error("<ENDPOINT>");
-            assert_eq!(registry_revision(&t).await, before, "a usage error wrote");
+            assert_eq!(raw_revision(&t).await, before, "a usage error wrote");
 
             let named = cli
                 .json(&format!("relation add {long} db --name long-db"))
@@ -261,7 +254,7 @@ async fn relation_add_refusals_exit_with_their_codes_and_write_nothing() {
 
 #[tokio::test]
 async fn settings_set_merges_assignments_and_show_reports_the_increasing_version() {
-    common::within(
+    within(
         LIMIT,
         "etcd start or visor relation settings hangs",
         async {
@@ -336,7 +329,7 @@ async fn settings_set_merges_assignments_and_show_reports_the_increasing_version
 
 #[tokio::test]
 async fn settings_refusals_exit_with_their_codes_and_write_nothing() {
-    common::within(
+    within(
         LIMIT,
         "etcd start or a failing visor relation settings hangs",
         async {
@@ -346,7 +339,7 @@ async fn settings_refusals_exit_with_their_codes_and_write_nothing() {
             cli.json("relation settings set web-db db-0 host=db1")
                 .await
                 .json();
-            let before = registry_revision(&t).await;
+            let before = raw_revision(&t).await;
 
             cli.run("relation settings set web-db db-0 port=1 host")
                 .await
@@ -377,7 +370,7 @@ async fn settings_refusals_exit_with_their_codes_and_write_nothing() {
                 .error(2);
             assert!(message.contains("invalid unit name \"Db\""), "{message}");
 
-            assert_eq!(registry_revision(&t).await, before, "a refusal wrote");
+            assert_eq!(raw_revision(&t).await, before, "a refusal wrote");
             let stored = t.visor.settings("web-db", "db-0").await.expect("stored");
             assert_eq!(stored.value.0.len(), 1, "{:?}", stored.value);
             assert_eq!(stored.value.0["host"], "db1");
@@ -388,7 +381,7 @@ async fn settings_refusals_exit_with_their_codes_and_write_nothing() {
 
 #[tokio::test]
 async fn hooks_lists_outstanding_hooks_and_state_shows_what_their_completion_acknowledged() {
-    common::within(LIMIT, "etcd start, a raw put or visor hooks hangs", async {
+    within(LIMIT, "etcd start, a raw put or visor hooks hangs", async {
         let t = with_apps().await;
         let cli = Cli::new(&t);
         cli.json("relation add web db").await.json();
@@ -490,7 +483,7 @@ async fn hooks_lists_outstanding_hooks_and_state_shows_what_their_completion_ack
 
 #[tokio::test]
 async fn relation_commands_exit_5_when_unreachable_but_usage_errors_come_first() {
-    common::within(
+    within(
         LIMIT,
         "visor against a closed port does not give up",
         async {

@@ -3,25 +3,20 @@
 //! including its error exits (which must write nothing). Several assignments
 //! are all or nothing.
 
-mod cli_support;
-mod common;
-
 use serde_json::json;
 use visor::Error;
-
-use cli_support::{
-    Cli, LIMIT, as_array, assert_fields, registry_revision, rev_spec, rows, seed_app,
-};
-use common::TestRegistry;
+use visor_testkit::cli::{Cli, LIMIT, as_array, assert_fields, rows};
+use visor_testkit::fixtures::{raw_revision, revision, seed_app};
+use visor_testkit::{TestRegistry, within};
 
 #[tokio::test]
 async fn scale_sets_and_shows_factors_in_json() {
-    common::within(LIMIT, "etcd start or visor scale hangs", async {
+    within(LIMIT, "etcd start or visor scale hangs", async {
         let t = TestRegistry::start().await;
         let cli = Cli::new(&t);
         seed_app(&t, "web").await;
         t.visor
-            .register_rev("web", "v2", rev_spec("v2"))
+            .register_rev("web", "v2", revision("v2"))
             .await
             .expect("v2");
 
@@ -80,7 +75,7 @@ async fn scale_sets_and_shows_factors_in_json() {
 
 #[tokio::test]
 async fn scale_sets_and_shows_factors_as_tables() {
-    common::within(LIMIT, "etcd start or visor scale hangs", async {
+    within(LIMIT, "etcd start or visor scale hangs", async {
         let t = TestRegistry::start().await;
         let cli = Cli::new(&t);
         seed_app(&t, "web").await;
@@ -101,7 +96,7 @@ async fn scale_sets_and_shows_factors_as_tables() {
 
 #[tokio::test]
 async fn scale_errors_exit_with_their_codes_and_write_nothing() {
-    common::within(LIMIT, "etcd start or a failing visor scale hangs", async {
+    within(LIMIT, "etcd start or a failing visor scale hangs", async {
         let t = TestRegistry::start().await;
         let cli = Cli::new(&t);
         seed_app(&t, "web").await;
@@ -109,7 +104,7 @@ async fn scale_errors_exit_with_their_codes_and_write_nothing() {
             .set_scale("web", "v1", "http", 2)
             .await
             .expect("scale");
-        let before = registry_revision(&t).await;
+        let before = raw_revision(&t).await;
 
         cli.run("scale web v1 http=x").await.usage_error("http=x");
         cli.run("scale web v1 http=-1").await.usage_error("http=-1");
@@ -145,11 +140,7 @@ async fn scale_errors_exit_with_their_codes_and_write_nothing() {
         let message = cli.run("scale web v1 Bad=1").await.error(2);
         assert!(message.contains("invalid proc name \"Bad\""), "{message}");
 
-        assert_eq!(
-            registry_revision(&t).await,
-            before,
-            "a failed command wrote"
-        );
+        assert_eq!(raw_revision(&t).await, before, "a failed command wrote");
         let http = t.visor.scale("web", "v1", "http").await.expect("http");
         assert_eq!(http.value.replicas, 2);
         assert_eq!(
@@ -167,11 +158,11 @@ async fn scale_errors_exit_with_their_codes_and_write_nothing() {
 
 #[tokio::test]
 async fn scale_with_one_bad_assignment_sets_none() {
-    common::within(LIMIT, "etcd start or visor scale hangs", async {
+    within(LIMIT, "etcd start or visor scale hangs", async {
         let t = TestRegistry::start().await;
         let cli = Cli::new(&t);
         seed_app(&t, "web").await;
-        let before = registry_revision(&t).await;
+        let before = raw_revision(&t).await;
 
         let message = cli.run("scale web v1 http=3 nope=1").await.error(3);
         assert_eq!(message, "proc type web/nope not found");
@@ -182,18 +173,18 @@ async fn scale_with_one_bad_assignment_sets_none() {
             ),
             "scale failed, yet set http"
         );
-        assert_eq!(registry_revision(&t).await, before);
+        assert_eq!(raw_revision(&t).await, before);
     })
     .await;
 }
 
 #[tokio::test]
 async fn a_proc_given_twice_is_a_usage_error_naming_it_and_sets_none() {
-    common::within(LIMIT, "etcd start or visor scale hangs", async {
+    within(LIMIT, "etcd start or visor scale hangs", async {
         let t = TestRegistry::start().await;
         let cli = Cli::new(&t);
         seed_app(&t, "web").await;
-        let before = registry_revision(&t).await;
+        let before = raw_revision(&t).await;
 
         for line in [
             "scale web v1 http=3 http=4",
@@ -210,7 +201,7 @@ async fn a_proc_given_twice_is_a_usage_error_naming_it_and_sets_none() {
             ),
             "a refused scale set http"
         );
-        assert_eq!(registry_revision(&t).await, before, "a refusal wrote");
+        assert_eq!(raw_revision(&t).await, before, "a refusal wrote");
     })
     .await;
 }

@@ -7,9 +7,6 @@
 //! followed as they are posted until SIGTERM. Every refusal exits with its
 //! code and writes nothing.
 
-mod cli_support;
-mod common;
-
 use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::Duration;
@@ -20,12 +17,13 @@ use tokio::process::{ChildStdout, Command};
 use visor::discovery::{self, RegisterRequest, Registration};
 use visor::model::{Name, NotificationKind};
 use visor::registry::Posting;
-
-use cli_support::{
+use visor_testkit::cli;
+use visor_testkit::cli::{
     CLOSED_PORT, Cli, INHERITED_VARS, LIMIT, REMOVED_FIELDS, REMOVED_HEADER, assert_fields, column,
-    registry_revision, rows, take_time, visor,
+    rows, take_time, visor,
 };
-use common::TestRegistry;
+use visor_testkit::fixtures::raw_revision;
+use visor_testkit::{TestRegistry, within};
 
 const SERVICE_FIELDS: &[&str] = &[
     "name",
@@ -149,7 +147,7 @@ async fn post(t: &TestRegistry, postings: &[Posting]) {
 
 #[tokio::test]
 async fn service_register_list_show_and_unregister_in_json_and_tables() {
-    common::within(LIMIT, "etcd start or visor service hangs", async {
+    within(LIMIT, "etcd start or visor service hangs", async {
         let t = TestRegistry::start().await;
         let cli = Cli::new(&t);
         assert_eq!(cli.json("service list").await.json(), json!([]));
@@ -240,7 +238,7 @@ async fn service_register_list_show_and_unregister_in_json_and_tables() {
         let removed = cli.json("service unregister db").await.json();
         assert_fields(&removed, REMOVED_FIELDS);
         assert_eq!(removed["removed"], "service db");
-        assert_eq!(removed["revision"], registry_revision(&t).await);
+        assert_eq!(removed["revision"], raw_revision(&t).await);
         let endpoints = t.visor.service_endpoints("db").await.expect("endpoints");
         assert_eq!(endpoints.items.len(), 2, "endpoints stay");
         assert!(live.ready(), "the live one is still registered");
@@ -258,14 +256,14 @@ async fn service_register_list_show_and_unregister_in_json_and_tables() {
 
 #[tokio::test]
 async fn service_refusals_exit_with_their_codes_and_write_nothing() {
-    common::within(
+    within(
         LIMIT,
         "etcd start or a failing visor service hangs",
         async {
             let t = TestRegistry::start().await;
             let cli = Cli::new(&t);
             cli.json("service register db").await.json();
-            let before = registry_revision(&t).await;
+            let before = raw_revision(&t).await;
 
             assert_eq!(
                 cli.run("service register db --critical").await.error(4),
@@ -322,7 +320,7 @@ async fn service_refusals_exit_with_their_codes_and_write_nothing() {
                 .usage_error("--app");
             cli.run("notifications --since -1").await.usage_error("-1");
             cli.run("notifications --since x").await.usage_error("x");
-            assert_eq!(registry_revision(&t).await, before, "a refusal wrote");
+            assert_eq!(raw_revision(&t).await, before, "a refusal wrote");
 
             let flags = format!("--endpoints {CLOSED_PORT} --connect-timeout 1s");
             for command in ["service list", "endpoints db", "notifications"] {
@@ -336,7 +334,7 @@ async fn service_refusals_exit_with_their_codes_and_write_nothing() {
 
 #[tokio::test]
 async fn endpoints_lists_live_and_departed_ones_and_never_prints_a_password() {
-    common::within(LIMIT, "etcd start or visor endpoints hangs", async {
+    within(LIMIT, "etcd start or visor endpoints hangs", async {
         let t = TestRegistry::start().await;
         let cli = Cli::new(&t);
         let live = register(
@@ -443,7 +441,7 @@ async fn endpoints_lists_live_and_departed_ones_and_never_prints_a_password() {
 
 #[tokio::test]
 async fn notifications_list_in_sequence_order_and_since_skips_the_older_ones() {
-    common::within(LIMIT, "etcd start or visor notifications hangs", async {
+    within(LIMIT, "etcd start or visor notifications hangs", async {
         let t = TestRegistry::start().await;
         let cli = Cli::new(&t);
         assert_eq!(cli.json("notifications").await.json(), json!([]));
@@ -553,7 +551,7 @@ impl Follower {
     }
 
     async fn line(&mut self, what: &str) -> String {
-        let read = common::within(LINE_WAIT, what, self.lines.next_line()).await;
+        let read = within(LINE_WAIT, what, self.lines.next_line()).await;
         read.expect("read visor's stdout")
             .unwrap_or_else(|| panic!("visor exited before printing {what}"))
     }
@@ -574,11 +572,11 @@ impl Follower {
             .status()
             .expect("send SIGTERM");
         assert!(sent.success(), "kill -TERM");
-        let rest = common::within(LINE_WAIT, "visor exits on SIGTERM", self.lines.next_line())
+        let rest = within(LINE_WAIT, "visor exits on SIGTERM", self.lines.next_line())
             .await
             .expect("read stdout");
         assert_eq!(rest, None, "nothing printed after the last notification");
-        let output = common::within(
+        let output = within(
             LINE_WAIT,
             "visor exits on SIGTERM",
             self.child.wait_with_output(),
@@ -597,7 +595,7 @@ impl Follower {
 
 #[tokio::test]
 async fn notifications_follow_prints_new_ones_as_they_are_posted_until_sigterm() {
-    common::within(
+    within(
         LIMIT,
         "etcd start, or visor notifications --follow never printing",
         async {
@@ -630,7 +628,7 @@ async fn notifications_follow_prints_new_ones_as_they_are_posted_until_sigterm()
 
 #[tokio::test]
 async fn notifications_follow_in_a_table_prints_a_header_then_one_line_each() {
-    common::within(
+    within(
         LIMIT,
         "etcd start, or visor notifications --follow never printing",
         async {
@@ -638,15 +636,14 @@ async fn notifications_follow_in_a_table_prints_a_header_then_one_line_each() {
             post(&t, &[down("db", "u1")]).await;
             let mut follower = Follower::spawn(&t, &["notifications", "--follow"]);
             let header = follower.line("the header").await;
-            assert_eq!(cli_support::cells(&header), [NOTIFICATION_HEADER]);
-            let first = cli_support::cells(&follower.line("the retained notification").await);
+            assert_eq!(cli::cells(&header), [NOTIFICATION_HEADER]);
+            let first = cli::cells(&follower.line("the retained notification").await);
             assert_eq!(
                 first[0][..5],
                 ["1", "service-down", "db", "u1", "u1.example"]
             );
             post(&t, &[degraded("db")]).await;
-            let next =
-                cli_support::cells(&follower.line("a notification posted while following").await);
+            let next = cli::cells(&follower.line("a notification posted while following").await);
             let detected = t.visor.notifications(1).await.expect("listed").items[0]
                 .value
                 .detected_at

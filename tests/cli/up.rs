@@ -3,11 +3,10 @@
 //! across restarts, and on SIGTERM stops with its etcd (no process left
 //! listening).
 
-mod common;
-
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+use visor_testkit::{eventually, within};
 
 const LIMIT: Duration = Duration::from_secs(90);
 
@@ -55,7 +54,7 @@ fn cli(port: u16, args: &[&str]) -> std::process::Output {
 }
 
 async fn wait_serving(port: u16) {
-    common::eventually(
+    eventually(
         Duration::from_secs(30),
         "visor up serves the registry",
         || async move { cli(port, &["app", "list"]).status.success().then_some(()) },
@@ -69,7 +68,7 @@ async fn terminate(mut child: Child, port: u16) {
         .status()
         .expect("send SIGTERM");
     assert!(status.success());
-    let exited = common::eventually(Duration::from_secs(20), "visor up exits on SIGTERM", || {
+    let exited = eventually(Duration::from_secs(20), "visor up exits on SIGTERM", || {
         let exited = child.try_wait().expect("wait for visor up");
         async move { exited }
     })
@@ -86,7 +85,7 @@ async fn terminate(mut child: Child, port: u16) {
 
 #[tokio::test]
 async fn up_serves_the_cli_keeps_data_and_stops_on_sigterm() {
-    common::within(LIMIT, "visor up did not start or stop", async {
+    within(LIMIT, "visor up did not start or stop", async {
         let dir = tempfile::tempdir().expect("temp dir");
         let data = dir.path().join("registry");
         let port = free_port();
@@ -110,7 +109,7 @@ async fn up_serves_the_cli_keeps_data_and_stops_on_sigterm() {
             "{}",
             String::from_utf8_lossy(&register.stderr)
         );
-        common::eventually(
+        eventually(
             Duration::from_secs(20),
             "the embedded controller leads",
             || async move {

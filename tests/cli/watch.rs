@@ -2,21 +2,18 @@
 //! built binary against a real etcd, replaying history in JSON and as lines,
 //! streaming only new events without `--from`, and its error exits.
 
-mod cli_support;
-mod common;
-
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::io::AsyncBufReadExt;
 use visor::model::TicketOp;
 use visor::registry::HostRegistration;
-
-use cli_support::{
-    Cli, INHERITED_VARS, LIMIT, app_spec, host_spec, instance_spec, proc_spec, register_app,
-    register_host, registry_revision, rev_spec, ticket_spec,
+use visor_testkit::cli::{Cli, INHERITED_VARS, LIMIT};
+use visor_testkit::fixtures::{
+    app, host_spec, instance_spec, portless_proc_type, raw_revision, register_app, register_host,
+    revision, ticket_spec,
 };
-use common::TestRegistry;
+use visor_testkit::{TestRegistry, within};
 
 /// History for `watch`: an unrelated earlier write, then one event of every
 /// family, then a later write. Returns the expected events as JSON (the first
@@ -26,18 +23,18 @@ async fn seed_events(t: &TestRegistry) -> (Vec<Value>, HostRegistration) {
 
     let web = t
         .visor
-        .register_app("web", app_spec("https://git.example/web"))
+        .register_app("web", app("https://git.example/web"))
         .await
         .expect("web");
     let env = t.visor.set_env("web", "PORT", "80").await.expect("env");
     let proc = t
         .visor
-        .register_proc("web", "http", proc_spec("bin/http"))
+        .register_proc("web", "http", portless_proc_type("bin/http"))
         .await
         .expect("proc");
     let rev = t
         .visor
-        .register_rev("web", "v1", rev_spec("v1"))
+        .register_rev("web", "v1", revision("v1"))
         .await
         .expect("rev");
     let scale = t
@@ -109,7 +106,7 @@ async fn seed_events(t: &TestRegistry) -> (Vec<Value>, HostRegistration) {
 #[tokio::test]
 async fn watch_replays_events_from_a_revision_in_json() {
     let what = "etcd start or visor watch (waiting for more events than exist) hangs";
-    common::within(LIMIT, what, async {
+    within(LIMIT, what, async {
         let t = TestRegistry::start().await;
         let cli = Cli::new(&t);
         let (expected, _host) = seed_events(&t).await;
@@ -144,7 +141,7 @@ async fn watch_replays_events_from_a_revision_in_json() {
 #[tokio::test]
 async fn watch_replays_events_from_a_revision_as_lines() {
     let what = "etcd start or visor watch (waiting for more events than exist) hangs";
-    common::within(LIMIT, what, async {
+    within(LIMIT, what, async {
         let t = TestRegistry::start().await;
         let cli = Cli::new(&t);
         let (expected, _host) = seed_events(&t).await;
@@ -194,10 +191,10 @@ async fn watch_replays_events_from_a_revision_as_lines() {
 
 #[tokio::test]
 async fn watch_without_from_streams_new_events_only() {
-    common::within(LIMIT, "etcd start, or visor watch never seeing a new event", async {
+    within(LIMIT, "etcd start, or visor watch never seeing a new event", async {
         let t = TestRegistry::start().await;
         register_app(&t, "web").await;
-        let before = registry_revision(&t).await;
+        let before = raw_revision(&t).await;
 
         let endpoint = t.etcd.endpoint();
         let args = ["--endpoints", &endpoint, "-o", "json", "watch", "--count", "1"];
@@ -254,7 +251,7 @@ async fn watch_without_from_streams_new_events_only() {
 
 #[tokio::test]
 async fn watch_errors_exit_with_their_codes() {
-    common::within(
+    within(
         LIMIT,
         "etcd start, compaction or visor watch hangs",
         async {
@@ -263,7 +260,7 @@ async fn watch_errors_exit_with_their_codes() {
             for app in ["a", "b", "c"] {
                 register_app(&t, app).await;
             }
-            let now = registry_revision(&t).await;
+            let now = raw_revision(&t).await;
             t.raw().compact(now, None).await.expect("compact");
 
             let message = cli.json("watch --from 2 --count 1").await.error(1);

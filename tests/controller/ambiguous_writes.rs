@@ -5,15 +5,13 @@
 //! write before planning again, so the registry ends with exactly the
 //! desired instances and exactly one start ticket each.
 
-mod common;
-mod controller_support;
-mod fault_proxy;
-mod fixtures;
-
 use std::time::Duration;
-
-use controller_support::{ControllerProcess, active, instances};
-use fault_proxy::FaultProxy;
+use visor_testkit::controller;
+use visor_testkit::controller::{ControllerProcess, active, instances};
+use visor_testkit::fault_proxy::FaultProxy;
+use visor_testkit::fixtures;
+use visor_testkit::wait::holds_for;
+use visor_testkit::{TestRegistry, eventually, within};
 
 const LIMIT: Duration = Duration::from_secs(240);
 const DESIRED: usize = 400;
@@ -21,11 +19,11 @@ const FAULTS: usize = 6;
 
 #[tokio::test]
 async fn commits_whose_response_was_lost_are_not_started_twice() {
-    common::within(
+    within(
         LIMIT,
         "the scale-up never converges through the faults",
         async {
-            let t = common::TestRegistry::start().await;
+            let t = TestRegistry::start().await;
             let proxy = FaultProxy::start(&t.etcd.endpoint(), t.raw()).await;
             let hosts = fixtures::register_hosts(&t, 6, 200, Duration::from_secs(30)).await;
             fixtures::seed(&t, "web", "v1", "http").await;
@@ -46,13 +44,13 @@ async fn commits_whose_response_was_lost_are_not_started_twice() {
                 .set_scale("web", "v1", "http", DESIRED as u32)
                 .await
                 .expect("scale");
-            common::eventually(
+            eventually(
                 Duration::from_secs(180),
                 "the desired instances exist",
                 || async { (active(&t).await.len() >= DESIRED).then_some(()) },
             )
             .await;
-            fixtures::holds_for(
+            holds_for(
                 Duration::from_secs(3),
                 "no instance beyond the desired count",
                 || async { instances(&t).await.len() == DESIRED },
@@ -71,7 +69,7 @@ async fn commits_whose_response_was_lost_are_not_started_twice() {
                 .await
                 .expect("sentinel")
                 .mod_revision;
-            let started = controller_support::start_tickets_created(&mut events, sentinel).await;
+            let started = controller::start_tickets_created(&mut events, sentinel).await;
             eprintln!("faults injected after a commit: {}", proxy.injected());
             assert_eq!(started, DESIRED, "exactly one start ticket per slot");
             assert_eq!(

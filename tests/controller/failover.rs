@@ -4,14 +4,13 @@
 //! with exactly 200 start tickets ever emitted; a leader sent SIGTERM resigns
 //! and the standby takes over at once.
 
-mod common;
-mod controller_support;
-mod fixtures;
-
 use std::time::Duration;
 
-use controller_support::{ControllerProcess, active, tickets};
 use visor::model::TicketOp;
+use visor_testkit::controller;
+use visor_testkit::controller::{ControllerProcess, active, tickets};
+use visor_testkit::fixtures;
+use visor_testkit::{TestRegistry, eventually, within};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -21,7 +20,7 @@ fn leads(controller: &ControllerProcess) -> bool {
 
 /// Waits until exactly one of the two leads and returns its index.
 async fn one_leader(controllers: &[ControllerProcess; 2]) -> usize {
-    common::eventually(Duration::from_secs(20), "exactly one leader", || async {
+    eventually(Duration::from_secs(20), "exactly one leader", || async {
         match (leads(&controllers[0]), leads(&controllers[1])) {
             (true, false) => Some(0),
             (false, true) => Some(1),
@@ -33,8 +32,8 @@ async fn one_leader(controllers: &[ControllerProcess; 2]) -> usize {
 
 #[tokio::test]
 async fn sigkill_during_a_200_instance_scale_up_never_double_starts() {
-    common::within(LIMIT, "failover or convergence never happens", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "failover or convergence never happens", async {
+        let t = TestRegistry::start().await;
         let mut controllers = [
             ControllerProcess::start(&t, "c1"),
             ControllerProcess::start(&t, "c2"),
@@ -52,7 +51,7 @@ async fn sigkill_during_a_200_instance_scale_up_never_double_starts() {
             .await
             .expect("scale 200");
         // Kill the leader as soon as it has started emitting.
-        common::eventually(
+        eventually(
             Duration::from_secs(20),
             "the leader starts emitting",
             || async { (!tickets(&t, TicketOp::Start).await.is_empty()).then_some(()) },
@@ -60,7 +59,7 @@ async fn sigkill_during_a_200_instance_scale_up_never_double_starts() {
         .await;
         controllers[leader].kill();
         let killed_at = tokio::time::Instant::now();
-        common::eventually(
+        eventually(
             Duration::from_secs(20),
             "the standby takes over",
             || async { leads(&controllers[standby]).then_some(()) },
@@ -71,7 +70,7 @@ async fn sigkill_during_a_200_instance_scale_up_never_double_starts() {
             killed_at.elapsed()
         );
 
-        common::eventually(Duration::from_secs(30), "200 active instances", || async {
+        eventually(Duration::from_secs(30), "200 active instances", || async {
             (active(&t).await.len() == 200).then_some(())
         })
         .await;
@@ -82,13 +81,13 @@ async fn sigkill_during_a_200_instance_scale_up_never_double_starts() {
             .await
             .expect("sentinel")
             .mod_revision;
-        let created = controller_support::start_tickets_created(&mut events, sentinel).await;
+        let created = controller::start_tickets_created(&mut events, sentinel).await;
         assert_eq!(
             created, 200,
             "never more (or fewer) than 200 start tickets in total"
         );
         assert_eq!(
-            controller_support::instances(&t).await.len(),
+            controller::instances(&t).await.len(),
             200,
             "exactly 200 instances"
         );
@@ -99,8 +98,8 @@ async fn sigkill_during_a_200_instance_scale_up_never_double_starts() {
 
 #[tokio::test]
 async fn sigterm_hands_leadership_over_at_once() {
-    common::within(LIMIT, "handover never happens", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "handover never happens", async {
+        let t = TestRegistry::start().await;
         let mut controllers = [
             ControllerProcess::start(&t, "c1"),
             ControllerProcess::start(&t, "c2"),
@@ -110,7 +109,7 @@ async fn sigterm_hands_leadership_over_at_once() {
         controllers[standby].wait_ready_standby().await;
         let stopped_at = tokio::time::Instant::now();
         controllers[leader].terminate().await;
-        common::eventually(
+        eventually(
             Duration::from_secs(10),
             "the standby leads after a SIGTERM",
             || async { leads(&controllers[standby]).then_some(()) },

@@ -4,15 +4,12 @@
 //! loads its caches, becomes ready, converges, and reports the values as
 //! malformed; the CLI still lists.
 
-mod cli_support;
-mod common;
-mod controller_support;
-mod fixtures;
-
 use std::time::Duration;
-
-use cli_support::Cli;
-use controller_support::{ControllerProcess, active};
+use visor_testkit::cli;
+use visor_testkit::cli::Cli;
+use visor_testkit::controller::{ControllerProcess, active};
+use visor_testkit::fixtures;
+use visor_testkit::{TestRegistry, eventually, within};
 
 const LIMIT: Duration = Duration::from_secs(120);
 const MIB: usize = 1 << 20;
@@ -32,8 +29,8 @@ fn leads(controller: &ControllerProcess) -> bool {
 
 #[tokio::test]
 async fn a_new_leader_loads_caches_holding_1_mib_values_and_the_cli_lists() {
-    common::within(LIMIT, "a cache never loads past the large values", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "a cache never loads past the large values", async {
+        let t = TestRegistry::start().await;
         let _host = t
             .visor
             .register_host("h0", fixtures::host("10.0.0.1"), Duration::from_secs(10))
@@ -47,7 +44,7 @@ async fn a_new_leader_loads_caches_holding_1_mib_values_and_the_cli_lists() {
 
         let mut first = ControllerProcess::start(&t, "c1");
         first.wait_leading().await;
-        common::eventually(Duration::from_secs(20), "2 active instances", || async {
+        eventually(Duration::from_secs(20), "2 active instances", || async {
             (active(&t).await.len() == 2).then_some(())
         })
         .await;
@@ -71,7 +68,7 @@ async fn a_new_leader_loads_caches_holding_1_mib_values_and_the_cli_lists() {
         let second = ControllerProcess::start(&t, "c2");
         second.wait_leading().await;
         assert!(leads(&second));
-        common::eventually(
+        eventually(
             Duration::from_secs(20),
             "the new leader reports every large value as malformed",
             || async {
@@ -84,7 +81,7 @@ async fn a_new_leader_loads_caches_holding_1_mib_values_and_the_cli_lists() {
             .set_scale("web", "v1", "http", 3)
             .await
             .expect("scale 3");
-        common::eventually(
+        eventually(
             Duration::from_secs(20),
             "the new leader converges to 3",
             || async { (active(&t).await.len() == 3).then_some(()) },
@@ -93,7 +90,7 @@ async fn a_new_leader_loads_caches_holding_1_mib_values_and_the_cli_lists() {
 
         // The CLI lists what decodes, and names on stderr what it skipped.
         let cli = Cli::new(&t);
-        let listed = |run: &cli_support::Run, skipped: &str| {
+        let listed = |run: &cli::Run, skipped: &str| {
             assert_eq!(run.code, Some(0), "{}", run.context());
             assert!(
                 run.stderr.contains("skipping malformed") && run.stderr.contains(skipped),

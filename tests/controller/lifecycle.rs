@@ -4,19 +4,18 @@
 //! lease up before the next campaign; and a replica that cannot reach the
 //! registry says so on `/metrics` and `/healthz` from the start.
 
-mod common;
-mod controller_support;
-
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use clap::Parser;
-use controller_support::ControllerProcess;
 use etcd_client::{EventType, GetOptions, WatchOptions};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use visor::controller::{Controller, ControllerConfig, ELECTION_NAME};
 use visor::registry::{LocalEtcd, LocalEtcdOptions};
+use visor_testkit::controller;
+use visor_testkit::controller::ControllerProcess;
+use visor_testkit::{TestRegistry, eventually, within};
 
 const LIMIT: Duration = Duration::from_secs(60);
 const ELECTION_PREFIX: &str = "/visor/leader/";
@@ -61,7 +60,7 @@ async fn exit_of(args: &[&str]) -> (Option<i32>, String) {
 
 #[tokio::test]
 async fn flags_that_cannot_run_as_asked_exit_2_before_connecting() {
-    common::within(LIMIT, "a refused flag never makes visor exit", async {
+    within(LIMIT, "a refused flag never makes visor exit", async {
         // Nothing listens there: a replica that accepted its flags would retry forever.
         let endpoint = format!("http://127.0.0.1:{}", free_port());
         let table: &[(&[&str], &str)] = &[
@@ -123,8 +122,8 @@ struct Flags {
 
 #[tokio::test]
 async fn a_replica_whose_every_term_fails_campaigns_with_backoff() {
-    common::within(LIMIT, "the replica never campaigns or never stops", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "the replica never campaigns or never stops", async {
+        let t = TestRegistry::start().await;
         let prometheus = prometheus::Registry::new();
         // A fault that fails every term as it starts, after its caches synced:
         // the scale work queue cannot register its metrics.
@@ -200,7 +199,7 @@ async fn a_replica_whose_every_term_fails_campaigns_with_backoff() {
         );
 
         shutdown.cancel();
-        common::within(
+        within(
             Duration::from_secs(10),
             "the replica stops on shutdown",
             replica,
@@ -219,7 +218,7 @@ async fn a_replica_whose_every_term_fails_campaigns_with_backoff() {
 }
 
 /// The candidate keys under the election prefix: (identity, lease) in line order.
-async fn candidates(t: &common::TestRegistry) -> Vec<(String, i64)> {
+async fn candidates(t: &TestRegistry) -> Vec<(String, i64)> {
     let options = GetOptions::new().with_prefix().with_sort(
         etcd_client::SortTarget::Create,
         etcd_client::SortOrder::Ascend,
@@ -238,18 +237,18 @@ async fn candidates(t: &common::TestRegistry) -> Vec<(String, i64)> {
 
 #[tokio::test]
 async fn a_lost_term_revokes_its_lease_before_campaigning_again() {
-    common::within(LIMIT, "the deposed leader never campaigns again", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "the deposed leader never campaigns again", async {
+        let t = TestRegistry::start().await;
         // A lease far longer than the test: only a revoke makes it go away.
         let lease = ["--lease-ttl", "60s", "--renew-deadline", "40s"];
         let endpoint = t.etcd.endpoint();
         let _first = ControllerProcess::spawn(&endpoint, "c1", &lease, &[]);
-        common::eventually(Duration::from_secs(20), "c1 leads", || async {
+        eventually(Duration::from_secs(20), "c1 leads", || async {
             (candidates(&t).await.first().map(|(who, _)| who.as_str()) == Some("c1")).then_some(())
         })
         .await;
         let second = ControllerProcess::spawn(&endpoint, "c2", &lease, &[]);
-        common::eventually(Duration::from_secs(20), "c2 waits in line", || async {
+        eventually(Duration::from_secs(20), "c2 waits in line", || async {
             (candidates(&t).await.len() == 2).then_some(())
         })
         .await;
@@ -268,7 +267,7 @@ async fn a_lost_term_revokes_its_lease_before_campaigning_again() {
         );
 
         // c1 campaigns again with a new lease; by then the old one must be gone.
-        common::eventually(Duration::from_secs(20), "c1 campaigns again", || async {
+        eventually(Duration::from_secs(20), "c1 campaigns again", || async {
             candidates(&t)
                 .await
                 .iter()
@@ -281,7 +280,7 @@ async fn a_lost_term_revokes_its_lease_before_campaigning_again() {
             leases.leases().iter().all(|lease| lease.id() != old_lease),
             "the deposed leader left its lease {old_lease:x} to expire"
         );
-        common::eventually(Duration::from_secs(20), "c2 leads", || async {
+        eventually(Duration::from_secs(20), "c2 leads", || async {
             (second.metric("leader_election_master_status", ELECTION_NAME) == Some(1.0))
                 .then_some(())
         })
@@ -292,12 +291,12 @@ async fn a_lost_term_revokes_its_lease_before_campaigning_again() {
 
 #[tokio::test]
 async fn an_unreachable_registry_is_reported_from_the_start() {
-    common::within(LIMIT, "the standing is never reported", async {
+    within(LIMIT, "the standing is never reported", async {
         let port = free_port();
         let controller = ControllerProcess::spawn(
             &format!("http://127.0.0.1:{port}"),
             "c1",
-            controller_support::SHORT_LEASE,
+            controller::SHORT_LEASE,
             &[],
         );
         let status = |reachable: f64, leading: f64| {
@@ -308,7 +307,7 @@ async fn an_unreachable_registry_is_reported_from_the_start() {
                 (leader == Some(leading) && registry == Some(reachable)).then_some(())
             }
         };
-        common::eventually(
+        eventually(
             Duration::from_secs(20),
             "/metrics says: not leading, registry unreachable",
             status(0.0, 0.0),
@@ -327,7 +326,7 @@ async fn an_unreachable_registry_is_reported_from_the_start() {
         })
         .await
         .expect("start etcd");
-        common::eventually(
+        eventually(
             Duration::from_secs(30),
             "/metrics says: leading, registry reachable",
             status(1.0, 1.0),

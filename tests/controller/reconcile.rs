@@ -5,15 +5,15 @@
 //! skipped without stopping the loops; `/metrics` passes `promtool`; and old
 //! terminal instances and tickets to gone hosts are collected.
 
-mod common;
-mod controller_support;
-mod fixtures;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use controller_support::{ControllerProcess, active, tickets};
 use visor::model::{InstanceState, TicketOp};
+use visor_testkit::controller;
+use visor_testkit::controller::{ControllerProcess, active, tickets};
+use visor_testkit::fixtures;
+use visor_testkit::wait::holds_for;
+use visor_testkit::{TestRegistry, eventually, within};
 
 const LIMIT: Duration = Duration::from_secs(90);
 const CONVERGE: Duration = Duration::from_secs(20);
@@ -35,7 +35,7 @@ fn per_host(
 }
 
 /// `visor status -o json`, through the built binary.
-fn status(t: &common::TestRegistry) -> serde_json::Value {
+fn status(t: &TestRegistry) -> serde_json::Value {
     let output = std::process::Command::new(assert_cmd::cargo::cargo_bin("visor"))
         .args(["--endpoints", &t.etcd.endpoint(), "-o", "json", "status"])
         .output()
@@ -50,8 +50,8 @@ fn status(t: &common::TestRegistry) -> serde_json::Value {
 
 #[tokio::test]
 async fn scale_up_spreads_and_scale_down_stops_pending_before_running() {
-    common::within(LIMIT, "the controller never converges", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "the controller never converges", async {
+        let t = TestRegistry::start().await;
         let _controller = ControllerProcess::start(&t, "c1");
         let mut hosts = Vec::new();
         for name in ["h1", "h2", "h3"] {
@@ -67,7 +67,7 @@ async fn scale_up_spreads_and_scale_down_stops_pending_before_running() {
             .set_scale("web", "v1", "http", 5)
             .await
             .expect("scale 5");
-        let starts = common::eventually(CONVERGE, "5 start tickets", || async {
+        let starts = eventually(CONVERGE, "5 start tickets", || async {
             let starts = tickets(&t, TicketOp::Start).await;
             (starts.len() >= 5).then_some(starts)
         })
@@ -100,7 +100,7 @@ async fn scale_up_spreads_and_scale_down_stops_pending_before_running() {
             .set_scale("web", "v1", "http", 2)
             .await
             .expect("scale 2");
-        let stops = common::eventually(CONVERGE, "3 stop tickets", || async {
+        let stops = eventually(CONVERGE, "3 stop tickets", || async {
             let stops = tickets(&t, TicketOp::Stop).await;
             (stops.len() >= 3).then_some(stops)
         })
@@ -118,7 +118,7 @@ async fn scale_up_spreads_and_scale_down_stops_pending_before_running() {
             "pending instances are stopped before running ones"
         );
         // Nothing more is emitted once converged.
-        fixtures::holds_for(Duration::from_secs(3), "no further tickets", || async {
+        holds_for(Duration::from_secs(3), "no further tickets", || async {
             tickets(&t, TicketOp::Start).await.len() == 5
                 && tickets(&t, TicketOp::Stop).await.len() == 3
         })
@@ -130,8 +130,8 @@ async fn scale_up_spreads_and_scale_down_stops_pending_before_running() {
 
 #[tokio::test]
 async fn a_dead_hosts_instances_are_lost_and_replaced() {
-    common::within(LIMIT, "loss or replacement never happens", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "loss or replacement never happens", async {
+        let t = TestRegistry::start().await;
         let _controller = ControllerProcess::start(&t, "c1");
         let mut hosts = BTreeMap::new();
         for name in ["h1", "h2", "h3"] {
@@ -148,7 +148,7 @@ async fn a_dead_hosts_instances_are_lost_and_replaced() {
             .set_scale("web", "v1", "http", 6)
             .await
             .expect("scale");
-        common::eventually(CONVERGE, "6 active", || async {
+        eventually(CONVERGE, "6 active", || async {
             (active(&t).await.len() == 6).then_some(())
         })
         .await;
@@ -157,11 +157,11 @@ async fn a_dead_hosts_instances_are_lost_and_replaced() {
         let h2 = hosts.remove("h2").expect("h2");
         t.raw().lease_revoke(h2.lease_id()).await.expect("revoke");
         let revoked_at = tokio::time::Instant::now();
-        common::eventually(
+        eventually(
             CONVERGE,
             "h2's instances lost and replaced on h1 and h3",
             || async {
-                let all = controller_support::instances(&t).await;
+                let all = controller::instances(&t).await;
                 let lost_on_h2 = all
                     .iter()
                     .filter(|i| i.value.state == InstanceState::Lost)
@@ -185,8 +185,8 @@ async fn a_dead_hosts_instances_are_lost_and_replaced() {
 
 #[tokio::test]
 async fn unplaceable_work_waits_until_a_host_can_take_it() {
-    common::within(LIMIT, "placement never happens", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "placement never happens", async {
+        let t = TestRegistry::start().await;
         let controller = ControllerProcess::start(&t, "c1");
         let mut other_stack = fixtures::host("10.0.0.1");
         other_stack.stacks = vec![fixtures::name("other")];
@@ -200,7 +200,7 @@ async fn unplaceable_work_waits_until_a_host_can_take_it() {
             .set_scale("web", "v1", "http", 3)
             .await
             .expect("scale");
-        common::eventually(CONVERGE, "3 unplaceable instances counted", || async {
+        eventually(CONVERGE, "3 unplaceable instances counted", || async {
             (controller.metric("visor_unplaceable_instances", "app=\"web\"") == Some(3.0))
                 .then_some(())
         })
@@ -224,7 +224,7 @@ async fn unplaceable_work_waits_until_a_host_can_take_it() {
             .register_host("h2", fixtures::host("10.0.0.2"), HOST_TTL)
             .await
             .expect("host");
-        common::eventually(CONVERGE, "placed once a host offers the stack", || async {
+        eventually(CONVERGE, "placed once a host offers the stack", || async {
             let placed = active(&t).await;
             (placed.len() == 3
                 && placed
@@ -234,7 +234,7 @@ async fn unplaceable_work_waits_until_a_host_can_take_it() {
         })
         .await;
         assert_eq!(status(&t)["groups"][0]["active"], 3, "visor status shows them active");
-        common::eventually(CONVERGE, "the unplaceable count drops to 0", || async {
+        eventually(CONVERGE, "the unplaceable count drops to 0", || async {
             (controller.metric("visor_unplaceable_instances", "app=\"web\"") == Some(0.0))
                 .then_some(())
         })
@@ -245,8 +245,8 @@ async fn unplaceable_work_waits_until_a_host_can_take_it() {
 
 #[tokio::test]
 async fn malformed_objects_are_skipped_and_metrics_pass_promtool() {
-    common::within(LIMIT, "the loops stop or metrics never appear", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "the loops stop or metrics never appear", async {
+        let t = TestRegistry::start().await;
         let controller = ControllerProcess::start(&t, "c1");
         controller.wait_leading().await;
         let _host = t
@@ -261,7 +261,7 @@ async fn malformed_objects_are_skipped_and_metrics_pass_promtool() {
             .set_scale("web", "v1", "http", 2)
             .await
             .expect("scale");
-        common::eventually(
+        eventually(
             CONVERGE,
             "valid work proceeds past malformed objects",
             || async { (active(&t).await.len() == 2).then_some(()) },
@@ -313,8 +313,8 @@ async fn malformed_objects_are_skipped_and_metrics_pass_promtool() {
 
 #[tokio::test]
 async fn terminal_instances_and_orphan_tickets_are_collected() {
-    common::within(LIMIT, "collection never happens", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "collection never happens", async {
+        let t = TestRegistry::start().await;
         let controller = ControllerProcess::start_with(&t, "c1", &["--retention", "1s"]);
         controller.wait_leading().await;
         let _host = t
@@ -350,13 +350,13 @@ async fn terminal_instances_and_orphan_tickets_are_collected() {
             .await
             .expect("ticket to a host that does not exist");
 
-        common::eventually(
+        eventually(
             CONVERGE,
             "the exited instance is collected after its retention",
             || async { t.visor.instance(done.name()).await.is_err().then_some(()) },
         )
         .await;
-        common::eventually(CONVERGE, "the ticket to a gone host is removed", || async {
+        eventually(CONVERGE, "the ticket to a gone host is removed", || async {
             t.visor
                 .ticket("gone", orphan.name())
                 .await

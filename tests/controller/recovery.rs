@@ -3,19 +3,17 @@
 //! and converges), and a controller frozen while the history it missed is
 //! compacted away (it catches up by relisting and converges; no change is lost).
 
-mod common;
-mod controller_support;
-mod fixtures;
-
 use std::time::Duration;
-
-use controller_support::{ControllerProcess, active};
+use visor_testkit::controller;
+use visor_testkit::controller::{ControllerProcess, active};
+use visor_testkit::fixtures;
+use visor_testkit::{TestRegistry, eventually, within};
 
 const LIMIT: Duration = Duration::from_secs(120);
 const CONVERGE: Duration = Duration::from_secs(30);
 
-async fn converged(t: &common::TestRegistry, count: usize, what: &str) {
-    common::eventually(CONVERGE, what, || async {
+async fn converged(t: &TestRegistry, count: usize, what: &str) {
+    eventually(CONVERGE, what, || async {
         (active(t).await.len() == count).then_some(())
     })
     .await;
@@ -23,8 +21,8 @@ async fn converged(t: &common::TestRegistry, count: usize, what: &str) {
 
 #[tokio::test]
 async fn converges_after_etcd_is_killed_and_restarted() {
-    common::within(LIMIT, "the controller never recovers", async {
-        let mut t = common::TestRegistry::start().await;
+    within(LIMIT, "the controller never recovers", async {
+        let mut t = TestRegistry::start().await;
         let controller = ControllerProcess::start(&t, "c1");
         controller.wait_leading().await;
         let _host = t
@@ -40,7 +38,7 @@ async fn converges_after_etcd_is_killed_and_restarted() {
         converged(&t, 2, "2 active before the outage").await;
 
         t.etcd.kill();
-        common::eventually(
+        eventually(
             CONVERGE,
             "the controller stops leading while etcd is down",
             || async {
@@ -63,8 +61,8 @@ async fn converges_after_etcd_is_killed_and_restarted() {
 
 #[tokio::test]
 async fn a_frozen_controller_catches_up_after_compaction() {
-    common::within(LIMIT, "the controller never catches up", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "the controller never catches up", async {
+        let t = TestRegistry::start().await;
         let controller = ControllerProcess::start(&t, "c1");
         controller.wait_leading().await;
         let _host = t
@@ -80,7 +78,7 @@ async fn a_frozen_controller_catches_up_after_compaction() {
             .expect("scale");
         converged(&t, 1, "1 active before the freeze").await;
 
-        controller_support::signal(&controller, "STOP");
+        controller::signal(&controller, "STOP");
         for replicas in [3, 0, 2] {
             t.visor
                 .set_scale("web", "v1", "http", replicas)
@@ -100,18 +98,17 @@ async fn a_frozen_controller_catches_up_after_compaction() {
             .compact(revision, None)
             .await
             .expect("compact the missed history");
-        controller_support::signal(&controller, "CONT");
+        controller::signal(&controller, "CONT");
 
         // Only api/v1/http should run: web was removed while the controller was
         // frozen, so each of its instances must have a stop ticket (no agent runs
         // here to carry them out).
-        common::eventually(CONVERGE, "the final desired state, and only it", || async {
-            let stopping: Vec<String> =
-                controller_support::tickets(&t, visor::model::TicketOp::Stop)
-                    .await
-                    .iter()
-                    .map(|ticket| ticket.value.instance.to_string())
-                    .collect();
+        eventually(CONVERGE, "the final desired state, and only it", || async {
+            let stopping: Vec<String> = controller::tickets(&t, visor::model::TicketOp::Stop)
+                .await
+                .iter()
+                .map(|ticket| ticket.value.instance.to_string())
+                .collect();
             let live = active(&t).await;
             let kept: Vec<String> = live
                 .iter()

@@ -4,20 +4,17 @@
 //! through joins, settings changes, a host's death, the relation's removal
 //! and a controller killed mid-stream.
 
-mod common;
-mod controller_support;
-mod fixtures;
-mod relation_support;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use controller_support::ControllerProcess;
-use relation_support::{
-    HookLog, deploy_app, drive_until, members_of, run_units, setting, versions,
-};
 use visor::model::HookKind;
 use visor::registry::EndpointSpec;
+use visor_testkit::controller::ControllerProcess;
+use visor_testkit::fixtures;
+use visor_testkit::relations::{
+    HookLog, deploy_app, drive_until, members_of, run_units, setting, versions,
+};
+use visor_testkit::{TestRegistry, eventually, within};
 
 const LIMIT: Duration = Duration::from_secs(120);
 const CONVERGE: Duration = Duration::from_secs(30);
@@ -28,12 +25,7 @@ fn endpoints(specs: &[&str]) -> Vec<EndpointSpec> {
 
 /// Whether every unit of `ours` has acknowledged exactly `theirs`, at the
 /// versions their settings are at.
-async fn sees(
-    t: &common::TestRegistry,
-    relation: &str,
-    ours: &[String],
-    theirs: &[String],
-) -> bool {
+async fn sees(t: &TestRegistry, relation: &str, ours: &[String], theirs: &[String]) -> bool {
     let expected = versions(t, relation, theirs).await;
     for unit in ours {
         if members_of(t, relation, unit).await != expected {
@@ -45,8 +37,8 @@ async fn sees(
 
 #[tokio::test]
 async fn related_units_join_depart_with_their_host_and_break_with_the_relation() {
-    common::within(LIMIT, "relation hooks never settle", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "relation hooks never settle", async {
+        let t = TestRegistry::start().await;
         let _controller = ControllerProcess::start(&t, "c1");
         let _web_hosts = deploy_app(&t, "web", "http", &["w1", "w2", "w3"]).await;
         let mut db_hosts = deploy_app(&t, "db", "sql", &["d1", "d2"]).await;
@@ -171,7 +163,7 @@ async fn related_units_join_depart_with_their_host_and_break_with_the_relation()
         }
         log.check_guarantees();
         // Nothing of the relation is left behind.
-        common::eventually(
+        eventually(
             CONVERGE,
             "settings of the removed relation are cleared",
             || async {
@@ -189,8 +181,8 @@ async fn related_units_join_depart_with_their_host_and_break_with_the_relation()
 
 #[tokio::test]
 async fn a_peer_relation_joins_every_other_unit_of_the_app() {
-    common::within(LIMIT, "peer hooks never settle", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "peer hooks never settle", async {
+        let t = TestRegistry::start().await;
         let _controller = ControllerProcess::start(&t, "c1");
         let _hosts = deploy_app(&t, "db", "sql", &["d1", "d2"]).await;
         let db = run_units(&t, "db", "sql", 3).await;
@@ -234,8 +226,8 @@ async fn a_peer_relation_joins_every_other_unit_of_the_app() {
 
 #[tokio::test]
 async fn a_controller_killed_mid_stream_is_replaced_without_a_lost_or_repeated_hook() {
-    common::within(LIMIT, "hooks never settle across the restart", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "hooks never settle across the restart", async {
+        let t = TestRegistry::start().await;
         let mut first = ControllerProcess::start(&t, "c1");
         let _web_hosts = deploy_app(&t, "web", "http", &["w1", "w2"]).await;
         let _db_hosts = deploy_app(&t, "db", "sql", &["d1", "d2"]).await;

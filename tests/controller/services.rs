@@ -2,16 +2,14 @@
 //! an endpoint's death is exactly one `service-down` notification, a clean
 //! stop is none, and a critical service is reported degraded and restored.
 
-mod common;
-mod controller_support;
-mod fixtures;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use controller_support::ControllerProcess;
 use visor::discovery::{self, RegisterRequest};
 use visor::model::NotificationKind;
+use visor_testkit::controller::ControllerProcess;
+use visor_testkit::fixtures;
+use visor_testkit::{TestRegistry, eventually, within};
 
 const LIMIT: Duration = Duration::from_secs(60);
 const CONVERGE: Duration = Duration::from_secs(20);
@@ -27,7 +25,7 @@ fn request(hostname: &str, critical: bool) -> RegisterRequest {
 }
 
 /// The notifications posted so far, as (kind, endpoint).
-async fn posted(t: &common::TestRegistry) -> Vec<(NotificationKind, Option<String>)> {
+async fn posted(t: &TestRegistry) -> Vec<(NotificationKind, Option<String>)> {
     t.visor
         .notifications(0)
         .await
@@ -38,7 +36,7 @@ async fn posted(t: &common::TestRegistry) -> Vec<(NotificationKind, Option<Strin
         .collect()
 }
 
-async fn tracked(t: &common::TestRegistry, service: &str) -> usize {
+async fn tracked(t: &TestRegistry, service: &str) -> usize {
     fixtures::raw_keys(t, &format!("/visor/tracked/{service}/"))
         .await
         .len()
@@ -46,14 +44,14 @@ async fn tracked(t: &common::TestRegistry, service: &str) -> usize {
 
 #[tokio::test]
 async fn a_death_is_one_down_notification_and_a_clean_stop_none() {
-    common::within(LIMIT, "the services loop never settles", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "the services loop never settles", async {
+        let t = TestRegistry::start().await;
         let _controller = ControllerProcess::start(&t, "c1");
         let registration = discovery::register(&t.visor, "db", request("db-1.example", false))
             .await
             .expect("register");
         let id = registration.id().to_string();
-        common::eventually(CONVERGE, "the endpoint is tracked", || async {
+        eventually(CONVERGE, "the endpoint is tracked", || async {
             (tracked(&t, "db").await == 1).then_some(())
         })
         .await;
@@ -62,7 +60,7 @@ async fn a_death_is_one_down_notification_and_a_clean_stop_none() {
             .lease_revoke(registration.lease_id().expect("registered"))
             .await
             .expect("revoke");
-        let down = common::eventually(CONVERGE, "a down notification", || async {
+        let down = eventually(CONVERGE, "a down notification", || async {
             let posted = posted(&t).await;
             (!posted.is_empty()).then_some(posted)
         })
@@ -71,12 +69,12 @@ async fn a_death_is_one_down_notification_and_a_clean_stop_none() {
 
         // The handle re-registers under the same uuid: tracked again, no notification.
         registration.wait_registered().await;
-        common::eventually(CONVERGE, "the re-registration is tracked", || async {
+        eventually(CONVERGE, "the re-registration is tracked", || async {
             (tracked(&t, "db").await == 1).then_some(())
         })
         .await;
         registration.stop().await.expect("clean stop");
-        common::eventually(CONVERGE, "the clean stop is forgotten", || async {
+        eventually(CONVERGE, "the clean stop is forgotten", || async {
             (tracked(&t, "db").await == 0).then_some(())
         })
         .await;
@@ -97,13 +95,13 @@ async fn a_death_is_one_down_notification_and_a_clean_stop_none() {
 
 #[tokio::test]
 async fn a_critical_service_is_reported_degraded_then_restored() {
-    common::within(LIMIT, "the services loop never settles", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "the services loop never settles", async {
+        let t = TestRegistry::start().await;
         let _controller = ControllerProcess::start(&t, "c1");
         let registration = discovery::register(&t.visor, "db", request("db-1.example", true))
             .await
             .expect("register");
-        common::eventually(CONVERGE, "the endpoint is tracked", || async {
+        eventually(CONVERGE, "the endpoint is tracked", || async {
             (tracked(&t, "db").await == 1).then_some(())
         })
         .await;
@@ -111,7 +109,7 @@ async fn a_critical_service_is_reported_degraded_then_restored() {
         let lease = registration.lease_id().expect("registered");
         drop(registration);
         t.raw().lease_revoke(lease).await.expect("revoke");
-        let kinds = common::eventually(CONVERGE, "down, then degraded", || async {
+        let kinds = eventually(CONVERGE, "down, then degraded", || async {
             let kinds: Vec<NotificationKind> =
                 posted(&t).await.into_iter().map(|(k, _)| k).collect();
             (kinds.len() >= 2).then_some(kinds)
@@ -129,7 +127,7 @@ async fn a_critical_service_is_reported_degraded_then_restored() {
         let _back = discovery::register(&t.visor, "db", request("db-2.example", true))
             .await
             .expect("register again");
-        let kinds = common::eventually(CONVERGE, "restored", || async {
+        let kinds = eventually(CONVERGE, "restored", || async {
             let kinds: Vec<NotificationKind> =
                 posted(&t).await.into_iter().map(|(k, _)| k).collect();
             (kinds.len() >= 3).then_some(kinds)

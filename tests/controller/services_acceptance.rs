@@ -9,22 +9,20 @@
 //! builds next to the test binaries (`cargo test --test services_acceptance`
 //! alone does not: build it first with `cargo build --example register_endpoint`).
 
-mod common;
-mod controller_support;
-mod fixtures;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use controller_support::ControllerProcess;
 use futures::future::{join_all, try_join_all};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout};
 use tokio::time::Instant;
 use visor::discovery::{self, RegisterRequest, Registration};
 use visor::model::{Notification, NotificationKind};
+use visor_testkit::controller::ControllerProcess;
+use visor_testkit::fixtures;
+use visor_testkit::{TestRegistry, eventually, within};
 
 const LIMIT: Duration = Duration::from_secs(60);
 const CONVERGE: Duration = Duration::from_secs(20);
@@ -61,7 +59,7 @@ struct Endpoint {
 
 impl Endpoint {
     /// Spawns the example and waits for its `registered <uuid>` line.
-    async fn spawn(t: &common::TestRegistry, hostname: &str) -> Self {
+    async fn spawn(t: &TestRegistry, hostname: &str) -> Self {
         let mut child = tokio::process::Command::new(register_endpoint_example())
             .args(["--endpoints", &t.etcd.endpoint()])
             .args(["--service", SERVICE, "--hostname", hostname])
@@ -89,7 +87,7 @@ impl Endpoint {
 }
 
 /// The `service-down` notifications posted so far, in sequence order.
-async fn downs(t: &common::TestRegistry) -> Vec<Notification> {
+async fn downs(t: &TestRegistry) -> Vec<Notification> {
     t.visor
         .notifications(0)
         .await
@@ -102,7 +100,7 @@ async fn downs(t: &common::TestRegistry) -> Vec<Notification> {
 }
 
 /// The endpoint ids the controller tracks for [`SERVICE`].
-async fn tracked(t: &common::TestRegistry) -> BTreeSet<String> {
+async fn tracked(t: &TestRegistry) -> BTreeSet<String> {
     fixtures::raw_keys(t, &format!("/visor/tracked/{SERVICE}/"))
         .await
         .into_iter()
@@ -125,7 +123,7 @@ fn services_reconciles(controller: &ControllerProcess) -> f64 {
 /// bound it.
 async fn quiet(controller: &ControllerProcess) {
     let start = services_reconciles(controller);
-    common::eventually(
+    eventually(
         CONVERGE,
         "the leader runs two more services reconciles",
         || async { (services_reconciles(controller) >= start + 2.0).then_some(()) },
@@ -136,7 +134,7 @@ async fn quiet(controller: &ControllerProcess) {
 /// Kills `registrations` at once, as crashes would but without waiting for
 /// the TTL: dropping a handle stops its renewal and re-registration (no
 /// tombstone), and revoking its lease then deletes the key.
-async fn die(t: &common::TestRegistry, registrations: Vec<Registration>) {
+async fn die(t: &TestRegistry, registrations: Vec<Registration>) {
     let leases: Vec<i64> = registrations
         .iter()
         .map(|r| r.lease_id().expect("registered"))
@@ -155,13 +153,13 @@ fn leads(controller: &ControllerProcess) -> bool {
 
 #[tokio::test]
 async fn a_sigkilled_child_is_one_down_notification_and_a_clean_stop_none() {
-    common::within(LIMIT, "the services loop never settles", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "the services loop never settles", async {
+        let t = TestRegistry::start().await;
         let controller = ControllerProcess::start(&t, "c1");
         controller.wait_leading().await;
 
         let spawned = Instant::now();
-        let mut first = common::within(
+        let mut first = within(
             TTL,
             "the endpoint is not visible within one lease period",
             async {
@@ -176,17 +174,17 @@ async fn a_sigkilled_child_is_one_down_notification_and_a_clean_stop_none() {
         )
         .await;
         eprintln!("visible after {:?} (TTL {TTL:?})", spawned.elapsed());
-        common::eventually(CONVERGE, "the endpoint is tracked", || async {
+        eventually(CONVERGE, "the endpoint is tracked", || async {
             tracked(&t).await.contains(&first.id).then_some(())
         })
         .await;
 
         let killed = Instant::now();
         first.child.kill().await.expect("SIGKILL");
-        let posted = common::within(
+        let posted = within(
             TTL + Duration::from_secs(1),
             "no service-down within TTL + 1 s of the SIGKILL",
-            common::eventually(CONVERGE, "a service-down", || async {
+            eventually(CONVERGE, "a service-down", || async {
                 let downs = downs(&t).await;
                 (!downs.is_empty()).then_some(downs)
             }),
@@ -197,7 +195,7 @@ async fn a_sigkilled_child_is_one_down_notification_and_a_clean_stop_none() {
         assert_eq!(posted[0].endpoint.as_deref(), Some(first.id.as_str()));
         assert_eq!(posted[0].hostname.as_deref(), Some("db-1.example"));
         assert_eq!(posted[0].seq, 1);
-        common::eventually(CONVERGE, "the death is settled", || async {
+        eventually(CONVERGE, "the death is settled", || async {
             (!tracked(&t).await.contains(&first.id)).then_some(())
         })
         .await;
@@ -209,7 +207,7 @@ async fn a_sigkilled_child_is_one_down_notification_and_a_clean_stop_none() {
         );
 
         let mut second = Endpoint::spawn(&t, "db-2.example").await;
-        common::eventually(CONVERGE, "the second endpoint is tracked", || async {
+        eventually(CONVERGE, "the second endpoint is tracked", || async {
             tracked(&t).await.contains(&second.id).then_some(())
         })
         .await;
@@ -218,7 +216,7 @@ async fn a_sigkilled_child_is_one_down_notification_and_a_clean_stop_none() {
             .status()
             .expect("kill");
         assert!(sent.success(), "kill -TERM");
-        let status = common::within(
+        let status = within(
             CONVERGE,
             "the child does not exit on SIGTERM",
             second.child.wait(),
@@ -228,7 +226,7 @@ async fn a_sigkilled_child_is_one_down_notification_and_a_clean_stop_none() {
         assert!(status.success(), "clean exit on SIGTERM: {status}");
         let line = second.stdout.next_line().await.expect("read stdout");
         assert_eq!(line.as_deref(), Some("stopped"));
-        common::eventually(CONVERGE, "the clean stop is forgotten", || async {
+        eventually(CONVERGE, "the clean stop is forgotten", || async {
             (!tracked(&t).await.contains(&second.id)).then_some(())
         })
         .await;
@@ -241,16 +239,16 @@ async fn a_sigkilled_child_is_one_down_notification_and_a_clean_stop_none() {
 
 #[tokio::test]
 async fn leader_sigkill_during_50_deaths_posts_each_exactly_once_in_order() {
-    common::within(
+    within(
         LIMIT,
         "failover or the services loop never settles",
         async {
-            let t = common::TestRegistry::start().await;
+            let t = TestRegistry::start().await;
             let mut controllers = [
                 ControllerProcess::start(&t, "c1"),
                 ControllerProcess::start(&t, "c2"),
             ];
-            let leader = common::eventually(CONVERGE, "exactly one leader", || async {
+            let leader = eventually(CONVERGE, "exactly one leader", || async {
                 match (leads(&controllers[0]), leads(&controllers[1])) {
                     (true, false) => Some(0),
                     (false, true) => Some(1),
@@ -273,7 +271,7 @@ async fn leader_sigkill_during_50_deaths_posts_each_exactly_once_in_order() {
             .await
             .expect("register 50 endpoints");
             let ids: BTreeSet<String> = registrations.iter().map(|r| r.id().to_owned()).collect();
-            common::eventually(CONVERGE, "all 50 endpoints are tracked", || async {
+            eventually(CONVERGE, "all 50 endpoints are tracked", || async {
                 (tracked(&t).await == ids).then_some(())
             })
             .await;
@@ -284,7 +282,7 @@ async fn leader_sigkill_during_50_deaths_posts_each_exactly_once_in_order() {
             // Killed once it has begun reporting the first half: what it
             // posted must not be posted again, and what it had not (the
             // second half dies leaderless) must not be lost.
-            common::eventually(CONVERGE, "the leader starts posting", || async {
+            eventually(CONVERGE, "the leader starts posting", || async {
                 (!downs(&t).await.is_empty()).then_some(())
             })
             .await;
@@ -298,7 +296,7 @@ async fn leader_sigkill_during_50_deaths_posts_each_exactly_once_in_order() {
                 "takeover after SIGKILL: {:?} (lease TTL 2 s); {posted_before} posted before it",
                 killed.elapsed()
             );
-            let posted = common::eventually(CONVERGE, "50 service-down notifications", || async {
+            let posted = eventually(CONVERGE, "50 service-down notifications", || async {
                 let downs = downs(&t).await;
                 (downs.len() >= 50).then_some(downs)
             })

@@ -5,22 +5,21 @@
 //! values out, and never claims a revision whose events a resumed watch has
 //! not delivered yet.
 
-mod common;
-mod fault_proxy;
-mod fixtures;
-
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use visor::model::App;
 use visor::registry::{Kind, RegistryConfig};
 use visor::runtime::cache::{self, CacheMetrics, CacheReader, Change};
+use visor_testkit::fault_proxy::FaultProxy;
+use visor_testkit::fixtures;
+use visor_testkit::{TestRegistry, eventually, within};
 
 const LIMIT: Duration = Duration::from_secs(60);
 const SEE: Duration = Duration::from_secs(20);
 
 fn apps_cache(
-    t: &common::TestRegistry,
+    t: &TestRegistry,
     metrics: &prometheus::Registry,
     shutdown: &CancellationToken,
 ) -> (
@@ -44,7 +43,7 @@ fn names(reader: &CacheReader<App>) -> Vec<String> {
 
 async fn sees(reader: &CacheReader<App>, expected: &[&str], what: &str) {
     let expected: Vec<String> = expected.iter().map(|s| (*s).to_owned()).collect();
-    common::eventually(SEE, what, || {
+    eventually(SEE, what, || {
         let now = names(reader);
         let expected = expected.clone();
         async move { (now == expected).then_some(()) }
@@ -69,11 +68,11 @@ fn counter(metrics: &prometheus::Registry, name: &str) -> u64 {
 
 #[tokio::test]
 async fn lists_then_follows_creates_updates_and_deletes() {
-    common::within(
+    within(
         LIMIT,
         "the cache never syncs or never sees a change",
         async {
-            let t = common::TestRegistry::start().await;
+            let t = TestRegistry::start().await;
             t.visor
                 .register_app("a", fixtures::app("git://a"))
                 .await
@@ -118,8 +117,8 @@ async fn lists_then_follows_creates_updates_and_deletes() {
 
 #[tokio::test]
 async fn survives_etcd_restart_and_converges_after_compaction() {
-    common::within(LIMIT, "the cache never recovers", async {
-        let mut t = common::TestRegistry::start().await;
+    within(LIMIT, "the cache never recovers", async {
+        let mut t = TestRegistry::start().await;
         let (metrics, shutdown) = (prometheus::Registry::new(), CancellationToken::new());
         let (mut reader, _changes) = apps_cache(&t, &metrics, &shutdown);
         reader.wait_synced().await;
@@ -170,8 +169,8 @@ async fn survives_etcd_restart_and_converges_after_compaction() {
 
 #[tokio::test]
 async fn a_quiet_cache_waited_on_reaches_a_revision_written_elsewhere_and_only_then() {
-    common::within(LIMIT, "a wait for a revision never resolves", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "a wait for a revision never resolves", async {
+        let t = TestRegistry::start().await;
         let shutdown = CancellationToken::new();
         let (reader, _changes) = apps_cache(&t, &prometheus::Registry::new(), &shutdown);
         t.visor
@@ -209,9 +208,9 @@ async fn a_quiet_cache_waited_on_reaches_a_revision_written_elsewhere_and_only_t
 
 #[tokio::test]
 async fn a_resumed_watch_claims_no_revision_before_its_events_arrive() {
-    common::within(LIMIT, "the resumed watch never catches up", async {
-        let t = common::TestRegistry::start().await;
-        let proxy = fault_proxy::FaultProxy::start(&t.etcd.endpoint(), t.raw()).await;
+    within(LIMIT, "the resumed watch never catches up", async {
+        let t = TestRegistry::start().await;
+        let proxy = FaultProxy::start(&t.etcd.endpoint(), t.raw()).await;
         let through_proxy = visor::Visor::connect(&RegistryConfig::new([proxy.endpoint()]))
             .await
             .expect("connect through the proxy");

@@ -3,14 +3,13 @@
 //! nothing), concurrent scale and env setters, unregistration with a stale mod
 //! revision, and hosts racing to claim one ticket.
 
-mod common;
-mod fixtures;
-
 use std::time::Duration;
 
-use fixtures::{app, instance, name, raw_revision, seed, ticket};
 use visor::Error;
 use visor::model::{InstanceState, TicketOp};
+use visor_testkit::fixtures;
+use visor_testkit::fixtures::{app, instance, name, raw_revision, seed, ticket};
+use visor_testkit::{TestRegistry, within};
 
 const LIMIT: Duration = Duration::from_secs(60);
 /// Rounds per race: enough for both interleavings to show up.
@@ -33,8 +32,8 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_updates_from_one_snapshot_have_exactly_one_winner() {
-    common::within(LIMIT, "a racing app update hangs", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "a racing app update hangs", async {
+        let t = TestRegistry::start().await;
         let (a, b) = (t.visor.clone(), t.connect_again().await);
         t.visor
             .register_app("web", app("git://web"))
@@ -82,8 +81,8 @@ async fn two_updates_from_one_snapshot_have_exactly_one_winner() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_scale_setters_never_both_believe_they_won_the_same_write() {
-    common::within(LIMIT, "a racing set_scale hangs", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "a racing set_scale hangs", async {
+        let t = TestRegistry::start().await;
         seed(&t, "web", "v1", "http").await;
         // An existing factor: the first-write race is its own test below.
         t.visor
@@ -142,8 +141,8 @@ async fn racing_scale_setters_never_both_believe_they_won_the_same_write() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_env_setters_never_overwrite_silently() {
-    common::within(LIMIT, "a racing set_env hangs", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "a racing set_env hangs", async {
+        let t = TestRegistry::start().await;
         t.visor
             .register_app("web", app("git://web"))
             .await
@@ -189,8 +188,8 @@ async fn racing_env_setters_never_overwrite_silently() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unregistering_from_a_stale_snapshot_loses_to_a_concurrent_change() {
-    common::within(LIMIT, "a racing unregister_instance hangs", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "a racing unregister_instance hangs", async {
+        let t = TestRegistry::start().await;
         let (a, b) = (t.visor.clone(), t.connect_again().await);
         for round in 0..ROUNDS {
             let snapshot = t
@@ -262,8 +261,8 @@ async fn unregistering_from_a_stale_snapshot_loses_to_a_concurrent_change() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_agents_racing_to_claim_one_ticket_have_exactly_one_winner() {
-    common::within(LIMIT, "a racing claim_ticket hangs", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "a racing claim_ticket hangs", async {
+        let t = TestRegistry::start().await;
         let (a, b, stranger) = (
             t.visor.clone(),
             t.connect_again().await,
@@ -328,8 +327,8 @@ async fn two_agents_racing_to_claim_one_ticket_have_exactly_one_winner() {
 /// `set_scale` promise, not `AlreadyExists` (which callers treat as final).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_first_time_setters_get_conflict_not_already_exists() {
-    common::within(LIMIT, "a racing first set hangs", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "a racing first set hangs", async {
+        let t = TestRegistry::start().await;
         seed(&t, "web", "v1", "http").await;
         let (a, b) = (t.visor.clone(), t.connect_again().await);
         for round in 0..ROUNDS {

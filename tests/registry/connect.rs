@@ -3,21 +3,19 @@
 //! registries apart, and an endpoint where nothing listens is `Unavailable`
 //! with that endpoint named.
 
-mod common;
-mod fixtures;
-
 use std::net::TcpListener;
 use std::time::Duration;
 
-use fixtures::{app, raw_keys, raw_value};
 use visor::{Error, RegistryConfig, Visor};
+use visor_testkit::fixtures::{app, raw_keys, raw_value};
+use visor_testkit::{TestRegistry, within};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
 #[tokio::test]
 async fn a_fresh_registry_gets_schema_version_one_and_keeps_it() {
-    common::within(LIMIT, "etcd start or connect hangs", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "etcd start or connect hangs", async {
+        let t = TestRegistry::start().await;
         let stored = raw_value(&t, "/visor/schema")
             .await
             .expect("connect wrote /visor/schema");
@@ -45,8 +43,8 @@ async fn a_fresh_registry_gets_schema_version_one_and_keeps_it() {
 
 #[tokio::test]
 async fn a_newer_schema_is_refused() {
-    common::within(LIMIT, "etcd start or connect hangs", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "etcd start or connect hangs", async {
+        let t = TestRegistry::start().await;
         t.raw()
             .put("/visor/schema", r#"{"version": 999}"#, None)
             .await
@@ -76,8 +74,8 @@ async fn a_newer_schema_is_refused() {
 
 #[tokio::test]
 async fn registries_under_different_roots_are_separate() {
-    common::within(LIMIT, "etcd start or connect hangs", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "etcd start or connect hangs", async {
+        let t = TestRegistry::start().await;
         let other = Visor::connect(&t.config().with_root("/other"))
             .await
             .expect("connect under /other");
@@ -97,7 +95,7 @@ async fn registries_under_different_roots_are_separate() {
 
 #[tokio::test]
 async fn connecting_where_nothing_listens_is_unavailable_naming_the_endpoint() {
-    common::within(LIMIT, "connect to a closed port does not give up", async {
+    within(LIMIT, "connect to a closed port does not give up", async {
         let port = {
             let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
             listener.local_addr().expect("local addr").port()
@@ -121,8 +119,8 @@ async fn connecting_where_nothing_listens_is_unavailable_naming_the_endpoint() {
 
 #[tokio::test]
 async fn malformed_settings_are_refused_before_anything_is_dialled_or_written() {
-    common::within(LIMIT, "etcd start or connect hangs", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "etcd start or connect hangs", async {
+        let t = TestRegistry::start().await;
         let live = t.etcd.endpoint();
         let address = live
             .strip_prefix("http://")

@@ -2,8 +2,6 @@
 //! real etcd: the right settings connect, missing or wrong ones are refused
 //! with errors that say why, and nothing is written by a refused client.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -14,6 +12,7 @@ use rcgen::{
 use visor::Error;
 use visor::registry::{LocalEtcd, LocalEtcdOptions, RegistryConfig, ServerTls};
 use visor::{Visor, model};
+use visor_testkit::{TestRegistry, within};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -93,7 +92,7 @@ async fn start_tls(pki: &Pki) -> LocalEtcd {
 
 #[tokio::test]
 async fn mutual_tls_connects_and_a_client_without_certificate_is_refused() {
-    common::within(LIMIT, "a TLS handshake or etcd start hangs", async {
+    within(LIMIT, "a TLS handshake or etcd start hangs", async {
         let pki = Pki::generate();
         let etcd = start_tls(&pki).await;
         assert!(etcd.endpoint().starts_with("https://"));
@@ -131,7 +130,7 @@ async fn mutual_tls_connects_and_a_client_without_certificate_is_refused() {
 
 #[tokio::test]
 async fn unreadable_certificate_files_are_a_config_error_naming_the_file() {
-    common::within(LIMIT, "config validation hangs", async {
+    within(LIMIT, "config validation hangs", async {
         let mut config = RegistryConfig::new(["https://127.0.0.1:1"]);
         config.ca_cert = Some(Path::new("/nonexistent/ca.pem").to_path_buf());
         match Visor::connect(&config).await {
@@ -146,8 +145,8 @@ async fn unreadable_certificate_files_are_a_config_error_naming_the_file() {
 
 #[tokio::test]
 async fn user_and_password_auth() {
-    common::within(LIMIT, "enabling auth or connecting hangs", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "enabling auth or connecting hangs", async {
+        let t = TestRegistry::start().await;
         let mut raw = t.raw();
         raw.user_add("root", "s3cret", None)
             .await

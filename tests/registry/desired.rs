@@ -2,24 +2,22 @@
 //! vars, proc types and revisions — every call, with its not-found and
 //! already-exists cases, and a stale app update refused as a conflict.
 
-mod common;
-mod fixtures;
-
 use std::time::Duration;
 
-use fixtures::{
+use visor::Error;
+use visor::registry::Kind;
+use visor_testkit::fixtures::{
     app, assert_already_exists, assert_not_found, object, proc_type, raw_keys, raw_revision,
     revision,
 };
-use visor::Error;
-use visor::registry::Kind;
+use visor_testkit::{TestRegistry, within};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
 #[tokio::test]
 async fn apps_register_get_list_update_and_unregister() {
-    common::within(LIMIT, "etcd start or an app call hangs", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "etcd start or an app call hangs", async {
+        let t = TestRegistry::start().await;
         let v = &t.visor;
 
         let web = v
@@ -101,8 +99,8 @@ async fn apps_register_get_list_update_and_unregister() {
 
 #[tokio::test]
 async fn a_stale_update_of_an_app_is_a_conflict_and_writes_nothing() {
-    common::within(LIMIT, "etcd start or an app update hangs", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "etcd start or an app update hangs", async {
+        let t = TestRegistry::start().await;
         let v = &t.visor;
         v.register_app("web", app("git://web"))
             .await
@@ -140,8 +138,8 @@ async fn a_stale_update_of_an_app_is_a_conflict_and_writes_nothing() {
 
 #[tokio::test]
 async fn env_vars_set_get_list_and_unset() {
-    common::within(LIMIT, "etcd start or an env call hangs", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "etcd start or an env call hangs", async {
+        let t = TestRegistry::start().await;
         let v = &t.visor;
         assert_not_found(
             v.set_env("web", "PORT", "80").await,
@@ -207,8 +205,8 @@ async fn env_vars_set_get_list_and_unset() {
 
 #[tokio::test]
 async fn proc_types_register_get_list_and_unregister() {
-    common::within(LIMIT, "etcd start or a proc call hangs", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "etcd start or a proc call hangs", async {
+        let t = TestRegistry::start().await;
         let v = &t.visor;
         assert_not_found(
             v.register_proc("web", "http", proc_type("serve")).await,
@@ -265,8 +263,8 @@ async fn proc_types_register_get_list_and_unregister() {
 
 #[tokio::test]
 async fn revisions_register_get_list_and_unregister() {
-    common::within(LIMIT, "etcd start or a rev call hangs", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "etcd start or a rev call hangs", async {
+        let t = TestRegistry::start().await;
         let v = &t.visor;
         assert_not_found(
             v.register_rev("web", "v1", revision("https://a/1")).await,

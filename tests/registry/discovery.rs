@@ -6,19 +6,18 @@
 //! no death, while a revoked lease or an unclean delete is exactly one death
 //! followed by the same uuid coming back.
 
-mod common;
-mod fixtures;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use fixtures::{raw_keys, raw_value};
 use futures::StreamExt;
 use visor::discovery::{
     self, DiscoveryError, EndpointEvent, RegisterRequest, Registration, ServiceDef,
     ServiceEndpoint, Subscription,
 };
 use visor::registry::EventKind;
+use visor_testkit::fixtures;
+use visor_testkit::fixtures::{raw_keys, raw_value};
+use visor_testkit::{TestRegistry, eventually, within};
 
 const LIMIT: Duration = Duration::from_secs(60);
 const TTL: Duration = Duration::from_secs(2);
@@ -39,25 +38,25 @@ fn request(hostname: &str, pairs: &[(&str, &str)]) -> RegisterRequest {
     }
 }
 
-async fn register(t: &common::TestRegistry, service: &str, req: RegisterRequest) -> Registration {
+async fn register(t: &TestRegistry, service: &str, req: RegisterRequest) -> Registration {
     discovery::register(&t.visor, service, req)
         .await
         .expect("register")
 }
 
-async fn stored<T: serde::de::DeserializeOwned>(t: &common::TestRegistry, key: &str) -> T {
+async fn stored<T: serde::de::DeserializeOwned>(t: &TestRegistry, key: &str) -> T {
     let bytes = raw_value(t, key).await.expect("key present");
     serde_json::from_slice(&bytes).expect("document decodes")
 }
 
 /// The key's lease, if the key exists.
-async fn raw_lease(t: &common::TestRegistry, key: &str) -> Option<i64> {
+async fn raw_lease(t: &TestRegistry, key: &str) -> Option<i64> {
     let response = t.raw().get(key, None).await.ok()?;
     response.kvs().first().map(|kv| kv.lease())
 }
 
 async fn next(sub: &mut Subscription, what: &str) -> EndpointEvent {
-    common::within(
+    within(
         fixtures::EVENT_WAIT,
         &format!("no event: {what}"),
         sub.next(),
@@ -69,8 +68,8 @@ async fn next(sub: &mut Subscription, what: &str) -> EndpointEvent {
 
 #[tokio::test]
 async fn registration_writes_the_definition_and_a_lease_bound_endpoint_with_defaults() {
-    common::within(LIMIT, "registration hangs", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "registration hangs", async {
+        let t = TestRegistry::start().await;
         let req = RegisterRequest {
             public: true,
             critical: true,
@@ -112,8 +111,8 @@ async fn registration_writes_the_definition_and_a_lease_bound_endpoint_with_defa
 
 #[tokio::test]
 async fn queries_see_live_endpoints_and_build_public_and_private_urls() {
-    common::within(LIMIT, "a query hangs", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "a query hangs", async {
+        let t = TestRegistry::start().await;
         let first = register(
             &t,
             "api",
@@ -201,8 +200,8 @@ async fn queries_see_live_endpoints_and_build_public_and_private_urls() {
 
 #[tokio::test]
 async fn bad_input_is_refused_naming_the_field_and_writes_nothing() {
-    common::within(LIMIT, "a refused registration hangs", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "a refused registration hangs", async {
+        let t = TestRegistry::start().await;
         let ok = || request("db1", &[("postgres", "5432")]);
         let table: Vec<(&str, RegisterRequest, &str)> = vec![
             ("Bad_Name", ok(), "invalid service name \"Bad_Name\""),
@@ -271,11 +270,11 @@ async fn bad_input_is_refused_naming_the_field_and_writes_nothing() {
 
 #[tokio::test]
 async fn credentials_change_in_place_and_survive_a_re_registration() {
-    common::within(
+    within(
         LIMIT,
         "a credentials update or re-registration hangs",
         async {
-            let t = common::TestRegistry::start().await;
+            let t = TestRegistry::start().await;
             let reg = register(
                 &t,
                 "db",
@@ -310,7 +309,7 @@ async fn credentials_change_in_place_and_survive_a_re_registration() {
             // Lose the lease: the same uuid comes back with the latest credentials.
             let old = lease.expect("registered");
             t.raw().lease_revoke(old).await.expect("revoke");
-            common::eventually(Duration::from_secs(10), "re-registration", || async {
+            eventually(Duration::from_secs(10), "re-registration", || async {
                 let current = raw_lease(&t, reg.key()).await?;
                 (reg.ready() && current != old && Some(current) == reg.lease_id()).then_some(())
             })
@@ -327,8 +326,8 @@ async fn credentials_change_in_place_and_survive_a_re_registration() {
 
 #[tokio::test]
 async fn a_clean_stop_is_a_tombstone_and_a_revoked_lease_is_one_death() {
-    common::within(LIMIT, "stop, revoke or a subscription hangs", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "stop, revoke or a subscription hangs", async {
+        let t = TestRegistry::start().await;
         let stopped = register(&t, "db", request("db1", &[("postgres", "5432")])).await;
         let dying = register(&t, "db", request("db2", &[("postgres", "5432")])).await;
         let from = fixtures::raw_revision(&t).await + 1;
@@ -358,7 +357,7 @@ async fn a_clean_stop_is_a_tombstone_and_a_revoked_lease_is_one_death() {
             EndpointEvent::New { id, .. } => assert_eq!(id, dying.id()),
             other => panic!("expected New for {}, got {other:?}", dying.id()),
         }
-        common::within(
+        within(
             Duration::from_secs(10),
             "re-registration",
             dying.wait_registered(),
@@ -394,8 +393,8 @@ async fn a_clean_stop_is_a_tombstone_and_a_revoked_lease_is_one_death() {
 
 #[tokio::test]
 async fn an_unclean_delete_is_a_death_and_the_endpoint_comes_back() {
-    common::within(LIMIT, "the deleted endpoint never comes back", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "the deleted endpoint never comes back", async {
+        let t = TestRegistry::start().await;
         let reg = register(&t, "db", request("db1", &[("postgres", "5432")])).await;
         let lease = reg.lease_id();
         let mut down = discovery::subscribe_down(&t.visor, "db")
@@ -418,7 +417,7 @@ async fn an_unclean_delete_is_a_death_and_the_endpoint_comes_back() {
             "{back:?}"
         );
         assert!(back.revision() > died.revision());
-        common::within(
+        within(
             Duration::from_secs(10),
             "re-registration",
             reg.wait_registered(),

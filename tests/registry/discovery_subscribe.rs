@@ -5,9 +5,6 @@
 //! return if it did not); a subscriber that lags while history is compacted
 //! catches up by relisting, with every event exactly once.
 
-mod common;
-mod fixtures;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -15,6 +12,8 @@ use futures::StreamExt;
 use visor::discovery::{
     self, EndpointEvent, Interest, RegisterRequest, Registration, SubscribeOptions, Subscription,
 };
+use visor_testkit::fixtures;
+use visor_testkit::{TestRegistry, eventually, within};
 
 const LIMIT: Duration = Duration::from_secs(90);
 const TTL: Duration = Duration::from_secs(2);
@@ -28,14 +27,14 @@ fn request(hostname: &str) -> RegisterRequest {
     }
 }
 
-async fn register(t: &common::TestRegistry, hostname: &str) -> Registration {
+async fn register(t: &TestRegistry, hostname: &str) -> Registration {
     discovery::register(&t.visor, "db", request(hostname))
         .await
         .expect("register")
 }
 
 async fn next(sub: &mut Subscription, what: &str) -> EndpointEvent {
-    common::within(
+    within(
         fixtures::EVENT_WAIT,
         &format!("no event: {what}"),
         sub.next(),
@@ -68,7 +67,7 @@ async fn until_new(sub: &mut Subscription, sentinel: &str) -> Vec<(&'static str,
 
 /// The key's (create revision, lease), read with a raw client that may still
 /// be reconnecting.
-async fn raw_kv(t: &common::TestRegistry, key: &str) -> Option<(i64, i64)> {
+async fn raw_kv(t: &TestRegistry, key: &str) -> Option<(i64, i64)> {
     let response = t.raw().get(key, None).await.ok()?;
     response
         .kvs()
@@ -80,7 +79,7 @@ async fn raw_kv(t: &common::TestRegistry, key: &str) -> Option<(i64, i64)> {
 /// trouble: nothing if the key survived (same create revision), else one death
 /// and one return; then the sentinel's registration.
 async fn assert_exactly_what_happened(
-    t: &common::TestRegistry,
+    t: &TestRegistry,
     sub: &mut Subscription,
     reg: &Registration,
     created_before: i64,
@@ -104,11 +103,11 @@ async fn assert_exactly_what_happened(
 
 #[tokio::test]
 async fn a_registration_survives_an_etcd_restart_under_its_uuid() {
-    common::within(
+    within(
         LIMIT,
         "the registration or the subscriber never recovers",
         async {
-            let mut t = common::TestRegistry::start().await;
+            let mut t = TestRegistry::start().await;
             let reg = register(&t, "db1").await;
             let mut sub = discovery::subscribe(&t.visor, "db", SubscribeOptions::default())
                 .await
@@ -116,7 +115,7 @@ async fn a_registration_survives_an_etcd_restart_under_its_uuid() {
             let (created, _) = raw_kv(&t, reg.key()).await.expect("registered");
 
             t.etcd.restart().await.expect("restart etcd");
-            common::eventually(
+            eventually(
                 Duration::from_secs(20),
                 "registered after the restart",
                 || async {
@@ -133,11 +132,11 @@ async fn a_registration_survives_an_etcd_restart_under_its_uuid() {
 
 #[tokio::test]
 async fn a_registration_lost_in_an_outage_comes_back_under_its_uuid() {
-    common::within(
+    within(
         LIMIT,
         "the registration or the subscriber never recovers",
         async {
-            let mut t = common::TestRegistry::start().await;
+            let mut t = TestRegistry::start().await;
             let reg = register(&t, "db1").await;
             let old_lease = reg.lease_id().expect("registered");
             let mut sub = discovery::subscribe(&t.visor, "db", SubscribeOptions::default())
@@ -146,14 +145,14 @@ async fn a_registration_lost_in_an_outage_comes_back_under_its_uuid() {
             let (created, _) = raw_kv(&t, reg.key()).await.expect("registered");
 
             t.etcd.kill();
-            common::eventually(
+            eventually(
                 Duration::from_secs(10),
                 "the lease counts as lost",
                 || async { (!reg.ready()).then_some(()) },
             )
             .await;
             t.etcd.restart().await.expect("restart etcd");
-            common::within(
+            within(
                 Duration::from_secs(20),
                 "re-registration after the outage",
                 reg.wait_registered(),
@@ -172,8 +171,8 @@ async fn a_registration_lost_in_an_outage_comes_back_under_its_uuid() {
 
 #[tokio::test]
 async fn a_lagging_subscriber_catches_up_after_compaction_with_every_event_once() {
-    common::within(LIMIT, "the lagging subscriber never catches up", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "the lagging subscriber never catches up", async {
+        let t = TestRegistry::start().await;
         let mut doomed = Vec::new();
         for i in 0..3 {
             doomed.push(register(&t, &format!("doomed{i}")).await);
@@ -211,7 +210,7 @@ async fn a_lagging_subscriber_catches_up_after_compaction_with_every_event_once(
         // Dies and comes back under its uuid: both events, each once.
         let old = returning.lease_id().expect("registered");
         t.raw().lease_revoke(old).await.expect("revoke");
-        common::eventually(Duration::from_secs(10), "re-registration", || async {
+        eventually(Duration::from_secs(10), "re-registration", || async {
             (returning.ready() && returning.lease_id() != Some(old)).then_some(())
         })
         .await;

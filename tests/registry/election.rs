@@ -3,21 +3,21 @@
 //! all refused by the fence (and write nothing), and leadership loss is
 //! signalled when the lease is revoked or the leader key is deleted.
 
-mod common;
-mod fixtures;
-
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use visor::Error;
 use visor::registry::Lease;
 use visor::runtime::election::{self, Leadership};
+use visor_testkit::fixtures;
+use visor_testkit::wait::holds_for;
+use visor_testkit::{TestRegistry, eventually, within};
 
 const LIMIT: Duration = Duration::from_secs(30);
 const TTL: Duration = Duration::from_secs(2);
 const NAME: &str = "/visor/leader";
 
-async fn campaign(t: &common::TestRegistry, identity: &str) -> Leadership {
+async fn campaign(t: &TestRegistry, identity: &str) -> Leadership {
     election::campaign(
         t.visor.registry(),
         NAME,
@@ -33,8 +33,8 @@ async fn campaign(t: &common::TestRegistry, identity: &str) -> Leadership {
 
 #[tokio::test]
 async fn one_leader_at_a_time_and_a_standby_takes_over_on_resign() {
-    common::within(LIMIT, "a campaign never resolves", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "a campaign never resolves", async {
+        let t = TestRegistry::start().await;
         let first = campaign(&t, "controller-a").await;
         assert_eq!(
             election::current_leader(t.visor.registry(), NAME)
@@ -49,7 +49,7 @@ async fn one_leader_at_a_time_and_a_standby_takes_over_on_resign() {
             election::campaign(&registry, NAME, "controller-b", TTL, TTL * 2 / 3, &never).await
         });
         // While the leader holds on (renewing past several TTLs), the standby waits.
-        fixtures::holds_for(
+        holds_for(
             TTL * 2,
             "the standby must not be elected while the leader lives",
             || {
@@ -60,7 +60,7 @@ async fn one_leader_at_a_time_and_a_standby_takes_over_on_resign() {
         .await;
 
         first.resign().await.expect("resign");
-        let second = common::within(
+        let second = within(
             Duration::from_secs(5),
             "the standby takes over after a resign",
             standby,
@@ -82,8 +82,8 @@ async fn one_leader_at_a_time_and_a_standby_takes_over_on_resign() {
 
 #[tokio::test]
 async fn a_deposed_leader_cannot_write() {
-    common::within(LIMIT, "fenced writes or loss detection hang", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "fenced writes or loss detection hang", async {
+        let t = TestRegistry::start().await;
         let leadership = campaign(&t, "controller-a").await;
         let fenced = t.visor.fenced(leadership.fence().clone());
         fenced
@@ -100,7 +100,7 @@ async fn a_deposed_leader_cannot_write() {
             .lease_revoke(leadership.lease_id())
             .await
             .expect("revoke");
-        common::within(
+        within(
             Duration::from_secs(5),
             "leadership loss is signalled",
             leadership.lost().cancelled(),
@@ -154,14 +154,14 @@ async fn a_deposed_leader_cannot_write() {
 
 #[tokio::test]
 async fn deleting_the_leader_key_ends_leadership() {
-    common::within(LIMIT, "loss detection hangs", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "loss detection hangs", async {
+        let t = TestRegistry::start().await;
         let leadership = campaign(&t, "controller-a").await;
         t.raw()
             .delete(leadership.fence().key.as_str(), None)
             .await
             .expect("delete leader key");
-        common::within(
+        within(
             Duration::from_secs(5),
             "leadership loss is signalled",
             leadership.lost().cancelled(),
@@ -178,8 +178,8 @@ async fn deleting_the_leader_key_ends_leadership() {
 
 #[tokio::test]
 async fn a_cancelled_standby_leaves_the_line_at_once() {
-    common::within(LIMIT, "a cancelled campaign never returns", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "a cancelled campaign never returns", async {
+        let t = TestRegistry::start().await;
         let leader = campaign(&t, "controller-a").await;
         let cancel = CancellationToken::new();
         let registry = t.visor.registry().clone();
@@ -190,12 +190,12 @@ async fn a_cancelled_standby_leaves_the_line_at_once() {
             })
         };
         // The standby's key is in line (two keys under the election prefix).
-        common::eventually(Duration::from_secs(5), "the standby queues up", || async {
+        eventually(Duration::from_secs(5), "the standby queues up", || async {
             (fixtures::raw_keys(&t, NAME).await.len() == 2).then_some(())
         })
         .await;
         cancel.cancel();
-        let outcome = common::within(
+        let outcome = within(
             Duration::from_secs(5),
             "the cancelled campaign returns",
             standby,
@@ -225,8 +225,8 @@ async fn a_cancelled_standby_leaves_the_line_at_once() {
 
 #[tokio::test]
 async fn a_registry_restart_within_the_renew_deadline_keeps_leadership() {
-    common::within(LIMIT, "the leader never recovers from the restart", async {
-        let mut t = common::TestRegistry::start().await;
+    within(LIMIT, "the leader never recovers from the restart", async {
+        let mut t = TestRegistry::start().await;
         // Long enough that the restart fits within the renew deadline.
         let ttl = Duration::from_secs(15);
         let leadership = election::campaign(
@@ -244,7 +244,7 @@ async fn a_registry_restart_within_the_renew_deadline_keeps_leadership() {
         t.etcd.restart().await.expect("etcd restarts on its data");
 
         let fenced = t.visor.fenced(leadership.fence().clone());
-        common::eventually(
+        eventually(
             Duration::from_secs(8),
             "a fenced write succeeds again",
             || async {
@@ -265,7 +265,7 @@ async fn a_registry_restart_within_the_renew_deadline_keeps_leadership() {
             .delete(leadership.fence().key.as_str(), None)
             .await
             .expect("delete leader key");
-        common::within(
+        within(
             Duration::from_secs(5),
             "the resumed key watch signals the loss",
             leadership.lost().cancelled(),
@@ -277,8 +277,8 @@ async fn a_registry_restart_within_the_renew_deadline_keeps_leadership() {
 
 #[tokio::test]
 async fn lease_timings_etcd_would_not_honour_are_refused_before_granting() {
-    common::within(LIMIT, "a grant hangs", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "a grant hangs", async {
+        let t = TestRegistry::start().await;
         let registry = t.visor.registry();
         let refused = [
             (Duration::ZERO, Duration::from_millis(500)),

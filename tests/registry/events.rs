@@ -3,21 +3,22 @@
 //! in revision order, both live and replayed; an unregister cascade yields all
 //! its removals at one revision.
 
-mod common;
-mod fixtures;
-
 use std::time::Duration;
 
 use fixtures::script::{assert_matches, every_kind_of_operation};
-use fixtures::{app, next_event, next_events, proc_type, raw_revision, revision, seed};
 use visor::registry::EventKind;
+use visor_testkit::fixtures;
+use visor_testkit::fixtures::{
+    app, next_event, next_events, proc_type, raw_revision, revision, seed,
+};
+use visor_testkit::{TestRegistry, within};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
 #[tokio::test]
 async fn each_operation_yields_one_event_of_its_kind_at_its_revision() {
-    common::within(LIMIT, "an operation or an event read hangs", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "an operation or an event read hangs", async {
+        let t = TestRegistry::start().await;
         let from = raw_revision(&t).await + 1;
         // One stream follows the operations live, another replays them afterwards.
         let mut live = t.visor.watch_events(from).await.expect("watch live");
@@ -49,9 +50,9 @@ async fn each_operation_yields_one_event_of_its_kind_at_its_revision() {
 
 #[tokio::test]
 async fn unregister_cascades_yield_every_removal_at_one_revision() {
-    common::within(LIMIT, "a cascade or an event read hangs", async {
+    within(LIMIT, "a cascade or an event read hangs", async {
         use EventKind::*;
-        let t = common::TestRegistry::start().await;
+        let t = TestRegistry::start().await;
         let v = &t.visor;
         let s = |x: &str| x.to_owned();
         seed(&t, "web", "v1", "http").await;

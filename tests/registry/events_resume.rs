@@ -2,22 +2,21 @@
 //! dropped anywhere and resumed with `watch_events_after(last)` has no gap and
 //! no repeat, and history removed by compaction fails with `Compacted`.
 
-mod common;
-mod fixtures;
-
 use std::time::Duration;
 
 use fixtures::script::{assert_matches, every_kind_of_operation};
-use fixtures::{app, next_event, next_events, raw_revision, seed};
 use visor::Error;
 use visor::registry::EventKind;
+use visor_testkit::fixtures;
+use visor_testkit::fixtures::{app, next_event, next_events, raw_revision, seed};
+use visor_testkit::{TestRegistry, within};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
 #[tokio::test]
 async fn resuming_after_the_last_event_has_no_gap_and_no_repeat() {
-    common::within(LIMIT, "an event read hangs", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "an event read hangs", async {
+        let t = TestRegistry::start().await;
         let from = raw_revision(&t).await + 1;
         let expected = every_kind_of_operation(&t).await;
         let n = expected.len();
@@ -56,8 +55,8 @@ async fn resuming_after_the_last_event_has_no_gap_and_no_repeat() {
 /// the first of them and resumes after it gets the rest, then what follows.
 #[tokio::test]
 async fn resuming_in_the_middle_of_a_cascade_loses_nothing() {
-    common::within(LIMIT, "an event read hangs", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "an event read hangs", async {
+        let t = TestRegistry::start().await;
         seed(&t, "web", "v1", "http").await;
         t.visor
             .set_scale("web", "v1", "http", 1)
@@ -96,8 +95,8 @@ async fn resuming_in_the_middle_of_a_cascade_loses_nothing() {
 
 #[tokio::test]
 async fn watching_compacted_history_fails_with_compacted() {
-    common::within(LIMIT, "compaction or a watch hangs", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "compaction or a watch hangs", async {
+        let t = TestRegistry::start().await;
         let old = raw_revision(&t).await;
         for i in 0..3 {
             t.visor
@@ -114,7 +113,7 @@ async fn watching_compacted_history_fails_with_compacted() {
             .await
             .expect("the watch itself opens");
         let message = "a watch of compacted history neither fails nor ends";
-        match common::within(
+        match within(
             fixtures::EVENT_WAIT,
             message,
             futures::StreamExt::next(&mut stream),
@@ -130,7 +129,7 @@ async fn watching_compacted_history_fails_with_compacted() {
             }
             other => panic!("expected Compacted, got {other:?}"),
         }
-        let end = common::within(
+        let end = within(
             fixtures::EVENT_WAIT,
             message,
             futures::StreamExt::next(&mut stream),

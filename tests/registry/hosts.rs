@@ -2,14 +2,13 @@
 //! lease kept alive past its TTL, clean deregistration, expiry after the
 //! registration is dropped, and refusal of a name that is live.
 
-mod common;
-mod fixtures;
-
 use std::time::Duration;
 
-use fixtures::{holds_for, host, raw_keys};
 use visor::Error;
 use visor::registry::{Kind, ObjectRef};
+use visor_testkit::fixtures::{host, raw_keys};
+use visor_testkit::wait::holds_for;
+use visor_testkit::{TestRegistry, eventually, within};
 
 const LIMIT: Duration = Duration::from_secs(30);
 /// The shortest lease etcd grants; keep-alive renews it every third of it.
@@ -17,11 +16,11 @@ const TTL: Duration = Duration::from_secs(1);
 
 #[tokio::test]
 async fn a_registered_host_outlives_its_ttl_and_deregister_removes_it() {
-    common::within(
+    within(
         LIMIT,
         "host registration, keep-alive or revoke hangs",
         async {
-            let t = common::TestRegistry::start().await;
+            let t = TestRegistry::start().await;
             let registration = t
                 .visor
                 .register_host("h1", host("10.0.0.1"), TTL)
@@ -74,15 +73,15 @@ async fn a_registered_host_outlives_its_ttl_and_deregister_removes_it() {
 
 #[tokio::test]
 async fn a_dropped_registration_expires_and_the_name_can_be_taken_again() {
-    common::within(LIMIT, "host lease expiry hangs", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "host lease expiry hangs", async {
+        let t = TestRegistry::start().await;
         let registration = t
             .visor
             .register_host("h1", host("10.0.0.1"), TTL)
             .await
             .expect("register h1");
         drop(registration);
-        common::eventually(
+        eventually(
             Duration::from_secs(10),
             "the host key expires with its lease",
             || async { raw_keys(&t, "/visor/hosts/").await.is_empty().then_some(()) },
@@ -104,8 +103,8 @@ async fn a_dropped_registration_expires_and_the_name_can_be_taken_again() {
 
 #[tokio::test]
 async fn registering_a_live_host_name_is_already_exists_and_leaks_no_lease() {
-    common::within(LIMIT, "host registration hangs", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "host registration hangs", async {
+        let t = TestRegistry::start().await;
         let first = t
             .visor
             .register_host("h1", host("10.0.0.1"), TTL)

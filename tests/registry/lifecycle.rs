@@ -3,16 +3,14 @@
 //! plus who may move an instance (owner, other hosts, the controller). A
 //! refused transition must write nothing.
 
-mod common;
-mod fixtures;
-
 use std::time::Duration;
 
-use fixtures::{instance, name, raw_revision};
 use visor::model::{Actor, InstanceState, TransitionError};
 use visor::{Error, Visor};
 
 use InstanceState::*;
+use visor_testkit::fixtures::{instance, name, raw_revision};
+use visor_testkit::{TestRegistry, within};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -82,7 +80,7 @@ async fn instance_in(v: &Visor, state: InstanceState) -> String {
 /// Attempts `to` as `actor` and asserts it is refused with both states named
 /// and nothing written. Returns the rule that refused it.
 async fn assert_refused(
-    t: &common::TestRegistry,
+    t: &TestRegistry,
     id: &str,
     from: InstanceState,
     to: InstanceState,
@@ -131,8 +129,8 @@ async fn assert_refused(
 
 #[tokio::test]
 async fn every_pair_of_states_is_allowed_exactly_when_the_table_says_so() {
-    common::within(LIMIT, "an instance transition hangs", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "an instance transition hangs", async {
+        let t = TestRegistry::start().await;
         let v = &t.visor;
         for from in InstanceState::ALL {
             for to in InstanceState::ALL {
@@ -172,8 +170,8 @@ async fn every_pair_of_states_is_allowed_exactly_when_the_table_says_so() {
 
 #[tokio::test]
 async fn only_the_owning_host_moves_and_only_the_controller_loses() {
-    common::within(LIMIT, "an instance transition hangs", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "an instance transition hangs", async {
+        let t = TestRegistry::start().await;
         let v = &t.visor;
         for &(from, to) in OWNER_MOVES {
             let id = instance_in(v, from).await;
@@ -216,8 +214,8 @@ async fn only_the_owning_host_moves_and_only_the_controller_loses() {
 
 #[tokio::test]
 async fn claims_respect_the_assigned_host_and_make_the_claimant_the_owner() {
-    common::within(LIMIT, "an instance claim hangs", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "an instance claim hangs", async {
+        let t = TestRegistry::start().await;
         let v = &t.visor;
 
         let assigned = instance_in(v, Pending).await;

@@ -3,15 +3,16 @@
 //! reads of them fail with `Malformed` naming the key, writes over them behave,
 //! and the event stream skips them and keeps going. Nothing panics.
 
-mod common;
-mod fixtures;
-
 use std::time::Duration;
 
-use fixtures::{etcdctl_put, host, instance, next_event, raw_revision, seed, ticket};
 use visor::Error;
 use visor::model::{InstanceState, TicketOp};
 use visor::registry::{EventKind, InstanceFilter, Kind, Malformed};
+use visor_testkit::fixtures;
+use visor_testkit::fixtures::{
+    etcdctl_put, host, instance, next_event, raw_revision, seed, ticket,
+};
+use visor_testkit::{TestRegistry, within};
 
 const LIMIT: Duration = Duration::from_secs(30);
 const TTL: Duration = Duration::from_secs(2);
@@ -48,8 +49,8 @@ fn assert_malformed<T: std::fmt::Debug>(result: visor::Result<T>, kind: Kind, ke
 
 #[tokio::test]
 async fn listings_skip_and_report_malformed_values_and_reads_name_the_key() {
-    common::within(LIMIT, "etcdctl, a listing or a read hangs", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "etcdctl, a listing or a read hangs", async {
+        let t = TestRegistry::start().await;
         let v = &t.visor;
         seed(&t, "web", "v1", "http").await;
         v.set_scale("web", "v1", "http", 2)
@@ -213,8 +214,8 @@ async fn listings_skip_and_report_malformed_values_and_reads_name_the_key() {
 
 #[tokio::test]
 async fn writes_over_malformed_values_are_refused_or_repair_them() {
-    common::within(LIMIT, "etcdctl or a write hangs", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "etcdctl or a write hangs", async {
+        let t = TestRegistry::start().await;
         let v = &t.visor;
         seed(&t, "web", "v1", "http").await;
         etcdctl_put(&t, "/visor/instances/broken", "not json");
@@ -272,8 +273,8 @@ async fn writes_over_malformed_values_are_refused_or_repair_them() {
 
 #[tokio::test]
 async fn the_event_stream_skips_undecodable_values_and_keeps_delivering() {
-    common::within(LIMIT, "etcdctl or an event read hangs", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "etcdctl or an event read hangs", async {
+        let t = TestRegistry::start().await;
         let from = raw_revision(&t).await + 1;
         let mut stream = t.visor.watch_events(from).await.expect("watch");
         for (key, value) in [
@@ -323,8 +324,8 @@ async fn the_event_stream_skips_undecodable_values_and_keeps_delivering() {
 /// event stream either: a consumer told `app-registered broken` cannot read it.
 #[tokio::test]
 async fn the_event_stream_skips_malformed_apps_hosts_procs_and_revs_too() {
-    common::within(LIMIT, "etcdctl or an event read hangs", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "etcdctl or an event read hangs", async {
+        let t = TestRegistry::start().await;
         let from = raw_revision(&t).await + 1;
         let mut stream = t.visor.watch_events(from).await.expect("watch");
         for key in [

@@ -3,15 +3,15 @@
 //! anything reaches the registry, and accepts every valid form. Env keys have
 //! their own rule.
 
-mod common;
-mod fixtures;
-
 use std::fmt::Debug;
 use std::time::Duration;
 
-use fixtures::{app, host, instance, proc_type, raw_keys, raw_revision, revision, seed, ticket};
 use visor::Error;
 use visor::model::TicketOp;
+use visor_testkit::fixtures::{
+    app, host, instance, proc_type, raw_keys, raw_revision, revision, seed, ticket,
+};
+use visor_testkit::{TestRegistry, within};
 
 const LIMIT: Duration = Duration::from_secs(30);
 const TTL: Duration = Duration::from_secs(1);
@@ -68,8 +68,8 @@ fn assert_invalid<T: Debug>(result: visor::Result<T>, field: &str, value: &str, 
 
 #[tokio::test]
 async fn invalid_names_are_refused_naming_the_argument_and_nothing_is_written() {
-    common::within(LIMIT, "a refused call hangs", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "a refused call hangs", async {
+        let t = TestRegistry::start().await;
         let v = &t.visor;
         seed(&t, "web", "v1", "http").await;
         let inst = v
@@ -181,8 +181,8 @@ async fn invalid_names_are_refused_naming_the_argument_and_nothing_is_written() 
 
 #[tokio::test]
 async fn valid_names_are_accepted_everywhere() {
-    common::within(LIMIT, "a registration hangs", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "a registration hangs", async {
+        let t = TestRegistry::start().await;
         let v = &t.visor;
         for good in valid_names() {
             let g = good.as_str();
@@ -230,8 +230,8 @@ async fn valid_names_are_accepted_everywhere() {
 
 #[tokio::test]
 async fn env_keys_are_letters_digits_and_underscores_not_starting_with_a_digit() {
-    common::within(LIMIT, "an env call hangs", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "an env call hangs", async {
+        let t = TestRegistry::start().await;
         let v = &t.visor;
         v.register_app("web", app("git://web"))
             .await

@@ -3,13 +3,12 @@
 //! while the stream was not being read. Either way every notification is
 //! yielded once, in sequence order, and following goes on afterwards.
 
-mod common;
-
 use std::time::Duration;
 
 use futures::StreamExt;
 use visor::model::{Name, NotificationKind};
 use visor::registry::{NotificationStream, Posting};
+use visor_testkit::{TestRegistry, eventually, within};
 
 const LIMIT: Duration = Duration::from_secs(90);
 /// Bound on one notification arriving; covers a reconnection with backoff.
@@ -29,7 +28,7 @@ fn down(endpoint: &str) -> Posting {
 }
 
 /// Posts one notification per call (one revision each).
-async fn post_each(t: &common::TestRegistry, endpoints: &[&str]) {
+async fn post_each(t: &TestRegistry, endpoints: &[&str]) {
     for endpoint in endpoints {
         t.visor
             .post_notifications(&[down(endpoint)])
@@ -39,7 +38,7 @@ async fn post_each(t: &common::TestRegistry, endpoints: &[&str]) {
 }
 
 async fn next_seq(stream: &mut NotificationStream, what: &str) -> u64 {
-    common::within(
+    within(
         NEXT_WAIT,
         &format!("no notification: {what}"),
         stream.next(),
@@ -64,11 +63,11 @@ async fn seqs_through(stream: &mut NotificationStream, last: u64) -> Vec<u64> {
 
 #[tokio::test]
 async fn following_survives_an_etcd_restart_without_repeating_or_losing_a_seq() {
-    common::within(
+    within(
         LIMIT,
         "the follower never recovers from the restart",
         async {
-            let mut t = common::TestRegistry::start().await;
+            let mut t = TestRegistry::start().await;
             post_each(&t, &["u1", "u2"]).await;
             let mut stream = t.visor.follow_notifications(0).await.expect("follow");
             assert_eq!(seqs_through(&mut stream, 2).await, [1, 2], "the listing");
@@ -80,7 +79,7 @@ async fn following_survives_an_etcd_restart_without_repeating_or_losing_a_seq() 
             // reconnects; one that timed out may still have been written, so
             // what to expect is read back from the sequence.
             for endpoint in ["u4", "u5"] {
-                common::eventually(
+                eventually(
                     Duration::from_secs(20),
                     "a post after the restart",
                     || async { t.visor.post_notifications(&[down(endpoint)]).await.ok() },
@@ -110,11 +109,11 @@ async fn following_survives_an_etcd_restart_without_repeating_or_losing_a_seq() 
 
 #[tokio::test]
 async fn following_relists_after_compaction_with_every_seq_once_in_order() {
-    common::within(
+    within(
         LIMIT,
         "the follower never catches up after compaction",
         async {
-            let t = common::TestRegistry::start().await;
+            let t = TestRegistry::start().await;
             post_each(&t, &["u1", "u2", "u3"]).await;
             // Listed now (2 and 3); nothing watches until the stream is read.
             let mut stream = t.visor.follow_notifications(1).await.expect("follow");
@@ -138,11 +137,11 @@ async fn following_relists_after_compaction_with_every_seq_once_in_order() {
 
 #[tokio::test]
 async fn retention_deletes_are_not_notifications_and_following_starts_after_the_number_given() {
-    common::within(
+    within(
         LIMIT,
         "the follower never sees the new notification",
         async {
-            let t = common::TestRegistry::start().await;
+            let t = TestRegistry::start().await;
             post_each(&t, &["u1", "u2", "u3"]).await;
             let mut stream = t.visor.follow_notifications(3).await.expect("follow");
             // Keep only the newest: deletes seen by the watch yield nothing.

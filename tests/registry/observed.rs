@@ -3,16 +3,14 @@
 //! (creation order by create revision, claim by the addressee, completion by
 //! the claimant).
 
-mod common;
-mod fixtures;
-
 use std::time::Duration;
 
 use chrono::Utc;
-use fixtures::{instance, name, raw_keys, raw_revision, ticket};
 use visor::Error;
 use visor::model::{Actor, Instance, InstanceState, TicketOp};
 use visor::registry::{InstanceFilter, Kind, ObjectRef};
+use visor_testkit::fixtures::{instance, name, raw_keys, raw_revision, ticket};
+use visor_testkit::{TestRegistry, within};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -32,8 +30,8 @@ fn filter(
 
 #[tokio::test]
 async fn instances_create_get_and_list_with_filters() {
-    common::within(LIMIT, "instance calls hang", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "instance calls hang", async {
+        let t = TestRegistry::start().await;
         let v = &t.visor;
         let spec = |app: &str, rev: &str, proc: &str, host: Option<&str>| {
             Instance::pending(name(app), name(rev), name(proc), host.map(name), Utc::now())
@@ -138,8 +136,8 @@ async fn instances_create_get_and_list_with_filters() {
 
 #[tokio::test]
 async fn unregister_instance_needs_the_current_mod_revision() {
-    common::within(LIMIT, "instance unregistration hangs", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "instance unregistration hangs", async {
+        let t = TestRegistry::start().await;
         let v = &t.visor;
         let created = v
             .create_instance(instance(Some("h1")))
@@ -182,8 +180,8 @@ async fn unregister_instance_needs_the_current_mod_revision() {
 
 #[tokio::test]
 async fn tickets_list_per_host_in_creation_order_and_complete_by_deletion() {
-    common::within(LIMIT, "ticket calls hang", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "ticket calls hang", async {
+        let t = TestRegistry::start().await;
         let v = &t.visor;
         let mut h1 = Vec::new();
         for (i, op) in [TicketOp::Start, TicketOp::Stop, TicketOp::Start]
@@ -253,8 +251,8 @@ async fn tickets_list_per_host_in_creation_order_and_complete_by_deletion() {
 
 #[tokio::test]
 async fn tickets_are_ordered_by_create_revision_not_by_key() {
-    common::within(LIMIT, "ticket listing hangs", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "ticket listing hangs", async {
+        let t = TestRegistry::start().await;
         let v = &t.visor;
         // Written in reverse key order, as an older controller with other ids might.
         for id in ["zzz", "mmm", "aaa"] {
@@ -287,8 +285,8 @@ async fn tickets_are_ordered_by_create_revision_not_by_key() {
 
 #[tokio::test]
 async fn only_the_addressee_claims_and_only_the_claimant_completes() {
-    common::within(LIMIT, "ticket claim hangs", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "ticket claim hangs", async {
+        let t = TestRegistry::start().await;
         let v = &t.visor;
         let created = v
             .create_ticket("h1", ticket(TicketOp::Start, "i1"))

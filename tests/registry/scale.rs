@@ -4,20 +4,21 @@
 //! proc type removes the factors that depend on it; batch sets and unsets
 //! (scale factors, env vars) are all or nothing.
 
-mod common;
-mod fixtures;
-
 use std::time::Duration;
 
-use fixtures::{app, assert_not_found, object, proc_type, raw_keys, raw_revision, revision, seed};
 use visor::registry::Kind;
+use visor_testkit::fixtures;
+use visor_testkit::fixtures::{
+    app, assert_not_found, object, proc_type, raw_keys, raw_revision, revision, seed,
+};
+use visor_testkit::{TestRegistry, within};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
 #[tokio::test]
 async fn scale_factors_need_app_rev_and_proc_and_list_per_app() {
-    common::within(LIMIT, "etcd start or a scale call hangs", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "etcd start or a scale call hangs", async {
+        let t = TestRegistry::start().await;
         let v = &t.visor;
 
         // Each missing dependency is named, in order app, rev, proc; nothing is written.
@@ -118,8 +119,8 @@ async fn scale_factors_need_app_rev_and_proc_and_list_per_app() {
 
 #[tokio::test]
 async fn unregister_app_removes_env_procs_revs_and_scale_in_one_go() {
-    common::within(LIMIT, "etcd start or the app cascade hangs", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "etcd start or the app cascade hangs", async {
+        let t = TestRegistry::start().await;
         let v = &t.visor;
         for app_name in ["web", "web2"] {
             seed(&t, app_name, "v1", "http").await;
@@ -173,8 +174,8 @@ async fn unregister_app_removes_env_procs_revs_and_scale_in_one_go() {
 
 #[tokio::test]
 async fn unregister_rev_removes_only_its_own_scale_factors() {
-    common::within(LIMIT, "etcd start or the rev cascade hangs", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "etcd start or the rev cascade hangs", async {
+        let t = TestRegistry::start().await;
         let v = &t.visor;
         seed(&t, "web", "v1", "http").await;
         v.register_rev("web", "v10", revision("https://a/10"))
@@ -202,8 +203,8 @@ async fn unregister_rev_removes_only_its_own_scale_factors() {
 
 #[tokio::test]
 async fn unregister_proc_removes_the_scale_factors_naming_it() {
-    common::within(LIMIT, "etcd start or the proc cascade hangs", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "etcd start or the proc cascade hangs", async {
+        let t = TestRegistry::start().await;
         let v = &t.visor;
         seed(&t, "web", "v1", "http").await;
         v.register_rev("web", "v2", revision("https://a/2"))
@@ -237,8 +238,8 @@ async fn unregister_proc_removes_the_scale_factors_naming_it() {
 /// another's must not take the other's scale factors with it.
 #[tokio::test]
 async fn unregister_proc_keeps_the_scale_factors_of_procs_whose_names_extend_it() {
-    common::within(LIMIT, "etcd start or the proc cascade hangs", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "etcd start or the proc cascade hangs", async {
+        let t = TestRegistry::start().await;
         let v = &t.visor;
         seed(&t, "web", "v1", "http").await;
         v.register_proc("web", "http-admin", proc_type("admin"))
@@ -267,8 +268,8 @@ async fn unregister_proc_keeps_the_scale_factors_of_procs_whose_names_extend_it(
 /// that replaces a value must report the key's creation, not 0.
 #[tokio::test]
 async fn replacing_sets_report_the_keys_create_revision() {
-    common::within(LIMIT, "etcd start or a set hangs", async {
-        let t = common::TestRegistry::start().await;
+    within(LIMIT, "etcd start or a set hangs", async {
+        let t = TestRegistry::start().await;
         let v = &t.visor;
         seed(&t, "web", "v1", "http").await;
         let env = v.set_env("web", "PORT", "80").await.expect("set env");
@@ -299,8 +300,8 @@ async fn replacing_sets_report_the_keys_create_revision() {
 
 #[tokio::test]
 async fn batch_sets_and_unsets_are_all_or_nothing() {
-    common::within(Duration::from_secs(30), "a batch write hangs", async {
-        let t = common::TestRegistry::start().await;
+    within(Duration::from_secs(30), "a batch write hangs", async {
+        let t = TestRegistry::start().await;
         let v = &t.visor;
         fixtures::seed(&t, "web", "v1", "http").await;
 
@@ -346,8 +347,8 @@ async fn batch_sets_and_unsets_are_all_or_nothing() {
 
 #[tokio::test]
 async fn a_batch_naming_one_object_twice_is_refused_before_anything_is_sent() {
-    common::within(Duration::from_secs(30), "a batch write hangs", async {
-        let t = common::TestRegistry::start().await;
+    within(Duration::from_secs(30), "a batch write hangs", async {
+        let t = TestRegistry::start().await;
         let v = &t.visor;
         fixtures::seed(&t, "web", "v1", "http").await;
         v.set_env("web", "A", "0").await.expect("A");

@@ -1,27 +1,20 @@
-//! Shared helpers for the `visor` command line tests (the `cli_*` test
-//! files): running the built binary, splitting its table output, checking its
-//! JSON output and error exits, and seeding the registry through the typed API.
+//! Running the built `visor` binary as the command line tests do: its exit,
+//! stdout and stderr, its table output split into cells, and checks of its
+//! JSON output and error exits.
 //!
 //! JSON field names are the CLI's contract for scripts, so JSON checks compare
 //! whole objects, field names included. Error exits are checked for their code
 //! (2 usage, invalid names included; 3 not found; 4 already exists; 5
 //! unavailable; 1 other failures), for exactly one `error: ` line on stderr
 //! (clap's usage errors too), and for having written nothing to the registry.
-//!
-//! It uses the harness in `common`: a test file declares both `mod common;`
-//! and `mod cli_support;`.
-
-#![allow(dead_code)] // Each CLI test binary uses a different subset.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use visor::model::{App, Host, Instance, Name, ProcType, Revision, Ticket, TicketOp};
-use visor::registry::HostRegistration;
 
-use crate::common::TestRegistry;
+use crate::registry::TestRegistry;
 
 /// Bound on one test, etcd start included.
 pub const LIMIT: Duration = Duration::from_secs(90);
@@ -53,11 +46,14 @@ pub struct Run {
     command: String,
     /// The exit code; `None` if killed (it outlived [`RUN_LIMIT`]).
     pub code: Option<i32>,
+    /// What it wrote on stdout.
     pub stdout: String,
+    /// What it wrote on stderr.
     pub stderr: String,
 }
 
 impl Run {
+    /// The command line, exit and output, for failure messages.
     pub fn context(&self) -> String {
         format!(
             "`{}` exited with {:?}\n--- stdout\n{}--- stderr\n{}",
@@ -65,6 +61,7 @@ impl Run {
         )
     }
 
+    /// Asserts the run exited by itself (was not killed for outliving [`RUN_LIMIT`]).
     pub fn assert_exited(&self) {
         assert!(
             self.code.is_some(),
@@ -232,6 +229,7 @@ pub struct Cli {
 }
 
 impl Cli {
+    /// The CLI pointed at `t`'s etcd.
     pub fn new(t: &TestRegistry) -> Self {
         Self {
             endpoint: t.etcd.endpoint(),
@@ -250,107 +248,8 @@ impl Cli {
 }
 
 // ---------------------------------------------------------------------------
-// Fixtures and checks
+// JSON checks
 // ---------------------------------------------------------------------------
-
-pub fn name(value: &str) -> Name {
-    Name::parse("test", value).expect("test names are valid")
-}
-
-pub fn app_spec(repo_url: &str) -> App {
-    App {
-        repo_url: repo_url.to_owned(),
-        stack: name("base"),
-        deploy_type: "lxc".to_owned(),
-        created_at: Utc::now(),
-    }
-}
-
-pub fn proc_spec(command: &str) -> ProcType {
-    ProcType {
-        command: command.to_owned(),
-        port: None,
-        limits: Default::default(),
-        host_labels: Default::default(),
-        created_at: Utc::now(),
-    }
-}
-
-pub fn rev_spec(archive_url: &str) -> Revision {
-    Revision {
-        archive_url: archive_url.to_owned(),
-        created_at: Utc::now(),
-    }
-}
-
-pub fn host_spec(addr: &str, capacity: u32, stacks: &[&str], labels: &[(&str, &str)]) -> Host {
-    Host {
-        addr: addr.to_owned(),
-        capacity,
-        labels: labels
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect(),
-        stacks: stacks.iter().copied().map(name).collect(),
-        registered_at: Utc::now(),
-    }
-}
-
-pub fn instance_spec(app: &str, rev: &str, proc: &str, host: Option<&str>) -> Instance {
-    Instance::pending(name(app), name(rev), name(proc), host.map(name), Utc::now())
-}
-
-pub fn ticket_spec(op: TicketOp, instance: &str, app: &str, rev: &str, proc: &str) -> Ticket {
-    Ticket {
-        op,
-        instance: name(instance),
-        app: name(app),
-        rev: name(rev),
-        proc: name(proc),
-        created_at: Utc::now(),
-        claimed_by: None,
-        claimed_at: None,
-    }
-}
-
-pub async fn register_app(t: &TestRegistry, app: &str) {
-    t.visor
-        .register_app(app, app_spec(&format!("https://git.example/{app}")))
-        .await
-        .expect("register app");
-}
-
-/// Registers app `app` with revision `v1` and proc types `http` and `worker`.
-pub async fn seed_app(t: &TestRegistry, app: &str) {
-    register_app(t, app).await;
-    t.visor
-        .register_rev(app, "v1", rev_spec(&format!("s3://builds/{app}/v1.tgz")))
-        .await
-        .expect("register rev");
-    for proc in ["http", "worker"] {
-        t.visor
-            .register_proc(app, proc, proc_spec(&format!("bin/{proc}")))
-            .await
-            .expect("register proc");
-    }
-}
-
-pub async fn register_host(t: &TestRegistry, host: &str, spec: Host) -> HostRegistration {
-    t.visor
-        .register_host(host, spec, Duration::from_secs(30))
-        .await
-        .expect("register host")
-}
-
-/// The registry's current revision: unchanged across a command that wrote nothing.
-pub async fn registry_revision(t: &TestRegistry) -> i64 {
-    let response = t
-        .raw()
-        .get("/", None)
-        .await
-        .expect("read the registry revision");
-    response.header().expect("response header").revision()
-}
 
 /// Asserts `value` is an object with exactly the field names `fields`.
 pub fn assert_fields(value: &Value, fields: &[&str]) {
@@ -379,12 +278,14 @@ pub fn take_time(value: &mut Value, field: &str) -> DateTime<Utc> {
     parse_time(text)
 }
 
+/// `text` parsed as an RFC 3339 timestamp.
 pub fn parse_time(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text)
         .unwrap_or_else(|e| panic!("{text:?} is not RFC 3339: {e}"))
         .with_timezone(&Utc)
 }
 
+/// `value` as a JSON array.
 pub fn as_array(value: &Value) -> &Vec<Value> {
     value
         .as_array()
@@ -404,6 +305,7 @@ pub fn column(value: &Value, field: &str) -> Vec<String> {
         .collect()
 }
 
+/// The JSON fields of an app.
 pub const APP_FIELDS: &[&str] = &[
     "name",
     "repo_url",
@@ -412,6 +314,7 @@ pub const APP_FIELDS: &[&str] = &[
     "created_at",
     "mod_revision",
 ];
+/// The JSON fields of a proc type.
 pub const PROC_FIELDS: &[&str] = &[
     "app",
     "name",
@@ -421,6 +324,9 @@ pub const PROC_FIELDS: &[&str] = &[
     "host_labels",
     "created_at",
 ];
+/// The JSON fields of a revision.
 pub const REV_FIELDS: &[&str] = &["app", "name", "archive_url", "created_at"];
+/// The JSON fields of what an unregistration reports.
 pub const REMOVED_FIELDS: &[&str] = &["removed", "revision"];
+/// The table header of what an unregistration reports.
 pub const REMOVED_HEADER: &[&str] = &["REMOVED", "REVISION"];

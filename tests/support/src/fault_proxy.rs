@@ -10,8 +10,6 @@
 //! misses while its connection hangs), until it is resumed by cutting every
 //! connection it holds, so that clients reconnect and resume.
 
-#![allow(dead_code)] // Each test binary uses a different subset.
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -20,6 +18,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::task::AbortOnDropHandle;
+
+use crate::raw;
 
 /// A read from the client at least this large is taken for a batch write.
 const LARGE_REQUEST: usize = 8 * 1024;
@@ -104,12 +104,6 @@ impl FaultProxy {
     }
 }
 
-async fn current_revision(etcd: &etcd_client::Client) -> Option<i64> {
-    let options = etcd_client::GetOptions::new().with_count_only();
-    let read = etcd.kv_client().get("/", Some(options)).await.ok()?;
-    read.header().map(|h| h.revision())
-}
-
 /// Relays one connection both ways until either side closes or a fault cuts it.
 async fn relay(client: TcpStream, server: TcpStream, faults: Arc<Faults>) {
     let (mut client_read, mut client_write) = client.into_split();
@@ -153,7 +147,7 @@ async fn relay(client: TcpStream, server: TcpStream, faults: Arc<Faults>) {
                 Ok(n) => n,
             };
             if cut_after.is_none() && n >= LARGE_REQUEST && take_one(&faults.armed) {
-                let Some(before) = current_revision(&faults.etcd).await else {
+                let Some(before) = raw::try_current_revision(&faults.etcd).await.ok() else {
                     return;
                 };
                 swallow.store(true, Ordering::SeqCst);
@@ -177,9 +171,9 @@ async fn relay(client: TcpStream, server: TcpStream, faults: Arc<Faults>) {
 async fn committed_after(faults: &Faults, before: i64) {
     let deadline = tokio::time::Instant::now() + COMMIT_WAIT;
     while tokio::time::Instant::now() < deadline {
-        if current_revision(&faults.etcd)
+        if raw::try_current_revision(&faults.etcd)
             .await
-            .is_some_and(|now| now > before)
+            .is_ok_and(|now| now > before)
         {
             faults.injected.fetch_add(1, Ordering::SeqCst);
             return;

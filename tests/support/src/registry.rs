@@ -1,20 +1,18 @@
-//! Test harness: a real etcd per test, and helpers that bound every wait.
+//! A real etcd per test, and a Visor API connected to it.
 //!
 //! Each test gets its own etcd process (free loopback ports, temporary data
 //! dir), killed and removed when the [`TestRegistry`] drops, so tests never see
-//! each other's keys and can restart or compact their registry freely.
-
-#![allow(dead_code)] // Each test binary uses a different subset.
-
-use std::future::Future;
-use std::time::Duration;
+//! each other's keys and can restart or compact their registry freely, even
+//! when they run in parallel threads of one test binary.
 
 use visor::Visor;
 use visor::registry::{LocalEtcd, RegistryConfig};
 
 /// A test's own etcd plus a connected Visor API.
 pub struct TestRegistry {
+    /// The etcd process, to restart, kill or point other clients at.
     pub etcd: LocalEtcd,
+    /// A Visor API connected under the default root.
     pub visor: Visor,
 }
 
@@ -51,30 +49,4 @@ impl TestRegistry {
 /// Registry settings pointing at `etcd`.
 pub fn config(etcd: &LocalEtcd) -> RegistryConfig {
     RegistryConfig::new([etcd.endpoint()])
-}
-
-/// Runs a test body under a deadline; a hang fails with `what` as the likely cause.
-pub async fn within<T>(limit: Duration, what: &str, body: impl Future<Output = T>) -> T {
-    match tokio::time::timeout(limit, body).await {
-        Ok(value) => value,
-        Err(_) => panic!("timed out after {limit:?}: {what}"),
-    }
-}
-
-/// Polls `condition` until it returns `Some`, failing after `limit` with `what`.
-pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut condition: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if let Some(value) = condition().await {
-            return value;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            panic!("condition not met within {limit:?}: {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }

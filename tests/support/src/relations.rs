@@ -3,8 +3,6 @@
 //! would, through `complete_hook`), and a checker of Juju's guarantees over
 //! the hooks each (unit, relation) was handed.
 
-#![allow(dead_code)] // Each relation test binary uses a different subset.
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -13,8 +11,9 @@ use visor::model::{App, HookInfo, HookKind, Host, InstanceState, RelationState};
 use visor::registry::HostRegistration;
 use visor::{Error, Visor};
 
-use crate::common::{self, TestRegistry};
 use crate::fixtures;
+use crate::registry::TestRegistry;
+use crate::wait;
 
 /// How long a host registration lives without renewal.
 pub const HOST_TTL: Duration = Duration::from_secs(2);
@@ -75,7 +74,7 @@ pub async fn run_units(t: &TestRegistry, app: &str, proc: &str, count: u32) -> V
         .set_scale(app, "v1", proc, count)
         .await
         .expect("scale");
-    let pending = common::eventually(
+    let pending = wait::eventually(
         Duration::from_secs(20),
         "the controller places every unit",
         || async {
@@ -109,13 +108,16 @@ pub async fn run_units(t: &TestRegistry, app: &str, proc: &str, count: u32) -> V
 /// One hook a unit ran and acknowledged.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivered {
+    /// The unit that ran it.
     pub unit: String,
+    /// The hook.
     pub hook: HookInfo,
 }
 
 /// Every hook acknowledged so far, in acknowledgement order.
 #[derive(Debug, Default)]
 pub struct HookLog {
+    /// Every hook acknowledged, in acknowledgement order.
     pub delivered: Vec<Delivered>,
 }
 
