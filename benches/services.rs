@@ -23,7 +23,7 @@
 //!    [`discovery::register`] (a lease and a keep-alive each) until the
 //!    controller tracks them all and is quiet; then every handle is dropped,
 //!    so nothing re-registers, and the N leases are revoked the same way, as
-//!    `tests/services_acceptance.rs` produces deaths.
+//!    `tests/controller/services_acceptance.rs` produces deaths.
 //!
 //! Both are timed from the first revoke until the N-th notification key is
 //! created, seen on a raw watch of the notifications prefix (key creations,

@@ -6,8 +6,8 @@
 //! one per endpoint.
 //!
 //! The child is `examples/register_endpoint.rs`, which a plain `cargo test`
-//! builds next to the test binaries (`cargo test --test services_acceptance`
-//! alone does not: build it first with `cargo build --example register_endpoint`).
+//! builds next to the test binaries (`cargo test --test controller` alone
+//! does not: build it first with `cargo build --example register_endpoint`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -31,7 +31,7 @@ const TTL: Duration = Duration::from_secs(2);
 const SERVICE: &str = "db";
 
 /// `target/<profile>/examples/register_endpoint`, next to this test's
-/// `target/<profile>/deps/services_acceptance-<hash>`.
+/// `target/<profile>/deps/controller-<hash>`.
 fn register_endpoint_example() -> PathBuf {
     let test = std::env::current_exe().expect("the test binary's path");
     let profile = test
@@ -42,7 +42,7 @@ fn register_endpoint_example() -> PathBuf {
     assert!(
         example.is_file(),
         "{} is missing: run the tests through a plain `cargo test`, which builds \
-         the examples (`cargo test --test services_acceptance` does not: run \
+         the examples (`cargo test --test controller` does not: run \
          `cargo build --example register_endpoint` before it)",
         example.display()
     );

@@ -6,7 +6,9 @@
 //! whole objects, field names included. Error exits are checked for their code
 //! (2 usage, invalid names included; 3 not found; 4 already exists; 5
 //! unavailable; 1 other failures), for exactly one `error: ` line on stderr
-//! (clap's usage errors too), and for having written nothing to the registry.
+//! (clap's usage errors too), and, by the tests, for having written nothing
+//! to the registry ([`fixtures::raw_revision`](crate::fixtures::raw_revision)
+//! unchanged).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
