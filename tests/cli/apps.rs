@@ -4,6 +4,7 @@
 
 use serde_json::json;
 use visor::Error;
+
 use visor_testkit::cli::{
     APP_FIELDS, Cli, LIMIT, PROC_FIELDS, REMOVED_FIELDS, REMOVED_HEADER, REV_FIELDS, as_array,
     assert_fields, column, parse_time, rows, take_time,

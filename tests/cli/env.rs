@@ -5,6 +5,7 @@
 
 use serde_json::json;
 use visor::Error;
+
 use visor_testkit::cli::{
     CLOSED_PORT, Cli, LIMIT, REMOVED_FIELDS, REMOVED_HEADER, as_array, assert_fields, rows, visor,
 };

@@ -4,6 +4,7 @@
 //! a warning), and endpoints and root taken from flags or the environment.
 
 use serde_json::Value;
+
 use visor_testkit::cli::{CLOSED_PORT, Cli, LIMIT, cells, column, visor, visor_with_env, words};
 use visor_testkit::fixtures::{raw_keys, register_app};
 use visor_testkit::{TestRegistry, within};

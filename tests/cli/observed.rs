@@ -6,6 +6,7 @@
 use serde_json::json;
 use visor::model::{InstanceState, TicketOp};
 use visor::registry::InstanceFilter;
+
 use visor_testkit::cli::{Cli, LIMIT, assert_fields, column, rows, take_time};
 use visor_testkit::fixtures::{host_spec, instance_spec, raw_revision, register_host, ticket_spec};
 use visor_testkit::{TestRegistry, within};

@@ -11,6 +11,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
 use visor::model::{Name, NotificationKind};
 use visor::registry::Posting;
+
 use visor_testkit::cli::{INHERITED_VARS, LIMIT, RUN_LIMIT, words};
 use visor_testkit::fixtures::seed_app;
 use visor_testkit::{TestRegistry, within};

@@ -6,6 +6,7 @@
 
 use serde_json::json;
 use visor::Error;
+
 use visor_testkit::cli::{
     Cli, LIMIT, PROC_FIELDS, REMOVED_FIELDS, REMOVED_HEADER, REV_FIELDS, assert_fields, column,
     parse_time, rows, take_time,

@@ -7,6 +7,7 @@
 
 use serde_json::{Value, json};
 use visor::Error;
+
 use visor_testkit::cli::{
     CLOSED_PORT, Cli, LIMIT, REMOVED_FIELDS, REMOVED_HEADER, assert_fields, column, rows,
     take_time, visor,

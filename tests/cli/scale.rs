@@ -5,6 +5,7 @@
 
 use serde_json::json;
 use visor::Error;
+
 use visor_testkit::cli::{Cli, LIMIT, as_array, assert_fields, rows};
 use visor_testkit::fixtures::{raw_revision, revision, seed_app};
 use visor_testkit::{TestRegistry, within};

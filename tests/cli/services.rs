@@ -17,10 +17,10 @@ use tokio::process::{ChildStdout, Command};
 use visor::discovery::{self, RegisterRequest, Registration};
 use visor::model::{Name, NotificationKind};
 use visor::registry::Posting;
-use visor_testkit::cli;
+
 use visor_testkit::cli::{
-    CLOSED_PORT, Cli, INHERITED_VARS, LIMIT, REMOVED_FIELDS, REMOVED_HEADER, assert_fields, column,
-    rows, take_time, visor,
+    self, CLOSED_PORT, Cli, INHERITED_VARS, LIMIT, REMOVED_FIELDS, REMOVED_HEADER, assert_fields,
+    column, rows, take_time, visor,
 };
 use visor_testkit::fixtures::raw_revision;
 use visor_testkit::{TestRegistry, within};

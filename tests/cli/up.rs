@@ -6,6 +6,7 @@
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+
 use visor_testkit::{eventually, within};
 
 const LIMIT: Duration = Duration::from_secs(90);

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use tokio::io::AsyncBufReadExt;
 use visor::model::TicketOp;
 use visor::registry::HostRegistration;
+
 use visor_testkit::cli::{Cli, INHERITED_VARS, LIMIT};
 use visor_testkit::fixtures::{
     app, host_spec, instance_spec, portless_proc_type, raw_revision, register_app, register_host,

@@ -6,12 +6,11 @@
 //! desired instances and exactly one start ticket each.
 
 use std::time::Duration;
-use visor_testkit::controller;
-use visor_testkit::controller::{ControllerProcess, active, instances};
+
+use visor_testkit::controller::{self, ControllerProcess, active, instances};
 use visor_testkit::fault_proxy::FaultProxy;
-use visor_testkit::fixtures;
 use visor_testkit::wait::holds_for;
-use visor_testkit::{TestRegistry, eventually, within};
+use visor_testkit::{TestRegistry, eventually, fixtures, within};
 
 const LIMIT: Duration = Duration::from_secs(240);
 const DESIRED: usize = 400;

@@ -7,10 +7,9 @@
 use std::time::Duration;
 
 use visor::model::TicketOp;
-use visor_testkit::controller;
-use visor_testkit::controller::{ControllerProcess, active, tickets};
-use visor_testkit::fixtures;
-use visor_testkit::{TestRegistry, eventually, within};
+
+use visor_testkit::controller::{self, ControllerProcess, active, tickets};
+use visor_testkit::{TestRegistry, eventually, fixtures, within};
 
 const LIMIT: Duration = Duration::from_secs(120);
 

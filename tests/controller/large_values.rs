@@ -5,11 +5,10 @@
 //! malformed; the CLI still lists.
 
 use std::time::Duration;
-use visor_testkit::cli;
-use visor_testkit::cli::Cli;
+
+use visor_testkit::cli::{self, Cli};
 use visor_testkit::controller::{ControllerProcess, active};
-use visor_testkit::fixtures;
-use visor_testkit::{TestRegistry, eventually, within};
+use visor_testkit::{TestRegistry, eventually, fixtures, within};
 
 const LIMIT: Duration = Duration::from_secs(120);
 const MIB: usize = 1 << 20;

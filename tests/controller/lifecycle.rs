@@ -13,8 +13,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use visor::controller::{Controller, ControllerConfig, ELECTION_NAME};
 use visor::registry::{LocalEtcd, LocalEtcdOptions};
-use visor_testkit::controller;
-use visor_testkit::controller::ControllerProcess;
+
+use visor_testkit::controller::{self, ControllerProcess};
 use visor_testkit::{TestRegistry, eventually, within};
 
 const LIMIT: Duration = Duration::from_secs(60);

@@ -9,11 +9,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use visor::model::{InstanceState, TicketOp};
-use visor_testkit::controller;
-use visor_testkit::controller::{ControllerProcess, active, tickets};
-use visor_testkit::fixtures;
+
+use visor_testkit::controller::{self, ControllerProcess, active, tickets};
 use visor_testkit::wait::holds_for;
-use visor_testkit::{TestRegistry, eventually, within};
+use visor_testkit::{TestRegistry, eventually, fixtures, within};
 
 const LIMIT: Duration = Duration::from_secs(90);
 const CONVERGE: Duration = Duration::from_secs(20);

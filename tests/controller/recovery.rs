@@ -4,10 +4,9 @@
 //! compacted away (it catches up by relisting and converges; no change is lost).
 
 use std::time::Duration;
-use visor_testkit::controller;
-use visor_testkit::controller::{ControllerProcess, active};
-use visor_testkit::fixtures;
-use visor_testkit::{TestRegistry, eventually, within};
+
+use visor_testkit::controller::{self, ControllerProcess, active};
+use visor_testkit::{TestRegistry, eventually, fixtures, within};
 
 const LIMIT: Duration = Duration::from_secs(120);
 const CONVERGE: Duration = Duration::from_secs(30);

@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use visor::model::HookKind;
 use visor::registry::EndpointSpec;
+
 use visor_testkit::controller::ControllerProcess;
-use visor_testkit::fixtures;
 use visor_testkit::relations::{
     HookLog, deploy_app, drive_until, members_of, run_units, setting, versions,
 };
-use visor_testkit::{TestRegistry, eventually, within};
+use visor_testkit::{TestRegistry, eventually, fixtures, within};
 
 const LIMIT: Duration = Duration::from_secs(120);
 const CONVERGE: Duration = Duration::from_secs(30);

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use visor::discovery::{self, RegisterRequest};
 use visor::model::NotificationKind;
+
 use visor_testkit::controller::ControllerProcess;
-use visor_testkit::fixtures;
-use visor_testkit::{TestRegistry, eventually, within};
+use visor_testkit::{TestRegistry, eventually, fixtures, within};
 
 const LIMIT: Duration = Duration::from_secs(60);
 const CONVERGE: Duration = Duration::from_secs(20);

@@ -20,9 +20,9 @@ use tokio::process::{Child, ChildStdout};
 use tokio::time::Instant;
 use visor::discovery::{self, RegisterRequest, Registration};
 use visor::model::{Notification, NotificationKind};
+
 use visor_testkit::controller::ControllerProcess;
-use visor_testkit::fixtures;
-use visor_testkit::{TestRegistry, eventually, within};
+use visor_testkit::{TestRegistry, eventually, fixtures, within};
 
 const LIMIT: Duration = Duration::from_secs(60);
 const CONVERGE: Duration = Duration::from_secs(20);

@@ -11,9 +11,9 @@ use tokio_util::sync::CancellationToken;
 use visor::model::App;
 use visor::registry::{Kind, RegistryConfig};
 use visor::runtime::cache::{self, CacheMetrics, CacheReader, Change};
+
 use visor_testkit::fault_proxy::FaultProxy;
-use visor_testkit::fixtures;
-use visor_testkit::{TestRegistry, eventually, within};
+use visor_testkit::{TestRegistry, eventually, fixtures, within};
 
 const LIMIT: Duration = Duration::from_secs(60);
 const SEE: Duration = Duration::from_secs(20);

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use visor::Error;
 use visor::model::{InstanceState, TicketOp};
-use visor_testkit::fixtures;
-use visor_testkit::fixtures::{app, instance, name, raw_revision, seed, ticket};
+
+use visor_testkit::fixtures::{self, app, instance, name, raw_revision, seed, ticket};
 use visor_testkit::{TestRegistry, within};
 
 const LIMIT: Duration = Duration::from_secs(60);

@@ -7,6 +7,7 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use visor::{Error, RegistryConfig, Visor};
+
 use visor_testkit::fixtures::{app, raw_keys, raw_value};
 use visor_testkit::{TestRegistry, within};
 

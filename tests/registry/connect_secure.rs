@@ -12,6 +12,7 @@ use rcgen::{
 use visor::Error;
 use visor::registry::{LocalEtcd, LocalEtcdOptions, RegistryConfig, ServerTls};
 use visor::{Visor, model};
+
 use visor_testkit::{TestRegistry, within};
 
 const LIMIT: Duration = Duration::from_secs(60);

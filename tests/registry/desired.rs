@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use visor::Error;
 use visor::registry::Kind;
+
 use visor_testkit::fixtures::{
     app, assert_already_exists, assert_not_found, object, proc_type, raw_keys, raw_revision,
     revision,

@@ -15,8 +15,8 @@ use visor::discovery::{
     ServiceEndpoint, Subscription,
 };
 use visor::registry::EventKind;
-use visor_testkit::fixtures;
-use visor_testkit::fixtures::{raw_keys, raw_value};
+
+use visor_testkit::fixtures::{self, raw_keys, raw_value};
 use visor_testkit::{TestRegistry, eventually, within};
 
 const LIMIT: Duration = Duration::from_secs(60);

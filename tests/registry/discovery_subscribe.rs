@@ -12,8 +12,8 @@ use futures::StreamExt;
 use visor::discovery::{
     self, EndpointEvent, Interest, RegisterRequest, Registration, SubscribeOptions, Subscription,
 };
-use visor_testkit::fixtures;
-use visor_testkit::{TestRegistry, eventually, within};
+
+use visor_testkit::{TestRegistry, eventually, fixtures, within};
 
 const LIMIT: Duration = Duration::from_secs(90);
 const TTL: Duration = Duration::from_secs(2);

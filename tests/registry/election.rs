@@ -9,9 +9,9 @@ use tokio_util::sync::CancellationToken;
 use visor::Error;
 use visor::registry::Lease;
 use visor::runtime::election::{self, Leadership};
-use visor_testkit::fixtures;
+
 use visor_testkit::wait::holds_for;
-use visor_testkit::{TestRegistry, eventually, within};
+use visor_testkit::{TestRegistry, eventually, fixtures, within};
 
 const LIMIT: Duration = Duration::from_secs(30);
 const TTL: Duration = Duration::from_secs(2);

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use fixtures::script::{assert_matches, every_kind_of_operation};
 use visor::registry::EventKind;
-use visor_testkit::fixtures;
+
 use visor_testkit::fixtures::{
-    app, next_event, next_events, proc_type, raw_revision, revision, seed,
+    self, app, next_event, next_events, proc_type, raw_revision, revision, seed,
 };
 use visor_testkit::{TestRegistry, within};
 

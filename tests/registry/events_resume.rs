@@ -7,8 +7,8 @@ use std::time::Duration;
 use fixtures::script::{assert_matches, every_kind_of_operation};
 use visor::Error;
 use visor::registry::EventKind;
-use visor_testkit::fixtures;
-use visor_testkit::fixtures::{app, next_event, next_events, raw_revision, seed};
+
+use visor_testkit::fixtures::{self, app, next_event, next_events, raw_revision, seed};
 use visor_testkit::{TestRegistry, within};
 
 const LIMIT: Duration = Duration::from_secs(60);

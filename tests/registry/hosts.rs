@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use visor::Error;
 use visor::registry::{Kind, ObjectRef};
+
 use visor_testkit::fixtures::{host, raw_keys};
 use visor_testkit::wait::holds_for;
 use visor_testkit::{TestRegistry, eventually, within};

@@ -9,6 +9,7 @@ use visor::model::{Actor, InstanceState, TransitionError};
 use visor::{Error, Visor};
 
 use InstanceState::*;
+
 use visor_testkit::fixtures::{instance, name, raw_revision};
 use visor_testkit::{TestRegistry, within};
 

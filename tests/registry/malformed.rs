@@ -8,9 +8,9 @@ use std::time::Duration;
 use visor::Error;
 use visor::model::{InstanceState, TicketOp};
 use visor::registry::{EventKind, InstanceFilter, Kind, Malformed};
-use visor_testkit::fixtures;
+
 use visor_testkit::fixtures::{
-    etcdctl_put, host, instance, next_event, raw_revision, seed, ticket,
+    self, etcdctl_put, host, instance, next_event, raw_revision, seed, ticket,
 };
 use visor_testkit::{TestRegistry, within};
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use visor::Error;
 use visor::model::TicketOp;
+
 use visor_testkit::fixtures::{
     app, host, instance, proc_type, raw_keys, raw_revision, revision, seed, ticket,
 };

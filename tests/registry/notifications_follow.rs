@@ -8,6 +8,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use visor::model::{Name, NotificationKind};
 use visor::registry::{NotificationStream, Posting};
+
 use visor_testkit::{TestRegistry, eventually, within};
 
 const LIMIT: Duration = Duration::from_secs(90);

@@ -9,6 +9,7 @@ use chrono::Utc;
 use visor::Error;
 use visor::model::{Actor, Instance, InstanceState, TicketOp};
 use visor::registry::{InstanceFilter, Kind, ObjectRef};
+
 use visor_testkit::fixtures::{instance, name, raw_keys, raw_revision, ticket};
 use visor_testkit::{TestRegistry, within};
 

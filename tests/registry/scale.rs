@@ -7,9 +7,9 @@
 use std::time::Duration;
 
 use visor::registry::Kind;
-use visor_testkit::fixtures;
+
 use visor_testkit::fixtures::{
-    app, assert_not_found, object, proc_type, raw_keys, raw_revision, revision, seed,
+    self, app, assert_not_found, object, proc_type, raw_keys, raw_revision, revision, seed,
 };
 use visor_testkit::{TestRegistry, within};
 
