@@ -45,8 +45,6 @@
 //! default 900) and fails with a message naming what did not happen and where
 //! the controller's log is. The controller child is killed on drop.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -57,9 +55,11 @@ use visor::Visor;
 use visor::model::{App, Host, Instance, Limits, Name, ProcType, Revision, Ticket, TicketOp};
 use visor::registry::{Lease, LocalEtcd, LocalEtcdOptions, RegistryConfig};
 
-use support::{
-    Controller, bounded, count_keys, cpu_seconds, delete_prefix, etcd_pid, is_creation, memory_kib,
-    next_events, next_response, wait_leader_renewed, wait_quiet, watch_prefix,
+use visor_testkit::controller::LoggedController;
+use visor_testkit::procfs::{cpu_seconds, etcd_pid, memory_kib, wait_quiet};
+use visor_testkit::raw::{
+    bounded, count_keys, delete_prefix, is_creation, next_events, next_response,
+    wait_leader_renewed, watch_prefix,
 };
 
 /// Starts per controller transaction: 126 puts, the fence check makes 127 compares.
@@ -314,7 +314,7 @@ async fn visor_scale_up(
     raw: &Client,
     count: usize,
     limit: Duration,
-    controller: &Controller,
+    controller: &LoggedController,
 ) -> ScaleUp {
     let tickets = visor.registry().keys().tickets(None);
     let mut stream = watch_prefix(raw, &tickets).await;
@@ -369,7 +369,7 @@ async fn visor_scale_up(
 async fn idle_latency(
     visor: &Visor,
     raw: &Client,
-    controller: &Controller,
+    controller: &LoggedController,
     iterations: usize,
 ) -> (Vec<Duration>, Vec<Duration>) {
     let limit = Duration::from_secs(30);
@@ -443,7 +443,7 @@ const LOOPS: [&str; 3] = ["scale", "liveness", "gc"];
 struct ReconcileCounters(Vec<(f64, f64)>);
 
 impl ReconcileCounters {
-    fn read(controller: &Controller) -> Self {
+    fn read(controller: &LoggedController) -> Self {
         let name = "controller_runtime_reconcile_time_seconds";
         Self(
             LOOPS
@@ -554,7 +554,7 @@ async fn scale_up_case(
     visor: &Visor,
     count: usize,
     hosts: &[Name],
-    controller: &Controller,
+    controller: &LoggedController,
     etcd_pid: u32,
 ) -> ScaleUpCase {
     let secs = |d: Duration| d.as_secs_f64();
@@ -671,7 +671,13 @@ async fn run_case(settings: &Settings, count: usize, logs: &Path) -> Case {
 
     let log = logs.join(format!("controller-{count}.log"));
     let started = Instant::now();
-    let mut controller = Controller::start(&etcd.endpoint(), &log, &settings.lease);
+    let (ttl, deadline) = &settings.lease;
+    let controller = LoggedController::start(
+        &etcd.endpoint(),
+        "bench",
+        &["--lease-ttl", ttl, "--renew-deadline", deadline],
+        &log,
+    );
     controller.wait_leading().await;
     let controller_ready = started.elapsed();
     println!(

@@ -36,8 +36,6 @@
 //! log is. The controller child is killed on drop; the agents are aborted
 //! when the run ends.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -58,9 +56,10 @@ use visor::registry::{
     EndpointSpec, HostRegistration, InstanceFilter, Keys, LocalEtcd, RegistryConfig,
 };
 
-use support::{
-    Controller, bounded, count_keys, cpu_seconds, current_revision, delete_prefix, etcd_pid,
-    machine_busy_seconds, memory_kib, wait_leader_renewed, wait_quiet,
+use visor_testkit::controller::LoggedController;
+use visor_testkit::procfs::{cpu_seconds, etcd_pid, machine_busy_seconds, memory_kib, wait_quiet};
+use visor_testkit::raw::{
+    bounded, count_keys, current_revision, delete_prefix, wait_leader_renewed,
 };
 
 /// The relation between the two apps.
@@ -208,7 +207,7 @@ async fn register_side(visor: &Visor, side: usize, capacity: u32) -> Vec<HostReg
 
 /// Deploys both sides, scales each to `settings.units` and runs every unit
 /// the controller places, as the hosts' agents would.
-async fn deploy(visor: &Visor, settings: &Settings, controller: &Controller) -> Deployment {
+async fn deploy(visor: &Visor, settings: &Settings, controller: &LoggedController) -> Deployment {
     let per_host = settings.units.div_ceil(HOSTS_PER_APP);
     let capacity = (2 * per_host).max(20) as u32;
     let mut hosts = Vec::new();
@@ -592,7 +591,7 @@ async fn visor_phase(
     visor: &Visor,
     deployment: &Deployment,
     settings: &Settings,
-    controller: &Controller,
+    controller: &LoggedController,
     etcd_pid: u32,
     agents: &mut JoinSet<()>,
     progress: &Arc<Progress>,
@@ -732,7 +731,7 @@ async fn registry_mismatches(visor: &Visor, deployment: &Deployment) -> Vec<Stri
 
 /// `controller_runtime_reconcile_time_seconds{controller="relation"}` count
 /// and sum, and the relation loop's errors.
-fn relation_reconciles(controller: &Controller) -> (f64, f64, f64) {
+fn relation_reconciles(controller: &LoggedController) -> (f64, f64, f64) {
     let name = "controller_runtime_reconcile_time_seconds";
     let labels = "controller=\"relation\"";
     let read = |metric: &str| controller.metric(metric, labels).unwrap_or(0.0);
@@ -761,8 +760,12 @@ async fn main() {
         .await
         .expect("connect to etcd");
     let raw = visor.registry().etcd();
-    let lease = (LEASE.0.to_owned(), LEASE.1.to_owned());
-    let mut controller = Controller::start(&etcd.endpoint(), &log, &lease);
+    let controller = LoggedController::start(
+        &etcd.endpoint(),
+        "bench",
+        &["--lease-ttl", LEASE.0, "--renew-deadline", LEASE.1],
+        &log,
+    );
     controller.wait_leading().await;
     let expected = settings.expected_hooks();
     println!(

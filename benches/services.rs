@@ -23,7 +23,7 @@
 //!    [`discovery::register`] (a lease and a keep-alive each) until the
 //!    controller tracks them all and is quiet; then every handle is dropped,
 //!    so nothing re-registers, and the N leases are revoked the same way, as
-//!    `tests/services_acceptance.rs` produces deaths.
+//!    `tests/controller/services_acceptance.rs` produces deaths.
 //!
 //! Both are timed from the first revoke until the N-th notification key is
 //! created, seen on a raw watch of the notifications prefix (key creations,
@@ -40,8 +40,6 @@
 //! fails with a message naming what did not happen and where the controller's
 //! log is. The controller child is killed on drop.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
@@ -53,9 +51,11 @@ use visor::discovery::{self, RegisterRequest, Registration, ServiceEndpoint};
 use visor::model::{DownReason, Name, Notification, NotificationKind, Sequence, TrackedEndpoint};
 use visor::registry::{Keys, Kind, LocalEtcd, RegistryConfig};
 
-use support::{
-    Controller, bounded, count_keys, cpu_seconds, delete_prefix, etcd_pid, is_creation,
-    machine_busy_seconds, memory_kib, next_response, wait_leader_renewed, wait_quiet, watch_prefix,
+use visor_testkit::controller::LoggedController;
+use visor_testkit::procfs::{cpu_seconds, etcd_pid, machine_busy_seconds, memory_kib, wait_quiet};
+use visor_testkit::raw::{
+    bounded, count_keys, delete_prefix, is_creation, next_response, wait_leader_renewed,
+    watch_prefix,
 };
 
 /// The service whose endpoints die.
@@ -136,7 +136,7 @@ struct CpuSample {
 }
 
 impl CpuSample {
-    fn take(etcd_pid: u32, controller: &Controller) -> Self {
+    fn take(etcd_pid: u32, controller: &LoggedController) -> Self {
         Self {
             etcd: cpu_seconds(etcd_pid),
             controller: cpu_seconds(controller.pid()),
@@ -196,7 +196,7 @@ async fn notifications_created(
     count: usize,
     started: Instant,
     settings: &Settings,
-    controller: &Controller,
+    controller: &LoggedController,
     phase: &str,
 ) -> (Duration, Duration) {
     let deadline = started + settings.timeout;
@@ -468,7 +468,7 @@ async fn raw_phase(
     raw: &Client,
     endpoint: &str,
     settings: &Settings,
-    controller: &Controller,
+    controller: &LoggedController,
     etcd_pid: u32,
 ) -> RawRun {
     let keys = Keys::new(RAW_ROOT).expect("a valid root");
@@ -551,7 +551,12 @@ async fn register_endpoints(visor: &Visor, count: usize) -> Vec<Registration> {
 }
 
 /// Waits until the controller tracks `count` endpoints of [`SERVICE`].
-async fn wait_tracked(visor: &Visor, count: usize, settings: &Settings, controller: &Controller) {
+async fn wait_tracked(
+    visor: &Visor,
+    count: usize,
+    settings: &Settings,
+    controller: &LoggedController,
+) {
     let raw = visor.registry().etcd();
     let prefix = format!(
         "{}{SERVICE}/",
@@ -576,7 +581,7 @@ async fn wait_tracked(visor: &Visor, count: usize, settings: &Settings, controll
 
 /// `controller_runtime_reconcile_total{controller="services"}` (every
 /// result), the reconcile time's sum, and the services loop's errors.
-fn services_reconciles(controller: &Controller) -> (f64, f64, f64) {
+fn services_reconciles(controller: &LoggedController) -> (f64, f64, f64) {
     let labels = "controller=\"services\"";
     let read = |metric: &str| controller.metric(metric, labels).unwrap_or(0.0);
     (
@@ -586,7 +591,7 @@ fn services_reconciles(controller: &Controller) -> (f64, f64, f64) {
     )
 }
 
-fn down_notifications_posted(controller: &Controller) -> f64 {
+fn down_notifications_posted(controller: &LoggedController) -> f64 {
     controller
         .metric("visor_notifications_total", "kind=\"service-down\"")
         .unwrap_or(0.0)
@@ -598,7 +603,7 @@ async fn visor_death(
     visor: &Visor,
     registrations: Vec<Registration>,
     settings: &Settings,
-    controller: &Controller,
+    controller: &LoggedController,
     etcd_pid: u32,
 ) -> Death {
     let raw = visor.registry().etcd();
@@ -727,8 +732,12 @@ async fn main() {
         .await
         .expect("connect to etcd");
     let raw = visor.registry().etcd();
-    let lease = (LEASE.0.to_owned(), LEASE.1.to_owned());
-    let mut controller = Controller::start(&etcd.endpoint(), &log, &lease);
+    let controller = LoggedController::start(
+        &etcd.endpoint(),
+        "bench",
+        &["--lease-ttl", LEASE.0, "--renew-deadline", LEASE.1],
+        &log,
+    );
     controller.wait_leading().await;
     println!(
         "services benchmark: {count} endpoints of {SERVICE} die at once; etcd pid {etcd_pid}, \

@@ -1,5 +1,5 @@
 //! The smallest program that registers a service endpoint, used by the
-//! tests (`tests/services_acceptance.rs`) and as an example of the
+//! tests (`tests/controller/services_acceptance.rs`) and as an example of the
 //! [`visor::discovery`] library.
 //!
 //! It registers, prints `registered <uuid>` once the endpoint is in the

@@ -1,13 +1,19 @@
 //! A single-member etcd run as a child process on free loopback ports.
 //!
 //! `visor up` uses it as the local registry, and the tests and benchmarks use
-//! it as their real etcd. Invariant: the process never outlives its
-//! [`LocalEtcd`] — dropping it kills the process and removes a temporary data dir.
+//! it as their real etcd. Invariants: the process never outlives its
+//! [`LocalEtcd`] — dropping it kills the process and removes a temporary data
+//! dir; and the ports a [`LocalEtcd`] picked are never picked by another one
+//! of the same process while it exists, killed or running, so that a
+//! [`restart`](LocalEtcd::restart) finds them free (tests run many etcds in
+//! parallel threads of one process, and kill and restart some of them).
 
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use tempfile::TempDir;
@@ -17,6 +23,11 @@ use tokio::time::Instant;
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// Attempts at picking free ports before giving up (another process may grab one).
 const PORT_ATTEMPTS: usize = 3;
+/// Ports the system may offer before one that no [`LocalEtcd`] of this process holds.
+const PORT_PICKS: usize = 64;
+
+/// Ports picked by the [`LocalEtcd`]s of this process that exist now.
+static HELD_PORTS: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
 
 /// Why a local etcd could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +91,8 @@ pub struct LocalEtcd {
     metrics_port: u16,
     data_dir: PathBuf,
     log_path: PathBuf,
+    // Held for its Drop, which releases the ports it picked.
+    _ports: HeldPorts,
     // Held for its Drop, which removes the directory.
     _temp: Option<TempDir>,
 }
@@ -107,15 +120,21 @@ impl LocalEtcd {
         };
         let mut last_error = None;
         for _ in 0..PORT_ATTEMPTS {
+            let mut ports = HeldPorts::default();
+            let client_port = match options.client_port {
+                Some(port) => port,
+                None => ports.pick()?,
+            };
             let mut etcd = Self {
                 child: None,
                 binary: binary.clone(),
-                client_port: options.client_port.map_or_else(free_port, Ok)?,
-                peer_port: free_port()?,
-                metrics_port: free_port()?,
+                client_port,
+                peer_port: ports.pick()?,
+                metrics_port: ports.pick()?,
                 options: options.clone(),
                 data_dir: data_dir.clone(),
                 log_path: log_path.clone(),
+                _ports: ports,
                 _temp: None,
             };
             match etcd.launch().await {
@@ -276,7 +295,57 @@ fn healthy(port: u16) -> bool {
     probe().unwrap_or(false)
 }
 
-/// A loopback port that was free a moment ago.
-fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+/// Loopback ports picked for one [`LocalEtcd`], held in [`HELD_PORTS`] until dropped.
+#[derive(Debug, Default)]
+struct HeldPorts(Vec<u16>);
+
+impl HeldPorts {
+    /// A loopback port that was free a moment ago and that no other
+    /// [`LocalEtcd`] of this process holds (one killed for a restart has
+    /// left its ports free, and will want them back).
+    fn pick(&mut self) -> std::io::Result<u16> {
+        for _ in 0..PORT_PICKS {
+            let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+            let mut held = HELD_PORTS.lock().unwrap_or_else(PoisonError::into_inner);
+            if held.insert(port) {
+                self.0.push(port);
+                return Ok(port);
+            }
+        }
+        Err(std::io::Error::new(
+            std::io::ErrorKind::AddrInUse,
+            format!("no free loopback port in {PORT_PICKS} offered"),
+        ))
+    }
+}
+
+impl Drop for HeldPorts {
+    fn drop(&mut self) {
+        let mut held = HELD_PORTS.lock().unwrap_or_else(PoisonError::into_inner);
+        for port in &self.0 {
+            held.remove(port);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn held(port: u16) -> bool {
+        HELD_PORTS
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&port)
+    }
+
+    #[test]
+    fn picked_ports_are_distinct_and_held_until_dropped() {
+        let mut ports = HeldPorts::default();
+        let picked: BTreeSet<u16> = (0..3).map(|_| ports.pick().expect("pick a port")).collect();
+        assert_eq!(picked.len(), 3, "three distinct ports: {picked:?}");
+        assert!(picked.iter().all(|&port| held(port)));
+        drop(ports);
+        assert!(picked.iter().all(|&port| !held(port)));
+    }
 }

@@ -1,0 +1,136 @@
+//! `visor up`, the README's run command: it serves a registry that the other
+//! commands use, runs the controller (which takes the lead), keeps its data
+//! across restarts, and on SIGTERM stops with its etcd (no process left
+//! listening).
+
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use visor_testkit::{eventually, within};
+
+const LIMIT: Duration = Duration::from_secs(90);
+
+fn visor() -> Command {
+    Command::new(assert_cmd::cargo::cargo_bin("visor"))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+fn up(data_dir: &std::path::Path, port: u16) -> Child {
+    visor()
+        .args([
+            "up",
+            "--admin-addr",
+            "127.0.0.1:0",
+            "--port",
+            &port.to_string(),
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn visor up")
+}
+
+fn cli(port: u16, args: &[&str]) -> std::process::Output {
+    visor()
+        .args([
+            "--endpoints",
+            &format!("http://127.0.0.1:{port}"),
+            "--connect-timeout",
+            "1s",
+        ])
+        .args(args)
+        .output()
+        .expect("run visor")
+}
+
+async fn wait_serving(port: u16) {
+    eventually(
+        Duration::from_secs(30),
+        "visor up serves the registry",
+        || async move { cli(port, &["app", "list"]).status.success().then_some(()) },
+    )
+    .await;
+}
+
+async fn terminate(mut child: Child, port: u16) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("send SIGTERM");
+    assert!(status.success());
+    let exited = eventually(Duration::from_secs(20), "visor up exits on SIGTERM", || {
+        let exited = child.try_wait().expect("wait for visor up");
+        async move { exited }
+    })
+    .await;
+    assert!(
+        exited.success(),
+        "visor up exits cleanly on SIGTERM: {exited}"
+    );
+    assert!(
+        TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "the registry port must be closed once visor up has stopped"
+    );
+}
+
+#[tokio::test]
+async fn up_serves_the_cli_keeps_data_and_stops_on_sigterm() {
+    within(LIMIT, "visor up did not start or stop", async {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("registry");
+        let port = free_port();
+
+        let first = up(&data, port);
+        wait_serving(port).await;
+        let register = cli(
+            port,
+            &[
+                "app",
+                "register",
+                "web",
+                "--repo-url",
+                "git://x",
+                "--stack",
+                "base",
+            ],
+        );
+        assert!(
+            register.status.success(),
+            "{}",
+            String::from_utf8_lossy(&register.stderr)
+        );
+        eventually(
+            Duration::from_secs(20),
+            "the embedded controller leads",
+            || async move {
+                let status = cli(port, &["-o", "json", "status"]);
+                let status: serde_json::Value = serde_json::from_slice(&status.stdout).ok()?;
+                (!status["leader"].is_null()).then_some(())
+            },
+        )
+        .await;
+        terminate(first, port).await;
+
+        let second = up(&data, port);
+        wait_serving(port).await;
+        let list = cli(port, &["-o", "json", "app", "list"]);
+        let apps: serde_json::Value = serde_json::from_slice(&list.stdout).expect("json");
+        assert_eq!(
+            apps[0]["name"], "web",
+            "the app survives a restart of visor up"
+        );
+        terminate(second, port).await;
+    })
+    .await;
+}

@@ -1,0 +1,317 @@
+//! Leader election and fencing against a real etcd: one leader at a time, a
+//! standby takes over when the leader resigns, a deposed leader's writes are
+//! all refused by the fence (and write nothing), and leadership loss is
+//! signalled when the lease is revoked or the leader key is deleted.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use visor::Error;
+use visor::registry::Lease;
+use visor::runtime::election::{self, Leadership};
+
+use visor_testkit::wait::holds_for;
+use visor_testkit::{TestRegistry, eventually, fixtures, within};
+
+const LIMIT: Duration = Duration::from_secs(30);
+const TTL: Duration = Duration::from_secs(2);
+const NAME: &str = "/visor/leader";
+
+async fn campaign(t: &TestRegistry, identity: &str) -> Leadership {
+    election::campaign(
+        t.visor.registry(),
+        NAME,
+        identity,
+        TTL,
+        TTL * 2 / 3,
+        &CancellationToken::new(),
+    )
+    .await
+    .expect("campaign")
+    .expect("elected, not cancelled")
+}
+
+#[tokio::test]
+async fn one_leader_at_a_time_and_a_standby_takes_over_on_resign() {
+    within(LIMIT, "a campaign never resolves", async {
+        let t = TestRegistry::start().await;
+        let first = campaign(&t, "controller-a").await;
+        assert_eq!(
+            election::current_leader(t.visor.registry(), NAME)
+                .await
+                .expect("leader"),
+            Some("controller-a".to_owned())
+        );
+
+        let registry = t.visor.registry().clone();
+        let standby = tokio::spawn(async move {
+            let never = CancellationToken::new();
+            election::campaign(&registry, NAME, "controller-b", TTL, TTL * 2 / 3, &never).await
+        });
+        // While the leader holds on (renewing past several TTLs), the standby waits.
+        holds_for(
+            TTL * 2,
+            "the standby must not be elected while the leader lives",
+            || {
+                let finished = standby.is_finished();
+                async move { !finished }
+            },
+        )
+        .await;
+
+        first.resign().await.expect("resign");
+        let second = within(
+            Duration::from_secs(5),
+            "the standby takes over after a resign",
+            standby,
+        )
+        .await
+        .expect("join")
+        .expect("standby campaign")
+        .expect("standby elected");
+        assert_eq!(
+            election::current_leader(t.visor.registry(), NAME)
+                .await
+                .expect("leader"),
+            Some("controller-b".to_owned())
+        );
+        assert!(!second.lost().is_cancelled());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_deposed_leader_cannot_write() {
+    within(LIMIT, "fenced writes or loss detection hang", async {
+        let t = TestRegistry::start().await;
+        let leadership = campaign(&t, "controller-a").await;
+        let fenced = t.visor.fenced(leadership.fence().clone());
+        fenced
+            .register_app("web", fixtures::app("git://web"))
+            .await
+            .expect("leader writes");
+        let instance = fenced
+            .create_instance(fixtures::instance(Some("h1")))
+            .await
+            .expect("leader creates");
+
+        // Depose it from outside: revoke its lease, as `etcdctl lease revoke` would.
+        t.raw()
+            .lease_revoke(leadership.lease_id())
+            .await
+            .expect("revoke");
+        within(
+            Duration::from_secs(5),
+            "leadership loss is signalled",
+            leadership.lost().cancelled(),
+        )
+        .await;
+
+        let before = fixtures::raw_revision(&t).await;
+        let attempts: Vec<visor::Result<()>> = vec![
+            fenced
+                .register_app("api", fixtures::app("git://api"))
+                .await
+                .map(drop),
+            fenced.set_env("web", "PORT", "80").await.map(drop),
+            fenced
+                .create_instance(fixtures::instance(Some("h1")))
+                .await
+                .map(drop),
+            fenced
+                .lose_instance(instance.name(), "host gone".into())
+                .await
+                .map(drop),
+            fenced.unregister_instance(&instance).await.map(drop),
+            fenced
+                .create_ticket(
+                    "h1",
+                    fixtures::ticket(visor::model::TicketOp::Start, instance.name()),
+                )
+                .await
+                .map(drop),
+            fenced.unregister_app("web").await.map(drop),
+        ];
+        for attempt in attempts {
+            assert!(
+                matches!(attempt, Err(Error::Deposed { .. })),
+                "every fenced write is refused, got {attempt:?}"
+            );
+        }
+        assert_eq!(
+            fixtures::raw_revision(&t).await,
+            before,
+            "a deposed leader writes nothing"
+        );
+        // The unfenced API is unaffected.
+        t.visor
+            .register_app("api", fixtures::app("git://api"))
+            .await
+            .expect("unfenced write");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn deleting_the_leader_key_ends_leadership() {
+    within(LIMIT, "loss detection hangs", async {
+        let t = TestRegistry::start().await;
+        let leadership = campaign(&t, "controller-a").await;
+        t.raw()
+            .delete(leadership.fence().key.as_str(), None)
+            .await
+            .expect("delete leader key");
+        within(
+            Duration::from_secs(5),
+            "leadership loss is signalled",
+            leadership.lost().cancelled(),
+        )
+        .await;
+        let fenced = t.visor.fenced(leadership.fence().clone());
+        assert!(matches!(
+            fenced.register_app("web", fixtures::app("git://web")).await,
+            Err(Error::Deposed { .. })
+        ));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_cancelled_standby_leaves_the_line_at_once() {
+    within(LIMIT, "a cancelled campaign never returns", async {
+        let t = TestRegistry::start().await;
+        let leader = campaign(&t, "controller-a").await;
+        let cancel = CancellationToken::new();
+        let registry = t.visor.registry().clone();
+        let standby = {
+            let cancel = cancel.clone();
+            tokio::spawn(async move {
+                election::campaign(&registry, NAME, "controller-b", TTL, TTL * 2 / 3, &cancel).await
+            })
+        };
+        // The standby's key is in line (two keys under the election prefix).
+        eventually(Duration::from_secs(5), "the standby queues up", || async {
+            (fixtures::raw_keys(&t, NAME).await.len() == 2).then_some(())
+        })
+        .await;
+        cancel.cancel();
+        let outcome = within(
+            Duration::from_secs(5),
+            "the cancelled campaign returns",
+            standby,
+        )
+        .await
+        .expect("join");
+        assert!(
+            matches!(outcome, Ok(None)),
+            "a cancelled campaign yields no leadership"
+        );
+        assert_eq!(
+            fixtures::raw_keys(&t, NAME).await.len(),
+            1,
+            "its lease was revoked: its key left the line"
+        );
+        // So a resign hands over to nobody stale: no leader is left waiting on an expiring lease.
+        leader.resign().await.expect("resign");
+        assert_eq!(
+            election::current_leader(t.visor.registry(), NAME)
+                .await
+                .expect("leader"),
+            None
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_registry_restart_within_the_renew_deadline_keeps_leadership() {
+    within(LIMIT, "the leader never recovers from the restart", async {
+        let mut t = TestRegistry::start().await;
+        // Long enough that the restart fits within the renew deadline.
+        let ttl = Duration::from_secs(15);
+        let leadership = election::campaign(
+            t.visor.registry(),
+            NAME,
+            "controller-a",
+            ttl,
+            ttl * 2 / 3,
+            &CancellationToken::new(),
+        )
+        .await
+        .expect("campaign")
+        .expect("elected");
+        t.etcd.kill();
+        t.etcd.restart().await.expect("etcd restarts on its data");
+
+        let fenced = t.visor.fenced(leadership.fence().clone());
+        eventually(
+            Duration::from_secs(8),
+            "a fenced write succeeds again",
+            || async {
+                fenced
+                    .register_app("web", fixtures::app("git://web"))
+                    .await
+                    .ok()
+            },
+        )
+        .await;
+        assert!(
+            !leadership.lost().is_cancelled(),
+            "a broken leader key watch gave leadership up"
+        );
+
+        // The key watch was resumed: removing the key is still noticed.
+        t.raw()
+            .delete(leadership.fence().key.as_str(), None)
+            .await
+            .expect("delete leader key");
+        within(
+            Duration::from_secs(5),
+            "the resumed key watch signals the loss",
+            leadership.lost().cancelled(),
+        )
+        .await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn lease_timings_etcd_would_not_honour_are_refused_before_granting() {
+    within(LIMIT, "a grant hangs", async {
+        let t = TestRegistry::start().await;
+        let registry = t.visor.registry();
+        let refused = [
+            (Duration::ZERO, Duration::from_millis(500)),
+            (Duration::from_millis(1500), Duration::from_secs(1)),
+            (Duration::from_secs(2), Duration::from_secs(2)),
+            (Duration::from_secs(2), Duration::ZERO),
+        ];
+        for (ttl, renew_deadline) in refused {
+            let granted = Lease::grant_with_deadline(registry, ttl, renew_deadline).await;
+            assert!(
+                matches!(granted, Err(Error::InvalidArgument { .. })),
+                "ttl {ttl:?}, renew deadline {renew_deadline:?}: {granted:?}"
+            );
+            let campaign = election::campaign(
+                registry,
+                NAME,
+                "controller-a",
+                ttl,
+                renew_deadline,
+                &CancellationToken::new(),
+            )
+            .await;
+            assert!(
+                matches!(campaign, Err(Error::InvalidArgument { .. })),
+                "campaign with ttl {ttl:?}, renew deadline {renew_deadline:?}: {campaign:?}"
+            );
+        }
+        let leases = t.raw().leases().await.expect("list leases");
+        assert!(leases.leases().is_empty(), "nothing was granted");
+        assert!(
+            fixtures::raw_keys(&t, NAME).await.is_empty(),
+            "no candidate"
+        );
+    })
+    .await;
+}

@@ -1,0 +1,154 @@
+//! Hosts through the typed API against a real etcd: registration under a
+//! lease kept alive past its TTL, clean deregistration, expiry after the
+//! registration is dropped, and refusal of a name that is live.
+
+use std::time::Duration;
+
+use visor::Error;
+use visor::registry::{Kind, ObjectRef};
+
+use visor_testkit::fixtures::{host, raw_keys};
+use visor_testkit::wait::holds_for;
+use visor_testkit::{TestRegistry, eventually, within};
+
+const LIMIT: Duration = Duration::from_secs(30);
+/// The shortest lease etcd grants; keep-alive renews it every third of it.
+const TTL: Duration = Duration::from_secs(1);
+
+#[tokio::test]
+async fn a_registered_host_outlives_its_ttl_and_deregister_removes_it() {
+    within(
+        LIMIT,
+        "host registration, keep-alive or revoke hangs",
+        async {
+            let t = TestRegistry::start().await;
+            let registration = t
+                .visor
+                .register_host("h1", host("10.0.0.1"), TTL)
+                .await
+                .expect("register h1");
+            assert_eq!(registration.host().key, "/visor/hosts/h1");
+            let lost = registration.lost();
+            assert!(!lost.is_cancelled());
+
+            let stored = t.raw().get("/visor/hosts/h1", None).await.expect("raw get");
+            let kv = stored.kvs().first().expect("host key written");
+            assert_eq!(
+                kv.lease(),
+                registration.lease_id(),
+                "the host key is bound to the registration's lease"
+            );
+
+            let read = t.visor.host("h1").await.expect("get h1");
+            assert_eq!(read.value, registration.host().value);
+            let listing = t.visor.hosts().await.expect("list hosts");
+            assert_eq!(listing.items.len(), 1);
+            assert_eq!(listing.items[0].name(), "h1");
+
+            // Keep-alive renews the lease, so the key stays for well past one TTL.
+            holds_for(TTL * 5 / 2, "host key of a live registration", || async {
+                !raw_keys(&t, "/visor/hosts/h1").await.is_empty()
+            })
+            .await;
+            assert!(
+                !lost.is_cancelled(),
+                "a kept-alive registration is not lost"
+            );
+
+            registration.deregister().await.expect("deregister h1");
+            assert!(
+                raw_keys(&t, "/visor/hosts/").await.is_empty(),
+                "deregister removes the key at once"
+            );
+            assert!(lost.is_cancelled(), "deregistering cancels the lost token");
+            match t.visor.host("h1").await {
+                Err(Error::NotFound(object)) => {
+                    assert_eq!(object, ObjectRef::new(Kind::Host, &["h1"]))
+                }
+                other => panic!("expected NotFound for a deregistered host, got {other:?}"),
+            }
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_dropped_registration_expires_and_the_name_can_be_taken_again() {
+    within(LIMIT, "host lease expiry hangs", async {
+        let t = TestRegistry::start().await;
+        let registration = t
+            .visor
+            .register_host("h1", host("10.0.0.1"), TTL)
+            .await
+            .expect("register h1");
+        drop(registration);
+        eventually(
+            Duration::from_secs(10),
+            "the host key expires with its lease",
+            || async { raw_keys(&t, "/visor/hosts/").await.is_empty().then_some(()) },
+        )
+        .await;
+        let again = t
+            .visor
+            .register_host("h1", host("10.0.0.2"), TTL)
+            .await
+            .expect("re-register h1");
+        assert_eq!(
+            t.visor.host("h1").await.expect("get h1").value.addr,
+            "10.0.0.2"
+        );
+        again.deregister().await.expect("deregister");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn registering_a_live_host_name_is_already_exists_and_leaks_no_lease() {
+    within(LIMIT, "host registration hangs", async {
+        let t = TestRegistry::start().await;
+        let first = t
+            .visor
+            .register_host("h1", host("10.0.0.1"), TTL)
+            .await
+            .expect("register h1");
+        let other = t.connect_again().await;
+        match other.register_host("h1", host("10.0.0.9"), TTL).await {
+            Err(Error::AlreadyExists(object)) => {
+                assert_eq!(object, ObjectRef::new(Kind::Host, &["h1"]))
+            }
+            other => panic!("expected AlreadyExists for a live host name, got {other:?}"),
+        }
+        assert_eq!(
+            t.visor.host("h1").await.expect("get h1").value.addr,
+            "10.0.0.1",
+            "the live registration is kept"
+        );
+        let leases = t.raw().leases().await.expect("list leases");
+        let ids: Vec<i64> = leases.leases().iter().map(|l| l.id()).collect();
+        assert_eq!(
+            ids,
+            [first.lease_id()],
+            "the refused registration's lease is revoked"
+        );
+
+        let second = t
+            .visor
+            .register_host("h2", host("10.0.0.2"), TTL)
+            .await
+            .expect("register h2");
+        let names: Vec<String> = t
+            .visor
+            .hosts()
+            .await
+            .expect("list")
+            .items
+            .iter()
+            .map(|h| h.name().to_owned())
+            .collect();
+        assert_eq!(names, ["h1", "h2"]);
+        first.deregister().await.expect("deregister h1");
+        second.deregister().await.expect("deregister h2");
+        assert!(t.visor.hosts().await.expect("list").items.is_empty());
+    })
+    .await;
+}
