@@ -56,9 +56,10 @@ use visor::model::{App, Host, Instance, Limits, Name, ProcType, Revision, Ticket
 use visor::registry::{Lease, LocalEtcd, LocalEtcdOptions, RegistryConfig};
 
 use visor_testkit::controller::LoggedController;
+use visor_testkit::fixtures::name;
 use visor_testkit::procfs::{cpu_seconds, etcd_pid, memory_kib, wait_quiet};
 use visor_testkit::raw::{
-    bounded, count_keys, delete_prefix, is_creation, next_events, next_response,
+    FenceStandIn, bounded, count_keys, delete_prefix, is_creation, next_events, next_response,
     wait_leader_renewed, watch_prefix,
 };
 
@@ -136,10 +137,6 @@ impl Settings {
     }
 }
 
-fn name(field: &'static str, value: &str) -> Name {
-    Name::parse(field, value).expect("benchmark names are valid")
-}
-
 // ---------------------------------------------------------------------------
 // Registry set-up and raw etcd helpers.
 
@@ -151,9 +148,7 @@ async fn register_hosts(visor: &Visor, count: usize) -> (Lease, Vec<Name>) {
     )
     .await
     .expect("grant the hosts' lease");
-    let hosts: Vec<Name> = (0..count)
-        .map(|i| name("host", &format!("host-{i:04}")))
-        .collect();
+    let hosts: Vec<Name> = (0..count).map(|i| name(&format!("host-{i:04}"))).collect();
     let mut kv = visor.registry().etcd().kv_client();
     for chunk in hosts.chunks(128) {
         let puts = chunk
@@ -163,7 +158,7 @@ async fn register_hosts(visor: &Visor, count: usize) -> (Lease, Vec<Name>) {
                     addr: format!("10.0.{}.{}:4000", chunk.len(), host.as_str().len()),
                     capacity: HOST_CAPACITY,
                     labels: BTreeMap::new(),
-                    stacks: vec![name("stack", "base")],
+                    stacks: vec![name("base")],
                     registered_at: Utc::now(),
                 };
                 TxnOp::put(
@@ -183,7 +178,7 @@ async fn register_hosts(visor: &Visor, count: usize) -> (Lease, Vec<Name>) {
 async fn register_group(visor: &Visor, group: Group) {
     let app = App {
         repo_url: format!("https://example.com/{}.git", group.app),
-        stack: name("stack", "base"),
+        stack: name("base"),
         deploy_type: "bench".into(),
         created_at: Utc::now(),
     };
@@ -218,18 +213,18 @@ fn start_pair(root: &str, group: Group, host: &Name) -> [(String, Vec<u8>); 2] {
     let now = Utc::now();
     let id = uuid::Uuid::now_v7().to_string();
     let instance = Instance::pending(
-        name("app", group.app),
-        name("rev", group.rev),
-        name("proc", group.proc),
+        name(group.app),
+        name(group.rev),
+        name(group.proc),
         Some(host.clone()),
         now,
     );
     let ticket = Ticket {
         op: TicketOp::Start,
-        instance: name("instance", &id),
-        app: name("app", group.app),
-        rev: name("rev", group.rev),
-        proc: name("proc", group.proc),
+        instance: name(&id),
+        app: name(group.app),
+        rev: name(group.rev),
+        proc: name(group.proc),
         created_at: now,
         claimed_by: None,
         claimed_at: None,
@@ -244,12 +239,6 @@ fn start_pair(root: &str, group: Group, host: &Name) -> [(String, Vec<u8>); 2] {
             serde_json::to_vec(&ticket).expect("tickets serialize"),
         ),
     ]
-}
-
-/// A key that must exist, standing in for the leader fence of the guarded baseline.
-struct FenceStandIn {
-    key: String,
-    create_revision: i64,
 }
 
 /// Writes `count` starts (instance + ticket) under `root` in sequential
@@ -279,12 +268,9 @@ async fn raw_batches(
             }
         }
         if let Some(fence) = fence {
-            compares.push(Compare::create_revision(
-                fence.key.as_str(),
-                CompareOp::Equal,
-                fence.create_revision,
-            ));
-            gets.push(TxnOp::get(fence.key.as_str(), None));
+            let (guard, read) = fence.guard();
+            compares.push(guard);
+            gets.push(read);
         }
         let txn = Txn::new().when(compares).and_then(puts).or_else(gets);
         let response = bounded("a raw batched transaction", kv.txn(txn))
@@ -377,9 +363,7 @@ async fn idle_latency(
     let raw_prefix = format!("{RAW_ROOT}/latency/");
     let mut puts = watch_prefix(raw, &raw_prefix).await;
     let mut kv = raw.kv_client();
-    let value = start_pair(RAW_ROOT, SMALL, &name("host", "host-0000"))[1]
-        .1
-        .clone();
+    let value = start_pair(RAW_ROOT, SMALL, &name("host-0000"))[1].1.clone();
     let (mut visor_samples, mut raw_samples) = (Vec::new(), Vec::new());
     for i in 1..=iterations {
         let quiet = wait_quiet(
@@ -559,19 +543,8 @@ async fn scale_up_case(
 ) -> ScaleUpCase {
     let secs = |d: Duration| d.as_secs_f64();
     let raw = visor.registry().etcd();
-    let app_key = visor.registry().keys().app(&name("app", BIG.app));
-    let mut kv = raw.kv_client();
-    let app_kv = bounded("read the app key", kv.get(app_key.as_str(), None))
-        .await
-        .expect("read the app key");
-    let fence = FenceStandIn {
-        create_revision: app_kv
-            .kvs()
-            .first()
-            .expect("the app exists")
-            .create_revision(),
-        key: app_key,
-    };
+    let app_key = visor.registry().keys().app(&name(BIG.app));
+    let fence = FenceStandIn::existing(&raw, app_key).await;
     // Raw first, while the controller has nothing to do; each raw copy is
     // deleted (and etcd compacted and defragmented) afterwards, so every
     // write phase meets the same live keys and a clean backend.

@@ -49,17 +49,16 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use visor::Visor;
-use visor::model::{
-    App, HookInfo, Host, InstanceState, Limits, Name, ProcType, RelationState, Revision,
-};
+use visor::model::{App, HookInfo, Host, InstanceState, Limits, ProcType, RelationState, Revision};
 use visor::registry::{
     EndpointSpec, HostRegistration, InstanceFilter, Keys, LocalEtcd, RegistryConfig,
 };
 
 use visor_testkit::controller::LoggedController;
+use visor_testkit::fixtures::name;
 use visor_testkit::procfs::{cpu_seconds, etcd_pid, machine_busy_seconds, memory_kib, wait_quiet};
 use visor_testkit::raw::{
-    bounded, count_keys, current_revision, delete_prefix, wait_leader_renewed,
+    FenceStandIn, bounded, count_keys, current_revision, delete_prefix, wait_leader_renewed,
 };
 
 /// The relation between the two apps.
@@ -113,10 +112,6 @@ impl Settings {
     }
 }
 
-fn name(field: &'static str, value: &str) -> Name {
-    Name::parse(field, value).expect("benchmark names are valid")
-}
-
 // ---------------------------------------------------------------------------
 // The deployment: two apps' units running on hosts of their own.
 
@@ -158,7 +153,7 @@ impl Deployment {
 
 async fn register_side(visor: &Visor, side: usize, capacity: u32) -> Vec<HostRegistration> {
     let (app, proc) = SIDES[side];
-    let stack = name("stack", &format!("{app}-stack"));
+    let stack = name(&format!("{app}-stack"));
     let spec = App {
         repo_url: format!("https://example.com/{app}.git"),
         stack: stack.clone(),
@@ -299,16 +294,10 @@ impl RawUnit {
     }
 }
 
-/// A key that must exist, standing in for the controller's leader fence.
-struct FenceStandIn {
-    key: String,
-    create_revision: i64,
-}
-
 /// The raw life cycles, grouped by host (one worker each).
 fn raw_units(deployment: &Deployment) -> Vec<Vec<RawUnit>> {
     let keys = Keys::new(RAW_ROOT).expect("a valid root");
-    let relation = name("relation", RELATION);
+    let relation = name(RELATION);
     deployment
         .by_host()
         .into_iter()
@@ -316,7 +305,7 @@ fn raw_units(deployment: &Deployment) -> Vec<Vec<RawUnit>> {
             units
                 .into_iter()
                 .map(|unit| {
-                    let id = name("unit", &unit.id);
+                    let id = name(&unit.id);
                     RawUnit {
                         hook_key: keys.hook(&id, &relation),
                         state_key: keys.relation_state(&relation, &id),
@@ -359,12 +348,9 @@ async fn raw_hand_out(
                 diagnose.push(TxnOp::get(key, None));
             }
         }
-        compares.push(Compare::create_revision(
-            fence.key.as_str(),
-            CompareOp::Equal,
-            fence.create_revision,
-        ));
-        diagnose.push(TxnOp::get(fence.key.as_str(), None));
+        let (guard, read) = fence.guard();
+        compares.push(guard);
+        diagnose.push(read);
         let txn = Txn::new().when(compares).and_then(puts).or_else(diagnose);
         let response = bounded("a raw hand-out transaction", kv.txn(txn))
             .await
@@ -601,7 +587,7 @@ async fn visor_phase(
     for units in deployment.by_host() {
         let prefixes: Vec<String> = units
             .iter()
-            .map(|u| visor.registry().keys().hooks(Some(&name("unit", &u.id))))
+            .map(|u| visor.registry().keys().hooks(Some(&name(&u.id))))
             .collect();
         let stream = agent_watch(&raw, &prefixes, from).await;
         agents.spawn(agent(
@@ -797,21 +783,8 @@ async fn main() {
     println!("  {} units running", deployment.units.len());
 
     // Raw first, while the controller has nothing to do.
-    let fence_key = visor.registry().keys().app(&name("app", SIDES[0].0));
-    let fence_kv = bounded(
-        "read the fence stand-in",
-        raw.kv_client().get(fence_key.as_str(), None),
-    )
-    .await
-    .expect("read the fence stand-in");
-    let fence = FenceStandIn {
-        create_revision: fence_kv
-            .kvs()
-            .first()
-            .expect("the app exists")
-            .create_revision(),
-        key: fence_key,
-    };
+    let fence_key = visor.registry().keys().app(&name(SIDES[0].0));
+    let fence = FenceStandIn::existing(&raw, fence_key).await;
     let ours =
         || cpu_seconds(etcd_pid) + cpu_seconds(controller.pid()) + cpu_seconds(std::process::id());
     let (etcd_cpu, ours_cpu, busy) = (cpu_seconds(etcd_pid), ours(), machine_busy_seconds());

@@ -48,14 +48,15 @@ use etcd_client::{Client, Compare, CompareOp, EventType, PutOptions, Txn, TxnOp,
 use futures::StreamExt;
 use visor::Visor;
 use visor::discovery::{self, RegisterRequest, Registration, ServiceEndpoint};
-use visor::model::{DownReason, Name, Notification, NotificationKind, Sequence, TrackedEndpoint};
+use visor::model::{DownReason, Notification, NotificationKind, Sequence, TrackedEndpoint};
 use visor::registry::{Keys, Kind, LocalEtcd, RegistryConfig};
 
 use visor_testkit::controller::LoggedController;
+use visor_testkit::fixtures::name;
 use visor_testkit::procfs::{cpu_seconds, etcd_pid, machine_busy_seconds, memory_kib, wait_quiet};
 use visor_testkit::raw::{
-    bounded, count_keys, delete_prefix, is_creation, next_response, wait_leader_renewed,
-    watch_prefix,
+    FenceStandIn, bounded, count_keys, delete_prefix, is_creation, next_response,
+    wait_leader_renewed, watch_prefix,
 };
 
 /// The service whose endpoints die.
@@ -112,10 +113,6 @@ impl Settings {
             timeout: Duration::from_secs(number("VISOR_BENCH_TIMEOUT", 600) as u64),
         }
     }
-}
-
-fn name(field: &'static str, value: &str) -> Name {
-    Name::parse(field, value).expect("benchmark names are valid")
 }
 
 fn hostname(i: usize) -> String {
@@ -243,12 +240,6 @@ struct RawEndpoint {
     tracked_revision: i64,
 }
 
-/// A key that must exist, standing in for the controller's leader fence.
-struct FenceStandIn {
-    key: String,
-    create_revision: i64,
-}
-
 /// The endpoint document Visor writes for endpoint `i` (validated defaults applied).
 fn endpoint_document(i: usize) -> ServiceEndpoint {
     ServiceEndpoint {
@@ -271,20 +262,11 @@ fn endpoint_document(i: usize) -> ServiceEndpoint {
 /// records; returns the endpoints by endpoint key.
 async fn raw_setup(raw: &Client, count: usize) -> (BTreeMap<String, RawEndpoint>, FenceStandIn) {
     let keys = Keys::new(RAW_ROOT).expect("a valid root");
-    let service = name("service", SERVICE);
+    let service = name(SERVICE);
     let mut kv = raw.kv_client();
     // As long as the election key `<root>/leader/<lease id in hex>`.
     let fence_key = format!("{}/694d9a1c2b3e4f50", keys.leader());
-    let fence = bounded(
-        "write the fence stand-in",
-        kv.put(fence_key.as_str(), "bench", None),
-    )
-    .await
-    .expect("write the fence stand-in");
-    let fence = FenceStandIn {
-        key: fence_key,
-        create_revision: fence.header().map_or(0, |h| h.revision()),
-    };
+    let fence = FenceStandIn::written(raw, fence_key).await;
     let (keys, service) = (&keys, &service);
     let created: Vec<(String, RawEndpoint, i64)> = futures::stream::iter(0..count)
         .map(|i| {
@@ -296,7 +278,7 @@ async fn raw_setup(raw: &Client, count: usize) -> (BTreeMap<String, RawEndpoint>
                     .expect("grant a raw lease")
                     .id();
                 let id = uuid::Uuid::now_v7().to_string();
-                let endpoint_id = name("endpoint id", &id);
+                let endpoint_id = name(&id);
                 let key = keys.endpoint(service, &endpoint_id);
                 let value = serde_json::to_vec(&endpoint_document(i)).expect("serializes");
                 let put = PutOptions::new().with_lease(lease);
@@ -368,7 +350,7 @@ async fn raw_post(
     deadline: Instant,
 ) -> usize {
     let keys = Keys::new(RAW_ROOT).expect("a valid root");
-    let service = name("service", SERVICE);
+    let service = name(SERVICE);
     let sequence_key = keys.notification_sequence();
     let reason = DownReason::Vanished.to_string();
     let what = "the raw controller sees every endpoint deleted";
@@ -436,12 +418,9 @@ async fn raw_post(
                 ));
                 diagnose.push(TxnOp::get(key, None));
             }
-            compares.push(Compare::create_revision(
-                fence.key.as_str(),
-                CompareOp::Equal,
-                fence.create_revision,
-            ));
-            diagnose.push(TxnOp::get(fence.key.as_str(), None));
+            let (guard, read) = fence.guard();
+            compares.push(guard);
+            diagnose.push(read);
             let txn = Txn::new()
                 .when(compares)
                 .and_then(success)

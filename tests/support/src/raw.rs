@@ -7,7 +7,9 @@
 
 use std::time::{Duration, Instant};
 
-use etcd_client::{Client, EventType, GetOptions, WatchOptions, WatchStream};
+use etcd_client::{
+    Client, Compare, CompareOp, EventType, GetOptions, TxnOp, WatchOptions, WatchStream,
+};
 
 /// How long one raw etcd request may take (a defragmentation is the longest).
 pub const REQUEST_LIMIT: Duration = Duration::from_secs(120);
@@ -170,5 +172,59 @@ pub async fn wait_leader_renewed(raw: &Client, leader_prefix: &str) {
             "the leader's lease {lease:x} was not renewed within {limit:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A key that must exist, standing in for the controller's leader fence in
+/// the benchmarks' guarded raw baselines: each raw transaction compares it as
+/// Visor's compare their leader key, so both carry the same guard.
+pub struct FenceStandIn {
+    key: String,
+    create_revision: i64,
+}
+
+impl FenceStandIn {
+    /// Stands in the existing key `key`.
+    pub async fn existing(raw: &Client, key: String) -> Self {
+        let read = bounded(
+            "read the fence stand-in",
+            raw.kv_client().get(key.as_str(), None),
+        )
+        .await
+        .expect("read the fence stand-in");
+        let create_revision = read
+            .kvs()
+            .first()
+            .expect("the fence stand-in exists")
+            .create_revision();
+        Self {
+            key,
+            create_revision,
+        }
+    }
+
+    /// Writes `key` and stands it in.
+    pub async fn written(raw: &Client, key: String) -> Self {
+        let written = bounded(
+            "write the fence stand-in",
+            raw.kv_client().put(key.as_str(), "bench", None),
+        )
+        .await
+        .expect("write the fence stand-in");
+        let create_revision = written.header().map_or(0, |h| h.revision());
+        Self {
+            key,
+            create_revision,
+        }
+    }
+
+    /// The compare a guarded transaction carries, and the read that tells
+    /// why it failed.
+    pub fn guard(&self) -> (Compare, TxnOp) {
+        let key = self.key.as_str();
+        (
+            Compare::create_revision(key, CompareOp::Equal, self.create_revision),
+            TxnOp::get(key, None),
+        )
     }
 }
