@@ -62,13 +62,7 @@ async fn commits_whose_response_was_lost_are_not_started_twice() {
             );
 
             // Every start ticket ever created, through the event stream.
-            let sentinel = t
-                .visor
-                .register_app("sentinel", fixtures::app("git://end"))
-                .await
-                .expect("sentinel")
-                .mod_revision;
-            let started = controller::start_tickets_created(&mut events, sentinel).await;
+            let started = controller::start_tickets_created(&t, &mut events).await;
             eprintln!("faults injected after a commit: {}", proxy.injected());
             assert_eq!(started, DESIRED, "exactly one start ticket per slot");
             assert_eq!(

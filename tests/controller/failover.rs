@@ -29,17 +29,23 @@ async fn one_leader(controllers: &[ControllerProcess; 2]) -> usize {
     .await
 }
 
+/// Two controllers, and which of them leads and which stands by, ready.
+async fn leader_and_standby(t: &TestRegistry) -> ([ControllerProcess; 2], usize, usize) {
+    let controllers = [
+        ControllerProcess::start(t, "c1"),
+        ControllerProcess::start(t, "c2"),
+    ];
+    let leader = one_leader(&controllers).await;
+    let standby = 1 - leader;
+    controllers[standby].wait_ready_standby().await;
+    (controllers, leader, standby)
+}
+
 #[tokio::test]
 async fn sigkill_during_a_200_instance_scale_up_never_double_starts() {
     within(LIMIT, "failover or convergence never happens", async {
         let t = TestRegistry::start().await;
-        let mut controllers = [
-            ControllerProcess::start(&t, "c1"),
-            ControllerProcess::start(&t, "c2"),
-        ];
-        let leader = one_leader(&controllers).await;
-        let standby = 1 - leader;
-        controllers[standby].wait_ready_standby().await;
+        let (mut controllers, leader, standby) = leader_and_standby(&t).await;
 
         let hosts = fixtures::register_hosts(&t, 10, 50, Duration::from_secs(5)).await;
         fixtures::seed(&t, "web", "v1", "http").await;
@@ -74,13 +80,7 @@ async fn sigkill_during_a_200_instance_scale_up_never_double_starts() {
         })
         .await;
         // Count every start ticket ever created, through the event stream.
-        let sentinel = t
-            .visor
-            .register_app("sentinel", fixtures::app("git://end"))
-            .await
-            .expect("sentinel")
-            .mod_revision;
-        let created = controller::start_tickets_created(&mut events, sentinel).await;
+        let created = controller::start_tickets_created(&t, &mut events).await;
         assert_eq!(
             created, 200,
             "never more (or fewer) than 200 start tickets in total"
@@ -99,13 +99,7 @@ async fn sigkill_during_a_200_instance_scale_up_never_double_starts() {
 async fn sigterm_hands_leadership_over_at_once() {
     within(LIMIT, "handover never happens", async {
         let t = TestRegistry::start().await;
-        let mut controllers = [
-            ControllerProcess::start(&t, "c1"),
-            ControllerProcess::start(&t, "c2"),
-        ];
-        let leader = one_leader(&controllers).await;
-        let standby = 1 - leader;
-        controllers[standby].wait_ready_standby().await;
+        let (mut controllers, leader, standby) = leader_and_standby(&t).await;
         let stopped_at = tokio::time::Instant::now();
         controllers[leader].terminate().await;
         eventually(

@@ -30,16 +30,7 @@ fn leads(controller: &ControllerProcess) -> bool {
 async fn a_new_leader_loads_caches_holding_1_mib_values_and_the_cli_lists() {
     within(LIMIT, "a cache never loads past the large values", async {
         let t = TestRegistry::start().await;
-        let _host = t
-            .visor
-            .register_host("h0", fixtures::host("10.0.0.1"), Duration::from_secs(10))
-            .await
-            .expect("host");
-        fixtures::seed(&t, "web", "v1", "http").await;
-        t.visor
-            .set_scale("web", "v1", "http", 2)
-            .await
-            .expect("scale 2");
+        let _host = fixtures::scaled_web(&t, "h0", 2).await;
 
         let mut first = ControllerProcess::start(&t, "c1");
         first.wait_leading().await;

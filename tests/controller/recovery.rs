@@ -24,16 +24,7 @@ async fn converges_after_etcd_is_killed_and_restarted() {
         let mut t = TestRegistry::start().await;
         let controller = ControllerProcess::start(&t, "c1");
         controller.wait_leading().await;
-        let _host = t
-            .visor
-            .register_host("h1", fixtures::host("10.0.0.1"), Duration::from_secs(10))
-            .await
-            .expect("host");
-        fixtures::seed(&t, "web", "v1", "http").await;
-        t.visor
-            .set_scale("web", "v1", "http", 2)
-            .await
-            .expect("scale");
+        let _host = fixtures::scaled_web(&t, "h1", 2).await;
         converged(&t, 2, "2 active before the outage").await;
 
         t.etcd.kill();

@@ -126,11 +126,24 @@ pub enum KeyPath {
     Other,
 }
 
+/// The most segments a key below the root has (`scale/<app>/<rev>/<proc>`).
+const MAX_SEGMENTS: usize = 4;
+
 impl KeyPath {
     /// What `rest`, a key with its root and the `/` after it removed, names.
     pub(super) fn parse(rest: &str) -> Self {
-        let parts: Vec<&str> = rest.split('/').collect();
-        Self::of_segments(&parts).unwrap_or(Self::Other)
+        // Caches and reconciles parse every key they read: no allocation
+        // beyond the names themselves.
+        let mut parts = [""; MAX_SEGMENTS];
+        let mut count = 0;
+        for segment in rest.split('/') {
+            let Some(slot) = parts.get_mut(count) else {
+                return Self::Other;
+            };
+            *slot = segment;
+            count += 1;
+        }
+        Self::of_segments(&parts[..count]).unwrap_or(Self::Other)
     }
 
     /// The path of a key's segments; `None` when they fit no key type or a

@@ -298,9 +298,15 @@ pub fn signal(controller: &ControllerProcess, signal: &str) {
     assert!(sent.success(), "kill -{signal}");
 }
 
-/// How many start tickets `events` shows created up to revision `until` (a
-/// write the test made after everything it counts).
-pub async fn start_tickets_created(events: &mut EventStream, until: i64) -> usize {
+/// How many start tickets `events` shows created so far: up to a sentinel
+/// app written now, after everything the test counts.
+pub async fn start_tickets_created(t: &TestRegistry, events: &mut EventStream) -> usize {
+    let until = t
+        .visor
+        .register_app("sentinel", crate::fixtures::app("git://end"))
+        .await
+        .expect("sentinel")
+        .mod_revision;
     let mut created = 0;
     while let Some(event) = wait::within(
         Duration::from_secs(20),
