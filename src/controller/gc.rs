@@ -32,7 +32,7 @@ pub fn reconcile_loop(
         .resync_every(collection_period(config))
         .watches(caches.instances.changes(), move |change| {
             let finished = change.key().is_none_or(|key| {
-                let instance = instances.instances.get(key);
+                let instance = instances.instances.get_shared(key);
                 instance.is_some_and(|instance| instance.value.state.is_terminal())
             });
             Touched::only_if(finished, ())

@@ -31,7 +31,7 @@ pub fn reconcile_loop(
         .watches(caches.hosts.changes(), |_| Touched::Key(()))
         .watches(caches.instances.changes(), move |change| {
             let orphaned = change.key().is_none_or(|key| {
-                instances.instances.get(key).is_some_and(|instance| {
+                instances.instances.get_shared(key).is_some_and(|instance| {
                     let on = instance.value.host.as_ref();
                     !instance.value.state.is_terminal() && on.is_some_and(|h| !instances.is_live(h))
                 })

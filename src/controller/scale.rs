@@ -60,16 +60,21 @@ pub fn reconcile_loop(
             .into()
     })
     .watches(caches.instances.changes(), move |change| {
-        let instance = change.key().and_then(|key| instances.instances.get(key));
+        let instance = change
+            .key()
+            .and_then(|key| instances.instances.get_shared(key));
         instance
             .map(|instance| GroupKey::of(&instance.value))
             .into()
     })
     .watches(caches.tickets.changes(), move |change| {
         // A finished stop ticket changes what counts as stopping.
-        let ticket = change.key().and_then(|key| tickets.tickets.get(key));
+        let ticket = change.key().and_then(|key| tickets.tickets.get_shared(key));
         ticket
-            .map(|ticket| GroupKey::new(ticket.value.app, ticket.value.rev, ticket.value.proc))
+            .map(|ticket| {
+                let ticket = &ticket.value;
+                GroupKey::new(ticket.app.clone(), ticket.rev.clone(), ticket.proc.clone())
+            })
             .into()
     })
 }

@@ -58,7 +58,9 @@ pub fn reconcile_loop(
         .watches(caches.tracked.changes(), any)
         .watches(caches.statuses.changes(), any)
         .watches(caches.instances.changes(), move |change| {
-            let instance = change.key().and_then(|key| instances.instances.get(key));
+            let instance = change
+                .key()
+                .and_then(|key| instances.instances.get_shared(key));
             let lost = instance.is_some_and(|i| i.value.state == InstanceState::Lost);
             Touched::only_if(lost, ())
         })
