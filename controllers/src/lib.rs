@@ -32,7 +32,7 @@ pub use hooks::{
 pub use lifecycle::{Actor, TransitionError};
 pub use liveness::{
     ListedInstance, ListedTicket, LivenessPlan, LivenessSnapshot, LostInstance, TicketRef,
-    orphan_tickets, plan_host_loss, plan_liveness,
+    plan_host_loss,
 };
 pub use model::{
     App, Host, Instance, InstanceState, Limits, ProcType, Revision, Scale, SchemaVersion, Ticket,

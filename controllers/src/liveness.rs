@@ -46,7 +46,7 @@ pub struct TicketRef {
 
 /// Every non-terminal instance assigned to a host that is not in `live_hosts`,
 /// sorted by instance id.
-pub fn plan_liveness<'a>(
+fn plan_liveness<'a>(
     instances: impl IntoIterator<Item = (&'a Name, &'a Instance)>,
     live_hosts: &BTreeSet<Name>,
 ) -> Vec<LostInstance> {
@@ -69,7 +69,7 @@ pub fn plan_liveness<'a>(
 ///
 /// Their instances are lost or about to be, and a re-registered host starts
 /// from the instances it is assigned, not from old tickets, so they can go.
-pub fn orphan_tickets<'a>(
+fn orphan_tickets<'a>(
     tickets: impl IntoIterator<Item = &'a TicketRef>,
     live_hosts: &BTreeSet<Name>,
 ) -> Vec<TicketRef> {
