@@ -20,7 +20,7 @@ use visor_controllers::{
 };
 
 use super::snapshot;
-use crate::registry::{Codec, Keys, Kind, Registry, Versioned};
+use crate::registry::{Codec, KeyPath, Keys, Kind, Registry, Versioned};
 use crate::runtime::cache::{self, CacheMetrics, CacheReader, Index, Indexes};
 
 /// Instances by group.
@@ -45,10 +45,10 @@ pub const INSTANCES_BY_STATE: Index<Instance, InstanceState> =
     Index::new("state", |_, i| Some(i.value.state));
 /// Tickets by the host they are addressed to.
 pub const TICKETS_BY_HOST: Index<Ticket, Name> =
-    Index::new("host", |keys, t| keys.parse(&t.key).addressee());
+    Index::new("host", |path, _| path.addressee().cloned());
 /// The relation a settings, relation state or hook key is of.
-fn relation_of<T>(keys: &Keys, object: &Versioned<T>) -> Option<Name> {
-    keys.parse(&object.key).relation()
+fn relation_of<T>(path: &KeyPath, _: &Versioned<T>) -> Option<Name> {
+    path.relation().cloned()
 }
 /// Settings by relation.
 pub const SETTINGS_BY_RELATION: Index<UnitSettings, Name> = Index::new("relation", relation_of);
@@ -56,7 +56,7 @@ pub const SETTINGS_BY_RELATION: Index<UnitSettings, Name> = Index::new("relation
 pub const STATES_BY_RELATION: Index<RelationState, Name> = Index::new("relation", relation_of);
 /// Relation states by unit.
 pub const STATES_BY_UNIT: Index<RelationState, Name> =
-    Index::new("unit", |keys, s| keys.parse(&s.key).unit());
+    Index::new("unit", |path, _| path.unit().cloned());
 /// Hooks by relation.
 pub const HOOKS_BY_RELATION: Index<HookInfo, Name> = Index::new("relation", relation_of);
 /// Stop tickets by the instance they stop.
@@ -178,7 +178,10 @@ impl Caches {
 
     /// The names of live hosts.
     pub fn live_hosts(&self) -> BTreeSet<Name> {
-        snapshot::live_hosts(&self.keys, &self.hosts.list().1)
+        self.hosts
+            .list_map(|path, _| path.name().cloned())
+            .into_iter()
+            .collect()
     }
 
     /// The group a scale factor's key names.
@@ -206,11 +209,6 @@ impl Caches {
         groups
     }
 
-    /// The instances of `group`, in every state.
-    pub fn group_instances(&self, group: &GroupKey) -> Vec<Versioned<Instance>> {
-        self.instances.indexed(&INSTANCES_BY_GROUP, group)
-    }
-
     /// The snapshot one group's scale decision is made from: its own
     /// instances, and the slots every other group holds on each host.
     pub fn group_snapshot(&self, group: &GroupKey) -> ScaleSnapshot {
@@ -222,15 +220,17 @@ impl Caches {
             &self.scales.list().1,
         );
         desired.retain(|key, _| key == group);
-        let instances: Vec<_> = self
-            .group_instances(group)
-            .into_iter()
-            .filter_map(|listed| {
-                let id = self.keys.parse(&listed.key).name()?;
-                let stop_sent = self.tickets.has_indexed(&STOPS_BY_INSTANCE, &id);
-                Some(snapshot::instance_view(id, listed, stop_sent))
-            })
-            .collect();
+        let instances: Vec<_> =
+            self.instances
+                .indexed_map(&INSTANCES_BY_GROUP, group, |path, listed| {
+                    let id = path.name()?;
+                    let stop_sent = self.tickets.has_indexed(&STOPS_BY_INSTANCE, id);
+                    Some(snapshot::instance_view(
+                        id.clone(),
+                        Versioned::clone(listed),
+                        stop_sent,
+                    ))
+                });
         // Every slot on each host, less those this group's instances hold.
         let mut unlisted_load: BTreeMap<Name, u64> = self
             .instances

@@ -57,7 +57,7 @@ pub async fn reconcile(ctx: Arc<Context>) -> Result<Action, ReconcileError> {
         .caches
         .terminal_instances()
         .into_iter()
-        .filter_map(|i| Some((keys.parse(&i.key).name()?, i.value)))
+        .filter_map(|i| Some((keys.parse(&i.key).name()?.clone(), i.value)))
         .collect();
     for id in plan_gc(
         named.iter().map(|(id, i)| (id, i)),

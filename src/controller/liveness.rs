@@ -41,7 +41,7 @@ pub fn reconcile_loop(
         .watches(caches.tickets.changes(), move |change| {
             // Tickets of hosts that are gone are liveness's to remove.
             let orphaned = change.key().is_none_or(|key| {
-                let host = tickets.keys().parse(key).addressee();
+                let host = tickets.keys().parse(key).addressee().cloned();
                 host.is_some_and(|host| !tickets.is_live(&host))
             });
             Touched::only_if(orphaned, ())
@@ -70,7 +70,7 @@ pub async fn reconcile(ctx: Arc<Context>) -> Result<Action, ReconcileError> {
         .caches
         .instances_of_hosts_gone(&live)
         .into_iter()
-        .filter_map(|i| Some((keys.parse(&i.key).name()?, i)))
+        .filter_map(|i| Some((keys.parse(&i.key).name()?.clone(), i)))
         .collect();
     let tickets = ctx.caches.tickets_of_hosts_gone(&live);
     let snapshot = LivenessSnapshot {

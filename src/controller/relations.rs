@@ -120,47 +120,39 @@ impl RelationContext {
 /// Every relation to look at: those registered, and those units still hold
 /// state or hooks for (removed relations winding down).
 fn all_relations(caches: &Caches) -> BTreeSet<Name> {
-    let keys = caches.keys();
-    let registered = caches
-        .relations
-        .list()
-        .1
-        .into_iter()
-        .filter_map(|r| keys.parse(&r.key).name());
+    let registered = caches.relations.list_map(|path, _| path.name().cloned());
     let held = caches
         .states
         .index_counts(&STATES_BY_RELATION)
         .into_keys()
         .chain(caches.hooks.index_counts(&HOOKS_BY_RELATION).into_keys());
-    registered.chain(held).collect()
+    registered.into_iter().chain(held).collect()
 }
 
 /// The relation a change of a relation, settings, state or hook key is about.
 fn relation_of_change(caches: &Caches, change: &Change) -> Option<Name> {
-    caches.keys().parse(change.key()?).relation()
+    caches.keys().parse(change.key()?).relation().cloned()
 }
 
 /// The relations an instance change can touch: those of its app, and those
 /// it holds state in. `None` when that cannot be known (it is gone).
 fn relations_of_instance(caches: &Caches, key: &str) -> Option<BTreeSet<Name>> {
-    let keys = caches.keys();
-    let instance = caches.instances.get(key)?;
-    let unit = keys.parse(&instance.key).name()?;
+    let instance = caches.instances.get_shared(key)?;
+    let unit = caches.keys().parse(&instance.key).name()?.clone();
     let app = &instance.value.app;
     let mut touched: BTreeSet<Name> = caches
         .relations
-        .list()
-        .1
+        .list_map(|path, r| {
+            path.name()
+                .filter(|_| r.value.apps().any(|a| a == app))
+                .cloned()
+        })
         .into_iter()
-        .filter(|r| r.value.apps().any(|a| a == app))
-        .filter_map(|r| keys.parse(&r.key).name())
         .collect();
     touched.extend(
         caches
             .states
-            .indexed(&STATES_BY_UNIT, &unit)
-            .into_iter()
-            .filter_map(|s| keys.parse(&s.key).relation()),
+            .indexed_map(&STATES_BY_UNIT, &unit, |path, _| path.relation().cloned()),
     );
     Some(touched)
 }
@@ -181,17 +173,24 @@ pub async fn reconcile(
     }
     // The running instances of its apps: every instance that could be one
     // of its units.
-    let running: Vec<Arc<Versioned<Instance>>> = registered
+    let running: Vec<(Name, Arc<Versioned<Instance>>)> = registered
         .iter()
         .flat_map(|registered| registered.value.apps())
-        .flat_map(|app| caches.instances.indexed_shared(&RUNNING_BY_APP, app))
+        .flat_map(|app| {
+            caches
+                .instances
+                .indexed_map(&RUNNING_BY_APP, app, |path, i| {
+                    Some((path.name()?.clone(), i.clone()))
+                })
+        })
         .collect();
     let live_hosts = caches.live_hosts();
     let versions: BTreeMap<Name, i64> = caches
         .settings
-        .indexed(&SETTINGS_BY_RELATION, &relation)
+        .indexed_map(&SETTINGS_BY_RELATION, &relation, |path, s| {
+            Some((path.unit()?.clone(), s.mod_revision))
+        })
         .into_iter()
-        .filter_map(|s| Some((keys.parse(&s.key).unit()?, s.mod_revision)))
         .collect();
     // Hooks first, then states at least as new: an acknowledgement deletes
     // the hook and writes the state in one transaction, so a hook gone from
@@ -200,31 +199,36 @@ pub async fn reconcile(
     // unit is left idle until the hook's deletion queues the relation again.)
     let outstanding: BTreeMap<Name, HookInfo> = caches
         .hooks
-        .indexed(&HOOKS_BY_RELATION, &relation)
+        .indexed_map(&HOOKS_BY_RELATION, &relation, |path, h| {
+            Some((path.unit()?.clone(), h.value.clone()))
+        })
         .into_iter()
-        .filter_map(|h| Some((keys.parse(&h.key).unit()?, h.value)))
         .collect();
     let hooks_at = caches.hooks.revision();
     read_your_writes::reach(hooks_at, caches.states.wait_for_revision(hooks_at)).await?;
     let stored: BTreeMap<Name, Arc<Versioned<RelationState>>> = caches
         .states
-        .indexed_shared(&STATES_BY_RELATION, &relation)
+        .indexed_map(&STATES_BY_RELATION, &relation, |path, s| {
+            Some((path.unit()?.clone(), s.clone()))
+        })
         .into_iter()
-        .filter_map(|s| Some((keys.parse(&s.key).unit()?, s)))
         .collect();
     // The instances of the units that hold a state or a hook: whether they
     // can still run hooks.
-    let holders: Vec<Arc<Versioned<Instance>>> = stored
+    let holders: Vec<(Name, Arc<Versioned<Instance>>)> = stored
         .keys()
         .chain(outstanding.keys())
-        .filter_map(|unit| caches.instances.get_shared(&keys.instance(unit)))
+        .filter_map(|unit| {
+            let instance = caches.instances.get_shared(&keys.instance(unit))?;
+            Some((unit.clone(), instance))
+        })
         .collect();
     let snapshot = RelationSnapshot {
         registered: registered.as_ref().map(|r| &r.value),
         instances: running
             .iter()
             .chain(&holders)
-            .filter_map(|i| Some((keys.parse(&i.key).name()?, &i.value)))
+            .map(|(unit, i)| (unit.clone(), &i.value))
             .collect(),
         live_hosts: &live_hosts,
         versions,

@@ -134,7 +134,7 @@ fn snapshot(ctx: &ServicesContext) -> ServicesSnapshot {
         .1
         .into_iter()
         .filter_map(|def| {
-            let name = keys.parse(&def.key).name()?;
+            let name = keys.parse(&def.key).name()?.clone();
             let degraded = caches
                 .statuses
                 .get(&keys.service_status(&name))

@@ -51,7 +51,7 @@ pub fn groups(
 pub fn live_hosts(keys: &Keys, hosts: &[Versioned<Host>]) -> BTreeSet<Name> {
     hosts
         .iter()
-        .filter_map(|h| keys.parse(&h.key).name())
+        .filter_map(|h| keys.parse(&h.key).name().cloned())
         .collect()
 }
 
@@ -65,7 +65,7 @@ pub fn desired(
 ) -> BTreeMap<GroupKey, DesiredGroup> {
     let apps = apps
         .into_iter()
-        .filter_map(|a| Some((keys.parse(&a.key).name()?, a.value)))
+        .filter_map(|a| Some((keys.parse(&a.key).name()?.clone(), a.value)))
         .collect();
     let revs = revs
         .iter()
@@ -82,7 +82,7 @@ pub fn desired(
 pub fn host_views(keys: &Keys, hosts: &[Versioned<Host>]) -> Vec<HostView> {
     hosts
         .iter()
-        .filter_map(|h| Some(HostView::new(keys.parse(&h.key).name()?, &h.value)))
+        .filter_map(|h| Some(HostView::new(keys.parse(&h.key).name()?.clone(), &h.value)))
         .collect()
 }
 
@@ -105,7 +105,7 @@ pub fn scale_snapshot(keys: &Keys, listings: Listings) -> ScaleSnapshot {
         .instances
         .into_iter()
         .filter_map(|i| {
-            let id = keys.parse(&i.key).name()?;
+            let id = keys.parse(&i.key).name()?.clone();
             let stop_sent = stopping.contains(&id);
             Some(instance_view(id, i, stop_sent))
         })

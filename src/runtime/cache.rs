@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::registry::watch::{PrefixWatch, WatchStep};
-use crate::registry::{Codec, Error, Keys, Kind, Registry, Versioned};
+use crate::registry::{Codec, Error, KeyPath, Kind, Registry, Versioned};
 use changes::Subscribers;
 pub use index::{Index, IndexValue, Indexes};
 
@@ -54,28 +54,33 @@ impl Change {
     }
 }
 
+/// A cached object with what its key names, parsed once when it arrives:
+/// indexes and readers take the key's typed segments from here.
+#[derive(Debug)]
+struct Cached<T> {
+    /// Shared, so a reader that only looks need not copy (a relation's
+    /// states hold a hundred members each).
+    object: Arc<Versioned<T>>,
+    path: KeyPath,
+}
+
 /// The cached objects at one revision.
 #[derive(Debug)]
 struct Snapshot<T> {
     revision: i64,
-    /// Shared, so a reader that only looks need not copy (a relation's
-    /// states hold a hundred members each).
-    objects: BTreeMap<String, Arc<Versioned<T>>>,
+    objects: BTreeMap<String, Cached<T>>,
     /// Keys under the prefix that hold no object (malformed values, keys
     /// that fit no object): with `objects`, every key the prefix holds.
     unlisted: BTreeSet<String>,
-    /// The layout the keys are in, for indexes of what a key names.
-    keys: Keys,
     indexes: Indexes<T>,
 }
 
 impl<T: 'static> Snapshot<T> {
-    fn new(revision: i64, keys: Keys, indexes: Indexes<T>) -> Self {
+    fn new(revision: i64, indexes: Indexes<T>) -> Self {
         Self {
             revision,
             objects: BTreeMap::new(),
             unlisted: BTreeSet::new(),
-            keys,
             indexes,
         }
     }
@@ -84,32 +89,35 @@ impl<T: 'static> Snapshot<T> {
     fn replace(
         &mut self,
         revision: i64,
-        objects: BTreeMap<String, Versioned<T>>,
+        objects: BTreeMap<String, Cached<T>>,
         unlisted: BTreeSet<String>,
     ) {
-        self.indexes.rebuild(&self.keys, objects.values());
-        self.objects = objects
-            .into_iter()
-            .map(|(key, object)| (key, Arc::new(object)))
-            .collect();
+        self.indexes.rebuild(
+            objects
+                .values()
+                .map(|cached| (&cached.path, &*cached.object)),
+        );
+        self.objects = objects;
         self.unlisted = unlisted;
         self.revision = revision;
     }
 
-    fn upsert(&mut self, item: Versioned<T>) {
+    fn upsert(&mut self, path: KeyPath, item: Versioned<T>) {
         self.unlisted.remove(&item.key);
         if let Some(old) = self.objects.get(&item.key) {
-            self.indexes.remove(&self.keys, old);
+            self.indexes.remove(&old.path, &old.object);
         }
-        self.indexes.insert(&self.keys, &item);
-        self.objects.insert(item.key.clone(), Arc::new(item));
+        self.indexes.insert(&path, &item);
+        let object = Arc::new(item);
+        self.objects
+            .insert(object.key.clone(), Cached { object, path });
     }
 
     /// Drops the object at `key`; `still_there` when the key exists but
     /// holds no object (a malformed value).
     fn remove(&mut self, key: &str, still_there: bool) {
         if let Some(old) = self.objects.remove(key) {
-            self.indexes.remove(&self.keys, &old);
+            self.indexes.remove(&old.path, &old.object);
         }
         match still_there {
             true => self.unlisted.insert(key.to_owned()),
@@ -157,7 +165,7 @@ impl<T: Clone + 'static> CacheReader<T> {
             snapshot
                 .objects
                 .values()
-                .map(|object| Versioned::clone(object))
+                .map(|cached| Versioned::clone(&cached.object))
                 .collect(),
         )
     }
@@ -167,12 +175,15 @@ impl<T: Clone + 'static> CacheReader<T> {
         self.read()
             .objects
             .get(key)
-            .map(|object| Versioned::clone(object))
+            .map(|cached| Versioned::clone(&cached.object))
     }
 
     /// [`get`](Self::get) without copying the object.
     pub fn get_shared(&self, key: &str) -> Option<Arc<Versioned<T>>> {
-        self.read().objects.get(key).cloned()
+        self.read()
+            .objects
+            .get(key)
+            .map(|cached| cached.object.clone())
     }
 
     /// The objects `index` files under `value`, in key order.
@@ -190,12 +201,38 @@ impl<T: Clone + 'static> CacheReader<T> {
         index: &Index<T, V>,
         value: &V,
     ) -> Vec<Arc<Versioned<T>>> {
+        self.indexed_map(index, value, |_, object| Some(object.clone()))
+    }
+
+    /// What `pick` makes of each object `index` files under `value` and of
+    /// what its key names, in key order, leaving out what it returns `None`
+    /// for: a reader takes the key's segments without parsing it again.
+    pub fn indexed_map<V: IndexValue, R>(
+        &self,
+        index: &Index<T, V>,
+        value: &V,
+        mut pick: impl FnMut(&KeyPath, &Arc<Versioned<T>>) -> Option<R>,
+    ) -> Vec<R> {
         let snapshot = self.read();
         let Some(keys) = snapshot.indexes.entries(index).and_then(|e| e.get(value)) else {
             return Vec::new();
         };
         keys.iter()
-            .filter_map(|key| snapshot.objects.get(key).cloned())
+            .filter_map(|key| snapshot.objects.get(key))
+            .filter_map(|cached| pick(&cached.path, &cached.object))
+            .collect()
+    }
+
+    /// What `pick` makes of every cached object and of what its key names,
+    /// in key order, leaving out what it returns `None` for.
+    pub fn list_map<R>(
+        &self,
+        mut pick: impl FnMut(&KeyPath, &Arc<Versioned<T>>) -> Option<R>,
+    ) -> Vec<R> {
+        self.read()
+            .objects
+            .values()
+            .filter_map(|cached| pick(&cached.path, &cached.object))
             .collect()
     }
 
@@ -315,8 +352,7 @@ pub fn spawn<T>(
 where
     T: Codec + Clone + Send + Sync + 'static,
 {
-    let keys = registry.keys().clone();
-    let snapshot = Arc::new(RwLock::new(Snapshot::new(0, keys, indexes)));
+    let snapshot = Arc::new(RwLock::new(Snapshot::new(0, indexes)));
     let (progress_tx, progress) = watch::channel(None);
     let wanted = Arc::new(tokio::sync::Notify::new());
     let subscribers = Subscribers::default();
@@ -418,10 +454,15 @@ impl<T: Codec + Clone + Send + Sync + 'static> Cache<T> {
                 .with_label_values(&[self.label()])
                 .inc_by(listing.skipped.len() as u64);
         }
+        let keys = self.registry.keys();
         let objects = listing
             .items
             .into_iter()
-            .map(|item| (item.key.clone(), item))
+            .map(|item| {
+                let path = keys.parse(&item.key);
+                let object = Arc::new(item);
+                (object.key.clone(), Cached { object, path })
+            })
             .collect();
         let unlisted = listing.skipped.iter().map(|m| m.key.clone()).collect();
         self.write().replace(listing.revision, objects, unlisted);
@@ -436,7 +477,8 @@ impl<T: Codec + Clone + Send + Sync + 'static> Cache<T> {
         for event in response.events() {
             let Some(kv) = event.kv() else { continue };
             let key = String::from_utf8_lossy(kv.key()).into_owned();
-            let fits = self.registry.keys().parse(&key).kind() == Some(self.kind);
+            let path = self.registry.keys().parse(&key);
+            let fits = path.kind() == Some(self.kind);
             let decoded = match (event.event_type(), fits) {
                 (EventType::Delete, _) | (_, false) => None,
                 (EventType::Put, true) => match T::decode(kv.value()) {
@@ -460,7 +502,7 @@ impl<T: Codec + Clone + Send + Sync + 'static> Cache<T> {
                         mod_revision: kv.mod_revision(),
                         revision: kv.mod_revision(),
                     };
-                    snapshot.upsert(item);
+                    snapshot.upsert(path, item);
                     Change::Upserted(key)
                 }
                 None => {
@@ -561,13 +603,12 @@ mod tests {
             let metrics = CacheMetrics::register(&prometheus::Registry::new()).expect("metrics");
             let prefix = registry.keys().apps();
             let mut watch = PrefixWatch::from_revision(registry.clone(), prefix.clone(), stale + 1);
-            let keys = registry.keys().clone();
             let cache: Cache<visor_controllers::App> = Cache {
                 prefix,
                 registry,
                 kind: Kind::App,
                 metrics,
-                snapshot: Arc::new(RwLock::new(Snapshot::new(stale, keys, Indexes::new()))),
+                snapshot: Arc::new(RwLock::new(Snapshot::new(stale, Indexes::new()))),
                 progress: watch::channel(None).0,
                 wanted: Arc::default(),
                 subscribers: Subscribers::default(),
@@ -591,7 +632,7 @@ mod tests {
                 .write()
                 .objects
                 .values()
-                .map(|a| a.name().to_owned())
+                .map(|cached| cached.object.name().to_owned())
                 .collect();
             assert_eq!(names, ["new"]);
         };

@@ -247,7 +247,7 @@ impl KeyPath {
     /// the ticket of a ticket key, the unit of a settings key, the relation of
     /// a hook key. `None` where that segment is no name (env vars,
     /// notifications) and for the schema and foreign keys.
-    pub fn name(self) -> Option<Name> {
+    pub fn name(&self) -> Option<&Name> {
         match self {
             Self::App { app: name }
             | Self::Proc { proc: name, .. }
@@ -264,13 +264,13 @@ impl KeyPath {
             | Self::Tracked { id: name, .. }
             | Self::ServiceStatus { service: name }
             | Self::Sequence { name } => Some(name),
-            Self::Scale { group } => Some(group.proc),
+            Self::Scale { group } => Some(&group.proc),
             Self::Schema | Self::Env { .. } | Self::Notification { .. } | Self::Other => None,
         }
     }
 
     /// The host a ticket key is addressed to; `None` for any other key.
-    pub fn addressee(self) -> Option<Name> {
+    pub fn addressee(&self) -> Option<&Name> {
         match self {
             Self::Ticket { host, .. } => Some(host),
             _ => None,
@@ -279,7 +279,7 @@ impl KeyPath {
 
     /// The relation a relation, settings, relation state or hook key is of;
     /// `None` for any other key.
-    pub fn relation(self) -> Option<Name> {
+    pub fn relation(&self) -> Option<&Name> {
         match self {
             Self::Relation { relation }
             | Self::Settings { relation, .. }
@@ -291,7 +291,7 @@ impl KeyPath {
 
     /// The unit a settings, relation state or hook key is of; `None` for any
     /// other key.
-    pub fn unit(self) -> Option<Name> {
+    pub fn unit(&self) -> Option<&Name> {
         match self {
             Self::Settings { unit, .. }
             | Self::RelationState { unit, .. }
@@ -337,16 +337,16 @@ mod tests {
     #[test]
     fn accessors_read_the_segment_they_name() {
         let settings = KeyPath::parse("settings/db/i1");
-        assert_eq!(settings.clone().relation(), Some(name("db")));
-        assert_eq!(settings.clone().unit(), Some(name("i1")));
-        assert_eq!(settings.name(), Some(name("i1")));
+        assert_eq!(settings.relation(), Some(&name("db")));
+        assert_eq!(settings.unit(), Some(&name("i1")));
+        assert_eq!(settings.name(), Some(&name("i1")));
         let hook = KeyPath::parse("hooks/i1/db");
-        assert_eq!(hook.clone().unit(), Some(name("i1")));
-        assert_eq!(hook.clone().relation(), Some(name("db")));
-        assert_eq!(hook.name(), Some(name("db")));
+        assert_eq!(hook.unit(), Some(&name("i1")));
+        assert_eq!(hook.relation(), Some(&name("db")));
+        assert_eq!(hook.name(), Some(&name("db")));
         let ticket = KeyPath::parse("tickets/h1/t1");
-        assert_eq!(ticket.clone().addressee(), Some(name("h1")));
-        assert_eq!(ticket.name(), Some(name("t1")));
+        assert_eq!(ticket.addressee(), Some(&name("h1")));
+        assert_eq!(ticket.name(), Some(&name("t1")));
         assert_eq!(
             KeyPath::parse("scale/web/v1/http").group(),
             Some(GroupKey::new(name("web"), name("v1"), name("http")))

@@ -18,18 +18,22 @@ use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use crate::registry::{Keys, Versioned};
+use crate::registry::{KeyPath, Versioned};
 
-/// A named function from a cached object (and the layout its key is in) to
-/// the one value it is indexed under, or `None` to leave it out of the index.
+/// A named function from a cached object (and what its key names, parsed
+/// once by the cache) to the one value it is indexed under, or `None` to
+/// leave it out of the index.
 pub struct Index<T, V> {
     name: &'static str,
-    value_of: fn(&Keys, &Versioned<T>) -> Option<V>,
+    value_of: fn(&KeyPath, &Versioned<T>) -> Option<V>,
 }
 
 impl<T, V> Index<T, V> {
     /// An index called `name` (unique within its cache).
-    pub const fn new(name: &'static str, value_of: fn(&Keys, &Versioned<T>) -> Option<V>) -> Self {
+    pub const fn new(
+        name: &'static str,
+        value_of: fn(&KeyPath, &Versioned<T>) -> Option<V>,
+    ) -> Self {
         Self { name, value_of }
     }
 
@@ -75,8 +79,8 @@ struct Filed<T, V> {
 trait Filing<T>: Send + Sync {
     fn name(&self) -> &'static str;
     fn clear(&mut self);
-    fn insert(&mut self, keys: &Keys, object: &Versioned<T>);
-    fn remove(&mut self, keys: &Keys, object: &Versioned<T>);
+    fn insert(&mut self, path: &KeyPath, object: &Versioned<T>);
+    fn remove(&mut self, path: &KeyPath, object: &Versioned<T>);
     /// For a reader to get the typed entries back.
     fn as_any(&self) -> &dyn Any;
 }
@@ -90,8 +94,8 @@ impl<T: 'static, V: IndexValue> Filing<T> for Filed<T, V> {
         self.entries.clear();
     }
 
-    fn insert(&mut self, keys: &Keys, object: &Versioned<T>) {
-        if let Some(value) = (self.index.value_of)(keys, object) {
+    fn insert(&mut self, path: &KeyPath, object: &Versioned<T>) {
+        if let Some(value) = (self.index.value_of)(path, object) {
             self.entries
                 .entry(value)
                 .or_default()
@@ -99,8 +103,8 @@ impl<T: 'static, V: IndexValue> Filing<T> for Filed<T, V> {
         }
     }
 
-    fn remove(&mut self, keys: &Keys, object: &Versioned<T>) {
-        let Some(value) = (self.index.value_of)(keys, object) else {
+    fn remove(&mut self, path: &KeyPath, object: &Versioned<T>) {
+        let Some(value) = (self.index.value_of)(path, object) else {
             return;
         };
         if let Some(filed) = self.entries.get_mut(&value) {
@@ -159,26 +163,25 @@ impl<T: 'static> Indexes<T> {
     /// Drops every entry and indexes `objects` afresh (after a relist).
     pub(super) fn rebuild<'a>(
         &mut self,
-        keys: &Keys,
-        objects: impl IntoIterator<Item = &'a Versioned<T>>,
+        objects: impl IntoIterator<Item = (&'a KeyPath, &'a Versioned<T>)>,
     ) {
         for filed in &mut self.filed {
             filed.clear();
         }
-        for object in objects {
-            self.insert(keys, object);
+        for (path, object) in objects {
+            self.insert(path, object);
         }
     }
 
-    pub(super) fn insert(&mut self, keys: &Keys, object: &Versioned<T>) {
+    pub(super) fn insert(&mut self, path: &KeyPath, object: &Versioned<T>) {
         for filed in &mut self.filed {
-            filed.insert(keys, object);
+            filed.insert(path, object);
         }
     }
 
-    pub(super) fn remove(&mut self, keys: &Keys, object: &Versioned<T>) {
+    pub(super) fn remove(&mut self, path: &KeyPath, object: &Versioned<T>) {
         for filed in &mut self.filed {
-            filed.remove(keys, object);
+            filed.remove(path, object);
         }
     }
 
@@ -216,9 +219,8 @@ mod tests {
     const PARITY: Index<u32, u32> = Index::new("parity", |_, o| Some(o.value % 2));
     const BIG: Index<u32, ()> = Index::new("big", |_, o| (o.value >= 10).then_some(()));
 
-    fn layout() -> Keys {
-        Keys::new("/visor").expect("valid root")
-    }
+    /// The tests' indexes look at values only.
+    const PATH: KeyPath = KeyPath::Other;
 
     fn keys<V: IndexValue>(
         indexes: &Indexes<u32>,
@@ -234,17 +236,16 @@ mod tests {
 
     #[test]
     fn an_object_moves_between_values_and_leaves_an_index_that_rejects_it() {
-        let layout = layout();
         let mut indexes = Indexes::new().with(PARITY).with(BIG);
-        indexes.insert(&layout, &object("a", 11));
-        indexes.insert(&layout, &object("b", 2));
+        indexes.insert(&PATH, &object("a", 11));
+        indexes.insert(&PATH, &object("b", 2));
         assert_eq!(keys(&indexes, &PARITY, &1), ["a"]);
         assert_eq!(keys(&indexes, &PARITY, &0), ["b"]);
         assert_eq!(keys(&indexes, &BIG, &()), ["a"]);
 
         // An update is a removal of the old version and an insertion of the new.
-        indexes.remove(&layout, &object("a", 11));
-        indexes.insert(&layout, &object("a", 4));
+        indexes.remove(&PATH, &object("a", 11));
+        indexes.insert(&PATH, &object("a", 4));
         assert_eq!(keys(&indexes, &PARITY, &0), ["a", "b"]);
         assert!(keys(&indexes, &PARITY, &1).is_empty());
         assert!(keys(&indexes, &BIG, &()).is_empty());
@@ -254,10 +255,9 @@ mod tests {
 
     #[test]
     fn a_rebuild_forgets_what_the_new_objects_do_not_have() {
-        let layout = layout();
         let mut indexes = Indexes::new().with(PARITY);
-        indexes.insert(&layout, &object("gone", 1));
-        indexes.rebuild(&layout, &[object("x", 3)]);
+        indexes.insert(&PATH, &object("gone", 1));
+        indexes.rebuild([(&PATH, &object("x", 3))]);
         assert_eq!(keys(&indexes, &PARITY, &1), ["x"]);
     }
 }
