@@ -160,6 +160,7 @@ async fn register_hosts(visor: &Visor, count: usize) -> (Lease, Vec<Name>) {
                     labels: BTreeMap::new(),
                     stacks: vec![name("base")],
                     registered_at: Utc::now(),
+                    draining: false,
                 };
                 TxnOp::put(
                     visor.registry().keys().host(host),

@@ -188,6 +188,7 @@ async fn register_side(visor: &Visor, side: usize, capacity: u32) -> Vec<HostReg
             labels: BTreeMap::new(),
             stacks: vec![stack.clone()],
             registered_at: Utc::now(),
+            draining: false,
         };
         let registration = bounded(
             "register a host",

@@ -99,6 +99,10 @@ pub struct Host {
     pub stacks: Vec<Name>,
     /// When this registration started.
     pub registered_at: DateTime<Utc>,
+    /// The host is leaving: nothing new is placed on it, and its instances
+    /// are moved to other hosts (each stopped once a replacement runs).
+    #[serde(default)]
+    pub draining: bool,
 }
 
 /// The life cycle of an instance.

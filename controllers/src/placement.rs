@@ -1,8 +1,8 @@
 //! Placement: which live host takes one more instance of a group.
 //!
-//! A host is eligible for a group when it offers the group's stack, carries
-//! every label the proc type requires (with equal values) and its load is below
-//! its capacity. Among eligible hosts the one running the fewest instances of
+//! A host is eligible for a group when it is not draining, offers the group's
+//! stack, carries every label the proc type requires (with equal values) and
+//! its load is below its capacity. Among eligible hosts the one running the fewest instances of
 //! the group wins, then the least loaded, then the first by name, so a group
 //! spreads across hosts and the choice is deterministic.
 //!
@@ -28,6 +28,8 @@ pub struct HostView {
     pub stacks: Vec<Name>,
     /// Its labels, which proc types select on.
     pub labels: BTreeMap<String, String>,
+    /// Leaving: it takes nothing new, and its instances move elsewhere.
+    pub draining: bool,
 }
 
 impl HostView {
@@ -38,13 +40,16 @@ impl HostView {
             capacity: host.capacity,
             stacks: host.stacks.clone(),
             labels: host.labels.clone(),
+            draining: host.draining,
         }
     }
 
-    /// Whether this host can run `group` at all: it offers the stack and carries
-    /// the required labels. Capacity is not considered.
+    /// Whether this host takes instances of `group` at all: it is not
+    /// draining, offers the stack and carries the required labels. Capacity
+    /// is not considered.
     pub fn can_run(&self, group: &DesiredGroup) -> bool {
-        self.stacks.contains(&group.stack)
+        !self.draining
+            && self.stacks.contains(&group.stack)
             && group
                 .host_labels
                 .iter()
@@ -106,6 +111,11 @@ impl<'a> Ledger<'a> {
 
     pub(crate) fn is_live(&self, host: &Name) -> bool {
         self.slots.contains_key(host)
+    }
+
+    /// Whether `host` is live and draining.
+    pub(crate) fn is_draining(&self, host: &Name) -> bool {
+        self.slots.get(host).is_some_and(|slot| slot.host.draining)
     }
 
     /// Places up to `count` more instances of `group`, one at a time as

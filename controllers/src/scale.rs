@@ -5,10 +5,20 @@
 //! host or on no host yet. Instances of dead hosts are not active: the liveness
 //! loop marks them lost and this plan replaces them.
 //!
+//! An active instance on a draining host is *migrating*; the others are
+//! *settled*. Only settled instances count toward the scale, so a migrating
+//! one is replaced on another host, and it is stopped once the group has
+//! enough running without it: the group never runs fewer instances than its
+//! replicas because a host drains (Nomad's node drain).
+//!
 //! Invariants:
-//! - a plan never leaves a group with more active instances than its replicas,
-//!   and accounts for every missing one: it is started, or counted as
-//!   unplaceable until a host can take it, never dropped;
+//! - a plan never leaves a group with more settled instances than its
+//!   replicas, and accounts for every missing one: it is started, or counted
+//!   as unplaceable until a host can take it, never dropped;
+//! - a running migrating instance is stopped only when the running instances
+//!   left would still be at least the replicas (or the group has too many
+//!   settled ones), so running ones are given up one for one as replacements
+//!   run; one not running yet is stopped at once;
 //! - an excess instance placed on a host is stopped by a ticket to that host,
 //!   one never placed is removed (no agent would act on a ticket for it);
 //! - planning again on the state a plan produces (starts pending on their
@@ -251,6 +261,17 @@ fn is_active(instance: &Instance, ledger: &Ledger<'_>) -> bool {
             .is_none_or(|host| ledger.is_live(host))
 }
 
+/// The order instances are stopped in. The derived state order is the
+/// life-cycle order, so pending goes before claimed before running: the
+/// least work is thrown away first; then the newest.
+fn stop_order(view: &InstanceView) -> (InstanceState, Reverse<i64>, Reverse<&Name>) {
+    (
+        view.instance.state,
+        Reverse(view.create_revision),
+        Reverse(&view.id),
+    )
+}
+
 /// Appends the actions for group `key` to `plan`.
 fn plan_into(
     key: &GroupKey,
@@ -260,23 +281,53 @@ fn plan_into(
     plan: &mut ScalePlan,
 ) {
     let replicas = desired.map_or(0, |group| group.replicas);
-    let mut active: Vec<&InstanceView> = members
+    let (mut migrating, mut active): (Vec<&InstanceView>, Vec<&InstanceView>) = members
         .iter()
         .copied()
         .filter(|view| is_active(&view.instance, ledger))
-        .collect();
+        .partition(|view| {
+            view.instance
+                .host
+                .as_ref()
+                .is_some_and(|host| ledger.is_draining(host))
+        });
     let active_count = u32::try_from(active.len()).unwrap_or(u32::MAX);
 
+    // Migrating instances that do not run yet go at once (their host starts
+    // nothing new); running ones as far as the running instances left still
+    // cover the replicas; all of them when there are enough settled ones.
+    let running = |views: &[&InstanceView]| {
+        views
+            .iter()
+            .filter(|view| view.instance.state == InstanceState::Running)
+            .count()
+    };
+    let migrating_running = running(&migrating);
+    let covered = running(&active) + migrating_running;
+    let leaving = match active_count > replicas {
+        true => migrating.len(),
+        false => {
+            let not_running = migrating.len() - migrating_running;
+            not_running
+                + covered
+                    .saturating_sub(replicas as usize)
+                    .min(migrating_running)
+        }
+    };
+    // Stop order puts the ones not running first.
+    migrating.sort_by(|a, b| stop_order(a).cmp(&stop_order(b)));
+    for view in &migrating[..leaving] {
+        if let Some(host) = &view.instance.host {
+            plan.stops.push(Stop {
+                group: key.clone(),
+                instance: view.id.clone(),
+                host: host.clone(),
+            });
+        }
+    }
+
     if active_count > replicas {
-        // The derived state order is the life-cycle order, so pending goes
-        // before claimed before running: the least work is thrown away first.
-        active.sort_by_key(|view| {
-            (
-                view.instance.state,
-                Reverse(view.create_revision),
-                Reverse(&view.id),
-            )
-        });
+        active.sort_by(|a, b| stop_order(a).cmp(&stop_order(b)));
         let excess = active.len() - replicas as usize;
         for view in &active[..excess] {
             let (group, instance) = (key.clone(), view.id.clone());

@@ -72,6 +72,7 @@ pub(crate) fn host(
         capacity,
         stacks: names(stacks),
         labels: labels(host_labels),
+        draining: false,
     }
 }
 

@@ -1,6 +1,7 @@
 //! The real `visor controller` binary against a real etcd: scale up spreads
 //! start tickets across hosts; scale down stops pending before running; a
-//! dead host's instances are lost and replaced; work no host can take waits
+//! dead host's instances are lost and replaced; a draining host's instances
+//! are replaced elsewhere before they are stopped; work no host can take waits
 //! (counted, and shown by `visor status`) until one can; malformed objects are
 //! skipped without stopping the loops; `/metrics` passes `promtool`; and old
 //! terminal instances and tickets to gone hosts are collected.
@@ -177,6 +178,121 @@ async fn a_dead_hosts_instances_are_lost_and_replaced() {
         eprintln!(
             "loss and replacement took {:?} after the revoke",
             revoked_at.elapsed()
+        );
+    })
+    .await;
+}
+
+/// Claims and starts, as h's agent would, every pending instance placed on
+/// `host`; returns their ids.
+async fn run_pending_on(t: &TestRegistry, host: &str) -> Vec<String> {
+    let mut started = Vec::new();
+    for instance in controller::instances(t).await {
+        let placed_here = instance
+            .value
+            .host
+            .as_ref()
+            .is_some_and(|h| h.as_str() == host);
+        if placed_here && instance.value.state == InstanceState::Pending {
+            t.visor
+                .claim_instance(instance.name(), host)
+                .await
+                .expect("claim");
+            t.visor
+                .start_instance(instance.name(), host, Some(8080))
+                .await
+                .expect("start");
+            started.push(instance.name().to_owned());
+        }
+    }
+    started
+}
+
+#[tokio::test]
+async fn a_draining_hosts_instances_are_replaced_elsewhere_before_they_stop() {
+    within(LIMIT, "the drain never moves the instances", async {
+        let t = TestRegistry::start().await;
+        let _controller = ControllerProcess::start(&t, "c1");
+        let mut h1 = t
+            .visor
+            .register_host("h1", fixtures::host("10.0.0.1"), HOST_TTL)
+            .await
+            .expect("h1");
+        fixtures::seed(&t, "web", "v1", "http").await;
+        t.visor
+            .set_scale("web", "v1", "http", 2)
+            .await
+            .expect("scale");
+        eventually(CONVERGE, "2 pending on h1", || async {
+            (active(&t).await.len() == 2).then_some(())
+        })
+        .await;
+        let old = run_pending_on(&t, "h1").await;
+        assert_eq!(old.len(), 2);
+        let _h2 = t
+            .visor
+            .register_host("h2", fixtures::host("10.0.0.2"), HOST_TTL)
+            .await
+            .expect("h2");
+
+        h1.drain(&t.visor).await.expect("drain h1");
+        eventually(CONVERGE, "two replacements pending on h2", || async {
+            let on_h2 = per_host(&active(&t).await).get("h2").copied();
+            (on_h2 == Some(2)).then_some(())
+        })
+        .await;
+        holds_for(
+            Duration::from_millis(500),
+            "nothing on h1 stops before its replacements run",
+            || async { tickets(&t, TicketOp::Stop).await.is_empty() },
+        )
+        .await;
+        assert_eq!(per_host(&active(&t).await).get("h1"), Some(&2));
+
+        // One replacement runs: one of h1's instances may go, not both.
+        let pending_on_h2: Vec<_> = controller::instances(&t)
+            .await
+            .into_iter()
+            .filter(|i| i.value.state == InstanceState::Pending)
+            .collect();
+        let first = &pending_on_h2[0];
+        t.visor
+            .claim_instance(first.name(), "h2")
+            .await
+            .expect("claim");
+        t.visor
+            .start_instance(first.name(), "h2", Some(8080))
+            .await
+            .expect("start");
+        eventually(CONVERGE, "one stop ticket to h1", || async {
+            let stops = tickets(&t, TicketOp::Stop).await;
+            (stops.len() == 1).then_some(stops)
+        })
+        .await;
+        holds_for(
+            Duration::from_millis(500),
+            "still one stop to h1",
+            || async { tickets(&t, TicketOp::Stop).await.len() == 1 },
+        )
+        .await;
+
+        run_pending_on(&t, "h2").await;
+        let stops = eventually(CONVERGE, "both of h1's instances stopped", || async {
+            let stops = tickets(&t, TicketOp::Stop).await;
+            (stops.len() == 2).then_some(stops)
+        })
+        .await;
+        for stop in &stops {
+            assert!(stop.key.starts_with("/visor/tickets/h1/"), "{}", stop.key);
+            assert!(old.contains(&stop.value.instance.to_string()));
+        }
+        assert!(
+            controller::instances(&t)
+                .await
+                .iter()
+                .filter(|i| !old.contains(&i.name().to_owned()))
+                .all(|i| i.value.host.as_ref().is_some_and(|h| h.as_str() == "h2")),
+            "nothing new is placed on the draining host"
         );
     })
     .await;

@@ -1,6 +1,7 @@
 //! Hosts through the typed API against a real etcd: registration under a
 //! lease kept alive past its TTL, clean deregistration, expiry after the
-//! registration is dropped, and refusal of a name that is live.
+//! registration is dropped, refusal of a name that is live, and a drain
+//! that keeps the key on its lease.
 
 use std::time::Duration;
 
@@ -149,6 +150,39 @@ async fn registering_a_live_host_name_is_already_exists_and_leaks_no_lease() {
         first.deregister().await.expect("deregister h1");
         second.deregister().await.expect("deregister h2");
         assert!(t.visor.hosts().await.expect("list").items.is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_drained_host_says_so_and_stays_bound_to_its_lease() {
+    within(LIMIT, "host registration, drain or revoke hangs", async {
+        let t = TestRegistry::start().await;
+        let mut registration = t
+            .visor
+            .register_host("h1", host("10.0.0.1"), TTL)
+            .await
+            .expect("register h1");
+        assert!(!t.visor.host("h1").await.expect("read").value.draining);
+
+        registration.drain(&t.visor).await.expect("drain h1");
+        registration
+            .drain(&t.visor)
+            .await
+            .expect("a second drain is a no-op");
+        let stored = t.visor.host("h1").await.expect("read");
+        assert!(stored.value.draining, "the host document says draining");
+        assert_eq!(&stored, registration.host());
+        let raw = t.raw().get("/visor/hosts/h1", None).await.expect("raw get");
+        let kv = raw.kvs().first().expect("host key kept");
+        assert_eq!(kv.lease(), registration.lease_id(), "still on its lease");
+
+        registration.deregister().await.expect("deregister");
+        let gone = t.visor.host("h1").await;
+        assert!(
+            matches!(gone, Err(Error::NotFound { .. })),
+            "revoking the lease removes the drained host: {gone:?}"
+        );
     })
     .await;
 }

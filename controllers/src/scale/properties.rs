@@ -1,6 +1,7 @@
 //! Properties of scale plans over random registries: a few apps, revisions and
 //! proc types, up to six live hosts with random capacities, stacks and labels,
-//! and instances in every state on live, dead or no hosts.
+//! some of them draining, and instances in every state on live, dead or no
+//! hosts.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
@@ -26,7 +27,7 @@ fn group_at(index: usize) -> GroupKey {
     group(APPS[index / 4], REVS[(index / 2) % 2], PROCS[index % 2])
 }
 
-type HostSpec = (u32, bool, bool, Option<usize>);
+type HostSpec = (u32, bool, bool, Option<usize>, bool);
 type InstanceSpec = (usize, usize, usize, i64);
 
 fn arb_snapshot() -> impl Strategy<Value = ScaleSnapshot> {
@@ -46,6 +47,7 @@ fn arb_snapshot() -> impl Strategy<Value = ScaleSnapshot> {
                     prop::bool::weighted(0.8),
                     any::<bool>(),
                     prop::option::of(0..ZONES.len()),
+                    prop::bool::weighted(0.25),
                 ),
             ),
             6,
@@ -89,13 +91,15 @@ fn build(
         .collect();
     let hosts = (0..hosts.len())
         .filter_map(|i| {
-            let (capacity, s1, s2, zone) = hosts[i]?;
+            let (capacity, s1, s2, zone, draining) = hosts[i]?;
             let stacks: Vec<&str> = [(s1, STACKS[0]), (s2, STACKS[1])]
                 .into_iter()
                 .filter_map(|(offered, stack)| offered.then_some(stack))
                 .collect();
             let labels: Vec<(&str, &str)> = zone.map(|z| ("zone", ZONES[z])).into_iter().collect();
-            Some(host(HOST_NAMES[i], capacity, &stacks, &labels))
+            let mut view = host(HOST_NAMES[i], capacity, &stacks, &labels);
+            view.draining = draining;
+            Some(view)
         })
         .collect();
     let instances = (0..instances.len())
@@ -137,6 +141,28 @@ fn active_in<'s>(state: &'s ScaleSnapshot, key: &GroupKey) -> Vec<&'s InstanceVi
                 .is_none_or(|h| is_live(state, h))
         })
         .collect()
+}
+
+fn is_draining(state: &ScaleSnapshot, host: &Name) -> bool {
+    state
+        .hosts
+        .iter()
+        .any(|view| &view.name == host && view.draining)
+}
+
+/// Whether an active instance is migrating: on a draining host.
+fn is_migrating(state: &ScaleSnapshot, view: &InstanceView) -> bool {
+    view.instance
+        .host
+        .as_ref()
+        .is_some_and(|h| is_draining(state, h))
+}
+
+fn running(views: &[&InstanceView]) -> usize {
+    views
+        .iter()
+        .filter(|view| view.instance.state == InstanceState::Running)
+        .count()
 }
 
 fn load(state: &ScaleSnapshot, host: &Name) -> u64 {
@@ -184,6 +210,13 @@ fn check_group(
     let replicas = desired.map_or(0, |group| group.replicas as usize);
     let before = active_in(state, key);
     let after = active_in(applied, key);
+    let (migrating, settled): (Vec<&InstanceView>, Vec<&InstanceView>) =
+        before.iter().partition(|view| is_migrating(state, view));
+    let settled_after: Vec<&InstanceView> = after
+        .iter()
+        .copied()
+        .filter(|view| !is_migrating(applied, view))
+        .collect();
     let starts: Vec<&Start> = plan.starts.iter().filter(|s| s.group == *key).collect();
     let stops: Vec<&Stop> = plan.stops.iter().filter(|s| s.group == *key).collect();
     let removals: Vec<&Removal> = plan.removals.iter().filter(|r| r.group == *key).collect();
@@ -196,18 +229,42 @@ fn check_group(
 
     prop_assert_eq!(
         starts.len() + unplaceable,
-        replicas.saturating_sub(before.len())
+        replicas.saturating_sub(settled.len())
     );
+    // Migrating instances leave: those not running at once, running ones as
+    // far as the running instances left cover the replicas, all of them
+    // when there are more settled instances than replicas.
+    let migrating_running = running(&migrating);
+    let leaving = match settled.len() > replicas {
+        true => migrating.len(),
+        false => {
+            let covered = running(&settled) + migrating_running;
+            migrating.len() - migrating_running
+                + covered.saturating_sub(replicas).min(migrating_running)
+        }
+    };
     prop_assert_eq!(
         stops.len() + removals.len(),
-        before.len().saturating_sub(replicas)
+        settled.len().saturating_sub(replicas) + leaving
     );
     prop_assert!(
-        after.len() <= replicas,
-        "{key}: {} active > {replicas}",
-        after.len()
+        settled_after.len() <= replicas,
+        "{key}: {} settled > {replicas}",
+        settled_after.len()
     );
-    prop_assert_eq!(after.len(), replicas.min(before.len() + starts.len()));
+    prop_assert_eq!(
+        settled_after.len(),
+        replicas.min(settled.len() + starts.len())
+    );
+    // A drain never takes running instances below the replicas.
+    if settled.len() <= replicas {
+        prop_assert!(
+            running(&after) >= running(&before).min(replicas),
+            "{key}: {} running after, {} before, {replicas} wanted",
+            running(&after),
+            running(&before)
+        );
+    }
 
     // What capacity allows: short only while every host able to run the group is full.
     let eligible: Vec<&HostView> = match desired {
@@ -244,10 +301,14 @@ fn check_group(
             .ok_or_else(|| TestCaseError::fail(format!("{key}: stop of {instance}, not active")))
     };
     let mut sent: Vec<&InstanceView> = Vec::new();
+    let mut migrated: Vec<&InstanceView> = Vec::new();
     for stop in &stops {
         let view = active_view(&stop.instance)?;
         prop_assert_eq!(Some(&stop.host), view.instance.host.as_ref());
-        sent.push(view);
+        match is_migrating(state, view) {
+            true => migrated.push(view),
+            false => sent.push(view),
+        }
     }
     let mut unregistered: Vec<&InstanceView> = Vec::new();
     for removal in &removals {
@@ -255,7 +316,7 @@ fn check_group(
         prop_assert_eq!(view.instance.host.as_ref(), None);
         unregistered.push(view);
     }
-    for list in [&sent, &unregistered] {
+    for list in [&sent, &unregistered, &migrated] {
         prop_assert!(
             list.windows(2)
                 .all(|w| stop_priority(w[0]) < stop_priority(w[1]))
@@ -264,7 +325,7 @@ fn check_group(
     let stopped: Vec<&InstanceView> = sent.iter().chain(&unregistered).copied().collect();
     let distinct: BTreeSet<&Name> = stopped.iter().map(|view| &view.id).collect();
     prop_assert_eq!(distinct.len(), stopped.len());
-    for kept in before.iter().filter(|view| !distinct.contains(&view.id)) {
+    for kept in settled.iter().filter(|view| !distinct.contains(&view.id)) {
         for gone in &stopped {
             prop_assert!(
                 stop_priority(gone) < stop_priority(kept),

@@ -339,3 +339,79 @@ fn active_instances_are_pending_claimed_or_running_on_a_live_host_or_none() {
         "the planner counts the same four as the desired four"
     );
 }
+
+fn draining(mut view: HostView) -> HostView {
+    view.draining = true;
+    view
+}
+
+/// A drain, step by step: h1 leaves while it runs all three of web's
+/// instances, and h2 takes them over.
+#[test]
+fn a_draining_host_hands_its_instances_over_one_for_one_as_replacements_run() {
+    let hosts = || {
+        vec![
+            draining(host("h1", 10, &["s1"], &[])),
+            host("h2", 10, &["s1"], &[]),
+        ]
+    };
+    let old = |id, revision| view(id, revision, &web(), Running, Some("h1"));
+    let desired = [(web(), desired(3, "s1", &[]))];
+    // (instances on h2, what is stopped on h1, starts on h2)
+    let steps: [(Vec<InstanceState>, Vec<&str>, usize); 4] = [
+        (vec![], vec![], 3),
+        (vec![Pending, Claimed, Running], vec!["old-3"], 0),
+        (vec![Running, Running, Pending], vec!["old-3", "old-2"], 0),
+        (
+            vec![Running, Running, Running],
+            vec!["old-3", "old-2", "old-1"],
+            0,
+        ),
+    ];
+    for (on_h2, stops, starts) in steps {
+        let mut instances = vec![old("old-1", 1), old("old-2", 2), old("old-3", 3)];
+        for (revision, state) in (10..).zip(&on_h2) {
+            let id = format!("new-{revision}");
+            instances.push(view(&id, revision, &web(), *state, Some("h2")));
+        }
+        let state = snapshot(&desired, hosts(), instances);
+        let plan = plan_scale(&state);
+        assert_eq!(stopped(&plan), stops, "with {on_h2:?} on h2");
+        assert!(plan.stops.iter().all(|stop| stop.host == name("h1")));
+        assert_eq!(hosts_of(&plan), vec!["h2"; starts], "with {on_h2:?} on h2");
+        assert!(!plan_scale(&apply(&state, &plan)).has_actions());
+    }
+}
+
+#[test]
+fn a_draining_host_takes_nothing_new_and_what_it_has_not_started_goes_at_once() {
+    let hosts = vec![
+        draining(host("h1", 10, &["s1"], &[])),
+        host("h2", 1, &["s1"], &[]),
+    ];
+    let instances = vec![view("waiting", 1, &web(), Pending, Some("h1"))];
+    let state = snapshot(&[(web(), desired(3, "s1", &[]))], hosts, instances);
+    let plan = plan_scale(&state);
+    assert_eq!(stopped(&plan), ["waiting"]);
+    assert_eq!(hosts_of(&plan), ["h2"]);
+    assert_eq!(
+        plan.unplaceable,
+        [Unplaceable {
+            group: web(),
+            count: 2
+        }]
+    );
+}
+
+#[test]
+fn a_drain_with_nowhere_to_go_keeps_the_instances_running() {
+    let hosts = vec![draining(host("h1", 10, &["s1"], &[]))];
+    let instances = vec![
+        view("a", 1, &web(), Running, Some("h1")),
+        view("b", 2, &web(), Running, Some("h1")),
+    ];
+    let state = snapshot(&[(web(), desired(2, "s1", &[]))], hosts, instances);
+    let plan = plan_scale(&state);
+    assert!(plan.stops.is_empty() && plan.starts.is_empty());
+    assert_eq!(plan.unplaceable[0].count, 2);
+}

@@ -36,6 +36,29 @@ impl HostRegistration {
         self.lease.lost()
     }
 
+    /// Marks the host draining: the controller places nothing new on it and
+    /// moves its instances to other hosts. The key stays bound to its lease.
+    pub async fn drain(&mut self, visor: &Visor) -> Result<()> {
+        if self.host.value.draining {
+            return Ok(());
+        }
+        let mut spec = self.host.value.clone();
+        spec.draining = true;
+        let host = name("host", self.host.name())?;
+        let object = ObjectRef::new(Kind::Host, &[host.as_str()]);
+        self.host = visor
+            .registry
+            .write_object(
+                object,
+                &self.host.key,
+                spec,
+                Expected::ModRevision(self.host.mod_revision),
+                &[],
+            )
+            .await?;
+        Ok(())
+    }
+
     /// Removes the host cleanly by revoking its lease.
     pub async fn deregister(self) -> Result<()> {
         self.lease.revoke().await
