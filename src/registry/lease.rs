@@ -124,6 +124,45 @@ impl Lease {
         })
     }
 
+    /// Takes lease `id` back, if it is still alive, and starts renewing it
+    /// at once (a restarted holder resuming what its keys are bound to),
+    /// with a renew deadline of two thirds of its granted TTL. `None` when
+    /// etcd no longer has it (expired or revoked).
+    pub async fn resume(registry: &Registry, id: i64) -> Result<Option<Self>> {
+        let mut leases = registry.etcd().lease_client();
+        let alive = registry
+            .call("lease time-to-live", leases.time_to_live(id, None))
+            .await;
+        let alive = match alive {
+            Ok(alive) => alive,
+            // Older etcds answer an unknown lease with an error, newer ones with TTL -1.
+            Err(Error::Request { message, .. }) if message.contains("lease not found") => {
+                return Ok(None);
+            }
+            Err(error) => return Err(error),
+        };
+        if alive.ttl() <= 0 {
+            return Ok(None);
+        }
+        let ttl = Duration::from_secs(u64::try_from(alive.granted_ttl()).unwrap_or(1).max(1));
+        let lost = CancellationToken::new();
+        // The first renewal goes out at once: what is left of the TTL may be short.
+        let keeper = tokio::spawn(keep_alive(
+            registry.clone(),
+            id,
+            ttl,
+            ttl * 2 / 3,
+            lost.clone(),
+        ));
+        Ok(Some(Self {
+            id,
+            ttl,
+            lost,
+            keeper,
+            registry: registry.clone(),
+        }))
+    }
+
     /// The lease id, to bind keys to.
     pub fn id(&self) -> i64 {
         self.id

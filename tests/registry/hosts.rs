@@ -1,7 +1,8 @@
 //! Hosts through the typed API against a real etcd: registration under a
 //! lease kept alive past its TTL, clean deregistration, expiry after the
-//! registration is dropped, refusal of a name that is live, and a drain
-//! that keeps the key on its lease.
+//! registration is dropped, refusal of a name that is live, a drain that
+//! keeps the key on its lease, and a restarted agent taking its registration
+//! back on the lease it kept.
 
 use std::time::Duration;
 
@@ -183,6 +184,111 @@ async fn a_drained_host_says_so_and_stays_bound_to_its_lease() {
             matches!(gone, Err(Error::NotFound { .. })),
             "revoking the lease removes the drained host: {gone:?}"
         );
+    })
+    .await;
+}
+
+/// Long enough to outlive a dropped registration's keep-alive for a moment.
+const RESUME_TTL: Duration = Duration::from_secs(3);
+
+#[tokio::test]
+async fn a_restarted_agent_takes_its_host_back_on_the_same_lease_without_a_gap() {
+    within(LIMIT, "host registration or resume hangs", async {
+        let t = TestRegistry::start().await;
+        let first = t
+            .visor
+            .register_host("h1", host("10.0.0.1"), RESUME_TTL)
+            .await
+            .expect("register h1");
+        let (lease, created) = (first.lease_id(), first.host().create_revision);
+        // The agent dies: renewal stops, the lease is not revoked.
+        drop(first);
+
+        let again = t.connect_again().await;
+        let resumed = again
+            .resume_host("h1", host("10.0.0.2"), lease, RESUME_TTL)
+            .await
+            .expect("resume h1");
+        assert_eq!(resumed.lease_id(), lease, "the same lease");
+        let stored = t.visor.host("h1").await.expect("read h1");
+        assert_eq!(stored.value.addr, "10.0.0.2", "the new document");
+        assert_eq!(
+            stored.create_revision, created,
+            "the key was never deleted and created again (no host-down)"
+        );
+        holds_for(
+            RESUME_TTL + Duration::from_secs(1),
+            "the resumed lease is kept alive past its TTL",
+            || async { raw_keys(&t, "/visor/hosts/").await.len() == 1 },
+        )
+        .await;
+        resumed.deregister().await.expect("deregister");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn resuming_recreates_a_deleted_key_on_the_lease_and_a_gone_lease_registers_afresh() {
+    within(LIMIT, "host registration or resume hangs", async {
+        let t = TestRegistry::start().await;
+        let first = t
+            .visor
+            .register_host("h1", host("10.0.0.1"), RESUME_TTL)
+            .await
+            .expect("register h1");
+        let lease = first.lease_id();
+        drop(first);
+        t.raw()
+            .delete("/visor/hosts/h1", None)
+            .await
+            .expect("etcdctl del");
+        let resumed = t
+            .visor
+            .resume_host("h1", host("10.0.0.1"), lease, RESUME_TTL)
+            .await
+            .expect("resume h1");
+        let raw = t.raw().get("/visor/hosts/h1", None).await.expect("raw get");
+        let kv = raw.kvs().first().expect("the key is back");
+        assert_eq!(kv.lease(), lease, "created on the kept lease");
+
+        resumed.deregister().await.expect("revoke");
+        let fresh = t
+            .visor
+            .resume_host("h1", host("10.0.0.1"), lease, RESUME_TTL)
+            .await
+            .expect("a gone lease registers afresh");
+        assert_ne!(fresh.lease_id(), lease, "a new lease");
+        fresh.deregister().await.expect("deregister");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn resuming_a_name_another_lease_holds_is_already_exists_and_leaves_it_alone() {
+    within(LIMIT, "host registration or resume hangs", async {
+        let t = TestRegistry::start().await;
+        let holder = t
+            .visor
+            .register_host("h1", host("10.0.0.1"), TTL)
+            .await
+            .expect("register h1");
+        let other = t.raw().lease_grant(30, None).await.expect("grant").id();
+        let refused = t
+            .visor
+            .resume_host("h1", host("10.0.0.9"), other, TTL)
+            .await;
+        assert!(
+            matches!(refused, Err(Error::AlreadyExists(_))),
+            "{refused:?}"
+        );
+        let stored = t.raw().get("/visor/hosts/h1", None).await.expect("raw get");
+        let kv = stored.kvs().first().expect("kept");
+        assert_eq!(kv.lease(), holder.lease_id(), "the holder keeps it");
+        assert_eq!(
+            t.visor.host("h1").await.expect("read").value.addr,
+            "10.0.0.1"
+        );
+        holder.deregister().await.expect("deregister");
     })
     .await;
 }

@@ -91,12 +91,58 @@ impl Visor {
             .await;
         match written {
             Ok(host) => Ok(HostRegistration { host, lease }),
-            Err(error) => {
-                if let Err(revoke_error) = lease.revoke().await {
-                    tracing::warn!(%revoke_error, "could not revoke the lease of a failed host registration; it expires on its own");
-                }
-                Err(error)
+            Err(error) => Err(give_up(lease, error).await),
+        }
+    }
+
+    /// Takes host `host` back under `lease`, the lease a previous run of the
+    /// same agent registered it with, if etcd still has that lease: the
+    /// document is replaced with `spec` while the key is still on the lease,
+    /// or created on it if the key is gone; either way the lease is kept
+    /// alive from now on, so the host never goes down in between. A lease
+    /// that is gone means a fresh registration ([`register_host`](Self::register_host)
+    /// with `ttl`). `AlreadyExists` while another lease holds the name.
+    pub async fn resume_host(
+        &self,
+        host: &str,
+        spec: Host,
+        lease: i64,
+        ttl: Duration,
+    ) -> Result<HostRegistration> {
+        let name_of_host = name("host", host)?;
+        let Some(lease) = Lease::resume(&self.registry, lease).await? else {
+            return self.register_host(host, spec, ttl).await;
+        };
+        let object = ObjectRef::new(Kind::Host, &[name_of_host.as_str()]);
+        let key = self.keys().host(&name_of_host);
+        let taken_back = self
+            .registry
+            .write_object(
+                object.clone(),
+                &key,
+                spec.clone(),
+                Expected::Leased(lease.id()),
+                &[],
+            )
+            .await;
+        let written = match taken_back {
+            Err(crate::Error::NotFound(_)) => {
+                let bound = Expected::Absent {
+                    lease: Some(lease.id()),
+                };
+                self.registry
+                    .write_object(object, &key, spec, bound, &[])
+                    .await
             }
+            other => other,
+        };
+        match written {
+            Ok(host) => Ok(HostRegistration { host, lease }),
+            // The lease may still hold this agent's other keys (its
+            // endpoints) and the failure may pass: keep it, left to expire
+            // unless a retry takes it back.
+            Err(error @ crate::Error::AlreadyExists(_)) => Err(give_up(lease, error).await),
+            Err(error) => Err(error),
         }
     }
 
@@ -115,4 +161,13 @@ impl Visor {
             .list_objects(Kind::Host, &self.keys().hosts())
             .await
     }
+}
+
+/// Revokes the lease of a registration that failed with `error`, best
+/// effort, and returns the error.
+async fn give_up(lease: Lease, error: crate::Error) -> crate::Error {
+    if let Err(revoke_error) = lease.revoke().await {
+        tracing::warn!(%revoke_error, "could not revoke the lease of a failed host registration; it expires on its own");
+    }
+    error
 }

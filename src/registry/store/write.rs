@@ -22,6 +22,9 @@ pub(crate) enum Expected {
     },
     /// The key must be at this mod revision.
     ModRevision(i64),
+    /// The key must exist bound to this lease (its holder taking it back);
+    /// it stays on the lease.
+    Leased(i64),
     /// The key must be as it was last seen: absent (`None`) or at this mod
     /// revision. For writes that replace whatever is there ("set"), where any
     /// change in between, even a creation, is a conflict.
@@ -38,12 +41,17 @@ impl Expected {
             Self::ModRevision(revision) | Self::Current(Some(revision)) => {
                 Compare::mod_revision(key, CompareOp::Equal, revision)
             }
+            // An absent key compares as lease 0, which no granted lease is.
+            Self::Leased(lease) => Compare::lease(key, CompareOp::Equal, lease),
         }
     }
 
     /// Whether the write replaces an existing key.
     fn replaces(self) -> bool {
-        matches!(self, Self::ModRevision(_) | Self::Current(Some(_)))
+        matches!(
+            self,
+            Self::ModRevision(_) | Self::Current(Some(_)) | Self::Leased(_)
+        )
     }
 }
 
@@ -131,7 +139,7 @@ impl Registry {
                 Expected::Absent { lease } => lease.map(|id| PutOptions::new().with_lease(id)),
                 Expected::Current(None) => None,
                 // Updates keep whatever lease the key is bound to.
-                Expected::ModRevision(_) | Expected::Current(Some(_)) => {
+                Expected::ModRevision(_) | Expected::Current(Some(_)) | Expected::Leased(_) => {
                     Some(PutOptions::new().with_ignore_lease())
                 }
             };
@@ -385,9 +393,16 @@ fn diagnose_failure<T>(
     for (write, found) in writes.iter().zip(for_writes) {
         let mod_revision = found.as_ref().map(|kv| kv.mod_revision);
         let object = write.object.clone();
+        if let (Expected::Leased(lease), Some(kv)) = (write.expected, found) {
+            if kv.lease != lease {
+                return Error::AlreadyExists(object);
+            }
+        }
         match (write.expected, mod_revision) {
             (Expected::Absent { .. }, Some(_)) => return Error::AlreadyExists(object),
-            (Expected::ModRevision(_), None) => return Error::NotFound(object),
+            (Expected::ModRevision(_) | Expected::Leased(_), None) => {
+                return Error::NotFound(object);
+            }
             (Expected::ModRevision(expected), Some(actual)) if actual != expected => {
                 return Error::Conflict { object, expected };
             }
@@ -411,6 +426,7 @@ fn diagnose_failure<T>(
 struct FoundKv {
     create_revision: i64,
     mod_revision: i64,
+    lease: i64,
 }
 
 /// For each `get` in a transaction's responses, what it found.
@@ -421,6 +437,7 @@ fn found_kvs(responses: &[TxnOpResponse]) -> Vec<Option<FoundKv>> {
             TxnOpResponse::Get(get) => Some(get.kvs().first().map(|kv| FoundKv {
                 create_revision: kv.create_revision(),
                 mod_revision: kv.mod_revision(),
+                lease: kv.lease(),
             })),
             _ => None,
         })
