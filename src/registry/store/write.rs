@@ -393,10 +393,10 @@ fn diagnose_failure<T>(
     for (write, found) in writes.iter().zip(for_writes) {
         let mod_revision = found.as_ref().map(|kv| kv.mod_revision);
         let object = write.object.clone();
-        if let (Expected::Leased(lease), Some(kv)) = (write.expected, found) {
-            if kv.lease != lease {
-                return Error::AlreadyExists(object);
-            }
+        if let (Expected::Leased(lease), Some(kv)) = (write.expected, found)
+            && kv.lease != lease
+        {
+            return Error::AlreadyExists(object);
         }
         match (write.expected, mod_revision) {
             (Expected::Absent { .. }, Some(_)) => return Error::AlreadyExists(object),
