@@ -1,0 +1,9 @@
+//! Providers over real unix sockets: the framework (routing, fallback,
+//! acknowledgements, timeouts, malformed frames, stop), its interoperation
+//! with peers written in Python from `docs/providers.md`, and the
+//! `visor provider` commands. Each test uses its own socket directory.
+
+mod cli;
+mod framework;
+mod interop;
+mod support;
