@@ -31,8 +31,15 @@ fn echo(config: ProviderConfig, runs: Arc<AtomicUsize>) -> Provider {
 }
 
 fn answered_by(reply: &visor::provider::Reply) -> String {
-    let result = reply.response.clone().into_result().expect("a successful response");
-    result["provider"].as_str().expect("provider name").to_owned()
+    let result = reply
+        .response
+        .clone()
+        .into_result()
+        .expect("a successful response");
+    result["provider"]
+        .as_str()
+        .expect("provider name")
+        .to_owned()
 }
 
 /// What a crashed provider leaves: its socket (nobody listening) and its
@@ -50,7 +57,12 @@ async fn a_task_goes_to_the_highest_numeric_priority_ties_broken_by_name() {
         let dir = SocketDir::new();
         let runs = Arc::new(AtomicUsize::new(0));
         let mut running = Vec::new();
-        for (name, priority) in [("nine", 9), ("fifty-b", 50), ("hundred", 100), ("fifty-a", 50)] {
+        for (name, priority) in [
+            ("nine", 9),
+            ("fifty-b", 50),
+            ("hundred", 100),
+            ("fifty-a", 50),
+        ] {
             running.push(Running::start(echo(dir.config(name, priority), Arc::clone(&runs))).await);
         }
         let caller = dir.caller().await;
@@ -61,7 +73,13 @@ async fn a_task_goes_to_the_highest_numeric_priority_ties_broken_by_name() {
             .map(|c| c.to_string())
             .collect();
         assert_eq!(order, ["100-hundred", "50-fifty-a", "50-fifty-b", "9-nine"]);
-        assert!(caller.candidates("echo").expect("list").iter().all(|c| c.liveness == Liveness::Live));
+        assert!(
+            caller
+                .candidates("echo")
+                .expect("list")
+                .iter()
+                .all(|c| c.liveness == Liveness::Live)
+        );
 
         let reply = caller.call("echo", json!({"n": 1})).await.expect("call");
         assert_eq!(answered_by(&reply), "hundred");
@@ -118,13 +136,19 @@ async fn a_provider_restarting_replaces_its_stale_socket() {
         let candidates = caller.candidates("echo").expect("list");
         assert_eq!(candidates.len(), 1);
         assert_eq!(candidates[0].liveness, Liveness::Live);
-        assert_eq!(answered_by(&caller.call("echo", json!(null)).await.expect("call")), "p");
+        assert_eq!(
+            answered_by(&caller.call("echo", json!(null)).await.expect("call")),
+            "p"
+        );
         // A second live provider of the same name and priority is refused.
         let error = echo(dir.config("p", 50), Arc::default())
             .bind()
             .await
             .expect_err("the socket is served");
-        assert!(error.to_string().contains("cannot serve task \"echo\""), "{error}");
+        assert!(
+            error.to_string().contains("cannot serve task \"echo\""),
+            "{error}"
+        );
     })
     .await;
 }
@@ -152,7 +176,10 @@ async fn a_refusal_falls_back_to_the_next_provider_and_its_handler_never_runs() 
         .await;
         let _lenient = Running::start(echo(dir.config("lenient", 50), Arc::default())).await;
         let caller = dir.caller().await;
-        let reply = caller.call("echo", json!({"other": 1})).await.expect("call");
+        let reply = caller
+            .call("echo", json!({"other": 1}))
+            .await
+            .expect("call");
         assert_eq!(answered_by(&reply), "lenient");
         assert_eq!(strict_runs.load(Ordering::SeqCst), 0);
 
@@ -209,18 +236,19 @@ async fn after_an_ack_there_is_no_fallback_even_when_the_task_fails() {
                     counted.fetch_add(1, Ordering::SeqCst);
                     async { Err::<(), _>("disk full") }
                 })
-                .task("slow", |_: Value| futures::future::pending::<Result<(), String>>()),
+                .task("slow", |_: Value| {
+                    futures::future::pending::<Result<(), String>>()
+                }),
         )
         .await;
         let backup_runs = Arc::new(AtomicUsize::new(0));
-        let backup = Provider::new(dir.config("backup", 50))
-            .task("slow", {
-                let runs = Arc::clone(&backup_runs);
-                move |_: Value| {
-                    runs.fetch_add(1, Ordering::SeqCst);
-                    async { Ok::<_, String>(()) }
-                }
-            });
+        let backup = Provider::new(dir.config("backup", 50)).task("slow", {
+            let runs = Arc::clone(&backup_runs);
+            move |_: Value| {
+                runs.fetch_add(1, Ordering::SeqCst);
+                async { Ok::<_, String>(()) }
+            }
+        });
         let _backup = Running::start(echo_into(backup, Arc::clone(&backup_runs))).await;
 
         let caller = dir.caller().await;
@@ -229,9 +257,16 @@ async fn after_an_ack_there_is_no_fallback_even_when_the_task_fails() {
         assert_eq!(reply.response.error.as_deref(), Some("disk full"));
         let reply = caller.call("slow", json!(null)).await.expect("call");
         assert_eq!(reply.provider.provider, "failing");
-        assert_eq!(reply.response.error.as_deref(), Some("task slow timed out after 200ms"));
+        assert_eq!(
+            reply.response.error.as_deref(),
+            Some("task slow timed out after 200ms")
+        );
         assert_eq!(failing_runs.load(Ordering::SeqCst), 1);
-        assert_eq!(backup_runs.load(Ordering::SeqCst), 0, "the backup never ran a task acknowledged elsewhere");
+        assert_eq!(
+            backup_runs.load(Ordering::SeqCst),
+            0,
+            "the backup never ran a task acknowledged elsewhere"
+        );
     })
     .await;
 }
@@ -276,9 +311,21 @@ async fn a_task_past_its_timeout_is_dropped_and_answered_with_a_timeout() {
         .await;
         let caller = dir.caller().await;
         let reply = caller.call("hang", json!(null)).await.expect("call");
-        assert_eq!(reply.ending, Ending::Responded, "the provider's own timeout response");
-        assert_eq!(reply.response.error.as_deref(), Some("task hang timed out after 100ms"));
-        within(Duration::from_secs(5), "the handler's future is never dropped", dropped.notified()).await;
+        assert_eq!(
+            reply.ending,
+            Ending::Responded,
+            "the provider's own timeout response"
+        );
+        assert_eq!(
+            reply.response.error.as_deref(),
+            Some("task hang timed out after 100ms")
+        );
+        within(
+            Duration::from_secs(5),
+            "the handler's future is never dropped",
+            dropped.notified(),
+        )
+        .await;
     })
     .await;
 }
@@ -296,8 +343,13 @@ async fn a_caller_ends_an_unanswered_request_at_its_timeout() {
             loop {
                 let (stream, _) = listener.accept().await.expect("accept");
                 let mut frames = wire::framed(stream, wire::DEFAULT_MAX_FRAME);
-                let request: Request = wire::receive(&mut frames).await.expect("read").expect("a request");
-                wire::send(&mut frames, &Ack::accepted(request.id)).await.expect("ack");
+                let request: Request = wire::receive(&mut frames)
+                    .await
+                    .expect("read")
+                    .expect("a request");
+                wire::send(&mut frames, &Ack::accepted(request.id))
+                    .await
+                    .expect("ack");
                 held.push(frames);
             }
         });
@@ -309,7 +361,10 @@ async fn a_caller_ends_an_unanswered_request_at_its_timeout() {
             .await;
         let reply = caller.call("mute", json!(null)).await.expect("call");
         assert_eq!(reply.ending, Ending::TimedOut);
-        assert_eq!(reply.response.error.as_deref(), Some("no response within 300ms"));
+        assert_eq!(
+            reply.response.error.as_deref(),
+            Some("no response within 300ms")
+        );
         assert_eq!(caller.in_flight(), 0);
         mute.abort();
     })
@@ -324,11 +379,17 @@ async fn raw_exchange(socket: &std::path::Path, bytes: &[u8], close_write: bool)
         stream.shutdown().await.expect("shutdown");
     }
     let mut frames = wire::framed(stream, wire::DEFAULT_MAX_FRAME);
-    wire::receive(&mut frames).await.expect("an ack").expect("an ack before close")
+    wire::receive(&mut frames)
+        .await
+        .expect("an ack")
+        .expect("an ack before close")
 }
 
 fn frame(body: &[u8]) -> Vec<u8> {
-    let mut out = u32::try_from(body.len()).expect("small").to_be_bytes().to_vec();
+    let mut out = u32::try_from(body.len())
+        .expect("small")
+        .to_be_bytes()
+        .to_vec();
     out.extend_from_slice(body);
     out
 }
@@ -347,25 +408,76 @@ async fn malformed_requests_are_refused_with_a_clear_error_while_the_provider_ke
         let mut short = 100u32.to_be_bytes().to_vec();
         short.extend_from_slice(b"{\"id\":");
         let cases: Vec<(&str, Vec<u8>, bool, &str)> = vec![
-            ("short", short, true, "connection closed in the middle of a frame"),
-            ("short header", vec![0, 0], true, "connection closed in the middle of a frame"),
-            ("oversized", 1_000_000u32.to_be_bytes().to_vec(), false, "frame longer than the maximum of 1024 bytes"),
+            (
+                "short",
+                short,
+                true,
+                "connection closed in the middle of a frame",
+            ),
+            (
+                "short header",
+                vec![0, 0],
+                true,
+                "connection closed in the middle of a frame",
+            ),
+            (
+                "oversized",
+                1_000_000u32.to_be_bytes().to_vec(),
+                false,
+                "frame longer than the maximum of 1024 bytes",
+            ),
             ("not JSON", frame(b"hello"), false, "request is not JSON"),
-            ("not an object", frame(b"[1,2]"), false, "request is not a JSON object"),
-            ("no id", frame(format!("{{\"task\":\"echo\",{hook}}}").as_bytes()), false, "request has no \"id\""),
-            ("no hook", frame(br#"{"id":"r","task":"echo"}"#), false, "request has no \"responsehook\""),
-            ("bad hook", frame(br#"{"id":"r","task":"echo","responsehook":"http://x/"}"#), false, "scheme \"http\" is not supported"),
-            ("unknown task", frame(format!("{{\"id\":\"r\",\"task\":\"nope\",{hook}}}").as_bytes()), false, "unknown task \"nope\": this socket serves \"echo\""),
+            (
+                "not an object",
+                frame(b"[1,2]"),
+                false,
+                "request is not a JSON object",
+            ),
+            (
+                "no id",
+                frame(format!("{{\"task\":\"echo\",{hook}}}").as_bytes()),
+                false,
+                "request has no \"id\"",
+            ),
+            (
+                "no hook",
+                frame(br#"{"id":"r","task":"echo"}"#),
+                false,
+                "request has no \"responsehook\"",
+            ),
+            (
+                "bad hook",
+                frame(br#"{"id":"r","task":"echo","responsehook":"http://x/"}"#),
+                false,
+                "scheme \"http\" is not supported",
+            ),
+            (
+                "unknown task",
+                frame(format!("{{\"id\":\"r\",\"task\":\"nope\",{hook}}}").as_bytes()),
+                false,
+                "unknown task \"nope\": this socket serves \"echo\"",
+            ),
             ("silence", Vec::new(), false, "no request within 300ms"),
         ];
         for (what, bytes, close_write, expected) in cases {
-            let ack = within(Duration::from_secs(5), what, raw_exchange(&socket, &bytes, close_write)).await;
+            let ack = within(
+                Duration::from_secs(5),
+                what,
+                raw_exchange(&socket, &bytes, close_write),
+            )
+            .await;
             let error = ack.error.unwrap_or_else(|| panic!("{what}: accepted"));
-            assert!(error.contains(expected), "{what}: {error:?} does not say {expected:?}");
+            assert!(
+                error.contains(expected),
+                "{what}: {error:?} does not say {expected:?}"
+            );
         }
         assert_eq!(runs.load(Ordering::SeqCst), 0, "no refused request ran");
         let caller = dir.caller().await;
-        let reply = caller.call("echo", json!("still here")).await.expect("call");
+        let reply = caller
+            .call("echo", json!("still here"))
+            .await
+            .expect("call");
         assert_eq!(reply.response.result["args"], json!("still here"));
     })
     .await;
@@ -377,30 +489,51 @@ async fn the_ack_echoes_the_id_and_comes_before_the_handler_runs() {
         let dir = SocketDir::new();
         let gate = Arc::new(Semaphore::new(0));
         let opened = Arc::clone(&gate);
-        let _p = Running::start(Provider::new(dir.config("p", 50)).task("gated", move |_: Value| {
-            let gate = Arc::clone(&opened);
-            async move {
-                let _permit = gate.acquire().await.map_err(|e| e.to_string())?;
-                Ok::<_, String>(json!("done"))
-            }
-        }))
+        let _p = Running::start(Provider::new(dir.config("p", 50)).task(
+            "gated",
+            move |_: Value| {
+                let gate = Arc::clone(&opened);
+                async move {
+                    let _permit = gate.acquire().await.map_err(|e| e.to_string())?;
+                    Ok::<_, String>(json!("done"))
+                }
+            },
+        ))
         .await;
         // Our own hook, to see the response arrive after the ack.
         let hook_path = dir.path().join("hook.sock");
         let hook_listener = tokio::net::UnixListener::bind(&hook_path).expect("bind hook");
-        let request = Request::new("gated", ResponseHook::unix(&hook_path).expect("absolute"), json!(null));
-        let stream = UnixStream::connect(dir.socket("gated", 50, "p")).await.expect("connect");
+        let request = Request::new(
+            "gated",
+            ResponseHook::unix(&hook_path).expect("absolute"),
+            json!(null),
+        );
+        let stream = UnixStream::connect(dir.socket("gated", 50, "p"))
+            .await
+            .expect("connect");
         let mut frames = wire::framed(stream, wire::DEFAULT_MAX_FRAME);
         wire::send(&mut frames, &request).await.expect("send");
-        let ack: Ack = wire::receive(&mut frames).await.expect("read").expect("ack");
-        assert_eq!(ack, Ack::accepted(request.id.clone()), "acknowledged while the handler waits");
+        let ack: Ack = wire::receive(&mut frames)
+            .await
+            .expect("read")
+            .expect("ack");
+        assert_eq!(
+            ack,
+            Ack::accepted(request.id.clone()),
+            "acknowledged while the handler waits"
+        );
         gate.add_permits(1);
         let (hook_stream, _) = hook_listener.accept().await.expect("the response comes");
         let mut hook_frames = wire::framed(hook_stream, wire::DEFAULT_MAX_FRAME);
-        let response: wire::Response = wire::receive(&mut hook_frames).await.expect("read").expect("response");
+        let response: wire::Response = wire::receive(&mut hook_frames)
+            .await
+            .expect("read")
+            .expect("response");
         assert_eq!(response.id, request.id);
         assert_eq!(response.into_result(), Ok(json!("done")));
-        wire::send(&mut hook_frames, &Ack::accepted(request.id)).await.expect("ack the response");
+        wire::send(&mut hook_frames, &Ack::accepted(request.id))
+            .await
+            .expect("ack the response");
     })
     .await;
 }
@@ -408,71 +541,95 @@ async fn the_ack_echoes_the_id_and_comes_before_the_handler_runs() {
 #[tokio::test]
 async fn concurrent_requests_run_concurrently_and_each_gets_its_own_response() {
     const CALLS: usize = 32;
-    within(LIMIT, "the calls do not all run at once (a barrier waits)", async {
-        let dir = SocketDir::new();
-        let barrier = Arc::new(Barrier::new(CALLS));
-        let _p = Running::start(Provider::new(dir.config("p", 50)).task("meet", move |n: u64| {
-            let barrier = Arc::clone(&barrier);
-            async move {
-                barrier.wait().await;
-                Ok::<_, String>(n * 2)
+    within(
+        LIMIT,
+        "the calls do not all run at once (a barrier waits)",
+        async {
+            let dir = SocketDir::new();
+            let barrier = Arc::new(Barrier::new(CALLS));
+            let _p = Running::start(Provider::new(dir.config("p", 50)).task(
+                "meet",
+                move |n: u64| {
+                    let barrier = Arc::clone(&barrier);
+                    async move {
+                        barrier.wait().await;
+                        Ok::<_, String>(n * 2)
+                    }
+                },
+            ))
+            .await;
+            let caller = dir.caller().await;
+            let calls = (0..CALLS as u64).map(|n| {
+                let caller = caller.clone();
+                async move { (n, caller.call("meet", json!(n)).await.expect("call")) }
+            });
+            for (n, reply) in futures::future::join_all(calls).await {
+                assert_eq!(reply.response.into_result(), Ok(json!(n * 2)));
             }
-        }))
-        .await;
-        let caller = dir.caller().await;
-        let calls = (0..CALLS as u64).map(|n| {
-            let caller = caller.clone();
-            async move { (n, caller.call("meet", json!(n)).await.expect("call")) }
-        });
-        for (n, reply) in futures::future::join_all(calls).await {
-            assert_eq!(reply.response.into_result(), Ok(json!(n * 2)));
-        }
-        assert_eq!(caller.in_flight(), 0);
-    })
+            assert_eq!(caller.in_flight(), 0);
+        },
+    )
     .await;
 }
 
 #[tokio::test]
 async fn stopping_removes_the_sockets_and_lets_requests_in_flight_finish() {
-    within(LIMIT, "stop does not wait for, or never ends, requests in flight", async {
-        let dir = SocketDir::new();
-        let started = Arc::new(AtomicUsize::new(0));
-        let release = Arc::new(Semaphore::new(0));
-        let (s, r) = (Arc::clone(&started), Arc::clone(&release));
-        let p = Running::start(Provider::new(dir.config("p", 50)).task("work", move |n: u64| {
-            s.fetch_add(1, Ordering::SeqCst);
-            let release = Arc::clone(&r);
-            async move {
-                let _permit = release.acquire().await.map_err(|e| e.to_string())?;
-                Ok::<_, String>(n)
+    within(
+        LIMIT,
+        "stop does not wait for, or never ends, requests in flight",
+        async {
+            let dir = SocketDir::new();
+            let started = Arc::new(AtomicUsize::new(0));
+            let release = Arc::new(Semaphore::new(0));
+            let (s, r) = (Arc::clone(&started), Arc::clone(&release));
+            let p = Running::start(Provider::new(dir.config("p", 50)).task(
+                "work",
+                move |n: u64| {
+                    s.fetch_add(1, Ordering::SeqCst);
+                    let release = Arc::clone(&r);
+                    async move {
+                        let _permit = release.acquire().await.map_err(|e| e.to_string())?;
+                        Ok::<_, String>(n)
+                    }
+                },
+            ))
+            .await;
+            let caller = dir.caller().await;
+            let calls: Vec<_> = (0..3u64)
+                .map(|n| {
+                    let caller = caller.clone();
+                    tokio::spawn(async move { caller.call("work", json!(n)).await })
+                })
+                .collect();
+            eventually(
+                Duration::from_secs(5),
+                "three requests in flight",
+                || async { (started.load(Ordering::SeqCst) == 3).then_some(()) },
+            )
+            .await;
+            p.shutdown.cancel();
+            eventually(
+                Duration::from_secs(5),
+                "the socket is removed on stop",
+                || async { (!dir.socket("work", 50, "p").exists()).then_some(()) },
+            )
+            .await;
+            let refused = caller
+                .call("work", json!(9))
+                .await
+                .expect_err("no longer served");
+            assert!(
+                matches!(refused, CallError::NoProvider { .. }),
+                "{refused:?}"
+            );
+            release.add_permits(3);
+            for (n, call) in calls.into_iter().enumerate() {
+                let reply = call.await.expect("call task").expect("call");
+                assert_eq!(reply.response.into_result(), Ok(json!(n)));
             }
-        }))
-        .await;
-        let caller = dir.caller().await;
-        let calls: Vec<_> = (0..3u64)
-            .map(|n| {
-                let caller = caller.clone();
-                tokio::spawn(async move { caller.call("work", json!(n)).await })
-            })
-            .collect();
-        eventually(Duration::from_secs(5), "three requests in flight", || async {
-            (started.load(Ordering::SeqCst) == 3).then_some(())
-        })
-        .await;
-        p.shutdown.cancel();
-        eventually(Duration::from_secs(5), "the socket is removed on stop", || async {
-            (!dir.socket("work", 50, "p").exists()).then_some(())
-        })
-        .await;
-        let refused = caller.call("work", json!(9)).await.expect_err("no longer served");
-        assert!(matches!(refused, CallError::NoProvider { .. }), "{refused:?}");
-        release.add_permits(3);
-        for (n, call) in calls.into_iter().enumerate() {
-            let reply = call.await.expect("call task").expect("call");
-            assert_eq!(reply.response.into_result(), Ok(json!(n)));
-        }
-        p.stopped().await;
-    })
+            p.stopped().await;
+        },
+    )
     .await;
 }
 

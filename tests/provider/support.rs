@@ -52,7 +52,9 @@ impl SocketDir {
 
     /// `task`'s socket for `provider` at `priority`.
     pub fn socket(&self, task: &str, priority: u32, provider: &str) -> PathBuf {
-        self.path().join(task).join(format!("{priority}-{provider}.sock"))
+        self.path()
+            .join(task)
+            .join(format!("{priority}-{provider}.sock"))
     }
 }
 
