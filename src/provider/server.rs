@@ -33,6 +33,7 @@ use super::error::ServeError;
 use super::layout::{Layout, check_task_name};
 use super::listener::OwnedSocket;
 use super::wire;
+use crate::shutdown::Shutdown;
 use crate::telemetry::Chain;
 
 /// How long a connection may take to send its request.
@@ -211,20 +212,11 @@ impl Provider {
         Ok(())
     }
 
-    /// Binds, then serves until SIGINT or SIGTERM.
+    /// Installs SIGINT and SIGTERM handlers, binds, then serves until one
+    /// of them arrives (see [`Bound::serve_until`]).
     pub async fn serve_until_signal(self) -> Result<(), ServeError> {
-        let mut signals = crate::shutdown::Shutdown::install().map_err(ServeError::Signals)?;
-        let bound = self.bind().await?;
-        let shutdown = CancellationToken::new();
-        let serving = bound.serve(shutdown.clone());
-        tokio::pin!(serving);
-        tokio::select! {
-            () = &mut serving => return Ok(()),
-            () = signals.requested() => {}
-        }
-        tracing::info!("stopping: signal received");
-        shutdown.cancel();
-        serving.await;
+        let signals = Shutdown::install().map_err(ServeError::Signals)?;
+        self.bind().await?.serve_until(signals).await;
         Ok(())
     }
 }
@@ -261,6 +253,22 @@ impl Bound {
     /// Its sockets, one per task.
     pub fn sockets(&self) -> Vec<&Path> {
         self.served.iter().map(|s| s.socket.path()).collect()
+    }
+
+    /// Serves until `signals` reports SIGINT or SIGTERM, then stops as
+    /// [`serve`](Self::serve) does. Install the handlers before binding, so
+    /// that a signal during start-up is not lost.
+    pub async fn serve_until(self, mut signals: Shutdown) {
+        let shutdown = CancellationToken::new();
+        let serving = self.serve(shutdown.clone());
+        tokio::pin!(serving);
+        tokio::select! {
+            () = &mut serving => return,
+            () = signals.requested() => {}
+        }
+        tracing::info!("stopping: signal received");
+        shutdown.cancel();
+        serving.await;
     }
 
     /// Serves until `shutdown` is cancelled; then removes the sockets, waits
