@@ -169,6 +169,11 @@ impl Provider {
         if self.tasks.is_empty() {
             return Err(ServeError::NoTasks);
         }
+        for configured in self.config.tasks.keys() {
+            if !self.tasks.contains_key(configured) {
+                tracing::warn!(task = %configured, "the configuration sets a task this provider does not serve");
+            }
+        }
         let layout = Layout::new(&self.config.socket_dir);
         let name: Arc<str> = self.config.service_name.as_str().into();
         let mut served = Vec::new();

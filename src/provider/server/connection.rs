@@ -89,7 +89,7 @@ async fn accept_request(
             return None;
         }
     };
-    let request = match Request::parse(&frame) {
+    let mut request = match Request::parse(&frame) {
         Ok(request) => request,
         Err(refusal) => {
             refuse(
@@ -110,7 +110,7 @@ async fn accept_request(
         refuse(frames, task, Ack::refused(id, reason)).await;
         return None;
     }
-    let work = match (task.handler)(request.args.clone()) {
+    let work = match (task.handler)(std::mem::take(&mut request.args)) {
         Ok(work) => work,
         Err(error) => {
             let reason = format!("invalid args for task {}: {error}", task.task);
