@@ -1,7 +1,9 @@
 //! Validated names for registry objects.
 //!
-//! Names become etcd key segments, so they must never contain `/` or anything a
-//! shell, a URL or a DNS label would trip over. A [`Name`] can only be built
+//! Names become etcd key segments, and on a host file names (an instance's
+//! directory, a revision's cache), so they must never contain `/` or anything
+//! a shell, a URL or a DNS label would trip over, and never start with `.`
+//! (`.`, `..`, hidden files) or `-` (an option to a command). A [`Name`] can only be built
 //! through validation, so holding one proves it is safe to put in a key.
 
 use std::collections::BTreeSet;
@@ -51,6 +53,9 @@ impl Name {
             return Err(invalid(
                 "may contain only lower-case letters, digits, '-' and '.'",
             ));
+        }
+        if value.starts_with(['.', '-']) {
+            return Err(invalid("must start with a lower-case letter or a digit"));
         }
         Ok(Self(value.to_owned()))
     }
@@ -196,6 +201,10 @@ mod tests {
                 "may contain only lower-case letters, digits, '-' and '.'",
             ),
             (long.as_str(), "must be at most 63 characters"),
+            (".", "must start with a lower-case letter or a digit"),
+            ("..", "must start with a lower-case letter or a digit"),
+            (".hidden", "must start with a lower-case letter or a digit"),
+            ("-rf", "must start with a lower-case letter or a digit"),
         ];
         for (value, reason) in table {
             let err = Name::parse("rev", value).expect_err(value);
