@@ -3,3 +3,4 @@
 //! with it (see `docs/providers.md`).
 
 pub mod wire;
+pub mod exec;
