@@ -2,5 +2,5 @@
 //! the filesystem, after mistify's provider/acomm design and wire-compatible
 //! with it (see `docs/providers.md`).
 
-pub mod wire;
 pub mod exec;
+pub mod wire;

@@ -156,12 +156,13 @@ pub async fn ask(
             }),
         }
     };
-    let reply = tokio::time::timeout(limit, exchange)
-        .await
-        .map_err(|_| ControlError::Timeout {
-            instance: instance.to_owned(),
-            limit,
-        })??;
+    let reply =
+        tokio::time::timeout(limit, exchange)
+            .await
+            .map_err(|_| ControlError::Timeout {
+                instance: instance.to_owned(),
+                limit,
+            })??;
     match reply {
         None => Ok(Answer::Gone),
         Some(Reply::Status(status)) => Ok(Answer::Status(status)),
@@ -193,7 +194,8 @@ mod tests {
         let text = r#"{"instance":"i-1","invocation":"a","op":{"kind":"wait","timeout_ms":500}}"#;
         let request: Request = serde_json::from_str(text).expect("a request");
         assert_eq!(request.op, Op::Wait { timeout_ms: 500 });
-        let text = r#"{"instance":"i-1","invocation":"a","op":{"kind":"wait","timeout_ms":1,"x":1}}"#;
+        let text =
+            r#"{"instance":"i-1","invocation":"a","op":{"kind":"wait","timeout_ms":1,"x":1}}"#;
         assert!(serde_json::from_str::<Request>(text).is_err());
     }
 

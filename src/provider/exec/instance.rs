@@ -210,7 +210,13 @@ mod tests {
         }"#;
         let args: StartArgs = serde_json::from_str(text).expect("start args");
         assert_eq!(args.kill_timeout, Some(Duration::from_millis(250)));
-        assert_eq!(args.logs, Some(LogArgs { max_bytes: 1024, keep: 2 }));
+        assert_eq!(
+            args.logs,
+            Some(LogArgs {
+                max_bytes: 1024,
+                keep: 2
+            })
+        );
         let minimal: StartArgs =
             serde_json::from_str(r#"{"instance":"i","invocation":"a","command":"true"}"#)
                 .expect("only three fields are required");
@@ -228,7 +234,10 @@ mod tests {
             assert!(serde_json::from_str::<StartArgs>(text).is_err(), "{text}");
         }
         let wait = r#"{"instance":"i","invocation":"a"}"#;
-        assert!(serde_json::from_str::<WaitArgs>(wait).is_err(), "timeout is required");
+        assert!(
+            serde_json::from_str::<WaitArgs>(wait).is_err(),
+            "timeout is required"
+        );
     }
 
     #[test]

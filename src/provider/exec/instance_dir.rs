@@ -132,7 +132,9 @@ pub enum InstanceDirError {
         source: io::Error,
     },
     /// The control socket's path is longer than a unix socket address holds.
-    #[error("{path} is too long for a unix socket ({len} bytes, at most {MAX_SOCKET_PATH}): use a shorter data dir")]
+    #[error(
+        "{path} is too long for a unix socket ({len} bytes, at most {MAX_SOCKET_PATH}): use a shorter data dir"
+    )]
     SocketPathTooLong {
         /// The path.
         path: PathBuf,
@@ -350,6 +352,9 @@ mod tests {
         let long = PathBuf::from(format!("/tmp/{}", "d".repeat(100)));
         let id = parse_id("instance", "i-1").expect("valid");
         let error = InstanceDir::new(&long, &id).create().expect_err("too long");
-        assert!(matches!(error, InstanceDirError::SocketPathTooLong { .. }), "{error}");
+        assert!(
+            matches!(error, InstanceDirError::SocketPathTooLong { .. }),
+            "{error}"
+        );
     }
 }

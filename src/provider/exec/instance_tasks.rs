@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::cgroup::Cgroup;
 use super::control::{self, Op};
 use super::instance::{
     DEFAULT_KILL_TIMEOUT, InstanceArgs, InstanceStatus, StartArgs, StopArgs, WaitArgs,
@@ -65,7 +66,16 @@ impl Instances {
         let dir = self.dir(&spec.instance)?;
         let lock = self.start_lock(&spec.instance);
         let _started = lock.lock().await;
-        match self.observe(&dir, &spec.instance, &spec.invocation, Op::Status, STATUS_LIMIT).await? {
+        match self
+            .observe(
+                &dir,
+                &spec.instance,
+                &spec.invocation,
+                Op::Status,
+                STATUS_LIMIT,
+            )
+            .await?
+        {
             // This invocation was started: report it, never start it twice.
             Observed::Status(status) => return Ok(InstanceStatus::new(status, &dir)),
             Observed::Other {
@@ -80,6 +90,14 @@ impl Instances {
             Observed::Other { .. } | Observed::Unknown => {}
         }
         dir.create()?;
+        // A lost invocation's workload may still run where its supervisor
+        // was killed: its cgroup, if any, goes before a replacement starts.
+        if let Some(lost) = dir.read_status()?.filter(|lost| lost.is_live())
+            && let Some(cgroup) = Cgroup::existing(&lost.instance, &lost.invocation)
+        {
+            tracing::warn!(instance = %lost.instance, invocation = %lost.invocation, "killing what is left of a lost invocation");
+            cgroup.kill_and_remove().await;
+        }
         dir.clear_invocation()?;
         dir.write_spec(&spec)?;
         let status = launch::launch(&self.supervisor, &dir, START_LIMIT)
@@ -94,11 +112,18 @@ impl Instances {
     /// `instance.stop`: SIGTERM, the kill timeout, SIGKILL; answers with the
     /// exit. Stopping an invocation that ended reports how it ended.
     pub async fn stop(&self, args: StopArgs) -> Result<InstanceStatus> {
-        let kill_timeout_ms = args.kill_timeout.map(millis);
-        // The supervisor's own kill timeout is not known here: allow the
-        // longest a caller may reasonably have given.
-        let limit = args.kill_timeout.unwrap_or(DEFAULT_KILL_TIMEOUT).max(DEFAULT_KILL_TIMEOUT);
-        let op = Op::Stop { kill_timeout_ms };
+        let dir = self.dir(&args.instance)?;
+        // The kill timeout the invocation was started with, when the caller
+        // gives none: the spec says it (if the spec is another
+        // invocation's, the supervisor refuses anyway).
+        let started_with = match dir.read_spec() {
+            Ok(spec) => spec.kill_timeout(),
+            Err(_) => DEFAULT_KILL_TIMEOUT,
+        };
+        let limit = args.kill_timeout.unwrap_or(started_with);
+        let op = Op::Stop {
+            kill_timeout_ms: args.kill_timeout.map(millis),
+        };
         self.report(&args.instance, &args.invocation, op, limit + ANSWER_MARGIN)
             .await
     }
@@ -115,7 +140,8 @@ impl Instances {
             timeout_ms: millis(args.timeout),
         };
         let limit = args.timeout + ANSWER_MARGIN;
-        self.report(&args.instance, &args.invocation, op, limit).await
+        self.report(&args.instance, &args.invocation, op, limit)
+            .await
     }
 
     /// `instance.attach`: after a restart of the caller (or of the
@@ -138,7 +164,9 @@ impl Instances {
         let dir = self.dir(instance)?;
         match self.observe(&dir, instance, invocation, op, limit).await? {
             Observed::Status(status) => Ok(InstanceStatus::new(status, &dir)),
-            Observed::Other { invocation: actual, .. } => Err(InstanceError::OtherInvocation {
+            Observed::Other {
+                invocation: actual, ..
+            } => Err(InstanceError::OtherInvocation {
                 instance: instance.to_owned(),
                 presented: invocation.to_owned(),
                 actual,
@@ -201,7 +229,9 @@ fn spec(args: StartArgs) -> Result<Spec> {
     }
     let logs = match args.logs {
         None => LogLimits::default(),
-        Some(logs) if logs.max_bytes == 0 => return Err(invalid("logs.max_bytes", "must be at least 1")),
+        Some(logs) if logs.max_bytes == 0 => {
+            return Err(invalid("logs.max_bytes", "must be at least 1"));
+        }
         Some(logs) if logs.keep == 0 => return Err(invalid("logs.keep", "must be at least 1")),
         Some(logs) => LogLimits {
             max_bytes: logs.max_bytes,

@@ -77,7 +77,11 @@ pub enum LaunchError {
 
 /// Spawns `program shim --dir <dir>` and returns the status it reports,
 /// allowing it `limit`.
-pub async fn launch(program: &Path, dir: &InstanceDir, limit: Duration) -> Result<Status, LaunchError> {
+pub async fn launch(
+    program: &Path,
+    dir: &InstanceDir,
+    limit: Duration,
+) -> Result<Status, LaunchError> {
     let log = dir.shim_log();
     let stderr = OpenOptions::new()
         .create(true)

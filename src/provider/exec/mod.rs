@@ -14,6 +14,7 @@
 //! invocation ids are not); and a provider keeps no state an instance needs:
 //! a new provider on the same data dir finds every instance again.
 
+mod cgroup;
 mod control;
 pub mod instance;
 mod instance_dir;

@@ -17,6 +17,7 @@ pub mod procfs;
 pub mod raw;
 pub mod registry;
 pub mod relations;
+pub mod sessions;
 pub mod wait;
 
 pub use registry::TestRegistry;

@@ -70,14 +70,24 @@ mod tests {
             .expect("the copy finished")
             .expect("copied");
         let read = |name: &str| std::fs::read_to_string(root.path().join(name)).unwrap_or_default();
-        let (current, first, second) = (read("stdout.log"), read("stdout.log.1"), read("stdout.log.2"));
+        let (current, first, second) = (
+            read("stdout.log"),
+            read("stdout.log.1"),
+            read("stdout.log.2"),
+        );
         for file in [&current, &first, &second] {
             assert!(file.len() <= 300, "{} bytes", file.len());
         }
-        assert!(!root.path().join("stdout.log.3").exists(), "only two rotated files are kept");
+        assert!(
+            !root.path().join("stdout.log.3").exists(),
+            "only two rotated files are kept"
+        );
         // The newest output is in the current file, older in .1, then .2.
         let kept = format!("{second}{first}{current}");
-        assert!(text.ends_with(&kept), "the kept output is the end of what was written, in order");
+        assert!(
+            text.ends_with(&kept),
+            "the kept output is the end of what was written, in order"
+        );
         assert_eq!(kept.len(), 300 * 2 + text.len() % 300);
     }
 }

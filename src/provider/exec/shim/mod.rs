@@ -15,7 +15,6 @@
 //! process of the workload's group outlives the supervisor's record of the
 //! exit.
 
-mod cgroup;
 mod logs;
 mod server;
 mod stop;
@@ -43,9 +42,6 @@ use workload::Workload;
 
 /// How long answers in flight may take once the exit is recorded.
 const ANSWER_LIMIT: Duration = Duration::from_secs(2);
-/// How long killed processes may take to leave the instance's cgroup
-/// before the supervisor gives up removing it.
-const CGROUP_EMPTY_LIMIT: Duration = Duration::from_millis(500);
 
 /// Why a supervisor failed.
 #[derive(Debug, thiserror::Error)]
@@ -132,7 +128,12 @@ async fn start(dir: &InstanceDir) -> Result<Started, ShimError> {
         command: spec.command.clone(),
         source,
     })?;
-    let status = Status::running(&spec.instance, &spec.invocation, workload.pid, chrono::Utc::now());
+    let status = Status::running(
+        &spec.instance,
+        &spec.invocation,
+        workload.pid,
+        chrono::Utc::now(),
+    );
     if let Err(error) = dir.write_status(&status) {
         // Unrecorded, it must not run.
         workload.group.signal(StopSignal::Kill);
@@ -208,18 +209,15 @@ async fn finish(
     token.cancel();
     let _ = server.await;
     tracker.close();
-    if tokio::time::timeout(ANSWER_LIMIT, tracker.wait()).await.is_err() {
+    if tokio::time::timeout(ANSWER_LIMIT, tracker.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!(?ANSWER_LIMIT, "control connections still open at exit");
     }
     let _ = std::fs::remove_file(dir.control_socket());
     if let Some(cgroup) = group.cgroup() {
-        let empty = async {
-            while !cgroup.is_empty() {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        };
-        let _ = tokio::time::timeout(CGROUP_EMPTY_LIMIT, empty).await;
-        cgroup.remove();
+        cgroup.kill_and_remove().await;
     }
     recorded
 }
@@ -228,7 +226,11 @@ async fn finish(
 /// An answer never says what the file does not: the status is published
 /// only once written, except the exit, which is published regardless (so
 /// whoever waits hears it) and fails the supervisor afterwards.
-fn record(dir: &InstanceDir, status_tx: &watch::Sender<Status>, event: Event) -> Result<(), ShimError> {
+fn record(
+    dir: &InstanceDir,
+    status_tx: &watch::Sender<Status>,
+    event: Event,
+) -> Result<(), ShimError> {
     let next = status_tx.borrow().apply(event)?;
     let written = dir.write_status(&next);
     match (&written, event) {

@@ -59,7 +59,8 @@ pub async fn serve(
 
 async fn handle(stream: UnixStream, shared: &Shared) -> Result<(), wire::WireError> {
     let mut frames = wire::framed(stream, control::MAX_FRAME);
-    let request = tokio::time::timeout(REQUEST_LIMIT, wire::receive::<_, Request>(&mut frames)).await;
+    let request =
+        tokio::time::timeout(REQUEST_LIMIT, wire::receive::<_, Request>(&mut frames)).await;
     let request = match request {
         Err(_) | Ok(Ok(None)) => return Ok(()),
         Ok(Err(error)) => {

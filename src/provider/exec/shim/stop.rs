@@ -82,10 +82,9 @@ mod tests {
         fn signal(&self, signal: StopSignal) {
             let at = self.start.elapsed();
             self.sent.lock().expect("not poisoned").push((signal, at));
-            if signal == StopSignal::Kill || !self.ignores_term {
-                if let Some(exit) = self.exit.lock().expect("not poisoned").take() {
-                    let _ = exit.send(signal);
-                }
+            let obeys = signal == StopSignal::Kill || !self.ignores_term;
+            if obeys && let Some(exit) = self.exit.lock().expect("not poisoned").take() {
+                let _ = exit.send(signal);
             }
         }
     }
@@ -94,7 +93,10 @@ mod tests {
     async fn a_workload_that_terminates_is_not_killed() {
         let (fake, mut exited) = Fake::new(false);
         let (exit, ended) = stop(&fake, &mut exited, Duration::from_secs(10)).await;
-        assert_eq!((exit.ok(), ended), (Some(StopSignal::Terminate), Ended::Terminated));
+        assert_eq!(
+            (exit.ok(), ended),
+            (Some(StopSignal::Terminate), Ended::Terminated)
+        );
         let sent = fake.sent.lock().expect("not poisoned").clone();
         assert_eq!(sent, vec![(StopSignal::Terminate, Duration::ZERO)]);
     }

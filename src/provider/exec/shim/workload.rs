@@ -18,9 +18,9 @@ use rustix::process::{Pid, Signal, WaitId, WaitIdOptions};
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
-use super::cgroup::Cgroup;
 use super::logs;
 use super::stop::{Signalled, StopSignal};
+use crate::provider::exec::cgroup::Cgroup;
 use crate::provider::exec::instance_dir::{InstanceDir, Spec};
 use crate::provider::exec::status::Exit;
 
@@ -96,7 +96,7 @@ pub fn spawn(spec: &Spec, dir: &InstanceDir) -> io::Result<Workload> {
         .expect("a child that was not waited for has its pid");
     let raw = i32::try_from(pid).map_err(|_| io::Error::other("pid out of range"))?;
     let pgid = Pid::from_raw(raw).ok_or_else(|| io::Error::other("pid 0"))?;
-    let cgroup = Cgroup::create(&format!("{}-{}", spec.instance, spec.invocation));
+    let cgroup = Cgroup::create(&spec.instance, &spec.invocation);
     let cgroup = cgroup.and_then(|cgroup| match cgroup.add(pid) {
         Ok(()) => Some(cgroup),
         Err(error) => {

@@ -2,6 +2,11 @@
 //! a stop kills every process the workload left, even those that left its
 //! process group (`cgroup.kill`).
 //!
+//! A supervisor killed before it removed its cgroup leaves it, with whatever
+//! still runs in it: the provider reclaims it (kills and removes it) before
+//! it starts another invocation of the instance, so a lost workload never
+//! runs beside its replacement where the machine has cgroups.
+//!
 //! Best effort by design: without a writable cgroup v2 hierarchy (cgroup v1
 //! only, an unprivileged user, a read-only mount) the process group is what
 //! a stop kills, and nothing fails. The cgroup is created as a child of the
@@ -12,6 +17,11 @@
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How long killed processes may take to leave a cgroup before it is left
+/// in place.
+const EMPTY_LIMIT: Duration = Duration::from_millis(500);
 
 /// A child cgroup holding the workload.
 #[derive(Debug)]
@@ -20,13 +30,11 @@ pub struct Cgroup {
 }
 
 impl Cgroup {
-    /// Creates `<own cgroup>/visor-<name>` if cgroup v2 is mounted and the
-    /// supervisor's own cgroup is writable; `None` otherwise.
-    pub fn create(name: &str) -> Option<Self> {
-        let mountinfo = fs::read_to_string("/proc/self/mountinfo").ok()?;
-        let own = fs::read_to_string("/proc/self/cgroup").ok()?;
-        let parent = own_dir(&mountinfo, &own)?;
-        let path = parent.join(format!("visor-{name}"));
+    /// Creates the cgroup of `instance`'s `invocation`,
+    /// `<own cgroup>/visor-<instance>-<invocation>`, if cgroup v2 is mounted
+    /// and this process's own cgroup is writable; `None` otherwise.
+    pub fn create(instance: &str, invocation: &str) -> Option<Self> {
+        let path = path(instance, invocation)?;
         match fs::create_dir(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
@@ -37,6 +45,13 @@ impl Cgroup {
         }
         tracing::debug!(path = %path.display(), "created the instance's cgroup");
         Some(Self { path })
+    }
+
+    /// The cgroup of `instance`'s `invocation` if it exists (left by a
+    /// supervisor that was killed).
+    pub fn existing(instance: &str, invocation: &str) -> Option<Self> {
+        let path = path(instance, invocation)?;
+        path.is_dir().then_some(Self { path })
     }
 
     /// Moves process `pid` into the cgroup.
@@ -52,9 +67,24 @@ impl Cgroup {
         }
     }
 
+    /// Kills what is left in it and removes it once empty (bounded).
+    pub async fn kill_and_remove(&self) {
+        self.kill();
+        let empty = async {
+            while !self.is_empty() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        if tokio::time::timeout(EMPTY_LIMIT, empty).await.is_err() {
+            tracing::warn!(path = %self.path.display(), "processes still in the instance's cgroup");
+        }
+        self.remove();
+    }
+
     /// Whether no process is left in it.
-    pub fn is_empty(&self) -> bool {
-        fs::read_to_string(self.path.join("cgroup.procs")).is_ok_and(|procs| procs.trim().is_empty())
+    fn is_empty(&self) -> bool {
+        fs::read_to_string(self.path.join("cgroup.procs"))
+            .is_ok_and(|procs| procs.trim().is_empty())
     }
 
     /// Removes the cgroup once it is empty; best effort (a cgroup left behind
@@ -64,6 +94,14 @@ impl Cgroup {
             tracing::warn!(path = %self.path.display(), %error, "cannot remove the instance's cgroup");
         }
     }
+}
+
+/// `<own cgroup>/visor-<instance>-<invocation>`, where there is a cgroup v2.
+fn path(instance: &str, invocation: &str) -> Option<PathBuf> {
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let own = fs::read_to_string("/proc/self/cgroup").ok()?;
+    let parent = own_dir(&mountinfo, &own)?;
+    Some(parent.join(format!("visor-{instance}-{invocation}")))
 }
 
 /// The directory of this process's cgroup v2, from `/proc/self/mountinfo`
@@ -95,14 +133,19 @@ mod tests {
         let own = "4:memory:/x\n0::/system.slice/visor.service\n";
         assert_eq!(
             own_dir(mountinfo, own),
-            Some(PathBuf::from("/sys/fs/cgroup/unified/system.slice/visor.service"))
+            Some(PathBuf::from(
+                "/sys/fs/cgroup/unified/system.slice/visor.service"
+            ))
         );
         assert_eq!(
             own_dir(mountinfo, "0::/\n"),
             Some(PathBuf::from("/sys/fs/cgroup/unified"))
         );
         // cgroup v1 only, or no v2 line: no cgroup of our own.
-        assert_eq!(own_dir("30 25 0:26 / /c rw - cgroup cgroup rw\n", "0::/\n"), None);
+        assert_eq!(
+            own_dir("30 25 0:26 / /c rw - cgroup cgroup rw\n", "0::/\n"),
+            None
+        );
         assert_eq!(own_dir(mountinfo, "4:memory:/x\n"), None);
     }
 }
