@@ -18,6 +18,7 @@ pub mod raw;
 pub mod registry;
 pub mod relations;
 pub mod sessions;
+pub mod stats;
 pub mod wait;
 
 pub use registry::TestRegistry;
