@@ -204,10 +204,22 @@ async fn start_is_idempotent_per_invocation() {
     let t = setup();
     within(LIMIT, "starting one invocation twice, then another", async {
         let id = instance_id();
-        let first = t.start(shell(&id, "a", "exec sleep 1000")).await;
+        let (first, concurrent) = tokio::join!(
+            t.start(shell(&id, "a", "exec sleep 1000")),
+            t.start(shell(&id, "a", "exec sleep 1000")),
+        );
         assert_eq!(first.state, State::Running);
+        assert_eq!(concurrent, first, "concurrent starts of one invocation start it once");
         let again = t.start(shell(&id, "a", "exec sleep 1000")).await;
         assert_eq!(again, first, "the same invocation is reported, not started again");
+
+        let wait = WaitArgs {
+            instance: id.clone(),
+            invocation: "a".into(),
+            timeout: Duration::from_millis(50),
+        };
+        let waited = t.instances.wait(wait).await.expect("wait");
+        assert_eq!(waited.state, State::Running, "still running at the wait's deadline");
 
         let refused = t.instances.start(shell(&id, "b", "exec sleep 1000")).await;
         assert!(
