@@ -48,10 +48,7 @@ pub async fn run(command: ProviderCommand) -> Result<(), CliError> {
     match command {
         ProviderCommand::Exec(args) => {
             let config = args.provider.load(EXEC_NAME)?;
-            let data_dir = std::path::absolute(&args.data_dir).map_err(|source| {
-                CliError::Usage(format!("--data-dir {}: {source}", args.data_dir.display()))
-            })?;
-            let exec = ExecProvider::new(data_dir)?;
+            let exec = ExecProvider::new(args.data_dir)?;
             let provider = exec::register(Provider::new(config), &exec);
             provider.serve_until_signal().await?;
             Ok(())

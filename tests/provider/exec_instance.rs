@@ -9,17 +9,17 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use visor::provider::{Caller, CallerConfig, Liveness};
+use visor::provider::{Caller, CallerConfig};
 
 use visor::provider::exec::instance::{
     InstanceArgs, InstanceStatus, LogArgs, StartArgs, StopArgs, WaitArgs,
 };
 use visor::provider::exec::{ExecProvider, InstanceError, Instances, State};
 use visor_testkit::cli::visor_binary;
+use visor_testkit::exec_provider::ExecProviderProcess;
 use visor_testkit::procfs;
 use visor_testkit::sessions::Sessions;
 use visor_testkit::{eventually, within};
@@ -335,12 +335,14 @@ async fn stop_kills_a_process_ignoring_sigterm_and_its_grandchildren() {
     .await;
 }
 
-#[tokio::test]
-async fn a_killed_supervisor_leaves_the_instance_lost() {
-    let t = setup();
-    within(LIMIT, "status after the supervisor was killed", async {
-        let id = instance_id();
-        let started = t.start(shell(&id, "a", "exec sleep 1000")).await;
+impl Setup {
+    /// Starts `instance` and SIGKILLs its supervisor; returns the workload's
+    /// pid and whether it is in a cgroup of its invocation's own (where the
+    /// machine has a writable cgroup v2).
+    async fn lose(&self, instance: &str, invocation: &str) -> (u32, bool) {
+        let started = self
+            .start(shell(instance, invocation, "exec sleep 1000"))
+            .await;
         let pid = started.pid.expect("a pid");
         let shim = procfs::session(pid).expect("the workload's session");
         assert_ne!(
@@ -358,7 +360,11 @@ async fn a_killed_supervisor_leaves_the_instance_lost() {
             (!procfs::is_running(shim)).then_some(())
         })
         .await;
-        let status = t.instances.status(which(&id, "a")).await.expect("status");
+        let status = self
+            .instances
+            .status(which(instance, invocation))
+            .await
+            .expect("status");
         assert_eq!(
             status.state,
             State::Lost,
@@ -368,22 +374,48 @@ async fn a_killed_supervisor_leaves_the_instance_lost() {
             procfs::is_running(pid),
             "the workload outlives its supervisor"
         );
-        // Where the machine has cgroup v2, the workload is in a cgroup of the
-        // invocation's own, which the provider reclaims before a replacement.
         let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
-        let in_own_cgroup = cgroups.contains(&format!("visor-{id}-a"));
+        (
+            pid,
+            cgroups.contains(&format!("visor-{instance}-{invocation}")),
+        )
+    }
+}
 
-        // A new invocation may start: the lost one has no supervisor to refuse it.
-        let next = t.start(shell(&id, "b", "exec sleep 1000")).await;
-        assert_eq!(next.state, State::Running);
-        if in_own_cgroup {
-            assert!(
-                !procfs::is_running(pid),
-                "the lost workload was killed with its cgroup"
-            );
-        }
-        t.stop(&id, "b", Duration::from_secs(5)).await;
-    })
+#[tokio::test]
+async fn a_killed_supervisor_leaves_the_instance_lost_and_its_cgroup_is_reclaimed() {
+    let t = setup();
+    within(
+        LIMIT,
+        "lost instances: a new invocation, and a stop",
+        async {
+            // A new invocation may start: the lost one has no supervisor to
+            // refuse it, and its cgroup goes first.
+            let id = instance_id();
+            let (pid, in_own_cgroup) = t.lose(&id, "a").await;
+            let next = t.start(shell(&id, "b", "exec sleep 1000")).await;
+            assert_eq!(next.state, State::Running);
+            if in_own_cgroup {
+                assert!(
+                    !procfs::is_running(pid),
+                    "the lost workload was killed with its cgroup"
+                );
+            }
+            t.stop(&id, "b", Duration::from_secs(5)).await;
+
+            // A stop of a lost invocation reports it lost and kills its cgroup.
+            let id = instance_id();
+            let (pid, in_own_cgroup) = t.lose(&id, "a").await;
+            let stopped = t.stop(&id, "a", Duration::ZERO).await;
+            assert_eq!((stopped.state, stopped.exit), (State::Lost, None));
+            if in_own_cgroup {
+                assert!(
+                    !procfs::is_running(pid),
+                    "the lost workload was killed with its cgroup"
+                );
+            }
+        },
+    )
     .await;
 }
 
@@ -406,60 +438,11 @@ async fn a_start_that_cannot_spawn_says_why_and_runs_nothing() {
     .await;
 }
 
-/// `visor provider exec` as a child process, killed on drop.
-struct ProviderProcess {
-    child: Child,
-}
-
-impl ProviderProcess {
-    /// Starts it and waits until `caller` sees every instance task served
-    /// by a live owner (a killed provider's sockets are still there, stale).
-    async fn start(root: &Path, caller: &Caller) -> Self {
-        let sockets = root.join("sockets");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(root.join("provider.log"))
-            .expect("the provider's log");
-        let child = Command::new(visor_binary())
-            .args(["provider", "exec", "--log-level", "info", "--data-dir"])
-            .arg(root.join("data"))
-            .arg("--socket-dir")
-            .arg(&sockets)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn visor provider exec");
-        let provider = Self { child };
-        let tasks = ["start", "stop", "status", "wait", "attach"].map(|t| format!("instance.{t}"));
-        eventually(
-            SETTLE,
-            "the provider serves every instance task",
-            || async {
-                let live = |task: &String| {
-                    caller.candidates(task).is_ok_and(|candidates| {
-                        candidates.iter().any(|c| c.liveness == Liveness::Live)
-                    })
-                };
-                tasks.iter().all(live).then_some(())
-            },
-        )
-        .await;
-        provider
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for ProviderProcess {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// `visor provider exec` on `root`'s data and socket dirs, serving.
+async fn exec_provider(root: &Path, caller: &Caller) -> ExecProviderProcess {
+    let log = root.join("provider.log");
+    let (data, sockets) = (root.join("data"), root.join("sockets"));
+    ExecProviderProcess::start(&data, &sockets, &log, caller, SETTLE).await
 }
 
 /// Calls `task` through the framework: the result, or the error the
@@ -486,7 +469,7 @@ async fn a_workload_outlives_a_killed_provider_and_is_reattached() {
             let caller = Caller::bind(CallerConfig::new(root.join("sockets"), "test"))
                 .await
                 .expect("a caller");
-            let mut first = ProviderProcess::start(root, &caller).await;
+            let mut first = exec_provider(root, &caller).await;
             let work = root.join("work");
             std::fs::create_dir(&work).expect("a working dir");
             let id = instance_id();
@@ -509,7 +492,7 @@ async fn a_workload_outlives_a_killed_provider_and_is_reattached() {
             );
 
             // A new provider on the same data dir (over the killed one's stale sockets).
-            let _second = ProviderProcess::start(root, &caller).await;
+            let _second = exec_provider(root, &caller).await;
             let attach = |invocation: &str| json!({"instance": id, "invocation": invocation});
             let attached = call(&caller, "instance.attach", attach("a"))
                 .await

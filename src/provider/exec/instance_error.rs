@@ -63,6 +63,15 @@ pub enum InstanceError {
         #[source]
         source: LaunchError,
     },
+    /// The data directory cannot be made absolute.
+    #[error("cannot resolve the data directory {path}")]
+    DataDir {
+        /// The directory as given.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// The program that supervises instances is not known.
     #[error("cannot find the supervisor program {path}")]
     Supervisor {

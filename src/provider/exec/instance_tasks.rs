@@ -24,7 +24,7 @@ use super::instance::{
 use super::instance_dir::{InstanceDir, LogLimits, Spec, parse_id};
 use super::instance_error::{InstanceError, Result};
 use super::launch;
-use super::status::{Observed, observe};
+use super::status::{Observed, State, observe};
 
 /// How long a supervisor may take to answer a status.
 const STATUS_LIMIT: Duration = Duration::from_secs(5);
@@ -110,7 +110,9 @@ impl Instances {
     }
 
     /// `instance.stop`: SIGTERM, the kill timeout, SIGKILL; answers with the
-    /// exit. Stopping an invocation that ended reports how it ended.
+    /// exit. Stopping an invocation that ended reports how it ended; a lost
+    /// one stays lost (its exit is unknown), and its cgroup, where it has
+    /// one, is killed.
     pub async fn stop(&self, args: StopArgs) -> Result<InstanceStatus> {
         let dir = self.dir(&args.instance)?;
         // The kill timeout the invocation was started with, when the caller
@@ -124,8 +126,18 @@ impl Instances {
         let op = Op::Stop {
             kill_timeout_ms: args.kill_timeout.map(millis),
         };
-        self.report(&args.instance, &args.invocation, op, limit + ANSWER_MARGIN)
-            .await
+        let status = self
+            .report(&args.instance, &args.invocation, op, limit + ANSWER_MARGIN)
+            .await?;
+        // Without a supervisor, what may be left of a lost workload is found
+        // by its cgroup alone (never by a PID).
+        if status.state == State::Lost
+            && let Some(cgroup) = Cgroup::existing(&status.instance, &status.invocation)
+        {
+            tracing::warn!(instance = %status.instance, invocation = %status.invocation, "killing what is left of a lost invocation");
+            cgroup.kill_and_remove().await;
+        }
+        Ok(status)
     }
 
     /// `instance.status`.

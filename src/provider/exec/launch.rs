@@ -95,6 +95,8 @@ pub async fn launch(
         .arg("shim")
         .arg("--dir")
         .arg(dir.path())
+        // Holding no directory of the provider's (a mount it keeps busy).
+        .current_dir("/")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(stderr)

@@ -43,15 +43,21 @@ pub struct ExecProvider {
 }
 
 impl ExecProvider {
-    /// The exec provider keeping its state under `data_dir`, supervising
-    /// instances with this very program (`visor`).
+    /// The exec provider keeping its state under `data_dir` (taken from the
+    /// working directory if relative), supervising instances with this very
+    /// program (`visor`).
     pub fn new(data_dir: impl Into<PathBuf>) -> Result<Self, InstanceError> {
+        let data_dir = data_dir.into();
+        let data_dir = std::path::absolute(&data_dir).map_err(|source| InstanceError::DataDir {
+            path: data_dir,
+            source,
+        })?;
         let supervisor = std::env::current_exe().map_err(|source| InstanceError::Supervisor {
             path: PathBuf::from("/proc/self/exe"),
             source,
         })?;
         Ok(Self {
-            data_dir: data_dir.into(),
+            data_dir,
             supervisor,
         })
     }

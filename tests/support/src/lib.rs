@@ -11,6 +11,7 @@
 
 pub mod cli;
 pub mod controller;
+pub mod exec_provider;
 pub mod fault_proxy;
 pub mod fixtures;
 pub mod procfs;
