@@ -344,6 +344,12 @@ impl Setup {
             .start(shell(instance, invocation, "exec sleep 1000"))
             .await;
         let pid = started.pid.expect("a pid");
+        // Answered once the supervisor serves: after the workload's move
+        // into its cgroup, where there is one.
+        let running = self.instances.status(which(instance, invocation)).await;
+        assert_eq!(running.expect("status").state, State::Running);
+        let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+        let in_own_cgroup = cgroups.contains(&format!("visor-{instance}-{invocation}"));
         let shim = procfs::session(pid).expect("the workload's session");
         assert_ne!(
             shim,
@@ -374,11 +380,7 @@ impl Setup {
             procfs::is_running(pid),
             "the workload outlives its supervisor"
         );
-        let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
-        (
-            pid,
-            cgroups.contains(&format!("visor-{instance}-{invocation}")),
-        )
+        (pid, in_own_cgroup)
     }
 }
 

@@ -11,8 +11,9 @@
 //! only, an unprivileged user, a read-only mount) the process group is what
 //! a stop kills, and nothing fails. The cgroup is created as a child of the
 //! supervisor's own cgroup, named after the instance and invocation, and
-//! the workload moved into it right after it is spawned (without `pre_exec`,
-//! a process it forks in its first instants may stay in the group only).
+//! the workload moved into it once its start is reported (without
+//! `pre_exec` or `CLONE_INTO_CGROUP`, a process it forks before that stays
+//! in its process group only).
 
 use std::fs;
 use std::io;

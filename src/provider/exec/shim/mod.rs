@@ -2,10 +2,10 @@
 //!
 //! The exec provider spawns it with an instance directory holding the
 //! spec. It detaches into a session of its own, binds the control socket,
-//! spawns the workload in a process group of its own (and a cgroup v2 of its
-//! own where the machine allows), records `running`, reports one line to the
-//! provider ([`Ready`](super::launch::Ready)), then serves the control
-//! socket until the workload ends: by itself, by a `stop` request, or by a
+//! spawns the workload in a process group of its own, records `running`,
+//! reports one line to the provider ([`Ready`](super::launch::Ready)), moves
+//! the workload into a cgroup v2 of its own where the machine allows, then
+//! serves the control socket until the workload ends: by itself, by a `stop` request, or by a
 //! SIGTERM/SIGINT to the supervisor (which stops it). It records the exit
 //! in the status file, answers who waited, removes its socket and exits.
 //!
@@ -164,8 +164,11 @@ async fn supervise(dir: &InstanceDir, started: Started) -> Result<(), ShimError>
         mut shutdown,
     } = started;
     let Workload {
-        group, mut main, ..
+        mut group,
+        mut main,
+        ..
     } = workload;
+    group.enter_cgroup(&spec.instance, &spec.invocation);
     let (status_tx, status_rx) = watch::channel(status);
     let (stop_tx, mut stop_rx) = mpsc::unbounded_channel();
     let shared = Arc::new(server::Shared {

@@ -53,6 +53,24 @@ impl Signalled for Group {
 }
 
 impl Group {
+    /// Moves the workload into a cgroup of its invocation's own, where the
+    /// machine allows one. Done once the start is reported: moving a
+    /// process between cgroups waits for the kernel (RCU) for milliseconds,
+    /// and whatever the workload forks meanwhile stays in its process group.
+    pub fn enter_cgroup(&mut self, instance: &str, invocation: &str) {
+        let Some(cgroup) = Cgroup::create(instance, invocation) else {
+            return;
+        };
+        let pid = self.pgid.as_raw_nonzero().get();
+        match cgroup.add(pid.unsigned_abs()) {
+            Ok(()) => self.cgroup = Some(cgroup),
+            Err(error) => {
+                tracing::debug!(%error, "cannot move the workload into its cgroup");
+                cgroup.remove();
+            }
+        }
+    }
+
     /// The cgroup, where there is one.
     pub fn cgroup(&self) -> Option<&Cgroup> {
         self.cgroup.as_ref()
@@ -96,15 +114,6 @@ pub fn spawn(spec: &Spec, dir: &InstanceDir) -> io::Result<Workload> {
         .expect("a child that was not waited for has its pid");
     let raw = i32::try_from(pid).map_err(|_| io::Error::other("pid out of range"))?;
     let pgid = Pid::from_raw(raw).ok_or_else(|| io::Error::other("pid 0"))?;
-    let cgroup = Cgroup::create(&spec.instance, &spec.invocation);
-    let cgroup = cgroup.and_then(|cgroup| match cgroup.add(pid) {
-        Ok(()) => Some(cgroup),
-        Err(error) => {
-            tracing::debug!(%error, "cannot move the workload into its cgroup");
-            cgroup.remove();
-            None
-        }
-    });
     let mut output = Vec::new();
     if let Some(stdout) = child.stdout.take() {
         output.push(logs::copy(stdout, dir.stdout_log(), spec.logs));
@@ -114,7 +123,7 @@ pub fn spawn(spec: &Spec, dir: &InstanceDir) -> io::Result<Workload> {
     }
     Ok(Workload {
         pid,
-        group: Group { pgid, cgroup },
+        group: Group { pgid, cgroup: None },
         main: Main {
             child,
             pid: pgid,
