@@ -122,7 +122,15 @@ pub fn main() -> ExitCode {
         _ => "warn",
     };
     crate::telemetry::init(cli.log_format, default_filter);
-    let runtime = match tokio::runtime::Runtime::new() {
+    // An instance's supervisor waits on one workload: one thread is all it
+    // needs, and starting no worker threads keeps its start quick.
+    let runtime = match &cli.command {
+        Command::Shim(_) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        _ => tokio::runtime::Runtime::new(),
+    };
+    let runtime = match runtime {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");

@@ -13,9 +13,9 @@
 //!
 //! Invariants: an instance or invocation id is a registry name not starting
 //! with `.`, so it is one safe path component; and `spec.json` and
-//! `status.json` are only ever replaced whole (temporary file, sync, rename,
-//! directory sync), so a reader after any crash sees the old or the new
-//! document, never a mix.
+//! `status.json` are only ever replaced whole (temporary file, rename), so a
+//! reader sees the old or the new document, never a mix; `status.json`
+//! durably so (synced before the rename, directory synced after).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -232,9 +232,11 @@ impl InstanceDir {
             .map_err(|source| InstanceDirError::CreateDir { path: logs, source })
     }
 
-    /// Replaces `spec.json`.
+    /// Replaces `spec.json`. Atomic but not synced: only the supervisor
+    /// started right after reads it, and after a crash of the host no
+    /// supervisor of it is left to read it again.
     pub fn write_spec(&self, spec: &Spec) -> Result<(), InstanceDirError> {
-        write_whole(&self.spec_path(), spec)
+        write_whole(&self.spec_path(), spec, Sync::No)
     }
 
     /// Reads `spec.json`.
@@ -246,9 +248,10 @@ impl InstanceDir {
         })
     }
 
-    /// Replaces `status.json`.
+    /// Replaces `status.json`, durably: after a crash of the host it tells
+    /// a `running` instance (now `lost`) from an `exited` one.
     pub fn write_status(&self, status: &Status) -> Result<(), InstanceDirError> {
-        write_whole(&self.status_path(), status)
+        write_whole(&self.status_path(), status, Sync::Yes)
     }
 
     /// Reads `status.json`; `None` when there is none.
@@ -271,9 +274,17 @@ impl InstanceDir {
     }
 }
 
-/// Writes `value` as JSON to a temporary file beside `path`, syncs it, and
-/// renames it over `path`, then syncs the directory.
-fn write_whole(path: &Path, value: &impl Serialize) -> Result<(), InstanceDirError> {
+/// Whether a replaced document must survive a crash of the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sync {
+    Yes,
+    No,
+}
+
+/// Writes `value` as JSON to a temporary file beside `path` and renames it
+/// over `path`; with [`Sync::Yes`], syncs the file before the rename and the
+/// directory after it.
+fn write_whole(path: &Path, value: &impl Serialize, sync: Sync) -> Result<(), InstanceDirError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let error = |source| InstanceDirError::Write {
         path: path.to_owned(),
@@ -283,6 +294,9 @@ fn write_whole(path: &Path, value: &impl Serialize) -> Result<(), InstanceDirErr
     let text = serde_json::to_vec(value).map_err(|e| error(e.into()))?;
     let mut file = tempfile::NamedTempFile::new_in(dir).map_err(error)?;
     file.write_all(&text).map_err(error)?;
+    if sync == Sync::No {
+        return file.persist(path).map(drop).map_err(|e| error(e.error));
+    }
     file.as_file().sync_all().map_err(error)?;
     file.persist(path).map_err(|e| error(e.error))?;
     fs::File::open(dir)
