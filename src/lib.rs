@@ -19,6 +19,9 @@
 //! - [`controller`]: the controller: replica and leadership terms, and one
 //!   module per reconcile loop (scale, liveness, gc, relations, services),
 //!   each declaring its keys and triggers.
+//! - [`provider`]: local providers, mistify's task framework on unix sockets:
+//!   the wire format, the socket layout, serving typed task handlers, and
+//!   the caller that routes a task by priority (no registry involved).
 //! - [`agent`]: the host agent's local state.
 //! - [`admin`]: `/metrics`, `/healthz`, `/readyz`.
 //! - [`cli`]: the `visor` command line; [`telemetry`] and [`shutdown`]

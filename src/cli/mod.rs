@@ -1,8 +1,9 @@
 //! The `visor` command line: clap definitions, dispatch, and the mapping of
 //! errors to a one-line message and an exit code scripts can rely on.
 //!
-//! Exit codes: 0 success, 1 any other failure, 2 usage error, 3 not found,
-//! 4 conflict or already exists, 5 registry unavailable.
+//! Exit codes: 0 success, 1 any other failure, 2 usage error, 3 not found
+//! (no provider offers a task, too), 4 conflict or already exists, 5 registry
+//! unavailable (or no provider of a task acknowledged a call).
 //!
 //! Invariant: a registry command connects (and so may write, if only the
 //! schema version of a fresh registry) only after its whole command line was
@@ -57,7 +58,7 @@ enum Command {
     Up(up::UpArgs),
     /// Run the controller: leader election, scale/placement, host liveness, GC.
     Controller(controller::ControllerArgs),
-    /// Providers on this host: run the built-in exec provider.
+    /// Local providers (tasks on unix sockets): list them, call a task, run the exec provider.
     #[command(subcommand)]
     Provider(provider::ProviderCommand),
     /// Supervise one instance of the exec provider.
@@ -180,6 +181,31 @@ pub enum CliError {
     /// An instance's supervisor failed.
     #[error(transparent)]
     Shim(#[from] crate::provider::exec::shim::ShimError),
+    /// A provider call got no response.
+    #[error(transparent)]
+    Call(#[from] crate::provider::CallError),
+    /// A caller's response hook could not be set up.
+    #[error(transparent)]
+    Caller(#[from] crate::provider::CallerError),
+    /// The socket directory could not be read.
+    #[error("cannot list the providers in {}", dir.display())]
+    ListProviders {
+        /// The socket directory.
+        dir: std::path::PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A provider's task answered with an error.
+    #[error("task {task} failed at provider {provider}: {error}")]
+    Task {
+        /// The task.
+        task: String,
+        /// The provider that acknowledged it (`<priority>-<name>`).
+        provider: String,
+        /// The response's error.
+        error: String,
+    },
 }
 
 async fn run(cli: Cli) -> Result<(), CliError> {
@@ -187,7 +213,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     let command = match cli.command {
         Command::Up(args) => return up::run(&cli.registry, args).await,
         Command::Controller(args) => return controller::run(&cli.registry, args).await,
-        Command::Provider(command) => return provider::run(command).await,
+        Command::Provider(command) => return provider::run(command, &out).await,
         Command::Shim(args) => return shim::run(args).await,
         Command::Registry(command) => command,
     };
@@ -233,6 +259,8 @@ fn exit_code(error: &CliError) -> u8 {
     let error = match error {
         CliError::Registry(error) => error,
         CliError::Usage(_) => return usage::USAGE_EXIT,
+        CliError::Call(crate::provider::CallError::NoProvider { .. }) => return 3,
+        CliError::Call(crate::provider::CallError::NotAcknowledged { .. }) => return 5,
         _ => return 1,
     };
     match error {
@@ -262,6 +290,28 @@ mod tests {
                 2,
             ),
             (CliError::Registry(Error::Config("bad".into())), 1),
+            (
+                CliError::Call(crate::provider::CallError::NoProvider {
+                    task: "instance.start".into(),
+                    dir: "/run/p/instance.start".into(),
+                }),
+                3,
+            ),
+            (
+                CliError::Call(crate::provider::CallError::NotAcknowledged {
+                    task: "instance.start".into(),
+                    attempts: Vec::new(),
+                }),
+                5,
+            ),
+            (
+                CliError::Task {
+                    task: "instance.start".into(),
+                    provider: "50-exec".into(),
+                    error: "no such command".into(),
+                },
+                1,
+            ),
             (
                 CliError::Output(OutputError::Write(std::io::Error::other("disk full"))),
                 1,

@@ -35,7 +35,7 @@ pub use config::{
 pub use error::{Attempt, AttemptFailure, CallError, CallerError, ServeError};
 pub use layout::{
     Candidate, Layout, MAX_SOCKET_PATH, NameError, Priority, RESPONSE_DIR, SocketPaths,
-    check_provider_name, check_task_name, parse_socket_name, routing_order,
+    check_provider_name, check_task_name,
 };
 pub use listener::BindError;
 pub use lock::Liveness;
