@@ -422,6 +422,23 @@ async fn a_killed_supervisor_leaves_the_instance_lost_and_its_cgroup_is_reclaime
 }
 
 #[tokio::test]
+async fn a_sigterm_to_the_supervisor_stops_the_workload_and_records_the_exit() {
+    let t = setup();
+    within(LIMIT, "SIGTERM to an instance's supervisor", async {
+        let id = instance_id();
+        let started = t.start(shell(&id, "a", "exec sleep 1000")).await;
+        let pid = started.pid.expect("a pid");
+        let shim = procfs::session(pid).expect("the workload's session: its supervisor");
+        let shim_pid = rustix::process::Pid::from_raw(shim as i32).expect("a pid");
+        rustix::process::kill_process(shim_pid, rustix::process::Signal::TERM).expect("kill");
+        let exited = t.wait(&id, "a").await;
+        assert_eq!(exited.exit.and_then(|e| e.signal), Some(15));
+        assert!(!procfs::is_running(pid));
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_start_that_cannot_spawn_says_why_and_runs_nothing() {
     let t = setup();
     within(LIMIT, "starting a program that does not exist", async {
