@@ -33,8 +33,9 @@ pub struct StartArgs {
     /// The invocation id: the caller's name for this run of the instance, a
     /// registry name, new for every run.
     pub invocation: String,
-    /// The program (a path, or a name looked up in `env`'s `PATH`, else in
-    /// the provider's).
+    /// The program: a path, or a name looked up in `env`'s `PATH` (without
+    /// one, in the C library's default, `/bin:/usr/bin`; never in the
+    /// provider's own).
     pub command: String,
     /// Its arguments (no shell is involved).
     #[serde(default)]
