@@ -21,7 +21,9 @@
 //!   each declaring its keys and triggers.
 //! - [`provider`]: local providers, mistify's task framework on unix sockets:
 //!   the wire format, the socket layout, serving typed task handlers, and
-//!   the caller that routes a task by priority (no registry involved).
+//!   the caller that routes a task by priority (no registry involved); and
+//!   the built-in exec provider, each instance a process under a supervisor
+//!   of its own (`visor shim`).
 //! - [`agent`]: the host agent's local state.
 //! - [`admin`]: `/metrics`, `/healthz`, `/readyz`.
 //! - [`cli`]: the `visor` command line; [`telemetry`] and [`shutdown`]

@@ -20,6 +20,7 @@ mod procs;
 mod provider;
 mod relations;
 mod services;
+mod shim;
 mod status;
 mod up;
 mod usage;
@@ -57,9 +58,12 @@ enum Command {
     Up(up::UpArgs),
     /// Run the controller: leader election, scale/placement, host liveness, GC.
     Controller(controller::ControllerArgs),
-    /// Local providers (tasks on unix sockets): list them, call a task.
+    /// Local providers (tasks on unix sockets): list them, call a task, run the exec provider.
     #[command(subcommand)]
     Provider(provider::ProviderCommand),
+    /// Supervise one instance of the exec provider.
+    #[command(hide = true)]
+    Shim(shim::ShimArgs),
     #[command(flatten)]
     Registry(RegistryCommand),
 }
@@ -113,12 +117,21 @@ pub fn main() -> ExitCode {
     };
     // Commands print their results; logs are for warnings unless asked for more.
     // Long-running commands log their work; the others only warnings.
-    let default_filter = match cli.command {
-        Command::Controller(_) | Command::Up(_) => "info",
+    let default_filter = match &cli.command {
+        Command::Controller(_) | Command::Up(_) | Command::Shim(_) => "info",
+        Command::Provider(command) => command.default_log_filter(),
         _ => "warn",
     };
     crate::telemetry::init(cli.log_format, default_filter);
-    let runtime = match tokio::runtime::Runtime::new() {
+    // An instance's supervisor waits on one workload: one thread is all it
+    // needs, and starting no worker threads keeps its start quick.
+    let runtime = match &cli.command {
+        Command::Shim(_) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        _ => tokio::runtime::Runtime::new(),
+    };
+    let runtime = match runtime {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");
@@ -156,6 +169,18 @@ pub enum CliError {
     /// The results could not be printed.
     #[error(transparent)]
     Output(#[from] OutputError),
+    /// A provider's configuration was refused.
+    #[error(transparent)]
+    ProviderConfig(#[from] crate::provider::ConfigError),
+    /// A provider could not serve.
+    #[error(transparent)]
+    Serve(#[from] crate::provider::ServeError),
+    /// An instance task failed.
+    #[error(transparent)]
+    Instance(#[from] crate::provider::exec::InstanceError),
+    /// An instance's supervisor failed.
+    #[error(transparent)]
+    Shim(#[from] crate::provider::exec::shim::ShimError),
     /// A provider call got no response.
     #[error(transparent)]
     Call(#[from] crate::provider::CallError),
@@ -189,6 +214,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Up(args) => return up::run(&cli.registry, args).await,
         Command::Controller(args) => return controller::run(&cli.registry, args).await,
         Command::Provider(command) => return provider::run(command, &out).await,
+        Command::Shim(args) => return shim::run(args).await,
         Command::Registry(command) => command,
     };
     // Connecting writes the schema version to a fresh registry: a command

@@ -1,9 +1,10 @@
 //! `visor provider`: the local providers of this host, found in the socket
 //! directory. `list` shows them as a caller routes them; `call` sends one
-//! request through the same caller the agent uses and prints the response.
+//! request through the same caller the agent uses and prints the response;
+//! `exec` runs the built-in exec provider.
 //!
 //! Invariant: no provider command connects to the registry; they only touch
-//! the socket directory.
+//! the socket directory (and `exec` its data directory).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -14,13 +15,16 @@ use serde_json::Value;
 
 use super::CliError;
 use super::output::{Output, Row};
+use crate::provider::exec::{self, ExecProvider};
 use crate::provider::{
-    CallError, Caller, CallerConfig, Candidate, Layout, Liveness, check_task_name,
-    default_socket_dir,
+    CallError, Caller, CallerConfig, Candidate, Layout, Liveness, Provider, ProviderArgs,
+    check_task_name, default_socket_dir,
 };
 
 /// The name of the CLI's response hooks (`response/visor-cli-<uuid>.sock`).
 const CALLER_NAME: &str = "visor-cli";
+/// The name the exec provider's sockets carry unless configured otherwise.
+const EXEC_NAME: &str = "exec";
 
 #[derive(Debug, Subcommand)]
 pub enum ProviderCommand {
@@ -28,7 +32,23 @@ pub enum ProviderCommand {
     List(ListArgs),
     /// Send one request to the best provider of a task that acknowledges it and print the response.
     Call(CallArgs),
-    // The built-in providers' own commands (`visor provider exec`) are added here.
+    /// Run the built-in exec provider: the instance tasks, each instance a
+    /// process under a supervisor of its own.
+    Exec(ExecArgs),
+}
+
+impl ProviderCommand {
+    /// The log filter when `RUST_LOG` is unset: a provider's configured log
+    /// level, warnings for the other commands.
+    pub fn default_log_filter(&self) -> &'static str {
+        match self {
+            Self::Exec(args) => args
+                .provider
+                .load(EXEC_NAME)
+                .map_or("warn", |config| config.log_level.as_filter()),
+            Self::List(_) | Self::Call(_) => "warn",
+        }
+    }
 }
 
 /// Where the providers are.
@@ -69,6 +89,17 @@ pub struct CallArgs {
     timeout: Duration,
 }
 
+/// `visor provider exec`.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Where instances live (`<DIR>/instances/<instance>/`); keep it short:
+    /// each instance's control socket path must fit a unix socket address.
+    #[arg(long, env = "VISOR_EXEC_DATA_DIR", value_name = "DIR")]
+    data_dir: PathBuf,
+    #[command(flatten)]
+    provider: ProviderArgs,
+}
+
 fn task_name(text: &str) -> Result<String, String> {
     check_task_name(text).map_err(|error| error.to_string())?;
     Ok(text.to_owned())
@@ -83,7 +114,19 @@ pub async fn run(command: ProviderCommand, out: &Output) -> Result<(), CliError>
     match command {
         ProviderCommand::List(args) => list(args, out),
         ProviderCommand::Call(args) => call(args, out).await,
+        ProviderCommand::Exec(args) => serve_exec(args).await,
     }
+}
+
+/// Serves the exec provider's tasks until SIGINT or SIGTERM; the instances
+/// it started keep running.
+async fn serve_exec(args: ExecArgs) -> Result<(), CliError> {
+    let config = args.provider.load(EXEC_NAME)?;
+    let exec = ExecProvider::new(args.data_dir)?;
+    exec::register(Provider::new(config), &exec)
+        .serve_until_signal()
+        .await?;
+    Ok(())
 }
 
 /// A socket as `list` prints it.

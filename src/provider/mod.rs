@@ -13,10 +13,13 @@
 //!   acknowledges, and await the response on the caller's own hook, tracked
 //!   to its response or its timeout.
 //! - [`ProviderConfig`] / [`ProviderArgs`]: file, flags and environment.
+//! - [`exec`]: the built-in exec provider (instances as supervised
+//!   processes).
 
 mod caller;
 mod config;
 mod error;
+pub mod exec;
 mod layout;
 mod listener;
 mod lock;

@@ -11,12 +11,15 @@
 
 pub mod cli;
 pub mod controller;
+pub mod exec_provider;
 pub mod fault_proxy;
 pub mod fixtures;
 pub mod procfs;
 pub mod raw;
 pub mod registry;
 pub mod relations;
+pub mod sessions;
+pub mod stats;
 pub mod wait;
 
 pub use registry::TestRegistry;
