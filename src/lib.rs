@@ -29,6 +29,7 @@ pub mod agent;
 pub mod cli;
 pub mod controller;
 pub mod discovery;
+pub mod provider;
 pub mod registry;
 pub mod runtime;
 pub mod shutdown;
