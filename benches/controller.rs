@@ -62,6 +62,7 @@ use visor_testkit::raw::{
     FenceStandIn, bounded, count_keys, delete_prefix, is_creation, next_events, next_response,
     wait_leader_renewed, watch_prefix,
 };
+use visor_testkit::stats::percentile;
 
 /// Starts per controller transaction: 126 puts, the fence check makes 127 compares.
 const STARTS_PER_TXN: usize = 63;
@@ -453,17 +454,6 @@ impl ReconcileCounters {
             })
             .collect()
     }
-}
-
-/// Nearest-rank percentile.
-fn percentile(samples: &[Duration], p: f64) -> Duration {
-    let mut sorted = samples.to_vec();
-    sorted.sort();
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted
-        .get(rank.clamp(1, sorted.len().max(1)) - 1)
-        .copied()
-        .unwrap_or_default()
 }
 
 // ---------------------------------------------------------------------------

@@ -18,6 +18,7 @@ mod output;
 mod procs;
 mod relations;
 mod services;
+mod shim;
 mod status;
 mod up;
 mod usage;
@@ -55,6 +56,9 @@ enum Command {
     Up(up::UpArgs),
     /// Run the controller: leader election, scale/placement, host liveness, GC.
     Controller(controller::ControllerArgs),
+    /// Supervise one instance of the exec provider.
+    #[command(hide = true)]
+    Shim(shim::ShimArgs),
     #[command(flatten)]
     Registry(RegistryCommand),
 }
@@ -109,7 +113,7 @@ pub fn main() -> ExitCode {
     // Commands print their results; logs are for warnings unless asked for more.
     // Long-running commands log their work; the others only warnings.
     let default_filter = match cli.command {
-        Command::Controller(_) | Command::Up(_) => "info",
+        Command::Controller(_) | Command::Up(_) | Command::Shim(_) => "info",
         _ => "warn",
     };
     crate::telemetry::init(cli.log_format, default_filter);
@@ -151,6 +155,9 @@ pub enum CliError {
     /// The results could not be printed.
     #[error(transparent)]
     Output(#[from] OutputError),
+    /// An instance's supervisor failed.
+    #[error(transparent)]
+    Shim(#[from] crate::provider::exec::shim::ShimError),
 }
 
 async fn run(cli: Cli) -> Result<(), CliError> {
@@ -158,6 +165,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     let command = match cli.command {
         Command::Up(args) => return up::run(&cli.registry, args).await,
         Command::Controller(args) => return controller::run(&cli.registry, args).await,
+        Command::Shim(args) => return shim::run(args).await,
         Command::Registry(command) => command,
     };
     // Connecting writes the schema version to a fresh registry: a command

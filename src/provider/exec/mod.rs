@@ -1,4 +1,75 @@
-//! The built-in exec provider: runs an app's revision as plain processes.
+//! The exec provider, built in: the tasks a host agent needs to run an
+//! instance as a plain process, each instance under a supervisor of its own
+//! (`visor shim`, the same binary) so that the agent or the provider can
+//! crash and restart while the workload keeps running.
+//!
+//! Tasks: `instance.start`, `instance.stop`, `instance.status`,
+//! `instance.wait`, `instance.attach` ([`instance`] is their contract,
+//! `docs/providers.md` documents it). State lives under
+//! `<data_dir>/instances/<instance>/` ([`instance_dir`]).
+//!
+//! Invariants: the provider never signals a process itself, only asks the
+//! instance's supervisor, which answers only a caller presenting the
+//! instance id and the invocation id it was started with (PIDs are reused,
+//! invocation ids are not); and a provider keeps no state an instance needs:
+//! a new provider on the same data dir finds every instance again.
 
 pub mod artifact;
+mod cgroup;
+mod control;
 pub mod hook;
+pub mod instance;
+mod instance_dir;
+mod instance_error;
+mod instance_tasks;
+mod launch;
+pub mod shim;
+mod status;
+
+use std::path::{Path, PathBuf};
+
+pub use instance_dir::LogLimits;
+pub use instance_error::InstanceError;
+pub use instance_tasks::Instances;
+pub use status::{Exit, State};
+
+/// The exec provider's configuration: where its state lives and which
+/// program supervises instances.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecProvider {
+    data_dir: PathBuf,
+    supervisor: PathBuf,
+}
+
+impl ExecProvider {
+    /// The exec provider keeping its state under `data_dir`, supervising
+    /// instances with this very program (`visor`).
+    pub fn new(data_dir: impl Into<PathBuf>) -> Result<Self, InstanceError> {
+        let supervisor = std::env::current_exe().map_err(|source| InstanceError::Supervisor {
+            path: PathBuf::from("/proc/self/exe"),
+            source,
+        })?;
+        Ok(Self {
+            data_dir: data_dir.into(),
+            supervisor,
+        })
+    }
+
+    /// Supervises instances with `program` (a `visor` binary) instead: for
+    /// a provider embedded in another program.
+    #[must_use]
+    pub fn with_supervisor(mut self, program: impl Into<PathBuf>) -> Self {
+        self.supervisor = program.into();
+        self
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// The instance tasks.
+    pub fn instances(&self) -> Instances {
+        Instances::new(&self.data_dir, &self.supervisor)
+    }
+}

@@ -195,6 +195,11 @@ pub fn words(line: &str) -> Vec<String> {
     args
 }
 
+/// The built `visor` binary.
+pub fn visor_binary() -> std::path::PathBuf {
+    assert_cmd::cargo::cargo_bin("visor")
+}
+
 /// Runs the built `visor` binary with `args` and extra environment `env`.
 pub async fn visor_with_env(args: Vec<String>, env: &[(&str, &str)]) -> Run {
     let env: Vec<(String, String)> = env

@@ -17,6 +17,8 @@ pub mod procfs;
 pub mod raw;
 pub mod registry;
 pub mod relations;
+pub mod sessions;
+pub mod stats;
 pub mod wait;
 
 pub use registry::TestRegistry;

@@ -109,3 +109,40 @@ pub async fn wait_quiet(
         }
     }
 }
+
+/// The fields of `/proc/<pid>/stat` after the command name (state first,
+/// then ppid, pgrp, session, ...), or None if there is no such process.
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    Some(rest.split_whitespace().map(str::to_owned).collect())
+}
+
+/// Whether `pid` is a process that runs: it exists and is neither a zombie
+/// nor dead.
+pub fn is_running(pid: u32) -> bool {
+    stat_fields(pid)
+        .and_then(|fields| fields.first().cloned())
+        .is_some_and(|state| state != "Z" && state != "X")
+}
+
+/// The session id of `pid`, if it exists.
+pub fn session(pid: u32) -> Option<u32> {
+    stat_fields(pid)?.get(3)?.parse().ok()
+}
+
+/// The process group id of `pid`, if it exists.
+pub fn process_group(pid: u32) -> Option<u32> {
+    stat_fields(pid)?.get(2)?.parse().ok()
+}
+
+/// Every process of session `sid` that still runs (zombies excluded).
+pub fn session_members(sid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| session(pid) == Some(sid) && is_running(pid))
+        .collect()
+}

@@ -25,6 +25,7 @@ use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
+use rustix::fs::{FlockOperation, flock};
 use serde::{Deserialize, Serialize};
 use tokio::sync::OwnedMutexGuard;
 
@@ -221,7 +222,12 @@ impl Locks {
                 .truncate(false)
                 .write(true)
                 .open(&lock)
-                .and_then(|file| file.lock().map(|()| file))
+                .and_then(|file| {
+                    // flock, as the provider's socket locks: the kernel
+                    // drops it when its holder dies, however it dies.
+                    flock(&file, FlockOperation::LockExclusive)?;
+                    Ok(file)
+                })
                 .map_err(|source| ArtifactError::Lock { path: lock, source })?;
             Ok(file)
         })
