@@ -1,5 +1,12 @@
-//! Providers over real unix sockets and real processes: the framework, and
-//! the built-in exec provider. Each test makes its own socket and data
+//! Providers over real unix sockets and real processes: the framework
+//! (routing, fallback, acknowledgements, timeouts, malformed frames, stop),
+//! its interoperation with peers written in Python from `docs/providers.md`,
+//! the `visor provider` commands, and the built-in exec provider's tasks
+//! (instances, artifacts, hooks). Each test uses its own socket and data
 //! directories.
 
+mod cli;
 mod exec_instance;
+mod framework;
+mod interop;
+mod support;

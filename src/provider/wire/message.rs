@@ -142,13 +142,25 @@ impl<'de> Deserialize<'de> for Request {
 }
 
 /// A request refused before its handler ran, and the id to echo in the ack.
-#[derive(Debug, thiserror::Error)]
-#[error("{reason}")]
+/// It displays as its reason (whose causes are its own).
+#[derive(Debug)]
 pub struct Refusal {
     /// The request's id, when it could be read.
     pub id: Option<RequestId>,
     /// What is wrong with it.
     pub reason: InvalidRequest,
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.reason.fmt(f)
+    }
+}
+
+impl std::error::Error for Refusal {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&self.reason)
+    }
 }
 
 /// What is wrong with a request frame.

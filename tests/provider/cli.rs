@@ -1,0 +1,1 @@
+//! `visor provider list` and `visor provider call`, as the built binary.
