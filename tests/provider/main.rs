@@ -5,8 +5,11 @@
 //! (instances, artifacts, hooks). Each test uses its own socket and data
 //! directories.
 
+mod archives;
+mod artifact;
 mod cli;
 mod exec_instance;
 mod framework;
+mod hook;
 mod interop;
 mod support;

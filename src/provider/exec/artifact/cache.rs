@@ -94,15 +94,20 @@ impl RevisionPaths {
         })?;
         for entry in listing.flatten() {
             let name = entry.file_name();
-            if name.to_str().is_some_and(|name| name.starts_with(&self.staging_prefix)) {
+            if name
+                .to_str()
+                .is_some_and(|name| name.starts_with(&self.staging_prefix))
+            {
                 let path = entry.path();
                 fs::remove_dir_all(&path)
                     .map_err(|source| ArtifactError::RemoveLeftover { path, source })?;
             }
         }
-        let dir = self
-            .app_dir
-            .join(format!("{}{}", self.staging_prefix, uuid::Uuid::now_v7().simple()));
+        let dir = self.app_dir.join(format!(
+            "{}{}",
+            self.staging_prefix,
+            uuid::Uuid::now_v7().simple()
+        ));
         fs::create_dir(&dir).map_err(|source| ArtifactError::CreateDir {
             path: dir.clone(),
             source,
@@ -112,7 +117,12 @@ impl RevisionPaths {
 
     /// Moves a complete tree into place: syncs it, writes the record, renames
     /// the tree to the revision's directory and syncs that rename.
-    pub(crate) fn promote(&self, staging: &Staging, record: &Record, _held: &RevisionLock) -> Result<()> {
+    pub(crate) fn promote(
+        &self,
+        staging: &Staging,
+        record: &Record,
+        _held: &RevisionLock,
+    ) -> Result<()> {
         let tree = staging.tree();
         let sync_error = |path: &Path| {
             let path = path.to_path_buf();
@@ -155,7 +165,9 @@ fn write_record(path: &Path, record: &Record) -> Result<()> {
     temp.push(".tmp");
     let temp = PathBuf::from(temp);
     // A record is two strings: serializing it cannot fail.
-    let text = serde_json::to_vec(record).map_err(io::Error::other).map_err(write_error)?;
+    let text = serde_json::to_vec(record)
+        .map_err(io::Error::other)
+        .map_err(write_error)?;
     let mut file = File::create(&temp).map_err(write_error)?;
     file.write_all(&text)
         .and_then(|()| file.sync_all())
@@ -262,7 +274,8 @@ mod tests {
     #[test]
     fn the_cache_layout_keeps_its_own_files_apart_from_revisions() {
         let name = |value| DirName::parse("name", value).expect("valid");
-        let paths = RevisionPaths::new(Path::new("/data/artifacts"), &name("web"), &name("v1.json"));
+        let paths =
+            RevisionPaths::new(Path::new("/data/artifacts"), &name("web"), &name("v1.json"));
         assert_eq!(paths.dir, Path::new("/data/artifacts/web/v1.json"));
         assert_eq!(paths.record, Path::new("/data/artifacts/web/.v1.json.json"));
         assert_eq!(paths.lock, Path::new("/data/artifacts/web/.v1.json.lock"));

@@ -122,7 +122,10 @@ mod tests {
         assert_eq!(Sha256::parse(&upper), Ok(Sha256::of(b"")));
         for bad in ["", "e3b0", &format!("{EMPTY}0"), &EMPTY.replace('e', "g")] {
             let refused = Sha256::parse(bad).expect_err("refused");
-            assert_eq!(refused.to_string(), format!("sha256 {bad:?} is not 64 hex digits"));
+            assert_eq!(
+                refused.to_string(),
+                format!("sha256 {bad:?} is not 64 hex digits")
+            );
         }
     }
 

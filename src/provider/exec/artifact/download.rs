@@ -12,28 +12,37 @@ use url::Url;
 use super::error::{ArtifactError, Result};
 
 /// Writes the body of `url` to `to`, refusing more than `limit` bytes.
-pub(crate) async fn download(client: &reqwest::Client, url: &Url, to: &Path, limit: u64) -> Result<()> {
+pub(crate) async fn download(
+    client: &reqwest::Client,
+    url: &Url,
+    to: &Path,
+    limit: u64,
+) -> Result<()> {
     // reqwest's errors print their URL; ours already say it.
-    let mut response = client
-        .get(url.clone())
-        .send()
-        .await
-        .map_err(|source| ArtifactError::Request {
-            url: url.clone(),
-            source: source.without_url(),
-        })?;
+    let mut response =
+        client
+            .get(url.clone())
+            .send()
+            .await
+            .map_err(|source| ArtifactError::Request {
+                url: url.to_string(),
+                source: source.without_url(),
+            })?;
     let status = response.status();
     if !status.is_success() {
         return Err(ArtifactError::Status {
-            url: url.clone(),
+            url: url.to_string(),
             status,
         });
     }
     let too_large = || ArtifactError::DownloadTooLarge {
-        url: url.clone(),
+        url: url.to_string(),
         limit,
     };
-    if response.content_length().is_some_and(|length| length > limit) {
+    if response
+        .content_length()
+        .is_some_and(|length| length > limit)
+    {
         return Err(too_large());
     }
     let write_error = |source| ArtifactError::WriteDownload {
@@ -46,7 +55,7 @@ pub(crate) async fn download(client: &reqwest::Client, url: &Url, to: &Path, lim
         .chunk()
         .await
         .map_err(|source| ArtifactError::Download {
-            url: url.clone(),
+            url: url.to_string(),
             source: source.without_url(),
         })?
     {

@@ -130,7 +130,11 @@ pub(crate) struct Tree {
 impl Tree {
     /// Admits an entry: its clean relative path, or `None` for the
     /// directory itself (an archive's `./`), which needs no unpacking.
-    pub(crate) fn admit(&mut self, path: &Path, kind: &EntryKind) -> Result<Option<PathBuf>, Refusal> {
+    pub(crate) fn admit(
+        &mut self,
+        path: &Path,
+        kind: &EntryKind,
+    ) -> Result<Option<PathBuf>, Refusal> {
         if let EntryKind::Special(what) = kind {
             return Err(Refusal::Special(what));
         }
@@ -149,7 +153,9 @@ impl Tree {
         ancestors.reverse();
         for ancestor in &ancestors {
             match self.nodes.get(*ancestor) {
-                Some(Node::Symlink(_)) => return Err(Refusal::ThroughSymlink(ancestor.to_path_buf())),
+                Some(Node::Symlink(_)) => {
+                    return Err(Refusal::ThroughSymlink(ancestor.to_path_buf()));
+                }
                 Some(Node::File) => return Err(Refusal::ParentNotDir(ancestor.to_path_buf())),
                 Some(Node::Dir) | None => {}
             }
@@ -179,7 +185,9 @@ impl Tree {
             EntryKind::Special(what) => return Err(Refusal::Special(what)),
         };
         for ancestor in ancestors {
-            self.nodes.entry(ancestor.to_path_buf()).or_insert(Node::Dir);
+            self.nodes
+                .entry(ancestor.to_path_buf())
+                .or_insert(Node::Dir);
         }
         self.nodes.insert(path.clone(), node);
         Ok(Some(path))

@@ -5,8 +5,6 @@
 use std::io;
 use std::path::PathBuf;
 
-use url::Url;
-
 use super::digest::Sha256;
 use super::entry::Refusal;
 
@@ -68,7 +66,7 @@ pub enum ArtifactError {
     #[error("requesting {url}")]
     Request {
         /// The archive's URL.
-        url: Url,
+        url: String,
         /// The cause.
         #[source]
         source: reqwest::Error,
@@ -77,7 +75,7 @@ pub enum ArtifactError {
     #[error("requesting {url}: the server answered {status}")]
     Status {
         /// The archive's URL.
-        url: Url,
+        url: String,
         /// The HTTP status.
         status: reqwest::StatusCode,
     },
@@ -85,7 +83,7 @@ pub enum ArtifactError {
     #[error("downloading {url}")]
     Download {
         /// The archive's URL.
-        url: Url,
+        url: String,
         /// The cause.
         #[source]
         source: reqwest::Error,
@@ -94,7 +92,7 @@ pub enum ArtifactError {
     #[error("downloading {url}: the archive is larger than the limit of {limit} bytes")]
     DownloadTooLarge {
         /// The archive's URL.
-        url: Url,
+        url: String,
         /// The limit.
         limit: u64,
     },
@@ -120,7 +118,7 @@ pub enum ArtifactError {
     #[error("reading archive {url}")]
     ReadArchive {
         /// The archive's URL.
-        url: Url,
+        url: String,
         /// What the decoder refused, or the read that failed.
         #[source]
         source: io::Error,
@@ -130,7 +128,7 @@ pub enum ArtifactError {
     #[error("refusing archive {url}: entry {} {reason}", entry.display())]
     UnsafeEntry {
         /// The archive's URL.
-        url: Url,
+        url: String,
         /// The entry, as the archive names it.
         entry: PathBuf,
         /// The rule it breaks.
@@ -140,7 +138,7 @@ pub enum ArtifactError {
     #[error("refusing archive {url}: it unpacks to more than the limit of {limit} bytes")]
     UnpackedTooLarge {
         /// The archive's URL.
-        url: Url,
+        url: String,
         /// The limit.
         limit: u64,
     },
@@ -148,7 +146,7 @@ pub enum ArtifactError {
     #[error("unpacking entry {} of {url}", entry.display())]
     Unpack {
         /// The archive's URL.
-        url: Url,
+        url: String,
         /// The entry, as the archive names it.
         entry: PathBuf,
         /// The cause.
@@ -159,7 +157,7 @@ pub enum ArtifactError {
     #[error("archive {url} has sha256 {actual}, not the expected {expected}")]
     DigestMismatch {
         /// The archive's URL.
-        url: Url,
+        url: String,
         /// The digest asked for.
         expected: Sha256,
         /// The digest of what was fetched.
@@ -169,7 +167,7 @@ pub enum ArtifactError {
     #[error("{url} is a directory: a sha256 can only be checked for an archive")]
     DigestOfDirectory {
         /// The directory's URL.
-        url: Url,
+        url: String,
     },
     /// The revision is already unpacked, from an archive of another digest.
     #[error(

@@ -196,18 +196,19 @@ impl ArtifactStore {
         };
         let max_unpacked = config.max_unpacked_bytes;
         blocking(move || {
-            let fetched = unpack_into(&args, &archive, &staging.tree(), max_unpacked).and_then(|sha256| {
-                let record = Record {
-                    url: args.url.to_string(),
-                    sha256: sha256.clone(),
-                };
-                paths.promote(&staging, &record, &lock)?;
-                Ok(Fetched {
-                    dir: paths.dir.clone(),
-                    sha256,
-                    cached: false,
-                })
-            });
+            let fetched =
+                unpack_into(&args, &archive, &staging.tree(), max_unpacked).and_then(|sha256| {
+                    let record = Record {
+                        url: args.url.to_string(),
+                        sha256: sha256.clone(),
+                    };
+                    paths.promote(&staging, &record, &lock)?;
+                    Ok(Fetched {
+                        dir: paths.dir.clone(),
+                        sha256,
+                        cached: false,
+                    })
+                });
             discard(staging);
             drop(lock);
             fetched
@@ -245,7 +246,12 @@ fn hit(paths: &RevisionPaths, record: Record, expected: Option<Sha256>) -> Resul
 }
 
 /// Unpacks (or copies) the source into `tree`; the archive's digest.
-fn unpack_into(args: &FetchArgs, archive: &Path, tree: &Path, max_bytes: u64) -> Result<Option<Sha256>> {
+fn unpack_into(
+    args: &FetchArgs,
+    archive: &Path,
+    tree: &Path,
+    max_bytes: u64,
+) -> Result<Option<Sha256>> {
     let url = args.url.url();
     let meta = std::fs::metadata(archive).map_err(|source| ArtifactError::Open {
         path: archive.to_path_buf(),
@@ -253,7 +259,9 @@ fn unpack_into(args: &FetchArgs, archive: &Path, tree: &Path, max_bytes: u64) ->
     })?;
     if meta.is_dir() {
         if args.sha256.is_some() {
-            return Err(ArtifactError::DigestOfDirectory { url: url.clone() });
+            return Err(ArtifactError::DigestOfDirectory {
+                url: url.to_string(),
+            });
         }
         unpack::copy_dir(url, archive, tree, max_bytes)?;
         return Ok(None);
@@ -262,7 +270,9 @@ fn unpack_into(args: &FetchArgs, archive: &Path, tree: &Path, max_bytes: u64) ->
 }
 
 /// Runs blocking file work off the async runtime.
-async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
     tokio::task::spawn_blocking(work)
         .await
         .map_err(ArtifactError::Worker)?

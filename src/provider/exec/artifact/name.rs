@@ -66,15 +66,29 @@ mod tests {
     #[test]
     fn registry_names_that_cannot_name_a_directory_are_refused() {
         for ok in ["web", "v42", "v1.2.3", "a-b", "x.."] {
-            assert_eq!(DirName::parse("revision", ok).expect("a directory name").as_str(), ok);
+            assert_eq!(
+                DirName::parse("revision", ok)
+                    .expect("a directory name")
+                    .as_str(),
+                ok
+            );
         }
         for bad in [".", "..", ".hidden", ".v1.staging"] {
             let refused = DirName::parse("revision", bad).expect_err("refused");
             assert_eq!(refused.field, "revision");
-            assert_eq!(refused.reason, "must not start with '.' (it names a directory)");
+            assert_eq!(
+                refused.reason,
+                "must not start with '.' (it names a directory)"
+            );
         }
-        assert!(DirName::parse("app", "Web").is_err(), "still a registry name");
+        assert!(
+            DirName::parse("app", "Web").is_err(),
+            "still a registry name"
+        );
         let refused = serde_json::from_str::<DirName>("\"..\"").expect_err("refused");
-        assert!(refused.to_string().contains("must not start with '.'"), "{refused}");
+        assert!(
+            refused.to_string().contains("must not start with '.'"),
+            "{refused}"
+        );
     }
 }

@@ -139,7 +139,10 @@ mod tests {
                 "s3://bucket/web.tar.gz",
                 "archive URL s3://bucket/web.tar.gz has scheme \"s3\"; file, http and https are fetched",
             ),
-            ("/srv/web.tar.gz", "archive URL \"/srv/web.tar.gz\" is malformed"),
+            (
+                "/srv/web.tar.gz",
+                "archive URL \"/srv/web.tar.gz\" is malformed",
+            ),
             ("", "archive URL \"\" is malformed"),
         ];
         for (text, expected) in cases {
@@ -151,12 +154,17 @@ mod tests {
     fn a_source_reads_and_writes_as_its_url() {
         let source: Source =
             serde_json::from_str("\"file:///srv/web.tar.gz\"").expect("a file URL");
-        assert!(matches!(&source, Source::Local { path, .. } if path == Path::new("/srv/web.tar.gz")));
+        assert!(
+            matches!(&source, Source::Local { path, .. } if path == Path::new("/srv/web.tar.gz"))
+        );
         assert_eq!(
             serde_json::to_string(&source).expect("serializable"),
             "\"file:///srv/web.tar.gz\""
         );
         let refused = serde_json::from_str::<Source>("\"gopher://x/y\"").expect_err("refused");
-        assert!(refused.to_string().contains("has scheme \"gopher\""), "{refused}");
+        assert!(
+            refused.to_string().contains("has scheme \"gopher\""),
+            "{refused}"
+        );
     }
 }

@@ -42,13 +42,15 @@ pub(crate) fn unpack_archive(
     // The buffer is below the hasher, so every byte reaches the digest once.
     let mut hashing = HashingReader::new(BufReader::new(file));
     let unpacked = unpack_entries(url, &mut hashing, into, max_bytes);
-    let digest = hashing.finish().map_err(|source| ArtifactError::ReadArchive {
-        url: url.clone(),
-        source,
-    });
+    let digest = hashing
+        .finish()
+        .map_err(|source| ArtifactError::ReadArchive {
+            url: url.to_string(),
+            source,
+        });
     match (expected, digest) {
         (Some(expected), Ok(actual)) if *expected != actual => Err(ArtifactError::DigestMismatch {
-            url: url.clone(),
+            url: url.to_string(),
             expected: expected.clone(),
             actual,
         }),
@@ -58,7 +60,7 @@ pub(crate) fn unpack_archive(
 
 fn unpack_entries(url: &Url, input: impl io::Read, into: &Path, max_bytes: u64) -> Result<()> {
     let read_error = |source| ArtifactError::ReadArchive {
-        url: url.clone(),
+        url: url.to_string(),
         source,
     };
     let mut archive = tar::Archive::new(flate2::read::MultiGzDecoder::new(input));
@@ -100,7 +102,7 @@ fn unpack_entries(url: &Url, input: impl io::Read, into: &Path, max_bytes: u64) 
             continue;
         }
         let unpack_error = |source| ArtifactError::Unpack {
-            url: url.clone(),
+            url: url.to_string(),
             entry: name.clone(),
             source,
         };
@@ -148,7 +150,7 @@ pub(crate) fn copy_dir(url: &Url, from: &Path, into: &Path, max_bytes: u64) -> R
             };
             let dest = into.join(&clean);
             let copy_error = |source| ArtifactError::Unpack {
-                url: url.clone(),
+                url: url.to_string(),
                 entry: name.clone(),
                 source,
             };
@@ -160,13 +162,16 @@ pub(crate) fn copy_dir(url: &Url, from: &Path, into: &Path, max_bytes: u64) -> R
                 EntryKind::File => {
                     fs::copy(&source, &dest).map_err(copy_error)?;
                     let mode = meta.permissions().mode() & 0o777 & !MODE_MASK;
-                    fs::set_permissions(&dest, fs::Permissions::from_mode(mode)).map_err(copy_error)?;
+                    fs::set_permissions(&dest, fs::Permissions::from_mode(mode))
+                        .map_err(copy_error)?;
                 }
                 EntryKind::Symlink { target } => {
                     std::os::unix::fs::symlink(target, &dest).map_err(copy_error)?;
                 }
                 EntryKind::Hardlink { .. } | EntryKind::Special(_) => {
-                    unreachable!("a directory walk yields no hard links, and the tree refuses special files")
+                    unreachable!(
+                        "a directory walk yields no hard links, and the tree refuses special files"
+                    )
                 }
             }
         }
@@ -216,7 +221,7 @@ impl<'a> Writer<'a> {
 
     fn unsafe_entry(&self, entry: PathBuf, reason: Refusal) -> ArtifactError {
         ArtifactError::UnsafeEntry {
-            url: self.url.clone(),
+            url: self.url.to_string(),
             entry,
             reason,
         }
@@ -233,7 +238,7 @@ impl<'a> Writer<'a> {
             self.written = self.written.saturating_add(size);
             if self.written > self.max_bytes {
                 return Err(ArtifactError::UnpackedTooLarge {
-                    url: self.url.clone(),
+                    url: self.url.to_string(),
                     limit: self.max_bytes,
                 });
             }
@@ -248,7 +253,7 @@ impl<'a> Writer<'a> {
         fs::create_dir_all(&path)
             .and_then(|()| fs::set_permissions(&path, fs::Permissions::from_mode(mode)))
             .map_err(|source| ArtifactError::Unpack {
-                url: self.url.clone(),
+                url: self.url.to_string(),
                 entry: name.to_path_buf(),
                 source,
             })

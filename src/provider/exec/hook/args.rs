@@ -84,7 +84,10 @@ impl From<InsidePath> for PathBuf {
 /// A hook's environment: keys are environment variable names, values have
 /// no NUL byte (neither could reach the process).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "BTreeMap<String, String>", into = "BTreeMap<String, String>")]
+#[serde(
+    try_from = "BTreeMap<String, String>",
+    into = "BTreeMap<String, String>"
+)]
 pub struct HookEnv(BTreeMap<String, String>);
 
 /// Why an environment cannot be a hook's.
@@ -185,7 +188,10 @@ mod tests {
     fn arguments_that_could_never_run_are_refused_as_they_are_read() {
         let base = json!({"app": "web", "revision": "v1", "hook": "hooks/db-relation-joined"});
         let args = parse(base.clone()).expect("minimal arguments");
-        assert_eq!(args.hook.as_path().to_str(), Some("hooks/db-relation-joined"));
+        assert_eq!(
+            args.hook.as_path().to_str(),
+            Some("hooks/db-relation-joined")
+        );
         assert!(args.env.vars().is_empty());
         let with = |key: &str, value: serde_json::Value| {
             let mut args = base.clone();
@@ -193,11 +199,23 @@ mod tests {
             parse(args)
         };
         let refusals = [
-            ("hook", json!("../../bin/sh"), "path ../../bin/sh has a `..` component"),
+            (
+                "hook",
+                json!("../../bin/sh"),
+                "path ../../bin/sh has a `..` component",
+            ),
             ("hook", json!("/bin/sh"), "path /bin/sh is an absolute path"),
-            ("working_dir", json!("hooks/.."), "path hooks/.. has a `..` component"),
+            (
+                "working_dir",
+                json!("hooks/.."),
+                "path hooks/.. has a `..` component",
+            ),
             ("env", json!({"A=B": "x"}), "invalid env name \"A=B\""),
-            ("env", json!({"A": "x\u{0}y"}), "env value of A holds a NUL byte"),
+            (
+                "env",
+                json!({"A": "x\u{0}y"}),
+                "env value of A holds a NUL byte",
+            ),
             ("revision", json!(".."), "must not start with '.'"),
             ("timeout", json!(5), "unknown field `timeout`"),
         ];
@@ -226,7 +244,10 @@ mod tests {
                 "stderr": {"tail": "", "dropped_bytes": 0},
             })
         );
-        assert_eq!(serde_json::to_value(HookRun::Missing).expect("serializable"), json!({"status": "missing"}));
+        assert_eq!(
+            serde_json::to_value(HookRun::Missing).expect("serializable"),
+            json!({"status": "missing"})
+        );
         assert!(HookRun::Missing.succeeded());
         assert!(!run.succeeded());
     }

@@ -91,7 +91,9 @@ impl HookRunner {
         let hook = dir.join(args.hook.as_path());
         let meta = match tokio::fs::metadata(&hook).await {
             Ok(meta) => meta,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(HookRun::Missing),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(HookRun::Missing);
+            }
             Err(source) => return Err(HookError::Inspect { path: hook, source }),
         };
         let hook = inside(&top, &hook).await?;
@@ -106,7 +108,10 @@ impl HookRunner {
             None => dir,
         };
         let work = inside(&top, &work).await?;
-        if !tokio::fs::metadata(&work).await.is_ok_and(|meta| meta.is_dir()) {
+        if !tokio::fs::metadata(&work)
+            .await
+            .is_ok_and(|meta| meta.is_dir())
+        {
             return Err(HookError::NotADir { path: work });
         }
         let timeout = args
@@ -186,7 +191,11 @@ async fn run_process(
     Ok(match status {
         None => HookRun::TimedOut { stdout, stderr },
         Some(status) => match status.code() {
-            Some(code) => HookRun::Exited { code, stdout, stderr },
+            Some(code) => HookRun::Exited {
+                code,
+                stdout,
+                stderr,
+            },
             None => HookRun::Signaled {
                 signal: status
                     .signal()
@@ -200,7 +209,11 @@ async fn run_process(
 
 /// Reads a stream to its end, keeping its tail; stops [`DRAIN`] after the
 /// hook's group ended if something outside it still holds the stream.
-async fn capture(stream: Option<impl AsyncRead + Unpin>, limit: usize, ended: &CancellationToken) -> Output {
+async fn capture(
+    stream: Option<impl AsyncRead + Unpin>,
+    limit: usize,
+    ended: &CancellationToken,
+) -> Output {
     let mut tail = Tail::new(limit);
     let Some(mut stream) = stream else {
         return tail.into_output();

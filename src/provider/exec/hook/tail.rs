@@ -78,7 +78,11 @@ mod tests {
                 capture.push(write.as_bytes());
             }
             let output = capture.into_output();
-            assert_eq!((output.tail.as_str(), output.dropped_bytes), (*tail, *dropped), "{writes:?}");
+            assert_eq!(
+                (output.tail.as_str(), output.dropped_bytes),
+                (*tail, *dropped),
+                "{writes:?}"
+            );
         }
     }
 

@@ -25,6 +25,14 @@ fn hardlink(target: &str) -> EntryKind {
     }
 }
 
+/// A table row: what it shows, the entries in order, and the first entry
+/// refused with why (or none).
+type Case = (
+    &'static str,
+    Vec<(&'static str, EntryKind)>,
+    Option<(&'static str, Refusal)>,
+);
+
 /// Admits `entries` in order; the first refusal, with the entry it was for.
 fn admit_all(entries: &[(&str, EntryKind)]) -> Result<Tree, (String, Refusal)> {
     let mut tree = Tree::default();
@@ -57,7 +65,7 @@ fn relative_paths_are_cleaned_or_refused() {
 
 #[test]
 fn entries_are_admitted_or_refused_as_each_rule_says() {
-    let cases: Vec<(&str, Vec<(&str, EntryKind)>, Option<(&str, Refusal)>)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "an ordinary tree",
             vec![
@@ -152,7 +160,7 @@ fn entries_are_admitted_or_refused_as_each_rule_says() {
 
 #[test]
 fn links_are_resolved_through_each_other() {
-    let cases: Vec<(&str, Vec<(&str, EntryKind)>, Option<(&str, Refusal)>)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "links inside",
             vec![
@@ -220,8 +228,13 @@ fn path() -> impl Strategy<Value = String> {
         1 => Just("."),
         1 => Just(".."),
     ];
-    (prop::bool::weighted(0.1), prop::collection::vec(component, 1..4))
-        .prop_map(|(absolute, parts)| format!("{}{}", if absolute { "/" } else { "" }, parts.join("/")))
+    (
+        prop::bool::weighted(0.1),
+        prop::collection::vec(component, 1..4),
+    )
+        .prop_map(|(absolute, parts)| {
+            format!("{}{}", if absolute { "/" } else { "" }, parts.join("/"))
+        })
 }
 
 /// Link targets: relative mostly, climbing often, the top (`.`) now and then.
@@ -231,8 +244,13 @@ fn target() -> impl Strategy<Value = String> {
         1 => Just("."),
         2 => Just(".."),
     ];
-    (prop::bool::weighted(0.05), prop::collection::vec(component, 1..5))
-        .prop_map(|(absolute, parts)| format!("{}{}", if absolute { "/" } else { "" }, parts.join("/")))
+    (
+        prop::bool::weighted(0.05),
+        prop::collection::vec(component, 1..5),
+    )
+        .prop_map(|(absolute, parts)| {
+            format!("{}{}", if absolute { "/" } else { "" }, parts.join("/"))
+        })
 }
 
 fn kind() -> impl Strategy<Value = EntryKind> {
@@ -265,8 +283,12 @@ fn materialize(top: &Path, admitted: &[(PathBuf, EntryKind)]) {
         match kind {
             EntryKind::File => fs::write(&at, b"x").expect("file"),
             EntryKind::Dir => fs::create_dir_all(&at).expect("directory"),
-            EntryKind::Symlink { target } => std::os::unix::fs::symlink(target, &at).expect("symlink"),
-            EntryKind::Hardlink { target } => fs::hard_link(top.join(target), &at).expect("hard link"),
+            EntryKind::Symlink { target } => {
+                std::os::unix::fs::symlink(target, &at).expect("symlink")
+            }
+            EntryKind::Hardlink { target } => {
+                fs::hard_link(top.join(target), &at).expect("hard link")
+            }
             EntryKind::Special(_) => unreachable!("never admitted"),
         }
     }
@@ -286,9 +308,8 @@ proptest! {
         let mut tree = Tree::default();
         let mut admitted = Vec::new();
         for (path, kind) in &entries {
-            match tree.admit(Path::new(path), kind) {
-                Ok(Some(clean)) => admitted.push((clean, kind.clone())),
-                Ok(None) | Err(_) => {}
+            if let Ok(Some(clean)) = tree.admit(Path::new(path), kind) {
+                admitted.push((clean, kind.clone()));
             }
         }
         let links = admitted.iter().any(|(_, kind)| matches!(kind, EntryKind::Symlink { .. }));
