@@ -16,6 +16,7 @@ mod notifications;
 mod observed;
 mod output;
 mod procs;
+mod provider;
 mod relations;
 mod services;
 mod shim;
@@ -56,6 +57,9 @@ enum Command {
     Up(up::UpArgs),
     /// Run the controller: leader election, scale/placement, host liveness, GC.
     Controller(controller::ControllerArgs),
+    /// Providers on this host: run the built-in exec provider.
+    #[command(subcommand)]
+    Provider(provider::ProviderCommand),
     /// Supervise one instance of the exec provider.
     #[command(hide = true)]
     Shim(shim::ShimArgs),
@@ -112,8 +116,9 @@ pub fn main() -> ExitCode {
     };
     // Commands print their results; logs are for warnings unless asked for more.
     // Long-running commands log their work; the others only warnings.
-    let default_filter = match cli.command {
+    let default_filter = match &cli.command {
         Command::Controller(_) | Command::Up(_) | Command::Shim(_) => "info",
+        Command::Provider(command) => command.default_log_filter(),
         _ => "warn",
     };
     crate::telemetry::init(cli.log_format, default_filter);
@@ -155,6 +160,15 @@ pub enum CliError {
     /// The results could not be printed.
     #[error(transparent)]
     Output(#[from] OutputError),
+    /// A provider's configuration was refused.
+    #[error(transparent)]
+    ProviderConfig(#[from] crate::provider::ConfigError),
+    /// A provider could not serve.
+    #[error(transparent)]
+    Serve(#[from] crate::provider::ServeError),
+    /// An instance task failed.
+    #[error(transparent)]
+    Instance(#[from] crate::provider::exec::InstanceError),
     /// An instance's supervisor failed.
     #[error(transparent)]
     Shim(#[from] crate::provider::exec::shim::ShimError),
@@ -165,6 +179,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     let command = match cli.command {
         Command::Up(args) => return up::run(&cli.registry, args).await,
         Command::Controller(args) => return controller::run(&cli.registry, args).await,
+        Command::Provider(command) => return provider::run(command).await,
         Command::Shim(args) => return shim::run(args).await,
         Command::Registry(command) => command,
     };

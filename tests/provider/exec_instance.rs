@@ -8,8 +8,12 @@
 //! [`Sessions`] guard, killed when the test ends however it ends.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+
+use serde_json::{Value, json};
+use visor::provider::{Caller, CallerConfig, Liveness};
 
 use visor::provider::exec::instance::{
     InstanceArgs, InstanceStatus, LogArgs, StartArgs, StopArgs, WaitArgs,
@@ -200,10 +204,22 @@ async fn start_is_idempotent_per_invocation() {
     let t = setup();
     within(LIMIT, "starting one invocation twice, then another", async {
         let id = instance_id();
-        let first = t.start(shell(&id, "a", "exec sleep 1000")).await;
+        let (first, concurrent) = tokio::join!(
+            t.start(shell(&id, "a", "exec sleep 1000")),
+            t.start(shell(&id, "a", "exec sleep 1000")),
+        );
         assert_eq!(first.state, State::Running);
+        assert_eq!(concurrent, first, "concurrent starts of one invocation start it once");
         let again = t.start(shell(&id, "a", "exec sleep 1000")).await;
         assert_eq!(again, first, "the same invocation is reported, not started again");
+
+        let wait = WaitArgs {
+            instance: id.clone(),
+            invocation: "a".into(),
+            timeout: Duration::from_millis(50),
+        };
+        let waited = t.instances.wait(wait).await.expect("wait");
+        assert_eq!(waited.state, State::Running, "still running at the wait's deadline");
 
         let refused = t.instances.start(shell(&id, "b", "exec sleep 1000")).await;
         assert!(
@@ -249,8 +265,15 @@ async fn a_wrong_invocation_is_refused_while_running_and_after_the_exit() {
         let pid = started.pid.expect("a pid");
         assert!(procfs::is_running(pid), "a refused stop stops nothing");
 
+        let shim = procfs::session(pid).expect("the workload's session: its supervisor");
         t.stop(&id, "right", Duration::from_secs(5)).await;
-        // The supervisor is gone once it recorded the exit; the file answers.
+        // The supervisor is gone once it recorded the exit, and reaped by
+        // the provider that spawned it (no zombie); the file answers.
+        let proc_entry = PathBuf::from(format!("/proc/{shim}"));
+        eventually(SETTLE, "the supervisor ends and is reaped", || async {
+            (!proc_entry.exists()).then_some(())
+        })
+        .await;
         let socket = t.root.path().join("instances").join(&id).join("control.sock");
         eventually(SETTLE, "the supervisor removes its socket", || async {
             (!socket.exists()).then_some(())
@@ -380,5 +403,132 @@ async fn a_start_that_cannot_spawn_says_why_and_runs_nothing() {
             "{status:?}"
         );
     })
+    .await;
+}
+
+/// `visor provider exec` as a child process, killed on drop.
+struct ProviderProcess {
+    child: Child,
+}
+
+impl ProviderProcess {
+    /// Starts it and waits until `caller` sees every instance task served
+    /// by a live owner (a killed provider's sockets are still there, stale).
+    async fn start(root: &Path, caller: &Caller) -> Self {
+        let sockets = root.join("sockets");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(root.join("provider.log"))
+            .expect("the provider's log");
+        let child = Command::new(visor_binary())
+            .args(["provider", "exec", "--log-level", "info", "--data-dir"])
+            .arg(root.join("data"))
+            .arg("--socket-dir")
+            .arg(&sockets)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn visor provider exec");
+        let provider = Self { child };
+        let tasks = ["start", "stop", "status", "wait", "attach"].map(|t| format!("instance.{t}"));
+        eventually(
+            SETTLE,
+            "the provider serves every instance task",
+            || async {
+                let live = |task: &String| {
+                    caller.candidates(task).is_ok_and(|candidates| {
+                        candidates.iter().any(|c| c.liveness == Liveness::Live)
+                    })
+                };
+                tasks.iter().all(live).then_some(())
+            },
+        )
+        .await;
+        provider
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ProviderProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Calls `task` through the framework: the result, or the error the
+/// provider answered with.
+async fn call(caller: &Caller, task: &str, args: Value) -> Result<InstanceStatus, String> {
+    let reply = caller
+        .call(task, args)
+        .await
+        .expect("the request is acknowledged");
+    match reply.response.error {
+        Some(error) => Err(error),
+        None => Ok(serde_json::from_value(reply.response.result).expect("an instance status")),
+    }
+}
+
+#[tokio::test]
+async fn a_workload_outlives_a_killed_provider_and_is_reattached() {
+    let t = setup();
+    within(
+        LIMIT,
+        "SIGKILL of visor provider exec, then a new one",
+        async {
+            let root = t.root.path();
+            let caller = Caller::bind(CallerConfig::new(root.join("sockets"), "test"))
+                .await
+                .expect("a caller");
+            let mut first = ProviderProcess::start(root, &caller).await;
+            let work = root.join("work");
+            std::fs::create_dir(&work).expect("a working dir");
+            let id = instance_id();
+            let script = "while [ ! -e go ]; do sleep 0.05; done; echo done; exit 7";
+            let start = json!({
+                "instance": id, "invocation": "a", "command": "/bin/sh", "args": ["-c", script],
+                "env": {"PATH": "/usr/bin:/bin"}, "working_dir": work,
+            });
+            let started = call(&caller, "instance.start", start)
+                .await
+                .expect("started");
+            let pid = started.pid.expect("a pid");
+            t.sessions.adopt(pid);
+            assert_eq!(started.state, State::Running);
+
+            first.kill();
+            assert!(
+                procfs::is_running(pid),
+                "the workload survives the provider"
+            );
+
+            // A new provider on the same data dir (over the killed one's stale sockets).
+            let _second = ProviderProcess::start(root, &caller).await;
+            let attach = |invocation: &str| json!({"instance": id, "invocation": invocation});
+            let attached = call(&caller, "instance.attach", attach("a"))
+                .await
+                .expect("attached");
+            assert_eq!((attached.state, attached.pid), (State::Running, Some(pid)));
+            assert_eq!(attached.started_at, started.started_at);
+            let refused = call(&caller, "instance.attach", attach("b")).await;
+            let error = refused.expect_err("another invocation is refused");
+            assert!(error.contains("is invocation a, not b"), "{error}");
+
+            std::fs::write(work.join("go"), "").expect("tell the workload to exit");
+            let wait = json!({"instance": id, "invocation": "a", "timeout": "20s"});
+            let exited = call(&caller, "instance.wait", wait).await.expect("waited");
+            assert_eq!(exited.state, State::Exited);
+            assert_eq!(exited.exit.and_then(|e| e.code), Some(7));
+            assert_eq!(read(&exited.logs.stdout), "done\n");
+            let refused = call(&caller, "instance.status", attach("b")).await;
+            assert!(refused.is_err(), "refused after the exit too: {refused:?}");
+        },
+    )
     .await;
 }

@@ -63,10 +63,12 @@ pub enum Op {
 pub enum Reply {
     /// The status of the invocation asked about.
     Status(Status),
-    /// The supervisor runs another invocation of the instance.
+    /// The supervisor is another invocation's.
     OtherInvocation {
-        /// The invocation it runs.
+        /// That invocation.
         invocation: String,
+        /// Whether its workload may still run (not yet exited).
+        live: bool,
     },
     /// The request was not for this supervisor (another instance) or could
     /// not be read.
@@ -166,7 +168,9 @@ pub async fn ask(
     match reply {
         None => Ok(Answer::Gone),
         Some(Reply::Status(status)) => Ok(Answer::Status(status)),
-        Some(Reply::OtherInvocation { invocation }) => Ok(Answer::OtherInvocation(invocation)),
+        Some(Reply::OtherInvocation { invocation, live }) => {
+            Ok(Answer::OtherInvocation { invocation, live })
+        }
         Some(Reply::Refused { reason }) => Err(ControlError::Refused {
             instance: instance.to_owned(),
             reason,

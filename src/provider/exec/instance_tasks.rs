@@ -5,8 +5,8 @@
 //! falls back to the status file when none answers, through one decision
 //! ([`observe`]). Invariants: `instance.start` is idempotent per invocation
 //! (the same invocation is never started twice: while it runs, and after it
-//! ended, start reports it) and refuses a new invocation while another is
-//! supervised; one start per instance runs at a time in a provider; and
+//! ended, start reports it) and refuses a new invocation while another may
+//! still run; one start per instance runs at a time in a provider; and
 //! every task is bounded in time (by the request's own timeouts plus a
 //! margin), so none outlives the framework's task timeout when its
 //! arguments stay below it.
@@ -80,7 +80,7 @@ impl Instances {
             Observed::Status(status) => return Ok(InstanceStatus::new(status, &dir)),
             Observed::Other {
                 invocation,
-                supervised: true,
+                live: true,
             } => {
                 return Err(InstanceError::AlreadyRunning {
                     instance: spec.instance,

@@ -27,6 +27,9 @@ pub mod shim;
 mod status;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::Provider;
 
 pub use instance_dir::LogLimits;
 pub use instance_error::InstanceError;
@@ -72,4 +75,42 @@ impl ExecProvider {
     pub fn instances(&self) -> Instances {
         Instances::new(&self.data_dir, &self.supervisor)
     }
+}
+
+/// Registers the exec provider's tasks with `provider`.
+pub fn register(provider: Provider, exec: &ExecProvider) -> Provider {
+    let instances = Arc::new(exec.instances());
+    provider
+        .task(
+            "instance.start",
+            on(&instances, |i, a| async move { i.start(a).await }),
+        )
+        .task(
+            "instance.stop",
+            on(&instances, |i, a| async move { i.stop(a).await }),
+        )
+        .task(
+            "instance.status",
+            on(&instances, |i, a| async move { i.status(a).await }),
+        )
+        .task(
+            "instance.wait",
+            on(&instances, |i, a| async move { i.wait(a).await }),
+        )
+        .task(
+            "instance.attach",
+            on(&instances, |i, a| async move { i.attach(a).await }),
+        )
+}
+
+/// A task handler running `task` on a shared `state`.
+fn on<S, A, Fut>(
+    state: &Arc<S>,
+    task: impl Fn(Arc<S>, A) -> Fut + Send + Sync + 'static,
+) -> impl Fn(A) -> Fut + Send + Sync + 'static
+where
+    S: Send + Sync + 'static,
+{
+    let state = Arc::clone(state);
+    move |args| task(Arc::clone(&state), args)
 }

@@ -130,7 +130,13 @@ pub enum Answer {
     /// It answered with the status of the invocation asked about.
     Status(Status),
     /// It answers for another invocation of the instance than the caller's.
-    OtherInvocation(String),
+    OtherInvocation {
+        /// That invocation.
+        invocation: String,
+        /// Whether its workload may still run: a supervisor answers for a
+        /// moment after its workload exited.
+        live: bool,
+    },
     /// Nothing answered: no socket, a stale socket, or a supervisor that
     /// went away before answering.
     Gone,
@@ -145,8 +151,8 @@ pub enum Observed {
     Other {
         /// That invocation.
         invocation: String,
-        /// Whether a supervisor answered for it (so it may still run).
-        supervised: bool,
+        /// Whether a supervisor answered that it may still run.
+        live: bool,
     },
     /// Nothing was ever started for the instance (or its record is gone).
     Unknown,
@@ -159,15 +165,13 @@ pub enum Observed {
 pub fn observe(invocation: &str, answer: Answer, file: Option<Status>) -> Observed {
     match answer {
         Answer::Status(status) => Observed::Status(status),
-        Answer::OtherInvocation(invocation) => Observed::Other {
-            invocation,
-            supervised: true,
-        },
+        Answer::OtherInvocation { invocation, live } => Observed::Other { invocation, live },
         Answer::Gone => match file {
             None => Observed::Unknown,
+            // Without a supervisor, nothing of it runs under Visor any more.
             Some(status) if status.invocation != invocation => Observed::Other {
                 invocation: status.invocation,
-                supervised: false,
+                live: false,
             },
             Some(mut status) => {
                 if status.is_live() {
@@ -247,11 +251,26 @@ mod tests {
                 Observed::Status(status("a", Running)),
             ),
             (
-                Answer::OtherInvocation("b".into()),
+                Answer::OtherInvocation {
+                    invocation: "b".into(),
+                    live: true,
+                },
                 None,
                 Observed::Other {
                     invocation: "b".into(),
-                    supervised: true,
+                    live: true,
+                },
+            ),
+            // A supervisor answering after its workload exited.
+            (
+                Answer::OtherInvocation {
+                    invocation: "b".into(),
+                    live: false,
+                },
+                Some(status("b", Exited)),
+                Observed::Other {
+                    invocation: "b".into(),
+                    live: false,
                 },
             ),
             // Without a supervisor: the file decides.
@@ -276,7 +295,7 @@ mod tests {
                 Some(status("b", Running)),
                 Observed::Other {
                     invocation: "b".into(),
-                    supervised: false,
+                    live: false,
                 },
             ),
         ];

@@ -21,7 +21,7 @@ mod stop;
 mod workload;
 
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::PathBuf;
 use std::pin::pin;
 use std::sync::Arc;
@@ -108,6 +108,7 @@ struct Started {
     spec: Spec,
     status: Status,
     listener: UnixListener,
+    socket: OwnSocket,
     workload: Workload,
     shutdown: Shutdown,
 }
@@ -124,6 +125,9 @@ async fn start(dir: &InstanceDir) -> Result<Started, ShimError> {
     dir.clear_invocation()?;
     let listener = UnixListener::bind(&path).map_err(bind_error)?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660)).map_err(bind_error)?;
+    let socket = OwnSocket {
+        ino: std::fs::metadata(&path).map_err(bind_error)?.ino(),
+    };
     let workload = workload::spawn(&spec, dir).map_err(|source| ShimError::Spawn {
         command: spec.command.clone(),
         source,
@@ -144,6 +148,7 @@ async fn start(dir: &InstanceDir) -> Result<Started, ShimError> {
         spec,
         status,
         listener,
+        socket,
         workload,
         shutdown,
     })
@@ -154,6 +159,7 @@ async fn supervise(dir: &InstanceDir, started: Started) -> Result<(), ShimError>
         spec,
         status,
         listener,
+        socket,
         workload,
         mut shutdown,
     } = started;
@@ -178,7 +184,8 @@ async fn supervise(dir: &InstanceDir, started: Started) -> Result<(), ShimError>
     let kill_timeout = tokio::select! {
         ended = &mut ended => {
             let status = ended.map_err(ShimError::Wait)?;
-            return finish(dir, &status_tx, &group, status, (server, tracker, token)).await;
+            let serving = (server, tracker, token);
+            return finish(dir, &status_tx, &group, status, socket, serving).await;
         }
         Some(kill_timeout) = stop_rx.recv() => kill_timeout.unwrap_or(spec.kill_timeout()),
         () = shutdown.requested() => spec.kill_timeout(),
@@ -192,7 +199,23 @@ async fn supervise(dir: &InstanceDir, started: Started) -> Result<(), ShimError>
     let (status, how) = stop::stop(&group, &mut ended, kill_timeout).await;
     tracing::info!(?how, "workload stopped");
     let status = status.map_err(ShimError::Wait)?;
-    finish(dir, &status_tx, &group, status, (server, tracker, token)).await
+    let serving = (server, tracker, token);
+    finish(dir, &status_tx, &group, status, socket, serving).await
+}
+
+/// The control socket this supervisor bound, by inode: once its workload
+/// exited, a new invocation's supervisor may have bound the same path.
+struct OwnSocket {
+    ino: u64,
+}
+
+impl OwnSocket {
+    /// Removes the socket at `path` if it is still this one.
+    fn remove(&self, path: &std::path::Path) {
+        if std::fs::metadata(path).is_ok_and(|m| m.ino() == self.ino) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 /// Records the exit, lets the answers in flight go out, and cleans up.
@@ -201,6 +224,7 @@ async fn finish(
     status_tx: &watch::Sender<Status>,
     group: &workload::Group,
     status: std::process::ExitStatus,
+    socket: OwnSocket,
     (server, tracker, token): (tokio::task::JoinHandle<()>, TaskTracker, CancellationToken),
 ) -> Result<(), ShimError> {
     let exit = workload::exit(status, chrono::Utc::now());
@@ -215,7 +239,7 @@ async fn finish(
     {
         tracing::warn!(?ANSWER_LIMIT, "control connections still open at exit");
     }
-    let _ = std::fs::remove_file(dir.control_socket());
+    socket.remove(&dir.control_socket());
     if let Some(cgroup) = group.cgroup() {
         cgroup.kill_and_remove().await;
     }

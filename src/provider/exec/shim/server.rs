@@ -82,6 +82,7 @@ async fn answer(request: Request, shared: &Shared) -> Reply {
     }
     if request.invocation != current.invocation {
         return Reply::OtherInvocation {
+            live: current.is_live(),
             invocation: current.invocation,
         };
     }
