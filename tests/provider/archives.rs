@@ -133,7 +133,7 @@ impl Store {
         data_dir: &Path,
         change: impl FnOnce(ArtifactConfig) -> ArtifactConfig,
     ) -> ArtifactStore {
-        ArtifactStore::new(change(ArtifactConfig::new(data_dir))).expect("an artifact store")
+        ArtifactStore::new(change(ArtifactConfig::new(data_dir)))
     }
 
     pub fn data_dir(&self) -> &Path {

@@ -9,7 +9,8 @@ use std::time::Duration;
 use futures::future::join_all;
 use serde_json::json;
 use visor::provider::Provider;
-use visor::provider::exec::artifact::{ArtifactError, FetchArgs, Fetched, Refusal, Sha256};
+use visor::provider::exec::artifact::{ArtifactError, Fetched, Refusal, Sha256};
+use visor::provider::exec::{self, ExecProvider};
 use visor::telemetry::Chain;
 use visor_testkit::within;
 
@@ -439,18 +440,12 @@ async fn downloads_and_unpacked_trees_are_bounded() {
 }
 
 #[tokio::test]
-async fn artifact_fetch_is_served_by_a_provider_and_bad_args_are_refused_in_the_ack() {
+async fn artifact_fetch_is_served_by_the_exec_provider_and_bad_args_are_refused_in_the_ack() {
     within(LIMIT, "the provider or the call hangs", async {
         let store = Store::new();
         let sockets = SocketDir::new();
-        let artifacts = store.store.clone();
-        let provider = Provider::new(sockets.config("exec", 50)).task(
-            "artifact.fetch",
-            move |args: FetchArgs| {
-                let artifacts = artifacts.clone();
-                async move { artifacts.fetch(args).await }
-            },
-        );
+        let exec = ExecProvider::new(store.data_dir()).expect("an exec provider");
+        let provider = exec::register(Provider::new(sockets.config("exec", 50)), &exec);
         let _running = Running::start(provider).await;
         let caller = sockets.caller().await;
         let url = store.local_file("web.tar.gz", &ordinary());

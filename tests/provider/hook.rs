@@ -14,6 +14,7 @@ use visor::provider::Provider;
 use visor::provider::exec::hook::{
     HookArgs, HookConfig, HookEnv, HookError, HookRun, HookRunner, InsidePath, Output,
 };
+use visor::provider::exec::{self, ExecProvider};
 use visor_testkit::{eventually, procfs, within};
 
 use crate::archives::{Store, fetch_args, name};
@@ -294,15 +295,12 @@ async fn a_missing_hook_runs_nothing_and_bad_hooks_are_errors() {
 }
 
 #[tokio::test]
-async fn hook_run_is_served_by_a_provider_and_escaping_paths_are_refused_in_the_ack() {
+async fn hook_run_is_served_by_the_exec_provider_and_escaping_paths_are_refused_in_the_ack() {
     within(LIMIT, "the provider or the call hangs", async {
         let revision = Revision::fetch().await;
         let sockets = SocketDir::new();
-        let runner = revision.runner();
-        let provider = Provider::new(sockets.config("exec", 50)).task("hook.run", move |args: HookArgs| {
-            let runner = runner.clone();
-            async move { runner.run(args).await }
-        });
+        let exec = ExecProvider::new(revision.store.data_dir()).expect("an exec provider");
+        let provider = exec::register(Provider::new(sockets.config("exec", 50)), &exec);
         let _running = Running::start(provider).await;
         let caller = sockets.caller().await;
 

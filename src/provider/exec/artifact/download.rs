@@ -9,7 +9,33 @@ use std::path::Path;
 use tokio::io::AsyncWriteExt as _;
 use url::Url;
 
+use super::ArtifactConfig;
 use super::error::{ArtifactError, Result};
+
+/// The client downloads go through: the config's timeouts, and its extra
+/// roots trusted beside the system's.
+pub(crate) fn client(config: &ArtifactConfig) -> Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(config.connect_timeout)
+        .read_timeout(config.read_timeout)
+        .user_agent(concat!("visor/", env!("CARGO_PKG_VERSION")));
+    for path in &config.extra_root_certs {
+        let pem = std::fs::read(path).map_err(|source| ArtifactError::ReadRootCert {
+            path: path.clone(),
+            source,
+        })?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|source| {
+            ArtifactError::ParseRootCert {
+                path: path.clone(),
+                source,
+            }
+        })?;
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    builder.build().map_err(ArtifactError::BuildClient)
+}
 
 /// Writes the body of `url` to `to`, refusing more than `limit` bytes.
 pub(crate) async fn download(

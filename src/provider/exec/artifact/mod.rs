@@ -115,41 +115,31 @@ pub struct ArtifactStore {
 #[derive(Debug)]
 struct Inner {
     config: ArtifactConfig,
-    client: reqwest::Client,
+    client: tokio::sync::OnceCell<reqwest::Client>,
     locks: Locks,
 }
 
 impl ArtifactStore {
-    /// A store under `config`; fails if an extra root certificate cannot be
-    /// read or the HTTP client cannot be built.
-    pub fn new(config: ArtifactConfig) -> Result<Self> {
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .read_timeout(config.read_timeout)
-            .user_agent(concat!("visor/", env!("CARGO_PKG_VERSION")));
-        for path in &config.extra_root_certs {
-            let pem = std::fs::read(path).map_err(|source| ArtifactError::ReadRootCert {
-                path: path.clone(),
-                source,
-            })?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|source| {
-                ArtifactError::ParseRootCert {
-                    path: path.clone(),
-                    source,
-                }
-            })?;
-            for cert in certs {
-                builder = builder.add_root_certificate(cert);
-            }
-        }
-        let client = builder.build().map_err(ArtifactError::BuildClient)?;
-        Ok(Self {
+    /// A store under `config`. Its HTTP client is built at the first
+    /// download (a store fetching only `file://` never sets up TLS); an
+    /// extra root certificate that cannot be read fails that download.
+    pub fn new(config: ArtifactConfig) -> Self {
+        Self {
             inner: Arc::new(Inner {
                 config,
-                client,
+                client: tokio::sync::OnceCell::new(),
                 locks: Locks::default(),
             }),
-        })
+        }
+    }
+
+    /// The HTTP client, built once, at the first download.
+    async fn client(&self) -> Result<&reqwest::Client> {
+        let config = &self.inner.config;
+        self.inner
+            .client
+            .get_or_try_init(|| async { download::client(config) })
+            .await
     }
 
     /// The directory of a revision if it is unpacked.
@@ -162,6 +152,11 @@ impl ArtifactStore {
     pub async fn fetch(&self, args: FetchArgs) -> Result<Fetched> {
         let config = &self.inner.config;
         let paths = RevisionPaths::new(&config.root, &args.app, &args.revision);
+        // The client first: a download that cannot be made stages nothing.
+        let origin = match &args.url {
+            Source::Local { path, .. } => Origin::Local(path),
+            Source::Remote(url) => Origin::Remote(url, self.client().await?),
+        };
         let lock = self.inner.locks.lock(&paths).await?;
         let (lock, staging) = {
             let paths = paths.clone();
@@ -178,12 +173,12 @@ impl ArtifactStore {
             Ok(staging) => staging,
             Err(record) => return hit(&paths, record, args.sha256),
         };
-        let archive = match &args.url {
-            Source::Local { path, .. } => path.clone(),
-            Source::Remote(url) => {
+        let archive = match origin {
+            Origin::Local(path) => path.clone(),
+            Origin::Remote(url, client) => {
                 let to = staging.archive();
                 let max = config.max_download_bytes;
-                if let Err(error) = download::download(&self.inner.client, url, &to, max).await {
+                if let Err(error) = download::download(client, url, &to, max).await {
                     blocking(move || {
                         discard(staging);
                         Ok(())
@@ -225,6 +220,12 @@ fn discard(staging: cache::Staging) {
         let error = crate::telemetry::Chain(&error);
         tracing::warn!(%error, "leaving a staging directory behind");
     }
+}
+
+/// Where a fetch takes its archive from.
+enum Origin<'a> {
+    Local(&'a PathBuf),
+    Remote(&'a url::Url, &'a reqwest::Client),
 }
 
 /// The result of a fetch that found the revision unpacked.

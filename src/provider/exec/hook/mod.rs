@@ -37,8 +37,13 @@ pub use args::{HookArgs, HookEnv, HookRun, InsidePath, InvalidEnv, InvalidPath};
 pub use error::{HookError, Result};
 pub use tail::Output;
 
-/// How long a hook may run unless its request says otherwise.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+/// How long a hook may run unless its request says otherwise: below the
+/// provider's default task timeout, so that a hook running too long is
+/// reported `timed_out` with its output rather than cut off by the provider
+/// with none. A longer hook needs its `timeout_ms` and its task's timeout
+/// (`tasks.hook.run.timeout`) raised together.
+pub const DEFAULT_TIMEOUT: Duration =
+    crate::provider::DEFAULT_TIMEOUT.saturating_sub(Duration::from_secs(5));
 /// How much of each of a hook's streams is kept, in bytes.
 pub const DEFAULT_OUTPUT_LIMIT: usize = 64 * 1024;
 
