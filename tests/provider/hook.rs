@@ -90,7 +90,7 @@ fn args(hook: &str) -> HookArgs {
         )]))
         .expect("a valid env"),
         working_dir: None,
-        timeout_ms: None,
+        timeout: None,
     }
 }
 
@@ -196,7 +196,7 @@ async fn a_timeout_kills_the_hook_and_its_grandchildren() {
         let mut args = args("hooks/hang");
         // Long enough for the shell to say its grandchild's pid, however
         // loaded the machine; the hook itself would wait 1000 s.
-        args.timeout_ms = Some(3000);
+        args.timeout = Some(Duration::from_secs(3));
         let run = revision.runner().run(args).await.expect("ran");
         let HookRun::TimedOut { stdout, .. } = run else {
             panic!("the hook timed out: {run:?}");

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use visor_controllers::EnvKey;
@@ -28,10 +29,14 @@ pub struct HookArgs {
     /// revision's top directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub working_dir: Option<InsidePath>,
-    /// How long the hook may run, in milliseconds, before its process group
-    /// is killed; by default the runner's.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout_ms: Option<u64>,
+    /// How long the hook may run before its process group is killed (a
+    /// duration string: `"30s"`, `"2m"`); by default the runner's.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::provider::exec::instance::duration::option"
+    )]
+    pub timeout: Option<Duration>,
 }
 
 /// A path inside a revision's directory: relative, with no `..` (`.` and
@@ -217,7 +222,13 @@ mod tests {
                 "env value of A holds a NUL byte",
             ),
             ("revision", json!(".."), "must not start with '.'"),
-            ("timeout", json!(5), "unknown field `timeout`"),
+            (
+                "timeout",
+                json!(5),
+                "invalid type: integer `5`, expected a string",
+            ),
+            ("timeout", json!("soon"), "\"soon\" is not a duration"),
+            ("timeout_ms", json!(5), "unknown field `timeout_ms`"),
         ];
         for (key, value, expected) in refusals {
             let refused = with(key, value).expect_err("refused");

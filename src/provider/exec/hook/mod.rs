@@ -40,7 +40,7 @@ pub use tail::Output;
 /// How long a hook may run unless its request says otherwise: below the
 /// provider's default task timeout, so that a hook running too long is
 /// reported `timed_out` with its output rather than cut off by the provider
-/// with none. A longer hook needs its `timeout_ms` and its task's timeout
+/// with none. A longer hook needs its `timeout` and its task's timeout
 /// (`tasks.hook.run.timeout`) raised together.
 pub const DEFAULT_TIMEOUT: Duration =
     crate::provider::DEFAULT_TIMEOUT.saturating_sub(Duration::from_secs(5));
@@ -119,9 +119,7 @@ impl HookRunner {
         {
             return Err(HookError::NotADir { path: work });
         }
-        let timeout = args
-            .timeout_ms
-            .map_or(self.config.default_timeout, Duration::from_millis);
+        let timeout = args.timeout.unwrap_or(self.config.default_timeout);
         run_process(&hook, &work, &args.env, timeout, self.config.output_limit).await
     }
 }
