@@ -193,6 +193,33 @@ async fn a_digest_is_checked_and_a_mismatch_caches_nothing() {
 }
 
 #[tokio::test]
+async fn a_file_that_is_not_a_gzip_compressed_tar_is_refused() {
+    within(LIMIT, "a fetch hangs", async {
+        let store = Store::new();
+        let url = store.local_file("web.zip", b"PK\x03\x04 not a tar at all");
+        let refused = store
+            .store
+            .fetch(fetch_args("v1", &url))
+            .await
+            .expect_err("refused");
+        assert!(
+            matches!(refused, ArtifactError::ReadArchive { .. }),
+            "{refused:?}"
+        );
+        assert_eq!(
+            Chain(&refused).to_string(),
+            format!("reading archive {url}: invalid gzip header")
+        );
+        assert!(
+            store.app_entries().is_empty(),
+            "nothing cached: {:?}",
+            store.app_entries()
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn hostile_archives_are_refused_whole_naming_the_entry() {
     within(LIMIT, "a fetch hangs", async {
         let store = Store::new();
