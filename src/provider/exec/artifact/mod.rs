@@ -8,9 +8,9 @@
 //!
 //! Invariants: a revision is unpacked once. A second fetch finds it done and
 //! downloads nothing; concurrent fetches of one revision wait for the first
-//! (in this process and across processes, see [`cache`]). A directory in the
+//! (in this process and across processes, see `cache.rs`). A directory in the
 //! cache is complete and safe: it appears by one rename after every entry
-//! was judged (no path, no link escapes it, see [`entry`]) and, when a
+//! was judged (no path, no link escapes it, see `entry.rs`) and, when a
 //! digest was given, after the archive was found to be it. A failed fetch
 //! caches nothing.
 
