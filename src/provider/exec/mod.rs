@@ -5,8 +5,10 @@
 //!
 //! Tasks: `instance.start`, `instance.stop`, `instance.status`,
 //! `instance.wait`, `instance.attach` ([`instance`] is their contract,
-//! `docs/providers.md` documents it). State lives under
-//! `<data_dir>/instances/<instance>/` ([`instance_dir`]).
+//! `docs/providers.md` documents it), and `artifact.fetch` and `hook.run`
+//! ([`artifact`], [`hook`]): a revision unpacked once into
+//! `<data_dir>/artifacts/<app>/<revision>/`, and its hooks run from there.
+//! State lives under `<data_dir>/instances/<instance>/` ([`instance_dir`]).
 //!
 //! Invariants: the provider never signals a process itself, only asks the
 //! instance's supervisor, which answers only a caller presenting the
@@ -14,8 +16,10 @@
 //! invocation ids are not); and a provider keeps no state an instance needs:
 //! a new provider on the same data dir finds every instance again.
 
+pub mod artifact;
 mod cgroup;
 mod control;
+pub mod hook;
 pub mod instance;
 mod instance_dir;
 mod instance_error;
@@ -26,6 +30,9 @@ mod status;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use artifact::{ArtifactConfig, ArtifactStore};
+use hook::{HookConfig, HookRunner};
 
 use super::Provider;
 
@@ -84,6 +91,9 @@ impl ExecProvider {
 /// Registers the exec provider's tasks with `provider`.
 pub fn register(provider: Provider, exec: &ExecProvider) -> Provider {
     let instances = Arc::new(exec.instances());
+    let artifacts = ArtifactStore::new(ArtifactConfig::new(exec.data_dir()));
+    let hooks = Arc::new(HookRunner::new(artifacts.clone(), HookConfig::default()));
+    let artifacts = Arc::new(artifacts);
     provider
         .task(
             "instance.start",
@@ -105,6 +115,11 @@ pub fn register(provider: Provider, exec: &ExecProvider) -> Provider {
             "instance.attach",
             on(&instances, |i, a| async move { i.attach(a).await }),
         )
+        .task(
+            "artifact.fetch",
+            on(&artifacts, |s, a| async move { s.fetch(a).await }),
+        )
+        .task("hook.run", on(&hooks, |h, a| async move { h.run(a).await }))
 }
 
 /// A task handler running `task` on a shared `state`.
