@@ -259,18 +259,10 @@ impl StateDir {
     }
 }
 
-/// Validates a relation id or unit name as a file name: a registry name not
-/// starting with `.`, which rules out `.`, `..` and temporary files.
+/// Validates a relation id or unit name as a file name: a registry name,
+/// which never starts with `.`, so never `.`, `..` or a temporary file.
 fn file_name(value: &str) -> Result<Name, InvalidName> {
-    let name = Name::parse("relation state file", value)?;
-    if value.starts_with('.') {
-        return Err(InvalidName {
-            field: "relation state file",
-            value: value.to_owned(),
-            reason: "must not start with '.'",
-        });
-    }
-    Ok(name)
+    Name::parse("relation state file", value)
 }
 
 fn is_temp(name: &str) -> bool {

@@ -20,7 +20,8 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio_rustls::rustls::{self, ServerConfig};
-use visor::provider::exec::artifact::{ArtifactConfig, ArtifactStore, DirName, FetchArgs, Source};
+use visor::model::Name;
+use visor::provider::exec::artifact::{ArtifactConfig, ArtifactStore, FetchArgs, Source};
 
 /// One entry of an archive, its name written as given.
 pub enum Item<'a> {
@@ -96,8 +97,8 @@ pub fn ordinary() -> Vec<u8> {
     ])
 }
 
-pub fn name(value: &str) -> DirName {
-    DirName::parse("name", value).expect("a valid name")
+pub fn name(value: &str) -> Name {
+    Name::parse("name", value).expect("a valid name")
 }
 
 /// The arguments of a fetch of `web`'s `revision` from `url`.

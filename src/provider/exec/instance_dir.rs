@@ -144,17 +144,9 @@ pub enum InstanceDirError {
 }
 
 /// Validates an instance or invocation id as one path component: a registry
-/// name that does not start with `.`.
+/// name, which never starts with `.` (so never `.`, `..` or a hidden file).
 pub fn parse_id(field: &'static str, value: &str) -> Result<Name, InvalidName> {
-    let name = Name::parse(field, value)?;
-    if value.starts_with('.') {
-        return Err(InvalidName {
-            field,
-            value: value.to_owned(),
-            reason: "must not start with '.'",
-        });
-    }
-    Ok(name)
+    Name::parse(field, value)
 }
 
 /// One instance's directory.

@@ -9,7 +9,7 @@
 //!                                            archive (a download), tree/ (the unpacking)
 //! ```
 //!
-//! Revision names never start with `.` ([`DirName`]), so the cache's own
+//! Registry names never start with `.` ([`Name`]), so the cache's own
 //! files never collide with a revision's directory.
 //!
 //! Invariants: a revision's directory appears only by one rename of a
@@ -31,7 +31,7 @@ use tokio::sync::OwnedMutexGuard;
 
 use super::digest::Sha256;
 use super::error::{ArtifactError, Result};
-use super::name::DirName;
+use visor_controllers::Name;
 
 /// The paths of one revision in the cache.
 #[derive(Debug, Clone)]
@@ -47,7 +47,7 @@ pub(crate) struct RevisionPaths {
 }
 
 impl RevisionPaths {
-    pub(crate) fn new(root: &Path, app: &DirName, revision: &DirName) -> Self {
+    pub(crate) fn new(root: &Path, app: &Name, revision: &Name) -> Self {
         let app_dir = root.join(app.as_str());
         let hidden = |suffix: &str| app_dir.join(format!(".{revision}{suffix}"));
         Self {
@@ -269,11 +269,11 @@ mod tests {
     use std::path::Path;
 
     use super::RevisionPaths;
-    use crate::provider::exec::artifact::name::DirName;
+    use visor_controllers::Name;
 
     #[test]
     fn the_cache_layout_keeps_its_own_files_apart_from_revisions() {
-        let name = |value| DirName::parse("name", value).expect("valid");
+        let name = |value| Name::parse("name", value).expect("valid");
         let paths =
             RevisionPaths::new(Path::new("/data/artifacts"), &name("web"), &name("v1.json"));
         assert_eq!(paths.dir, Path::new("/data/artifacts/web/v1.json"));

@@ -19,7 +19,6 @@ mod digest;
 mod download;
 mod entry;
 mod error;
-mod name;
 mod source;
 mod unpack;
 
@@ -28,13 +27,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use visor_controllers::Name;
 
 use cache::{Locks, Record, RevisionPaths};
 
 pub use digest::{InvalidSha256, Sha256};
 pub use entry::Refusal;
 pub use error::{ArtifactError, Result};
-pub use name::DirName;
 pub use source::{Source, SourceError};
 
 pub(crate) use entry::relative_path;
@@ -82,9 +81,9 @@ impl ArtifactConfig {
 #[serde(deny_unknown_fields)]
 pub struct FetchArgs {
     /// The app the revision belongs to.
-    pub app: DirName,
+    pub app: Name,
     /// The revision.
-    pub revision: DirName,
+    pub revision: Name,
     /// Where its archive is.
     pub url: Source,
     /// The archive's expected digest; the fetch fails if it is another.
@@ -143,7 +142,7 @@ impl ArtifactStore {
     }
 
     /// The directory of a revision if it is unpacked.
-    pub fn revision_dir(&self, app: &DirName, revision: &DirName) -> Option<PathBuf> {
+    pub fn revision_dir(&self, app: &Name, revision: &Name) -> Option<PathBuf> {
         let paths = RevisionPaths::new(&self.inner.config.root, app, revision);
         paths.dir.is_dir().then_some(paths.dir)
     }

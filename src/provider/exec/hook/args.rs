@@ -9,16 +9,18 @@ use serde::{Deserialize, Serialize};
 use visor_controllers::EnvKey;
 
 use super::tail::Output;
-use crate::provider::exec::artifact::{DirName, Refusal, relative_path};
+use visor_controllers::Name;
+
+use crate::provider::exec::artifact::{Refusal, relative_path};
 
 /// The arguments of `hook.run`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HookArgs {
     /// The app whose revision holds the hook.
-    pub app: DirName,
+    pub app: Name,
     /// The revision, fetched before by `artifact.fetch`.
-    pub revision: DirName,
+    pub revision: Name,
     /// The hook's path in the revision, e.g. `hooks/db-relation-joined`.
     pub hook: InsidePath,
     /// The hook's whole environment: nothing is inherited from the
@@ -221,7 +223,11 @@ mod tests {
                 json!({"A": "x\u{0}y"}),
                 "env value of A holds a NUL byte",
             ),
-            ("revision", json!(".."), "must not start with '.'"),
+            (
+                "revision",
+                json!(".."),
+                "must start with a lower-case letter or a digit",
+            ),
             (
                 "timeout",
                 json!(5),

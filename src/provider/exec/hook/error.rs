@@ -5,7 +5,7 @@
 use std::io;
 use std::path::PathBuf;
 
-use crate::provider::exec::artifact::DirName;
+use visor_controllers::Name;
 
 /// A `Result` whose error is a [`HookError`].
 pub type Result<T, E = HookError> = std::result::Result<T, E>;
@@ -17,9 +17,9 @@ pub enum HookError {
     #[error("revision {revision} of app {app} is not fetched")]
     NotFetched {
         /// The app.
-        app: DirName,
+        app: Name,
         /// The revision.
-        revision: DirName,
+        revision: Name,
     },
     /// A path in the revision could not be inspected or resolved.
     #[error("inspecting {}", path.display())]
