@@ -72,6 +72,14 @@ impl fmt::Display for Name {
     }
 }
 
+/// A name orders and compares as its string, so maps and sets of names can
+/// be searched with a `&str`.
+impl std::borrow::Borrow<str> for Name {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl AsRef<str> for Name {
     fn as_ref(&self) -> &str {
         &self.0

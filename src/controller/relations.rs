@@ -228,7 +228,7 @@ pub async fn reconcile(
         instances: running
             .iter()
             .chain(&holders)
-            .map(|(unit, i)| (unit.clone(), &i.value))
+            .map(|(unit, i)| (unit, &i.value))
             .collect(),
         live_hosts: &live_hosts,
         versions,

@@ -27,6 +27,7 @@ use super::kind::HookInfo;
 use super::live::{LiveSource, MembershipChange};
 use super::source::HookSource;
 use super::state::State;
+use crate::name::Name;
 
 /// What the registry shows of one unit of a relation. The acknowledged
 /// state is borrowed: a step looks at it, and copies it only to start a
@@ -143,8 +144,8 @@ impl RelationHooks {
     }
 
     /// Forgets every unit not in `keep` (units the relation no longer shows).
-    pub fn retain(&mut self, keep: &BTreeSet<String>) {
-        self.units.retain(|unit, _| keep.contains(unit));
+    pub fn retain(&mut self, keep: &BTreeSet<Name>) {
+        self.units.retain(|unit, _| keep.contains(unit.as_str()));
     }
 
     /// The unit's live source, synced with its acknowledged state and fed

@@ -34,7 +34,7 @@ pub struct RelationSnapshot<'a> {
     /// running instances of the relation's apps) and the instance of every
     /// unit holding a state or a hook in it. A unit whose instance is not
     /// here can run no more hooks.
-    pub instances: BTreeMap<Name, &'a Instance>,
+    pub instances: BTreeMap<&'a Name, &'a Instance>,
     /// The live hosts.
     pub live_hosts: &'a BTreeSet<Name>,
     /// The settings version of each unit that published settings.
@@ -72,11 +72,11 @@ impl RelationSnapshot<'_> {
     }
 
     fn instances_view(&self) -> impl Iterator<Item = (&Name, &Instance)> {
-        self.instances.iter().map(|(id, i)| (id, *i))
+        self.instances.iter().map(|(id, i)| (*id, *i))
     }
 }
 
-fn can_run_hooks(instances: &BTreeMap<Name, &Instance>, unit: &Name) -> bool {
+fn can_run_hooks(instances: &BTreeMap<&Name, &Instance>, unit: &Name) -> bool {
     instances.get(unit).is_some_and(|i| !i.state.is_terminal())
 }
 
@@ -153,7 +153,7 @@ impl RelationHooks {
                 });
             }
         }
-        self.retain(&participants.iter().map(ToString::to_string).collect());
+        self.retain(&participants);
         let finished = registered.is_none() && participants.is_empty();
         RelationPlan {
             writes,
@@ -221,10 +221,11 @@ mod tests {
             ("d2", doc("db", "backup", Running, Some("h1"))),
             ("x1", doc("other", "http", Running, Some("h1"))),
         ];
+        let ids: Vec<Name> = documents.iter().map(|(id, _)| name(id)).collect();
         let entered = State::new("r1");
         let snapshot = RelationSnapshot {
             registered: Some(&relation),
-            instances: documents.iter().map(|(id, i)| (name(id), i)).collect(),
+            instances: ids.iter().zip(documents.iter().map(|(_, i)| i)).collect(),
             live_hosts: &live,
             versions: BTreeMap::from([(name("d1"), 4)]),
             stored: BTreeMap::from([(name("w3"), &entered), (name("gone"), &entered)]),
@@ -257,6 +258,7 @@ mod tests {
     /// Relation r1 once removed: w1 runs, published settings if `settings`,
     /// and holds `stored`.
     fn removed<'a>(
+        unit: &'a Name,
         running: &'a Instance,
         live: &'a BTreeSet<Name>,
         stored: Option<&'a State>,
@@ -264,7 +266,7 @@ mod tests {
     ) -> RelationSnapshot<'a> {
         RelationSnapshot {
             registered: None,
-            instances: BTreeMap::from([(name("w1"), running)]),
+            instances: BTreeMap::from([(unit, running)]),
             live_hosts: live,
             versions: settings.then(|| (name("w1"), 2)).into_iter().collect(),
             stored: stored.map(|s| (name("w1"), s)).into_iter().collect(),
@@ -278,21 +280,22 @@ mod tests {
         let running = doc("web", "http", Running, Some("h1"));
         let entered = State::new("r1");
         let mut hooks = RelationHooks::new("r1");
-        let winding = hooks.plan(removed(&running, &live, Some(&entered), true));
+        let w1 = name("w1");
+        let winding = hooks.plan(removed(&w1, &running, &live, Some(&entered), true));
         assert_eq!(
             winding.writes,
             [write("w1", hand(HookInfo::broken("r1"), false))]
         );
         assert!(!winding.finished, "w1 still holds a state");
 
-        let done = hooks.plan(removed(&running, &live, None, true));
+        let done = hooks.plan(removed(&w1, &running, &live, None, true));
         let cleared = RelationPlan {
             writes: vec![],
             finished: true,
             clear: true,
         };
         assert_eq!(done, cleared);
-        let nothing_left = hooks.plan(removed(&running, &live, None, false));
+        let nothing_left = hooks.plan(removed(&w1, &running, &live, None, false));
         assert!(nothing_left.finished && !nothing_left.clear);
     }
 }

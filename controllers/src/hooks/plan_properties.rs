@@ -135,11 +135,7 @@ impl Registry {
     fn snapshot(&self) -> RelationSnapshot<'_> {
         RelationSnapshot {
             registered: self.relation.as_ref(),
-            instances: self
-                .instances
-                .iter()
-                .map(|(id, i)| (id.clone(), i))
-                .collect(),
+            instances: self.instances.iter().collect(),
             live_hosts: &self.live_hosts,
             versions: self.versions.clone(),
             stored: self.stored.iter().map(|(u, s)| (u.clone(), s)).collect(),
