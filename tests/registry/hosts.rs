@@ -17,6 +17,12 @@ const LIMIT: Duration = Duration::from_secs(30);
 /// The shortest lease etcd grants; keep-alive renews it every third of it.
 const TTL: Duration = Duration::from_secs(1);
 
+/// The lease `/visor/hosts/h1` is bound to, read raw; the key must exist.
+async fn host_lease(t: &TestRegistry) -> i64 {
+    let stored = t.raw().get("/visor/hosts/h1", None).await.expect("raw get");
+    stored.kvs().first().expect("the host key exists").lease()
+}
+
 #[tokio::test]
 async fn a_registered_host_outlives_its_ttl_and_deregister_removes_it() {
     within(
@@ -33,10 +39,8 @@ async fn a_registered_host_outlives_its_ttl_and_deregister_removes_it() {
             let lost = registration.lost();
             assert!(!lost.is_cancelled());
 
-            let stored = t.raw().get("/visor/hosts/h1", None).await.expect("raw get");
-            let kv = stored.kvs().first().expect("host key written");
             assert_eq!(
-                kv.lease(),
+                host_lease(&t).await,
                 registration.lease_id(),
                 "the host key is bound to the registration's lease"
             );
@@ -174,9 +178,11 @@ async fn a_drained_host_says_so_and_stays_bound_to_its_lease() {
         let stored = t.visor.host("h1").await.expect("read");
         assert!(stored.value.draining, "the host document says draining");
         assert_eq!(&stored, registration.host());
-        let raw = t.raw().get("/visor/hosts/h1", None).await.expect("raw get");
-        let kv = raw.kvs().first().expect("host key kept");
-        assert_eq!(kv.lease(), registration.lease_id(), "still on its lease");
+        assert_eq!(
+            host_lease(&t).await,
+            registration.lease_id(),
+            "still on its lease"
+        );
 
         registration.deregister().await.expect("deregister");
         let gone = t.visor.host("h1").await;
@@ -247,9 +253,11 @@ async fn resuming_recreates_a_deleted_key_on_the_lease_and_a_gone_lease_register
             .resume_host("h1", host("10.0.0.1"), lease, RESUME_TTL)
             .await
             .expect("resume h1");
-        let raw = t.raw().get("/visor/hosts/h1", None).await.expect("raw get");
-        let kv = raw.kvs().first().expect("the key is back");
-        assert_eq!(kv.lease(), lease, "created on the kept lease");
+        assert_eq!(
+            host_lease(&t).await,
+            lease,
+            "the key is back, on the kept lease"
+        );
 
         resumed.deregister().await.expect("revoke");
         let fresh = t
@@ -281,9 +289,11 @@ async fn resuming_a_name_another_lease_holds_is_already_exists_and_leaves_it_alo
             matches!(refused, Err(Error::AlreadyExists(_))),
             "{refused:?}"
         );
-        let stored = t.raw().get("/visor/hosts/h1", None).await.expect("raw get");
-        let kv = stored.kvs().first().expect("kept");
-        assert_eq!(kv.lease(), holder.lease_id(), "the holder keeps it");
+        assert_eq!(
+            host_lease(&t).await,
+            holder.lease_id(),
+            "the holder keeps it"
+        );
         assert_eq!(
             t.visor.host("h1").await.expect("read").value.addr,
             "10.0.0.1"
