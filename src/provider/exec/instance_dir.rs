@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use visor_controllers::{InvalidName, Name};
+use visor_controllers::Name;
 
 use super::status::Status;
 
@@ -141,12 +141,6 @@ pub enum InstanceDirError {
         /// Its length in bytes.
         len: usize,
     },
-}
-
-/// Validates an instance or invocation id as one path component: a registry
-/// name, which never starts with `.` (so never `.`, `..` or a hidden file).
-pub fn parse_id(field: &'static str, value: &str) -> Result<Name, InvalidName> {
-    Name::parse(field, value)
 }
 
 /// One instance's directory.
@@ -322,17 +316,17 @@ mod tests {
     #[test]
     fn ids_are_single_safe_path_components() {
         for good in ["0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "web-1", "a.b"] {
-            assert!(parse_id("instance", good).is_ok(), "{good}");
+            assert!(Name::parse("instance", good).is_ok(), "{good}");
         }
         for bad in ["", ".", "..", ".hidden", "a/b", "A", &"x".repeat(64)] {
-            assert!(parse_id("instance", bad).is_err(), "{bad:?}");
+            assert!(Name::parse("instance", bad).is_err(), "{bad:?}");
         }
     }
 
     #[test]
     fn documents_are_replaced_whole_and_read_back() {
         let root = tempfile::tempdir().expect("a temporary directory");
-        let id = parse_id("instance", "i-1").expect("valid");
+        let id = Name::parse("instance", "i-1").expect("valid");
         let dir = InstanceDir::new(root.path(), &id);
         dir.create().expect("created");
         assert_eq!(dir.read_status().expect("readable"), None);
@@ -356,7 +350,7 @@ mod tests {
     #[test]
     fn a_socket_path_too_long_is_refused_up_front() {
         let long = PathBuf::from(format!("/tmp/{}", "d".repeat(100)));
-        let id = parse_id("instance", "i-1").expect("valid");
+        let id = Name::parse("instance", "i-1").expect("valid");
         let error = InstanceDir::new(&long, &id).create().expect_err("too long");
         assert!(
             matches!(error, InstanceDirError::SocketPathTooLong { .. }),

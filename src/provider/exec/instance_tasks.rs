@@ -16,12 +16,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use visor_controllers::Name;
+
 use super::cgroup::Cgroup;
 use super::control::{self, Op};
 use super::instance::{
     DEFAULT_KILL_TIMEOUT, InstanceArgs, InstanceStatus, StartArgs, StopArgs, WaitArgs,
 };
-use super::instance_dir::{InstanceDir, LogLimits, Spec, parse_id};
+use super::instance_dir::{InstanceDir, LogLimits, Spec};
 use super::instance_error::{InstanceError, Result};
 use super::launch;
 use super::status::{Observed, State, observe};
@@ -172,7 +174,7 @@ impl Instances {
         op: Op,
         limit: Duration,
     ) -> Result<InstanceStatus> {
-        parse_id("invocation", invocation)?;
+        Name::parse("invocation", invocation)?;
         let dir = self.dir(instance)?;
         match self.observe(&dir, instance, invocation, op, limit).await? {
             Observed::Status(status) => Ok(InstanceStatus::new(status, &dir)),
@@ -204,7 +206,7 @@ impl Instances {
     }
 
     fn dir(&self, instance: &str) -> Result<InstanceDir> {
-        let instance = parse_id("instance", instance)?;
+        let instance = Name::parse("instance", instance)?;
         Ok(InstanceDir::new(&self.data_dir, &instance))
     }
 
@@ -217,8 +219,8 @@ impl Instances {
 
 /// The supervisor's spec for `args`, validated.
 fn spec(args: StartArgs) -> Result<Spec> {
-    parse_id("instance", &args.instance)?;
-    parse_id("invocation", &args.invocation)?;
+    Name::parse("instance", &args.instance)?;
+    Name::parse("invocation", &args.invocation)?;
     let invalid = |field, reason: &str| InstanceError::InvalidArg {
         field,
         reason: reason.to_owned(),
