@@ -56,6 +56,8 @@ struct InstanceRow {
     restarts: u32,
     reason: Option<String>,
     created_at: DateTime<Utc>,
+    /// When it last changed state; `null` until it first does.
+    updated_at: Option<DateTime<Utc>>,
 }
 
 impl From<&Versioned<Instance>> for InstanceRow {
@@ -72,6 +74,7 @@ impl From<&Versioned<Instance>> for InstanceRow {
             restarts: v.restarts,
             reason: v.reason.clone(),
             created_at: v.created_at,
+            updated_at: v.updated_at,
         }
     }
 }

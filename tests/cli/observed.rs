@@ -7,7 +7,7 @@ use serde_json::json;
 use visor::model::{InstanceState, TicketOp};
 use visor::registry::InstanceFilter;
 
-use visor_testkit::cli::{Cli, LIMIT, assert_fields, column, rows, take_time};
+use visor_testkit::cli::{Cli, LIMIT, assert_fields, column, parse_time, rows, take_time};
 use visor_testkit::fixtures::{host_spec, instance_spec, raw_revision, register_host, ticket_spec};
 use visor_testkit::{TestRegistry, within};
 
@@ -69,9 +69,15 @@ async fn instances_in_json_with_every_filter() {
                     "restarts",
                     "reason",
                     "created_at",
+                    "updated_at",
                 ],
             );
             assert_eq!(take_time(row, "created_at"), instance.value.created_at);
+            let updated = row
+                .as_object_mut()
+                .and_then(|o| o.remove("updated_at"))
+                .expect("updated_at");
+            assert_eq!(updated.as_str().map(parse_time), instance.value.updated_at);
         }
         assert_eq!(
             all,

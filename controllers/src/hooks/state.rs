@@ -36,15 +36,10 @@ pub struct State {
     /// very next hook.
     #[serde(default)]
     pub changed_pending: Option<String>,
-    /// Whether `broken` was delivered. Absent from live states' documents.
-    #[serde(default, skip_serializing_if = "is_false")]
+    /// Whether `broken` was delivered. Always written (`false` in the
+    /// documents of live states); absent reads as `false`.
+    #[serde(default)]
     pub broken: bool,
-}
-
-// serde's `skip_serializing_if` hands the field by reference.
-#[allow(clippy::trivially_copy_pass_by_ref)]
-fn is_false(value: &bool) -> bool {
-    !*value
 }
 
 impl State {
@@ -234,13 +229,13 @@ mod tests {
     }
 
     #[test]
-    fn only_a_broken_state_writes_its_broken_flag() {
+    fn every_state_writes_every_field() {
         let mut state = State::new("r1");
         state.members.insert("a".to_owned(), 3);
         let text = serde_json::to_string(&state).expect("serializable");
         assert_eq!(
             text,
-            r#"{"relation_id":"r1","members":{"a":3},"changed_pending":null}"#
+            r#"{"relation_id":"r1","members":{"a":3},"changed_pending":null,"broken":false}"#
         );
         let broken = State {
             broken: true,
