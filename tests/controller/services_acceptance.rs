@@ -10,7 +10,6 @@
 //! does not: build it first with `cargo build --example register_endpoint`).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -22,6 +21,7 @@ use visor::discovery::{self, RegisterRequest, Registration};
 use visor::model::{Notification, NotificationKind};
 
 use visor_testkit::controller::ControllerProcess;
+use visor_testkit::examples::example;
 use visor_testkit::{TestRegistry, eventually, fixtures, within};
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -29,25 +29,6 @@ const CONVERGE: Duration = Duration::from_secs(20);
 /// The endpoints' lease TTL.
 const TTL: Duration = Duration::from_secs(2);
 const SERVICE: &str = "db";
-
-/// `target/<profile>/examples/register_endpoint`, next to this test's
-/// `target/<profile>/deps/controller-<hash>`.
-fn register_endpoint_example() -> PathBuf {
-    let test = std::env::current_exe().expect("the test binary's path");
-    let profile = test
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("the test binary lives in target/<profile>/deps");
-    let example = profile.join("examples").join("register_endpoint");
-    assert!(
-        example.is_file(),
-        "{} is missing: run the tests through a plain `cargo test`, which builds \
-         the examples (`cargo test --test controller` does not: run \
-         `cargo build --example register_endpoint` before it)",
-        example.display()
-    );
-    example
-}
 
 /// A `register_endpoint` child process, SIGKILLed on drop.
 struct Endpoint {
@@ -60,7 +41,7 @@ struct Endpoint {
 impl Endpoint {
     /// Spawns the example and waits for its `registered <uuid>` line.
     async fn spawn(t: &TestRegistry, hostname: &str) -> Self {
-        let mut child = tokio::process::Command::new(register_endpoint_example())
+        let mut child = tokio::process::Command::new(example("register_endpoint"))
             .args(["--endpoints", &t.etcd.endpoint()])
             .args(["--service", SERVICE, "--hostname", hostname])
             .args(["--port", "pg=5432"])

@@ -7,7 +7,6 @@
 //! (`cargo test --test provider` alone does not: run `cargo build --example
 //! greeter_provider` before it).
 
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -15,28 +14,10 @@ use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 use visor::provider::{AttemptFailure, CallError};
+use visor_testkit::examples::example;
 use visor_testkit::within;
 
 use crate::support::{LIMIT, SocketDir};
-
-/// `target/<profile>/examples/greeter_provider`, next to this test's
-/// `target/<profile>/deps/provider-<hash>`.
-fn greeter_example() -> PathBuf {
-    let test = std::env::current_exe().expect("the test binary's path");
-    let profile = test
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("the test binary lives in target/<profile>/deps");
-    let example = profile.join("examples").join("greeter_provider");
-    assert!(
-        example.is_file(),
-        "{} is missing: run the tests through a plain `cargo test`, which builds \
-         the examples (`cargo test --test provider` does not: run \
-         `cargo build --example greeter_provider` before it)",
-        example.display()
-    );
-    example
-}
 
 /// A running greeter, killed on drop.
 struct Greeter {
@@ -46,7 +27,7 @@ struct Greeter {
 
 impl Greeter {
     async fn start(args: &[&str], env: &[(&str, &str)]) -> (Self, String) {
-        let mut child = Command::new(greeter_example())
+        let mut child = Command::new(example("greeter_provider"))
             .args(args)
             .env_remove("RUST_LOG")
             .envs(env.iter().copied())
@@ -149,7 +130,7 @@ async fn a_refused_config_names_its_field() {
             json!({"tasks": {"greet": {"timeout": 0}}}).to_string(),
         )
         .expect("write");
-        let output = Command::new(greeter_example())
+        let output = Command::new(example("greeter_provider"))
             .args([
                 "--config",
                 &config.display().to_string(),

@@ -11,6 +11,7 @@
 
 pub mod cli;
 pub mod controller;
+pub mod examples;
 pub mod exec_provider;
 pub mod fault_proxy;
 pub mod fixtures;
