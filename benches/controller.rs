@@ -162,6 +162,9 @@ async fn register_hosts(visor: &Visor, count: usize) -> (Lease, Vec<Name>) {
                     stacks: vec![name("base")],
                     registered_at: Utc::now(),
                     draining: false,
+                    admin_url: None,
+                    boot_id: None,
+                    incarnation: 0,
                 };
                 TxnOp::put(
                     visor.registry().keys().host(host),
@@ -201,6 +204,10 @@ async fn register_group(visor: &Visor, group: Group) {
         port: Some(8080),
         limits: Limits::default(),
         host_labels: BTreeMap::new(),
+        kill_timeout_secs: None,
+        restart: Default::default(),
+        readiness: None,
+        service: None,
         created_at: Utc::now(),
     };
     visor

@@ -174,6 +174,10 @@ async fn register_side(visor: &Visor, side: usize, capacity: u32) -> Vec<HostReg
         port: Some(8080),
         limits: Limits::default(),
         host_labels: BTreeMap::new(),
+        kill_timeout_secs: None,
+        restart: Default::default(),
+        readiness: None,
+        service: None,
         created_at: Utc::now(),
     };
     visor
@@ -189,6 +193,9 @@ async fn register_side(visor: &Visor, side: usize, capacity: u32) -> Vec<HostReg
             stacks: vec![stack.clone()],
             registered_at: Utc::now(),
             draining: false,
+            admin_url: None,
+            boot_id: None,
+            incarnation: 0,
         };
         let registration = bounded(
             "register a host",

@@ -7,6 +7,7 @@
 //! No I/O, no async runtime, no etcd: inputs are snapshots, outputs are values,
 //! so every rule can be table- and property-tested on its own.
 
+mod agent;
 mod desired;
 mod gc;
 mod hooks;
@@ -22,6 +23,10 @@ mod service;
 #[cfg(test)]
 mod testing;
 
+pub use agent::{
+    CommandLine, ExitCause, ExitVerdict, InvalidCommand, PortError, PortRange, RestartBudget,
+    choose_port, judge_exit, restarts_within,
+};
 pub use desired::{DesiredGroup, GroupKey, desired_groups};
 pub use gc::plan_gc;
 pub use hooks::{
@@ -35,8 +40,8 @@ pub use liveness::{
     plan_host_loss,
 };
 pub use model::{
-    App, Host, Instance, InstanceState, Limits, ProcType, Revision, Scale, SchemaVersion, Ticket,
-    TicketOp,
+    App, Host, Instance, InstanceState, Limits, ProcService, ProcType, Readiness, ReadinessCheck,
+    RestartPolicy, Revision, Scale, SchemaVersion, Ticket, TicketOp,
 };
 pub use name::{EnvKey, InvalidName, Name, first_repeat};
 pub use notifications::{
@@ -54,5 +59,5 @@ pub use scale::{
 };
 pub use service::{
     EndpointChange, EndpointSeen, InvalidEndpoint, ServiceDef, ServiceEndpoint, UnknownScheme,
-    diff_endpoint_incarnations, diff_endpoints, endpoint_change,
+    diff_endpoint_incarnations, diff_endpoints, endpoint_change, is_scheme,
 };

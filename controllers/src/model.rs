@@ -53,8 +53,97 @@ pub struct ProcType {
     /// Labels a host must carry (all of them, with equal values) to run it.
     #[serde(default)]
     pub host_labels: BTreeMap<String, String>,
+    /// How long a stop waits after SIGTERM before it kills the process, in
+    /// seconds; [`ProcType::DEFAULT_KILL_TIMEOUT_SECS`] when absent.
+    #[serde(default)]
+    pub kill_timeout_secs: Option<u32>,
+    /// Whether a clean exit is a failure to restart.
+    #[serde(default)]
+    pub restart: RestartPolicy,
+    /// What must answer before an instance counts as running.
+    #[serde(default)]
+    pub readiness: Option<Readiness>,
+    /// The service its running instances are registered as endpoints of.
+    #[serde(default)]
+    pub service: Option<ProcService>,
     /// When it was registered.
     pub created_at: DateTime<Utc>,
+}
+
+impl ProcType {
+    /// The kill timeout of a proc type that names none.
+    pub const DEFAULT_KILL_TIMEOUT_SECS: u32 = 10;
+
+    /// The kill timeout, in seconds.
+    pub fn kill_timeout_secs(&self) -> u32 {
+        self.kill_timeout_secs
+            .unwrap_or(Self::DEFAULT_KILL_TIMEOUT_SECS)
+    }
+}
+
+/// What an instance's clean exit (code 0) means. Any other exit is a crash,
+/// restarted in place within the host's restart budget.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    /// A long-running process: a clean exit is a failure too, restarted in
+    /// place like a crash.
+    #[default]
+    Always,
+    /// A clean exit ends the instance (`exited`); only crashes restart.
+    OnFailure,
+}
+
+/// A readiness check: an instance counts as running once it passes, and
+/// fails if it has not passed within `timeout_secs`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Readiness {
+    /// What is checked, on the instance's port on loopback.
+    #[serde(flatten)]
+    pub check: ReadinessCheck,
+    /// How long the check may take to pass, in seconds.
+    #[serde(default = "Readiness::default_timeout_secs")]
+    pub timeout_secs: u32,
+}
+
+impl Readiness {
+    /// The timeout of a check that names none.
+    pub const DEFAULT_TIMEOUT_SECS: u32 = 30;
+
+    fn default_timeout_secs() -> u32 {
+        Self::DEFAULT_TIMEOUT_SECS
+    }
+}
+
+/// The kinds of readiness check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "check", rename_all = "lowercase")]
+pub enum ReadinessCheck {
+    /// The port accepts a TCP connection.
+    Tcp,
+    /// `GET <path>` on the port answers 2xx.
+    Http {
+        /// The path asked, starting with `/`.
+        path: String,
+    },
+}
+
+/// The service a proc type's instances serve: each running (and ready)
+/// instance is an endpoint of it, at its host's address and its port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcService {
+    /// The service's name.
+    pub name: Name,
+    /// The schemes the instance's port is registered under
+    /// (`{"http": "<port>"}`); `["http"]` when absent.
+    #[serde(default = "ProcService::default_schemes")]
+    pub schemes: Vec<String>,
+}
+
+impl ProcService {
+    fn default_schemes() -> Vec<String> {
+        vec!["http".to_owned()]
+    }
 }
 
 /// Resource limits of one instance; absent means unlimited.
@@ -103,6 +192,17 @@ pub struct Host {
     /// are moved to other hosts (each stopped once a replacement runs).
     #[serde(default)]
     pub draining: bool,
+    /// Where its agent serves logs, metrics and health (`http://addr:port`).
+    #[serde(default)]
+    pub admin_url: Option<String>,
+    /// The machine's boot id when the agent registered: a change tells that
+    /// the machine rebooted (and its processes are gone).
+    #[serde(default)]
+    pub boot_id: Option<String>,
+    /// How many times an agent with this host's data dir started: one more
+    /// at every start, so a restarted agent is told from the one before.
+    #[serde(default)]
+    pub incarnation: u64,
 }
 
 /// The life cycle of an instance.

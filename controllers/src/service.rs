@@ -255,16 +255,20 @@ fn check_hostname(field: &'static str, value: &str) -> Result<(), InvalidEndpoin
     Ok(())
 }
 
+/// Whether `text` is a URL scheme (RFC 3986, section 3.1): a letter, then
+/// letters, digits, `+`, `-` or `.`.
+pub fn is_scheme(text: &str) -> bool {
+    let mut chars = text.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+}
+
 fn check_ports(
     field: &'static str,
     ports: &BTreeMap<String, String>,
 ) -> Result<(), InvalidEndpoint> {
     for (scheme, port) in ports {
-        // RFC 3986, section 3.1.
-        let mut chars = scheme.chars();
-        let valid_scheme = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
-            && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
-        if !valid_scheme {
+        if !is_scheme(scheme) {
             return Err(InvalidEndpoint::Scheme {
                 field,
                 scheme: scheme.clone(),

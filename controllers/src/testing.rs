@@ -49,6 +49,10 @@ pub(crate) fn proc_type(host_labels: &[(&str, &str)]) -> ProcType {
         port: None,
         limits: Default::default(),
         host_labels: labels(host_labels),
+        kill_timeout_secs: None,
+        restart: Default::default(),
+        readiness: None,
+        service: None,
         created_at: at(0),
     }
 }

@@ -7,7 +7,7 @@
 //! derived) are each command's `check`, which `run` calls right after parsing:
 //! a refused command has not connected, so it has written nothing.
 
-use visor_controllers::{EnvKey, InvalidName, Name, first_repeat};
+use visor_controllers::{CommandLine, EnvKey, InvalidName, Name, RestartPolicy, first_repeat, is_scheme};
 
 use super::CliError;
 
@@ -46,6 +46,53 @@ pub fn scale(text: &str) -> Result<(Name, u32), String> {
         .parse()
         .map_err(|_| format!("scale for {proc} must be a non-negative integer, got {count:?}"))?;
     Ok((proc, count))
+}
+
+/// Parses a proc type's command line: it must split into a program and
+/// its arguments.
+pub fn command(text: &str) -> Result<String, String> {
+    CommandLine::parse(text).map_err(|invalid| invalid.to_string())?;
+    Ok(text.to_owned())
+}
+
+/// Parses a duration in whole seconds (`10s`, `1m`, `90`), at least 1.
+pub fn whole_seconds(text: &str) -> Result<u32, String> {
+    let duration = match text.parse::<u64>() {
+        Ok(secs) => std::time::Duration::from_secs(secs),
+        Err(_) => humantime::parse_duration(text)
+            .map_err(|e| format!("{text:?} is not a duration: {e}"))?,
+    };
+    if duration.subsec_nanos() != 0 || duration.is_zero() {
+        return Err(format!("{text:?} must be a whole number of seconds, at least 1"));
+    }
+    u32::try_from(duration.as_secs()).map_err(|_| format!("{text:?} is too long"))
+}
+
+/// Parses a restart policy: `always` or `on-failure`.
+pub fn restart_policy(text: &str) -> Result<RestartPolicy, String> {
+    match text {
+        "always" => Ok(RestartPolicy::Always),
+        "on-failure" => Ok(RestartPolicy::OnFailure),
+        _ => Err(format!("expected always or on-failure, got {text:?}")),
+    }
+}
+
+/// Parses an HTTP path for a readiness check: it starts with `/`.
+pub fn http_path(text: &str) -> Result<String, String> {
+    match text.starts_with('/') && !text.contains(char::is_whitespace) {
+        true => Ok(text.to_owned()),
+        false => Err(format!("{text:?} must start with / and hold no spaces")),
+    }
+}
+
+/// Parses a URL scheme as endpoints use them.
+pub fn scheme(text: &str) -> Result<String, String> {
+    match is_scheme(text) {
+        true => Ok(text.to_owned()),
+        false => Err(format!(
+            "{text:?} is not a scheme: a letter, then letters, digits, '+', '-' or '.'"
+        )),
+    }
 }
 
 /// Refuses `items` when one is given twice: `what` names the kind (`proc`, `env var`).

@@ -249,6 +249,7 @@ impl RegistryCommand {
         match self {
             Self::Env(command) => command.check(),
             Self::Scale(args) => args.check(),
+            Self::Proc(procs::ProcCommand::Register { run, .. }) => run.check(),
             Self::Relation(command) => command.check(),
             _ => Ok(()),
         }

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use serde::Serialize;
-use visor_controllers::{Limits, Name, ProcType, Revision};
+use visor_controllers::{
+    Limits, Name, ProcService, ProcType, Readiness, ReadinessCheck, RestartPolicy, Revision,
+};
 
 use super::CliError;
 use super::args::{self, distinct};
@@ -22,8 +24,9 @@ pub enum ProcCommand {
         /// Proc type name.
         #[arg(value_parser = args::name("proc"))]
         proc: Name,
-        /// The command line that runs it.
-        #[arg(long)]
+        /// The command line that runs it, split as a shell would (no
+        /// expansion); a relative program is the revision's.
+        #[arg(long, value_parser = args::command)]
         command: String,
         /// The port it listens on.
         #[arg(long)]
@@ -37,6 +40,8 @@ pub enum ProcCommand {
         /// Host label required to run it, `key=value` (repeatable).
         #[arg(long = "host-label", value_parser = args::assignment)]
         host_labels: Vec<(String, String)>,
+        #[command(flatten)]
+        run: RunArgs,
     },
     /// Unregister a proc type (and the scale factors naming it).
     Unregister {
@@ -53,6 +58,69 @@ pub enum ProcCommand {
         #[arg(value_parser = args::name("app"))]
         app: Name,
     },
+}
+
+/// How the agent runs a proc type's instances.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// How long a stop waits after SIGTERM before SIGKILL (whole seconds,
+    /// e.g. `10s`, `1m`).
+    #[arg(long, value_parser = args::whole_seconds)]
+    kill_timeout: Option<u32>,
+    /// `always` (a clean exit is restarted like a crash) or `on-failure` (a
+    /// clean exit ends the instance).
+    #[arg(long, value_parser = args::restart_policy, default_value = "always")]
+    restart: RestartPolicy,
+    /// Ready once its port accepts a TCP connection.
+    #[arg(long, conflicts_with = "ready_http")]
+    ready_tcp: bool,
+    /// Ready once `GET <PATH>` on its port answers 2xx.
+    #[arg(long, value_name = "PATH", value_parser = args::http_path)]
+    ready_http: Option<String>,
+    /// How long the readiness check may take to pass (whole seconds).
+    #[arg(long, value_parser = args::whole_seconds)]
+    ready_timeout: Option<u32>,
+    /// The service its running instances are endpoints of.
+    #[arg(long, value_parser = args::name("service"))]
+    service: Option<Name>,
+    /// A scheme its port is registered under (repeatable; default `http`).
+    #[arg(long = "service-scheme", requires = "service", value_parser = args::scheme)]
+    service_schemes: Vec<String>,
+}
+
+impl RunArgs {
+    fn readiness(&self) -> Option<Readiness> {
+        let check = match (&self.ready_http, self.ready_tcp) {
+            (Some(path), _) => ReadinessCheck::Http { path: path.clone() },
+            (None, true) => ReadinessCheck::Tcp,
+            (None, false) => return None,
+        };
+        Some(Readiness {
+            check,
+            timeout_secs: self
+                .ready_timeout
+                .unwrap_or(Readiness::DEFAULT_TIMEOUT_SECS),
+        })
+    }
+
+    fn service(&self) -> Option<ProcService> {
+        let name = self.service.clone()?;
+        let schemes = match self.service_schemes.is_empty() {
+            true => vec!["http".to_owned()],
+            false => self.service_schemes.clone(),
+        };
+        Some(ProcService { name, schemes })
+    }
+
+    /// Refuses a readiness timeout without a check: it would be dropped.
+    pub fn check(&self) -> Result<(), CliError> {
+        if self.ready_timeout.is_some() && self.readiness().is_none() {
+            return Err(CliError::Usage(
+                "--ready-timeout needs --ready-tcp or --ready-http".to_owned(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -114,6 +182,10 @@ pub(super) struct ProcRow {
     pub(super) port: Option<u16>,
     pub(super) limits: Limits,
     pub(super) host_labels: BTreeMap<String, String>,
+    pub(super) kill_timeout_secs: u32,
+    pub(super) restart: RestartPolicy,
+    pub(super) readiness: Option<Readiness>,
+    pub(super) service: Option<ProcService>,
     pub(super) created_at: DateTime<Utc>,
 }
 
@@ -126,6 +198,10 @@ impl ProcRow {
             port: proc.value.port,
             limits: proc.value.limits.clone(),
             host_labels: proc.value.host_labels.clone(),
+            kill_timeout_secs: proc.value.kill_timeout_secs(),
+            restart: proc.value.restart,
+            readiness: proc.value.readiness.clone(),
+            service: proc.value.service.clone(),
             created_at: proc.value.created_at,
         }
     }
@@ -223,6 +299,7 @@ pub async fn proc(visor: &Visor, command: ProcCommand, out: &Output) -> Result<(
             memory_mb,
             cpu_shares,
             host_labels,
+            run,
         } => {
             let spec = ProcType {
                 command,
@@ -232,6 +309,10 @@ pub async fn proc(visor: &Visor, command: ProcCommand, out: &Output) -> Result<(
                     cpu_shares,
                 },
                 host_labels: host_labels.into_iter().collect(),
+                kill_timeout_secs: run.kill_timeout,
+                restart: run.restart,
+                readiness: run.readiness(),
+                service: run.service(),
                 created_at: Utc::now(),
             };
             let written = visor
