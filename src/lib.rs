@@ -34,6 +34,7 @@ pub mod agent;
 pub mod cli;
 pub mod controller;
 pub mod discovery;
+pub mod durable;
 pub mod provider;
 pub mod registry;
 pub mod runtime;

@@ -52,6 +52,17 @@ pub enum TransitionError {
         /// Who may, instead.
         why: String,
     },
+    /// A restart in place counted on an instance that is not its host's
+    /// claimed or running one.
+    #[error("{host} may not count a restart of a {state} instance: {why}")]
+    NotRestartable {
+        /// The host that asked.
+        host: Name,
+        /// The instance's state.
+        state: InstanceState,
+        /// Why not.
+        why: String,
+    },
 }
 
 /// Who may make a legal transition.
@@ -123,6 +134,26 @@ impl Instance {
         if let (InstanceState::Claimed, Actor::Host(host)) = (to, actor) {
             next.host = Some(host.clone());
         }
+        Ok(next)
+    }
+
+    /// The instance after its owner `host` restarted its process in place at
+    /// `now`: one more restart, the state unchanged (`claimed` or `running`).
+    pub fn restarted(&self, host: &Name, now: DateTime<Utc>) -> Result<Instance, TransitionError> {
+        let refuse = |why: String| TransitionError::NotRestartable {
+            host: host.clone(),
+            state: self.state,
+            why,
+        };
+        if self.host.as_ref() != Some(host) {
+            return Err(refuse("it is not this host's".into()));
+        }
+        if !matches!(self.state, InstanceState::Claimed | InstanceState::Running) {
+            return Err(refuse("only a claimed or running instance restarts".into()));
+        }
+        let mut next = self.clone();
+        next.restarts = next.restarts.saturating_add(1);
+        next.updated_at = Some(now);
         Ok(next)
     }
 }
@@ -243,5 +274,25 @@ mod tests {
             err.to_string(),
             "host h2 may not move an instance from running to stopping: the instance belongs to host h1"
         );
+    }
+
+    #[test]
+    fn only_the_owner_counts_restarts_of_a_claimed_or_running_instance() {
+        let at = DateTime::from_timestamp(0, 0).expect("a time");
+        let h1 = Name::parse("host", "h1").expect("a name");
+        let h2 = Name::parse("host", "h2").expect("a name");
+        let app = Name::parse("app", "web").expect("a name");
+        let mut instance = Instance::pending(app.clone(), app.clone(), app, Some(h1.clone()), at);
+        assert!(instance.restarted(&h1, at).is_err(), "pending");
+        instance.state = Running;
+        let next = instance.restarted(&h1, at).expect("the owner restarts it");
+        assert_eq!((next.restarts, next.state), (1, Running));
+        let refused = instance.restarted(&h2, at).expect_err("another host");
+        assert_eq!(
+            refused.to_string(),
+            "h2 may not count a restart of a running instance: it is not this host's"
+        );
+        instance.state = Exited;
+        assert!(instance.restarted(&h1, at).is_err(), "terminal");
     }
 }

@@ -1,10 +1,309 @@
-//! The host agent's side of Visor; for now its local relation state.
+//! The host agent (`visor agent`): the host's side of Visor.
 //!
-//! The agent keeps, on local disk, the relation state it has acknowledged, so
-//! that after a restart it knows which relation hooks already took effect.
-//! Invariant: a state file on disk is only ever replaced whole (see
-//! [`StateDir`]), so a crash leaves either the old or the new state.
+//! It registers the host under a lease ([`host`]), claims the host's tickets
+//! in registry order ([`tickets`]), runs each instance in a slot of its own
+//! through the provider tasks ([`slot`], [`tasks`]; the built-in exec
+//! provider is served in the same process, and a provider with a higher
+//! priority takes a task over), keeps a write-ahead record of every
+//! instance ([`journal`]) so that a restarted agent re-attaches instead of
+//! starting again, and drains on request: the host is marked draining, the
+//! controller moves its instances away, what is left is stopped, and only
+//! then is the host removed. The contract it follows is docs/agent.md.
+//!
+//! Invariant: an agent that stops without draining (a crash, SIGKILL, or a
+//! shutdown without drain) leaves every instance running: the next agent
+//! on the same data dir takes the host's lease back and re-attaches.
 
+mod config;
+mod context;
+mod host;
+mod identity;
+mod journal;
+mod ports;
+mod readiness;
+mod slot;
+mod spec;
 mod state_dir;
+mod tasks;
+mod tickets;
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use config::{AgentConfig, ConfigError};
+pub use context::RunningUnit;
+pub use host::{Connection, RegisterError};
+pub use identity::IdentityError;
+pub use journal::JournalError;
 pub use state_dir::{Result, StateDir, StateDirError, StateDirs};
+
+use context::Context;
+use host::HostKeeper;
+use identity::DataDir;
+use journal::Journal;
+use ports::Ports;
+use slot::{Begin, StopReason};
+
+use crate::admin::{AdminServer, Health};
+use crate::provider::exec::{self, ExecProvider, InstanceError};
+use crate::provider::{
+    Bound, Caller, CallerConfig, CallerError, Provider, ProviderConfig, ServeError,
+};
+use crate::registry::Visor;
+use crate::runtime::cache::CacheMetrics;
+use crate::telemetry::Chain;
+
+/// The name of the agent's response hooks and of its exec provider.
+const NAME: &str = "agent";
+
+/// Why an agent could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The configuration cannot run as asked.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The data dir is another agent's, or unusable.
+    #[error(transparent)]
+    DataDir(#[from] IdentityError),
+    /// The instance records cannot be read.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// The exec provider cannot be set up.
+    #[error("cannot set up the exec provider")]
+    Exec(#[source] InstanceError),
+    /// The exec provider cannot serve.
+    #[error("cannot serve the exec provider")]
+    Provider(#[source] ServeError),
+    /// The agent cannot call providers.
+    #[error("cannot call providers")]
+    Caller(#[source] CallerError),
+    /// The admin endpoint cannot be served.
+    #[error("cannot serve the admin endpoint on {addr}")]
+    Admin {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The metrics cannot be registered.
+    #[error("cannot register the agent's metrics")]
+    Metrics(#[source] prometheus::Error),
+    /// The host cannot be registered.
+    #[error(transparent)]
+    Register(#[from] RegisterError),
+}
+
+/// An agent that holds its data dir and serves its providers and admin
+/// endpoint, ready to [`run`](Agent::run).
+pub struct Agent {
+    ctx: Arc<Context>,
+    data_dir: DataDir,
+    admin: AdminServer,
+    admin_url: String,
+    provider: Bound,
+    metrics: prometheus::Registry,
+    health: watch::Sender<Health>,
+    ready: watch::Sender<bool>,
+    resumed: BTreeMap<visor_controllers::Name, journal::Record>,
+    corrupt: Vec<String>,
+}
+
+impl Agent {
+    /// Checks `config`, takes its data dir, binds the exec provider and the
+    /// admin endpoint. Nothing is written to the registry yet.
+    pub async fn start(visor: Visor, config: AgentConfig) -> Result<Self, AgentError> {
+        config.validate()?;
+        let host = config.host_name()?;
+        let data_dir = DataDir::take(&config.data_dir, &host)?;
+        let journal = Journal::open(data_dir.path().join("instances"))?;
+        let (resumed, corrupt) = journal.read_all()?;
+        let socket_dir = config.socket_dir();
+        let exec = ExecProvider::new(data_dir.path().join("exec")).map_err(AgentError::Exec)?;
+        let provider_config = ProviderConfig {
+            socket_dir: socket_dir.clone(),
+            ..ProviderConfig::new("exec")
+        };
+        let provider = exec::register(Provider::new(provider_config), &exec)
+            .bind()
+            .await
+            .map_err(AgentError::Provider)?;
+        let caller = Caller::bind(CallerConfig::new(&socket_dir, NAME))
+            .await
+            .map_err(AgentError::Caller)?;
+        let metrics = prometheus::Registry::new();
+        let (ready, ready_rx) = watch::channel(false);
+        let (health, health_rx) = watch::channel(Health::default());
+        let admin = AdminServer::bind(config.admin_addr, metrics.clone(), ready_rx, health_rx)
+            .await
+            .map_err(|source| AgentError::Admin {
+                addr: config.admin_addr,
+                source,
+            })?;
+        let admin_addr = admin.local_addr().map_err(|source| AgentError::Admin {
+            addr: config.admin_addr,
+            source,
+        })?;
+        let ctx = Arc::new(Context {
+            visor,
+            host,
+            ports: Ports::new(config.port_range),
+            config,
+            tasks: tasks::Tasks::new(caller),
+            journal,
+            units: watch::Sender::new(BTreeMap::new()),
+            slots: Default::default(),
+            shutdown: CancellationToken::new(),
+        });
+        Ok(Self {
+            ctx,
+            data_dir,
+            admin,
+            admin_url: format!("http://{admin_addr}"),
+            provider,
+            metrics,
+            health,
+            ready,
+            resumed,
+            corrupt,
+        })
+    }
+
+    /// Where the admin endpoint is served.
+    pub fn admin_url(&self) -> &str {
+        &self.admin_url
+    }
+
+    /// The units that run here, as they change (for relation hooks).
+    pub fn units(&self) -> watch::Receiver<BTreeMap<visor_controllers::Name, RunningUnit>> {
+        self.ctx.units.subscribe()
+    }
+
+    /// Runs the agent: re-attaches to the instances recorded before,
+    /// registers the host, and executes its tickets, until `drain` (the host
+    /// drains and leaves, stopping every instance) or `shutdown` (the agent
+    /// stops and every instance keeps running) is cancelled.
+    pub async fn run(
+        self,
+        drain: CancellationToken,
+        drain_timeout: Duration,
+        shutdown: CancellationToken,
+    ) -> Result<(), AgentError> {
+        let Self {
+            ctx,
+            data_dir,
+            admin,
+            admin_url,
+            provider,
+            metrics,
+            health,
+            ready,
+            resumed,
+            corrupt,
+        } = self;
+        let stop = ctx.shutdown.clone();
+        let serving = CancellationToken::new();
+        let provider_task = tokio::spawn(provider.serve(serving.clone()));
+        let admin_task = tokio::spawn(admin.serve(serving.clone()));
+        for (id, record) in resumed {
+            slot::spawn(&ctx, id, Begin::Resume(record));
+        }
+        for id in corrupt {
+            tracing::warn!(instance = %id, "its record was corrupt: the registry decides what becomes of it");
+        }
+        let keeper = match HostKeeper::register(Arc::clone(&ctx), data_dir, admin_url).await {
+            Ok(keeper) => Arc::new(keeper),
+            Err(error) => {
+                stop.cancel();
+                serving.cancel();
+                await_quietly(provider_task).await;
+                return Err(error.into());
+            }
+        };
+        health.send_replace(Health {
+            registry_reachable: true,
+            leading: false,
+        });
+        ready.send_replace(true);
+        let cache_metrics = CacheMetrics::register(&metrics).map_err(AgentError::Metrics)?;
+        let tickets = tokio::spawn(tickets::run(Arc::clone(&ctx), cache_metrics, stop.clone()));
+        let keeping = {
+            let keeper = Arc::clone(&keeper);
+            let stop = stop.clone();
+            tokio::spawn(async move { keeper.keep(stop).await })
+        };
+        let connection = keeper.connection();
+        let health_task = tokio::spawn(follow_health(connection, health, stop.clone()));
+        let drained = tokio::select! {
+            () = drain.cancelled() => true,
+            () = shutdown.cancelled() => false,
+        };
+        if drained {
+            drain_host(&ctx, &keeper, drain_timeout).await;
+        }
+        stop.cancel();
+        await_quietly(tickets).await;
+        await_quietly(keeping).await;
+        await_quietly(health_task).await;
+        if drained {
+            keeper.deregister().await;
+        }
+        serving.cancel();
+        await_quietly(provider_task).await;
+        if let Ok(Err(error)) = admin_task.await {
+            tracing::warn!(%error, "the admin endpoint failed");
+        }
+        Ok(())
+    }
+}
+
+/// The drain: the host stops taking work, the controller moves its
+/// instances, what is left after `timeout` is stopped here.
+async fn drain_host(ctx: &Context, keeper: &HostKeeper, timeout: Duration) {
+    tracing::info!(host = %ctx.host, "draining");
+    if let Err(error) = keeper.drain().await {
+        tracing::warn!(error = %Chain(&error), "cannot mark the host draining; stopping its instances");
+    }
+    let moved = async {
+        while !ctx.all_slots().is_empty() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    if tokio::time::timeout(timeout, moved).await.is_err() {
+        tracing::info!(
+            left = ctx.all_slots().len(),
+            "stopping what the controller did not move"
+        );
+    }
+    host::stop_all(ctx, StopReason::Drain).await;
+}
+
+/// Keeps `/healthz` saying whether the registry holds the host.
+async fn follow_health(
+    mut connection: watch::Receiver<Connection>,
+    health: watch::Sender<Health>,
+    stop: CancellationToken,
+) {
+    loop {
+        let registered = *connection.borrow_and_update() == Connection::Registered;
+        health.send_replace(Health {
+            registry_reachable: registered,
+            leading: false,
+        });
+        tokio::select! {
+            changed = connection.changed() => if changed.is_err() { return },
+            () = stop.cancelled() => return,
+        }
+    }
+}
+
+async fn await_quietly<T>(task: JoinHandle<T>) {
+    if let Err(error) = task.await {
+        tracing::warn!(%error, "an agent task failed");
+    }
+}

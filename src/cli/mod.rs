@@ -9,8 +9,9 @@
 //! schema version of a fresh registry) only after its whole command line was
 //! accepted: see `args`.
 
+mod agent;
 mod apps;
-mod args;
+pub(crate) mod args;
 mod controller;
 mod hooks;
 mod notifications;
@@ -58,6 +59,8 @@ enum Command {
     Up(up::UpArgs),
     /// Run the controller: leader election, scale/placement, host liveness, GC.
     Controller(controller::ControllerArgs),
+    /// Run the host agent: register this host, run its instances, drain on SIGTERM.
+    Agent(agent::AgentArgs),
     /// Local providers (tasks on unix sockets): list them, call a task, run the exec provider.
     #[command(subcommand)]
     Provider(provider::ProviderCommand),
@@ -118,7 +121,7 @@ pub fn main() -> ExitCode {
     // Commands print their results; logs are for warnings unless asked for more.
     // Long-running commands log their work; the others only warnings.
     let default_filter = match &cli.command {
-        Command::Controller(_) | Command::Up(_) | Command::Shim(_) => "info",
+        Command::Controller(_) | Command::Agent(_) | Command::Up(_) | Command::Shim(_) => "info",
         Command::Provider(command) => command.default_log_filter(),
         _ => "warn",
     };
@@ -196,6 +199,9 @@ pub enum CliError {
         #[source]
         source: std::io::Error,
     },
+    /// The agent could not start or run.
+    #[error(transparent)]
+    Agent(#[from] crate::agent::AgentError),
     /// A provider's task answered with an error.
     #[error("task {task} failed at provider {provider}: {error}")]
     Task {
@@ -213,6 +219,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     let command = match cli.command {
         Command::Up(args) => return up::run(&cli.registry, args).await,
         Command::Controller(args) => return controller::run(&cli.registry, args).await,
+        Command::Agent(args) => return agent::run(&cli.registry, args).await,
         Command::Provider(command) => return provider::run(command, &out).await,
         Command::Shim(args) => return shim::run(args).await,
         Command::Registry(command) => command,

@@ -83,8 +83,11 @@ pub async fn register(
 ) -> Result<Registration> {
     let service = Name::parse("service", service)?;
     let ttl = request.ttl;
+    let id = match &request.id {
+        Some(id) => Name::parse("endpoint id", id)?,
+        None => Name::parse("endpoint id", &uuid::Uuid::now_v7().to_string())?,
+    };
     let (endpoint, definition) = request.documents()?;
-    let id = Name::parse("endpoint id", &uuid::Uuid::now_v7().to_string())?;
     let registry = visor.registry().clone();
     let keys = registry.keys();
     let (status_tx, status) = watch::channel(Status::Registering);
@@ -219,6 +222,21 @@ impl Registration {
             .and_then([TxnOp::put(key, tombstone.encode(), None)]);
         let mut kv = self.shared.registry.kv_client();
         self.shared.registry.call("write", kv.txn(txn)).await?;
+        if let Some(lease) = state.lease.take() {
+            lease.revoke().await?;
+        }
+        Ok(())
+    }
+}
+
+impl Registration {
+    /// Ends the endpoint as a death: the lease is revoked, which deletes
+    /// the live key (what a crash does when the lease expires, at once).
+    /// For a process that is known to have died.
+    pub async fn abandon(mut self) -> Result<()> {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+        let mut state = self.shared.state.lock().await;
         if let Some(lease) = state.lease.take() {
             lease.revoke().await?;
         }

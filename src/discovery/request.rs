@@ -47,6 +47,11 @@ pub struct RegisterRequest {
     pub proc: Option<String>,
     /// Lease TTL; the lease is renewed every third of it. At least 1 s.
     pub ttl: Duration,
+    /// The endpoint's uuid: a fresh UUIDv7 when `None`. A process that
+    /// restarts passes the uuid it registered before, so that writing it
+    /// again (while the old lease still holds the key) is the same endpoint
+    /// living on, neither a death nor a birth.
+    pub id: Option<String>,
 }
 
 impl Default for RegisterRequest {
@@ -65,6 +70,7 @@ impl Default for RegisterRequest {
             app: None,
             proc: None,
             ttl: DEFAULT_TTL,
+            id: None,
         }
     }
 }

@@ -301,7 +301,8 @@ async fn receive_response(
             if tracker.deliver(response) {
                 Ack::accepted(id)
             } else {
-                tracing::warn!(%id, "response to a request nobody awaits (timed out, or unknown)");
+                // A call that timed out or was dropped by its caller.
+                tracing::debug!(%id, "response to a request nobody awaits (timed out, or unknown)");
                 Ack::refused(Some(id.clone()), format!("no request {id} is awaited"))
             }
         }

@@ -209,6 +209,7 @@ impl Error {
             Self::InvalidTransition { reason, .. } => match reason {
                 TransitionError::Illegal { from, to }
                 | TransitionError::NotPermitted { from, to, .. } => Some((*from, *to)),
+                TransitionError::NotRestartable { state, .. } => Some((*state, *state)),
             },
             _ => None,
         }

@@ -55,14 +55,23 @@ pub(super) async fn serve_connection(
             }
         }
     };
-    if let Err(error) = deliver(&request, &response, &task.limits).await {
-        tracing::warn!(
+    match deliver(&request, &response, &task.limits).await {
+        // The caller no longer awaits it (it gave up, or stopped waiting on
+        // purpose): its decision, not a fault.
+        Err(error @ DeliveryError::Refused(_)) => tracing::debug!(
+            task = %task.task,
+            id = %request.id,
+            error = %Chain(&error),
+            "response refused by its caller"
+        ),
+        Err(error) => tracing::warn!(
             task = %task.task,
             id = %request.id,
             hook = %request.response_hook,
             error = %Chain(&error),
             "response not delivered"
-        );
+        ),
+        Ok(()) => {}
     }
 }
 

@@ -160,6 +160,19 @@ impl Visor {
         .await
     }
 
+    /// Counts a restart in place of instance `id` by its owner `host`
+    /// (`restarts` + 1; the state stays `claimed` or `running`).
+    pub async fn count_restart(&self, id: &str, host: &str) -> Result<Versioned<Instance>> {
+        let host = name("host", host)?;
+        let current = self.instance(id).await?;
+        let next = current
+            .value
+            .restarted(&host, Utc::now())
+            .map_err(|reason| Error::transition(id, reason))?;
+        let object = ObjectRef::new(Kind::Instance, &[id]);
+        self.registry.update_object(object, &current, next).await
+    }
+
     /// Any non-terminal state `→ lost`, by the controller, when the host is gone.
     pub async fn lose_instance(&self, id: &str, reason: String) -> Result<Versioned<Instance>> {
         self.transition(id, InstanceState::Lost, &Actor::Controller, |i| {

@@ -1,0 +1,174 @@
+//! What every part of a running agent shares: the registry, its host's
+//! name, the provider tasks, the write-ahead journal, the ports, the slots of
+//! the instances it runs, and the one way it writes an instance's state.
+//!
+//! Invariant: an instance's state is written only through
+//! [`Context::move_instance`], which retries what a retry can mend and
+//! treats "already there" as done, so a write repeated after a crash or an
+//! ambiguous failure has the effect of one.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use visor_controllers::{InstanceState, Name};
+
+use super::config::AgentConfig;
+use super::journal::Journal;
+use super::ports::Ports;
+use super::slot::SlotHandle;
+use super::tasks::Tasks;
+use crate::registry::{BackoffPolicy, Error, Visor, backoff};
+use crate::telemetry::Chain;
+
+/// How registry writes are retried while the registry cannot take them.
+const WRITE_RETRY: BackoffPolicy = BackoffPolicy {
+    min: Duration::from_millis(50),
+    max: Duration::from_secs(5),
+    healthy: Duration::from_secs(60),
+};
+
+/// A unit (instance) that runs on this host, as relation hooks see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunningUnit {
+    /// The instance id.
+    pub unit: Name,
+    /// Its app.
+    pub app: Name,
+    /// Its revision.
+    pub rev: Name,
+    /// Its proc type.
+    pub proc: Name,
+    /// The app's env vars.
+    pub env: BTreeMap<String, String>,
+}
+
+/// The outcome of moving an instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Moved {
+    /// It is in the state asked for (now, or already).
+    Done,
+    /// It can no longer be moved by this host: gone, terminal, or another
+    /// host's. The reason says which.
+    Gone(String),
+}
+
+/// The agent's shared state.
+#[derive(Debug)]
+pub struct Context {
+    pub visor: Visor,
+    pub host: Name,
+    pub config: AgentConfig,
+    pub tasks: Tasks,
+    pub journal: Journal,
+    pub ports: Ports,
+    pub units: watch::Sender<BTreeMap<Name, RunningUnit>>,
+    pub slots: Mutex<HashMap<Name, SlotHandle>>,
+    pub shutdown: CancellationToken,
+}
+
+impl Context {
+    /// The slot running `instance`, if any.
+    pub fn slot(&self, instance: &Name) -> Option<SlotHandle> {
+        self.lock_slots().get(instance).cloned()
+    }
+
+    /// Every slot.
+    pub fn all_slots(&self) -> Vec<SlotHandle> {
+        self.lock_slots().values().cloned().collect()
+    }
+
+    pub fn lock_slots(&self) -> std::sync::MutexGuard<'_, HashMap<Name, SlotHandle>> {
+        // Poisoned only by a panic while inserting or removing, which leaves the map whole.
+        self.slots
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Runs `write` until it succeeds, fails for a reason no retry mends, or
+    /// the agent shuts down (then the last error is returned).
+    pub async fn persist<T, F, Fut>(&self, what: &str, mut write: F) -> Result<T, Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, Error>>,
+    {
+        let mut delays = WRITE_RETRY.start();
+        loop {
+            match write().await {
+                Err(error) if error.is_retryable() => {
+                    tracing::debug!(what, error = %Chain(&error), "retrying a registry write");
+                    let delay = delays.next_delay(Duration::ZERO);
+                    if !backoff::sleep(delay, &self.shutdown).await {
+                        return Err(error);
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Moves instance `id` to `to` as this host (`port` for `running`,
+    /// `reason` for `exited` and `failed`).
+    pub async fn move_instance(
+        &self,
+        id: &Name,
+        to: InstanceState,
+        port: Option<u16>,
+        reason: Option<String>,
+    ) -> Result<Moved, Error> {
+        let (visor, host) = (&self.visor, self.host.as_str());
+        let moved = self
+            .persist("instance state", || async {
+                match to {
+                    InstanceState::Claimed => visor.claim_instance(id.as_str(), host).await,
+                    InstanceState::Running => visor.start_instance(id.as_str(), host, port).await,
+                    InstanceState::Stopping => visor.stop_instance(id.as_str(), host).await,
+                    InstanceState::Exited => {
+                        visor.exit_instance(id.as_str(), host, reason.clone()).await
+                    }
+                    _ => {
+                        let reason = reason.clone().unwrap_or_default();
+                        visor.fail_instance(id.as_str(), host, reason).await
+                    }
+                }
+            })
+            .await;
+        match moved {
+            Ok(_) => Ok(Moved::Done),
+            Err(Error::NotFound(_)) => Ok(Moved::Gone(format!("instance {id} is gone"))),
+            Err(Error::InvalidTransition { .. }) => {
+                // Refused on the copy read: where is it now?
+                let current = self
+                    .persist("instance read", || visor.instance(id.as_str()))
+                    .await;
+                match current {
+                    Ok(current) if current.value.state == to => Ok(Moved::Done),
+                    Ok(current) => Ok(Moved::Gone(format!(
+                        "instance {id} is {} on host {}",
+                        current.value.state,
+                        current.value.host.as_ref().map_or("none", Name::as_str)
+                    ))),
+                    Err(Error::NotFound(_)) => Ok(Moved::Gone(format!("instance {id} is gone"))),
+                    Err(error) => Err(error),
+                }
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Publishes `unit` as running here (for its relation hooks).
+    pub fn unit_running(&self, unit: RunningUnit) {
+        self.units.send_modify(|units| {
+            units.insert(unit.unit.clone(), unit);
+        });
+    }
+
+    /// Withdraws `unit`: it no longer runs here.
+    pub fn unit_gone(&self, unit: &Name) {
+        self.units
+            .send_if_modified(|units| units.remove(unit).is_some());
+    }
+}
