@@ -158,28 +158,32 @@ impl HostKeeper {
             tracing::warn!(host = %self.ctx.host, "host registration lost; registering again");
             self.connection.send_replace(Connection::Lost(since));
             *self.registration.lock().await = None;
+            // The window runs beside the attempts, which may each hang for
+            // as long as the registry does not answer.
             let window = self.ctx.config.stop_after_disconnect();
-            let mut stopped = false;
+            let ctx = Arc::clone(&self.ctx);
+            let host = self.ctx.host.clone();
+            let disconnected = tokio::spawn(async move {
+                tokio::time::sleep_until(since + window).await;
+                tracing::warn!(%host, ?window, "disconnected past the window: stopping every instance");
+                stop_all(&ctx, StopReason::Disconnected).await;
+            });
             let mut delays = REREGISTER.start();
-            loop {
-                if !stopped && since.elapsed() >= window {
-                    tracing::warn!(host = %self.ctx.host, window = ?window, "disconnected past the window: stopping every instance");
-                    stop_all(&self.ctx, StopReason::Disconnected).await;
-                    stopped = true;
-                }
+            let registered = loop {
                 match self.register_once().await {
-                    Ok(()) => break,
+                    Ok(()) => break true,
                     Err(error) => {
                         tracing::debug!(error = %Chain(&error), "cannot register the host yet")
                     }
                 }
-                let mut delay = delays.next_delay(Duration::ZERO);
-                if !stopped {
-                    delay = delay.min(window.saturating_sub(since.elapsed()));
+                if !backoff::sleep(delays.next_delay(Duration::ZERO), &shutdown).await {
+                    break false;
                 }
-                if !backoff::sleep(delay, &shutdown).await {
-                    return;
-                }
+            };
+            // Stops already asked for go on in their slots.
+            disconnected.abort();
+            if !registered {
+                return;
             }
         }
     }

@@ -112,6 +112,7 @@ pub struct Agent {
     ready: watch::Sender<bool>,
     resumed: BTreeMap<visor_controllers::Name, journal::Record>,
     corrupt: Vec<String>,
+    exec: ExecProvider,
 }
 
 impl Agent {
@@ -171,6 +172,7 @@ impl Agent {
             ready,
             resumed,
             corrupt,
+            exec,
         })
     }
 
@@ -205,6 +207,7 @@ impl Agent {
             ready,
             resumed,
             corrupt,
+            exec,
         } = self;
         let stop = ctx.shutdown.clone();
         let serving = CancellationToken::new();
@@ -214,7 +217,7 @@ impl Agent {
             slot::spawn(&ctx, id, Begin::Resume(record));
         }
         for id in corrupt {
-            tracing::warn!(instance = %id, "its record was corrupt: the registry decides what becomes of it");
+            settle_corrupt(&ctx, &exec, &id).await;
         }
         let keeper = match HostKeeper::register(Arc::clone(&ctx), data_dir, admin_url).await {
             Ok(keeper) => Arc::new(keeper),
@@ -281,6 +284,36 @@ async fn drain_host(ctx: &Context, keeper: &HostKeeper, timeout: Duration) {
         );
     }
     host::stop_all(ctx, StopReason::Drain).await;
+}
+
+/// An instance whose record did not read: whatever runs of it is stopped
+/// (its invocation found in the exec provider's own state), and it is
+/// reported failed for the controller to replace.
+async fn settle_corrupt(ctx: &Context, exec: &ExecProvider, id: &str) {
+    let Ok(id) = visor_controllers::Name::parse("instance", id) else {
+        return;
+    };
+    tracing::warn!(instance = %id, "its record was corrupt: stopping what runs of it");
+    if let Some(invocation) = exec.instances().recorded_invocation(id.as_str()) {
+        let kill_timeout = Duration::from_secs(u64::from(
+            visor_controllers::ProcType::DEFAULT_KILL_TIMEOUT_SECS,
+        ));
+        if let Err(error) = ctx.tasks.stop(id.as_str(), &invocation, kill_timeout).await {
+            tracing::warn!(instance = %id, %error, "cannot stop it");
+        }
+    }
+    let reason = "its agent's record of it was corrupt: stopped".to_owned();
+    if let Err(error) = ctx
+        .move_instance(
+            &id,
+            visor_controllers::InstanceState::Failed,
+            None,
+            Some(reason),
+        )
+        .await
+    {
+        tracing::warn!(instance = %id, error = %Chain(&error), "cannot report it failed");
+    }
 }
 
 /// Keeps `/healthz` saying whether the registry holds the host.

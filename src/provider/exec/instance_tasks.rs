@@ -158,6 +158,13 @@ impl Instances {
             .await
     }
 
+    /// The invocation last started of `instance` under this data dir, as
+    /// its status file says: for a caller that lost its own record of it.
+    pub fn recorded_invocation(&self, instance: &str) -> Option<String> {
+        let dir = self.dir(instance).ok()?;
+        Some(dir.read_status().ok()??.invocation)
+    }
+
     /// `instance.attach`: after a restart of the caller (or of the
     /// provider), finds the instance's supervisor by its directory and
     /// reports the invocation, refusing any other invocation than the one

@@ -9,6 +9,7 @@
 //! bounded, failing with a message that names what did not happen
 //! ([`wait`]), so a test fails instead of hanging.
 
+pub mod agent;
 pub mod cli;
 pub mod controller;
 pub mod examples;

@@ -146,3 +146,26 @@ pub fn session_members(sid: u32) -> Vec<u32> {
         .filter(|&pid| session(pid) == Some(sid) && is_running(pid))
         .collect()
 }
+
+/// The processes (not zombies) with a command-line argument that is a path
+/// under `dir`: the exec provider's supervisors of a data dir (`visor shim
+/// --dir <dir>/exec/instances/<id>`).
+pub fn processes_with_arg_under(dir: &Path) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let prefix = dir.as_os_str().as_encoded_bytes().to_vec();
+    let mut pids: Vec<u32> = entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+                cmdline
+                    .split(|b| *b == 0)
+                    .any(|arg| arg.starts_with(&prefix) && arg.len() > prefix.len())
+            })
+        })
+        .filter(|pid| is_running(*pid))
+        .collect();
+    pids.sort_unstable();
+    pids
+}
