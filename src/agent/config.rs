@@ -120,6 +120,16 @@ impl AgentConfig {
         self.host_name().map(drop)
     }
 
+    /// Every flag at its default, as `visor agent` with no flags has them.
+    pub fn defaults() -> Self {
+        #[derive(clap::Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            agent: AgentConfig,
+        }
+        <Defaults as clap::Parser>::parse_from(["visor-agent"]).agent
+    }
+
     /// The host name: `--host`, or the machine's.
     pub fn host_name(&self) -> Result<Name, ConfigError> {
         if let Some(host) = &self.host {

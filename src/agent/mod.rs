@@ -213,9 +213,10 @@ impl Agent {
         let serving = CancellationToken::new();
         let provider_task = tokio::spawn(provider.serve(serving.clone()));
         let admin_task = tokio::spawn(admin.serve(serving.clone()));
-        for (id, record) in resumed {
-            slot::spawn(&ctx, id, Begin::Resume(record));
-        }
+        let resumed: Vec<_> = resumed
+            .into_iter()
+            .map(|(id, record)| slot::spawn(&ctx, id, Begin::Resume(record)))
+            .collect();
         for id in corrupt {
             settle_corrupt(&ctx, &exec, &id).await;
         }
@@ -232,7 +233,11 @@ impl Agent {
             registry_reachable: true,
             leading: false,
         });
-        ready.send_replace(true);
+        // Ready once registered and back with every instance it ran before.
+        tokio::spawn(async move {
+            futures::future::join_all(resumed.iter().map(|slot| slot.started())).await;
+            ready.send_replace(true);
+        });
         let cache_metrics = CacheMetrics::register(&metrics).map_err(AgentError::Metrics)?;
         let tickets = tokio::spawn(tickets::run(Arc::clone(&ctx), cache_metrics, stop.clone()));
         let keeping = {

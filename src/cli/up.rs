@@ -2,18 +2,23 @@
 //!
 //! It runs a single-member etcd on loopback as the registry (the client port
 //! defaults to 2379, which every other command uses by default), writes the
-//! schema, and runs the controller in the same process with its admin
-//! endpoints, until SIGINT or SIGTERM.
+//! schema, and runs the controller and an agent for this machine in the same
+//! process, each with its admin endpoint, until SIGINT or SIGTERM; then the
+//! agent stops every instance (there is no other host to move them to) and
+//! leaves.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Args;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use visor_controllers::Name;
 
 use super::CliError;
 use crate::admin::AdminServer;
+use crate::agent::{Agent, AgentConfig};
 use crate::controller::{Controller, ControllerConfig};
 use crate::registry::{Error, LocalEtcd, LocalEtcdOptions, RegistryConfig, Visor};
 use crate::shutdown::Shutdown;
@@ -31,11 +36,41 @@ pub struct UpArgs {
     admin_addr: SocketAddr,
     #[command(flatten)]
     controller: ControllerConfig,
+    /// This machine's host name in the registry [default: the machine's host name].
+    #[arg(long, value_parser = crate::cli::args::name("host"))]
+    host: Option<Name>,
+    /// Where the agent keeps its state (instances, artifacts, provider sockets).
+    #[arg(long, default_value = ".visor/agent")]
+    agent_data_dir: PathBuf,
+    /// Where the agent's `/logs`, `/metrics`, `/healthz` and `/readyz` are served.
+    #[arg(long, default_value = "127.0.0.1:9091")]
+    agent_admin_addr: SocketAddr,
+    /// How many instances the agent runs at once.
+    #[arg(long, default_value_t = 16)]
+    capacity: u32,
+}
+
+impl UpArgs {
+    /// The agent's configuration: `visor agent`'s defaults, with this
+    /// command's host, data dir, admin address and capacity.
+    fn agent(&self) -> AgentConfig {
+        AgentConfig {
+            host: self.host.clone(),
+            data_dir: self.agent_data_dir.clone(),
+            admin_addr: self.agent_admin_addr,
+            capacity: self.capacity,
+            ..AgentConfig::defaults()
+        }
+    }
 }
 
 pub async fn run(config: &RegistryConfig, args: UpArgs) -> Result<(), CliError> {
     // Before anything is written or started.
     args.controller
+        .validate()
+        .map_err(|error| CliError::Usage(crate::telemetry::Chain(&error).to_string()))?;
+    let agent_config = args.agent();
+    agent_config
         .validate()
         .map_err(|error| CliError::Usage(crate::telemetry::Chain(&error).to_string()))?;
     let mut signals = Shutdown::install().map_err(CliError::Signals)?;
@@ -69,18 +104,33 @@ pub async fn run(config: &RegistryConfig, args: UpArgs) -> Result<(), CliError> 
         .map_err(CliError::Admin)?;
     let admin_addr = admin.local_addr().map_err(CliError::Admin)?;
     let admin_task = tokio::spawn(admin.serve(shutdown.clone()));
+    let agent = Agent::start(visor.clone(), agent_config).await?;
     eprintln!(
-        "visor up: registry at {} (root {}, schema v{}, data in {}); controller metrics at http://{admin_addr}/metrics",
+        "visor up: registry at {} (root {}, schema v{}, data in {}); controller metrics at http://{admin_addr}/metrics; agent at {}",
         etcd.endpoint(),
         local.root,
         schema.version,
-        args.data_dir.display()
+        args.data_dir.display(),
+        agent.admin_url(),
     );
-    eprintln!("try: visor app register web --repo-url https://example.com/web.git --stack base");
-    eprintln!("     visor watch        (in another terminal)     Ctrl-C or SIGTERM stops");
+    eprintln!(
+        "try: visor hosts      visor status      visor watch      (README.md: the quick start)"
+    );
+    eprintln!("     Ctrl-C or SIGTERM stops every instance and then Visor");
     let controller = tokio::spawn(controller.run(visor, ready_tx, shutdown.clone()));
+    let drain = CancellationToken::new();
+    let agent = tokio::spawn(agent.run(drain.clone(), Duration::ZERO, shutdown.clone()));
     signals.requested().await;
     eprintln!("visor up: stopping");
+    drain.cancel();
+    match agent.await {
+        Ok(Err(error)) => {
+            let error = crate::telemetry::Chain(&error);
+            tracing::warn!(%error, "agent stopped with an error");
+        }
+        Err(error) => tracing::warn!(%error, "agent task failed"),
+        Ok(Ok(())) => {}
+    }
     shutdown.cancel();
     match controller.await {
         Ok(Err(error)) => {

@@ -29,10 +29,16 @@ fn up(data_dir: &std::path::Path, port: u16) -> Child {
             "up",
             "--admin-addr",
             "127.0.0.1:0",
+            "--agent-admin-addr",
+            "127.0.0.1:0",
+            "--host",
+            "up-host",
             "--port",
             &port.to_string(),
-            "--data-dir",
+            "--agent-data-dir",
         ])
+        .arg(data_dir.with_file_name("agent"))
+        .arg("--data-dir")
         .arg(data_dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -139,6 +139,13 @@ impl AgentProcess {
         self.child.as_mut()?.try_wait().expect("wait")
     }
 
+    /// Whether `/readyz` says the agent is registered and back with every
+    /// instance it ran before.
+    pub fn ready(&self) -> bool {
+        crate::controller::admin_get(self.admin, "/readyz")
+            .is_some_and(|(status, _)| status.contains(" 200"))
+    }
+
     /// The supervisors of its instances that run, by pid.
     pub fn supervisors(&self) -> Vec<u32> {
         procfs::processes_with_arg_under(&self.data_dir())

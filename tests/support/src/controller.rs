@@ -103,13 +103,7 @@ impl ControllerProcess {
 
     /// GET `path` on the admin address: (status line, body), or None if not serving.
     pub fn get(&self, path: &str) -> Option<(String, String)> {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.admin)).ok()?;
-        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response).ok()?;
-        let (head, body) = response.split_once("\r\n\r\n")?;
-        Some((head.lines().next()?.to_owned(), body.to_owned()))
+        admin_get(self.admin, path)
     }
 
     /// The sum of every sample of metric `name` whose labels contain `labels`.
@@ -328,4 +322,16 @@ pub async fn start_tickets_created(t: &TestRegistry, events: &mut EventStream) -
         }
     }
     created
+}
+
+/// `GET <path>` on an admin endpoint at `127.0.0.1:<port>`: the status line
+/// and the body, or `None` if nothing answered.
+pub fn admin_get(port: u16, path: &str) -> Option<(String, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    Some((head.lines().next()?.to_owned(), body.to_owned()))
 }
