@@ -24,8 +24,10 @@
 //!   the caller that routes a task by priority (no registry involved); and
 //!   the built-in exec provider, each instance a process under a supervisor
 //!   of its own (`visor shim`).
-//! - [`agent`]: the host agent's local state.
-//! - [`admin`]: `/metrics`, `/healthz`, `/readyz`.
+//! - [`agent`]: the host agent's local state and metrics.
+//! - [`admin`]: one admin server for every long-running command:
+//!   `/metrics`, `/healthz`, `/readyz`, and the agent's `/logs` (plain text
+//!   or TLS).
 //! - [`cli`]: the `visor` command line; [`telemetry`] and [`shutdown`]
 //!   serve the long-running commands.
 

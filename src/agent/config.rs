@@ -3,13 +3,13 @@
 //! unchanged (the lease TTL is one etcd grants, the port range is not
 //! empty, the restart budget allows at least one restart).
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
 use visor_controllers::{InvalidName, Name, PortRange};
 
+use crate::admin::{AgentAdminConfig, AgentAdminError};
 use crate::registry::{BackoffPolicy, LeaseTimingError};
 
 /// How `visor agent` runs.
@@ -42,9 +42,9 @@ pub struct AgentConfig {
     /// Where providers' sockets are [default: <DATA_DIR>/providers].
     #[arg(long, env = "VISOR_PROVIDER_SOCKET_DIR", value_name = "DIR")]
     pub socket_dir: Option<PathBuf>,
-    /// Where `/logs`, `/metrics`, `/healthz` and `/readyz` are served (port 0: any free port).
-    #[arg(long, default_value = "127.0.0.1:9091")]
-    pub admin_addr: SocketAddr,
+    /// Where and how `/logs`, `/metrics`, `/healthz` and `/readyz` are served.
+    #[command(flatten)]
+    pub admin: AgentAdminConfig,
     /// TTL of the host's lease (whole seconds).
     #[arg(long, default_value = "10s", value_parser = parse_ttl)]
     pub lease_ttl: Duration,
@@ -73,7 +73,7 @@ pub struct AgentConfig {
 }
 
 /// A configuration that cannot run as asked.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// No host name given and the machine's is not a valid one.
     #[error("--host is needed: the machine's host name {0:?} is not a valid host name ({1})")]
@@ -93,6 +93,9 @@ pub enum ConfigError {
     /// Backoff delays that do not grow.
     #[error("--restart-delay must be above 0s and at most --restart-delay-max")]
     RestartDelays,
+    /// The admin endpoint cannot be served as asked.
+    #[error("admin endpoint")]
+    Admin(#[source] AgentAdminError),
     /// A label key that cannot be matched.
     #[error("--label {0:?}: the key must not be empty")]
     EmptyLabel(String),
@@ -117,6 +120,7 @@ impl AgentConfig {
         if let Some((key, _)) = self.labels.iter().find(|(key, _)| key.is_empty()) {
             return Err(ConfigError::EmptyLabel(key.clone()));
         }
+        self.admin.validate().map_err(ConfigError::Admin)?;
         self.host_name().map(drop)
     }
 
@@ -229,8 +233,8 @@ mod tests {
             assert!(error.contains(mention), "{args:?}: {error}");
         }
         let mut config = parse(&["--restart-delay", "2m"]).expect("parses");
-        assert_eq!(config.validate(), Err(ConfigError::RestartDelays));
+        assert!(matches!(config.validate(), Err(ConfigError::RestartDelays)));
         config = parse(&["--capacity", "0"]).expect("parses");
-        assert_eq!(config.validate(), Err(ConfigError::ZeroCapacity));
+        assert!(matches!(config.validate(), Err(ConfigError::ZeroCapacity)));
     }
 }

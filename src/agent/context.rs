@@ -18,6 +18,7 @@ use visor_controllers::{InstanceState, Name};
 
 use super::config::AgentConfig;
 use super::journal::Journal;
+use super::metrics::{AgentMetrics, InstancePhase};
 use super::ports::Ports;
 use super::slot::SlotHandle;
 use super::tasks::Tasks;
@@ -67,6 +68,9 @@ pub struct Context {
     pub ports: Ports,
     pub units: watch::Sender<BTreeMap<Name, RunningUnit>>,
     pub slots: Mutex<HashMap<Name, SlotHandle>>,
+    /// Where each slot is, for `visor_agent_instances`.
+    pub phases: Mutex<HashMap<Name, InstancePhase>>,
+    pub metrics: AgentMetrics,
     pub shutdown: CancellationToken,
 }
 
@@ -156,6 +160,21 @@ impl Context {
                 }
             }
             Err(error) => Err(error),
+        }
+    }
+
+    /// Records where `instance`'s slot is (`None`: it ended), keeping the
+    /// per-phase gauge current.
+    pub fn set_phase(&self, instance: &Name, phase: Option<InstancePhase>) {
+        // Poisoned only by a panic inside these lines, which leave the map whole.
+        let mut phases = self.phases.lock().unwrap_or_else(|p| p.into_inner());
+        let before = match phase {
+            Some(phase) => phases.insert(instance.clone(), phase),
+            None => phases.remove(instance),
+        };
+        for changed in [before, phase].into_iter().flatten() {
+            let count = phases.values().filter(|p| **p == changed).count();
+            self.metrics.set_instances(changed, count);
         }
     }
 

@@ -19,6 +19,7 @@ mod context;
 mod host;
 mod identity;
 mod journal;
+mod metrics;
 mod ports;
 mod readiness;
 mod slot;
@@ -40,6 +41,7 @@ pub use context::RunningUnit;
 pub use host::{Connection, RegisterError};
 pub use identity::IdentityError;
 pub use journal::JournalError;
+pub use metrics::{AgentMetrics, InstancePhase, Outcome};
 pub use state_dir::{Result, StateDir, StateDirError, StateDirs};
 
 use context::Context;
@@ -49,7 +51,7 @@ use journal::Journal;
 use ports::Ports;
 use slot::{Begin, StopReason};
 
-use crate::admin::{AdminServer, Health};
+use crate::admin::{AgentAdmin, AgentAdminError};
 use crate::provider::exec::{self, ExecProvider, InstanceError};
 use crate::provider::{
     Bound, Caller, CallerConfig, CallerError, Provider, ProviderConfig, ServeError,
@@ -83,14 +85,8 @@ pub enum AgentError {
     #[error("cannot call providers")]
     Caller(#[source] CallerError),
     /// The admin endpoint cannot be served.
-    #[error("cannot serve the admin endpoint on {addr}")]
-    Admin {
-        /// The address.
-        addr: std::net::SocketAddr,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("cannot serve the admin endpoint")]
+    Admin(#[source] AgentAdminError),
     /// The metrics cannot be registered.
     #[error("cannot register the agent's metrics")]
     Metrics(#[source] prometheus::Error),
@@ -104,12 +100,10 @@ pub enum AgentError {
 pub struct Agent {
     ctx: Arc<Context>,
     data_dir: DataDir,
-    admin: AdminServer,
+    admin: AgentAdmin,
     admin_url: String,
     provider: Bound,
     metrics: prometheus::Registry,
-    health: watch::Sender<Health>,
-    ready: watch::Sender<bool>,
     resumed: BTreeMap<visor_controllers::Name, journal::Record>,
     corrupt: Vec<String>,
     exec: ExecProvider,
@@ -138,18 +132,17 @@ impl Agent {
             .await
             .map_err(AgentError::Caller)?;
         let metrics = prometheus::Registry::new();
-        let (ready, ready_rx) = watch::channel(false);
-        let (health, health_rx) = watch::channel(Health::default());
-        let admin = AdminServer::bind(config.admin_addr, metrics.clone(), ready_rx, health_rx)
-            .await
-            .map_err(|source| AgentError::Admin {
-                addr: config.admin_addr,
-                source,
-            })?;
-        let admin_addr = admin.local_addr().map_err(|source| AgentError::Admin {
-            addr: config.admin_addr,
-            source,
-        })?;
+        let agent_metrics = AgentMetrics::new(&metrics).map_err(AgentError::Metrics)?;
+        let admin = AgentAdmin::bind(
+            &config.admin,
+            metrics.clone(),
+            data_dir.path().join("exec").join("instances"),
+            agent_metrics.ready(),
+            agent_metrics.health(),
+        )
+        .await
+        .map_err(AgentError::Admin)?;
+        let admin_url = admin.url();
         let ctx = Arc::new(Context {
             visor,
             host,
@@ -159,17 +152,17 @@ impl Agent {
             journal,
             units: watch::Sender::new(BTreeMap::new()),
             slots: Default::default(),
+            phases: Default::default(),
+            metrics: agent_metrics,
             shutdown: CancellationToken::new(),
         });
         Ok(Self {
             ctx,
             data_dir,
             admin,
-            admin_url: format!("http://{admin_addr}"),
+            admin_url,
             provider,
             metrics,
-            health,
-            ready,
             resumed,
             corrupt,
             exec,
@@ -203,8 +196,6 @@ impl Agent {
             admin_url,
             provider,
             metrics,
-            health,
-            ready,
             resumed,
             corrupt,
             exec,
@@ -229,14 +220,11 @@ impl Agent {
                 return Err(error.into());
             }
         };
-        health.send_replace(Health {
-            registry_reachable: true,
-            leading: false,
-        });
         // Ready once registered and back with every instance it ran before.
+        let (attached_tx, attached) = watch::channel(false);
         tokio::spawn(async move {
             futures::future::join_all(resumed.iter().map(|slot| slot.started())).await;
-            ready.send_replace(true);
+            attached_tx.send_replace(true);
         });
         let cache_metrics = CacheMetrics::register(&metrics).map_err(AgentError::Metrics)?;
         let tickets = tokio::spawn(tickets::run(Arc::clone(&ctx), cache_metrics, stop.clone()));
@@ -246,7 +234,12 @@ impl Agent {
             tokio::spawn(async move { keeper.keep(stop).await })
         };
         let connection = keeper.connection();
-        let health_task = tokio::spawn(follow_health(connection, health, stop.clone()));
+        let health_task = tokio::spawn(follow_health(
+            Arc::clone(&ctx),
+            connection,
+            attached,
+            stop.clone(),
+        ));
         let drained = tokio::select! {
             () = drain.cancelled() => true,
             () = shutdown.cancelled() => false,
@@ -321,20 +314,23 @@ async fn settle_corrupt(ctx: &Context, exec: &ExecProvider, id: &str) {
     }
 }
 
-/// Keeps `/healthz` saying whether the registry holds the host.
+/// Keeps `/healthz`, `/readyz` and the registry gauges saying whether the
+/// registry holds the host.
 async fn follow_health(
+    ctx: Arc<Context>,
     mut connection: watch::Receiver<Connection>,
-    health: watch::Sender<Health>,
+    mut attached: watch::Receiver<bool>,
     stop: CancellationToken,
 ) {
     loop {
         let registered = *connection.borrow_and_update() == Connection::Registered;
-        health.send_replace(Health {
-            registry_reachable: registered,
-            leading: false,
-        });
+        let back = *attached.borrow_and_update();
+        ctx.metrics.set_registry_reachable(registered);
+        ctx.metrics.set_registered(registered && back);
         tokio::select! {
             changed = connection.changed() => if changed.is_err() { return },
+            // Once true it stays true (its sender is gone then).
+            _ = attached.changed(), if !back => {}
             () = stop.cancelled() => return,
         }
     }

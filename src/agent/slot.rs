@@ -21,6 +21,7 @@ use visor_controllers::{
 
 use super::context::{Context, Moved, RunningUnit};
 use super::journal::{Record, Step};
+use super::metrics::{InstancePhase, Outcome};
 use super::readiness::wait_ready;
 use super::spec::{self, Launch};
 use crate::discovery::{self, Registration};
@@ -134,6 +135,7 @@ pub fn spawn(ctx: &Arc<Context>, id: Name, begin: Begin) -> SlotHandle {
     let (phase_tx, phase) = watch::channel(Phase::Starting);
     let handle = SlotHandle { commands, phase };
     ctx.lock_slots().insert(id.clone(), handle.clone());
+    ctx.set_phase(&id, Some(InstancePhase::Starting));
     let slot = Slot {
         ctx: Arc::clone(ctx),
         id,
@@ -176,6 +178,7 @@ impl Slot {
         // Unregistered before the phase says ended, so that whoever waits
         // on the end finds no slot for the instance.
         self.ctx.lock_slots().remove(&self.id);
+        self.ctx.set_phase(&self.id, None);
         self.ctx.unit_gone(&self.id);
         if outcome != "detached" {
             self.ctx.ports.release(&self.id);
@@ -191,7 +194,10 @@ impl Slot {
         };
         let mut ended = match first {
             Ok(ended) => ended,
-            Err(reason) => return self.fail(reason).await,
+            Err(reason) => {
+                self.ctx.metrics.started(Outcome::Failed);
+                return self.fail(reason).await;
+            }
         };
         loop {
             let ran = self.running_for();
@@ -210,7 +216,10 @@ impl Slot {
                     ExitVerdict::Restart => {
                         ended = match self.restart(cause, ran).await {
                             Ok(ended) => ended,
-                            Err(reason) => return self.fail(reason).await,
+                            Err(reason) => {
+                                self.ctx.metrics.started(Outcome::Failed);
+                                return self.fail(reason).await;
+                            }
                         }
                     }
                 },
@@ -296,6 +305,8 @@ impl Slot {
             env: launch.app_env.clone(),
         });
         self.phase.send_replace(Phase::Running);
+        self.ctx.set_phase(&self.id, Some(InstancePhase::Running));
+        self.ctx.metrics.started(Outcome::Ok);
         Ok(self.watch().await)
     }
 
@@ -390,6 +401,9 @@ impl Slot {
     /// Restarts the process in place after a backoff; what ended the new one.
     async fn restart(&mut self, cause: ExitCause, ran: Duration) -> Result<Ended, String> {
         tracing::info!(instance = %self.id, %cause, "restarting");
+        self.ctx
+            .set_phase(&self.id, Some(InstancePhase::Restarting));
+        self.ctx.metrics.restarted();
         self.endpoint_died().await;
         self.ctx.unit_gone(&self.id);
         let window = self.ctx.config.restart_window;
@@ -427,6 +441,7 @@ impl Slot {
 
     /// Stops the process as `reason` says.
     async fn stop(&mut self, reason: StopReason) -> String {
+        self.ctx.set_phase(&self.id, Some(InstancePhase::Stopping));
         self.endpoint_stopped().await;
         self.ctx.unit_gone(&self.id);
         let writes = reason.writes_registry();
@@ -490,8 +505,12 @@ impl Slot {
                 Duration::from_secs(u64::from(kill_timeout)),
             )
             .await;
-        if let Err(error) = stopped {
-            tracing::warn!(instance = %self.id, error = %error, "cannot stop the instance");
+        match stopped {
+            Ok(_) => self.ctx.metrics.stopped(Outcome::Ok),
+            Err(error) => {
+                self.ctx.metrics.stopped(Outcome::Failed);
+                tracing::warn!(instance = %self.id, error = %error, "cannot stop the instance");
+            }
         }
     }
 

@@ -134,6 +134,7 @@ async fn execute_queue(
 
 /// Executes a claimed ticket and completes it.
 async fn execute(ctx: &Arc<Context>, ticket: &Versioned<Ticket>) {
+    let began = std::time::Instant::now();
     let id = &ticket.value.instance;
     match ticket.value.op {
         TicketOp::Start => start(ctx, id).await,
@@ -147,7 +148,9 @@ async fn execute(ctx: &Arc<Context>, ticket: &Versioned<Ticket>) {
         .persist("ticket completion", || visor.complete_ticket(ticket, host))
         .await
     {
-        Ok(_) | Err(Error::NotFound(_)) => {}
+        Ok(_) | Err(Error::NotFound(_)) => {
+            ctx.metrics.ticket_done(ticket.value.op, began.elapsed())
+        }
         Err(error) => {
             tracing::warn!(ticket = ticket.name(), error = %Chain(&error), "cannot complete a ticket")
         }

@@ -3,7 +3,8 @@
 //!
 //! Exit codes: 0 success, 1 any other failure, 2 usage error, 3 not found
 //! (no provider offers a task, too), 4 conflict or already exists, 5 registry
-//! unavailable (or no provider of a task acknowledged a call).
+//! unavailable (or no provider of a task acknowledged a call, or a host or
+//! its agent's admin endpoint cannot be reached).
 //!
 //! Invariant: a registry command connects (and so may write, if only the
 //! schema version of a fresh registry) only after its whole command line was
@@ -14,6 +15,7 @@ mod apps;
 pub(crate) mod args;
 mod controller;
 mod hooks;
+mod logs;
 mod notifications;
 mod observed;
 mod output;
@@ -90,6 +92,8 @@ enum RegistryCommand {
     Scale(procs::ScaleArgs),
     /// List instances.
     Instances(observed::InstancesArgs),
+    /// Print an instance's output (stdout, or stderr), read from the agent of its host.
+    Logs(logs::LogsArgs),
     /// List live hosts.
     Hosts,
     /// List tickets in registry order.
@@ -202,6 +206,9 @@ pub enum CliError {
     /// The agent could not start or run.
     #[error(transparent)]
     Agent(#[from] crate::agent::AgentError),
+    /// An instance's output could not be printed.
+    #[error(transparent)]
+    Logs(#[from] logs::LogsError),
     /// A provider's task answered with an error.
     #[error("task {task} failed at provider {provider}: {error}")]
     Task {
@@ -235,6 +242,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         RegistryCommand::Rev(command) => procs::rev(&visor, command, &out).await,
         RegistryCommand::Scale(args) => procs::scale(&visor, args, &out).await,
         RegistryCommand::Instances(args) => observed::instances(&visor, args, &out).await,
+        RegistryCommand::Logs(args) => logs::logs(&visor, &cli.registry, args, &out).await,
         RegistryCommand::Hosts => observed::hosts(&visor, &out).await,
         RegistryCommand::Tickets(args) => observed::tickets(&visor, args, &out).await,
         RegistryCommand::Relation(command) => relations::relation(&visor, command, &out).await,
@@ -269,6 +277,7 @@ fn exit_code(error: &CliError) -> u8 {
         CliError::Usage(_) => return usage::USAGE_EXIT,
         CliError::Call(crate::provider::CallError::NoProvider { .. }) => return 3,
         CliError::Call(crate::provider::CallError::NotAcknowledged { .. }) => return 5,
+        CliError::Logs(error) => return error.exit_code(),
         _ => return 1,
     };
     match error {
@@ -291,7 +300,9 @@ mod tests {
 
     #[test]
     fn exit_codes() {
+        use super::logs::LogsError;
         use super::{CliError, Error, OutputError, exit_code};
+        let name = |text| visor_controllers::Name::parse("test", text).expect("valid");
         let table = [
             (
                 CliError::Usage("proc http is given more than once".into()),
@@ -323,6 +334,28 @@ mod tests {
             (
                 CliError::Output(OutputError::Write(std::io::Error::other("disk full"))),
                 1,
+            ),
+            (
+                CliError::Logs(LogsError::HostDown {
+                    instance: name("i-1"),
+                    host: name("h1"),
+                }),
+                5,
+            ),
+            (
+                CliError::Logs(LogsError::NoAdminUrl {
+                    instance: name("i-1"),
+                    host: name("h1"),
+                }),
+                1,
+            ),
+            (
+                CliError::Logs(LogsError::Refused {
+                    host: name("h1"),
+                    status: reqwest::StatusCode::NOT_FOUND,
+                    message: "no instance i-1 on this host".into(),
+                }),
+                3,
             ),
         ];
         for (error, code) in table {

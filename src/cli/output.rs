@@ -85,6 +85,14 @@ impl Output {
         Ok(())
     }
 
+    /// Bytes as they are (an instance's output), flushed at once.
+    pub fn bytes(&self, bytes: &[u8]) -> Printed {
+        let mut stdout = io::stdout().lock();
+        stdout.write_all(bytes)?;
+        stdout.flush()?;
+        Ok(())
+    }
+
     /// A listing: a table, or a JSON array.
     pub fn list<R: Row>(&self, rows: &[R]) -> Printed {
         match self.format {

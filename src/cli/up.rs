@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use visor_controllers::Name;
 
 use super::CliError;
-use crate::admin::AdminServer;
+use crate::admin::{AdminServer, AgentAdminConfig};
 use crate::agent::{Agent, AgentConfig};
 use crate::controller::{Controller, ControllerConfig};
 use crate::registry::{Error, LocalEtcd, LocalEtcdOptions, RegistryConfig, Visor};
@@ -57,7 +57,7 @@ impl UpArgs {
         AgentConfig {
             host: self.host.clone(),
             data_dir: self.agent_data_dir.clone(),
-            admin_addr: self.agent_admin_addr,
+            admin: AgentAdminConfig::new(self.agent_admin_addr),
             capacity: self.capacity,
             ..AgentConfig::defaults()
         }

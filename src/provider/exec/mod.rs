@@ -8,7 +8,9 @@
 //! `docs/providers.md` documents it), and `artifact.fetch` and `hook.run`
 //! ([`artifact`], [`hook`]): a revision unpacked once into
 //! `<data_dir>/artifacts/<app>/<revision>/`, and its hooks run from there.
-//! State lives under `<data_dir>/instances/<instance>/` ([`instance_dir`]).
+//! State lives under `<data_dir>/instances/<instance>/` ([`instance_dir`]);
+//! [`output`] reads an instance's rotated output files (the agent serves
+//! them as `/logs`).
 //!
 //! Invariants: the provider never signals a process itself, only asks the
 //! instance's supervisor, which answers only a caller presenting the
@@ -25,6 +27,7 @@ mod instance_dir;
 mod instance_error;
 mod instance_tasks;
 mod launch;
+pub mod output;
 pub mod shim;
 mod status;
 
