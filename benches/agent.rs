@@ -18,10 +18,11 @@
 //!    every instance). Goal: ≤ 2 s, no restart counted, no process replaced.
 //! 4. **memory**: the agent's RSS with 1,000 instances (and one supervisor's).
 //!
-//! Every process started is killed when the run ends, however it ends.
+//! Every process started is killed when the run ends: the agent's with the
+//! agent's handle, the raw ones as soon as they are timed.
 
 use std::collections::BTreeSet;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -29,7 +30,6 @@ use visor::model::{InstanceState, TicketOp};
 use visor::registry::{EventKind, EventStream, InstanceFilter};
 use visor_testkit::agent::AgentProcess;
 use visor_testkit::fixtures::{app, instance_spec, portless_proc_type, revision, ticket_spec};
-use visor_testkit::sessions::Sessions;
 use visor_testkit::stats::percentile;
 use visor_testkit::{TestRegistry, eventually, procfs, within};
 
@@ -75,17 +75,18 @@ async fn run() {
         .register_proc("bench", "web", portless_proc_type("sleep 1000"))
         .await
         .expect("proc");
-    let sessions = Sessions::default();
+    let mut raw = Vec::new();
 
     // 1. One at a time.
     let mut events = visor.watch_events(0).await.expect("events");
     let (mut agent_samples, mut raw_samples) = (Vec::new(), Vec::new());
     for i in 0..WARM_UP + starts {
         let took = start_one(&t, &mut events).await;
-        let raw = raw_spawn(&sessions);
+        let spawned = raw_spawn(&mut raw);
+        reap(&mut raw);
         if i >= WARM_UP {
             agent_samples.push(took);
-            raw_samples.push(raw);
+            raw_samples.push(spawned);
         }
     }
     stop_all(&t, &mut events).await;
@@ -104,11 +105,11 @@ async fn run() {
     let raw_bulk = {
         let began = Instant::now();
         for _ in 0..bulk {
-            raw_spawn(&sessions);
+            raw_spawn(&mut raw);
         }
         began.elapsed()
     };
-    sessions.kill_all();
+    reap(&mut raw);
     let began = Instant::now();
     let ids: BTreeSet<String> = write_starts(&t, "h1", bulk).await.into_iter().collect();
     let mut pending = ids.clone();
@@ -283,9 +284,9 @@ async fn stop_all(t: &TestRegistry, events: &mut EventStream) {
     }
 }
 
-/// Spawns `sleep 1000` in a session of its own, adopted by `sessions`; the
-/// time until it was exec'd.
-fn raw_spawn(sessions: &Sessions) -> Duration {
+/// Spawns `sleep 1000` in a process group of its own, kept in `raw` (killed
+/// and reaped by [`reap`]); the time until it was exec'd.
+fn raw_spawn(raw: &mut Vec<Child>) -> Duration {
     use std::os::unix::process::CommandExt;
     let began = Instant::now();
     let child = Command::new("sleep")
@@ -297,6 +298,14 @@ fn raw_spawn(sessions: &Sessions) -> Duration {
         .spawn()
         .expect("spawn sleep");
     let took = began.elapsed();
-    sessions.adopt(child.id());
+    raw.push(child);
     took
+}
+
+/// Kills and reaps every raw process.
+fn reap(raw: &mut Vec<Child>) {
+    for mut child in raw.drain(..) {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 }
