@@ -9,20 +9,21 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use visor_controllers::{InstanceState, Name};
+use visor_controllers::{Actor, Instance, InstanceState, Name};
 
 use super::config::AgentConfig;
 use super::journal::Journal;
 use super::metrics::{AgentMetrics, InstancePhase};
 use super::ports::Ports;
 use super::slot::SlotHandle;
-use super::tasks::Tasks;
-use crate::registry::{BackoffPolicy, Error, Visor, backoff};
+use super::tasks::{TaskError, Tasks};
+use crate::registry::{BackoffPolicy, Error, Versioned, Visor, backoff};
 use crate::telemetry::Chain;
 
 /// How registry writes are retried while the registry cannot take them.
@@ -71,6 +72,8 @@ pub struct Context {
     /// Where each slot is, for `visor_agent_instances`.
     pub phases: Mutex<HashMap<Name, InstancePhase>>,
     pub metrics: AgentMetrics,
+    /// The revisions fetched, by (app, rev, archive URL).
+    pub artifacts: Mutex<HashMap<(Name, Name, String), PathBuf>>,
     pub shutdown: CancellationToken,
 }
 
@@ -123,41 +126,63 @@ impl Context {
         port: Option<u16>,
         reason: Option<String>,
     ) -> Result<Moved, Error> {
-        let (visor, host) = (&self.visor, self.host.as_str());
+        self.move_instance_from(id, None, to, port, reason)
+            .await
+            .map(|(moved, _)| moved)
+    }
+
+    /// The same, trying first from `known` (a copy read recently: one
+    /// registry round trip fewer when it is still current); returns the
+    /// instance as written, when this call wrote it.
+    pub async fn move_instance_from(
+        &self,
+        id: &Name,
+        known: Option<Versioned<Instance>>,
+        to: InstanceState,
+        port: Option<u16>,
+        reason: Option<String>,
+    ) -> Result<(Moved, Option<Versioned<Instance>>), Error> {
+        let visor = &self.visor;
+        let actor = Actor::Host(self.host.clone());
+        let mut known = known;
         let moved = self
-            .persist("instance state", || async {
-                match to {
-                    InstanceState::Claimed => visor.claim_instance(id.as_str(), host).await,
-                    InstanceState::Running => visor.start_instance(id.as_str(), host, port).await,
-                    InstanceState::Stopping => visor.stop_instance(id.as_str(), host).await,
-                    InstanceState::Exited => {
-                        visor.exit_instance(id.as_str(), host, reason.clone()).await
-                    }
-                    _ => {
-                        let reason = reason.clone().unwrap_or_default();
-                        visor.fail_instance(id.as_str(), host, reason).await
-                    }
+            .persist("instance state", || {
+                let first = known.take();
+                let (actor, reason) = (&actor, reason.clone());
+                async move {
+                    let current = match first {
+                        Some(current) => current,
+                        None => visor.instance(id.as_str()).await?,
+                    };
+                    visor
+                        .transition_from(&current, to, actor, |next| match to {
+                            InstanceState::Running => next.port = port,
+                            InstanceState::Exited | InstanceState::Failed => next.reason = reason,
+                            _ => {}
+                        })
+                        .await
                 }
             })
             .await;
         match moved {
-            Ok(_) => Ok(Moved::Done),
-            Err(Error::NotFound(_)) => Ok(Moved::Gone(format!("instance {id} is gone"))),
+            Ok(written) => Ok((Moved::Done, Some(written))),
+            Err(Error::NotFound(_)) => Ok((Moved::Gone(format!("instance {id} is gone")), None)),
             Err(Error::InvalidTransition { .. }) => {
                 // Refused on the copy read: where is it now?
                 let current = self
                     .persist("instance read", || visor.instance(id.as_str()))
                     .await;
-                match current {
-                    Ok(current) if current.value.state == to => Ok(Moved::Done),
-                    Ok(current) => Ok(Moved::Gone(format!(
+                let moved = match current {
+                    Ok(current) if current.value.state == to => Moved::Done,
+                    Ok(current) => Moved::Gone(format!(
                         "instance {id} is {} on host {}",
                         current.value.state,
                         current.value.host.as_ref().map_or("none", Name::as_str)
-                    ))),
-                    Err(Error::NotFound(_)) => Ok(Moved::Gone(format!("instance {id} is gone"))),
-                    Err(error) => Err(error),
-                }
+                    )),
+                    Err(Error::NotFound(_)) => Moved::Gone(format!("instance {id} is gone")),
+                    Err(error) => return Err(error),
+                };
+                Ok((moved, None))
             }
             Err(error) => Err(error),
         }
@@ -176,6 +201,25 @@ impl Context {
             let count = phases.values().filter(|p| **p == changed).count();
             self.metrics.set_instances(changed, count);
         }
+    }
+
+    /// The unpacked directory of `app`'s revision `rev` from `url`: fetched
+    /// once (`artifact.fetch`), then remembered for as long as it is there,
+    /// so that a start does not ask the provider again for what it has.
+    pub async fn artifact(&self, app: &Name, rev: &Name, url: &str) -> Result<PathBuf, TaskError> {
+        let key = (app.clone(), rev.clone(), url.to_owned());
+        let known = self.lock_artifacts().get(&key).cloned();
+        if let Some(dir) = known.filter(|dir| dir.is_dir()) {
+            return Ok(dir);
+        }
+        let dir = self.tasks.fetch(app.as_str(), rev.as_str(), url).await?;
+        self.lock_artifacts().insert(key, dir.clone());
+        Ok(dir)
+    }
+
+    fn lock_artifacts(&self) -> std::sync::MutexGuard<'_, HashMap<(Name, Name, String), PathBuf>> {
+        // Poisoned only by a panic while inserting, which leaves the map whole.
+        self.artifacts.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Publishes `unit` as running here (for its relation hooks).

@@ -18,7 +18,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use visor_controllers::Name;
 
-use crate::durable::{Durability, remove_file, replace_file};
+pub use crate::durable::Durability;
+use crate::durable::{remove_file, replace_file};
 
 /// What went wrong with a record.
 #[derive(Debug, thiserror::Error)]
@@ -134,12 +135,13 @@ impl Journal {
         Ok((records, corrupt))
     }
 
-    /// Writes `record` (replacing the instance's), synced.
-    pub fn write(&self, record: &Record) -> Result<(), JournalError> {
+    /// Writes `record` (replacing the instance's), synced when `durability`
+    /// says so.
+    pub fn write(&self, record: &Record, durability: Durability) -> Result<(), JournalError> {
         let path = self.path(&record.instance);
         // A record of names, strings, integers and timestamps always serializes.
         let bytes = serde_json::to_vec(record).unwrap_or_default();
-        replace_file(&path, &bytes, Durability::Synced)
+        replace_file(&path, &bytes, durability)
             .map_err(|source| JournalError::Write { path, source })
     }
 
@@ -195,10 +197,12 @@ mod tests {
         let root = tempfile::tempdir().expect("a temporary directory");
         let journal = Journal::open(root.path().join("instances")).expect("open");
         let mut one = record("i-1");
-        journal.write(&one).expect("write");
+        journal.write(&one, Durability::Synced).expect("write");
         one.step = Step::Running;
-        journal.write(&one).expect("rewrite");
-        journal.write(&record("i-2")).expect("write");
+        journal.write(&one, Durability::Synced).expect("rewrite");
+        journal
+            .write(&record("i-2"), Durability::Atomic)
+            .expect("write");
         fs::write(root.path().join("instances/i-3.json"), b"{\"instance\":").expect("corrupt");
         fs::write(root.path().join("instances/.i-4.json.tmp"), b"partial")
             .expect("a crash's leftover");

@@ -60,8 +60,10 @@ use crate::registry::Visor;
 use crate::runtime::cache::CacheMetrics;
 use crate::telemetry::Chain;
 
-/// The name of the agent's response hooks and of its exec provider.
+/// The name of the agent's response hooks.
 const NAME: &str = "agent";
+/// The provider name of the exec provider the agent serves.
+const EXEC_NAME: &str = "exec";
 
 /// Why an agent could not start or run.
 #[derive(Debug, thiserror::Error)]
@@ -122,12 +124,10 @@ impl Agent {
         let exec = ExecProvider::new(data_dir.path().join("exec")).map_err(AgentError::Exec)?;
         let provider_config = ProviderConfig {
             socket_dir: socket_dir.clone(),
-            ..ProviderConfig::new("exec")
+            ..ProviderConfig::new(EXEC_NAME)
         };
-        let provider = exec::register(Provider::new(provider_config), &exec)
-            .bind()
-            .await
-            .map_err(AgentError::Provider)?;
+        let (provider, local) = exec::register_local(Provider::new(provider_config), &exec);
+        let provider = provider.bind().await.map_err(AgentError::Provider)?;
         let caller = Caller::bind(CallerConfig::new(&socket_dir, NAME))
             .await
             .map_err(AgentError::Caller)?;
@@ -148,12 +148,19 @@ impl Agent {
             host,
             ports: Ports::new(config.port_range),
             config,
-            tasks: tasks::Tasks::new(caller),
+            tasks: tasks::Tasks::new(
+                caller,
+                Some(tasks::Local {
+                    name: EXEC_NAME.to_owned(),
+                    tasks: local,
+                }),
+            ),
             journal,
             units: watch::Sender::new(BTreeMap::new()),
             slots: Default::default(),
             phases: Default::default(),
             metrics: agent_metrics,
+            artifacts: Default::default(),
             shutdown: CancellationToken::new(),
         });
         Ok(Self {

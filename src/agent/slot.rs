@@ -20,14 +20,14 @@ use visor_controllers::{
 };
 
 use super::context::{Context, Moved, RunningUnit};
-use super::journal::{Record, Step};
+use super::journal::{Durability, Record, Step};
 use super::metrics::{InstancePhase, Outcome};
 use super::readiness::wait_ready;
 use super::spec::{self, Launch};
 use crate::discovery::{self, Registration};
 use crate::provider::exec::instance::InstanceStatus;
 use crate::provider::exec::{Exit, State};
-use crate::registry::Backoff;
+use crate::registry::{Backoff, Versioned};
 use crate::telemetry::Chain;
 
 /// How long one `instance.wait` lasts before it is asked again.
@@ -123,8 +123,8 @@ impl SlotHandle {
 /// How a slot begins.
 #[derive(Debug)]
 pub enum Begin {
-    /// A claimed instance, not started yet.
-    Fresh(Instance),
+    /// A claimed instance, not started yet, as last read or written.
+    Fresh(Versioned<Instance>),
     /// An instance this agent recorded before it restarted.
     Resume(Record),
 }
@@ -142,6 +142,7 @@ pub fn spawn(ctx: &Arc<Context>, id: Name, begin: Begin) -> SlotHandle {
         record: None,
         proc: None,
         endpoint: None,
+        known: None,
         backoff: ctx.config.restart_backoff().start(),
         commands: receiver,
         phase: phase_tx,
@@ -158,6 +159,8 @@ struct Slot {
     /// The proc type it was last started from.
     proc: Option<ProcType>,
     endpoint: Option<Registration>,
+    /// The instance as this slot last read or wrote it, for the next write.
+    known: Option<Versioned<Instance>>,
     backoff: Backoff,
     commands: mpsc::UnboundedReceiver<Command>,
     phase: watch::Sender<Phase>,
@@ -189,7 +192,11 @@ impl Slot {
     /// Runs the slot to its end; what ended it.
     async fn drive(&mut self, begin: Begin) -> String {
         let first = match begin {
-            Begin::Fresh(instance) => self.launch(&instance, new_invocation()).await,
+            Begin::Fresh(instance) => {
+                let spec = instance.value.clone();
+                self.known = Some(instance);
+                self.launch(&spec, new_invocation()).await
+            }
             Begin::Resume(record) => self.resume(record).await,
         };
         let mut ended = match first {
@@ -281,13 +288,14 @@ impl Slot {
                 command = self.commands.recv() => return Ok(self.command_ended(command)),
             }
         }
+        let known = self.known.take();
         match self
             .ctx
-            .move_instance(&self.id, InstanceState::Running, launch.port, None)
+            .move_instance_from(&self.id, known, InstanceState::Running, launch.port, None)
             .await
         {
-            Ok(Moved::Done) => {}
-            Ok(Moved::Gone(why)) => {
+            Ok((Moved::Done, _)) => {}
+            Ok((Moved::Gone(why), _)) => {
                 tracing::info!(instance = %self.id, %why, "stopping an instance the registry no longer has here");
                 return Ok(Ended::Stop(StopReason::Replaced, None));
             }
@@ -583,17 +591,21 @@ impl Slot {
             return Ok(());
         };
         record.step = step;
-        self.write(&record)?;
+        self.write_with(&record, durability(step))?;
         self.record = Some(record);
         Ok(())
     }
 
     fn write(&self, record: &Record) -> Result<(), String> {
+        self.write_with(record, Durability::Synced)
+    }
+
+    fn write_with(&self, record: &Record, durability: Durability) -> Result<(), String> {
         let mut record = record.clone();
         record.updated_at = Utc::now();
         self.ctx
             .journal
-            .write(&record)
+            .write(&record, durability)
             .map_err(|error| Chain(&error).to_string())
     }
 
@@ -611,6 +623,18 @@ impl Slot {
                 .to_std()
                 .unwrap_or_default()
         })
+    }
+}
+
+/// How durably a step is recorded. `starting` and `stopping` come before
+/// their action and must survive anything; `running` only records an
+/// outcome that a restarted agent finds out anyway (a record found at
+/// `starting` is attached to first), so a power loss that drops it costs
+/// nothing, and its fsync is spared from every start.
+fn durability(step: Step) -> Durability {
+    match step {
+        Step::Running => Durability::Atomic,
+        Step::Starting | Step::Stopping => Durability::Synced,
     }
 }
 

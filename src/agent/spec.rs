@@ -69,20 +69,18 @@ pub async fn prepare(
     let (app, rev, proc_name) = (&instance.app, &instance.rev, &instance.proc);
     let visor = &ctx.visor;
     let read = |what: &str, error: crate::Error| format!("cannot read {what}: {}", Chain(&error));
-    let proc = visor
-        .proc(app.as_str(), proc_name.as_str())
-        .await
+    let (proc, revision, envs) = tokio::join!(
+        visor.proc(app.as_str(), proc_name.as_str()),
+        visor.rev(app.as_str(), rev.as_str()),
+        visor.envs(app.as_str()),
+    );
+    let proc = proc
         .map_err(|e| read(&format!("proc type {app}/{proc_name}"), e))?
         .value;
-    let revision = visor
-        .rev(app.as_str(), rev.as_str())
-        .await
+    let revision = revision
         .map_err(|e| read(&format!("revision {app}/{rev}"), e))?
         .value;
-    let envs = visor
-        .envs(app.as_str())
-        .await
-        .map_err(|e| read(&format!("the env of {app}"), e))?;
+    let envs = envs.map_err(|e| read(&format!("the env of {app}"), e))?;
     let app_env: BTreeMap<String, String> = envs
         .items
         .into_iter()
@@ -94,8 +92,7 @@ pub async fn prepare(
         .take(id, proc.port)
         .map_err(|error| error.to_string())?;
     let dir = ctx
-        .tasks
-        .fetch(app.as_str(), rev.as_str(), &revision.archive_url)
+        .artifact(app, rev, &revision.archive_url)
         .await
         .map_err(|error| error.to_string())?;
     let env = environment(

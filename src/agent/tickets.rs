@@ -104,8 +104,11 @@ async fn claim(ctx: &Context, ticket: Versioned<Ticket>) -> Option<Versioned<Tic
     if ticket.value.claimed_by.as_ref() == Some(&ctx.host) {
         return Some(ticket);
     }
-    let host = ctx.host.as_str();
-    match ctx.visor.claim_ticket(host, ticket.name(), host).await {
+    match ctx
+        .visor
+        .claim_ticket_from(&ticket, ctx.host.as_str())
+        .await
+    {
         Ok(claimed) => Some(claimed),
         // Changed or deleted meanwhile: the cache brings the new copy.
         Err(Error::Conflict { .. } | Error::NotFound(_)) => None,
@@ -176,14 +179,15 @@ async fn start(ctx: &Arc<Context>, id: &Name) {
         }
     };
     let mine = instance.value.host.as_ref() == Some(&ctx.host);
+    let mut known = Some(instance.clone());
     match instance.value.state {
         InstanceState::Pending => {
-            match ctx
-                .move_instance(id, InstanceState::Claimed, None, None)
-                .await
-            {
-                Ok(Moved::Done) => {}
-                Ok(Moved::Gone(why)) => {
+            let claimed = ctx
+                .move_instance_from(id, known.take(), InstanceState::Claimed, None, None)
+                .await;
+            match claimed {
+                Ok((Moved::Done, written)) => known = written,
+                Ok((Moved::Gone(why), _)) => {
                     tracing::info!(instance = %id, %why, "not starting");
                     return;
                 }
@@ -205,9 +209,16 @@ async fn start(ctx: &Arc<Context>, id: &Name) {
         }
         _ => return,
     }
-    let mut claimed = instance.value;
-    claimed.state = InstanceState::Claimed;
-    claimed.host = Some(ctx.host.clone());
+    let claimed = match known {
+        Some(claimed) if claimed.value.state == InstanceState::Claimed => claimed,
+        _ => match ctx.visor.instance(id.as_str()).await {
+            Ok(claimed) => claimed,
+            Err(error) => {
+                tracing::warn!(instance = %id, error = %Chain(&error), "cannot read the claimed instance");
+                return;
+            }
+        },
+    };
     let slot = slot::spawn(ctx, id.clone(), Begin::Fresh(claimed));
     if let Phase::Ended(reason) = slot.started().await {
         tracing::info!(instance = %id, %reason, "did not start");

@@ -93,11 +93,31 @@ impl ExecProvider {
 
 /// Registers the exec provider's tasks with `provider`.
 pub fn register(provider: Provider, exec: &ExecProvider) -> Provider {
+    register_local(provider, exec).0
+}
+
+/// The exec provider's task state, shared by its sockets and by the
+/// program serving them: a program that serves the exec provider itself
+/// (the agent) may call it in process, with the same per-instance locks.
+#[derive(Debug, Clone)]
+pub struct LocalTasks {
+    /// The instance tasks.
+    pub instances: Arc<Instances>,
+    /// `artifact.fetch`.
+    pub artifacts: Arc<ArtifactStore>,
+}
+
+/// [`register`], also returning the tasks' state for in-process calls.
+pub fn register_local(provider: Provider, exec: &ExecProvider) -> (Provider, LocalTasks) {
     let instances = Arc::new(exec.instances());
     let artifacts = ArtifactStore::new(ArtifactConfig::new(exec.data_dir()));
     let hooks = Arc::new(HookRunner::new(artifacts.clone(), HookConfig::default()));
     let artifacts = Arc::new(artifacts);
-    provider
+    let local = LocalTasks {
+        instances: Arc::clone(&instances),
+        artifacts: Arc::clone(&artifacts),
+    };
+    let provider = provider
         .task(
             "instance.start",
             on(&instances, |i, a| async move { i.start(a).await }),
@@ -122,7 +142,8 @@ pub fn register(provider: Provider, exec: &ExecProvider) -> Provider {
             "artifact.fetch",
             on(&artifacts, |s, a| async move { s.fetch(a).await }),
         )
-        .task("hook.run", on(&hooks, |h, a| async move { h.run(a).await }))
+        .task("hook.run", on(&hooks, |h, a| async move { h.run(a).await }));
+    (provider, local)
 }
 
 /// A task handler running `task` on a shared `state`.

@@ -99,13 +99,28 @@ impl Visor {
         edit: impl FnOnce(&mut Instance),
     ) -> Result<Versioned<Instance>> {
         let current = self.instance(id).await?;
+        self.transition_from(&current, to, actor, edit).await
+    }
+
+    /// Moves the instance read as `current` to `to` on behalf of `actor`,
+    /// after `edit` fills in the details: the same write as the calls
+    /// above, for a caller that holds a recent copy (a copy changed since
+    /// is a `Conflict`, and nothing is written).
+    pub async fn transition_from(
+        &self,
+        current: &Versioned<Instance>,
+        to: InstanceState,
+        actor: &Actor,
+        edit: impl FnOnce(&mut Instance),
+    ) -> Result<Versioned<Instance>> {
+        let id = current.name();
         let mut next = current
             .value
             .transition(to, actor, Utc::now())
             .map_err(|reason| Error::transition(id, reason))?;
         edit(&mut next);
         let object = ObjectRef::new(Kind::Instance, &[id]);
-        self.registry.update_object(object, &current, next).await
+        self.registry.update_object(object, current, next).await
     }
 
     /// `pending → claimed` by `host` (the assigned host, or any while unassigned).

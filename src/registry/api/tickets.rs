@@ -59,13 +59,26 @@ impl Visor {
         id: &str,
         claimant: &str,
     ) -> Result<Versioned<Ticket>> {
-        let claimant = name("host", claimant)?;
         let current = self.ticket(host, id).await?;
-        let label = format!("{host}/{id}");
-        if claimant.as_str() != host {
+        self.claim_ticket_from(&current, claimant).await
+    }
+
+    /// Claims the ticket read as `current` for `claimant`: the same write as
+    /// [`claim_ticket`](Self::claim_ticket), for a caller that holds a
+    /// recent copy (a copy changed since is a `Conflict`).
+    pub async fn claim_ticket_from(
+        &self,
+        current: &Versioned<Ticket>,
+        claimant: &str,
+    ) -> Result<Versioned<Ticket>> {
+        let claimant = name("host", claimant)?;
+        let (host, id) = self.ticket_parts(current)?;
+        let object = ObjectRef::new(Kind::Ticket, &[host.as_str(), id.as_str()]);
+        let label = object.name.clone();
+        if claimant != host {
             return Err(Error::NotAddressee {
                 ticket: label,
-                addressee: host.to_owned(),
+                addressee: host.to_string(),
                 claimant: claimant.to_string(),
             });
         }
@@ -78,8 +91,7 @@ impl Visor {
         let mut claimed = current.value.clone();
         claimed.claimed_by = Some(claimant);
         claimed.claimed_at = Some(Utc::now());
-        let object = ObjectRef::new(Kind::Ticket, &[host, id]);
-        self.registry.update_object(object, &current, claimed).await
+        self.registry.update_object(object, current, claimed).await
     }
 
     /// Completes a ticket `claimant` holds: deletes it, if it is still as read.
@@ -113,11 +125,14 @@ impl Visor {
 
     /// The ticket a read ticket's key names, as `<host>/<id>`.
     fn ticket_ref(&self, ticket: &Versioned<Ticket>) -> Result<ObjectRef> {
+        let (host, id) = self.ticket_parts(ticket)?;
+        Ok(ObjectRef::new(Kind::Ticket, &[host.as_str(), id.as_str()]))
+    }
+
+    /// The addressee and id a ticket's key names.
+    fn ticket_parts(&self, ticket: &Versioned<Ticket>) -> Result<(Name, Name)> {
         match self.keys().parse(&ticket.key) {
-            KeyPath::Ticket { host, ticket } => Ok(ObjectRef::new(
-                Kind::Ticket,
-                &[host.as_str(), ticket.as_str()],
-            )),
+            KeyPath::Ticket { host, ticket } => Ok((host, ticket)),
             _ => Err(Error::InvalidArgument {
                 what: "ticket",
                 reason: format!("{} is not a ticket key", ticket.key),
