@@ -9,5 +9,6 @@
 mod bad_input;
 mod lifecycle;
 mod lost_lease;
+mod quick_start;
 mod reattach;
 mod support;
