@@ -53,7 +53,7 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 }
 
 /// The directory holding `path`; `.` for a relative path of one component.
-fn parent(path: &Path) -> &Path {
+pub fn parent(path: &Path) -> &Path {
     match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),

@@ -202,7 +202,10 @@ mod tests {
     }
 
     fn parse(args: &[&str]) -> Result<AgentConfig, clap::Error> {
-        let mut argv = vec!["agent", "--host", "h1"];
+        let mut argv = vec!["agent"];
+        if !args.contains(&"--host") {
+            argv.extend(["--host", "h1"]);
+        }
         argv.extend(args);
         Cli::try_parse_from(argv).map(|cli| cli.agent)
     }

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! <root>/<relation-id>/<unit>      one file per remote unit that has joined
-//! <root>/<relation-id>/.<unit>.tmp a write in progress (or left by a crash)
+//! <root>/<relation-id>/.<x>.tmp   a write in progress (or left by a crash)
 //! ```
 //!
 //! A unit file holds one JSON object, e.g.
@@ -26,11 +26,13 @@
 //! One [`StateDir`] at a time may write a relation's directory.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+
+use crate::durable::{self, Durability, parent, replace_file};
 use visor_controllers::{HookInfo, HookKind, InvalidName, Name, RelationState};
 
 mod error;
@@ -39,7 +41,7 @@ mod tests;
 
 pub use error::{Result, StateDirError};
 
-/// Temporary files are `.<unit>.tmp`: the leading `.` keeps them from ever
+/// Temporary files are `.<random>.tmp`: the leading `.` keeps them from ever
 /// being read as a unit file.
 const TEMP_SUFFIX: &str = ".tmp";
 
@@ -223,28 +225,13 @@ impl StateDir {
 
     fn write_unit(&self, unit: &Name, record: UnitRecord) -> Result<()> {
         let target = self.path.join(unit.as_str());
-        let temp = self.path.join(format!(".{unit}{TEMP_SUFFIX}"));
-        let text = record.to_json();
-        // A temporary file left by an earlier crash is simply overwritten.
-        let written = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&temp)
-            .and_then(|mut file| {
-                file.write_all(text.as_bytes())?;
-                file.sync_all()
-            });
-        written.map_err(|source| StateDirError::Write {
-            path: temp.clone(),
-            source,
-        })?;
-        fs::rename(&temp, &target).map_err(|source| StateDirError::Rename {
-            from: temp,
-            to: target,
-            source,
-        })?;
-        sync_dir(&self.path)
+        // Written beside the target as `.<random>.tmp`, which `is_temp` knows.
+        replace_file(&target, record.to_json().as_bytes(), Durability::Synced).map_err(|source| {
+            StateDirError::Write {
+                path: target,
+                source,
+            }
+        })
     }
 
     fn remove_unit(&self, unit: &Name) -> Result<()> {
@@ -382,20 +369,10 @@ fn remove_empty_dir(dir: &Path) -> Result<()> {
     sync_dir(parent(dir))
 }
 
-/// The directory holding `path`; `.` for a relative path of one component.
-fn parent(path: &Path) -> &Path {
-    match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    }
-}
-
 /// Makes renames and removals in `dir` durable.
 fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|dir| dir.sync_all())
-        .map_err(|source| StateDirError::SyncDir {
-            path: dir.to_owned(),
-            source,
-        })
+    durable::sync_dir(dir).map_err(|source| StateDirError::SyncDir {
+        path: dir.to_owned(),
+        source,
+    })
 }

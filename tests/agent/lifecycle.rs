@@ -108,6 +108,16 @@ async fn a_killed_workload_restarts_in_place_and_one_that_always_exits_fails_and
         )
         .await;
 
+        let restarts = visor_testkit::controller::admin_get(agent.admin, "/metrics")
+            .map(|(_, body)| body)
+            .unwrap_or_default();
+        assert!(
+            restarts
+                .lines()
+                .any(|line| line == "visor_agent_restarts_total 1"),
+            "the agent counts the restart: {restarts}"
+        );
+
         deploy(&t, "crash", &file_url(rev.path()), proc("./bin/crash"), 1).await;
         let failed = eventually(
             SETTLE,
@@ -338,6 +348,37 @@ async fn a_second_agent_for_a_live_host_is_refused() {
             message.contains("is in use by another running agent"),
             "{message}"
         );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_instance_whose_readiness_check_never_passes_fails_and_its_process_is_stopped() {
+    within(LIMIT, "readiness", async {
+        let t = TestRegistry::start().await;
+        let rev = revision_dir(&[("bin/deaf", "exec sleep 1000")]);
+        let _controller = ControllerProcess::start(&t, "c1");
+        let _agent = AgentProcess::start(&t, "h1");
+        let mut spec = proc("./bin/deaf");
+        spec.readiness = Some(visor::model::Readiness {
+            check: visor::model::ReadinessCheck::Tcp,
+            timeout_secs: 1,
+        });
+        deploy(&t, "deaf", &file_url(rev.path()), spec, 1).await;
+        let failed = eventually(SETTLE, "the instance fails its readiness check", || async {
+            instances_of(&t, "deaf")
+                .await
+                .into_iter()
+                .find(|i| i.value.state == InstanceState::Failed)
+        })
+        .await;
+        let reason = failed.value.reason.unwrap_or_default();
+        assert!(
+            reason.starts_with("readiness check tcp 127.0.0.1:")
+                && reason.contains("did not pass within 1s"),
+            "{reason}"
+        );
+        assert!(failed.value.port.is_none(), "never reported running");
     })
     .await;
 }

@@ -35,7 +35,9 @@ impl Drop for Up {
         }
         for shim in procfs::processes_with_arg_under(&self.agent_dir) {
             for pid in procfs::session_members(shim) {
-                let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
             }
         }
     }
@@ -44,19 +46,27 @@ impl Drop for Up {
 /// `visor <args>` against the quick start's registry.
 async fn visor(endpoint: &str, args: &[&str]) -> Run {
     let args = args.iter().map(|a| (*a).to_owned()).collect();
-    visor_with_env(args, &[("VISOR_ENDPOINTS", endpoint), ("RUST_LOG", "error")]).await
+    visor_with_env(
+        args,
+        &[("VISOR_ENDPOINTS", endpoint), ("RUST_LOG", "error")],
+    )
+    .await
 }
 
 /// The body of `GET /` on `127.0.0.1:<port>`.
 async fn get(port: u16) -> Option<String> {
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
     stream
         .write_all(b"GET / HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
         .await
         .ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).await.ok()?;
-    response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned())
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
 }
 
 fn repo() -> &'static Path {
@@ -67,7 +77,9 @@ fn repo() -> &'static Path {
 async fn running(endpoint: &str, app: &str, count: usize) -> Vec<Value> {
     let what = format!("{count} running instances of {app}");
     eventually(SETTLE, &what, || async {
-        let listed = visor(endpoint, &["-o", "json", "instances", "--app", app]).await.json();
+        let listed = visor(endpoint, &["-o", "json", "instances", "--app", app])
+            .await
+            .json();
         let running: Vec<Value> = listed
             .as_array()?
             .iter()
@@ -82,13 +94,21 @@ async fn running(endpoint: &str, app: &str, count: usize) -> Vec<Value> {
 #[tokio::test]
 async fn the_readme_quick_start_runs_the_example_app() {
     within(LIMIT, "the quick start", async {
-        let dir = tempfile::Builder::new().prefix("qs").tempdir_in("/tmp").expect("a dir");
+        let dir = tempfile::Builder::new()
+            .prefix("qs")
+            .tempdir_in("/tmp")
+            .expect("a dir");
         let port = free_port();
         let endpoint = format!("http://127.0.0.1:{port}");
         let agent_dir = dir.path().join("agent");
         let child = Command::new(assert_cmd::cargo::cargo_bin("visor"))
             .args(["up", "--host", "quickstart", "--port", &port.to_string()])
-            .args(["--admin-addr", "127.0.0.1:0", "--agent-admin-addr", "127.0.0.1:0"])
+            .args([
+                "--admin-addr",
+                "127.0.0.1:0",
+                "--agent-admin-addr",
+                "127.0.0.1:0",
+            ])
             .arg("--data-dir")
             .arg(dir.path().join("registry"))
             .arg("--agent-data-dir")
@@ -99,7 +119,10 @@ async fn the_readme_quick_start_runs_the_example_app() {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn visor up");
-        let mut up = Up { child: Some(child), agent_dir: agent_dir.clone() };
+        let mut up = Up {
+            child: Some(child),
+            agent_dir: agent_dir.clone(),
+        };
         eventually(SETTLE, "visor up serves, with its host", || async {
             let hosts = visor(&endpoint, &["hosts"]).await;
             (hosts.code == Some(0) && hosts.stdout.contains("quickstart")).then_some(())
@@ -109,9 +132,28 @@ async fn the_readme_quick_start_runs_the_example_app() {
         let revision = format!("file://{}", repo().join("examples/hello").display());
         let web = example("hello_web").display().to_string();
         for line in [
-            vec!["app", "register", "hello", "--repo-url", "https://example.com/hello.git", "--stack", "base"],
+            vec![
+                "app",
+                "register",
+                "hello",
+                "--repo-url",
+                "https://example.com/hello.git",
+                "--stack",
+                "base",
+            ],
             vec!["rev", "register", "hello", "v1", "--archive-url", &revision],
-            vec!["proc", "register", "hello", "web", "--command", &web, "--ready-http", "/healthz", "--service", "hello"],
+            vec![
+                "proc",
+                "register",
+                "hello",
+                "web",
+                "--command",
+                &web,
+                "--ready-http",
+                "/healthz",
+                "--service",
+                "hello",
+            ],
             vec!["scale", "hello", "v1", "web=2"],
         ] {
             visor(&endpoint, &line).await.ok();
@@ -121,18 +163,40 @@ async fn the_readme_quick_start_runs_the_example_app() {
             let id = instance["id"].as_str().expect("an id");
             let port = instance["port"].as_u64().expect("a port") as u16;
             let body = get(port).await.expect("the instance answers");
-            assert_eq!(body, format!("hello from hello v1 (web), instance {id} on port {port}\n"));
+            assert_eq!(
+                body,
+                format!("hello from hello v1 (web), instance {id} on port {port}\n")
+            );
             let logs = eventually(SETTLE, "visor logs shows the request", || async {
                 let run = visor(&endpoint, &["logs", id]).await;
-                (run.code == Some(0) && run.stdout.contains("hello-web: GET /")).then_some(run.stdout)
+                (run.code == Some(0) && run.stdout.contains("hello-web: GET /"))
+                    .then_some(run.stdout)
             })
             .await;
-            assert!(logs.contains(&format!("listening on 127.0.0.1:{port}")), "{logs}");
+            assert!(
+                logs.contains(&format!("listening on 127.0.0.1:{port}")),
+                "{logs}"
+            );
         }
 
         for line in [
-            vec!["app", "register", "client", "--repo-url", "https://example.com/client.git", "--stack", "base"],
-            vec!["rev", "register", "client", "v1", "--archive-url", &revision],
+            vec![
+                "app",
+                "register",
+                "client",
+                "--repo-url",
+                "https://example.com/client.git",
+                "--stack",
+                "base",
+            ],
+            vec![
+                "rev",
+                "register",
+                "client",
+                "v1",
+                "--archive-url",
+                &revision,
+            ],
             vec!["proc", "register", "client", "web", "--command", &web],
             vec!["scale", "client", "v1", "web=1"],
             vec!["relation", "add", "hello", "client"],
@@ -144,26 +208,60 @@ async fn the_readme_quick_start_runs_the_example_app() {
         // The hooks ran: each unit published itself with relation-set in its
         // joined hook, and every hook was acknowledged.
         eventually(SETTLE, "the relation's hooks ran", || async {
-            let settings = visor(&endpoint, &["-o", "json", "relation", "settings", "show", "hello-client", &client_id]).await;
-            let published = settings.code == Some(0) && settings.json()["settings"]["unit"] == client_id.as_str();
+            let settings = visor(
+                &endpoint,
+                &[
+                    "-o",
+                    "json",
+                    "relation",
+                    "settings",
+                    "show",
+                    "hello-client",
+                    &client_id,
+                ],
+            )
+            .await;
+            let published = settings.code == Some(0)
+                && settings.json()["settings"]["unit"] == client_id.as_str();
             let hooks = visor(&endpoint, &["-o", "json", "hooks"]).await.json();
             (published && hooks.as_array().is_some_and(Vec::is_empty)).then_some(())
         })
         .await;
         for instance in &instances {
             let id = instance["id"].as_str().expect("an id");
-            let settings = visor(&endpoint, &["-o", "json", "relation", "settings", "show", "hello-client", id]).await;
+            let settings = visor(
+                &endpoint,
+                &[
+                    "-o",
+                    "json",
+                    "relation",
+                    "settings",
+                    "show",
+                    "hello-client",
+                    id,
+                ],
+            )
+            .await;
             assert_eq!(settings.json()["settings"]["unit"], id);
         }
 
-        visor(&endpoint, &["scale", "hello", "v1", "web=0"]).await.ok();
-        visor(&endpoint, &["scale", "client", "v1", "web=0"]).await.ok();
+        visor(&endpoint, &["scale", "hello", "v1", "web=0"])
+            .await
+            .ok();
+        visor(&endpoint, &["scale", "client", "v1", "web=0"])
+            .await
+            .ok();
         eventually(SETTLE, "no process is left behind", || async {
-            procfs::processes_with_arg_under(&agent_dir).is_empty().then_some(())
+            procfs::processes_with_arg_under(&agent_dir)
+                .is_empty()
+                .then_some(())
         })
         .await;
         let mut child = up.child.take().expect("visor up runs");
-        Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("SIGTERM");
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("SIGTERM");
         let status = eventually(SETTLE, "visor up exits on SIGTERM", || {
             let status = child.try_wait().expect("wait");
             async move { status }

@@ -51,22 +51,12 @@ pub enum StateDirError {
         #[source]
         source: io::Error,
     },
-    /// Creating, writing or syncing a temporary file failed.
-    #[error("writing temporary relation state file {}", path.display())]
+    /// Replacing a unit file (writing, syncing, renaming its temporary
+    /// file) failed.
+    #[error("writing relation state file {}", path.display())]
     Write {
-        /// The temporary file.
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        source: io::Error,
-    },
-    /// Renaming a temporary file over a unit file failed.
-    #[error("renaming {} to {}", from.display(), to.display())]
-    Rename {
-        /// The temporary file.
-        from: PathBuf,
         /// The unit file.
-        to: PathBuf,
+        path: PathBuf,
         /// The cause.
         #[source]
         source: io::Error,

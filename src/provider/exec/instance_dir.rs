@@ -19,11 +19,12 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::durable::{Durability, replace_file};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use visor_controllers::Name;
@@ -271,23 +272,17 @@ enum Sync {
 /// over `path`; with [`Sync::Yes`], syncs the file before the rename and the
 /// directory after it.
 fn write_whole(path: &Path, value: &impl Serialize, sync: Sync) -> Result<(), InstanceDirError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
     let error = |source| InstanceDirError::Write {
         path: path.to_owned(),
         source,
     };
     // Serializing these documents cannot fail: string keys, no floats.
     let text = serde_json::to_vec(value).map_err(|e| error(e.into()))?;
-    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(error)?;
-    file.write_all(&text).map_err(error)?;
-    if sync == Sync::No {
-        return file.persist(path).map(drop).map_err(|e| error(e.error));
-    }
-    file.as_file().sync_all().map_err(error)?;
-    file.persist(path).map_err(|e| error(e.error))?;
-    fs::File::open(dir)
-        .and_then(|dir| dir.sync_all())
-        .map_err(error)
+    let durability = match sync {
+        Sync::Yes => Durability::Synced,
+        Sync::No => Durability::Atomic,
+    };
+    replace_file(path, &text, durability).map_err(error)
 }
 
 fn read<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, InstanceDirError> {
