@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
-use visor_controllers::{InstanceState, Name, Ticket, TicketOp};
+use visor_controllers::{Instance, InstanceState, Name, Ticket, TicketOp};
 
 use super::context::{Context, Moved};
 use super::slot::{self, Begin, Phase, StopReason};
@@ -167,16 +167,8 @@ async fn start(ctx: &Arc<Context>, id: &Name) {
         slot.started().await;
         return;
     }
-    let instance = match ctx
-        .persist("instance read", || ctx.visor.instance(id.as_str()))
-        .await
-    {
-        Ok(instance) => instance,
-        Err(Error::NotFound(_)) => return,
-        Err(error) => {
-            tracing::warn!(instance = %id, error = %Chain(&error), "cannot read the instance to start");
-            return;
-        }
+    let Some(instance) = read_instance(ctx, id, "start").await else {
+        return;
     };
     let mine = instance.value.host.as_ref() == Some(&ctx.host);
     let mut known = Some(instance.clone());
@@ -231,16 +223,8 @@ async fn stop(ctx: &Arc<Context>, id: &Name) {
         slot.stop(StopReason::Ticket).await;
         return;
     }
-    let instance = match ctx
-        .persist("instance read", || ctx.visor.instance(id.as_str()))
-        .await
-    {
-        Ok(instance) => instance,
-        Err(Error::NotFound(_)) => return,
-        Err(error) => {
-            tracing::warn!(instance = %id, error = %Chain(&error), "cannot read the instance to stop");
-            return;
-        }
+    let Some(instance) = read_instance(ctx, id, "stop").await else {
+        return;
     };
     let mine = instance.value.host.as_ref() == Some(&ctx.host);
     let state = instance.value.state;
@@ -261,4 +245,21 @@ async fn stop(ctx: &Arc<Context>, id: &Name) {
     let _ = ctx
         .move_instance(id, InstanceState::Exited, None, Some(reason.to_owned()))
         .await;
+}
+
+/// The instance a ticket is about, read (retried while the registry is
+/// unavailable); `None` if it is gone, or cannot be read (logged, naming
+/// what it was read for).
+async fn read_instance(ctx: &Context, id: &Name, what: &str) -> Option<Versioned<Instance>> {
+    match ctx
+        .persist("instance read", || ctx.visor.instance(id.as_str()))
+        .await
+    {
+        Ok(instance) => Some(instance),
+        Err(Error::NotFound(_)) => None,
+        Err(error) => {
+            tracing::warn!(instance = %id, error = %Chain(&error), "cannot read the instance to {what}");
+            None
+        }
+    }
 }

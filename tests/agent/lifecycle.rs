@@ -311,39 +311,12 @@ async fn a_second_agent_for_a_live_host_is_refused() {
         })
         .await;
         let other = tempfile::tempdir().expect("another data dir");
-        let data_dir = other.path().display().to_string();
-        let endpoint = t.etcd.endpoint();
-        let args = [
-            "--endpoints",
-            &endpoint,
-            "agent",
-            "--host",
-            "h1",
-            "--data-dir",
-            &data_dir,
-            "--admin-addr",
-            "127.0.0.1:0",
-        ];
-        let run = visor_with_env(args.iter().map(|a| (*a).to_owned()).collect(), QUIET).await;
-        let message = run.error(1);
+        let message = refused(&t, &other.path().display().to_string()).await;
         assert!(
             message.contains("host h1 is registered by another live agent"),
             "{message}"
         );
-        let same = first.data_dir().display().to_string();
-        let args = [
-            "--endpoints",
-            &endpoint,
-            "agent",
-            "--host",
-            "h1",
-            "--data-dir",
-            &same,
-            "--admin-addr",
-            "127.0.0.1:0",
-        ];
-        let run = visor_with_env(args.iter().map(|a| (*a).to_owned()).collect(), QUIET).await;
-        let message = run.error(1);
+        let message = refused(&t, &first.data_dir().display().to_string()).await;
         assert!(
             message.contains("is in use by another running agent"),
             "{message}"
@@ -381,4 +354,23 @@ async fn an_instance_whose_readiness_check_never_passes_fails_and_its_process_is
         assert!(failed.value.port.is_none(), "never reported running");
     })
     .await;
+}
+
+/// The one-line error of `visor agent --host h1 --data-dir <data_dir>`,
+/// which must exit 1.
+async fn refused(t: &TestRegistry, data_dir: &str) -> String {
+    let endpoint = t.etcd.endpoint();
+    let args = [
+        "--endpoints",
+        &endpoint,
+        "agent",
+        "--host",
+        "h1",
+        "--data-dir",
+        data_dir,
+        "--admin-addr",
+        "127.0.0.1:0",
+    ];
+    let run = visor_with_env(args.iter().map(|a| (*a).to_owned()).collect(), QUIET).await;
+    run.error(1)
 }

@@ -73,6 +73,20 @@ fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// `visor -o json relation settings show hello-client <unit>`.
+async fn settings_of(endpoint: &str, unit: &str) -> Run {
+    let line = [
+        "-o",
+        "json",
+        "relation",
+        "settings",
+        "show",
+        "hello-client",
+        unit,
+    ];
+    visor(endpoint, &line).await
+}
+
 /// The running instances of `app`, as `visor -o json instances` shows them.
 async fn running(endpoint: &str, app: &str, count: usize) -> Vec<Value> {
     let what = format!("{count} running instances of {app}");
@@ -208,19 +222,7 @@ async fn the_readme_quick_start_runs_the_example_app() {
         // The hooks ran: each unit published itself with relation-set in its
         // joined hook, and every hook was acknowledged.
         eventually(SETTLE, "the relation's hooks ran", || async {
-            let settings = visor(
-                &endpoint,
-                &[
-                    "-o",
-                    "json",
-                    "relation",
-                    "settings",
-                    "show",
-                    "hello-client",
-                    &client_id,
-                ],
-            )
-            .await;
+            let settings = settings_of(&endpoint, &client_id).await;
             let published = settings.code == Some(0)
                 && settings.json()["settings"]["unit"] == client_id.as_str();
             let hooks = visor(&endpoint, &["-o", "json", "hooks"]).await.json();
@@ -229,19 +231,7 @@ async fn the_readme_quick_start_runs_the_example_app() {
         .await;
         for instance in &instances {
             let id = instance["id"].as_str().expect("an id");
-            let settings = visor(
-                &endpoint,
-                &[
-                    "-o",
-                    "json",
-                    "relation",
-                    "settings",
-                    "show",
-                    "hello-client",
-                    id,
-                ],
-            )
-            .await;
+            let settings = settings_of(&endpoint, id).await;
             assert_eq!(settings.json()["settings"]["unit"], id);
         }
 
