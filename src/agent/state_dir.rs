@@ -33,7 +33,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use visor_controllers::{HookInfo, HookKind, InvalidName, Name, RelationState};
 
+mod endpoint;
 mod error;
+mod replace;
 #[cfg(test)]
 mod tests;
 
@@ -222,29 +224,7 @@ impl StateDir {
     }
 
     fn write_unit(&self, unit: &Name, record: UnitRecord) -> Result<()> {
-        let target = self.path.join(unit.as_str());
-        let temp = self.path.join(format!(".{unit}{TEMP_SUFFIX}"));
-        let text = record.to_json();
-        // A temporary file left by an earlier crash is simply overwritten.
-        let written = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&temp)
-            .and_then(|mut file| {
-                file.write_all(text.as_bytes())?;
-                file.sync_all()
-            });
-        written.map_err(|source| StateDirError::Write {
-            path: temp.clone(),
-            source,
-        })?;
-        fs::rename(&temp, &target).map_err(|source| StateDirError::Rename {
-            from: temp,
-            to: target,
-            source,
-        })?;
-        sync_dir(&self.path)
+        replace_file(&self.path, unit.as_str(), &record.to_json())
     }
 
     fn remove_unit(&self, unit: &Name) -> Result<()> {
@@ -257,6 +237,34 @@ impl StateDir {
         }
         sync_dir(&self.path)
     }
+}
+
+/// Replaces `dir/<name>` whole with `text`: written to `.<name>.tmp`,
+/// synced, renamed over it, and the directory synced, so a crash leaves the
+/// old content or the new one. A temporary file an earlier crash left is
+/// simply overwritten.
+fn replace_file(dir: &Path, name: &str, text: &str) -> Result<()> {
+    let target = dir.join(name);
+    let temp = dir.join(format!(".{name}{TEMP_SUFFIX}"));
+    let written = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&temp)
+        .and_then(|mut file| {
+            file.write_all(text.as_bytes())?;
+            file.sync_all()
+        });
+    written.map_err(|source| StateDirError::Write {
+        path: temp.clone(),
+        source,
+    })?;
+    fs::rename(&temp, &target).map_err(|source| StateDirError::Rename {
+        from: temp,
+        to: target,
+        source,
+    })?;
+    sync_dir(dir)
 }
 
 /// Validates a relation id or unit name as a file name: a registry name,

@@ -7,7 +7,9 @@
 //! derived) are each command's `check`, which `run` calls right after parsing:
 //! a refused command has not connected, so it has written nothing.
 
-use visor_controllers::{CommandLine, EnvKey, InvalidName, Name, RestartPolicy, first_repeat, is_scheme};
+use visor_controllers::{
+    CommandLine, EnvKey, InvalidName, Name, RestartPolicy, first_repeat, is_scheme,
+};
 
 use super::CliError;
 
@@ -63,7 +65,9 @@ pub fn whole_seconds(text: &str) -> Result<u32, String> {
             .map_err(|e| format!("{text:?} is not a duration: {e}"))?,
     };
     if duration.subsec_nanos() != 0 || duration.is_zero() {
-        return Err(format!("{text:?} must be a whole number of seconds, at least 1"));
+        return Err(format!(
+            "{text:?} must be a whole number of seconds, at least 1"
+        ));
     }
     u32::try_from(duration.as_secs()).map_err(|_| format!("{text:?} is too long"))
 }
