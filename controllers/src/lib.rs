@@ -24,15 +24,17 @@ mod service;
 mod testing;
 
 pub use agent::{
-    CommandLine, ExitCause, ExitVerdict, InvalidCommand, PortError, PortRange, RestartBudget,
-    choose_port, judge_exit, restarts_within,
+    CommandLine, DEFAULT_PATH, ENV_AGENT_SOCKET, ENV_CONTEXT_ID, ENV_HOOK, ENV_PATH, ENV_RELATION,
+    ENV_RELATION_ID, ENV_REMOTE_UNIT, ENV_UNIT, ExitCause, ExitVerdict, HOOKS_DIR, HookEnvSpec,
+    InvalidCommand, InvalidEndpointName, PortError, PortRange, RestartBudget, choose_port,
+    hook_env, hook_name, judge_exit, members_after, restarts_within,
 };
 pub use desired::{DesiredGroup, GroupKey, desired_groups};
 pub use gc::plan_gc;
 pub use hooks::{
-    HookError, HookInfo, HookKind, HookSource, ListSource, LiveSource, MembershipChange,
-    RelationHooks, RelationPlan, RelationSnapshot, State as RelationState, UnitAction, UnitView,
-    UnitWrite, dying_source, is_waiting,
+    HandedHook, HookError, HookFailure, HookInfo, HookKind, HookSource, ListSource, LiveSource,
+    MAX_FAILURE_REASON, MembershipChange, RelationHooks, RelationPlan, RelationSnapshot,
+    State as RelationState, UnitAction, UnitView, UnitWrite, dying_source, is_waiting,
 };
 pub use lifecycle::{Actor, TransitionError};
 pub use liveness::{

@@ -21,6 +21,7 @@ use super::config::AgentConfig;
 use super::journal::Journal;
 use super::metrics::{AgentMetrics, InstancePhase};
 use super::ports::Ports;
+use super::relation_hooks::UnitContext;
 use super::slot::SlotHandle;
 use super::tasks::{TaskError, Tasks};
 use crate::registry::{BackoffPolicy, Error, Versioned, Visor, backoff};
@@ -32,21 +33,6 @@ const WRITE_RETRY: BackoffPolicy = BackoffPolicy {
     max: Duration::from_secs(5),
     healthy: Duration::from_secs(60),
 };
-
-/// A unit (instance) that runs on this host, as relation hooks see it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RunningUnit {
-    /// The instance id.
-    pub unit: Name,
-    /// Its app.
-    pub app: Name,
-    /// Its revision.
-    pub rev: Name,
-    /// Its proc type.
-    pub proc: Name,
-    /// The app's env vars.
-    pub env: BTreeMap<String, String>,
-}
 
 /// The outcome of moving an instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,7 +53,7 @@ pub struct Context {
     pub tasks: Tasks,
     pub journal: Journal,
     pub ports: Ports,
-    pub units: watch::Sender<BTreeMap<Name, RunningUnit>>,
+    pub units: watch::Sender<BTreeMap<Name, UnitContext>>,
     pub slots: Mutex<HashMap<Name, SlotHandle>>,
     /// Where each slot is, for `visor_agent_instances`.
     pub phases: Mutex<HashMap<Name, InstancePhase>>,
@@ -223,7 +209,7 @@ impl Context {
     }
 
     /// Publishes `unit` as running here (for its relation hooks).
-    pub fn unit_running(&self, unit: RunningUnit) {
+    pub fn unit_running(&self, unit: UnitContext) {
         self.units.send_modify(|units| {
             units.insert(unit.unit.clone(), unit);
         });

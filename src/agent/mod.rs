@@ -8,7 +8,9 @@
 //! instance ([`journal`]) so that a restarted agent re-attaches instead of
 //! starting again, and drains on request: the host is marked draining, the
 //! controller moves its instances away, what is left is stopped, and only
-//! then is the host removed. The contract it follows is docs/agent.md.
+//! then is the host removed. It runs its units' relation hooks and serves
+//! their hook tools ([`relation_hooks`]). The contract it follows is
+//! docs/agent.md.
 //!
 //! Invariant: an agent that stops without draining (a crash, SIGKILL, or a
 //! shutdown without drain) leaves every instance running: the next agent
@@ -22,6 +24,7 @@ mod journal;
 mod metrics;
 mod ports;
 mod readiness;
+pub mod relation_hooks;
 mod slot;
 mod spec;
 mod state_dir;
@@ -37,11 +40,11 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{AgentConfig, ConfigError};
-pub use context::RunningUnit;
 pub use host::{Connection, RegisterError};
 pub use identity::IdentityError;
 pub use journal::JournalError;
 pub use metrics::{AgentMetrics, InstancePhase, Outcome};
+pub use relation_hooks::{RelationHooks, RelationHooksConfig, RelationHooksError, UnitContext};
 pub use state_dir::{Result, StateDir, StateDirError, StateDirs};
 
 use context::Context;
@@ -95,6 +98,9 @@ pub enum AgentError {
     /// The host cannot be registered.
     #[error(transparent)]
     Register(#[from] RegisterError),
+    /// The relation hooks cannot be run.
+    #[error("cannot run relation hooks")]
+    Hooks(#[source] RelationHooksError),
 }
 
 /// An agent that holds its data dir and serves its providers and admin
@@ -109,6 +115,7 @@ pub struct Agent {
     resumed: BTreeMap<visor_controllers::Name, journal::Record>,
     corrupt: Vec<String>,
     exec: ExecProvider,
+    hooks_config: RelationHooksConfig,
 }
 
 impl Agent {
@@ -131,6 +138,12 @@ impl Agent {
         let caller = Caller::bind(CallerConfig::new(&socket_dir, NAME))
             .await
             .map_err(AgentError::Caller)?;
+        let hooks_config = RelationHooksConfig::new(
+            &socket_dir,
+            data_dir.path().join("relations"),
+            data_dir.path().join("hooks.sock"),
+        )
+        .map_err(AgentError::Hooks)?;
         let metrics = prometheus::Registry::new();
         let agent_metrics = AgentMetrics::new(&metrics).map_err(AgentError::Metrics)?;
         let admin = AgentAdmin::bind(
@@ -173,6 +186,7 @@ impl Agent {
             resumed,
             corrupt,
             exec,
+            hooks_config,
         })
     }
 
@@ -182,7 +196,7 @@ impl Agent {
     }
 
     /// The units that run here, as they change (for relation hooks).
-    pub fn units(&self) -> watch::Receiver<BTreeMap<visor_controllers::Name, RunningUnit>> {
+    pub fn units(&self) -> watch::Receiver<BTreeMap<visor_controllers::Name, UnitContext>> {
         self.ctx.units.subscribe()
     }
 
@@ -206,6 +220,7 @@ impl Agent {
             resumed,
             corrupt,
             exec,
+            hooks_config,
         } = self;
         let stop = ctx.shutdown.clone();
         let serving = CancellationToken::new();
@@ -234,7 +249,19 @@ impl Agent {
             attached_tx.send_replace(true);
         });
         let cache_metrics = CacheMetrics::register(&metrics).map_err(AgentError::Metrics)?;
-        let tickets = tokio::spawn(tickets::run(Arc::clone(&ctx), cache_metrics, stop.clone()));
+        let tickets = tokio::spawn(tickets::run(
+            Arc::clone(&ctx),
+            cache_metrics.clone(),
+            stop.clone(),
+        ));
+        let hooks = RelationHooks::with_cache_metrics(
+            ctx.visor.clone(),
+            hooks_config,
+            &metrics,
+            cache_metrics,
+        )
+        .map_err(AgentError::Hooks)?;
+        let hooks = tokio::spawn(hooks.run(ctx.units.subscribe(), stop.clone()));
         let keeping = {
             let keeper = Arc::clone(&keeper);
             let stop = stop.clone();
@@ -256,6 +283,13 @@ impl Agent {
         }
         stop.cancel();
         await_quietly(tickets).await;
+        match hooks.await {
+            Ok(Err(error)) => {
+                tracing::warn!(error = %Chain(&error), "relation hooks stopped with an error")
+            }
+            Err(error) => tracing::warn!(%error, "the relation hooks task failed"),
+            Ok(Ok(())) => {}
+        }
         await_quietly(keeping).await;
         await_quietly(health_task).await;
         if drained {

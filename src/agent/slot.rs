@@ -19,10 +19,11 @@ use visor_controllers::{
     ExitCause, ExitVerdict, Instance, InstanceState, Name, ProcType, RestartBudget, judge_exit,
 };
 
-use super::context::{Context, Moved, RunningUnit};
+use super::context::{Context, Moved};
 use super::journal::{Durability, Record, Step};
 use super::metrics::{InstancePhase, Outcome};
 use super::readiness::wait_ready;
+use super::relation_hooks::UnitContext;
 use super::spec::{self, Launch};
 use crate::discovery::{self, Registration};
 use crate::provider::exec::instance::InstanceStatus;
@@ -305,7 +306,7 @@ impl Slot {
             }
         }
         self.register_endpoint(&launch).await;
-        self.ctx.unit_running(RunningUnit {
+        self.ctx.unit_running(UnitContext {
             unit: self.id.clone(),
             app: launch.app.clone(),
             rev: launch.rev.clone(),
@@ -451,13 +452,15 @@ impl Slot {
     async fn stop(&mut self, reason: StopReason) -> String {
         self.ctx.set_phase(&self.id, Some(InstancePhase::Stopping));
         self.endpoint_stopped().await;
-        self.ctx.unit_gone(&self.id);
         let writes = reason.writes_registry();
         if writes {
             let _ = self.set_step(Step::Stopping);
             self.report(InstanceState::Stopping, None).await;
         }
+        // Served until its process is gone: the relation hooks a stopping
+        // unit is handed (departed, broken) run while it stops.
         self.kill_current().await;
+        self.ctx.unit_gone(&self.id);
         if writes {
             self.report(InstanceState::Exited, Some(reason.reason().to_owned()))
                 .await;

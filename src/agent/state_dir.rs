@@ -32,10 +32,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::durable::{self, Durability, parent, replace_file};
+use crate::durable::{self, Durability, parent};
 use visor_controllers::{HookInfo, HookKind, InvalidName, Name, RelationState};
 
+mod endpoint;
 mod error;
+mod replace;
 #[cfg(test)]
 mod tests;
 
@@ -224,14 +226,7 @@ impl StateDir {
     }
 
     fn write_unit(&self, unit: &Name, record: UnitRecord) -> Result<()> {
-        let target = self.path.join(unit.as_str());
-        // Written beside the target as `.<random>.tmp`, which `is_temp` knows.
-        replace_file(&target, record.to_json().as_bytes(), Durability::Synced).map_err(|source| {
-            StateDirError::Write {
-                path: target,
-                source,
-            }
-        })
+        replace_file(&self.path, unit.as_str(), &record.to_json())
     }
 
     fn remove_unit(&self, unit: &Name) -> Result<()> {
@@ -244,6 +239,18 @@ impl StateDir {
         }
         sync_dir(&self.path)
     }
+}
+
+/// Replaces `dir/<name>` whole with `text` (`crate::durable`: a crash
+/// leaves the old content or the new one).
+fn replace_file(dir: &Path, name: &str, text: &str) -> Result<()> {
+    let target = dir.join(name);
+    durable::replace_file(&target, text.as_bytes(), Durability::Synced).map_err(|source| {
+        StateDirError::Write {
+            path: target,
+            source,
+        }
+    })
 }
 
 /// Validates a relation id or unit name as a file name: a registry name,

@@ -1,6 +1,7 @@
 //! The units' side of relations: `visor hooks` (the hooks the controller
-//! handed out and no unit has acknowledged yet) and the acknowledged state
-//! `visor relation state` prints.
+//! handed out and no unit has acknowledged yet, with the failed attempts
+//! their agents recorded) and the acknowledged state `visor relation state`
+//! prints.
 //!
 //! Units and relations are read from the keys (`/hooks/<unit>/<rel-id>`,
 //! `/relstate/<rel-id>/<unit>`), which are what the controller and agents
@@ -10,7 +11,7 @@ use std::collections::BTreeMap;
 
 use clap::Args;
 use serde::Serialize;
-use visor_controllers::{HookInfo, HookKind, Name, RelationState};
+use visor_controllers::{HandedHook, HookFailure, HookKind, Name, RelationState};
 
 use super::CliError;
 use super::args;
@@ -34,36 +35,58 @@ struct HookRow {
     change_version: i64,
     /// The hook key's mod revision, which an acknowledgement compares.
     mod_revision: i64,
+    /// The last failed attempt to run it, as its agent recorded it.
+    failed: Option<HookFailure>,
 }
 
 impl HookRow {
     /// The row of a listed hook; `None` if its key names no hook (a listing
     /// holds none such).
-    fn new(keys: &Keys, hook: &Versioned<HookInfo>) -> Option<Self> {
-        let KeyPath::Hook { unit, relation } = keys.parse(&hook.key) else {
+    fn new(keys: &Keys, handed: &Versioned<HandedHook>) -> Option<Self> {
+        let KeyPath::Hook { unit, relation } = keys.parse(&handed.key) else {
             return None;
         };
+        let hook = &handed.value.hook;
         Some(Self {
             unit: unit.into(),
             relation_id: relation.into(),
-            kind: hook.value.kind,
-            remote_unit: hook.value.remote_unit.clone(),
-            change_version: hook.value.change_version,
-            mod_revision: hook.mod_revision,
+            kind: hook.kind,
+            remote_unit: hook.remote_unit.clone(),
+            change_version: hook.change_version,
+            mod_revision: handed.mod_revision,
+            failed: handed.value.failed.clone(),
         })
     }
 }
 
 impl Row for HookRow {
-    const HEADERS: &'static [&'static str] =
-        &["unit", "relation", "kind", "remote unit", "version"];
+    const HEADERS: &'static [&'static str] = &[
+        "unit",
+        "relation",
+        "kind",
+        "remote unit",
+        "version",
+        "failed attempts",
+        "last failure",
+    ];
     fn cells(&self) -> Vec<String> {
+        let failed = self.failed.as_ref();
+        // A reason may hold a hook's output, lines and all: one line per row.
+        let reason = failed.map(|f| {
+            let at = f.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            format!(
+                "{at}: {}",
+                f.reason.split_whitespace().collect::<Vec<_>>().join(" ")
+            )
+        });
         vec![
             self.unit.clone(),
             self.relation_id.clone(),
             self.kind.to_string(),
             cell(self.remote_unit.as_ref()),
             self.change_version.to_string(),
+            cell(failed.map(|f| f.attempts)),
+            cell(reason),
         ]
     }
 }

@@ -14,6 +14,7 @@ mod agent;
 mod apps;
 pub(crate) mod args;
 mod controller;
+mod hook_tools;
 mod hooks;
 mod logs;
 mod notifications;
@@ -69,6 +70,15 @@ enum Command {
     /// Supervise one instance of the exec provider.
     #[command(hide = true)]
     Shim(shim::ShimArgs),
+    /// In a relation hook: print a unit's settings in the hook's relation.
+    #[command(name = "relation-get", hide = true)]
+    RelationGet(hook_tools::RelationGetArgs),
+    /// In a relation hook: set the unit's settings, written if the hook succeeds.
+    #[command(name = "relation-set", hide = true)]
+    RelationSet(hook_tools::RelationSetArgs),
+    /// In a relation hook: list the relation's members as the unit sees them.
+    #[command(name = "relation-list", hide = true)]
+    RelationList,
     #[command(flatten)]
     Registry(RegistryCommand),
 }
@@ -130,10 +140,14 @@ pub fn main() -> ExitCode {
         _ => "warn",
     };
     crate::telemetry::init(cli.log_format, default_filter);
-    // An instance's supervisor waits on one workload: one thread is all it
-    // needs, and starting no worker threads keeps its start quick.
+    // An instance's supervisor waits on one workload, a hook tool on one
+    // reply: one thread is all they need, and starting no worker threads
+    // keeps their start quick.
     let runtime = match &cli.command {
-        Command::Shim(_) => tokio::runtime::Builder::new_current_thread()
+        Command::Shim(_)
+        | Command::RelationGet(_)
+        | Command::RelationSet(_)
+        | Command::RelationList => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build(),
         _ => tokio::runtime::Runtime::new(),
@@ -209,6 +223,9 @@ pub enum CliError {
     /// An instance's output could not be printed.
     #[error(transparent)]
     Logs(#[from] logs::LogsError),
+    /// A hook tool failed (outside a hook, or refused by the agent).
+    #[error(transparent)]
+    HookTool(#[from] crate::agent::relation_hooks::ToolError),
     /// A provider's task answered with an error.
     #[error("task {task} failed at provider {provider}: {error}")]
     Task {
@@ -229,6 +246,9 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Agent(args) => return agent::run(&cli.registry, args).await,
         Command::Provider(command) => return provider::run(command, &out).await,
         Command::Shim(args) => return shim::run(args).await,
+        Command::RelationGet(args) => return hook_tools::relation_get(args, &out).await,
+        Command::RelationSet(args) => return hook_tools::relation_set(args).await,
+        Command::RelationList => return hook_tools::relation_list(&out).await,
         Command::Registry(command) => command,
     };
     // Connecting writes the schema version to a fresh registry: a command
@@ -296,6 +316,20 @@ mod tests {
     fn command_line_definition_is_consistent() {
         // Catches clashing argument ids (e.g. a positional named like a global flag).
         super::Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn hook_tool_command_lines_parse_beside_the_global_flags() {
+        use clap::Parser;
+        // A positional whose id is a global flag's (`key`) panics only here.
+        for line in [
+            &["visor", "relation-get"][..],
+            &["visor", "relation-get", "host", "db-0", "--format", "json"],
+            &["visor", "relation-set", "a=1", "b=x=y"],
+            &["visor", "relation-list"],
+        ] {
+            super::Cli::try_parse_from(line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+        }
     }
 
     #[test]

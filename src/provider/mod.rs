@@ -38,6 +38,7 @@ pub use layout::{
     check_provider_name, check_task_name,
 };
 pub use listener::BindError;
+pub(crate) use listener::OwnedSocket;
 pub use lock::{Acquire, Liveness, OwnerLock};
 pub use server::{
     Bound, DEFAULT_DELIVERY_TIMEOUT, DEFAULT_DRAIN_TIMEOUT, DEFAULT_READ_TIMEOUT, Provider,

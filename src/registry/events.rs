@@ -16,7 +16,7 @@ use etcd_client::EventType;
 use futures::Stream;
 use serde::Serialize;
 use visor_controllers::{
-    App, HookInfo, HookKind, Host, Instance, InstanceState, Notification, NotificationKind,
+    App, HandedHook, HookKind, Host, Instance, InstanceState, Notification, NotificationKind,
     ProcType, Relation, RelationState, Revision, Scale, ServiceDef, ServiceEndpoint, Ticket,
     TicketOp, UnitSettings,
 };
@@ -130,6 +130,15 @@ pub enum EventKind {
         relation: String,
         hook: HookKind,
         remote_unit: Option<String>,
+    },
+    /// A unit's agent recorded a failed attempt to run its hook.
+    HookFailed {
+        unit: String,
+        relation: String,
+        hook: HookKind,
+        remote_unit: Option<String>,
+        attempts: u32,
+        reason: String,
     },
     /// A unit acknowledged its hook (or the hook was withdrawn).
     HookDone { unit: String, relation: String },
@@ -310,12 +319,23 @@ fn classify(path: KeyPath, change: &Change<'_>) -> Result<Option<EventKind>, Str
             relation: relation.into(),
         },
         KeyPath::Hook { unit, relation } => {
-            let hook: HookInfo = decode(change.value)?;
-            HookQueued {
-                unit: unit.into(),
-                relation: relation.into(),
-                hook: hook.kind,
-                remote_unit: hook.remote_unit,
+            let handed: HandedHook = decode(change.value)?;
+            let hook = handed.hook;
+            match handed.failed {
+                Some(failure) if !created => HookFailed {
+                    unit: unit.into(),
+                    relation: relation.into(),
+                    hook: hook.kind,
+                    remote_unit: hook.remote_unit,
+                    attempts: failure.attempts,
+                    reason: failure.reason,
+                },
+                _ => HookQueued {
+                    unit: unit.into(),
+                    relation: relation.into(),
+                    hook: hook.kind,
+                    remote_unit: hook.remote_unit,
+                },
             }
         }
         KeyPath::Ticket { host, ticket } if change.deleted => TicketDone {
@@ -519,6 +539,45 @@ mod tests {
         format!(
             r#"{{"app":"web","rev":"v1","proc":"http","host":"h1","state":"{state}","created_at":"2026-01-01T00:00:00Z"}}"#
         )
+    }
+
+    #[test]
+    fn a_hook_is_queued_when_handed_and_failed_when_its_agent_records_a_failure() {
+        const HANDED: &str = r#"{"kind":"joined","relation_id":"r1","remote_unit":"db-0","change_version":4,"failed":null}"#;
+        const FAILED: &str = r#"{"kind":"joined","relation_id":"r1","remote_unit":"db-0","change_version":4,"failed":{"attempts":2,"reason":"exited with code 1","at":"2026-01-01T00:00:00Z"}}"#;
+        let hook = || KeyPath::Hook {
+            unit: name("web-0"),
+            relation: name("r1"),
+        };
+        let queued = EventKind::HookQueued {
+            unit: "web-0".into(),
+            relation: "r1".into(),
+            hook: HookKind::Joined,
+            remote_unit: Some("db-0".into()),
+        };
+        assert_eq!(
+            classify(hook(), &put(1, HANDED, None)),
+            Ok(Some(queued.clone()))
+        );
+        assert_eq!(classify(hook(), &put(2, HANDED, None)), Ok(Some(queued)));
+        assert_eq!(
+            classify(hook(), &put(3, FAILED, Some(HANDED))),
+            Ok(Some(EventKind::HookFailed {
+                unit: "web-0".into(),
+                relation: "r1".into(),
+                hook: HookKind::Joined,
+                remote_unit: Some("db-0".into()),
+                attempts: 2,
+                reason: "exited with code 1".into(),
+            }))
+        );
+        assert_eq!(
+            classify(hook(), &DELETE),
+            Ok(Some(EventKind::HookDone {
+                unit: "web-0".into(),
+                relation: "r1".into(),
+            }))
+        );
     }
 
     #[test]

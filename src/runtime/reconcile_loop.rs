@@ -1,6 +1,6 @@
 //! A reconcile loop declared in one place, as kube-runtime's
 //! `Controller::new(..).watches(api, mapper)` is: its name, its keys, which
-//! changes touch which keys, how often every key is looked at again, how
+//! changes (of caches, or of any stream) touch which keys, how often every key is looked at again, how
 //! many reconciles run at once, and the reconcile itself. [`ReconcileLoop::run`]
 //! wires that to one [`WorkQueue`], one feed of changes, one [`resync()`] and
 //! one [`runner::run`], so a loop's module says what it is and never how the
@@ -127,7 +127,7 @@ impl<K: Key, E: Display + Send + 'static> ReconcileLoop<K, E> {
     /// Maps every change of one cache to the keys it touches.
     #[must_use]
     pub fn watches(
-        mut self,
+        self,
         changes: UnboundedReceiver<Change>,
         mut touched: impl FnMut(&Change) -> Touched<K> + Send + 'static,
     ) -> Self {
@@ -135,8 +135,17 @@ impl<K: Key, E: Display + Send + 'static> ReconcileLoop<K, E> {
             let change = changes.recv().await?;
             Some((change, changes))
         });
-        self.triggers
-            .push(stream.map(move |change| touched(&change)).boxed());
+        self.triggered_by(stream.map(move |change| touched(&change)))
+    }
+
+    /// Queues the keys each item of `touched` names: for what touches keys
+    /// without being a cache (the units an agent serves, say).
+    #[must_use]
+    pub fn triggered_by(
+        mut self,
+        touched: impl futures::Stream<Item = Touched<K>> + Send + 'static,
+    ) -> Self {
+        self.triggers.push(touched.boxed());
         self
     }
 

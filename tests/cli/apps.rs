@@ -106,7 +106,8 @@ async fn app_commands_in_json() {
                 "env": {"MODE": "prod", "PORT": "8080"},
                 "procs": [{"app": "web", "name": "http", "command": "bin/http --port 8080",
                            "port": 8080, "limits": {"memory_mb": 256, "cpu_shares": null},
-                           "host_labels": {"zone": "a"}}],
+                           "host_labels": {"zone": "a"}, "kill_timeout_secs": 10,
+                           "restart": "always", "readiness": null, "service": null}],
                 "revs": [{"app": "web", "name": "v1", "archive_url": "s3://b/v1.tgz"}],
                 "scale": [{"app": "web", "rev": "v1", "proc": "http", "replicas": 3}],
             })

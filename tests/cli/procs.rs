@@ -9,7 +9,7 @@ use visor::Error;
 
 use visor_testkit::cli::{
     Cli, LIMIT, PROC_FIELDS, REMOVED_FIELDS, REMOVED_HEADER, REV_FIELDS, assert_fields, column,
-    parse_time, rows, take_time,
+    parse_time, rows, take_time, visor_with_env,
 };
 use visor_testkit::fixtures::{portless_proc_type, raw_revision, register_app, revision};
 use visor_testkit::{TestRegistry, within};
@@ -43,6 +43,7 @@ async fn proc_commands_in_json() {
             "app": "web", "name": "http", "command": "bin/http --port 8080", "port": 8080,
             "limits": {"memory_mb": 256, "cpu_shares": 512},
             "host_labels": {"disk": "ssd", "zone": "a"},
+            "kill_timeout_secs": 10, "restart": "always", "readiness": null, "service": null,
         });
         assert_eq!(http, http_json);
         assert_eq!(stored.value.command, "bin/http --port 8080");
@@ -65,8 +66,38 @@ async fn proc_commands_in_json() {
         let worker_json = json!({
             "app": "web", "name": "worker", "command": "bin/worker", "port": null,
             "limits": {"memory_mb": null, "cpu_shares": null}, "host_labels": {},
+            "kill_timeout_secs": 10, "restart": "always", "readiness": null, "service": null,
         });
         assert_eq!(worker, worker_json, "absent options are null or empty");
+
+        register_app(&t, "jobs").await;
+        let mut run = cli
+            .json(
+                "proc register jobs run --command './bin/run \"a b\"' --kill-timeout 1m \
+                 --restart on-failure --ready-http /healthz --ready-timeout 5s \
+                 --service websvc --service-scheme http --service-scheme h2c",
+            )
+            .await
+            .json();
+        take_time(&mut run, "created_at");
+        assert_eq!(run["kill_timeout_secs"], 60);
+        assert_eq!(run["restart"], "on-failure");
+        assert_eq!(
+            run["readiness"],
+            json!({"check": "http", "path": "/healthz", "timeout_secs": 5})
+        );
+        assert_eq!(
+            run["service"],
+            json!({"name": "websvc", "schemes": ["http", "h2c"]})
+        );
+        let tcp = cli
+            .json("proc register jobs tcp --command c --ready-tcp")
+            .await
+            .json();
+        assert_eq!(
+            tcp["readiness"],
+            json!({"check": "tcp", "timeout_secs": 30})
+        );
 
         let mut list = cli.json("proc list web").await.json();
         for row in list.as_array_mut().expect("array") {
@@ -219,6 +250,38 @@ async fn proc_errors_exit_with_their_codes_and_write_nothing() {
             cli.run("proc register web x")
                 .await
                 .usage_error("--command");
+            let endpoint = t.etcd.endpoint();
+            let unbalanced = [
+                "--endpoints",
+                &endpoint,
+                "proc",
+                "register",
+                "web",
+                "x",
+                "--command",
+                "sh -c 'unclosed",
+            ];
+            visor_with_env(unbalanced.iter().map(|a| (*a).to_owned()).collect(), &[])
+                .await
+                .usage_error("unbalanced quotes");
+            cli.run(&format!("{base} --kill-timeout 1500ms"))
+                .await
+                .usage_error("whole number of seconds");
+            cli.run(&format!("{base} --restart sometimes"))
+                .await
+                .usage_error("expected always or on-failure");
+            cli.run(&format!("{base} --ready-http healthz"))
+                .await
+                .usage_error("must start with /");
+            cli.run(&format!("{base} --ready-timeout 5s"))
+                .await
+                .usage_error("--ready-timeout needs --ready-tcp or --ready-http");
+            cli.run(&format!("{base} --service-scheme http"))
+                .await
+                .usage_error("--service");
+            cli.run(&format!("{base} --service web --service-scheme 1x"))
+                .await
+                .usage_error("is not a scheme");
 
             assert_eq!(raw_revision(&t).await, before, "a failed command wrote");
             let stored = t

@@ -31,6 +31,7 @@ const HOOK_FIELDS: &[&str] = &[
     "remote_unit",
     "change_version",
     "mod_revision",
+    "failed",
 ];
 
 /// A registry with apps `web` and `db`.
@@ -412,6 +413,7 @@ async fn hooks_lists_outstanding_hooks_and_state_shows_what_their_completion_ack
             "remote_unit": "db-0",
             "change_version": version,
             "mod_revision": hook.mod_revision,
+            "failed": null,
         });
         assert_eq!(listed[1], web_hook, "key order: unit, then relation");
         assert_eq!(listed[0]["unit"], "db-1");
@@ -421,10 +423,48 @@ async fn hooks_lists_outstanding_hooks_and_state_shows_what_their_completion_ack
         assert_eq!(
             cli.run("hooks").await.table(),
             rows(&[
-                &["UNIT", "RELATION", "KIND", "REMOTE UNIT", "VERSION"],
-                &["db-1", "db-peers", "broken", "-", "0"],
-                &["web-0", "web-db", "joined", "db-0", &version.to_string()],
+                &[
+                    "UNIT",
+                    "RELATION",
+                    "KIND",
+                    "REMOTE UNIT",
+                    "VERSION",
+                    "FAILED ATTEMPTS",
+                    "LAST FAILURE"
+                ],
+                &["db-1", "db-peers", "broken", "-", "0", "-", "-"],
+                &["web-0", "web-db", "joined", "db-0", &version.to_string(), "-", "-"],
             ])
+        );
+
+        // An agent's failure shows on the hook until it is acknowledged.
+        let failed = t
+            .visor
+            .record_hook_failure("web-0", "web-db", &hook, "exited with code 1:\nno db")
+            .await
+            .expect("record a failure");
+        let failure = failed.value.failed.clone().expect("recorded");
+        let listed = cli.json("hooks web-0").await.json();
+        assert_eq!(
+            listed[0]["failed"],
+            json!({"attempts": 1, "reason": "exited with code 1:\nno db", "at": failure.at}),
+        );
+        let at = failure.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        assert_eq!(
+            cli.run("hooks web-0").await.table()[1][5..],
+            [
+                "1".to_owned(),
+                format!("{at}: exited with code 1: no db")
+            ]
+        );
+        assert!(
+            matches!(
+                t.visor
+                    .record_hook_failure("web-0", "web-db", &hook, "stale")
+                    .await,
+                Err(Error::Conflict { .. })
+            ),
+            "a failure is recorded only on the hook as read"
         );
 
         assert_eq!(

@@ -6,7 +6,8 @@
 //! [`State`] and removing the hook together. Sources decide what comes next:
 //! a [`LiveSource`] while the relation lives, a [`dying_source`] once it (or
 //! the unit) is dying, a [`ListSource`] for a fixed list. A
-//! [`RelationPlan`] says what one relation's reconcile writes.
+//! [`RelationPlan`] says what one relation's reconcile writes. A
+//! [`HandedHook`] is the stored hook with its agent's failed attempts.
 //!
 //! Invariant: every hook a source yields validates against the state the
 //! previous hooks produced, so Juju's ordering guarantees hold across
@@ -16,6 +17,7 @@ mod driver;
 #[cfg(test)]
 mod driver_properties;
 mod dying;
+mod handed;
 mod kind;
 mod list;
 mod live;
@@ -32,6 +34,7 @@ mod tests;
 
 pub use driver::{RelationHooks, UnitAction, UnitView};
 pub use dying::dying_source;
+pub use handed::{HandedHook, HookFailure, MAX_FAILURE_REASON};
 pub use kind::{HookInfo, HookKind};
 pub use list::ListSource;
 pub use live::{LiveSource, MembershipChange};

@@ -97,6 +97,14 @@ pub enum StateDirError {
         /// What is wrong.
         reason: String,
     },
+    /// A state cannot be written over a relation's directory.
+    #[error("cannot write relation state of {relation}: {reason}")]
+    InvalidState {
+        /// The relation the state names.
+        relation: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A relation's directory cannot be removed: entries are left in it.
     #[error(
         "relation state directory {} is not empty: {}",

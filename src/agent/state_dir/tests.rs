@@ -480,3 +480,90 @@ fn remove_refuses_a_directory_with_unit_files_and_removes_an_empty_one() {
     empty.remove().expect("empty");
     assert!(!root.path().join("r2").exists());
 }
+
+#[test]
+fn replace_writes_the_registrys_state_over_a_directory_a_hook_behind() {
+    let root = root();
+    let mut dir = StateDir::ensure(root.path(), "r1").expect("created");
+    write_all(
+        &mut dir,
+        &[
+            HookInfo::joined("r1", "a", 1),
+            HookInfo::changed("r1", "a", 2),
+            HookInfo::joined("r1", "b", 3),
+        ],
+    );
+    // The registry acknowledged b's changed, and c joined; a departed.
+    let target = state("r1", &[("b", 4), ("c", 5)], Some("c"));
+    dir.replace(&target).expect("replaced");
+    assert_eq!(dir.state(), target);
+    assert_eq!(read_one(root.path(), "r1"), target, "on disk");
+    assert!(!root.path().join("r1/a").exists());
+
+    let disk = snapshot(root.path());
+    dir.replace(&target).expect("the same state again");
+    assert_eq!(
+        snapshot(root.path()),
+        disk,
+        "nothing differs: nothing written"
+    );
+
+    let mut broken = state("r1", &[], None);
+    broken.broken = true;
+    dir.replace(&state("r1", &[], None)).expect("emptied");
+    dir.replace(&broken).expect("broken");
+    assert!(!root.path().join("r1").exists());
+}
+
+#[test]
+fn replace_refuses_states_that_cannot_be_written_and_changes_nothing() {
+    let root = root();
+    let mut dir = StateDir::ensure(root.path(), "r1").expect("created");
+    dir.write(&HookInfo::joined("r1", "a", 1)).expect("joined");
+    let disk = snapshot(root.path());
+    let mut broken_with_members = state("r1", &[("a", 1)], None);
+    broken_with_members.broken = true;
+    let refused = [
+        state("r2", &[], None),
+        state("r1", &[("a", -1)], None),
+        state("r1", &[("../x", 1)], None),
+        state("r1", &[("a", 1)], Some("b")),
+        broken_with_members,
+    ];
+    for target in refused {
+        let error = dir.replace(&target).expect_err("refused");
+        assert!(
+            matches!(
+                error,
+                StateDirError::InvalidState { .. } | StateDirError::InvalidName(_)
+            ),
+            "{target:?}: {error}"
+        );
+        assert_eq!(snapshot(root.path()), disk, "{target:?} touched the disk");
+    }
+}
+
+#[test]
+fn endpoints_are_remembered_beside_the_relations_and_never_read_as_one() {
+    let root = root();
+    let dirs = StateDirs::new(root.path().join("unit-0"));
+    assert_eq!(dirs.endpoint("r1").expect("readable"), None);
+    dirs.remember_endpoint("r1", "db:sql").expect("remembered");
+    dirs.remember_endpoint("r1", "db:sql").expect("again");
+    assert_eq!(
+        dirs.endpoint("r1").expect("readable").as_deref(),
+        Some("db:sql")
+    );
+    dirs.ensure("r1").expect("the relation's directory");
+    assert_eq!(
+        dirs.read_all()
+            .expect("readable")
+            .into_keys()
+            .collect::<Vec<_>>(),
+        ["r1"]
+    );
+    dirs.forget_endpoint("r1").expect("forgotten");
+    dirs.forget_endpoint("r1").expect("already gone");
+    assert_eq!(dirs.endpoint("r1").expect("readable"), None);
+    assert!(dirs.remember_endpoint("../x", "web").is_err());
+}

@@ -6,6 +6,7 @@
 
 mod apps;
 mod emit;
+mod hooks;
 mod hosts;
 mod instances;
 mod notifications;
@@ -24,6 +25,7 @@ use super::keys::Keys;
 use super::keys::Kind;
 use super::store::Expected;
 
+pub use hooks::PendingHook;
 pub use hosts::HostRegistration;
 pub use instances::InstanceFilter;
 pub use notifications::{Forgotten, NotificationStream, Posting};

@@ -2,27 +2,22 @@
 //!
 //! A relation joins apps; each unit (instance) in it publishes settings whose
 //! change version is their key's mod revision. The controller hands a unit at
-//! most one hook per relation (`/hooks/<unit>/<rel-id>`); the unit's agent
-//! acknowledges it with [`Visor::complete_hook`], which writes the unit's new
-//! relation state and removes the hook in one transaction.
+//! most one hook per relation (`/hooks/<unit>/<rel-id>`) and writes what its
+//! plans decide here ([`Visor::write_units`]); the agent's side of hooks
+//! (reading, acknowledging, recording failures) is in `hooks`.
 //!
-//! Invariant: a unit's stored relation state is exactly the effect of the
-//! hooks it acknowledged, in order — an acknowledgement is refused unless the
-//! hook follows from the stored state, and it commits only if neither the
-//! hook nor the state changed since they were read.
+//! Invariant: the controller only creates hooks and relation states where
+//! none exists, so a unit never has two hooks outstanding in one relation.
 
 use chrono::Utc;
 use visor_controllers::{
-    Endpoint, HookInfo, HookKind, Name, Relation, RelationState, UnitAction, UnitSettings,
-    UnitWrite,
+    Endpoint, HandedHook, Name, Relation, RelationState, UnitAction, UnitSettings, UnitWrite,
 };
 
 use super::{Visor, name};
 use crate::registry::Kind;
 use crate::registry::error::{Error, ObjectRef, Result};
-use crate::registry::store::{
-    Cascade, Delete, Encode, Expected, Listing, Requires, Versioned, Write,
-};
+use crate::registry::store::{Cascade, Encode, Expected, Listing, Requires, Versioned, Write};
 
 /// An endpoint as given by a user: `app` or `app:proc`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,15 +56,15 @@ impl EndpointSpec {
     }
 }
 
-fn relation_ref(relation: &Name) -> ObjectRef {
+pub(super) fn relation_ref(relation: &Name) -> ObjectRef {
     ObjectRef::new(Kind::Relation, &[relation.as_str()])
 }
 
-fn unit_ref(kind: Kind, relation: &Name, unit: &Name) -> ObjectRef {
+pub(super) fn unit_ref(kind: Kind, relation: &Name, unit: &Name) -> ObjectRef {
     ObjectRef::new(kind, &[relation.as_str(), unit.as_str()])
 }
 
-fn hook_ref(unit: &Name, relation: &Name) -> ObjectRef {
+pub(super) fn hook_ref(unit: &Name, relation: &Name) -> ObjectRef {
     ObjectRef::new(Kind::Hook, &[unit.as_str(), relation.as_str()])
 }
 
@@ -203,98 +198,18 @@ impl Visor {
         state.value.relation_id = relation.to_string();
         Ok(state)
     }
-
-    /// Lists the outstanding hooks of `unit`, or of every unit.
-    pub async fn hooks(&self, unit: Option<&str>) -> Result<Listing<HookInfo>> {
-        let unit = unit.map(|u| name("unit", u)).transpose()?;
-        self.registry
-            .list_objects(Kind::Hook, &self.keys().hooks(unit.as_ref()))
-            .await
-    }
-
-    /// Reads the hook `unit` must run next for `relation`.
-    pub async fn hook(&self, unit: &str, relation: &str) -> Result<Versioned<HookInfo>> {
-        let (unit, relation) = (name("unit", unit)?, name("relation", relation)?);
-        self.registry
-            .get_object(
-                hook_ref(&unit, &relation),
-                &self.keys().hook(&unit, &relation),
-            )
-            .await
-    }
-
-    /// Acknowledges the hook `unit` ran for `relation`: applies it to the
-    /// unit's stored relation state and, in one transaction, writes that
-    /// state and removes the hook. After `broken` the state is removed with
-    /// it: the unit is out of the relation. Returns the new state.
-    ///
-    /// Refused with `InvalidHook` (writing nothing) if the hook does not
-    /// follow from the stored state; `Conflict` if either changed meanwhile;
-    /// `NotFound` if there is no hook.
-    pub async fn complete_hook(&self, unit: &str, relation: &str) -> Result<RelationState> {
-        let (unit, relation) = (name("unit", unit)?, name("relation", relation)?);
-        let hook_key = self.keys().hook(&unit, &relation);
-        let state_key = self.keys().relation_state(&relation, &unit);
-        // One round trip for both, at one revision.
-        let (hook, stored) = self
-            .registry
-            .find_two::<HookInfo, RelationState>(
-                (Kind::Hook, &hook_key),
-                (Kind::RelationState, &state_key),
-            )
-            .await?;
-        let hook = hook.ok_or_else(|| Error::NotFound(hook_ref(&unit, &relation)))?;
-        let expected = Expected::Current(stored.as_ref().map(|s| s.mod_revision));
-        let mut state = stored
-            .map(|s| s.value)
-            .unwrap_or_else(|| RelationState::new(relation.as_str()));
-        state.relation_id = relation.to_string();
-        state
-            .apply(&hook.value)
-            .map_err(|reason| Error::InvalidHook {
-                unit: unit.to_string(),
-                relation: relation.to_string(),
-                reason: Box::new(reason),
-            })?;
-        let mut deletes = vec![Delete {
-            object: hook_ref(&unit, &relation),
-            key: hook_key,
-            expected: Some(hook.mod_revision),
-        }];
-        let state_ref = unit_ref(Kind::RelationState, &relation, &unit);
-        let writes = match (hook.value.kind, expected) {
-            (HookKind::Broken, Expected::Current(Some(revision))) => {
-                deletes.push(Delete {
-                    object: state_ref,
-                    key: state_key,
-                    expected: Some(revision),
-                });
-                Vec::new()
-            }
-            // Broken of a state never stored: nothing to remove.
-            (HookKind::Broken, _) => Vec::new(),
-            _ => vec![Write {
-                object: state_ref,
-                key: state_key,
-                value: state.clone(),
-                expected,
-            }],
-        };
-        self.registry
-            .write_and_delete(writes, &deletes, &[], &[])
-            .await?;
-        Ok(state)
-    }
 }
 
 /// Operations per transaction etcd allows by default (`--max-txn-ops`),
 /// less one for the fence.
 const OPS_PER_TXN: usize = 127;
 
-/// A document the controller writes for a relation.
-enum RelationDoc {
-    Hook(HookInfo),
+/// A document written in a transaction with others of another kind: the
+/// controller's hooks and states, an acknowledgement's state and settings.
+pub(super) enum RelationDoc {
+    Hook(HandedHook),
     State(RelationState),
+    Settings(UnitSettings),
 }
 
 impl Encode for RelationDoc {
@@ -302,6 +217,7 @@ impl Encode for RelationDoc {
         match self {
             Self::Hook(hook) => hook.encode(),
             Self::State(state) => state.encode(),
+            Self::Settings(settings) => settings.encode(),
         }
     }
 }
@@ -365,7 +281,7 @@ impl Visor {
                 let mut puts = vec![Write {
                     object: hook_ref(unit, relation),
                     key: keys.hook(unit, relation),
-                    value: RelationDoc::Hook(hook.clone()),
+                    value: RelationDoc::Hook(HandedHook::new(hook.clone())),
                     expected: Expected::Absent { lease: None },
                 }];
                 if *enter {

@@ -15,8 +15,8 @@ use std::fmt;
 
 use etcd_client::{GetOptions, KeyValue, Txn, TxnOp, TxnOpResponse};
 use visor_controllers::{
-    App, HookInfo, Host, Instance, Notification, ProcType, Relation, RelationState, Revision,
-    Scale, SchemaVersion, Sequence, ServiceDef, ServiceEndpoint, ServiceStatus, Ticket,
+    App, HandedHook, HookInfo, Host, Instance, Notification, ProcType, Relation, RelationState,
+    Revision, Scale, SchemaVersion, Sequence, ServiceDef, ServiceEndpoint, ServiceStatus, Ticket,
     TrackedEndpoint, UnitSettings,
 };
 
@@ -214,6 +214,7 @@ json_codec!(
     UnitSettings,
     RelationState,
     HookInfo,
+    HandedHook,
     ServiceDef,
     ServiceEndpoint,
     TrackedEndpoint,
@@ -294,25 +295,49 @@ impl Registry {
         }
     }
 
-    /// Reads two objects, each if present, at one revision and in one round
-    /// trip (a read-only transaction of two gets).
-    pub(crate) async fn find_two<A: Codec, B: Codec>(
+    /// Reads `keys`, each if present, at one revision and in one round trip
+    /// (a read-only transaction of gets): what each holds, in order, and the
+    /// revision. For callers that decode objects of several kinds together.
+    pub(crate) async fn read_at_one_revision(
         &self,
-        (kind_a, key_a): (Kind, &str),
-        (kind_b, key_b): (Kind, &str),
-    ) -> Result<(Option<Versioned<A>>, Option<Versioned<B>>)> {
+        keys: &[&str],
+    ) -> Result<(Vec<Option<KeyValue>>, i64)> {
         let mut kv = self.kv_client();
-        let reads = Txn::new().and_then([TxnOp::get(key_a, None), TxnOp::get(key_b, None)]);
+        let reads = Txn::new().and_then(
+            keys.iter()
+                .map(|key| TxnOp::get(*key, None))
+                .collect::<Vec<_>>(),
+        );
         let response = self.call("get", kv.txn(reads)).await?;
         let revision = response.header().map_or(0, |h| h.revision());
-        let mut found = response.op_responses().into_iter().map(|op| match op {
-            TxnOpResponse::Get(get) => get.kvs().first().cloned(),
-            _ => None,
-        });
-        let (a, b) = (found.next().flatten(), found.next().flatten());
-        let a = a.map(|kv| decode(kind_a, &kv, revision)).transpose()?;
-        let b = b.map(|kv| decode(kind_b, &kv, revision)).transpose()?;
-        Ok((a, b))
+        let found = response
+            .op_responses()
+            .into_iter()
+            .map(|op| match op {
+                TxnOpResponse::Get(get) => get.kvs().first().cloned(),
+                _ => None,
+            })
+            .collect();
+        Ok((found, revision))
+    }
+
+    /// Reads one object as it was at `revision`, if it existed then (fails
+    /// once compaction removed that history).
+    pub(crate) async fn find_object_at<T: Codec>(
+        &self,
+        kind: Kind,
+        key: &str,
+        revision: i64,
+    ) -> Result<Option<Versioned<T>>> {
+        let mut kv = self.kv_client();
+        let options = GetOptions::new().with_revision(revision);
+        let response = self.call("get", kv.get(key, Some(options))).await?;
+        response
+            .kvs()
+            .first()
+            .map(|kv| decode(kind, kv, revision))
+            .transpose()
+            .map_err(Error::from)
     }
 
     /// The precondition "the key is as it is now" (absent, or at its current mod

@@ -329,6 +329,10 @@ pub const PROC_FIELDS: &[&str] = &[
     "port",
     "limits",
     "host_labels",
+    "kill_timeout_secs",
+    "restart",
+    "readiness",
+    "service",
     "created_at",
 ];
 /// The JSON fields of a revision.

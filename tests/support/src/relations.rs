@@ -132,17 +132,15 @@ impl HookLog {
         let mut done = 0;
         for hook in listing.items {
             let unit = hook.key.rsplit('/').nth(1).expect("hook key").to_owned();
-            match visor.complete_hook(&unit, &hook.value.relation_id).await {
+            let hook = hook.value.hook;
+            match visor.complete_hook(&unit, &hook.relation_id).await {
                 Ok(_) => {
-                    self.delivered.push(Delivered {
-                        unit,
-                        hook: hook.value,
-                    });
+                    self.delivered.push(Delivered { unit, hook });
                     done += 1;
                 }
                 // Withdrawn meanwhile, or our read was stale: look again.
                 Err(Error::NotFound(_) | Error::Conflict { .. }) => {}
-                Err(error) => panic!("acknowledging {} of {unit}: {error}", hook.value),
+                Err(error) => panic!("acknowledging {hook} of {unit}: {error}"),
             }
         }
         done
