@@ -16,6 +16,7 @@ pub mod examples;
 pub mod exec_provider;
 pub mod fault_proxy;
 pub mod fixtures;
+pub mod pki;
 pub mod procfs;
 pub mod raw;
 pub mod registry;
