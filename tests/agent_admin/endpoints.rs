@@ -3,9 +3,6 @@
 //! the agent's standing; and the refusal to serve plain text beyond
 //! loopback.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use reqwest::StatusCode;
 use visor::admin::{AgentAdmin, AgentAdminConfig, AgentAdminError};
 use visor_testkit::within;
@@ -44,26 +41,7 @@ async fn metrics_render_every_agent_metric_and_pass_promtool() {
         ] {
             assert!(body.contains(series), "{series} in:\n{body}");
         }
-        let mut promtool = Command::new("promtool")
-            .args(["check", "metrics"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("promtool (installed by .ci/setup)");
-        promtool
-            .stdin
-            .take()
-            .expect("piped")
-            .write_all(body.as_bytes())
-            .expect("written to promtool");
-        let output = promtool.wait_with_output().expect("promtool ran");
-        assert!(
-            output.status.success(),
-            "promtool check metrics: {}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+        visor_testkit::promtool::check_metrics(&body);
     })
     .await;
 }

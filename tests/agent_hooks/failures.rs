@@ -12,7 +12,7 @@ use visor_testkit::cli::Cli;
 use visor_testkit::wait::holds_for;
 use visor_testkit::{eventually, within};
 
-use crate::support::{AppSpec, Deployment, LIMIT, SETTLE};
+use crate::support::{Deployment, LIMIT, SETTLE, web_and_db};
 
 /// Fails the first time (setting a value that must never be written), then
 /// succeeds setting another.
@@ -44,20 +44,7 @@ fn slow_retry() -> BackoffPolicy {
 #[tokio::test]
 async fn a_failed_hook_is_shown_retried_and_its_settings_written_only_once_it_succeeds() {
     within(LIMIT, "a failing hook never recovers", async {
-        let apps = [
-            AppSpec {
-                app: "web",
-                proc: "http",
-                units: 1,
-                hooks: WEB_HOOKS,
-            },
-            AppSpec {
-                app: "db",
-                proc: "sql",
-                units: 1,
-                hooks: DB_HOOKS,
-            },
-        ];
+        let apps = web_and_db(WEB_HOOKS, 1, DB_HOOKS);
         let d = Deployment::start(&apps, slow_retry()).await;
         let web = d.units_of("web")[0].clone();
         d.relate("web-db", &["web", "db"]).await;
@@ -134,20 +121,7 @@ const FAILING_DB_HOOKS: &[(&str, &str)] = &[("db-relation-joined", "exit 7")];
 #[tokio::test]
 async fn a_hook_withdrawn_while_it_is_retried_is_retried_no_more() {
     within(LIMIT, "a withdrawn hook is still retried", async {
-        let apps = [
-            AppSpec {
-                app: "web",
-                proc: "http",
-                units: 1,
-                hooks: &[],
-            },
-            AppSpec {
-                app: "db",
-                proc: "sql",
-                units: 1,
-                hooks: FAILING_DB_HOOKS,
-            },
-        ];
+        let apps = web_and_db(&[], 1, FAILING_DB_HOOKS);
         let quick = BackoffPolicy {
             min: Duration::from_millis(100),
             max: Duration::from_millis(200),

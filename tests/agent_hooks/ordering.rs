@@ -9,7 +9,7 @@ use visor::agent::StateDirs;
 use visor::model::HookKind;
 use visor_testkit::{eventually, within};
 
-use crate::support::{AppSpec, Deployment, LIMIT, Ran, SETTLE, assert_juju_order};
+use crate::support::{Deployment, LIMIT, Ran, SETTLE, assert_juju_order, web_and_db};
 
 const WEB_HOOKS: &[(&str, &str)] = &[
     ("web-relation-joined", ""),
@@ -49,20 +49,7 @@ fn ran<'a>(log: &'a [Ran], unit: &str, kind: HookKind, remote: &str) -> Vec<&'a 
 #[tokio::test]
 async fn related_units_run_their_hooks_in_juju_order_and_see_each_others_settings() {
     within(LIMIT, "relation hooks never settle", async {
-        let apps = [
-            AppSpec {
-                app: "web",
-                proc: "http",
-                units: 1,
-                hooks: WEB_HOOKS,
-            },
-            AppSpec {
-                app: "db",
-                proc: "sql",
-                units: 2,
-                hooks: DB_HOOKS,
-            },
-        ];
+        let apps = web_and_db(WEB_HOOKS, 2, DB_HOOKS);
         let d = Deployment::start(&apps, fast_retry()).await;
         let web = d.units_of("web")[0].clone();
         let dbs = d.units_of("db").to_vec();

@@ -46,6 +46,29 @@ pub struct AppSpec<'a> {
     pub hooks: &'a [(&'a str, &'a str)],
 }
 
+/// Apps `web` (proc `http`, one unit, running `web_hooks`) and `db` (proc
+/// `sql`, `db_units` units, running `db_hooks`): the pair most tests relate.
+pub fn web_and_db<'a>(
+    web_hooks: &'a [(&'a str, &'a str)],
+    db_units: u32,
+    db_hooks: &'a [(&'a str, &'a str)],
+) -> [AppSpec<'a>; 2] {
+    [
+        AppSpec {
+            app: "web",
+            proc: "http",
+            units: 1,
+            hooks: web_hooks,
+        },
+        AppSpec {
+            app: "db",
+            proc: "sql",
+            units: db_units,
+            hooks: db_hooks,
+        },
+    ]
+}
+
 /// One line of the hook log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ran {

@@ -401,27 +401,7 @@ async fn malformed_objects_are_skipped_and_metrics_pass_promtool() {
         }
 
         let (_, body) = controller.get("/metrics").expect("metrics");
-        let mut promtool = std::process::Command::new("promtool")
-            .args(["check", "metrics"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("promtool (installed by .ci/setup)");
-        use std::io::Write;
-        promtool
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(body.as_bytes())
-            .expect("write");
-        let output = promtool.wait_with_output().expect("promtool");
-        assert!(
-            output.status.success(),
-            "promtool check metrics: {}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+        visor_testkit::promtool::check_metrics(&body);
     })
     .await;
 }

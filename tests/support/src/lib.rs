@@ -18,6 +18,7 @@ pub mod fault_proxy;
 pub mod fixtures;
 pub mod pki;
 pub mod procfs;
+pub mod promtool;
 pub mod raw;
 pub mod registry;
 pub mod relations;
