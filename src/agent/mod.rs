@@ -195,11 +195,6 @@ impl Agent {
         &self.admin_url
     }
 
-    /// The units that run here, as they change (for relation hooks).
-    pub fn units(&self) -> watch::Receiver<BTreeMap<visor_controllers::Name, UnitContext>> {
-        self.ctx.units.subscribe()
-    }
-
     /// Runs the agent: re-attaches to the instances recorded before,
     /// registers the host, and executes its tickets, until `drain` (the host
     /// drains and leaves, stopping every instance) or `shutdown` (the agent
