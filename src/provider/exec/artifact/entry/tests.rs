@@ -273,8 +273,11 @@ fn decoy(dir: &Path) {
     }
 }
 
-/// Builds the admitted entries on disk, as unpacking does.
-fn materialize(top: &Path, admitted: &[(PathBuf, EntryKind)]) {
+/// Builds the admitted entries on disk, as unpacking does (a hard link to
+/// its target as named); `false` when the kernel refuses a hard link (a
+/// target such as `c/.` names a file as a directory), which makes unpacking
+/// refuse the whole archive, so nothing of it is on disk to escape.
+fn materialize(top: &Path, admitted: &[(PathBuf, EntryKind)]) -> bool {
     for (path, kind) in admitted {
         let at = top.join(path);
         if let Some(parent) = at.parent() {
@@ -287,11 +290,14 @@ fn materialize(top: &Path, admitted: &[(PathBuf, EntryKind)]) {
                 std::os::unix::fs::symlink(target, &at).expect("symlink")
             }
             EntryKind::Hardlink { target } => {
-                fs::hard_link(top.join(target), &at).expect("hard link")
+                if fs::hard_link(top.join(target), &at).is_err() {
+                    return false;
+                }
             }
             EntryKind::Special(_) => unreachable!("never admitted"),
         }
     }
+    true
 }
 
 proptest! {
@@ -323,7 +329,9 @@ proptest! {
             decoy(&level);
         }
         fs::create_dir_all(&top).expect("top");
-        materialize(&top, &admitted);
+        if !materialize(&top, &admitted) {
+            return Ok(());
+        }
         let top = top.canonicalize().expect("canonical top");
         for (path, _) in &admitted {
             if let Ok(resolved) = top.join(path).canonicalize() {
