@@ -47,6 +47,13 @@ pub fn remove_file(path: &Path) -> io::Result<()> {
     }
 }
 
+/// Makes a file replaced with [`Durability::Atomic`] durable after all: its
+/// content, and its name in its directory.
+pub fn sync_file(path: &Path) -> io::Result<()> {
+    File::open(path)?.sync_all()?;
+    sync_dir(parent(path))
+}
+
 /// Makes renames and removals in `dir` durable.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()

@@ -6,8 +6,15 @@
 //! Invariants: a record's step is written *before* the action it names is
 //! taken (`starting` with the invocation id before a process is spawned,
 //! `stopping` before it is stopped) and the outcome after it, each file
-//! replaced whole and synced; a record that does not read is reported and
-//! set aside as `<id>.json.corrupt` (never fatal, never silently lost).
+//! replaced whole; a record that does not read is reported and set aside as
+//! `<id>.json.corrupt` (never fatal, never silently lost).
+//!
+//! Records are replaced atomically but not synced: they describe processes,
+//! and the crash a sync would guard against (of the machine) ends every one
+//! of them. After it, a record that survived finds its process gone, and an
+//! instance whose record did not is reported gone when the agent reconciles
+//! with the registry: either way the instance is handled as one whose
+//! process died, which it is. Every start is spared an fsync.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -18,8 +25,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use visor_controllers::Name;
 
-pub use crate::durable::Durability;
-use crate::durable::{remove_file, replace_file};
+use crate::durable::{Durability, remove_file, replace_file};
 
 /// What went wrong with a record.
 #[derive(Debug, thiserror::Error)]
@@ -135,13 +141,13 @@ impl Journal {
         Ok((records, corrupt))
     }
 
-    /// Writes `record` (replacing the instance's), synced when `durability`
-    /// says so.
-    pub fn write(&self, record: &Record, durability: Durability) -> Result<(), JournalError> {
+    /// Writes `record`, replacing the instance's whole (not synced: see the
+    /// module's doc).
+    pub fn write(&self, record: &Record) -> Result<(), JournalError> {
         let path = self.path(&record.instance);
         // A record of names, strings, integers and timestamps always serializes.
         let bytes = serde_json::to_vec(record).unwrap_or_default();
-        replace_file(&path, &bytes, durability)
+        replace_file(&path, &bytes, Durability::Atomic)
             .map_err(|source| JournalError::Write { path, source })
     }
 
@@ -197,12 +203,10 @@ mod tests {
         let root = tempfile::tempdir().expect("a temporary directory");
         let journal = Journal::open(root.path().join("instances")).expect("open");
         let mut one = record("i-1");
-        journal.write(&one, Durability::Synced).expect("write");
+        journal.write(&one).expect("write");
         one.step = Step::Running;
-        journal.write(&one, Durability::Synced).expect("rewrite");
-        journal
-            .write(&record("i-2"), Durability::Atomic)
-            .expect("write");
+        journal.write(&one).expect("rewrite");
+        journal.write(&record("i-2")).expect("write");
         fs::write(root.path().join("instances/i-3.json"), b"{\"instance\":").expect("corrupt");
         fs::write(root.path().join("instances/.i-4.json.tmp"), b"partial")
             .expect("a crash's leftover");

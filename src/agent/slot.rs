@@ -15,12 +15,13 @@ use std::time::Duration;
 
 use chrono::Utc;
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
 use visor_controllers::{
     ExitCause, ExitVerdict, Instance, InstanceState, Name, ProcType, RestartBudget, judge_exit,
 };
 
 use super::context::{Context, Moved};
-use super::journal::{Durability, Record, Step};
+use super::journal::{Record, Step};
 use super::metrics::{InstancePhase, Outcome};
 use super::readiness::wait_ready;
 use super::relation_hooks::UnitContext;
@@ -121,11 +122,21 @@ impl SlotHandle {
     }
 }
 
+/// The claim of a pending instance, made while its start goes on: the
+/// instance as moved to `claimed`, or why it was not.
+pub type Claim = JoinHandle<Result<(Moved, Option<Versioned<Instance>>), crate::Error>>;
+
 /// How a slot begins.
 #[derive(Debug)]
 pub enum Begin {
-    /// A claimed instance, not started yet, as last read or written.
-    Fresh(Versioned<Instance>),
+    /// An instance not started yet, as last read or written, with what its
+    /// start reads from the registry (or why that read failed), and its
+    /// claim if that is still out (else it is claimed already).
+    Fresh {
+        instance: Versioned<Instance>,
+        inputs: Result<spec::Inputs, String>,
+        claim: Option<Claim>,
+    },
     /// An instance this agent recorded before it restarted.
     Resume(Record),
 }
@@ -144,6 +155,7 @@ pub fn spawn(ctx: &Arc<Context>, id: Name, begin: Begin) -> SlotHandle {
         proc: None,
         endpoint: None,
         known: None,
+        claim: None,
         backoff: ctx.config.restart_backoff().start(),
         commands: receiver,
         phase: phase_tx,
@@ -162,6 +174,8 @@ struct Slot {
     endpoint: Option<Registration>,
     /// The instance as this slot last read or wrote it, for the next write.
     known: Option<Versioned<Instance>>,
+    /// The claim made beside the first start, until it is in.
+    claim: Option<Claim>,
     backoff: Backoff,
     commands: mpsc::UnboundedReceiver<Command>,
     phase: watch::Sender<Phase>,
@@ -193,10 +207,15 @@ impl Slot {
     /// Runs the slot to its end; what ended it.
     async fn drive(&mut self, begin: Begin) -> String {
         let first = match begin {
-            Begin::Fresh(instance) => {
+            Begin::Fresh {
+                instance,
+                inputs,
+                claim,
+            } => {
                 let spec = instance.value.clone();
                 self.known = Some(instance);
-                self.launch(&spec, new_invocation()).await
+                self.claim = claim;
+                self.launch(&spec, new_invocation(), Some(inputs)).await
             }
             Begin::Resume(record) => self.resume(record).await,
         };
@@ -235,11 +254,51 @@ impl Slot {
         }
     }
 
-    /// Starts a new invocation of `instance`; then supervises it.
-    async fn launch(&mut self, instance: &Instance, invocation: String) -> Result<Ended, String> {
-        let launch = spec::prepare(&self.ctx, &self.id, instance, invocation).await?;
-        let status = self.start(&launch).await?;
+    /// Starts a new invocation of `instance` (from `inputs`, read now when
+    /// not given); then supervises it.
+    async fn launch(
+        &mut self,
+        instance: &Instance,
+        invocation: String,
+        inputs: Option<Result<spec::Inputs, String>>,
+    ) -> Result<Ended, String> {
+        let started = self.prepare_and_start(instance, invocation, inputs).await;
+        // Nothing is written of the instance before the claim made beside
+        // its start is in; refused, what was started is stopped unreported.
+        if let Some(why) = self.settle_claim().await {
+            tracing::info!(instance = %self.id, %why, "not starting");
+            return Ok(Ended::Stop(StopReason::Replaced, None));
+        }
+        let (launch, status) = started?;
         self.supervise_started(launch, status).await
+    }
+
+    async fn prepare_and_start(
+        &mut self,
+        instance: &Instance,
+        invocation: String,
+        inputs: Option<Result<spec::Inputs, String>>,
+    ) -> Result<(Launch, InstanceStatus), String> {
+        let inputs = inputs.transpose()?;
+        let launch = spec::prepare(&self.ctx, &self.id, instance, invocation, inputs).await?;
+        let status = self.start(&launch).await?;
+        Ok((launch, status))
+    }
+
+    /// Waits for the claim made beside the start, if one is out: `None`
+    /// once the instance is this host's (its claimed copy kept for the next
+    /// write), or why it is not.
+    async fn settle_claim(&mut self) -> Option<String> {
+        let claim = self.claim.take()?;
+        match claim.await {
+            Ok(Ok((Moved::Done, written))) => {
+                self.known = written;
+                None
+            }
+            Ok(Ok((Moved::Gone(why), _))) => Some(why),
+            Ok(Err(error)) => Some(format!("cannot claim it: {}", Chain(&error))),
+            Err(error) => Some(format!("its claim did not finish: {error}")),
+        }
     }
 
     /// Starts `launch`'s invocation, recorded first.
@@ -328,8 +387,8 @@ impl Slot {
         let invocation = record.invocation.clone();
         self.record = Some(record);
         let attached = self.ctx.tasks.attach(self.id.as_str(), &invocation).await;
-        let instance = match self.ctx.visor.instance(self.id.as_str()).await {
-            Ok(instance) => instance.value,
+        let read = match self.ctx.visor.instance(self.id.as_str()).await {
+            Ok(read) => read,
             Err(crate::Error::NotFound(_)) => {
                 return Ok(Ended::Stop(StopReason::Replaced, None));
             }
@@ -338,14 +397,35 @@ impl Slot {
                 return Ok(self.watch().await);
             }
         };
+        let instance = read.value.clone();
         if instance.state.is_terminal() || instance.host.as_ref() != Some(&self.ctx.host) {
             return Ok(Ended::Stop(StopReason::Replaced, None));
+        }
+        // Started beside its claim, and the agent stopped before the claim
+        // was in: it is claimed now, before anything else is written.
+        if instance.state == InstanceState::Pending {
+            let claim = self
+                .ctx
+                .move_instance_from(&self.id, Some(read), InstanceState::Claimed, None, None)
+                .await;
+            match claim {
+                Ok((Moved::Done, written)) => self.known = written,
+                Ok((Moved::Gone(why), _)) => {
+                    tracing::info!(instance = %self.id, %why, "not resuming");
+                    return Ok(Ended::Stop(StopReason::Replaced, None));
+                }
+                Err(error) => {
+                    tracing::warn!(instance = %self.id, error = %Chain(&error), "cannot claim the instance");
+                    return Ok(Ended::Stop(StopReason::Replaced, None));
+                }
+            }
         }
         match (step, attached) {
             (Step::Stopping, _) => Ok(Ended::Stop(StopReason::Ticket, None)),
             (_, Ok(status)) if status.state == State::Running => {
                 tracing::info!(instance = %self.id, invocation, "re-attached");
-                let launch = spec::prepare(&self.ctx, &self.id, &instance, invocation).await?;
+                let launch =
+                    spec::prepare(&self.ctx, &self.id, &instance, invocation, None).await?;
                 self.proc = Some(launch.proc.clone());
                 self.supervise_started(launch, status).await
             }
@@ -356,7 +436,7 @@ impl Slot {
             }
             // Recorded as starting: it may never have been spawned. Starting
             // the same invocation again is idempotent.
-            (Step::Starting, _) => self.launch(&instance, invocation).await,
+            (Step::Starting, _) => self.launch(&instance, invocation, None).await,
         }
     }
 
@@ -445,7 +525,7 @@ impl Slot {
             .instance(self.id.as_str())
             .await
             .map_err(|error| Chain(&error).to_string())?;
-        self.launch(&instance.value, new_invocation()).await
+        self.launch(&instance.value, new_invocation(), None).await
     }
 
     /// Stops the process as `reason` says.
@@ -594,21 +674,17 @@ impl Slot {
             return Ok(());
         };
         record.step = step;
-        self.write_with(&record, durability(step))?;
+        self.write(&record)?;
         self.record = Some(record);
         Ok(())
     }
 
     fn write(&self, record: &Record) -> Result<(), String> {
-        self.write_with(record, Durability::Synced)
-    }
-
-    fn write_with(&self, record: &Record, durability: Durability) -> Result<(), String> {
         let mut record = record.clone();
         record.updated_at = Utc::now();
         self.ctx
             .journal
-            .write(&record, durability)
+            .write(&record)
             .map_err(|error| Chain(&error).to_string())
     }
 
@@ -626,18 +702,6 @@ impl Slot {
                 .to_std()
                 .unwrap_or_default()
         })
-    }
-}
-
-/// How durably a step is recorded. `starting` and `stopping` come before
-/// their action and must survive anything; `running` only records an
-/// outcome that a restarted agent finds out anyway (a record found at
-/// `starting` is attached to first), so a power loss that drops it costs
-/// nothing, and its fsync is spared from every start.
-fn durability(step: Step) -> Durability {
-    match step {
-        Step::Running => Durability::Atomic,
-        Step::Starting | Step::Stopping => Durability::Synced,
     }
 }
 

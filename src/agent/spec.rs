@@ -58,15 +58,24 @@ impl Launch {
     }
 }
 
-/// Gathers what invocation `invocation` of instance `id` starts with; the
-/// reason it cannot start, for the instance's `reason`.
-pub async fn prepare(
+/// What a start reads from the registry: the instance's proc type, its
+/// revision's archive, and its app's env, as they are when it starts.
+#[derive(Debug, Clone)]
+pub struct Inputs {
+    proc: ProcType,
+    archive_url: String,
+    app_env: BTreeMap<String, String>,
+}
+
+/// Reads the [`Inputs`] of a start of proc `proc_name` of `app`'s revision
+/// `rev` (at once, in parallel); the reason they cannot be read, for the
+/// instance's `reason`.
+pub async fn read_inputs(
     ctx: &Context,
-    id: &Name,
-    instance: &Instance,
-    invocation: String,
-) -> Result<Launch, String> {
-    let (app, rev, proc_name) = (&instance.app, &instance.rev, &instance.proc);
+    app: &Name,
+    rev: &Name,
+    proc_name: &Name,
+) -> Result<Inputs, String> {
     let visor = &ctx.visor;
     let read = |what: &str, error: crate::Error| format!("cannot read {what}: {}", Chain(&error));
     let (proc, revision, envs) = tokio::join!(
@@ -81,18 +90,44 @@ pub async fn prepare(
         .map_err(|e| read(&format!("revision {app}/{rev}"), e))?
         .value;
     let envs = envs.map_err(|e| read(&format!("the env of {app}"), e))?;
-    let app_env: BTreeMap<String, String> = envs
+    let app_env = envs
         .items
         .into_iter()
         .map(|env| (env.name().to_owned(), env.value))
         .collect();
+    Ok(Inputs {
+        proc,
+        archive_url: revision.archive_url,
+        app_env,
+    })
+}
+
+/// Gathers what invocation `invocation` of instance `id` starts with, from
+/// `inputs` (read now when not given); the reason it cannot start, for the
+/// instance's `reason`.
+pub async fn prepare(
+    ctx: &Context,
+    id: &Name,
+    instance: &Instance,
+    invocation: String,
+    inputs: Option<Inputs>,
+) -> Result<Launch, String> {
+    let (app, rev, proc_name) = (&instance.app, &instance.rev, &instance.proc);
+    let Inputs {
+        proc,
+        archive_url,
+        app_env,
+    } = match inputs {
+        Some(inputs) => inputs,
+        None => read_inputs(ctx, app, rev, proc_name).await?,
+    };
     let command = CommandLine::parse(&proc.command).map_err(|invalid| invalid.to_string())?;
     let port = ctx
         .ports
         .take(id, proc.port)
         .map_err(|error| error.to_string())?;
     let dir = ctx
-        .artifact(app, rev, &revision.archive_url)
+        .artifact(app, rev, &archive_url)
         .await
         .map_err(|error| error.to_string())?;
     let env = environment(

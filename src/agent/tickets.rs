@@ -20,8 +20,9 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use visor_controllers::{Instance, InstanceState, Name, Ticket, TicketOp};
 
-use super::context::{Context, Moved};
+use super::context::Context;
 use super::slot::{self, Begin, Phase, StopReason};
+use super::spec;
 use crate::registry::{Error, Kind, Versioned};
 use crate::runtime::cache::{self, CacheMetrics, Indexes};
 use crate::telemetry::Chain;
@@ -44,8 +45,7 @@ pub async fn run(ctx: Arc<Context>, metrics: CacheMetrics, shutdown: Cancellatio
     let permits = Arc::new(Semaphore::new(ctx.config.concurrency));
     let (done_tx, mut done) = mpsc::unbounded_channel::<(String, Name)>();
     let mut in_flight: HashSet<String> = HashSet::new();
-    let mut queues: HashMap<Name, (mpsc::UnboundedSender<Versioned<Ticket>>, usize)> =
-        HashMap::new();
+    let mut queues: HashMap<Name, (mpsc::UnboundedSender<Claimed>, usize)> = HashMap::new();
     let mut tick = tokio::time::interval(RETRY_TICK);
     loop {
         tokio::select! {
@@ -76,11 +76,16 @@ pub async fn run(ctx: Arc<Context>, metrics: CacheMetrics, shutdown: Cancellatio
             if in_flight.contains(&ticket.key) {
                 continue;
             }
-            let Some(claimed) = claim(&ctx, ticket).await else {
+            // A start that runs as soon as it is claimed reads what it needs
+            // beside the claim rather than after it.
+            let instance = ticket.value.instance.clone();
+            let runs_at_once = ticket.value.op == TicketOp::Start
+                && !queues.contains_key(&instance)
+                && ctx.slot(&instance).is_none();
+            let Some(claimed) = claim(&ctx, ticket, runs_at_once).await else {
                 continue;
             };
-            in_flight.insert(claimed.key.clone());
-            let instance = claimed.value.instance.clone();
+            in_flight.insert(claimed.ticket.key.clone());
             let (queue, pending) = queues.entry(instance.clone()).or_insert_with(|| {
                 let (queue, tickets) = mpsc::unbounded_channel();
                 tokio::spawn(execute_queue(
@@ -98,18 +103,52 @@ pub async fn run(ctx: Arc<Context>, metrics: CacheMetrics, shutdown: Cancellatio
     }
 }
 
+/// A ticket this host holds, with what its start read beside the claim.
+struct Claimed {
+    ticket: Versioned<Ticket>,
+    read: Option<ReadAhead>,
+}
+
+/// What a start reads, read beside its ticket's claim: the instance (a copy
+/// the start tries its first write from) and the inputs of the app,
+/// revision and proc the ticket names (`None` if the instance names others).
+struct ReadAhead {
+    instance: Versioned<Instance>,
+    inputs: Option<Result<spec::Inputs, String>>,
+}
+
 /// Claims `ticket` for this host, or takes it back if this host claimed
-/// it before; `None` if it is not this host's to run now.
-async fn claim(ctx: &Context, ticket: Versioned<Ticket>) -> Option<Versioned<Ticket>> {
+/// it before, reading what its start needs at the same time when
+/// `read_ahead` says so; `None` if it is not this host's to run now.
+async fn claim(ctx: &Context, ticket: Versioned<Ticket>, read_ahead: bool) -> Option<Claimed> {
     if ticket.value.claimed_by.as_ref() == Some(&ctx.host) {
-        return Some(ticket);
+        return Some(Claimed { ticket, read: None });
     }
-    match ctx
-        .visor
-        .claim_ticket_from(&ticket, ctx.host.as_str())
-        .await
-    {
-        Ok(claimed) => Some(claimed),
+    let wanted = &ticket.value;
+    // A failure here is left to the reads the start makes without these.
+    let read = async {
+        if !read_ahead {
+            return None;
+        }
+        let (instance, inputs) = tokio::join!(
+            ctx.visor.instance(wanted.instance.as_str()),
+            spec::read_inputs(ctx, &wanted.app, &wanted.rev, &wanted.proc),
+        );
+        let instance = instance.ok()?;
+        let named = &instance.value;
+        let same =
+            (&named.app, &named.rev, &named.proc) == (&wanted.app, &wanted.rev, &wanted.proc);
+        Some(ReadAhead {
+            instance,
+            inputs: same.then_some(inputs),
+        })
+    };
+    let (claimed, read) = tokio::join!(
+        ctx.visor.claim_ticket_from(&ticket, ctx.host.as_str()),
+        read
+    );
+    match claimed {
+        Ok(ticket) => Some(Claimed { ticket, read }),
         // Changed or deleted meanwhile: the cache brings the new copy.
         Err(Error::Conflict { .. } | Error::NotFound(_)) => None,
         Err(error) => {
@@ -122,33 +161,34 @@ async fn claim(ctx: &Context, ticket: Versioned<Ticket>) -> Option<Versioned<Tic
 /// Executes one instance's tickets in the order they come.
 async fn execute_queue(
     ctx: Arc<Context>,
-    mut tickets: mpsc::UnboundedReceiver<Versioned<Ticket>>,
+    mut tickets: mpsc::UnboundedReceiver<Claimed>,
     permits: Arc<Semaphore>,
     done: mpsc::UnboundedSender<(String, Name)>,
 ) {
-    while let Some(ticket) = tickets.recv().await {
+    while let Some(claimed) = tickets.recv().await {
         let Ok(_permit) = permits.acquire().await else {
             return;
         };
-        execute(&ctx, &ticket).await;
-        let _ = done.send((ticket.key.clone(), ticket.value.instance.clone()));
+        let ticket = execute(&ctx, claimed).await;
+        let _ = done.send((ticket.key, ticket.value.instance));
     }
 }
 
-/// Executes a claimed ticket and completes it.
-async fn execute(ctx: &Arc<Context>, ticket: &Versioned<Ticket>) {
+/// Executes a claimed ticket and completes it; the ticket.
+async fn execute(ctx: &Arc<Context>, claimed: Claimed) -> Versioned<Ticket> {
     let began = std::time::Instant::now();
+    let Claimed { ticket, read } = claimed;
     let id = &ticket.value.instance;
     match ticket.value.op {
-        TicketOp::Start => start(ctx, id).await,
+        TicketOp::Start => start(ctx, id, read).await,
         TicketOp::Stop => stop(ctx, id).await,
     }
     if ctx.shutdown.is_cancelled() {
-        return;
+        return ticket;
     }
     let (visor, host) = (&ctx.visor, ctx.host.as_str());
     match ctx
-        .persist("ticket completion", || visor.complete_ticket(ticket, host))
+        .persist("ticket completion", || visor.complete_ticket(&ticket, host))
         .await
     {
         Ok(_) | Err(Error::NotFound(_)) => {
@@ -158,39 +198,38 @@ async fn execute(ctx: &Arc<Context>, ticket: &Versioned<Ticket>) {
             tracing::warn!(ticket = ticket.name(), error = %Chain(&error), "cannot complete a ticket")
         }
     }
+    ticket
 }
 
 /// A start: the instance runs here once it returns, or it failed, or it
-/// was not this host's to start.
-async fn start(ctx: &Arc<Context>, id: &Name) {
+/// was not this host's to start. `read` is what was read beside the
+/// ticket's claim, if anything.
+async fn start(ctx: &Arc<Context>, id: &Name, read: Option<ReadAhead>) {
     if let Some(slot) = ctx.slot(id) {
         slot.started().await;
         return;
     }
-    let Some(instance) = read_instance(ctx, id, "start").await else {
-        return;
+    let (instance, inputs) = match read {
+        Some(ReadAhead { instance, inputs }) => (instance, inputs),
+        None => match read_instance(ctx, id, "start").await {
+            Some(instance) => (instance, None),
+            None => return,
+        },
     };
-    let mine = instance.value.host.as_ref() == Some(&ctx.host);
-    let mut known = Some(instance.clone());
-    match instance.value.state {
-        InstanceState::Pending => {
-            let claimed = ctx
-                .move_instance_from(id, known.take(), InstanceState::Claimed, None, None)
-                .await;
-            match claimed {
-                Ok((Moved::Done, written)) => known = written,
-                Ok((Moved::Gone(why), _)) => {
-                    tracing::info!(instance = %id, %why, "not starting");
-                    return;
-                }
-                Err(error) => {
-                    tracing::warn!(instance = %id, error = %Chain(&error), "cannot claim the instance");
-                    return;
-                }
-            }
+    let spec = &instance.value;
+    let mine = spec.host.as_ref() == Some(&ctx.host);
+    let claim = match spec.state {
+        // Claimed while it starts: the slot writes nothing of it before
+        // the claim is in, and stops what it started if it is refused.
+        InstanceState::Pending if mine || spec.host.is_none() => {
+            let (ctx, id, pending) = (Arc::clone(ctx), id.clone(), instance.clone());
+            Some(tokio::spawn(async move {
+                ctx.move_instance_from(&id, Some(pending), InstanceState::Claimed, None, None)
+                    .await
+            }))
         }
         // Claimed before a restart, never started: start it now.
-        InstanceState::Claimed if mine => {}
+        InstanceState::Claimed if mine => None,
         // Running here by the registry, with no slot: the agent lost it.
         InstanceState::Running | InstanceState::Stopping if mine => {
             let reason = "its process is gone: the agent has no record of it".to_owned();
@@ -200,18 +239,17 @@ async fn start(ctx: &Arc<Context>, id: &Name) {
             return;
         }
         _ => return,
-    }
-    let claimed = match known {
-        Some(claimed) if claimed.value.state == InstanceState::Claimed => claimed,
-        _ => match ctx.visor.instance(id.as_str()).await {
-            Ok(claimed) => claimed,
-            Err(error) => {
-                tracing::warn!(instance = %id, error = %Chain(&error), "cannot read the claimed instance");
-                return;
-            }
-        },
     };
-    let slot = slot::spawn(ctx, id.clone(), Begin::Fresh(claimed));
+    let inputs = match inputs {
+        Some(inputs) => inputs,
+        None => spec::read_inputs(ctx, &spec.app, &spec.rev, &spec.proc).await,
+    };
+    let begin = Begin::Fresh {
+        instance,
+        inputs,
+        claim,
+    };
+    let slot = slot::spawn(ctx, id.clone(), begin);
     if let Phase::Ended(reason) = slot.started().await {
         tracing::info!(instance = %id, %reason, "did not start");
     }

@@ -128,6 +128,15 @@ enum RegistryCommand {
 
 /// Parses the command line, runs it, and returns the exit code.
 pub fn main() -> ExitCode {
+    // An instance's supervisor starts with every instance start: it parses
+    // its own flag rather than building the whole command tree, which would
+    // cost more than the rest of its start.
+    if let Some(parsed) = shim::parse_alone(std::env::args_os()) {
+        return match parsed {
+            Ok(args) => execute(LogFormat::Text, "info", Threads::One, shim::run(args)),
+            Err(error) => usage::report(&error),
+        };
+    }
     let cli = match usage::parse() {
         Ok(cli) => cli,
         Err(error) => return usage::report(&error),
@@ -139,18 +148,39 @@ pub fn main() -> ExitCode {
         Command::Provider(command) => command.default_log_filter(),
         _ => "warn",
     };
-    crate::telemetry::init(cli.log_format, default_filter);
     // An instance's supervisor waits on one workload, a hook tool on one
     // reply: one thread is all they need, and starting no worker threads
     // keeps their start quick.
-    let runtime = match &cli.command {
+    let threads = match &cli.command {
         Command::Shim(_)
         | Command::RelationGet(_)
         | Command::RelationSet(_)
-        | Command::RelationList => tokio::runtime::Builder::new_current_thread()
+        | Command::RelationList => Threads::One,
+        _ => Threads::Many,
+    };
+    execute(cli.log_format, default_filter, threads, run(cli))
+}
+
+/// The async runtime a command runs on.
+enum Threads {
+    One,
+    Many,
+}
+
+/// Starts logging and the runtime, runs `command` to its end, and returns
+/// the exit code, reporting a failure on one line.
+fn execute(
+    log_format: LogFormat,
+    default_filter: &str,
+    threads: Threads,
+    command: impl Future<Output = Result<(), CliError>>,
+) -> ExitCode {
+    crate::telemetry::init(log_format, default_filter);
+    let runtime = match threads {
+        Threads::One => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build(),
-        _ => tokio::runtime::Runtime::new(),
+        Threads::Many => tokio::runtime::Runtime::new(),
     };
     let runtime = match runtime {
         Ok(runtime) => runtime,
@@ -159,7 +189,7 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(command) {
         // Whoever read the output stopped reading: what they read is complete.
         Ok(()) | Err(CliError::Output(OutputError::Closed)) => ExitCode::SUCCESS,
         Err(error) => {

@@ -87,6 +87,21 @@ async fn a_sigkilled_agent_comes_back_to_its_twenty_instances_without_restarting
 
 #[tokio::test]
 async fn a_ticket_half_executed_when_the_agent_died_takes_effect_once() {
+    half_executed_start_takes_effect_once(InstanceState::Claimed).await;
+}
+
+/// The agent starts a pending instance while it claims it: one it died in
+/// before the claim was in is claimed, not stopped, when it comes back.
+#[tokio::test]
+async fn a_start_the_agent_died_in_before_its_claim_was_in_takes_effect_once() {
+    half_executed_start_takes_effect_once(InstanceState::Pending).await;
+}
+
+/// An instance started, then the agent SIGKILLed and the registry and its
+/// record put back as they were before it reported the instance running:
+/// the instance at `died_at`, its ticket claimed, its record "starting".
+/// The restarted agent completes the ticket with the same process.
+async fn half_executed_start_takes_effect_once(died_at: InstanceState) {
     within(LIMIT, "half-executed ticket", async {
         let t = TestRegistry::start().await;
         let rev = revision_dir(&[("bin/web", "exec sleep 1000")]);
@@ -122,15 +137,14 @@ async fn a_ticket_half_executed_when_the_agent_died_takes_effect_once() {
         })
         .await;
         agent.kill();
-        // As if it died after spawning the process, before reporting it:
-        // the instance still claimed, its ticket claimed, its record "starting".
-        let mut claimed = up.clone();
-        claimed.state = InstanceState::Claimed;
-        claimed.port = None;
+        // As if it died after spawning the process, before reporting it.
+        let mut before = up.clone();
+        before.state = died_at;
+        before.port = None;
         etcdctl_put(
             &t,
             &format!("/visor/instances/{id}"),
-            &serde_json::to_string(&claimed).expect("json"),
+            &serde_json::to_string(&before).expect("json"),
         );
         let mut ticket =
             visor_testkit::fixtures::ticket_spec(TicketOp::Start, &id, "web", "v1", "web");

@@ -241,6 +241,21 @@ impl InstanceDir {
         write_whole(&self.status_path(), status, Sync::Yes)
     }
 
+    /// Replaces `status.json` with the first record of an invocation, at
+    /// once but not yet durably: [`sync_status`](Self::sync_status) makes
+    /// it durable, after the start is reported, so that no start waits for
+    /// an fsync.
+    pub fn write_start_status(&self, status: &Status) -> Result<(), InstanceDirError> {
+        write_whole(&self.status_path(), status, Sync::No)
+    }
+
+    /// Makes `status.json` durable, as [`write_status`](Self::write_status)
+    /// would have.
+    pub fn sync_status(&self) -> Result<(), InstanceDirError> {
+        let path = self.status_path();
+        crate::durable::sync_file(&path).map_err(|source| InstanceDirError::Write { path, source })
+    }
+
     /// Reads `status.json`; `None` when there is none.
     pub fn read_status(&self) -> Result<Option<Status>, InstanceDirError> {
         read(&self.status_path())

@@ -91,7 +91,13 @@ pub async fn run(dir: PathBuf) -> Result<(), ShimError> {
         Err(error) => Ready::Failed(Chain(error).to_string()),
     };
     announce(&ready);
-    supervise(&dir, started?).await
+    let started = started?;
+    // Durable only now, so that the start did not wait for it: a crash of
+    // the machine in between loses the record of a workload it ended too.
+    if let Err(error) = dir.sync_status() {
+        tracing::warn!(error = %Chain(&error), "cannot sync the status file");
+    }
+    supervise(&dir, started).await
 }
 
 /// Writes the report line; a provider that went away does not read it, which
@@ -138,7 +144,7 @@ async fn start(dir: &InstanceDir) -> Result<Started, ShimError> {
         workload.pid,
         chrono::Utc::now(),
     );
-    if let Err(error) = dir.write_status(&status) {
+    if let Err(error) = dir.write_start_status(&status) {
         // Unrecorded, it must not run.
         workload.group.signal(StopSignal::Kill);
         return Err(error.into());

@@ -10,6 +10,7 @@
 
 use std::io;
 use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
@@ -98,7 +99,9 @@ pub struct Workload {
 
 /// Spawns the workload `spec` describes, its output going to `dir`'s logs.
 pub fn spawn(spec: &Spec, dir: &InstanceDir) -> io::Result<Workload> {
-    let mut command = Command::new(&spec.command);
+    let working_dir = spec.working_dir.as_deref().unwrap_or("/".as_ref());
+    let path = spec.env.get("PATH").map(String::as_str);
+    let mut command = Command::new(program(&spec.command, path, working_dir));
     command
         .args(&spec.args)
         .env_clear()
@@ -107,7 +110,7 @@ pub fn spawn(spec: &Spec, dir: &InstanceDir) -> io::Result<Workload> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    command.current_dir(spec.working_dir.as_deref().unwrap_or("/".as_ref()));
+    command.current_dir(working_dir);
     let mut child = command.spawn()?;
     let pid = child
         .id()
@@ -175,11 +178,84 @@ impl Main {
     }
 }
 
+/// The program to spawn for `command`: a bare name is looked up in the
+/// workload's own `path`, as `execvp` in the workload would (a relative
+/// entry against its working dir), so that it is spawned by path, which
+/// lets the standard library spawn it with `posix_spawn` (a vfork) rather
+/// than a fork of the supervisor. A name found nowhere is left as it is,
+/// for the spawn to fail on as it would have.
+fn program(command: &str, path: Option<&str>, working_dir: &Path) -> PathBuf {
+    let Some(path) = path.filter(|_| !command.contains('/')) else {
+        return PathBuf::from(command);
+    };
+    path.split(':')
+        .map(|entry| {
+            working_dir
+                .join(if entry.is_empty() { "." } else { entry })
+                .join(command)
+        })
+        .find(|candidate| is_executable(candidate))
+        .unwrap_or_else(|| PathBuf::from(command))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+}
+
 /// The recorded form of an exit status.
 pub fn exit(status: ExitStatus, exited_at: chrono::DateTime<chrono::Utc>) -> Exit {
     Exit {
         code: status.code(),
         signal: status.signal(),
         exited_at,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn write(path: &Path, mode: u32) {
+        std::fs::write(path, "#!/bin/sh\n").expect("write");
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+
+    #[test]
+    fn a_bare_name_is_found_in_the_workloads_path_as_execvp_would() {
+        let root = tempfile::tempdir().expect("a temporary dir");
+        let (first, second, work) = (
+            root.path().join("a"),
+            root.path().join("b"),
+            root.path().join("w"),
+        );
+        for dir in [&first, &second, &work.join("bin")] {
+            std::fs::create_dir_all(dir).expect("mkdir");
+        }
+        // Not executable: skipped, as execvp skips it.
+        write(&first.join("web"), 0o644);
+        write(&second.join("web"), 0o755);
+        write(&work.join("bin/tool"), 0o755);
+        let path = format!("/nowhere:{}:{}:bin", first.display(), second.display());
+        assert_eq!(program("web", Some(&path), &work), second.join("web"));
+        // A relative entry is the working dir's.
+        assert_eq!(program("tool", Some(&path), &work), work.join("bin/tool"));
+        // Found nowhere, or not a bare name, or no PATH: left as it is.
+        assert_eq!(
+            program("missing", Some(&path), &work),
+            PathBuf::from("missing")
+        );
+        assert_eq!(
+            program("./bin/tool", Some(&path), &work),
+            PathBuf::from("./bin/tool")
+        );
+        assert_eq!(
+            program("/bin/sh", Some(&path), &work),
+            PathBuf::from("/bin/sh")
+        );
+        assert_eq!(program("web", None, &work), PathBuf::from("web"));
     }
 }
