@@ -134,7 +134,7 @@ pub enum Begin {
     /// claim if that is still out (else it is claimed already).
     Fresh {
         instance: Versioned<Instance>,
-        inputs: Result<spec::Inputs, String>,
+        inputs: Box<Result<spec::Inputs, String>>,
         claim: Option<Claim>,
     },
     /// An instance this agent recorded before it restarted.
@@ -215,7 +215,7 @@ impl Slot {
                 let spec = instance.value.clone();
                 self.known = Some(instance);
                 self.claim = claim;
-                self.launch(&spec, new_invocation(), Some(inputs)).await
+                self.launch(&spec, new_invocation(), Some(*inputs)).await
             }
             Begin::Resume(record) => self.resume(record).await,
         };

@@ -246,7 +246,7 @@ async fn start(ctx: &Arc<Context>, id: &Name, read: Option<ReadAhead>) {
     };
     let begin = Begin::Fresh {
         instance,
-        inputs,
+        inputs: Box::new(inputs),
         claim,
     };
     let slot = slot::spawn(ctx, id.clone(), begin);
