@@ -99,10 +99,20 @@ impl Cgroup {
 
 /// `<own cgroup>/visor-<instance>-<invocation>`, where there is a cgroup v2.
 fn path(instance: &str, invocation: &str) -> Option<PathBuf> {
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let own = fs::read_to_string("/proc/self/cgroup").ok()?;
-    let parent = own_dir(&mountinfo, &own)?;
-    Some(parent.join(format!("visor-{instance}-{invocation}")))
+    let parent = dir_of("self")?;
+    Some(parent.join(format!("{PREFIX}{instance}-{invocation}")))
+}
+
+/// What the name of every instance's cgroup starts with.
+pub const PREFIX: &str = "visor-";
+
+/// The directory of the cgroup v2 that process `pid` (or `self`) is in,
+/// where cgroup v2 is mounted: an instance's own cgroup for a workload
+/// moved into one (its name starts with [`PREFIX`]).
+pub fn dir_of(pid: &str) -> Option<PathBuf> {
+    let mountinfo = fs::read_to_string(format!("/proc/{pid}/mountinfo")).ok()?;
+    let own = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    own_dir(&mountinfo, &own)
 }
 
 /// The directory of this process's cgroup v2, from `/proc/self/mountinfo`

@@ -19,7 +19,7 @@
 //! a new provider on the same data dir finds every instance again.
 
 pub mod artifact;
-mod cgroup;
+pub mod cgroup;
 mod control;
 pub mod hook;
 pub mod instance;

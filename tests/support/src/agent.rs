@@ -7,11 +7,12 @@
 //! children) are killed, and its data dir is removed.
 
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal};
+use visor::provider::exec::cgroup;
 
 use crate::procfs;
 use crate::registry::TestRegistry;
@@ -168,12 +169,26 @@ impl AgentProcess {
 
     /// Kills every instance process it started.
     pub fn kill_instances(&self) {
+        let mut cgroups = Vec::new();
         for shim in self.supervisors() {
             for pid in procfs::session_members(shim) {
+                // A killed supervisor leaves its workload's cgroup behind.
+                if let Some(dir) = cgroup::dir_of(&pid.to_string()).filter(|dir| {
+                    dir.file_name()
+                        .and_then(|name| name.to_str())
+                        .is_some_and(|name| name.starts_with(cgroup::PREFIX))
+                }) {
+                    cgroups.push(dir);
+                }
                 if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
                     let _ = rustix::process::kill_process(pid, Signal::KILL);
                 }
             }
+        }
+        cgroups.sort();
+        cgroups.dedup();
+        for dir in cgroups {
+            remove_cgroup(&dir);
         }
     }
 }
@@ -184,6 +199,18 @@ impl Drop for AgentProcess {
         self.kill_instances();
     }
 }
+
+/// Removes the cgroup `dir` once the processes killed in it are gone,
+/// giving them a bounded while to go.
+fn remove_cgroup(dir: &Path) {
+    let deadline = Instant::now() + CGROUP_EMPTY_LIMIT;
+    while std::fs::remove_dir(dir).is_err() && dir.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// How long killed workloads may take to leave their cgroups.
+const CGROUP_EMPTY_LIMIT: Duration = Duration::from_secs(2);
 
 /// A free loopback port (bound, then let go).
 pub fn free_port() -> u16 {
