@@ -167,29 +167,49 @@ impl AgentProcess {
         pids
     }
 
-    /// Kills every instance process it started.
+    /// Kills every instance process it started, and removes the cgroups
+    /// their supervisors leave behind (a killed supervisor cannot).
     pub fn kill_instances(&self) {
-        let mut cgroups = Vec::new();
         for shim in self.supervisors() {
             for pid in procfs::session_members(shim) {
-                // A killed supervisor leaves its workload's cgroup behind.
-                if let Some(dir) = cgroup::dir_of(&pid.to_string()).filter(|dir| {
-                    dir.file_name()
-                        .and_then(|name| name.to_str())
-                        .is_some_and(|name| name.starts_with(cgroup::PREFIX))
-                }) {
-                    cgroups.push(dir);
-                }
                 if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
                     let _ = rustix::process::kill_process(pid, Signal::KILL);
                 }
             }
         }
-        cgroups.sort();
-        cgroups.dedup();
-        for dir in cgroups {
+        for dir in self.instance_cgroups() {
             remove_cgroup(&dir);
         }
+    }
+
+    /// The cgroups of this agent's instances, found by name (each is
+    /// `visor-<instance>-<invocation>` beside this process's own cgroup),
+    /// so that one made but not yet entered, or entered just before its
+    /// supervisor was killed, is found as well.
+    fn instance_cgroups(&self) -> Vec<PathBuf> {
+        let Some(parent) = cgroup::dir_of("self") else {
+            return Vec::new();
+        };
+        let Ok(instances) = std::fs::read_dir(self.data_dir().join("exec").join("instances"))
+        else {
+            return Vec::new();
+        };
+        let prefixes: Vec<String> = instances
+            .filter_map(|entry| Some(entry.ok()?.file_name().to_str()?.to_owned()))
+            .map(|id| format!("{}{id}-", cgroup::PREFIX))
+            .collect();
+        let Ok(cgroups) = std::fs::read_dir(&parent) else {
+            return Vec::new();
+        };
+        cgroups
+            .filter_map(|entry| {
+                let name = entry.ok()?.file_name().to_str()?.to_owned();
+                prefixes
+                    .iter()
+                    .any(|prefix| name.starts_with(prefix))
+                    .then(|| parent.join(name))
+            })
+            .collect()
     }
 }
 
