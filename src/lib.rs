@@ -37,6 +37,7 @@ pub mod cli;
 pub mod controller;
 pub mod discovery;
 pub mod durable;
+pub mod embedded;
 pub mod provider;
 pub mod registry;
 pub mod runtime;

@@ -22,6 +22,7 @@ mod observed;
 mod output;
 mod procs;
 mod provider;
+mod registry_server;
 mod relations;
 mod services;
 mod shim;
@@ -79,6 +80,9 @@ enum Command {
     /// In a relation hook: list the relation's members as the unit sees them.
     #[command(name = "relation-list", hide = true)]
     RelationList,
+    /// The embedded registry: serve etcd's v3 API from this binary.
+    #[command(subcommand, name = "registry")]
+    RegistryServer(registry_server::RegistryServerCommand),
     #[command(flatten)]
     Registry(RegistryCommand),
 }
@@ -144,7 +148,11 @@ pub fn main() -> ExitCode {
     // Commands print their results; logs are for warnings unless asked for more.
     // Long-running commands log their work; the others only warnings.
     let default_filter = match &cli.command {
-        Command::Controller(_) | Command::Agent(_) | Command::Up(_) | Command::Shim(_) => "info",
+        Command::Controller(_)
+        | Command::Agent(_)
+        | Command::Up(_)
+        | Command::Shim(_)
+        | Command::RegistryServer(_) => "info",
         Command::Provider(command) => command.default_log_filter(),
         _ => "warn",
     };
@@ -220,6 +228,9 @@ pub enum CliError {
     /// The results could not be printed.
     #[error(transparent)]
     Output(#[from] OutputError),
+    /// The embedded registry could not be served.
+    #[error(transparent)]
+    RegistryServer(#[from] crate::embedded::ServeError),
     /// A provider's configuration was refused.
     #[error(transparent)]
     ProviderConfig(#[from] crate::provider::ConfigError),
@@ -276,6 +287,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Agent(args) => return agent::run(&cli.registry, args).await,
         Command::Provider(command) => return provider::run(command, &out).await,
         Command::Shim(args) => return shim::run(args).await,
+        Command::RegistryServer(command) => return registry_server::run(command).await,
         Command::RelationGet(args) => return hook_tools::relation_get(args, &out).await,
         Command::RelationSet(args) => return hook_tools::relation_set(args).await,
         Command::RelationList => return hook_tools::relation_list(&out).await,

@@ -1,0 +1,371 @@
+//! The embedded registry's one node: the state, its single writer, and what
+//! readers and watchers see.
+//!
+//! Writes (puts, deletes, txns, compactions, lease grants and revokes, and
+//! lease expiry) go to one writer task, which applies a batch of them to
+//! the state, appends the batch to the durable log (one fsync), and only
+//! then publishes it: the visible revision moves, the batch goes to every
+//! watcher, and each write is answered. Reads never wait for the writer:
+//! they read the MVCC index at the visible revision, so a change is seen
+//! only once it is on disk, and a batch being synced is invisible.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use etcd_client::proto::{
+    PbDeleteRequest, PbDeleteResponse, PbPutRequest, PbPutResponse, PbRangeRequest,
+    PbRangeResponse, PbTxnRequest, PbTxnResponse,
+};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::error::RequestError;
+use super::log::{Batch, Log, LogError};
+use super::mvcc::Changes;
+use super::services::Identity;
+use super::state::State;
+
+/// How many writes one batch (one fsync) takes at most.
+const MAX_BATCH: usize = 1024;
+/// How many published batches a watcher may fall behind before it catches
+/// up from history instead.
+const PUBLISHED_BACKLOG: usize = 4096;
+/// How often lease expiry is checked at the least (etcd checks every 500 ms).
+const EXPIRY_CHECK: Duration = Duration::from_millis(100);
+
+/// A write for the writer.
+#[derive(Debug)]
+pub enum WriteOp {
+    /// A put.
+    Put(PbPutRequest),
+    /// A delete.
+    Delete(PbDeleteRequest),
+    /// A transaction.
+    Txn(PbTxnRequest),
+    /// A compaction at a revision.
+    Compact(i64),
+    /// A lease grant: id (0: choose one) and TTL.
+    Grant(i64, i64),
+    /// A lease revoke.
+    Revoke(i64),
+}
+
+/// What a write answered.
+#[derive(Debug)]
+pub enum WriteOutcome {
+    /// A put's response.
+    Put(PbPutResponse),
+    /// A delete's response.
+    Delete(PbDeleteResponse),
+    /// A transaction's response.
+    Txn(PbTxnResponse),
+    /// A compaction done.
+    Compacted,
+    /// A lease granted: id and TTL.
+    Granted(i64, i64),
+    /// A lease revoked.
+    Revoked,
+}
+
+/// A write's answer and the revision it left the store at.
+#[derive(Debug)]
+pub struct Written {
+    /// The answer.
+    pub outcome: WriteOutcome,
+    /// The store's revision once it was applied.
+    pub revision: i64,
+}
+
+/// Why a write was not answered.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The request was refused.
+    #[error(transparent)]
+    Refused(#[from] RequestError),
+    /// The node stopped (its log failed, or it shut down).
+    #[error("the registry is stopping")]
+    Stopped,
+}
+
+impl From<WriteError> for tonic::Status {
+    fn from(error: WriteError) -> Self {
+        match error {
+            WriteError::Refused(error) => error.into(),
+            WriteError::Stopped => tonic::Status::unavailable(error.to_string()),
+        }
+    }
+}
+
+/// A batch as watchers get it: what changed at each revision, in order.
+#[derive(Debug)]
+pub struct Published {
+    /// The changes of each transaction that changed something.
+    pub changes: Vec<Changes>,
+    /// The visible revision once published.
+    pub revision: i64,
+}
+
+/// The state and what has been published of it.
+#[derive(Debug)]
+pub struct Inner {
+    /// The registry's state, including a batch being made durable.
+    pub state: State,
+    /// The newest revision that is durable and published.
+    pub visible: i64,
+}
+
+/// A handle on the node, cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Node {
+    inner: Arc<Mutex<Inner>>,
+    published: broadcast::Sender<Arc<Published>>,
+    writes: mpsc::Sender<(WriteOp, oneshot::Sender<Result<Written, RequestError>>)>,
+    stopped: CancellationToken,
+    log: Arc<Mutex<Log>>,
+    identity: Identity,
+    log_path: std::path::PathBuf,
+    log_size: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Node {
+    /// Opens the log in `dir` and starts the writer. The node stops (and
+    /// `stopped` is cancelled) when `shutdown` is cancelled or its log
+    /// cannot be written.
+    pub fn start(dir: &std::path::Path, shutdown: CancellationToken) -> Result<Self, LogError> {
+        let (log, state) = Log::open(dir, Instant::now())?;
+        let (member_id, cluster_id) = log.identity()?;
+        let visible = state.store().revision();
+        let inner = Arc::new(Mutex::new(Inner { state, visible }));
+        let (published, _) = broadcast::channel(PUBLISHED_BACKLOG);
+        let (writes, queue) = mpsc::channel(MAX_BATCH * 4);
+        let node = Self {
+            inner,
+            published,
+            writes,
+            stopped: shutdown.child_token(),
+            identity: Identity {
+                cluster_id,
+                member_id,
+            },
+            log_path: log.path().to_path_buf(),
+            log_size: Arc::new(std::sync::atomic::AtomicU64::new(log.size())),
+            log: Arc::new(Mutex::new(log)),
+        };
+        tokio::spawn(writer(node.clone(), queue));
+        Ok(node)
+    }
+
+    /// Locks the state (briefly: never across an await).
+    pub fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves a state the writer built
+        // whole or not at all (a write rolls itself back), so it is usable.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The ids every response header carries.
+    pub fn identity(&self) -> Identity {
+        self.identity
+    }
+
+    /// Cancelled once the node stopped.
+    pub fn stopped(&self) -> CancellationToken {
+        self.stopped.clone()
+    }
+
+    /// The database file and its size, for Maintenance `Status`.
+    pub fn log_file(&self) -> (&std::path::Path, u64) {
+        (
+            &self.log_path,
+            self.log_size.load(std::sync::atomic::Ordering::Relaxed),
+        )
+    }
+
+    /// Gives the log's free pages back to the file system (Maintenance
+    /// `Defragment`); writes wait meanwhile.
+    pub async fn defragment(&self) -> Result<(), tonic::Status> {
+        let log = Arc::clone(&self.log);
+        let size = Arc::clone(&self.log_size);
+        tokio::task::spawn_blocking(move || {
+            let mut log = log.lock().unwrap_or_else(PoisonError::into_inner);
+            log.defragment()?;
+            size.store(log.size(), std::sync::atomic::Ordering::Relaxed);
+            Ok::<(), LogError>(())
+        })
+        .await
+        .map_err(|error| tonic::Status::internal(error.to_string()))?
+        .map_err(|error| tonic::Status::internal(error.to_string()))
+    }
+
+    /// A range at the visible revision (or the one asked, up to it).
+    pub fn range(&self, request: &PbRangeRequest) -> Result<(PbRangeResponse, i64), RequestError> {
+        let inner = self.lock();
+        let response = inner.state.range_visible(request, inner.visible)?;
+        Ok((response, inner.visible))
+    }
+
+    /// The visible revision.
+    pub fn revision(&self) -> i64 {
+        self.lock().visible
+    }
+
+    /// Hands `op` to the writer and waits until it is durable and published.
+    pub async fn write(&self, op: WriteOp) -> Result<Written, WriteError> {
+        let (reply, answer) = oneshot::channel();
+        self.writes
+            .send((op, reply))
+            .await
+            .map_err(|_| WriteError::Stopped)?;
+        Ok(answer.await.map_err(|_| WriteError::Stopped)??)
+    }
+
+    /// Subscribes to published batches, returning the visible revision at
+    /// that moment: every batch after it arrives on the receiver.
+    pub fn subscribe(&self) -> (i64, broadcast::Receiver<Arc<Published>>) {
+        let inner = self.lock();
+        (inner.visible, self.published.subscribe())
+    }
+}
+
+/// The writer: takes writes in batches, applies them, appends each batch to
+/// the log, then publishes and answers it.
+async fn writer(
+    node: Node,
+    mut queue: mpsc::Receiver<(WriteOp, oneshot::Sender<Result<Written, RequestError>>)>,
+) {
+    loop {
+        let next_expiry = node.lock().state.next_expiry();
+        let wake = next_expiry
+            .map_or(EXPIRY_CHECK, |at| {
+                at.saturating_duration_since(Instant::now())
+            })
+            .min(EXPIRY_CHECK);
+        let mut pending = Vec::new();
+        tokio::select! {
+            first = queue.recv() => match first {
+                Some(first) => pending.push(first),
+                None => break,
+            },
+            () = tokio::time::sleep(wake) => {}
+            () = node.stopped.cancelled() => break,
+        }
+        while pending.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(next) => pending.push(next),
+                Err(_) => break,
+            }
+        }
+        let mut batch = Batch::default();
+        let mut published = Vec::new();
+        let mut answers = Vec::with_capacity(pending.len());
+        {
+            let mut inner = node.lock();
+            let state = &mut inner.state;
+            for id in state.expired(Instant::now()) {
+                if let Ok(changes) = state.revoke(id) {
+                    tracing::debug!(lease = id, keys = changes.events.len(), "lease expired");
+                    batch.revoked.push(id);
+                    keep(&mut batch, &mut published, changes);
+                }
+            }
+            for (op, reply) in pending {
+                let outcome = apply(state, op, &mut batch, &mut published);
+                let revision = state.store().revision();
+                answers.push((reply, outcome.map(|outcome| Written { outcome, revision })));
+            }
+            batch.revision = state.store().revision();
+        }
+        if !batch.is_empty() {
+            let log = Arc::clone(&node.log);
+            let appended = tokio::task::spawn_blocking(move || {
+                let log = log.lock().unwrap_or_else(PoisonError::into_inner);
+                log.append(&batch).map(|()| log.size())
+            })
+            .await;
+            match appended {
+                Ok(Ok(size)) => node
+                    .log_size
+                    .store(size, std::sync::atomic::Ordering::Relaxed),
+                Ok(Err(error)) => {
+                    // Nothing of this batch was acknowledged; the state holds
+                    // it, so the node cannot go on serving.
+                    tracing::error!(%error, "cannot write the registry's log; stopping");
+                    break;
+                }
+                Err(error) => {
+                    tracing::error!(%error, "the registry's log writer failed; stopping");
+                    break;
+                }
+            }
+        }
+        {
+            let mut inner = node.lock();
+            inner.visible = inner.state.store().revision();
+            if !published.is_empty() {
+                // No receiver is fine: nobody watches.
+                let _ = node.published.send(Arc::new(Published {
+                    changes: published,
+                    revision: inner.visible,
+                }));
+            }
+        }
+        for (reply, outcome) in answers {
+            // A client that went away needs no answer.
+            let _ = reply.send(outcome);
+        }
+    }
+    node.stopped.cancel();
+}
+
+/// Adds what one transaction changed to the batch and to what watchers get.
+fn keep(batch: &mut Batch, published: &mut Vec<Changes>, changes: Changes) {
+    if changes.records.is_empty() {
+        return;
+    }
+    batch.records.extend(changes.records.iter().cloned());
+    published.push(changes);
+}
+
+fn apply(
+    state: &mut State,
+    op: WriteOp,
+    batch: &mut Batch,
+    published: &mut Vec<Changes>,
+) -> Result<WriteOutcome, RequestError> {
+    match op {
+        WriteOp::Put(request) => {
+            let (response, changes) = state.put(&request)?;
+            keep(batch, published, changes);
+            Ok(WriteOutcome::Put(response))
+        }
+        WriteOp::Delete(request) => {
+            let (response, changes) = state.delete(&request)?;
+            keep(batch, published, changes);
+            Ok(WriteOutcome::Delete(response))
+        }
+        WriteOp::Txn(request) => {
+            let (response, changes) = state.txn(&request)?;
+            keep(batch, published, changes);
+            Ok(WriteOutcome::Txn(response))
+        }
+        WriteOp::Compact(revision) => {
+            let dropped = state.compact(revision)?;
+            let earlier = batch.compacted.take().map(|(_, dropped)| dropped);
+            let mut all = earlier.unwrap_or_default();
+            all.extend(dropped);
+            batch.compacted = Some((revision, all));
+            Ok(WriteOutcome::Compacted)
+        }
+        WriteOp::Grant(id, ttl) => {
+            let (id, ttl) = state.grant(id, ttl, Instant::now())?;
+            batch.granted.push((id, ttl));
+            Ok(WriteOutcome::Granted(id, ttl))
+        }
+        WriteOp::Revoke(id) => {
+            let changes = state.revoke(id)?;
+            batch.granted.retain(|(granted, _)| *granted != id);
+            batch.revoked.push(id);
+            keep(batch, published, changes);
+            Ok(WriteOutcome::Revoked)
+        }
+    }
+}
