@@ -1,13 +1,15 @@
 //! Leader election and fencing against a real etcd: one leader at a time, a
 //! standby takes over when the leader resigns, a deposed leader's writes are
 //! all refused by the fence (and write nothing), and leadership loss is
-//! signalled when the lease is revoked or the leader key is deleted.
+//! signalled when the lease is revoked or the leader key is deleted. The
+//! client-side recipe shares one line with candidates of etcd's server-side
+//! election API (a controller of the previous version), either way round.
 
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use visor::Error;
-use visor::registry::Lease;
+use visor::registry::{Fence, Lease};
 use visor::runtime::election::{self, Leadership};
 
 use visor_testkit::wait::holds_for;
@@ -16,6 +18,10 @@ use visor_testkit::{TestRegistry, eventually, fixtures, within};
 const LIMIT: Duration = Duration::from_secs(30);
 const TTL: Duration = Duration::from_secs(2);
 const NAME: &str = "/visor/leader";
+
+/// A lease for a candidate of etcd's server-side election API, long enough
+/// to outlive the test without renewal.
+const OLD_LEASE_TTL: i64 = 60;
 
 async fn campaign(t: &TestRegistry, identity: &str) -> Leadership {
     election::campaign(
@@ -29,6 +35,39 @@ async fn campaign(t: &TestRegistry, identity: &str) -> Leadership {
     .await
     .expect("campaign")
     .expect("elected, not cancelled")
+}
+
+/// A campaign of `identity` under [`NAME`] in the background, until elected or `cancel`.
+fn spawn_campaign(
+    t: &TestRegistry,
+    identity: &'static str,
+    cancel: CancellationToken,
+) -> tokio::task::JoinHandle<visor::Result<Option<Leadership>>> {
+    let registry = t.visor.registry().clone();
+    tokio::spawn(async move {
+        election::campaign(&registry, NAME, identity, TTL, TTL * 2 / 3, &cancel).await
+    })
+}
+
+/// How many watchers the test's etcd serves (its
+/// `etcd_debugging_mvcc_watcher_total`): a leader watches its key, and a
+/// candidate in line the key ahead of its own. `None` while it cannot be read.
+fn etcd_watchers(t: &TestRegistry) -> Option<usize> {
+    let endpoint = t.etcd.endpoint();
+    let port = endpoint.rsplit(':').next()?.parse().ok()?;
+    let (_, metrics) = visor_testkit::controller::admin_get(port, "/metrics")?;
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("etcd_debugging_mvcc_watcher_total "))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+async fn leader_of(t: &TestRegistry) -> Option<String> {
+    election::current_leader(t.visor.registry(), NAME)
+        .await
+        .expect("leader")
 }
 
 #[tokio::test]
@@ -312,6 +351,257 @@ async fn lease_timings_etcd_would_not_honour_are_refused_before_granting() {
             fixtures::raw_keys(&t, NAME).await.is_empty(),
             "no candidate"
         );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_candidate_of_the_server_side_api_leads_and_the_recipe_waits_behind_it() {
+    within(LIMIT, "a campaign never resolves", async {
+        let t = TestRegistry::start().await;
+        let old_lease = t
+            .raw()
+            .lease_grant(OLD_LEASE_TTL, None)
+            .await
+            .expect("grant")
+            .id();
+        let old = t
+            .raw()
+            .election_client()
+            .campaign(NAME, "old-controller", old_lease)
+            .await
+            .expect("server-side campaign");
+        let old_key = old.leader().expect("leader key").key_str().expect("utf-8");
+        assert_eq!(old_key, format!("{NAME}/{old_lease:x}"), "one key layout");
+        assert_eq!(leader_of(&t).await.as_deref(), Some("old-controller"));
+
+        let standby = spawn_campaign(&t, "controller-b", CancellationToken::new());
+        eventually(Duration::from_secs(5), "the standby queues up", || async {
+            (fixtures::raw_keys(&t, NAME).await.len() == 2).then_some(())
+        })
+        .await;
+        holds_for(
+            TTL * 2,
+            "the standby must wait behind the server-side leader",
+            || {
+                let finished = standby.is_finished();
+                async move { !finished }
+            },
+        )
+        .await;
+        assert_eq!(leader_of(&t).await.as_deref(), Some("old-controller"));
+
+        t.raw().lease_revoke(old_lease).await.expect("revoke");
+        let elected = within(
+            Duration::from_secs(5),
+            "the standby takes over once the old leader's lease is revoked",
+            standby,
+        )
+        .await
+        .expect("join")
+        .expect("standby campaign")
+        .expect("standby elected");
+        assert_eq!(
+            elected.fence().key,
+            format!("{NAME}/{:x}", elected.lease_id())
+        );
+        assert_eq!(leader_of(&t).await.as_deref(), Some("controller-b"));
+        // And the server-side API, as an old `visor status` asks it, agrees.
+        let leader = t
+            .raw()
+            .election_client()
+            .leader(NAME)
+            .await
+            .expect("leader");
+        assert_eq!(leader.kv().map(|kv| kv.value()), Some(&b"controller-b"[..]));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_candidate_of_the_server_side_api_waits_behind_a_recipe_leader() {
+    within(LIMIT, "a campaign never resolves", async {
+        let t = TestRegistry::start().await;
+        let leader = campaign(&t, "controller-a").await;
+        let old_lease = t
+            .raw()
+            .lease_grant(OLD_LEASE_TTL, None)
+            .await
+            .expect("grant")
+            .id();
+        let mut old_election = t.raw().election_client();
+        let old = tokio::spawn(async move {
+            old_election
+                .campaign(NAME, "old-controller", old_lease)
+                .await
+        });
+        eventually(
+            Duration::from_secs(5),
+            "the old candidate queues up",
+            || async { (fixtures::raw_keys(&t, NAME).await.len() == 2).then_some(()) },
+        )
+        .await;
+        holds_for(
+            TTL,
+            "the old candidate must wait behind the recipe's leader",
+            || {
+                let finished = old.is_finished();
+                async move { !finished }
+            },
+        )
+        .await;
+
+        leader.resign().await.expect("resign");
+        let elected = within(
+            Duration::from_secs(5),
+            "the old candidate takes over after a resign",
+            old,
+        )
+        .await
+        .expect("join")
+        .expect("server-side campaign");
+        let key = elected
+            .leader()
+            .expect("leader key")
+            .key_str()
+            .expect("utf-8");
+        assert_eq!(key, format!("{NAME}/{old_lease:x}"));
+        assert_eq!(leader_of(&t).await.as_deref(), Some("old-controller"));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_standby_whose_key_ahead_leaves_the_line_still_waits_for_the_leader() {
+    within(LIMIT, "a campaign never resolves", async {
+        let t = TestRegistry::start().await;
+        let leader = campaign(&t, "controller-a").await;
+        let leaving = CancellationToken::new();
+        let middle = spawn_campaign(&t, "controller-b", leaving.clone());
+        // In line and watching: the leader its key, the middle one the leader's.
+        eventually(
+            Duration::from_secs(5),
+            "the middle candidate waits",
+            || async {
+                (fixtures::raw_keys(&t, NAME).await.len() == 2 && etcd_watchers(&t) == Some(2))
+                    .then_some(())
+            },
+        )
+        .await;
+        let last = spawn_campaign(&t, "controller-c", CancellationToken::new());
+        // The last one watches the middle one's key, the newest ahead of its own.
+        eventually(
+            Duration::from_secs(5),
+            "the last candidate waits",
+            || async {
+                (fixtures::raw_keys(&t, NAME).await.len() == 3 && etcd_watchers(&t) == Some(3))
+                    .then_some(())
+            },
+        )
+        .await;
+
+        leaving.cancel();
+        let left = within(Duration::from_secs(5), "the middle one leaves", middle)
+            .await
+            .expect("join");
+        assert!(matches!(left, Ok(None)), "cancelled, not elected: {left:?}");
+        assert_eq!(fixtures::raw_keys(&t, NAME).await.len(), 2);
+        holds_for(
+            TTL,
+            "the last candidate must wait for the leader, not for the key that left",
+            || {
+                let finished = last.is_finished();
+                async move { !finished }
+            },
+        )
+        .await;
+        assert_eq!(leader_of(&t).await.as_deref(), Some("controller-a"));
+
+        leader.resign().await.expect("resign");
+        let elected = within(
+            Duration::from_secs(5),
+            "the last candidate takes over after the leader resigns",
+            last,
+        )
+        .await
+        .expect("join")
+        .expect("campaign")
+        .expect("elected");
+        assert!(!elected.lost().is_cancelled());
+        assert_eq!(leader_of(&t).await.as_deref(), Some("controller-c"));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_campaign_on_a_lease_already_in_line_keeps_its_place_and_takes_the_new_identity() {
+    within(LIMIT, "a campaign never resolves", async {
+        let t = TestRegistry::start().await;
+        let lease_id = t
+            .raw()
+            .lease_grant(OLD_LEASE_TTL, None)
+            .await
+            .expect("grant")
+            .id();
+        let old = t
+            .raw()
+            .election_client()
+            .campaign(NAME, "old-controller", lease_id)
+            .await
+            .expect("server-side campaign");
+        let old = old.leader().expect("leader key");
+        let held = Fence {
+            key: old.key_str().expect("utf-8").to_owned(),
+            create_revision: old.rev(),
+        };
+
+        let lease = Lease::resume(t.visor.registry(), lease_id)
+            .await
+            .expect("resume")
+            .expect("the lease is alive");
+        let leadership = election::campaign_with_lease(
+            t.visor.registry(),
+            NAME,
+            "controller-b",
+            lease,
+            &CancellationToken::new(),
+        )
+        .await
+        .expect("campaign")
+        .expect("elected");
+        assert_eq!(leadership.fence(), &held, "the key kept its place");
+        assert_eq!(leader_of(&t).await.as_deref(), Some("controller-b"));
+        assert_eq!(fixtures::raw_keys(&t, NAME).await, [held.key.as_str()]);
+        leadership.resign().await.expect("resign");
+        assert_eq!(leader_of(&t).await, None);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_candidate_whose_key_is_deleted_in_line_fails_its_campaign() {
+    within(LIMIT, "a campaign never resolves", async {
+        let t = TestRegistry::start().await;
+        let leader = campaign(&t, "controller-a").await;
+        let standby = spawn_campaign(&t, "controller-b", CancellationToken::new());
+        let key = eventually(Duration::from_secs(5), "the standby queues up", || async {
+            let keys = fixtures::raw_keys(&t, NAME).await;
+            keys.into_iter().find(|key| *key != leader.fence().key)
+        })
+        .await;
+        // As an operator would, with `etcdctl del`: nothing is left to fence with.
+        t.raw().delete(key.as_str(), None).await.expect("delete");
+        leader.resign().await.expect("resign");
+        let outcome = within(Duration::from_secs(5), "the campaign ends", standby)
+            .await
+            .expect("join");
+        assert!(
+            matches!(outcome, Err(Error::Request { .. })),
+            "a failed campaign, not a leadership: {outcome:?}"
+        );
+        let leases = t.raw().leases().await.expect("list leases");
+        assert!(leases.leases().is_empty(), "its lease was revoked");
+        assert_eq!(leader_of(&t).await, None);
     })
     .await;
 }
