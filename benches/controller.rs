@@ -3,7 +3,7 @@
 //!
 //! `cargo bench --bench controller` runs, for each N in `VISOR_BENCH_SCALE`
 //! (comma-separated, default `10000,100000`), with a fresh etcd
-//! ([`LocalEtcd`]), `VISOR_BENCH_HOSTS` hosts (default 1000, written with one
+//! ([`LocalRegistry`]), `VISOR_BENCH_HOSTS` hosts (default 1000, written with one
 //! shared lease, capacity large enough for everything) and the real
 //! `visor controller` binary as a child process:
 //!
@@ -53,7 +53,7 @@ use chrono::Utc;
 use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp};
 use visor::Visor;
 use visor::model::{App, Host, Instance, Limits, Name, ProcType, Revision, Ticket, TicketOp};
-use visor::registry::{Lease, LocalEtcd, LocalEtcdOptions, RegistryConfig};
+use visor::registry::{Lease, LocalRegistry, LocalRegistryOptions, RegistryConfig};
 
 use visor_testkit::controller::LoggedController;
 use visor_testkit::fixtures::name;
@@ -611,10 +611,10 @@ async fn scale_up_case(
 }
 
 async fn run_case(settings: &Settings, count: usize, logs: &Path) -> Case {
-    let etcd = LocalEtcd::start_with(LocalEtcdOptions {
+    let etcd = LocalRegistry::start_with(LocalRegistryOptions {
         // Room for three copies of 2N keys and their history.
         extra_args: vec!["--quota-backend-bytes=8589934592".into()],
-        ..LocalEtcdOptions::default()
+        ..LocalRegistryOptions::default()
     })
     .await
     .expect("start etcd (is etcd-server installed? bash .ci/setup)");

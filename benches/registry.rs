@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use futures::StreamExt;
 use visor::model::{Instance, Name};
-use visor::registry::{LocalEtcd, RegistryConfig};
+use visor::registry::{LocalRegistry, RegistryConfig};
 use visor::{Error, Visor};
 
 /// In-flight requests per run: one at a time, then a busy agent fleet.
@@ -91,7 +91,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(5000);
-    let etcd = LocalEtcd::start().await?;
+    let etcd = LocalRegistry::start().await?;
     let visor = Visor::connect(&RegistryConfig::new([etcd.endpoint()])).await?;
     let raw = visor.registry().etcd();
     println!(

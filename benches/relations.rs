@@ -1,7 +1,7 @@
 //! Relation hooks at scale: a relation between N and N running units, side by
 //! side with raw etcd against one real etcd in the same run.
 //!
-//! `cargo bench --bench relations` starts a fresh etcd ([`LocalEtcd`]) and the
+//! `cargo bench --bench relations` starts a fresh etcd ([`LocalRegistry`]) and the
 //! real `visor controller` binary (`--lease-ttl 10s --renew-deadline 6s`) as
 //! a child, deploys two apps `web` and `db` of their own stacks on
 //! [`HOSTS_PER_APP`] hosts each, scales each to N (`VISOR_BENCH_UNITS`,
@@ -51,7 +51,7 @@ use tokio::task::JoinSet;
 use visor::Visor;
 use visor::model::{App, HookInfo, Host, InstanceState, Limits, ProcType, RelationState, Revision};
 use visor::registry::{
-    EndpointSpec, HostRegistration, InstanceFilter, Keys, LocalEtcd, RegistryConfig,
+    EndpointSpec, HostRegistration, InstanceFilter, Keys, LocalRegistry, RegistryConfig,
 };
 
 use visor_testkit::controller::LoggedController;
@@ -746,7 +746,7 @@ async fn main() {
         .keep();
     let log = logs.join("controller.log");
     let secs = |d: Duration| d.as_secs_f64();
-    let etcd = LocalEtcd::start()
+    let etcd = LocalRegistry::start()
         .await
         .expect("start etcd (is etcd-server installed? bash .ci/setup)");
     let etcd_pid = etcd_pid(etcd.data_dir());

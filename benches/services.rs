@@ -1,7 +1,7 @@
 //! Down-service notifications at scale: N endpoints of one service die at
 //! once, side by side with raw etcd against one real etcd in the same run.
 //!
-//! `cargo bench --bench services` starts a fresh etcd ([`LocalEtcd`]) and the
+//! `cargo bench --bench services` starts a fresh etcd ([`LocalRegistry`]) and the
 //! real `visor controller` binary (`--lease-ttl 10s --renew-deadline 6s`) as
 //! a child; N is `VISOR_BENCH_ENDPOINTS` (default 1000). Then:
 //!
@@ -49,7 +49,7 @@ use futures::StreamExt;
 use visor::Visor;
 use visor::discovery::{self, RegisterRequest, Registration, ServiceEndpoint};
 use visor::model::{DownReason, Notification, NotificationKind, Sequence, TrackedEndpoint};
-use visor::registry::{Keys, Kind, LocalEtcd, RegistryConfig};
+use visor::registry::{Keys, Kind, LocalRegistry, RegistryConfig};
 
 use visor_testkit::controller::LoggedController;
 use visor_testkit::fixtures::name;
@@ -703,7 +703,7 @@ async fn main() {
         .keep();
     let log = logs.join("controller.log");
     let secs = |d: Duration| d.as_secs_f64();
-    let etcd = LocalEtcd::start()
+    let etcd = LocalRegistry::start()
         .await
         .expect("start etcd (is etcd-server installed? bash .ci/setup)");
     let etcd_pid = etcd_pid(etcd.data_dir());

@@ -17,6 +17,6 @@ mod url;
 
 pub use agent::{AgentAdmin, AgentAdminConfig, AgentAdminError};
 pub use health::Health;
-pub use server::AdminServer;
+pub use server::{AdminServer, metrics_response};
 pub use tls::{AdminTls, TlsError};
 pub use url::{InvalidAdminUrl, logs_url};

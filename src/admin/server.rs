@@ -118,8 +118,13 @@ impl AdminServer {
 }
 
 async fn metrics(State(endpoints): State<Endpoints>) -> impl IntoResponse {
+    metrics_response(&endpoints.metrics)
+}
+
+/// `registry`'s metrics in Prometheus's text format, as `/metrics` answers.
+pub fn metrics_response(registry: &prometheus::Registry) -> axum::response::Response {
     let mut body = Vec::new();
-    match TextEncoder::new().encode(&endpoints.metrics.gather(), &mut body) {
+    match TextEncoder::new().encode(&registry.gather(), &mut body) {
         Ok(()) => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],

@@ -20,7 +20,7 @@ use super::CliError;
 use crate::admin::{AdminServer, AgentAdminConfig};
 use crate::agent::{Agent, AgentConfig};
 use crate::controller::{Controller, ControllerConfig};
-use crate::registry::{Error, LocalEtcd, LocalEtcdOptions, RegistryConfig, Visor};
+use crate::registry::{Error, LocalRegistry, LocalRegistryOptions, RegistryConfig, Visor};
 use crate::shutdown::Shutdown;
 
 #[derive(Debug, Args)]
@@ -80,12 +80,12 @@ pub async fn run(config: &RegistryConfig, args: UpArgs) -> Result<(), CliError> 
             args.data_dir.display()
         ))
     })?;
-    let options = LocalEtcdOptions {
+    let options = LocalRegistryOptions {
         data_dir: Some(args.data_dir.clone()),
         client_port: Some(args.port),
-        ..LocalEtcdOptions::default()
+        ..LocalRegistryOptions::default()
     };
-    let etcd = LocalEtcd::start_with(options)
+    let etcd = LocalRegistry::start_with(options)
         .await
         .map_err(|e| Error::Config(crate::telemetry::Chain(&e).to_string()))?;
     let local = RegistryConfig {

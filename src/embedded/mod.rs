@@ -10,6 +10,7 @@
 
 pub mod error;
 pub mod log;
+pub mod metrics;
 pub mod mvcc;
 pub mod node;
 pub mod server;

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::error::RequestError;
 use super::log::{Batch, Log, LogError};
+use super::metrics::RegistryMetrics;
 use super::mvcc::Changes;
 use super::services::Identity;
 use super::state::State;
@@ -123,6 +124,7 @@ pub struct Node {
     stopped: CancellationToken,
     log: Arc<Mutex<Log>>,
     identity: Identity,
+    metrics: RegistryMetrics,
     log_path: std::path::PathBuf,
     log_size: Arc<std::sync::atomic::AtomicU64>,
 }
@@ -131,7 +133,11 @@ impl Node {
     /// Opens the log in `dir` and starts the writer. The node stops (and
     /// `stopped` is cancelled) when `shutdown` is cancelled or its log
     /// cannot be written.
-    pub fn start(dir: &std::path::Path, shutdown: CancellationToken) -> Result<Self, LogError> {
+    pub fn start(
+        dir: &std::path::Path,
+        shutdown: CancellationToken,
+        metrics: RegistryMetrics,
+    ) -> Result<Self, LogError> {
         let (log, state) = Log::open(dir, Instant::now())?;
         let (member_id, cluster_id) = log.identity()?;
         let visible = state.store().revision();
@@ -147,10 +153,12 @@ impl Node {
                 cluster_id,
                 member_id,
             },
+            metrics,
             log_path: log.path().to_path_buf(),
             log_size: Arc::new(std::sync::atomic::AtomicU64::new(log.size())),
             log: Arc::new(Mutex::new(log)),
         };
+        node.metrics.stored(visible, node.log_file().1);
         tokio::spawn(writer(node.clone(), queue));
         Ok(node)
     }
@@ -165,6 +173,11 @@ impl Node {
     /// The ids every response header carries.
     pub fn identity(&self) -> Identity {
         self.identity
+    }
+
+    /// The registry's metrics.
+    pub fn metrics(&self) -> &RegistryMetrics {
+        &self.metrics
     }
 
     /// Cancelled once the node stopped.
@@ -276,15 +289,18 @@ async fn writer(
         }
         if !batch.is_empty() {
             let log = Arc::clone(&node.log);
+            let (started, revision) = (Instant::now(), batch.revision);
             let appended = tokio::task::spawn_blocking(move || {
                 let log = log.lock().unwrap_or_else(PoisonError::into_inner);
                 log.append(&batch).map(|()| log.size())
             })
             .await;
             match appended {
-                Ok(Ok(size)) => node
-                    .log_size
-                    .store(size, std::sync::atomic::Ordering::Relaxed),
+                Ok(Ok(size)) => {
+                    node.log_size
+                        .store(size, std::sync::atomic::Ordering::Relaxed);
+                    node.metrics.committed(started.elapsed(), revision, size);
+                }
                 Ok(Err(error)) => {
                     // Nothing of this batch was acknowledged; the state holds
                     // it, so the node cannot go on serving.

@@ -10,17 +10,20 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use axum::extract::State;
+use axum::routing::get;
 use prost::Message;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::server::TcpIncoming;
+use tonic::service::Routes;
 
 use etcd_client::proto::{
     PbClusterServer, PbKvServer, PbLeaseServer, PbMaintenanceServer, PbWatchServer,
 };
 
 use super::log::LogError;
+use super::metrics::RegistryMetrics;
 use super::node::{Node, WriteOp};
 use super::services::{ClusterService, KvService, LeaseService, MaintenanceService};
 use super::watch::WatchService;
@@ -81,9 +84,12 @@ pub enum ServeError {
     /// The log cannot be opened.
     #[error(transparent)]
     Log(#[from] LogError),
-    /// The gRPC server failed.
+    /// Serving connections failed.
     #[error("the embedded registry's server failed: {0}")]
-    Serve(#[from] tonic::transport::Error),
+    Io(#[source] std::io::Error),
+    /// The metrics could not be set up.
+    #[error("cannot set up the embedded registry's metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
 }
 
 /// A running embedded registry.
@@ -116,7 +122,8 @@ impl EmbeddedRegistry {
             source,
         })?;
         let shutdown = shutdown.child_token();
-        let node = Node::start(&options.data_dir, shutdown.clone())?;
+        let metrics = RegistryMetrics::new()?;
+        let node = Node::start(&options.data_dir, shutdown.clone(), metrics.clone())?;
         let identity = node.identity();
         tracing::info!(%addr, data_dir = %options.data_dir.display(), revision = node.revision(), "embedded registry serving");
         let limit = MAX_REQUEST_BYTES + GRPC_OVERHEAD_BYTES;
@@ -150,18 +157,32 @@ impl EmbeddedRegistry {
             options.history,
             options.compaction_interval,
         ));
-        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        // gRPC and etcd's plain-HTTP `/health` and `/metrics` share the
+        // client port, as on etcd.
+        let router = Routes::new(kv)
+            .add_service(watch)
+            .add_service(lease)
+            .add_service(maintenance)
+            .add_service(cluster)
+            .into_axum_router()
+            .merge(
+                axum::Router::new()
+                    .route("/health", get(health))
+                    .route(
+                        "/metrics",
+                        get(move || {
+                            let registry = metrics.registry.clone();
+                            async move { crate::admin::metrics_response(&registry) }
+                        }),
+                    )
+                    .with_state(node.clone()),
+            );
         let stopped = node.stopped();
         let task = tokio::spawn(async move {
-            tonic::transport::Server::builder()
-                .add_service(kv)
-                .add_service(watch)
-                .add_service(lease)
-                .add_service(maintenance)
-                .add_service(cluster)
-                .serve_with_incoming_shutdown(incoming, stopped.cancelled_owned())
-                .await?;
-            Ok(())
+            axum::serve(NoDelay(listener), router)
+                .with_graceful_shutdown(stopped.cancelled_owned())
+                .await
+                .map_err(ServeError::Io)
         });
         Ok(Self {
             addr,
@@ -196,6 +217,49 @@ impl EmbeddedRegistry {
                 Ok(())
             }
         }
+    }
+}
+
+/// etcd's `/health`: healthy while the node serves.
+async fn health(State(node): State<Node>) -> (axum::http::StatusCode, &'static str) {
+    if node.stopped().is_cancelled() {
+        (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "{\"health\":\"false\"}",
+        )
+    } else {
+        (axum::http::StatusCode::OK, "{\"health\":\"true\"}")
+    }
+}
+
+/// A listener whose connections send small responses at once (no Nagle
+/// delay on a watch event or a put's answer).
+struct NoDelay(TcpListener);
+
+impl axum::serve::Listener for NoDelay {
+    type Io = tokio::net::TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            match self.0.accept().await {
+                Ok((stream, addr)) => {
+                    // Best effort: a stream without it is only slower.
+                    let _ = stream.set_nodelay(true);
+                    return (stream, addr);
+                }
+                // Out of file descriptors or similar: axum's own listener
+                // waits a moment and tries again too.
+                Err(error) => {
+                    tracing::warn!(%error, "cannot accept a registry connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.0.local_addr()
     }
 }
 

@@ -29,9 +29,11 @@ use super::mvcc::{Changes, Key, KeyRange, Revision, RevisionError, Store, Write}
 pub const MAX_TXN_OPS: usize = 128;
 /// The longest TTL a lease may be granted (etcd's `MaxLeaseTTL`).
 pub const MAX_LEASE_TTL: i64 = 9_000_000_000;
-/// The shortest TTL a lease is granted, whatever is asked: etcd's floor for
-/// its default heartbeat and election timeout (1.5 s, rounded up).
-pub const MIN_LEASE_TTL: i64 = 2;
+/// The shortest TTL a lease is granted, whatever is asked. etcd raises a
+/// TTL to outlast a leader election (1.5 election timeouts: 2 s by
+/// default); a single node has no election to outlast, so only a TTL below
+/// one second is raised.
+pub const MIN_LEASE_TTL: i64 = 1;
 
 /// A granted lease.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -409,8 +409,8 @@ fn puts_that_keep_the_value_or_lease_need_the_key() {
 fn a_revoked_lease_deletes_its_keys_at_one_revision() {
     let mut state = State::default();
     let now = Instant::now();
-    let (lease, ttl) = state.grant(0, 1, now).expect("grant");
-    assert_eq!(ttl, 2, "etcd's shortest TTL");
+    let (lease, ttl) = state.grant(0, 0, now).expect("grant");
+    assert_eq!(ttl, 1, "the shortest TTL");
     for key in ["b", "a"] {
         state
             .put(&PbPutRequest {

@@ -130,6 +130,13 @@ struct WatchStream {
     seen: i64,
 }
 
+impl Drop for WatchStream {
+    fn drop(&mut self) {
+        let open = i64::try_from(self.watches.len()).unwrap_or(i64::MAX);
+        self.node.metrics().watches_changed(-open);
+    }
+}
+
 /// Why a stream's task stops.
 struct Gone;
 
@@ -196,6 +203,24 @@ impl WatchStream {
                     }
                     id => id,
                 };
+                if create.start_revision < 0 {
+                    // etcd 3.4 accepts it and then loses events of every
+                    // watch that catches up with it (etcd-io/etcd#20693);
+                    // etcd since refuses it.
+                    return self
+                        .send(PbWatchResponse {
+                            header: self.header(self.seen),
+                            watch_id: id,
+                            created: true,
+                            canceled: true,
+                            cancel_reason: format!(
+                                "etcdserver: watch start revision {} is negative",
+                                create.start_revision
+                            ),
+                            ..PbWatchResponse::default()
+                        })
+                        .await;
+                }
                 let watch = Watch {
                     key: create.key,
                     range_end: create.range_end,
@@ -217,10 +242,12 @@ impl WatchStream {
                 })
                 .await?;
                 self.watches.insert(id, watch);
+                self.node.metrics().watches_changed(1);
                 self.catch_up_one(id, self.seen).await
             }
             Some(PbWatchRequestUnion::CancelRequest(cancel)) => {
                 if self.watches.remove(&cancel.watch_id).is_some() {
+                    self.node.metrics().watches_changed(-1);
                     self.send(PbWatchResponse {
                         header: self.header(self.seen),
                         watch_id: cancel.watch_id,
@@ -288,12 +315,13 @@ impl WatchStream {
             }
             Err(RevisionError::Compacted { compacted }) => {
                 self.watches.remove(&id);
+                self.node.metrics().watches_changed(-1);
                 self.send(PbWatchResponse {
                     header: self.header(upto),
                     watch_id: id,
                     canceled: true,
+                    // etcd names no reason: the compact revision is the reason.
                     compact_revision: compacted,
-                    cancel_reason: "mvcc: required revision has been compacted".into(),
                     ..PbWatchResponse::default()
                 })
                 .await

@@ -223,7 +223,15 @@ impl Drop for Lease {
 /// Renewals are sent three times a TTL, but never more often than this.
 const MIN_RENEW_PERIOD: Duration = Duration::from_millis(100);
 
-/// Renews `id` every `ttl / 3`; cancels `lost` when etcd reports it expired or
+/// How often a lease of `ttl` (as granted) is renewed: a third of its TTL,
+/// and at least twice within its renew deadline, which stays what was
+/// asked when etcd grants a longer TTL than asked (it raises TTLs below its
+/// minimum), so a renewal is always attempted before the deadline passes.
+fn renew_period(ttl: Duration, renew_deadline: Duration) -> Duration {
+    (ttl / 3).min(renew_deadline / 2).max(MIN_RENEW_PERIOD)
+}
+
+/// Renews `id` every [`renew_period`]; cancels `lost` when etcd reports it expired or
 /// when no renewal succeeded within `renew_deadline` of the last one sent.
 async fn keep_alive(
     registry: Registry,
@@ -232,7 +240,7 @@ async fn keep_alive(
     renew_deadline: Duration,
     lost: CancellationToken,
 ) {
-    let period = (ttl / 3).max(MIN_RENEW_PERIOD);
+    let period = renew_period(ttl, renew_deadline);
     let mut deadline = Instant::now() + renew_deadline;
     let mut stream = None;
     loop {
@@ -290,6 +298,25 @@ mod tests {
 
     const S: Duration = Duration::from_secs(1);
     const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn a_lease_is_renewed_twice_within_its_renew_deadline() {
+        let table = [
+            // (granted TTL, renew deadline, period)
+            (S * 3, S * 2, S),
+            (S * 30, S * 20, S * 10),
+            // Asked for 1 s with the default deadline; etcd granted 2 s.
+            (S * 2, MS * 666, MS * 333),
+            (MS * 200, MS * 100, MS * 100),
+        ];
+        for (ttl, deadline, period) in table {
+            assert_eq!(
+                renew_period(ttl, deadline),
+                period,
+                "ttl {ttl:?}, deadline {deadline:?}"
+            );
+        }
+    }
 
     #[test]
     fn ttls_etcd_grants_as_asked() {

@@ -1,12 +1,15 @@
-//! A single-member etcd run as a child process on free loopback ports.
+//! A single-node registry run as a child process on free loopback ports:
+//! a single-member etcd, or the embedded registry (`visor registry serve`).
 //!
-//! `visor up` uses it as the local registry, and the tests and benchmarks use
-//! it as their real etcd. Invariants: the process never outlives its
-//! [`LocalEtcd`] — dropping it kills the process and removes a temporary data
-//! dir; and the ports a [`LocalEtcd`] picked are never picked by another one
-//! of the same process while it exists, killed or running, so that a
-//! [`restart`](LocalEtcd::restart) finds them free (tests run many etcds in
-//! parallel threads of one process, and kill and restart some of them).
+//! `visor up --etcd` uses it as the local registry, and the tests and
+//! benchmarks use it as their real registry, of either kind. Invariants: the
+//! process never outlives its [`LocalRegistry`] — dropping it kills the
+//! process and removes a temporary data dir; and the ports a
+//! [`LocalRegistry`] picked are never picked by another one of the same
+//! process while it exists, killed or running, so that a
+//! [`restart`](LocalRegistry::restart) finds them free (tests run many
+//! registries in parallel threads of one process, and kill and restart some
+//! of them).
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
@@ -23,15 +26,15 @@ use tokio::time::Instant;
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// Attempts at picking free ports before giving up (another process may grab one).
 const PORT_ATTEMPTS: usize = 3;
-/// Ports the system may offer before one that no [`LocalEtcd`] of this process holds.
+/// Ports the system may offer before one that no [`LocalRegistry`] of this process holds.
 const PORT_PICKS: usize = 64;
 
-/// Ports picked by the [`LocalEtcd`]s of this process that exist now.
+/// Ports picked by the [`LocalRegistry`]s of this process that exist now.
 static HELD_PORTS: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
 
 /// Why a local etcd could not be started.
 #[derive(Debug, thiserror::Error)]
-pub enum LocalEtcdError {
+pub enum LocalRegistryError {
     /// The `etcd` binary is not installed.
     #[error(
         "cannot run etcd binary {binary:?}: {source}; install etcd-server (bash .ci/setup does) or set VISOR_ETCD_BIN"
@@ -45,8 +48,11 @@ pub enum LocalEtcdError {
     /// Preparing the data dir, log or ports failed.
     #[error("cannot prepare local etcd")]
     Prepare(#[from] std::io::Error),
-    /// etcd exited or did not answer in time.
-    #[error("local etcd did not become healthy: {reason}; last log lines:\n{log}")]
+    /// The embedded registry cannot serve what was asked of it.
+    #[error("the embedded registry cannot {0}; use etcd for it")]
+    Unsupported(&'static str),
+    /// The registry exited or did not answer in time.
+    #[error("local registry did not become healthy: {reason}; last log lines:\n{log}")]
     Unhealthy {
         /// What happened.
         reason: String,
@@ -66,25 +72,42 @@ pub struct ServerTls {
     pub client_ca: Option<PathBuf>,
 }
 
-/// How to run a [`LocalEtcd`]; the default is free ports and a temporary data dir.
+/// Which server a [`LocalRegistry`] runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum LocalServer {
+    /// etcd (`VISOR_ETCD_BIN`, or `etcd` in `PATH`).
+    #[default]
+    Etcd,
+    /// The embedded registry, served by this `visor` binary.
+    Embedded {
+        /// The `visor` binary to run `registry serve` with.
+        visor: PathBuf,
+    },
+}
+
+/// How to run a [`LocalRegistry`]; the default is etcd on free ports with a
+/// temporary data dir.
 #[derive(Debug, Clone, Default)]
-pub struct LocalEtcdOptions {
+pub struct LocalRegistryOptions {
+    /// The server to run.
+    pub server: LocalServer,
     /// Data dir, kept on drop; `None` for a temporary one, removed on drop.
     pub data_dir: Option<PathBuf>,
     /// Client port; `None` for a free one.
     pub client_port: Option<u16>,
-    /// Serve clients over TLS.
+    /// Serve clients over TLS (etcd only).
     pub tls: Option<ServerTls>,
-    /// Further etcd flags, e.g. `--auto-compaction-retention=1`.
+    /// Further etcd flags, e.g. `--auto-compaction-retention=1` (etcd only:
+    /// the embedded registry is not given them).
     pub extra_args: Vec<String>,
 }
 
-/// A running etcd on loopback.
+/// A running single-node registry on loopback.
 #[derive(Debug)]
-pub struct LocalEtcd {
+pub struct LocalRegistry {
     child: Option<Child>,
-    binary: String,
-    options: LocalEtcdOptions,
+    binary: PathBuf,
+    options: LocalRegistryOptions,
     client_port: u16,
     peer_port: u16,
     /// Plain-HTTP `/health`, probed whether or not clients use TLS.
@@ -97,15 +120,23 @@ pub struct LocalEtcd {
     _temp: Option<TempDir>,
 }
 
-impl LocalEtcd {
+impl LocalRegistry {
     /// Starts etcd on free ports with a temporary data dir, removed on drop.
-    pub async fn start() -> Result<Self, LocalEtcdError> {
-        Self::start_with(LocalEtcdOptions::default()).await
+    pub async fn start() -> Result<Self, LocalRegistryError> {
+        Self::start_with(LocalRegistryOptions::default()).await
     }
 
-    /// Starts etcd as `options` say.
-    pub async fn start_with(options: LocalEtcdOptions) -> Result<Self, LocalEtcdError> {
-        let binary = std::env::var("VISOR_ETCD_BIN").unwrap_or_else(|_| "etcd".to_owned());
+    /// Starts the registry as `options` say.
+    pub async fn start_with(options: LocalRegistryOptions) -> Result<Self, LocalRegistryError> {
+        let binary = match &options.server {
+            LocalServer::Etcd => {
+                PathBuf::from(std::env::var("VISOR_ETCD_BIN").unwrap_or_else(|_| "etcd".to_owned()))
+            }
+            LocalServer::Embedded { .. } if options.tls.is_some() => {
+                return Err(LocalRegistryError::Unsupported("serve TLS"));
+            }
+            LocalServer::Embedded { visor } => visor.clone(),
+        };
         let (temp, data_dir, log_path) = match &options.data_dir {
             Some(dir) => {
                 // The log sits beside the data dir: etcd wants its own dir to itself.
@@ -113,7 +144,9 @@ impl LocalEtcd {
                 (None, dir.clone(), parent.join("etcd.log"))
             }
             None => {
-                let temp = tempfile::Builder::new().prefix("visor-etcd-").tempdir()?;
+                let temp = tempfile::Builder::new()
+                    .prefix("visor-registry-")
+                    .tempdir()?;
                 let (data, log) = (temp.path().join("data"), temp.path().join("etcd.log"));
                 (Some(temp), data, log)
             }
@@ -125,12 +158,17 @@ impl LocalEtcd {
                 Some(port) => port,
                 None => ports.pick()?,
             };
+            let (peer_port, metrics_port) = match options.server {
+                LocalServer::Etcd => (ports.pick()?, ports.pick()?),
+                // One port: gRPC, `/health` and `/metrics` share it.
+                LocalServer::Embedded { .. } => (client_port, client_port),
+            };
             let mut etcd = Self {
                 child: None,
                 binary: binary.clone(),
                 client_port,
-                peer_port: ports.pick()?,
-                metrics_port: ports.pick()?,
+                peer_port,
+                metrics_port,
                 options: options.clone(),
                 data_dir: data_dir.clone(),
                 log_path: log_path.clone(),
@@ -143,15 +181,16 @@ impl LocalEtcd {
                     return Ok(etcd);
                 }
                 // Another process took a port between our check and etcd's bind: pick again.
-                Err(LocalEtcdError::Unhealthy { reason, log })
-                    if log.contains("address already in use") && options.client_port.is_none() =>
+                Err(LocalRegistryError::Unhealthy { reason, log })
+                    if log.to_lowercase().contains("address already in use")
+                        && options.client_port.is_none() =>
                 {
-                    last_error = Some(LocalEtcdError::Unhealthy { reason, log });
+                    last_error = Some(LocalRegistryError::Unhealthy { reason, log });
                 }
                 Err(error) => return Err(error),
             }
         }
-        Err(last_error.unwrap_or_else(|| LocalEtcdError::Unhealthy {
+        Err(last_error.unwrap_or_else(|| LocalRegistryError::Unhealthy {
             reason: "no free ports".into(),
             log: String::new(),
         }))
@@ -172,6 +211,17 @@ impl LocalEtcd {
         &self.data_dir
     }
 
+    /// Which server it runs.
+    pub fn server(&self) -> &LocalServer {
+        &self.options.server
+    }
+
+    /// The plain-HTTP port of its `/health` and `/metrics` (etcd's
+    /// `--listen-metrics-urls`; the client port of the embedded registry).
+    pub fn metrics_port(&self) -> u16 {
+        self.metrics_port
+    }
+
     /// Kills the process at once (SIGKILL), keeping the data dir.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -182,12 +232,12 @@ impl LocalEtcd {
     }
 
     /// Kills and starts it again on the same ports and data dir.
-    pub async fn restart(&mut self) -> Result<(), LocalEtcdError> {
+    pub async fn restart(&mut self) -> Result<(), LocalRegistryError> {
         self.kill();
         self.launch().await
     }
 
-    async fn launch(&mut self) -> Result<(), LocalEtcdError> {
+    async fn launch(&mut self) -> Result<(), LocalRegistryError> {
         let client = self.endpoint();
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         if let Some(parent) = self.log_path.parent() {
@@ -198,6 +248,16 @@ impl LocalEtcd {
             .append(true)
             .open(&self.log_path)?;
         let mut command = Command::new(&self.binary);
+        if let LocalServer::Embedded { .. } = self.options.server {
+            command
+                .arg("registry")
+                .arg("serve")
+                .arg("--data-dir")
+                .arg(&self.data_dir)
+                .arg("--listen")
+                .arg(format!("127.0.0.1:{}", self.client_port));
+            return self.spawn(command, log).await;
+        }
         command
             .arg("--name=visor")
             .arg(format!("--data-dir={}", self.data_dir.display()))
@@ -225,27 +285,39 @@ impl LocalEtcd {
                     .arg(format!("--trusted-ca-file={}", ca.display()));
             }
         }
+        command.args(&self.options.extra_args);
+        self.spawn(command, log).await
+    }
+
+    /// Runs `command` with its output in `log`, and waits until it is healthy.
+    async fn spawn(
+        &mut self,
+        mut command: Command,
+        log: std::fs::File,
+    ) -> Result<(), LocalRegistryError> {
         command
-            .args(&self.options.extra_args)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
-        let child = command.spawn().map_err(|source| LocalEtcdError::Spawn {
-            binary: self.binary.clone(),
-            source,
-        })?;
+        let child = command
+            .spawn()
+            .map_err(|source| LocalRegistryError::Spawn {
+                binary: self.binary.display().to_string(),
+                source,
+            })?;
         self.child = Some(child);
         self.wait_healthy().await
     }
 
-    async fn wait_healthy(&mut self) -> Result<(), LocalEtcdError> {
+    async fn wait_healthy(&mut self) -> Result<(), LocalRegistryError> {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if let Some(child) = self.child.as_mut()
                 && let Ok(Some(status)) = child.try_wait()
             {
                 self.child = None;
-                return Err(self.unhealthy(format!("etcd exited with {status}")));
+                let binary = self.binary.display().to_string();
+                return Err(self.unhealthy(format!("{binary} exited with {status}")));
             }
             let port = self.metrics_port;
             if tokio::task::spawn_blocking(move || healthy(port))
@@ -265,24 +337,25 @@ impl LocalEtcd {
         }
     }
 
-    fn unhealthy(&self, reason: String) -> LocalEtcdError {
+    fn unhealthy(&self, reason: String) -> LocalRegistryError {
         let mut text = String::new();
         if let Ok(mut file) = std::fs::File::open(&self.log_path) {
             let _ = file.read_to_string(&mut text);
         }
         let tail: Vec<&str> = text.lines().rev().take(15).collect();
         let log = tail.into_iter().rev().collect::<Vec<_>>().join("\n");
-        LocalEtcdError::Unhealthy { reason, log }
+        LocalRegistryError::Unhealthy { reason, log }
     }
 }
 
-impl Drop for LocalEtcd {
+impl Drop for LocalRegistry {
     fn drop(&mut self) {
         self.kill();
     }
 }
 
-/// Whether etcd's `/health` on `port` says it is healthy (it has a leader and serves reads).
+/// Whether `/health` on `port` says the registry is healthy (etcd: it has a
+/// leader and serves reads; the embedded registry: it serves).
 fn healthy(port: u16) -> bool {
     let probe = || -> std::io::Result<bool> {
         let mut stream = TcpStream::connect(("127.0.0.1", port))?;
@@ -295,13 +368,13 @@ fn healthy(port: u16) -> bool {
     probe().unwrap_or(false)
 }
 
-/// Loopback ports picked for one [`LocalEtcd`], held in [`HELD_PORTS`] until dropped.
+/// Loopback ports picked for one [`LocalRegistry`], held in [`HELD_PORTS`] until dropped.
 #[derive(Debug, Default)]
 struct HeldPorts(Vec<u16>);
 
 impl HeldPorts {
     /// A loopback port that was free a moment ago and that no other
-    /// [`LocalEtcd`] of this process holds (one killed for a restart has
+    /// [`LocalRegistry`] of this process holds (one killed for a restart has
     /// left its ports free, and will want them back).
     fn pick(&mut self) -> std::io::Result<u16> {
         for _ in 0..PORT_PICKS {

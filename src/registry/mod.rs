@@ -37,7 +37,7 @@ pub use fence::Fence;
 
 pub use keys::{KeyPath, Keys, Kind};
 pub use lease::{Lease, LeaseTimingError, MAX_LEASE_TTL};
-pub use local::{LocalEtcd, LocalEtcdError, LocalEtcdOptions, ServerTls};
+pub use local::{LocalRegistry, LocalRegistryError, LocalRegistryOptions, LocalServer, ServerTls};
 
 pub use store::{Codec, Encode, Listing, Malformed, Versioned};
 pub(crate) use store::{Expected, decode};

@@ -342,14 +342,14 @@ fn is_periodic_progress(response: &WatchResponse) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::{LocalEtcd, RegistryConfig, Visor};
+    use crate::registry::{LocalRegistry, RegistryConfig, Visor};
 
     /// Bounds every test: etcd start, writes and the watch's own retries.
     const LIMIT: Duration = Duration::from_secs(60);
 
     /// A fresh etcd, a registry on it and a prefix to watch.
-    async fn start() -> (LocalEtcd, Registry, String) {
-        let etcd = LocalEtcd::start().await.expect("etcd");
+    async fn start() -> (LocalRegistry, Registry, String) {
+        let etcd = LocalRegistry::start().await.expect("etcd");
         let registry = Visor::connect(&RegistryConfig::new([etcd.endpoint()]))
             .await
             .expect("connect")

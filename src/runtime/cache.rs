@@ -569,7 +569,7 @@ impl<T: Codec + Clone + Send + Sync + 'static> Cache<T> {
 mod tests {
     use super::*;
     use crate::registry::watch::Compaction;
-    use crate::registry::{LocalEtcd, RegistryConfig, Visor};
+    use crate::registry::{LocalRegistry, RegistryConfig, Visor};
 
     /// The compaction path, deterministically: a watch asked to resume from a
     /// compacted revision goes back to `Listing`, and the
@@ -577,7 +577,7 @@ mod tests {
     #[tokio::test]
     async fn a_compacted_resume_point_leads_to_a_relist() {
         let run = async {
-            let etcd = LocalEtcd::start().await.expect("etcd");
+            let etcd = LocalRegistry::start().await.expect("etcd");
             let visor = Visor::connect(&RegistryConfig::new([etcd.endpoint()]))
                 .await
                 .expect("connect");

@@ -359,7 +359,7 @@ async fn an_instance_whose_readiness_check_never_passes_fails_and_its_process_is
 /// The one-line error of `visor agent --host h1 --data-dir <data_dir>`,
 /// which must exit 1.
 async fn refused(t: &TestRegistry, data_dir: &str) -> String {
-    let endpoint = t.etcd.endpoint();
+    let endpoint = t.server.endpoint();
     let args = [
         "--endpoints",
         &endpoint,

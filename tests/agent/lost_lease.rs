@@ -58,7 +58,7 @@ async fn a_frozen_agent_is_replaced_elsewhere_and_stops_its_own_instances_when_i
 async fn an_agent_cut_off_from_the_registry_stops_its_instances_after_the_window() {
     within(LIMIT, "disconnect window", async {
         let t = TestRegistry::start().await;
-        let proxy = FaultProxy::start(&t.etcd.endpoint(), t.raw()).await;
+        let proxy = FaultProxy::start(&t.server.endpoint(), t.raw()).await;
         let rev = revision_dir(&[("bin/web", "exec sleep 1000")]);
         let _controller = ControllerProcess::start(&t, "c1");
         let agent =

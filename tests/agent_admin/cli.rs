@@ -81,7 +81,7 @@ async fn visor_logs_follow_streams_what_is_written_next() {
         let mut child = command
             .args(words(&format!(
                 "--endpoints {} logs {id} -f --tail 1",
-                t.etcd.endpoint()
+                t.server.endpoint()
             )))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -19,7 +19,7 @@ async fn a_malformed_app_is_skipped_with_a_warning_naming_its_key() {
             let cli = Cli::new(&t);
             register_app(&t, "api").await;
             register_app(&t, "web").await;
-            let endpoint = t.etcd.endpoint();
+            let endpoint = t.server.endpoint();
             let put = tokio::task::spawn_blocking(move || {
                 std::process::Command::new("etcdctl")
                     .env("ETCDCTL_API", "3")
@@ -126,7 +126,7 @@ async fn endpoints_and_root_come_from_flags_or_the_environment() {
     within(LIMIT, "etcd start or visor app list hangs", async {
         let t = TestRegistry::start().await;
         register_app(&t, "web").await;
-        let endpoint = t.etcd.endpoint();
+        let endpoint = t.server.endpoint();
 
         let run =
             visor_with_env(words("-o json app list"), &[("VISOR_ENDPOINTS", &endpoint)]).await;
@@ -214,7 +214,7 @@ async fn a_refused_command_writes_nothing_not_even_the_schema() {
         "etcd start or a refused visor command hangs",
         async {
             let t = TestRegistry::start().await;
-            let flags = format!("--endpoints {} --root /fresh", t.etcd.endpoint());
+            let flags = format!("--endpoints {} --root /fresh", t.server.endpoint());
             let refused = [
                 (
                     "app register BAD_NAME --repo-url u --stack base",
@@ -265,7 +265,7 @@ async fn a_refused_command_writes_nothing_not_even_the_schema() {
                 run.usage_error(mention);
             }
             for root in ["fresh", "/fresh/", "/fresh//x"] {
-                let endpoint = t.etcd.endpoint();
+                let endpoint = t.server.endpoint();
                 visor(&format!("--endpoints {endpoint} --root {root} app list"))
                     .await
                     .usage_error(&format!("{root:?}"));
@@ -288,7 +288,7 @@ async fn endpoints_are_checked_before_anything_is_dialled() {
         async {
             let t = TestRegistry::start().await;
             register_app(&t, "web").await;
-            let live = t.etcd.endpoint();
+            let live = t.server.endpoint();
             let address = live
                 .strip_prefix("http://")
                 .expect("a plain-text test etcd");

@@ -83,7 +83,7 @@ async fn printing_into_a_closed_pipe_ends_quietly() {
                 .post_notifications(&[posting])
                 .await
                 .expect("post a notification");
-            let endpoint = t.etcd.endpoint();
+            let endpoint = t.server.endpoint();
 
             for line in [
                 "app list",
@@ -118,7 +118,7 @@ async fn watch_ends_quietly_when_its_reader_goes_away() {
     within(LIMIT, "etcd start or visor watch hangs", async {
         let t = TestRegistry::start().await;
         seed_app(&t, "web").await;
-        let endpoint = t.etcd.endpoint();
+        let endpoint = t.server.endpoint();
         let mut writes = 0;
         let mut write_an_event = || {
             writes += 1;

@@ -250,7 +250,7 @@ async fn proc_errors_exit_with_their_codes_and_write_nothing() {
             cli.run("proc register web x")
                 .await
                 .usage_error("--command");
-            let endpoint = t.etcd.endpoint();
+            let endpoint = t.server.endpoint();
             let unbalanced = [
                 "--endpoints",
                 &endpoint,

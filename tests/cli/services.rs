@@ -529,7 +529,7 @@ struct Follower {
 
 impl Follower {
     fn spawn(t: &TestRegistry, args: &[&str]) -> Self {
-        let endpoint = t.etcd.endpoint();
+        let endpoint = t.server.endpoint();
         let mut command = Command::new(assert_cmd::cargo::cargo_bin("visor"));
         for var in INHERITED_VARS {
             command.env_remove(var);

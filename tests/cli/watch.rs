@@ -197,7 +197,7 @@ async fn watch_without_from_streams_new_events_only() {
         register_app(&t, "web").await;
         let before = raw_revision(&t).await;
 
-        let endpoint = t.etcd.endpoint();
+        let endpoint = t.server.endpoint();
         let args = ["--endpoints", &endpoint, "-o", "json", "watch", "--count", "1"];
         let mut command = tokio::process::Command::new(assert_cmd::cargo::cargo_bin("visor"));
         for var in INHERITED_VARS {

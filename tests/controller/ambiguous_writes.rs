@@ -23,7 +23,7 @@ async fn commits_whose_response_was_lost_are_not_started_twice() {
         "the scale-up never converges through the faults",
         async {
             let t = TestRegistry::start().await;
-            let proxy = FaultProxy::start(&t.etcd.endpoint(), t.raw()).await;
+            let proxy = FaultProxy::start(&t.server.endpoint(), t.raw()).await;
             let hosts = fixtures::register_hosts(&t, 6, 200, Duration::from_secs(30)).await;
             fixtures::seed(&t, "web", "v1", "http").await;
             // A longer lease than the harness's default: a cut connection must

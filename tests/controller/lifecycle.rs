@@ -12,7 +12,7 @@ use etcd_client::{EventType, GetOptions, WatchOptions};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use visor::controller::{Controller, ControllerConfig, ELECTION_NAME};
-use visor::registry::{LocalEtcd, LocalEtcdOptions};
+use visor::registry::{LocalRegistry, LocalRegistryOptions};
 
 use visor_testkit::controller::{self, ControllerProcess};
 use visor_testkit::{TestRegistry, eventually, within};
@@ -241,7 +241,7 @@ async fn a_lost_term_revokes_its_lease_before_campaigning_again() {
         let t = TestRegistry::start().await;
         // A lease far longer than the test: only a revoke makes it go away.
         let lease = ["--lease-ttl", "60s", "--renew-deadline", "40s"];
-        let endpoint = t.etcd.endpoint();
+        let endpoint = t.server.endpoint();
         let _first = ControllerProcess::spawn(&endpoint, "c1", &lease, &[]);
         eventually(Duration::from_secs(20), "c1 leads", || async {
             (candidates(&t).await.first().map(|(who, _)| who.as_str()) == Some("c1")).then_some(())
@@ -320,9 +320,9 @@ async fn an_unreachable_registry_is_reported_from_the_start() {
         assert!(head.contains("503"), "not ready: {head}");
 
         // The registry appears where the replica looks: it connects and leads.
-        let _etcd = LocalEtcd::start_with(LocalEtcdOptions {
+        let _etcd = LocalRegistry::start_with(LocalRegistryOptions {
             client_port: Some(port),
-            ..LocalEtcdOptions::default()
+            ..LocalRegistryOptions::default()
         })
         .await
         .expect("start etcd");

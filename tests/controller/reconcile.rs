@@ -37,7 +37,7 @@ fn per_host(
 /// `visor status -o json`, through the built binary.
 fn status(t: &TestRegistry) -> serde_json::Value {
     let output = std::process::Command::new(assert_cmd::cargo::cargo_bin("visor"))
-        .args(["--endpoints", &t.etcd.endpoint(), "-o", "json", "status"])
+        .args(["--endpoints", &t.server.endpoint(), "-o", "json", "status"])
         .output()
         .expect("run visor status");
     assert!(

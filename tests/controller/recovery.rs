@@ -27,7 +27,7 @@ async fn converges_after_etcd_is_killed_and_restarted() {
         let _host = fixtures::scaled_web(&t, "h1", 2).await;
         converged(&t, 2, "2 active before the outage").await;
 
-        t.etcd.kill();
+        t.server.kill();
         eventually(
             CONVERGE,
             "the controller stops leading while etcd is down",
@@ -38,7 +38,7 @@ async fn converges_after_etcd_is_killed_and_restarted() {
             },
         )
         .await;
-        t.etcd.restart().await.expect("restart etcd");
+        t.server.restart().await.expect("restart etcd");
         controller.wait_leading().await;
         t.visor
             .set_scale("web", "v1", "http", 4)

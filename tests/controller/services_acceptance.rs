@@ -42,7 +42,7 @@ impl Endpoint {
     /// Spawns the example and waits for its `registered <uuid>` line.
     async fn spawn(t: &TestRegistry, hostname: &str) -> Self {
         let mut child = tokio::process::Command::new(example("register_endpoint"))
-            .args(["--endpoints", &t.etcd.endpoint()])
+            .args(["--endpoints", &t.server.endpoint()])
             .args(["--service", SERVICE, "--hostname", hostname])
             .args(["--port", "pg=5432"])
             .args(["--ttl", &TTL.as_secs().to_string()])

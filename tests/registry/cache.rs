@@ -131,7 +131,7 @@ async fn survives_etcd_restart_and_converges_after_compaction() {
         reader.wait_synced().await;
 
         // Killed and restarted on the same data dir: the watch resumes where it was.
-        t.etcd.restart().await.expect("restart etcd");
+        t.server.restart().await.expect("restart etcd");
         t.visor
             .register_app("after-restart", fixtures::app("git://x"))
             .await
@@ -149,8 +149,8 @@ async fn survives_etcd_restart_and_converges_after_compaction() {
 
         // Down again; meanwhile nothing can be watched, and on the way back the
         // history it missed is compacted away: only a relist can catch up.
-        t.etcd.kill();
-        t.etcd.restart().await.expect("restart etcd");
+        t.server.kill();
+        t.server.restart().await.expect("restart etcd");
         for i in 0..5 {
             t.visor
                 .register_app(&format!("app{i}"), fixtures::app("git://x"))
@@ -217,7 +217,7 @@ async fn a_quiet_cache_waited_on_reaches_a_revision_written_elsewhere_and_only_t
 async fn a_resumed_watch_claims_no_revision_before_its_events_arrive() {
     within(LIMIT, "the resumed watch never catches up", async {
         let t = TestRegistry::start().await;
-        let proxy = FaultProxy::start(&t.etcd.endpoint(), t.raw()).await;
+        let proxy = FaultProxy::start(&t.server.endpoint(), t.raw()).await;
         let through_proxy = visor::Visor::connect(&RegistryConfig::new([proxy.endpoint()]))
             .await
             .expect("connect through the proxy");

@@ -122,7 +122,7 @@ async fn connecting_where_nothing_listens_is_unavailable_naming_the_endpoint() {
 async fn malformed_settings_are_refused_before_anything_is_dialled_or_written() {
     within(LIMIT, "etcd start or connect hangs", async {
         let t = TestRegistry::start().await;
-        let live = t.etcd.endpoint();
+        let live = t.server.endpoint();
         let address = live
             .strip_prefix("http://")
             .expect("a plain-text test etcd");

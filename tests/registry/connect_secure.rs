@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use visor::Error;
-use visor::registry::{LocalEtcd, LocalEtcdOptions, RegistryConfig, ServerTls};
+use visor::registry::{LocalRegistry, LocalRegistryOptions, RegistryConfig, ServerTls};
 use visor::{Visor, model};
 
 use visor_testkit::pki::Pki;
@@ -23,7 +23,7 @@ fn app() -> model::App {
     }
 }
 
-fn tls_config(etcd: &LocalEtcd, pki: &Pki, client_cert: bool) -> RegistryConfig {
+fn tls_config(etcd: &LocalRegistry, pki: &Pki, client_cert: bool) -> RegistryConfig {
     let mut config =
         RegistryConfig::new([etcd.endpoint()]).with_request_timeout(Duration::from_secs(3));
     config.connect_timeout = Duration::from_secs(3);
@@ -35,15 +35,15 @@ fn tls_config(etcd: &LocalEtcd, pki: &Pki, client_cert: bool) -> RegistryConfig 
     config
 }
 
-async fn start_tls(pki: &Pki) -> LocalEtcd {
+async fn start_tls(pki: &Pki) -> LocalRegistry {
     let tls = ServerTls {
         cert: pki.path("server.pem"),
         key: pki.path("server-key.pem"),
         client_ca: Some(pki.path("ca.pem")),
     };
-    LocalEtcd::start_with(LocalEtcdOptions {
+    LocalRegistry::start_with(LocalRegistryOptions {
         tls: Some(tls),
-        ..LocalEtcdOptions::default()
+        ..LocalRegistryOptions::default()
     })
     .await
     .expect("start etcd with TLS")
@@ -105,7 +105,8 @@ async fn unreadable_certificate_files_are_a_config_error_naming_the_file() {
 #[tokio::test]
 async fn user_and_password_auth() {
     within(LIMIT, "enabling auth or connecting hangs", async {
-        let t = TestRegistry::start().await;
+        // The embedded registry has no auth.
+        let t = TestRegistry::start_etcd().await;
         let mut raw = t.raw();
         raw.user_add("root", "s3cret", None)
             .await

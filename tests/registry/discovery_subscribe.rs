@@ -114,7 +114,7 @@ async fn a_registration_survives_an_etcd_restart_under_its_uuid() {
                 .expect("subscribe");
             let (created, _) = raw_kv(&t, reg.key()).await.expect("registered");
 
-            t.etcd.restart().await.expect("restart etcd");
+            t.server.restart().await.expect("restart etcd");
             eventually(
                 Duration::from_secs(20),
                 "registered after the restart",
@@ -144,14 +144,14 @@ async fn a_registration_lost_in_an_outage_comes_back_under_its_uuid() {
                 .expect("subscribe");
             let (created, _) = raw_kv(&t, reg.key()).await.expect("registered");
 
-            t.etcd.kill();
+            t.server.kill();
             eventually(
                 Duration::from_secs(10),
                 "the lease counts as lost",
                 || async { (!reg.ready()).then_some(()) },
             )
             .await;
-            t.etcd.restart().await.expect("restart etcd");
+            t.server.restart().await.expect("restart etcd");
             within(
                 Duration::from_secs(20),
                 "re-registration after the outage",

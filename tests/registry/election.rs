@@ -53,7 +53,7 @@ fn spawn_campaign(
 /// `etcd_debugging_mvcc_watcher_total`): a leader watches its key, and a
 /// candidate in line the key ahead of its own. `None` while it cannot be read.
 fn etcd_watchers(t: &TestRegistry) -> Option<usize> {
-    let endpoint = t.etcd.endpoint();
+    let endpoint = t.server.endpoint();
     let port = endpoint.rsplit(':').next()?.parse().ok()?;
     let (_, metrics) = visor_testkit::controller::admin_get(port, "/metrics")?;
     metrics
@@ -279,8 +279,8 @@ async fn a_registry_restart_within_the_renew_deadline_keeps_leadership() {
         .await
         .expect("campaign")
         .expect("elected");
-        t.etcd.kill();
-        t.etcd.restart().await.expect("etcd restarts on its data");
+        t.server.kill();
+        t.server.restart().await.expect("etcd restarts on its data");
 
         let fenced = t.visor.fenced(leadership.fence().clone());
         eventually(
@@ -358,7 +358,7 @@ async fn lease_timings_etcd_would_not_honour_are_refused_before_granting() {
 #[tokio::test]
 async fn a_candidate_of_the_server_side_api_leads_and_the_recipe_waits_behind_it() {
     within(LIMIT, "a campaign never resolves", async {
-        let t = TestRegistry::start().await;
+        let t = TestRegistry::start_etcd().await;
         let old_lease = t
             .raw()
             .lease_grant(OLD_LEASE_TTL, None)
@@ -421,7 +421,7 @@ async fn a_candidate_of_the_server_side_api_leads_and_the_recipe_waits_behind_it
 #[tokio::test]
 async fn a_candidate_of_the_server_side_api_waits_behind_a_recipe_leader() {
     within(LIMIT, "a campaign never resolves", async {
-        let t = TestRegistry::start().await;
+        let t = TestRegistry::start_etcd().await;
         let leader = campaign(&t, "controller-a").await;
         let old_lease = t
             .raw()
@@ -536,7 +536,8 @@ async fn a_standby_whose_key_ahead_leaves_the_line_still_waits_for_the_leader() 
 #[tokio::test]
 async fn a_campaign_on_a_lease_already_in_line_keeps_its_place_and_takes_the_new_identity() {
     within(LIMIT, "a campaign never resolves", async {
-        let t = TestRegistry::start().await;
+        // A key put in line by the server-side Election API: etcd only.
+        let t = TestRegistry::start_etcd().await;
         let lease_id = t
             .raw()
             .lease_grant(OLD_LEASE_TTL, None)

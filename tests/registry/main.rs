@@ -6,6 +6,7 @@
 
 mod cache;
 mod concurrency;
+mod conformance;
 mod connect;
 mod connect_secure;
 mod desired;

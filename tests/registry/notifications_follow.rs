@@ -75,7 +75,7 @@ async fn following_survives_an_etcd_restart_without_repeating_or_losing_a_seq() 
             post_each(&t, &["u3"]).await;
             assert_eq!(next_seq(&mut stream, "posted while watching").await, 3);
 
-            t.etcd.restart().await.expect("restart etcd");
+            t.server.restart().await.expect("restart etcd");
             // The first posts after the restart may fail while the client
             // reconnects; one that timed out may still have been written, so
             // what to expect is read back from the sequence.

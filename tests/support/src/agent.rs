@@ -51,7 +51,7 @@ impl AgentProcess {
 
     /// The same, with further `visor agent` flags.
     pub fn start_with(t: &TestRegistry, host: &str, extra: &[&str]) -> Self {
-        Self::start_at(&t.etcd.endpoint(), host, extra)
+        Self::start_at(&t.server.endpoint(), host, extra)
     }
 
     /// An agent of the registry at `endpoint` (a proxy in front of it, say).

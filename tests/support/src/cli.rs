@@ -239,7 +239,7 @@ impl Cli {
     /// The CLI pointed at `t`'s etcd.
     pub fn new(t: &TestRegistry) -> Self {
         Self {
-            endpoint: t.etcd.endpoint(),
+            endpoint: t.server.endpoint(),
         }
     }
 

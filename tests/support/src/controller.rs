@@ -43,7 +43,7 @@ impl ControllerProcess {
 
     /// Like [`start`](Self::start), with further `visor controller` flags.
     pub fn start_with(t: &TestRegistry, identity: &str, extra: &[&str]) -> Self {
-        Self::spawn(&t.etcd.endpoint(), identity, SHORT_LEASE, extra)
+        Self::spawn(&t.server.endpoint(), identity, SHORT_LEASE, extra)
     }
 
     /// A controller of the registry at `endpoint` (where nothing need

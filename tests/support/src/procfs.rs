@@ -69,7 +69,7 @@ pub fn machine_busy_seconds() -> f64 {
     busy as f64 / CLOCK_TICKS_PER_SECOND
 }
 
-/// The pid of the etcd serving `data_dir` (LocalEtcd does not expose its child).
+/// The pid of the etcd serving `data_dir` (LocalRegistry does not expose its child).
 pub fn etcd_pid(data_dir: &Path) -> u32 {
     let needle = format!("--data-dir={}", data_dir.display());
     std::fs::read_dir("/proc")

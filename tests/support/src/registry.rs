@@ -1,43 +1,91 @@
-//! A real etcd per test, and a Visor API connected to it.
+//! A real registry per test, and a Visor API connected to it.
 //!
-//! Each test gets its own etcd process (free loopback ports, temporary data
-//! dir), killed and removed when the [`TestRegistry`] drops, so tests never see
-//! each other's keys and can restart or compact their registry freely, even
-//! when they run in parallel threads of one test binary.
+//! Each test gets its own registry process (free loopback ports, temporary
+//! data dir), killed and removed when the [`TestRegistry`] drops, so tests
+//! never see each other's keys and can restart or compact their registry
+//! freely, even when they run in parallel threads of one test binary.
+//!
+//! Which registry is chosen by `VISOR_TEST_REGISTRY`: `etcd` (the default)
+//! or `embedded` (`visor registry serve`, this build's binary); the whole
+//! suite runs against each.
 
 use visor::Visor;
-use visor::registry::{LocalEtcd, RegistryConfig};
+use visor::registry::{LocalRegistry, LocalRegistryOptions, LocalServer, RegistryConfig};
 
-/// A test's own etcd plus a connected Visor API.
+/// The variable that chooses the registry the tests run against.
+pub const REGISTRY_VAR: &str = "VISOR_TEST_REGISTRY";
+
+/// The registry `VISOR_TEST_REGISTRY` chooses.
+///
+/// # Panics
+///
+/// On a value other than `etcd` or `embedded`: a typo must not quietly
+/// run the suite against the other registry.
+pub fn chosen_server() -> LocalServer {
+    match std::env::var(REGISTRY_VAR).as_deref() {
+        Err(_) | Ok("" | "etcd") => LocalServer::Etcd,
+        Ok("embedded") => LocalServer::Embedded {
+            visor: crate::cli::visor_binary(),
+        },
+        Ok(other) => panic!("{REGISTRY_VAR}={other:?}: expected etcd or embedded"),
+    }
+}
+
+/// Whether the tests run against the embedded registry.
+pub fn embedded() -> bool {
+    matches!(chosen_server(), LocalServer::Embedded { .. })
+}
+
+/// Options for a registry of the chosen kind, otherwise the defaults.
+pub fn options() -> LocalRegistryOptions {
+    LocalRegistryOptions {
+        server: chosen_server(),
+        ..LocalRegistryOptions::default()
+    }
+}
+
+/// A test's own registry plus a connected Visor API.
 pub struct TestRegistry {
-    /// The etcd process, to restart, kill or point other clients at.
-    pub etcd: LocalEtcd,
+    /// The registry process, to restart, kill or point other clients at.
+    pub server: LocalRegistry,
     /// A Visor API connected under the default root.
     pub visor: Visor,
 }
 
 impl TestRegistry {
-    /// Starts etcd and connects under the default root.
+    /// Starts the chosen registry and connects under the default root.
     pub async fn start() -> Self {
-        let etcd = LocalEtcd::start()
+        let server = LocalRegistry::start_with(options())
+            .await
+            .expect("start the test registry (is etcd-server installed? bash .ci/setup)");
+        let visor = Visor::connect(&config(&server))
+            .await
+            .expect("connect to the test registry");
+        Self { server, visor }
+    }
+
+    /// Starts etcd whatever `VISOR_TEST_REGISTRY` says, for what only etcd
+    /// serves (auth, its server-side Election API).
+    pub async fn start_etcd() -> Self {
+        let server = LocalRegistry::start()
             .await
             .expect("start etcd (is etcd-server installed? bash .ci/setup)");
-        let visor = Visor::connect(&config(&etcd))
+        let visor = Visor::connect(&config(&server))
             .await
             .expect("connect to the test etcd");
-        Self { etcd, visor }
+        Self { server, visor }
     }
 
     /// Another, independent connection to the same registry.
     pub async fn connect_again(&self) -> Visor {
-        Visor::connect(&config(&self.etcd))
+        Visor::connect(&config(&self.server))
             .await
             .expect("second connection")
     }
 
-    /// Registry settings for this etcd.
+    /// Registry settings for this registry.
     pub fn config(&self) -> RegistryConfig {
-        config(&self.etcd)
+        config(&self.server)
     }
 
     /// A raw etcd client, for writing what Visor never would.
@@ -46,7 +94,7 @@ impl TestRegistry {
     }
 }
 
-/// Registry settings pointing at `etcd`.
-pub fn config(etcd: &LocalEtcd) -> RegistryConfig {
-    RegistryConfig::new([etcd.endpoint()])
+/// Registry settings pointing at `server`.
+pub fn config(server: &LocalRegistry) -> RegistryConfig {
+    RegistryConfig::new([server.endpoint()])
 }
