@@ -1,11 +1,12 @@
-//! `visor up`: Visor on one machine with nothing but this binary and etcd.
+//! `visor up`: Visor on one machine with nothing but this binary.
 //!
-//! It runs a single-member etcd on loopback as the registry (the client port
-//! defaults to 2379, which every other command uses by default), writes the
-//! schema, and runs the controller and an agent for this machine in the same
-//! process, each with its admin endpoint, until SIGINT or SIGTERM; then the
-//! agent stops every instance (there is no other host to move them to) and
-//! leaves.
+//! It serves the embedded registry on loopback in the same process (or, with
+//! `--etcd`, runs a single-member etcd child), on the client port every
+//! other command uses by default (2379), writes the schema, and runs the
+//! controller and an agent for this machine in the same process, each with
+//! its admin endpoint, until SIGINT or SIGTERM; then the agent stops every
+//! instance (there is no other host to move them to) and leaves, and the
+//! registry stops last.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -20,6 +21,7 @@ use super::CliError;
 use crate::admin::{AdminServer, AgentAdminConfig};
 use crate::agent::{Agent, AgentConfig};
 use crate::controller::{Controller, ControllerConfig};
+use crate::embedded::{EmbeddedRegistry, ServeOptions};
 use crate::registry::{Error, LocalRegistry, LocalRegistryOptions, RegistryConfig, Visor};
 use crate::shutdown::Shutdown;
 
@@ -28,6 +30,10 @@ pub struct UpArgs {
     /// Where the registry keeps its data (kept across runs).
     #[arg(long, default_value = ".visor/registry")]
     data_dir: PathBuf,
+    /// Run etcd (`etcd` in PATH, or VISOR_ETCD_BIN) as the registry instead
+    /// of the embedded one.
+    #[arg(long)]
+    etcd: bool,
     /// Loopback port for registry clients.
     #[arg(long, default_value_t = 2379)]
     port: u16,
@@ -80,22 +86,18 @@ pub async fn run(config: &RegistryConfig, args: UpArgs) -> Result<(), CliError> 
             args.data_dir.display()
         ))
     })?;
-    let options = LocalRegistryOptions {
-        data_dir: Some(args.data_dir.clone()),
-        client_port: Some(args.port),
-        ..LocalRegistryOptions::default()
-    };
-    let etcd = LocalRegistry::start_with(options)
-        .await
-        .map_err(|e| Error::Config(crate::telemetry::Chain(&e).to_string()))?;
+    let shutdown = CancellationToken::new();
+    // The registry stops last, on its own: the controller and the agent
+    // use it until they have stopped (the controller's last act is to give
+    // its leadership up).
+    let registry = LocalRegistryKind::start(&args).await?;
     let local = RegistryConfig {
-        endpoints: vec![etcd.endpoint()],
+        endpoints: vec![registry.endpoint()],
         ..config.clone()
     };
     let visor = Visor::connect(&local).await?;
     let schema = visor.check_schema().await?;
 
-    let shutdown = CancellationToken::new();
     let prometheus = prometheus::Registry::new();
     let controller = Controller::new(args.controller, &prometheus)?;
     let (ready_tx, ready) = watch::channel(false);
@@ -106,8 +108,9 @@ pub async fn run(config: &RegistryConfig, args: UpArgs) -> Result<(), CliError> 
     let admin_task = tokio::spawn(admin.serve(shutdown.clone()));
     let agent = Agent::start(visor.clone(), agent_config).await?;
     eprintln!(
-        "visor up: registry at {} (root {}, schema v{}, data in {}); controller metrics at http://{admin_addr}/metrics; agent at {}",
-        etcd.endpoint(),
+        "visor up: {} registry at {} (root {}, schema v{}, data in {}); controller metrics at http://{admin_addr}/metrics; agent at {}",
+        registry.kind(),
+        registry.endpoint(),
         local.root,
         schema.version,
         args.data_dir.display(),
@@ -143,6 +146,75 @@ pub async fn run(config: &RegistryConfig, args: UpArgs) -> Result<(), CliError> 
     if let Ok(Err(error)) = admin_task.await {
         tracing::warn!(%error, "admin server failed");
     }
-    drop(etcd);
+    registry.stop().await;
     Ok(())
+}
+
+/// The registry `visor up` runs, in the process or as a child.
+enum LocalRegistryKind {
+    Embedded(EmbeddedRegistry),
+    Etcd(Box<LocalRegistry>),
+}
+
+impl LocalRegistryKind {
+    /// Starts the registry `args` ask for in `args.data_dir`, refusing a
+    /// data dir that holds the other kind's data (it would start empty).
+    async fn start(args: &UpArgs) -> Result<Self, CliError> {
+        let etcd_data = args.data_dir.join("member").exists();
+        let embedded_data = args.data_dir.join(crate::embedded::log::FILE).exists();
+        let refuse = |holds: &str, flag: &str| {
+            CliError::Usage(format!(
+                "data dir {} holds {holds}'s data: run visor up {flag}to keep using it, or choose another --data-dir",
+                args.data_dir.display()
+            ))
+        };
+        if args.etcd {
+            if embedded_data {
+                return Err(refuse("the embedded registry", ""));
+            }
+            let options = LocalRegistryOptions {
+                data_dir: Some(args.data_dir.clone()),
+                client_port: Some(args.port),
+                ..LocalRegistryOptions::default()
+            };
+            let etcd = LocalRegistry::start_with(options)
+                .await
+                .map_err(|e| Error::Config(crate::telemetry::Chain(&e).to_string()))?;
+            return Ok(Self::Etcd(Box::new(etcd)));
+        }
+        if etcd_data {
+            return Err(refuse("etcd", "--etcd "));
+        }
+        let listen = SocketAddr::from(([127, 0, 0, 1], args.port));
+        let options = ServeOptions::new(args.data_dir.clone(), listen);
+        let registry = EmbeddedRegistry::start(options, &CancellationToken::new()).await?;
+        Ok(Self::Embedded(registry))
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::Embedded(_) => "embedded",
+            Self::Etcd(_) => "etcd",
+        }
+    }
+
+    fn endpoint(&self) -> String {
+        match self {
+            Self::Embedded(registry) => registry.endpoint(),
+            Self::Etcd(etcd) => etcd.endpoint(),
+        }
+    }
+
+    /// Stops it, once nothing of this process uses it any more.
+    async fn stop(self) {
+        match self {
+            Self::Embedded(registry) => {
+                if let Err(error) = registry.stop().await {
+                    let error = crate::telemetry::Chain(&error);
+                    tracing::warn!(%error, "the embedded registry stopped with an error");
+                }
+            }
+            Self::Etcd(etcd) => drop(etcd),
+        }
+    }
 }

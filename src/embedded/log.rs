@@ -34,7 +34,7 @@ const COMPACTED: &str = "compacted";
 const MEMBER_ID: &str = "member_id";
 const CLUSTER_ID: &str = "cluster_id";
 /// The file in the data dir.
-const FILE: &str = "registry.redb";
+pub const FILE: &str = "registry.redb";
 
 /// Why the log cannot be opened, read or written.
 #[derive(Debug, thiserror::Error)]
@@ -189,8 +189,18 @@ impl Log {
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(State::default()),
             Err(error) => return Err(read_error(error.into())),
         }
-        let records = txn.open_table(RECORDS).map_err(|e| read_error(e.into()))?;
-        for entry in records.iter().map_err(|e| read_error(e.into()))? {
+        // A table is made by the first write that needs it: one not made
+        // yet holds nothing.
+        let records = match txn.open_table(RECORDS) {
+            Ok(records) => Some(records),
+            Err(redb::TableError::TableDoesNotExist(_)) => None,
+            Err(error) => return Err(read_error(error.into())),
+        };
+        let entries = match &records {
+            Some(records) => Some(records.iter().map_err(|e| read_error(e.into()))?),
+            None => None,
+        };
+        for entry in entries.into_iter().flatten() {
             let (at, bytes) = entry.map_err(|e| read_error(e.into()))?;
             let (main, sub) = at.value();
             let kv = PbKeyValue::decode(bytes.value()).map_err(|error| LogError::Corrupt {
@@ -209,10 +219,15 @@ impl Log {
                 },
             );
         }
-        let table = txn.open_table(LEASES).map_err(|e| read_error(e.into()))?;
-        for entry in table.iter().map_err(|e| read_error(e.into()))? {
-            let (id, ttl) = entry.map_err(|e| read_error(e.into()))?;
-            leases.push((id.value(), ttl.value()));
+        match txn.open_table(LEASES) {
+            Ok(table) => {
+                for entry in table.iter().map_err(|e| read_error(e.into()))? {
+                    let (id, ttl) = entry.map_err(|e| read_error(e.into()))?;
+                    leases.push((id.value(), ttl.value()));
+                }
+            }
+            Err(redb::TableError::TableDoesNotExist(_)) => {}
+            Err(error) => return Err(read_error(error.into())),
         }
         store.restore_revisions(revision, compacted);
         let mut state = State::new(store);

@@ -14,6 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use visor_testkit::agent::free_port;
 use visor_testkit::cli::{Run, visor_with_env};
 use visor_testkit::examples::example;
+use visor_testkit::path_without::PathWithout;
 use visor_testkit::{eventually, procfs, within};
 
 use super::support::SETTLE;
@@ -115,7 +116,11 @@ async fn the_readme_quick_start_runs_the_example_app() {
         let port = free_port();
         let endpoint = format!("http://127.0.0.1:{port}");
         let agent_dir = dir.path().join("agent");
+        // The quick start needs no etcd: visor up serves its own registry.
+        let path = PathWithout::new("etcd");
         let child = Command::new(assert_cmd::cargo::cargo_bin("visor"))
+            .env("PATH", path.var())
+            .env_remove("VISOR_ETCD_BIN")
             .args(["up", "--host", "quickstart", "--port", &port.to_string()])
             .args([
                 "--admin-addr",

@@ -1,12 +1,14 @@
 //! `visor up`, the README's run command: it serves a registry that the other
-//! commands use, runs the controller (which takes the lead), keeps its data
-//! across restarts, and on SIGTERM stops with its etcd (no process left
-//! listening).
+//! commands use (the embedded one, with no etcd binary to be found, or etcd
+//! with `--etcd`), runs the controller (which takes the lead), keeps its
+//! data across restarts, and on SIGTERM stops with its registry (no process
+//! left listening).
 
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use visor_testkit::path_without::PathWithout;
 use visor_testkit::{eventually, within};
 
 const LIMIT: Duration = Duration::from_secs(90);
@@ -23,8 +25,10 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn up(data_dir: &std::path::Path, port: u16) -> Child {
+fn up(data_dir: &std::path::Path, port: u16, extra: &[&str], path: &PathWithout) -> Child {
     visor()
+        .env("PATH", path.var())
+        .env_remove("VISOR_ETCD_BIN")
         .args([
             "up",
             "--admin-addr",
@@ -40,6 +44,7 @@ fn up(data_dir: &std::path::Path, port: u16) -> Child {
         .arg(data_dir.with_file_name("agent"))
         .arg("--data-dir")
         .arg(data_dir)
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -90,14 +95,16 @@ async fn terminate(mut child: Child, port: u16) {
     );
 }
 
-#[tokio::test]
-async fn up_serves_the_cli_keeps_data_and_stops_on_sigterm() {
+/// Starts `visor up` (with `extra` flags, and `path`), registers an app,
+/// waits for the controller to lead, stops it, starts it again and finds
+/// the app.
+async fn serves_keeps_data_and_stops(extra: &[&str], path: &PathWithout) {
     within(LIMIT, "visor up did not start or stop", async {
         let dir = tempfile::tempdir().expect("temp dir");
         let data = dir.path().join("registry");
         let port = free_port();
 
-        let first = up(&data, port);
+        let first = up(&data, port, extra, path);
         wait_serving(port).await;
         let register = cli(
             port,
@@ -128,7 +135,7 @@ async fn up_serves_the_cli_keeps_data_and_stops_on_sigterm() {
         .await;
         terminate(first, port).await;
 
-        let second = up(&data, port);
+        let second = up(&data, port, extra, path);
         wait_serving(port).await;
         let list = cli(port, &["-o", "json", "app", "list"]);
         let apps: serde_json::Value = serde_json::from_slice(&list.stdout).expect("json");
@@ -137,6 +144,43 @@ async fn up_serves_the_cli_keeps_data_and_stops_on_sigterm() {
             "the app survives a restart of visor up"
         );
         terminate(second, port).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn up_serves_the_cli_keeps_data_and_stops_on_sigterm_without_an_etcd_binary() {
+    let path = PathWithout::new("etcd");
+    assert!(!path.finds("etcd"), "no etcd to be found");
+    serves_keeps_data_and_stops(&[], &path).await;
+}
+
+#[tokio::test]
+async fn up_with_etcd_serves_the_cli_keeps_data_and_stops_on_sigterm() {
+    serves_keeps_data_and_stops(&["--etcd"], &PathWithout::new("no-such-program")).await;
+}
+
+#[tokio::test]
+async fn a_data_dir_of_the_other_registry_is_refused() {
+    within(LIMIT, "visor up did not start or stop", async {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("registry");
+        std::fs::create_dir_all(data.join("member")).expect("an etcd data dir");
+        let refused = visor()
+            .args(["up", "--port", &free_port().to_string(), "--data-dir"])
+            .arg(&data)
+            .output()
+            .expect("run visor up");
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert_eq!(refused.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains("holds etcd's data") && stderr.contains("--etcd"),
+            "{stderr}"
+        );
+        assert!(
+            !data.join("registry.redb").exists(),
+            "nothing is written into a refused data dir"
+        );
     })
     .await;
 }

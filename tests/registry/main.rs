@@ -13,6 +13,7 @@ mod desired;
 mod discovery;
 mod discovery_subscribe;
 mod election;
+mod embedded;
 mod events;
 mod events_resume;
 mod hosts;

@@ -16,6 +16,7 @@ pub mod examples;
 pub mod exec_provider;
 pub mod fault_proxy;
 pub mod fixtures;
+pub mod path_without;
 pub mod pki;
 pub mod procfs;
 pub mod promtool;
