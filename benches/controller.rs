@@ -1,8 +1,9 @@
-//! The controller at scale, side by side with raw etcd against one real etcd
-//! in the same run.
+//! The controller at scale, side by side with raw writes against the same
+//! registry in the same run, on etcd and on the embedded registry.
 //!
 //! `cargo bench --bench controller` runs, for each N in `VISOR_BENCH_SCALE`
-//! (comma-separated, default `10000,100000`), with a fresh etcd
+//! (comma-separated, default `10000,100000`) and each registry in
+//! `VISOR_BENCH_REGISTRIES` (default `etcd,embedded`), with a fresh registry
 //! ([`LocalRegistry`]), `VISOR_BENCH_HOSTS` hosts (default 1000, written with one
 //! shared lease, capacity large enough for everything) and the real
 //! `visor controller` binary as a child process:
@@ -53,11 +54,11 @@ use chrono::Utc;
 use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp};
 use visor::Visor;
 use visor::model::{App, Host, Instance, Limits, Name, ProcType, Revision, Ticket, TicketOp};
-use visor::registry::{Lease, LocalRegistry, LocalRegistryOptions, RegistryConfig};
+use visor::registry::{Lease, LocalRegistry, LocalRegistryOptions, LocalServer, RegistryConfig};
 
 use visor_testkit::controller::LoggedController;
 use visor_testkit::fixtures::name;
-use visor_testkit::procfs::{cpu_seconds, etcd_pid, memory_kib, wait_quiet};
+use visor_testkit::procfs::{cpu_seconds, memory_kib, registry_pid, wait_quiet};
 use visor_testkit::raw::{
     FenceStandIn, bounded, count_keys, delete_prefix, is_creation, next_events, next_response,
     wait_leader_renewed, watch_prefix,
@@ -94,6 +95,8 @@ struct Group {
 
 struct Settings {
     scales: Vec<usize>,
+    /// The registries each N runs against, one case each.
+    registries: Vec<&'static str>,
     hosts: usize,
     latency_iterations: usize,
     scale_timeout: Duration,
@@ -124,8 +127,23 @@ impl Settings {
                     .collect()
             },
         );
+        let registries = var("VISOR_BENCH_REGISTRIES").map_or_else(
+            || vec!["etcd", "embedded"],
+            |v| {
+                v.split(',')
+                    .map(|name| match name.trim() {
+                        "etcd" => "etcd",
+                        "embedded" => "embedded",
+                        other => panic!(
+                            "VISOR_BENCH_REGISTRIES={v:?}: {other:?} is not etcd or embedded"
+                        ),
+                    })
+                    .collect()
+            },
+        );
         Self {
             scales,
+            registries,
             hosts: number("VISOR_BENCH_HOSTS", 1_000),
             latency_iterations: number("VISOR_BENCH_LATENCY_ITERATIONS", 50),
             scale_timeout: Duration::from_secs(number("VISOR_BENCH_TIMEOUT", 900) as u64),
@@ -484,6 +502,8 @@ struct ScaleUpCase {
 
 struct Case {
     count: usize,
+    /// The registry it ran against: etcd or embedded.
+    registry: &'static str,
     /// None when the instances were preloaded instead of scaled up to.
     scale_up: Option<ScaleUpCase>,
     /// From starting the controller to it leading with synced caches.
@@ -501,6 +521,11 @@ struct Case {
 }
 
 impl Case {
+    /// N and the registry, for the tables' first column.
+    fn label(&self) -> String {
+        format!("{} ({})", self.count, self.registry)
+    }
+
     /// The registry must hold exactly N instances and N tickets (no start
     /// lost, none emitted twice).
     fn registry_mismatch(&self) -> Option<String> {
@@ -610,15 +635,23 @@ async fn scale_up_case(
     }
 }
 
-async fn run_case(settings: &Settings, count: usize, logs: &Path) -> Case {
+async fn run_case(settings: &Settings, count: usize, registry: &'static str, logs: &Path) -> Case {
+    let server = match registry {
+        "embedded" => LocalServer::Embedded {
+            visor: visor_testkit::cli::visor_binary(),
+        },
+        _ => LocalServer::Etcd,
+    };
     let etcd = LocalRegistry::start_with(LocalRegistryOptions {
-        // Room for three copies of 2N keys and their history.
+        server,
+        // Room for three copies of 2N keys and their history (etcd's quota;
+        // the embedded registry has none).
         extra_args: vec!["--quota-backend-bytes=8589934592".into()],
         ..LocalRegistryOptions::default()
     })
     .await
-    .expect("start etcd (is etcd-server installed? bash .ci/setup)");
-    let etcd_pid = etcd_pid(etcd.data_dir());
+    .expect("start the registry (is etcd-server installed? bash .ci/setup)");
+    let etcd_pid = registry_pid(etcd.data_dir());
     let visor = Visor::connect(&RegistryConfig::new([etcd.endpoint()]))
         .await
         .expect("connect to etcd");
@@ -701,6 +734,7 @@ async fn run_case(settings: &Settings, count: usize, logs: &Path) -> Case {
     );
     let case = Case {
         count,
+        registry,
         scale_up,
         controller_ready,
         controller_memory,
@@ -734,7 +768,7 @@ fn print_tables(settings: &Settings, cases: &[Case]) {
         println!();
         println!(
             "Scale-up over {} hosts: set_scale(N) until N start tickets exist, vs raw etcd \
-             writing the same 2N keys in sequential 126-put transactions",
+             writing the same 2N keys in sequential 126-put transactions (N with the registry it ran against)",
             settings.hosts
         );
         println!(
@@ -744,7 +778,7 @@ fn print_tables(settings: &Settings, cases: &[Case]) {
         for (c, s) in &scaled {
             println!(
                 "| {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.0} | {:.2} | {:.2} | {} |",
-                c.count,
+                c.label(),
                 secs(s.raw_put),
                 secs(s.raw_guarded),
                 secs(s.visor.last),
@@ -760,13 +794,13 @@ fn print_tables(settings: &Settings, cases: &[Case]) {
             "CPU seconds during each write phase, and until the controller went quiet (1 s windows)"
         );
         println!(
-            "| N | etcd CPU s, raw put | etcd CPU s, raw guarded | etcd CPU s, visor | controller CPU s to last ticket | controller quiet after s | controller CPU s to quiet |"
+            "| N | registry CPU s, raw put | registry CPU s, raw guarded | registry CPU s, visor | controller CPU s to last ticket | controller quiet after s | controller CPU s to quiet |"
         );
         println!("|---:|---:|---:|---:|---:|---:|---:|");
         for (c, s) in &scaled {
             println!(
                 "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {:.1} |",
-                c.count,
+                c.label(),
                 s.etcd_cpu_raw_put,
                 s.etcd_cpu_raw_guarded,
                 s.etcd_cpu_visor,
@@ -786,13 +820,13 @@ fn print_tables(settings: &Settings, cases: &[Case]) {
         "Memory once quiet (MiB), and the controller's start until leading with synced caches"
     );
     println!(
-        "| N instances | how | controller VmRSS | controller VmHWM | etcd VmRSS | etcd VmHWM | controller ready s |"
+        "| N instances | how | controller VmRSS | controller VmHWM | registry VmRSS | registry VmHWM | controller ready s |"
     );
     println!("|---:|---|---:|---:|---:|---:|---:|");
     for c in cases {
         println!(
             "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} |",
-            c.count,
+            c.label(),
             how(c),
             mib(c.controller_memory.0),
             mib(c.controller_memory.1),
@@ -822,7 +856,7 @@ fn print_tables(settings: &Settings, cases: &[Case]) {
         );
         println!(
             "| {} | {} | {:.1} | {:.1} | {:.2} | {:.2} | {:.1} | {:.1} |",
-            c.count,
+            c.label(),
             how(c),
             ms(v50),
             ms(v99),
@@ -847,19 +881,19 @@ fn print_tables(settings: &Settings, cases: &[Case]) {
             .iter()
             .map(|(n, mean)| format!("{:.1} | {:.1}", n / per, mean * 1e3))
             .collect();
-        println!("| {} | {} | {} |", c.count, how(c), cells.join(" | "));
+        println!("| {} | {} | {} |", c.label(), how(c), cells.join(" | "));
     }
     for c in cases {
         for mismatch in [c.registry_mismatch(), c.metric_mismatch()]
             .into_iter()
             .flatten()
         {
-            println!("\nMISMATCH at N = {}: {mismatch}", c.count);
+            println!("\nMISMATCH at N = {}: {mismatch}", c.label());
         }
         if !c.complaints.is_empty() {
             println!(
                 "\nN = {}: the controller logged {} warnings or errors, first ones:",
-                c.count,
+                c.label(),
                 c.complaints.len()
             );
             for line in c.complaints.iter().take(5) {
@@ -889,13 +923,15 @@ async fn main() {
     );
     let mut cases = Vec::new();
     for &count in &settings.scales {
-        let began = Instant::now();
-        cases.push(run_case(&settings, count, &logs).await);
-        println!(
-            "  case N = {count} took {:.0} s",
-            began.elapsed().as_secs_f64()
-        );
-        // Every case so far, so a later case that fails its bounds loses nothing.
-        print_tables(&settings, &cases);
+        for &registry in &settings.registries {
+            let began = Instant::now();
+            cases.push(run_case(&settings, count, registry, &logs).await);
+            println!(
+                "  case N = {count} on {registry} took {:.0} s",
+                began.elapsed().as_secs_f64()
+            );
+            // Every case so far, so a later case that fails its bounds loses nothing.
+            print_tables(&settings, &cases);
+        }
     }
 }

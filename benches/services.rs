@@ -53,7 +53,9 @@ use visor::registry::{Keys, Kind, LocalRegistry, RegistryConfig};
 
 use visor_testkit::controller::LoggedController;
 use visor_testkit::fixtures::name;
-use visor_testkit::procfs::{cpu_seconds, etcd_pid, machine_busy_seconds, memory_kib, wait_quiet};
+use visor_testkit::procfs::{
+    cpu_seconds, machine_busy_seconds, memory_kib, registry_pid, wait_quiet,
+};
 use visor_testkit::raw::{
     FenceStandIn, bounded, count_keys, delete_prefix, is_creation, next_response,
     wait_leader_renewed, watch_prefix,
@@ -706,7 +708,7 @@ async fn main() {
     let etcd = LocalRegistry::start()
         .await
         .expect("start etcd (is etcd-server installed? bash .ci/setup)");
-    let etcd_pid = etcd_pid(etcd.data_dir());
+    let etcd_pid = registry_pid(etcd.data_dir());
     let visor = Visor::connect(&RegistryConfig::new([etcd.endpoint()]))
         .await
         .expect("connect to etcd");

@@ -16,7 +16,7 @@ use etcd_client::proto::{
     PbDeleteRequest, PbDeleteResponse, PbPutRequest, PbPutResponse, PbRangeRequest,
     PbRangeResponse, PbTxnRequest, PbTxnResponse,
 };
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::error::RequestError;
@@ -120,7 +120,7 @@ pub struct Inner {
 pub struct Node {
     inner: Arc<Mutex<Inner>>,
     published: broadcast::Sender<Arc<Published>>,
-    writes: mpsc::Sender<(WriteOp, oneshot::Sender<Result<Written, RequestError>>)>,
+    writes: std::sync::mpsc::Sender<Pending>,
     stopped: CancellationToken,
     log: Arc<Mutex<Log>>,
     identity: Identity,
@@ -143,7 +143,7 @@ impl Node {
         let visible = state.store().revision();
         let inner = Arc::new(Mutex::new(Inner { state, visible }));
         let (published, _) = broadcast::channel(PUBLISHED_BACKLOG);
-        let (writes, queue) = mpsc::channel(MAX_BATCH * 4);
+        let (writes, queue) = std::sync::mpsc::channel();
         let node = Self {
             inner,
             published,
@@ -159,7 +159,15 @@ impl Node {
             log: Arc::new(Mutex::new(log)),
         };
         node.metrics.stored(visible, node.log_file().1);
-        tokio::spawn(writer(node.clone(), queue));
+        let writer_node = node.clone();
+        std::thread::Builder::new()
+            .name("registry-writer".into())
+            .spawn(move || writer(writer_node, queue))
+            .map_err(|error| LogError::Io {
+                op: "start the writer of",
+                path: node.log_path.clone(),
+                source: Box::new(redb::StorageError::Io(error).into()),
+            })?;
         Ok(node)
     }
 
@@ -226,7 +234,6 @@ impl Node {
         let (reply, answer) = oneshot::channel();
         self.writes
             .send((op, reply))
-            .await
             .map_err(|_| WriteError::Stopped)?;
         Ok(answer.await.map_err(|_| WriteError::Stopped)??)
     }
@@ -239,13 +246,14 @@ impl Node {
     }
 }
 
-/// The writer: takes writes in batches, applies them, appends each batch to
-/// the log, then publishes and answers it.
-async fn writer(
-    node: Node,
-    mut queue: mpsc::Receiver<(WriteOp, oneshot::Sender<Result<Written, RequestError>>)>,
-) {
-    loop {
+/// A write and where its answer goes.
+type Pending = (WriteOp, oneshot::Sender<Result<Written, RequestError>>);
+
+/// The writer, on a thread of its own (it waits for the disk): takes writes
+/// in batches, applies them, appends each batch to the log, then publishes
+/// and answers it. It stops within [`EXPIRY_CHECK`] of the node's stop.
+fn writer(node: Node, queue: std::sync::mpsc::Receiver<Pending>) {
+    while !node.stopped.is_cancelled() {
         let next_expiry = node.lock().state.next_expiry();
         let wake = next_expiry
             .map_or(EXPIRY_CHECK, |at| {
@@ -253,13 +261,10 @@ async fn writer(
             })
             .min(EXPIRY_CHECK);
         let mut pending = Vec::new();
-        tokio::select! {
-            first = queue.recv() => match first {
-                Some(first) => pending.push(first),
-                None => break,
-            },
-            () = tokio::time::sleep(wake) => {}
-            () = node.stopped.cancelled() => break,
+        match queue.recv_timeout(wake) {
+            Ok(first) => pending.push(first),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
         }
         while pending.len() < MAX_BATCH {
             match queue.try_recv() {
@@ -288,27 +293,20 @@ async fn writer(
             batch.revision = state.store().revision();
         }
         if !batch.is_empty() {
-            let log = Arc::clone(&node.log);
-            let (started, revision) = (Instant::now(), batch.revision);
-            let appended = tokio::task::spawn_blocking(move || {
-                let log = log.lock().unwrap_or_else(PoisonError::into_inner);
-                log.append(&batch).map(|()| log.size())
-            })
-            .await;
-            match appended {
-                Ok(Ok(size)) => {
+            let started = Instant::now();
+            let log = node.log.lock().unwrap_or_else(PoisonError::into_inner);
+            match log.append(&batch) {
+                Ok(()) => {
+                    let size = log.size();
                     node.log_size
                         .store(size, std::sync::atomic::Ordering::Relaxed);
-                    node.metrics.committed(started.elapsed(), revision, size);
+                    node.metrics
+                        .committed(started.elapsed(), batch.revision, size);
                 }
-                Ok(Err(error)) => {
+                Err(error) => {
                     // Nothing of this batch was acknowledged; the state holds
                     // it, so the node cannot go on serving.
                     tracing::error!(%error, "cannot write the registry's log; stopping");
-                    break;
-                }
-                Err(error) => {
-                    tracing::error!(%error, "the registry's log writer failed; stopping");
                     break;
                 }
             }

@@ -488,6 +488,39 @@ async fn script(client: Client) -> Vec<String> {
     let events = watch_until(&mut future, "f").await;
     t.note("watch f from 1000", events.join(" | "));
 
+    // Progress: asked for, it names the revision every watch is caught up to.
+    let mut progress = t
+        .client
+        .watch("p", Some(WatchOptions::new().with_prefix()))
+        .await
+        .expect("watch for progress");
+    progress.request_progress().await.expect("request progress");
+    let line = match tokio::time::timeout(WATCH_LIMIT, async {
+        loop {
+            match progress.message().await {
+                Ok(Some(response)) if response.created() && response.events().is_empty() => {
+                    continue;
+                }
+                Ok(Some(response)) => {
+                    return format!(
+                        "watch id {} rev {} events {} canceled {}",
+                        response.watch_id(),
+                        revision(response.header()),
+                        response.events().len(),
+                        response.canceled()
+                    );
+                }
+                other => return format!("{other:?}"),
+            }
+        }
+    })
+    .await
+    {
+        Ok(line) => line,
+        Err(_) => "no progress response".to_owned(),
+    };
+    t.note("request progress", line);
+
     // Compaction: what is refused after it.
     let compacted = t.client.compact(10, None).await;
     let line = outcome(compacted, |r| format!("rev {}", revision(r.header())));

@@ -69,22 +69,27 @@ pub fn machine_busy_seconds() -> f64 {
     busy as f64 / CLOCK_TICKS_PER_SECOND
 }
 
-/// The pid of the etcd serving `data_dir` (LocalRegistry does not expose its child).
-pub fn etcd_pid(data_dir: &Path) -> u32 {
-    let needle = format!("--data-dir={}", data_dir.display());
+/// The registry process (etcd, or `visor registry serve`) serving
+/// `data_dir`: the one whose command line names it (`--data-dir=<dir>` for
+/// etcd, `--data-dir <dir>` for the embedded registry).
+pub fn registry_pid(data_dir: &Path) -> u32 {
+    let joined = format!("--data-dir={}", data_dir.display());
+    let dir = data_dir.as_os_str().as_encoded_bytes();
     std::fs::read_dir("/proc")
         .expect("list /proc")
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .find(|pid| {
             std::fs::read(format!("/proc/{pid}/cmdline"))
                 .map(|cmdline| {
-                    cmdline
-                        .split(|b| *b == 0)
-                        .any(|arg| arg == needle.as_bytes())
+                    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+                    args.contains(&joined.as_bytes())
+                        || args
+                            .windows(2)
+                            .any(|pair| pair[0] == b"--data-dir" && pair[1] == dir)
                 })
                 .unwrap_or(false)
         })
-        .unwrap_or_else(|| panic!("no etcd process with {needle}"))
+        .unwrap_or_else(|| panic!("no registry process serving {}", data_dir.display()))
 }
 
 /// Waits until `pid` has used at most `idle_cpu` seconds of CPU in a `window`;
