@@ -16,6 +16,7 @@ pub mod node;
 pub mod server;
 pub mod services;
 pub mod state;
+pub mod wal;
 pub mod watch;
 
 pub use server::{EmbeddedRegistry, ServeError, ServeOptions};

@@ -294,7 +294,7 @@ fn writer(node: Node, queue: std::sync::mpsc::Receiver<Pending>) {
         }
         if !batch.is_empty() {
             let started = Instant::now();
-            let log = node.log.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut log = node.log.lock().unwrap_or_else(PoisonError::into_inner);
             match log.append(&batch) {
                 Ok(()) => {
                     let size = log.size();
