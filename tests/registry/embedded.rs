@@ -8,6 +8,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use etcd_client::{Client, EventType, PutOptions, Txn, TxnOp, WatchOptions};
+use visor::embedded::{EmbeddedRegistry, ServeOptions};
 use visor::registry::{LocalRegistry, LocalRegistryOptions, LocalServer};
 use visor_testkit::cli::visor_binary;
 use visor_testkit::{eventually, within};
@@ -349,6 +350,66 @@ async fn a_sigkill_during_acknowledged_writes_loses_none_and_half_applies_nothin
         }
     })
     .await;
+}
+
+#[tokio::test]
+async fn automatic_compaction_keeps_the_history_asked_for() {
+    within(LIMIT, "compaction hangs", async {
+        let dir = tempfile::tempdir().expect("dir");
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let options = ServeOptions {
+            history: 5,
+            compaction_interval: Duration::from_millis(50),
+            ..ServeOptions::new(dir.path().to_path_buf(), "127.0.0.1:0".parse().expect("addr"))
+        };
+        let registry = EmbeddedRegistry::start(options, &shutdown).await.expect("serve");
+        let mut client = Client::connect([registry.endpoint()], None).await.expect("connect");
+        for n in 0..20 {
+            client.put("k", n.to_string(), None).await.expect("put");
+        }
+        // Revision 21 now: history from 16 on is kept, before it compacted.
+        eventually(Duration::from_secs(10), "history before 16 is compacted", || {
+            let mut client = client.clone();
+            async move {
+                let old = client
+                    .get("k", Some(etcd_client::GetOptions::new().with_revision(15)))
+                    .await;
+                matches!(old, Err(etcd_client::Error::GRpcStatus(status)) if status.message().contains("compacted")).then_some(())
+            }
+        })
+        .await;
+        let kept = client
+            .get("k", Some(etcd_client::GetOptions::new().with_revision(16)))
+            .await
+            .expect("a read within the history kept");
+        assert_eq!(kept.kvs()[0].value(), b"14");
+        registry.stop().await.expect("stop");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn it_refuses_to_listen_beyond_loopback() {
+    let dir = tempfile::tempdir().expect("dir");
+    let output = Command::new(visor_binary())
+        .args(["registry", "serve", "--listen", "0.0.0.0:0", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .expect("run visor registry serve");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("refusing to serve the embedded registry on 0.0.0.0:0")
+            && stderr.contains("loopback only"),
+        "{stderr}"
+    );
+    assert!(
+        std::fs::read_dir(dir.path())
+            .expect("list")
+            .next()
+            .is_none(),
+        "nothing written before refusing"
+    );
 }
 
 #[tokio::test]
