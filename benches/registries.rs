@@ -17,6 +17,9 @@
 //!    grant to the key's delete event: how late past the TTL it comes;
 //! 6. **memory**: each server's RSS (now and peak) after all of it.
 //!
+//! `VISOR_BENCH_KEYS` (default 0) keys are written into each first, so the
+//! figures can be taken on a registry of that size.
+//!
 //! Ratios are embedded ÷ etcd: above 1 for throughput, below 1 for latency
 //! means the embedded registry is ahead.
 
@@ -66,6 +69,22 @@ async fn start(name: &'static str, server: LocalServer) -> Server {
         name,
         registry,
         client,
+    }
+}
+
+/// Writes `keys` keys in 126-put transactions, so the figures meet a
+/// registry of that size.
+async fn preload_keys(server: &Server, keys: usize) {
+    let mut client = server.client.clone();
+    for chunk in (0..keys).collect::<Vec<_>>().chunks(TXN_PUTS) {
+        let puts: Vec<TxnOp> = chunk
+            .iter()
+            .map(|n| TxnOp::put(format!("pre/{n:08}"), VALUE, None))
+            .collect();
+        client
+            .txn(Txn::new().and_then(puts))
+            .await
+            .expect("preload txn");
     }
 }
 
@@ -221,6 +240,13 @@ async fn run() {
     )
     .await;
     let servers = [&etcd, &embedded];
+    let preload = count("VISOR_BENCH_KEYS", 0);
+    if preload > 0 {
+        for server in servers {
+            preload_keys(server, preload).await;
+        }
+        println!("{preload} keys written into each before the figures");
+    }
     for server in servers {
         println!("{} at {}", server.name, server.registry.endpoint());
     }
