@@ -60,6 +60,16 @@ pub fn init(format: LogFormat, default_filter: &str) {
     };
 }
 
+/// Registers `metric` on `registry` and hands it back, for building a
+/// struct of metrics in one expression.
+pub fn register<M: prometheus::core::Collector + Clone + 'static>(
+    registry: &prometheus::Registry,
+    metric: M,
+) -> prometheus::Result<M> {
+    registry.register(Box::new(metric.clone()))?;
+    Ok(metric)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

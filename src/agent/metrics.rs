@@ -114,13 +114,7 @@ impl AgentMetrics {
     /// Creates the metrics and registers them on `registry`: not reachable,
     /// not registered, connected, every count zero.
     pub fn new(registry: &Registry) -> prometheus::Result<Self> {
-        fn add<M: Collector + Clone + 'static>(
-            registry: &Registry,
-            metric: M,
-        ) -> prometheus::Result<M> {
-            registry.register(Box::new(metric.clone()))?;
-            Ok(metric)
-        }
+        use crate::telemetry::register as add;
         let ticket_seconds = HistogramOpts::new(
             "visor_agent_ticket_seconds",
             "Time from claiming a ticket to its instance running (start) or stopped (stop).",

@@ -46,13 +46,7 @@ pub struct ControllerMetrics {
 impl ControllerMetrics {
     /// Creates the metrics and registers them on `registry`.
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
-        fn add<M: prometheus::core::Collector + Clone + 'static>(
-            registry: &Registry,
-            metric: M,
-        ) -> prometheus::Result<M> {
-            registry.register(Box::new(metric.clone()))?;
-            Ok(metric)
-        }
+        use crate::telemetry::register as add;
         Ok(Self {
             leader: add(
                 registry,

@@ -294,13 +294,19 @@ impl Log {
         Ok(state)
     }
 
-    /// Appends `batch`: durable (in the write-ahead log, synced) before
-    /// this returns, and in the database, which is synced every so often.
-    pub fn append(&mut self, batch: &Batch) -> Result<(), LogError> {
-        let seq = self.wal.append(batch).map_err(|source| LogError::Wal {
+    /// Makes `batch` durable: appended to the write-ahead log and synced
+    /// before this returns. Returns its sequence number, for [`apply`](Self::apply).
+    pub fn append(&mut self, batch: &Batch) -> Result<u64, LogError> {
+        self.wal.append(batch).map_err(|source| LogError::Wal {
             path: self.wal.path().to_path_buf(),
             source,
-        })?;
+        })
+    }
+
+    /// Commits `batch`, durable already as write-ahead batch `seq`, to the
+    /// database, which is synced every so often. Its answers need not wait
+    /// for this: a crash before it is made up for by the write-ahead log.
+    pub fn apply(&mut self, batch: &Batch, seq: u64) -> Result<(), LogError> {
         self.commit(batch, seq, Durability::None)?;
         self.unsynced += 1;
         if self.wal.wants_checkpoint() || self.unsynced >= CHECKPOINT_BATCHES {

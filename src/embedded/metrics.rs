@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use prometheus::core::Collector;
 use prometheus::{Histogram, HistogramOpts, IntGauge, Registry};
 
 /// etcd's buckets for its backend commit duration (1 ms to about 8 s).
@@ -27,13 +26,7 @@ pub struct RegistryMetrics {
 impl RegistryMetrics {
     /// Creates the metrics on a registry of their own.
     pub fn new() -> prometheus::Result<Self> {
-        fn add<M: Collector + Clone + 'static>(
-            registry: &Registry,
-            metric: M,
-        ) -> prometheus::Result<M> {
-            registry.register(Box::new(metric.clone()))?;
-            Ok(metric)
-        }
+        use crate::telemetry::register as add;
         let registry = Registry::new();
         let has_leader = add(
             &registry,

@@ -2,10 +2,10 @@
 //! readers and watchers see.
 //!
 //! Writes (puts, deletes, txns, compactions, lease grants and revokes, and
-//! lease expiry) go to one writer task, which applies a batch of them to
-//! the state, appends the batch to the durable log (one fsync), and only
+//! lease expiry) go to one writer thread, which applies a batch of them to
+//! the state, appends the batch to the write-ahead log (one fsync), and only
 //! then publishes it: the visible revision moves, the batch goes to every
-//! watcher, and each write is answered. Reads never wait for the writer:
+//! watcher, and each write is answered; the database commit comes after. Reads never wait for the writer:
 //! they read the MVCC index at the visible revision, so a change is seen
 //! only once it is on disk, and a batch being synced is invisible.
 
@@ -292,16 +292,15 @@ fn writer(node: Node, queue: std::sync::mpsc::Receiver<Pending>) {
             }
             batch.revision = state.store().revision();
         }
+        let mut durable = None;
         if !batch.is_empty() {
             let started = Instant::now();
             let mut log = node.log.lock().unwrap_or_else(PoisonError::into_inner);
             match log.append(&batch) {
-                Ok(()) => {
-                    let size = log.size();
-                    node.log_size
-                        .store(size, std::sync::atomic::Ordering::Relaxed);
+                Ok(seq) => {
                     node.metrics
-                        .committed(started.elapsed(), batch.revision, size);
+                        .committed(started.elapsed(), batch.revision, log.size());
+                    durable = Some(seq);
                 }
                 Err(error) => {
                     // Nothing of this batch was acknowledged; the state holds
@@ -325,6 +324,17 @@ fn writer(node: Node, queue: std::sync::mpsc::Receiver<Pending>) {
         for (reply, outcome) in answers {
             // A client that went away needs no answer.
             let _ = reply.send(outcome);
+        }
+        // Durable and answered: now into the database, off the answers' path.
+        if let Some(seq) = durable {
+            let mut log = node.log.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Err(error) = log.apply(&batch, seq) {
+                // The batch is in the write-ahead log: a restart applies it.
+                tracing::error!(%error, "cannot write the registry's database; stopping");
+                break;
+            }
+            node.log_size
+                .store(log.size(), std::sync::atomic::Ordering::Relaxed);
         }
     }
     node.stopped.cancel();

@@ -191,14 +191,7 @@ impl WatchStream {
                     0 => self.free_id(),
                     id if self.watches.contains_key(&id) || id < 0 => {
                         return self
-                            .send(PbWatchResponse {
-                                header: self.header(self.seen),
-                                watch_id: id,
-                                created: true,
-                                canceled: true,
-                                cancel_reason: "mvcc: duplicate watch ID provided".into(),
-                                ..PbWatchResponse::default()
-                            })
+                            .refuse(id, "mvcc: duplicate watch ID provided".into())
                             .await;
                     }
                     id => id,
@@ -207,19 +200,11 @@ impl WatchStream {
                     // etcd 3.4 accepts it and then loses events of every
                     // watch that catches up with it (etcd-io/etcd#20693);
                     // etcd since refuses it.
-                    return self
-                        .send(PbWatchResponse {
-                            header: self.header(self.seen),
-                            watch_id: id,
-                            created: true,
-                            canceled: true,
-                            cancel_reason: format!(
-                                "etcdserver: watch start revision {} is negative",
-                                create.start_revision
-                            ),
-                            ..PbWatchResponse::default()
-                        })
-                        .await;
+                    let reason = format!(
+                        "etcdserver: watch start revision {} is negative",
+                        create.start_revision
+                    );
+                    return self.refuse(id, reason).await;
                 }
                 let watch = Watch {
                     key: create.key,
@@ -269,6 +254,19 @@ impl WatchStream {
             }
             None => Ok(()),
         }
+    }
+
+    /// Answers a watch that cannot be created: created and cancelled at once.
+    async fn refuse(&self, id: i64, reason: String) -> Result<(), Gone> {
+        self.send(PbWatchResponse {
+            header: self.header(self.seen),
+            watch_id: id,
+            created: true,
+            canceled: true,
+            cancel_reason: reason,
+            ..PbWatchResponse::default()
+        })
+        .await
     }
 
     fn free_id(&mut self) -> i64 {

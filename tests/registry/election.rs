@@ -64,6 +64,24 @@ fn etcd_watchers(t: &TestRegistry) -> Option<usize> {
         .ok()
 }
 
+/// A candidate of etcd's server-side Election API, as an older controller
+/// campaigns, elected at once: its lease and its leader key.
+async fn server_side_leader(t: &TestRegistry) -> (i64, etcd_client::LeaderKey) {
+    let lease = t
+        .raw()
+        .lease_grant(OLD_LEASE_TTL, None)
+        .await
+        .expect("grant")
+        .id();
+    let elected = t
+        .raw()
+        .election_client()
+        .campaign(NAME, "old-controller", lease)
+        .await
+        .expect("server-side campaign");
+    (lease, elected.leader().expect("leader key").clone())
+}
+
 async fn leader_of(t: &TestRegistry) -> Option<String> {
     election::current_leader(t.visor.registry(), NAME)
         .await
@@ -359,19 +377,8 @@ async fn lease_timings_etcd_would_not_honour_are_refused_before_granting() {
 async fn a_candidate_of_the_server_side_api_leads_and_the_recipe_waits_behind_it() {
     within(LIMIT, "a campaign never resolves", async {
         let t = TestRegistry::start_etcd().await;
-        let old_lease = t
-            .raw()
-            .lease_grant(OLD_LEASE_TTL, None)
-            .await
-            .expect("grant")
-            .id();
-        let old = t
-            .raw()
-            .election_client()
-            .campaign(NAME, "old-controller", old_lease)
-            .await
-            .expect("server-side campaign");
-        let old_key = old.leader().expect("leader key").key_str().expect("utf-8");
+        let (old_lease, old) = server_side_leader(&t).await;
+        let old_key = old.key_str().expect("utf-8");
         assert_eq!(old_key, format!("{NAME}/{old_lease:x}"), "one key layout");
         assert_eq!(leader_of(&t).await.as_deref(), Some("old-controller"));
 
@@ -538,19 +545,7 @@ async fn a_campaign_on_a_lease_already_in_line_keeps_its_place_and_takes_the_new
     within(LIMIT, "a campaign never resolves", async {
         // A key put in line by the server-side Election API: etcd only.
         let t = TestRegistry::start_etcd().await;
-        let lease_id = t
-            .raw()
-            .lease_grant(OLD_LEASE_TTL, None)
-            .await
-            .expect("grant")
-            .id();
-        let old = t
-            .raw()
-            .election_client()
-            .campaign(NAME, "old-controller", lease_id)
-            .await
-            .expect("server-side campaign");
-        let old = old.leader().expect("leader key");
+        let (lease_id, old) = server_side_leader(&t).await;
         let held = Fence {
             key: old.key_str().expect("utf-8").to_owned(),
             create_revision: old.rev(),

@@ -58,10 +58,7 @@ impl TestRegistry {
         let server = LocalRegistry::start_with(options())
             .await
             .expect("start the test registry (is etcd-server installed? bash .ci/setup)");
-        let visor = Visor::connect(&config(&server))
-            .await
-            .expect("connect to the test registry");
-        Self { server, visor }
+        Self::connected(server).await
     }
 
     /// Starts etcd whatever `VISOR_TEST_REGISTRY` says, for what only etcd
@@ -70,9 +67,14 @@ impl TestRegistry {
         let server = LocalRegistry::start()
             .await
             .expect("start etcd (is etcd-server installed? bash .ci/setup)");
+        Self::connected(server).await
+    }
+
+    /// `server` with a Visor API connected to it.
+    async fn connected(server: LocalRegistry) -> Self {
         let visor = Visor::connect(&config(&server))
             .await
-            .expect("connect to the test etcd");
+            .expect("connect to the test registry");
         Self { server, visor }
     }
 
