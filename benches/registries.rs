@@ -13,6 +13,8 @@
 //!    (the controller's batch);
 //! 4. **put → watch**: 500 puts, each timed until its event arrives on a
 //!    watch of the same registry (goal for the embedded one: p50 ≤ 1 ms);
+//!    The same after the registry has been idle 200 ms before each put (50
+//!    puts): the path from cold, as a controller at rest meets it;
 //! 5. **lease expiry**: 20 leases of 1 s, each with a key, timed from the
 //!    grant to the key's delete event: how late past the TTL it comes;
 //! 6. **memory**: each server's RSS (now and peak) after all of it.
@@ -40,6 +42,8 @@ const TXNS: usize = 200;
 const TXN_PUTS: usize = 126;
 const WATCH_SAMPLES: usize = 500;
 const LEASES: usize = 20;
+const IDLE_SAMPLES: usize = 50;
+const IDLE_PAUSE: Duration = Duration::from_millis(200);
 const VALUE: &str = "a value of about the size of an instance document, ..........................................................................................................";
 
 fn count(var: &str, default: usize) -> usize {
@@ -140,6 +144,40 @@ async fn transactions(server: &Server) -> Duration {
         client.txn(Txn::new().and_then(puts)).await.expect("txn");
     }
     started.elapsed()
+}
+
+/// Puts after the registry has been idle for `pause`, each timed until its
+/// event arrives on a watch: the path from cold (threads parked, caches cold).
+async fn put_to_watch_after_idle(
+    server: &Server,
+    samples: usize,
+    pause: Duration,
+) -> Vec<Duration> {
+    let mut client = server.client.clone();
+    let mut watcher = server.client.clone();
+    let mut stream = watcher
+        .watch("idle/", Some(WatchOptions::new().with_prefix()))
+        .await
+        .expect("watch");
+    let mut timed = Vec::with_capacity(samples);
+    for n in 0..samples {
+        tokio::time::sleep(pause).await;
+        let key = format!("idle/{n:06}");
+        let started = Instant::now();
+        client.put(key.as_str(), VALUE, None).await.expect("put");
+        loop {
+            let response = stream.message().await.expect("watch").expect("a response");
+            if response
+                .events()
+                .iter()
+                .any(|event| event.kv().is_some_and(|kv| kv.key() == key.as_bytes()))
+            {
+                break;
+            }
+        }
+        timed.push(started.elapsed());
+    }
+    timed
 }
 
 async fn put_to_watch(server: &Server) -> Vec<Duration> {
@@ -293,6 +331,23 @@ async fn run() {
     rows.push((
         format!("put → watch p99 ({WATCH_SAMPLES}), ms"),
         p99,
+        "lower",
+    ));
+
+    let mut idle_p99 = [0.0; 2];
+    for (i, server) in servers.iter().enumerate() {
+        let samples = put_to_watch_after_idle(server, IDLE_SAMPLES, IDLE_PAUSE).await;
+        pair[i] = ms(percentile(&samples, 50.0));
+        idle_p99[i] = ms(percentile(&samples, 99.0));
+    }
+    rows.push((
+        format!("put → watch after {IDLE_PAUSE:?} idle, p50 ({IDLE_SAMPLES}), ms"),
+        pair,
+        "lower",
+    ));
+    rows.push((
+        format!("put → watch after {IDLE_PAUSE:?} idle, p99 ({IDLE_SAMPLES}), ms"),
+        idle_p99,
         "lower",
     ));
 
