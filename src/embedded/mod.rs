@@ -9,6 +9,7 @@
 //! serves them over gRPC and makes every acknowledged change durable first.
 
 pub mod error;
+pub mod hub;
 pub mod log;
 pub mod metrics;
 pub mod mvcc;

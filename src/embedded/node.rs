@@ -16,10 +16,11 @@ use etcd_client::proto::{
     PbDeleteRequest, PbDeleteResponse, PbPutRequest, PbPutResponse, PbRangeRequest,
     PbRangeResponse, PbTxnRequest, PbTxnResponse,
 };
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use super::error::RequestError;
+use super::hub::{Hub, Subscription};
 use super::log::{Batch, Log, LogError};
 use super::metrics::RegistryMetrics;
 use super::mvcc::Changes;
@@ -28,9 +29,6 @@ use super::state::State;
 
 /// How many writes one batch (one fsync) takes at most.
 const MAX_BATCH: usize = 1024;
-/// How many published batches a watcher may fall behind before it catches
-/// up from history instead.
-const PUBLISHED_BACKLOG: usize = 4096;
 /// How often lease expiry is checked at the least (etcd checks every 500 ms).
 const EXPIRY_CHECK: Duration = Duration::from_millis(100);
 
@@ -119,7 +117,7 @@ pub struct Inner {
 #[derive(Debug, Clone)]
 pub struct Node {
     inner: Arc<Mutex<Inner>>,
-    published: broadcast::Sender<Arc<Published>>,
+    hub: Arc<Hub>,
     writes: std::sync::mpsc::Sender<Pending>,
     stopped: CancellationToken,
     log: Arc<Mutex<Log>>,
@@ -142,11 +140,10 @@ impl Node {
         let (member_id, cluster_id) = log.identity()?;
         let visible = state.store().revision();
         let inner = Arc::new(Mutex::new(Inner { state, visible }));
-        let (published, _) = broadcast::channel(PUBLISHED_BACKLOG);
         let (writes, queue) = std::sync::mpsc::channel();
         let node = Self {
             inner,
-            published,
+            hub: Arc::new(Hub::default()),
             writes,
             stopped: shutdown.child_token(),
             identity: Identity {
@@ -238,11 +235,20 @@ impl Node {
         Ok(answer.await.map_err(|_| WriteError::Stopped)??)
     }
 
-    /// Subscribes to published batches, returning the visible revision at
-    /// that moment: every batch after it arrives on the receiver.
-    pub fn subscribe(&self) -> (i64, broadcast::Receiver<Arc<Published>>) {
+    /// A subscription to published batches, for a watch stream, and the
+    /// queue they arrive on.
+    pub fn subscribe(&self) -> (Subscription, tokio::sync::mpsc::Receiver<Arc<Published>>) {
+        self.hub.subscribe()
+    }
+
+    /// Runs `with_lock` under the node's lock (a stream setting its ranges)
+    /// and returns the visible revision read under it: every batch up to it
+    /// that the stream's ranges wanted has been handed to it (see
+    /// [`Hub`]), every later one will be.
+    pub fn visible_with(&self, with_lock: impl FnOnce()) -> i64 {
         let inner = self.lock();
-        (inner.visible, self.published.subscribe())
+        with_lock();
+        inner.visible
     }
 }
 
@@ -314,8 +320,7 @@ fn writer(node: Node, queue: std::sync::mpsc::Receiver<Pending>) {
             let mut inner = node.lock();
             inner.visible = inner.state.store().revision();
             if !published.is_empty() {
-                // No receiver is fine: nobody watches.
-                let _ = node.published.send(Arc::new(Published {
+                node.hub.publish(&Arc::new(Published {
                     changes: published,
                     revision: inner.visible,
                 }));

@@ -1,14 +1,14 @@
 //! The embedded registry's Watch service: many watches on one stream, each
 //! caught up from history, then fed what the writer publishes.
 //!
-//! One task serves one stream, so everything it sends is in revision order
-//! and every watch of the stream is caught up to the same revision
-//! whenever the task waits: a progress request is answered with that
-//! revision, which is exactly what etcd promises (every event at or before
-//! it has been sent). A stream that falls behind the writer's published
-//! batches catches up from history, as etcd's unsynced watchers do; one
-//! whose history was compacted meanwhile is cancelled with the compaction
-//! revision.
+//! One task serves one stream, so everything it sends is in revision order.
+//! The writer hands it only the batches its watches want (`hub.rs`); a
+//! progress request is answered once the stream has delivered everything
+//! handed to it up to the visible revision, with that revision, which is
+//! exactly what etcd promises (every event at or before it has been sent).
+//! A stream that falls behind catches up from history, as etcd's unsynced
+//! watchers do; one whose history was compacted meanwhile is cancelled with
+//! the compaction revision.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,9 +17,10 @@ use std::time::Duration;
 use etcd_client::proto::{
     PbEvent, PbResponseHeader, PbWatchRequest, PbWatchRequestUnion, PbWatchResponse,
 };
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::hub::Subscription;
 use super::mvcc::{Changes, KeyRange, RevisionError};
 use super::node::{Node, Published};
 use super::services::{Identity, Responses, receiver_stream};
@@ -62,7 +63,8 @@ impl etcd_client::proto::PbWatchService for WatchService {
     ) -> Result<Response<Self::WatchStream>, Status> {
         let requests = request.into_inner();
         let (outbox, responses) = mpsc::channel(OUTBOX);
-        let (seen, published) = self.node.subscribe();
+        let (subscription, batches) = self.node.subscribe();
+        let seen = self.node.revision();
         let stream = WatchStream {
             node: self.node.clone(),
             identity: self.identity,
@@ -70,8 +72,10 @@ impl etcd_client::proto::PbWatchService for WatchService {
             watches: BTreeMap::new(),
             next_id: 0,
             seen,
+            subscription,
+            batches,
         };
-        tokio::spawn(stream.run(requests, published, self.progress_interval));
+        tokio::spawn(stream.run(requests, self.progress_interval));
         Ok(Response::new(receiver_stream(responses)))
     }
 }
@@ -128,6 +132,10 @@ struct WatchStream {
     next_id: i64,
     /// Every watch has been sent every event up to this revision.
     seen: i64,
+    /// Its ranges, as the writer sees them.
+    subscription: Subscription,
+    /// The batches the writer hands this stream (those its watches want).
+    batches: mpsc::Receiver<Arc<Published>>,
 }
 
 impl Drop for WatchStream {
@@ -141,12 +149,7 @@ impl Drop for WatchStream {
 struct Gone;
 
 impl WatchStream {
-    async fn run(
-        mut self,
-        mut requests: Streaming<PbWatchRequest>,
-        mut published: broadcast::Receiver<Arc<Published>>,
-        progress_interval: Duration,
-    ) {
+    async fn run(mut self, mut requests: Streaming<PbWatchRequest>, progress_interval: Duration) {
         let mut progress = tokio::time::interval(progress_interval);
         progress.reset();
         let stopped = self.node.stopped();
@@ -157,15 +160,11 @@ impl WatchStream {
                     // The client closed its side, or the stream broke.
                     Ok(None) | Err(_) => Err(Gone),
                 },
-                batch = published.recv() => match batch {
-                    Ok(batch) => self.deliver(&batch).await,
-                    Err(broadcast::error::RecvError::Lagged(_)) => {
-                        let (seen, again) = self.node.subscribe();
-                        published = again;
-                        self.catch_up(seen).await
-                    }
-                    Err(broadcast::error::RecvError::Closed) => Err(Gone),
+                batch = self.batches.recv() => match batch {
+                    Some(batch) => self.deliver(&batch).await,
+                    None => Err(Gone),
                 },
+                () = self.subscription.lagged() => self.sync().await,
                 _ = progress.tick() => self.notify_progress().await,
                 () = stopped.cancelled() => Err(Gone),
                 () = self.outbox.closed() => Err(Gone),
@@ -206,6 +205,13 @@ impl WatchStream {
                     );
                     return self.refuse(id, reason).await;
                 }
+                // From here on the writer hands this stream what the new
+                // watch wants; history covers what came before.
+                let mut ranges = self.ranges();
+                ranges.push((create.key.clone(), create.range_end.clone()));
+                let subscription = &self.subscription;
+                let visible = self.node.visible_with(|| subscription.set_ranges(ranges));
+                self.seen = self.seen.max(visible);
                 let watch = Watch {
                     key: create.key,
                     range_end: create.range_end,
@@ -216,7 +222,7 @@ impl WatchStream {
                     next: if create.start_revision > 0 {
                         create.start_revision
                     } else {
-                        self.seen + 1
+                        visible + 1
                     },
                 };
                 self.send(PbWatchResponse {
@@ -228,11 +234,12 @@ impl WatchStream {
                 .await?;
                 self.watches.insert(id, watch);
                 self.node.metrics().watches_changed(1);
-                self.catch_up_one(id, self.seen).await
+                self.catch_up_one(id, visible).await
             }
             Some(PbWatchRequestUnion::CancelRequest(cancel)) => {
                 if self.watches.remove(&cancel.watch_id).is_some() {
                     self.node.metrics().watches_changed(-1);
+                    self.subscription.set_ranges(self.ranges());
                     self.send(PbWatchResponse {
                         header: self.header(self.seen),
                         watch_id: cancel.watch_id,
@@ -244,7 +251,7 @@ impl WatchStream {
                 Ok(())
             }
             Some(PbWatchRequestUnion::ProgressRequest(_)) => {
-                // Every watch is caught up to `seen` whenever this task waits.
+                self.sync().await?;
                 self.send(PbWatchResponse {
                     header: self.header(self.seen),
                     watch_id: -1,
@@ -328,14 +335,33 @@ impl WatchStream {
         }
     }
 
-    /// Catches every watch up from history to `seen` (the stream fell
-    /// behind the published batches).
-    async fn catch_up(&mut self, seen: i64) -> Result<(), Gone> {
-        let ids: Vec<i64> = self.watches.keys().copied().collect();
-        for id in ids {
-            self.catch_up_one(id, seen).await?;
+    /// The `(key, range_end)` of every watch.
+    fn ranges(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        self.watches
+            .values()
+            .map(|watch| (watch.key.clone(), watch.range_end.clone()))
+            .collect()
+    }
+
+    /// Brings every watch up to the visible revision, which becomes `seen`:
+    /// the batches handed over until then are delivered, or, if the queue
+    /// overflowed, history is read instead.
+    async fn sync(&mut self) -> Result<(), Gone> {
+        let visible = self.node.visible_with(|| {});
+        while let Ok(batch) = self.batches.try_recv() {
+            self.deliver(&batch).await?;
         }
-        self.seen = seen;
+        if self.subscription.take_lagged() {
+            while self.batches.try_recv().is_ok() {}
+            let visible = self.node.visible_with(|| {});
+            let ids: Vec<i64> = self.watches.keys().copied().collect();
+            for id in ids {
+                self.catch_up_one(id, visible).await?;
+            }
+            self.seen = self.seen.max(visible);
+            return Ok(());
+        }
+        self.seen = self.seen.max(visible);
         Ok(())
     }
 
@@ -344,7 +370,7 @@ impl WatchStream {
         for changes in &batch.changes {
             self.deliver_changes(changes).await?;
         }
-        self.seen = batch.revision;
+        self.seen = self.seen.max(batch.revision);
         Ok(())
     }
 
@@ -373,6 +399,7 @@ impl WatchStream {
 
     /// Tells each watch that asked for progress how far the stream is.
     async fn notify_progress(&mut self) -> Result<(), Gone> {
+        self.sync().await?;
         let ids: Vec<i64> = self
             .watches
             .iter()
