@@ -175,9 +175,11 @@ impl Log {
         // Batches acknowledged before a crash that the database had not
         // synced yet: into the database, then synced at once.
         if !pending.is_empty() {
-            for batch in &pending {
-                log.commit(&batch.batch(), batch.seq, Durability::None)?;
-            }
+            let batches: Vec<(Batch, u64)> = pending
+                .iter()
+                .map(|batch| (batch.batch(), batch.seq))
+                .collect();
+            log.commit(&batches, Durability::None)?;
             log.checkpoint()?;
         }
         let state = log.replay(now)?;
@@ -303,16 +305,27 @@ impl Log {
         })
     }
 
-    /// Commits `batch`, durable already as write-ahead batch `seq`, to the
-    /// database, which is synced every so often. Its answers need not wait
-    /// for this: a crash before it is made up for by the write-ahead log.
-    pub fn apply(&mut self, batch: &Batch, seq: u64) -> Result<(), LogError> {
-        self.commit(batch, seq, Durability::None)?;
-        self.unsynced += 1;
+    /// Commits `batches`, durable already in the write-ahead log with their
+    /// sequence numbers, to the database in one transaction; the database
+    /// is synced every so often. Their answers need not wait for this: a
+    /// crash before it is made up for by the write-ahead log. Every batch
+    /// appended must be applied before the next checkpoint (this call's).
+    pub fn apply(&mut self, batches: &[(Batch, u64)]) -> Result<(), LogError> {
+        if batches.is_empty() {
+            return Ok(());
+        }
+        self.commit(batches, Durability::None)?;
+        self.unsynced += batches.len();
         if self.wal.wants_checkpoint() || self.unsynced >= CHECKPOINT_BATCHES {
             self.checkpoint()?;
         }
         Ok(())
+    }
+
+    /// Whether the write-ahead log has grown enough that what it holds
+    /// should be applied and checkpointed.
+    pub fn wants_checkpoint(&self) -> bool {
+        self.wal.wants_checkpoint()
     }
 
     /// Syncs the database with every batch committed to it, so the
@@ -338,13 +351,14 @@ impl Log {
         txn.commit().map_err(|e| fail(e.into()))
     }
 
-    /// Commits `batch`, the write-ahead log's batch `seq`, to the database.
-    fn commit(&self, batch: &Batch, seq: u64, durability: Durability) -> Result<(), LogError> {
+    /// Commits `batches`, each with its write-ahead sequence number, to the
+    /// database in one transaction, in order.
+    fn commit(&self, batches: &[(Batch, u64)], durability: Durability) -> Result<(), LogError> {
         let write_error = self.io("write");
         let fail = |error: redb::Error| write_error(error);
         let mut txn = self.db.begin_write().map_err(|e| fail(e.into()))?;
         txn.set_durability(durability).map_err(|e| fail(e.into()))?;
-        {
+        for (batch, seq) in batches {
             let mut records = txn.open_table(RECORDS).map_err(|e| fail(e.into()))?;
             for (key, record) in &batch.records {
                 let bytes = match &record.kv {
@@ -380,7 +394,7 @@ impl Log {
             let mut meta = txn.open_table(META).map_err(|e| fail(e.into()))?;
             meta.insert(REVISION, batch.revision)
                 .map_err(|e| fail(e.into()))?;
-            let seq = i64::try_from(seq).unwrap_or(i64::MAX);
+            let seq = i64::try_from(*seq).unwrap_or(i64::MAX);
             meta.insert(APPLIED, seq).map_err(|e| fail(e.into()))?;
             if let Some((compacted, _)) = &batch.compacted {
                 meta.insert(COMPACTED, compacted)

@@ -29,6 +29,14 @@ use super::state::State;
 
 /// How many writes one batch (one fsync) takes at most.
 const MAX_BATCH: usize = 1024;
+/// How long the writer waits for more writes before it commits what it has
+/// answered to the database.
+const APPLY_DELAY: Duration = Duration::from_millis(1);
+/// How many answered batches wait for the database at most, when writes
+/// never pause: seldom enough that the one write waiting behind their
+/// commit is rarer than one in a hundred (at 32, p99 of put → watch
+/// measured 1.3 ms instead of 0.8).
+const MAX_UNAPPLIED: usize = 256;
 /// How often lease expiry is checked at the least (etcd checks every 500 ms).
 const EXPIRY_CHECK: Duration = Duration::from_millis(100);
 
@@ -259,18 +267,35 @@ type Pending = (WriteOp, oneshot::Sender<Result<Written, RequestError>>);
 /// in batches, applies them, appends each batch to the log, then publishes
 /// and answers it. It stops within [`EXPIRY_CHECK`] of the node's stop.
 fn writer(node: Node, queue: std::sync::mpsc::Receiver<Pending>) {
+    // Durable and answered, not yet in the database: applied together once
+    // the writer has nothing else to do, so the database's work never
+    // stands between a write and its answer.
+    let mut unapplied: Vec<(Batch, u64)> = Vec::new();
     while !node.stopped.is_cancelled() {
         let next_expiry = node.lock().state.next_expiry();
-        let wake = next_expiry
+        let mut wake = next_expiry
             .map_or(EXPIRY_CHECK, |at| {
                 at.saturating_duration_since(Instant::now())
             })
             .min(EXPIRY_CHECK);
+        if !unapplied.is_empty() {
+            wake = wake.min(APPLY_DELAY);
+        }
         let mut pending = Vec::new();
         match queue.recv_timeout(wake) {
             Ok(first) => pending.push(first),
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        let due = pending.is_empty()
+            || unapplied.len() >= MAX_UNAPPLIED
+            || node
+                .log
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .wants_checkpoint();
+        if due && !apply_answered(&node, &mut unapplied) {
+            break;
         }
         while pending.len() < MAX_BATCH {
             match queue.try_recv() {
@@ -330,19 +355,32 @@ fn writer(node: Node, queue: std::sync::mpsc::Receiver<Pending>) {
             // A client that went away needs no answer.
             let _ = reply.send(outcome);
         }
-        // Durable and answered: now into the database, off the answers' path.
         if let Some(seq) = durable {
-            let mut log = node.log.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Err(error) = log.apply(&batch, seq) {
-                // The batch is in the write-ahead log: a restart applies it.
-                tracing::error!(%error, "cannot write the registry's database; stopping");
-                break;
-            }
-            node.log_size
-                .store(log.size(), std::sync::atomic::Ordering::Relaxed);
+            unapplied.push((batch, seq));
         }
     }
+    // What was answered reaches the database now, or at the next start.
+    apply_answered(&node, &mut unapplied);
     node.stopped.cancel();
+}
+
+/// Commits the batches answered but not yet in the database, in one
+/// transaction; false (logged) if the database cannot be written, when the
+/// node must stop (the batches are in the write-ahead log: a restart
+/// applies them).
+fn apply_answered(node: &Node, unapplied: &mut Vec<(Batch, u64)>) -> bool {
+    if unapplied.is_empty() {
+        return true;
+    }
+    let mut log = node.log.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Err(error) = log.apply(unapplied) {
+        tracing::error!(%error, "cannot write the registry's database; stopping");
+        return false;
+    }
+    unapplied.clear();
+    node.log_size
+        .store(log.size(), std::sync::atomic::Ordering::Relaxed);
+    true
 }
 
 /// Adds what one transaction changed to the batch and to what watchers get.

@@ -404,11 +404,13 @@ async fn script(client: Client) -> Vec<String> {
         .lease_time_to_live(1001, Some(LeaseTimeToLiveOptions::new().with_keys()))
         .await;
     let line = outcome(ttl, |r| {
-        let keys: Vec<String> = r
+        // etcd lists a lease's keys in no set order (a Go map's).
+        let mut keys: Vec<String> = r
             .keys()
             .iter()
             .map(|k| String::from_utf8_lossy(k).into_owned())
             .collect();
+        keys.sort();
         format!("granted {} keys {keys:?}", r.granted_ttl())
     });
     t.note("ttl 1001", line);
