@@ -146,6 +146,20 @@ async fn transactions(server: &Server) -> Duration {
     started.elapsed()
 }
 
+/// Waits until an event on `key` arrives on `stream`.
+async fn seen_on(stream: &mut etcd_client::WatchStream, key: &str) {
+    loop {
+        let response = stream.message().await.expect("watch").expect("a response");
+        if response
+            .events()
+            .iter()
+            .any(|event| event.kv().is_some_and(|kv| kv.key() == key.as_bytes()))
+        {
+            return;
+        }
+    }
+}
+
 /// Puts after the registry has been idle for `pause`, each timed until its
 /// event arrives on a watch: the path from cold (threads parked, caches cold).
 async fn put_to_watch_after_idle(
@@ -165,16 +179,7 @@ async fn put_to_watch_after_idle(
         let key = format!("idle/{n:06}");
         let started = Instant::now();
         client.put(key.as_str(), VALUE, None).await.expect("put");
-        loop {
-            let response = stream.message().await.expect("watch").expect("a response");
-            if response
-                .events()
-                .iter()
-                .any(|event| event.kv().is_some_and(|kv| kv.key() == key.as_bytes()))
-            {
-                break;
-            }
-        }
+        seen_on(&mut stream, &key).await;
         timed.push(started.elapsed());
     }
     timed
@@ -192,16 +197,7 @@ async fn put_to_watch(server: &Server) -> Vec<Duration> {
         let key = format!("lat/{n:06}");
         let started = Instant::now();
         client.put(key.as_str(), VALUE, None).await.expect("put");
-        loop {
-            let response = stream.message().await.expect("watch").expect("a response");
-            if response
-                .events()
-                .iter()
-                .any(|event| event.kv().is_some_and(|kv| kv.key() == key.as_bytes()))
-            {
-                break;
-            }
-        }
+        seen_on(&mut stream, &key).await;
         // The first ones warm the connection and the watch up.
         if n >= 20 {
             samples.push(started.elapsed());
