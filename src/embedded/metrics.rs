@@ -77,16 +77,19 @@ impl RegistryMetrics {
         self.watchers.add(by);
     }
 
-    /// A batch was appended in `took`, leaving the store at `revision` and
-    /// the database file at `size` bytes.
-    pub fn committed(&self, took: Duration, revision: i64, size: u64) {
+    /// A batch was made durable in `took`, leaving the store at `revision`.
+    pub fn committed(&self, took: Duration, revision: i64) {
         self.commit_seconds.observe(took.as_secs_f64());
-        self.stored(revision, size);
+        self.at_revision(revision);
     }
 
-    /// The store is at `revision` and the database file `size` bytes long.
-    pub fn stored(&self, revision: i64, size: u64) {
+    /// The store is at `revision` (as it starts).
+    pub fn at_revision(&self, revision: i64) {
         self.revision.set(revision);
+    }
+
+    /// The database file is `size` bytes long.
+    pub fn sized(&self, size: u64) {
         self.db_size.set(i64::try_from(size).unwrap_or(i64::MAX));
     }
 }

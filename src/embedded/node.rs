@@ -131,7 +131,8 @@ pub struct Node {
     log: Arc<Mutex<Log>>,
     identity: Identity,
     metrics: RegistryMetrics,
-    log_path: std::path::PathBuf,
+    /// The database file's size, as last measured (when it can change: after
+    /// a commit to it, a defragmentation), for `Status` without a syscall.
     log_size: Arc<std::sync::atomic::AtomicU64>,
 }
 
@@ -148,6 +149,7 @@ impl Node {
         let (member_id, cluster_id) = log.identity()?;
         let visible = state.store().revision();
         let inner = Arc::new(Mutex::new(Inner { state, visible }));
+        let log_path = log.path().to_path_buf();
         let (writes, queue) = std::sync::mpsc::channel();
         let node = Self {
             inner,
@@ -159,18 +161,18 @@ impl Node {
                 member_id,
             },
             metrics,
-            log_path: log.path().to_path_buf(),
-            log_size: Arc::new(std::sync::atomic::AtomicU64::new(log.size())),
+            log_size: Arc::default(),
             log: Arc::new(Mutex::new(log)),
         };
-        node.metrics.stored(visible, node.log_file().1);
+        node.metrics.at_revision(visible);
+        node.measure_log(&node.log.lock().unwrap_or_else(PoisonError::into_inner));
         let writer_node = node.clone();
         std::thread::Builder::new()
             .name("registry-writer".into())
             .spawn(move || writer(writer_node, queue))
             .map_err(|error| LogError::Io {
                 op: "start the writer of",
-                path: node.log_path.clone(),
+                path: log_path,
                 source: Box::new(redb::StorageError::Io(error).into()),
             })?;
         Ok(node)
@@ -198,23 +200,27 @@ impl Node {
         self.stopped.clone()
     }
 
-    /// The database file and its size, for Maintenance `Status`.
-    pub fn log_file(&self) -> (&std::path::Path, u64) {
-        (
-            &self.log_path,
-            self.log_size.load(std::sync::atomic::Ordering::Relaxed),
-        )
+    /// The database file's size, for Maintenance `Status`.
+    pub fn log_size(&self) -> u64 {
+        self.log_size.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Measures the database file (for `Status` and the size metric).
+    fn measure_log(&self, log: &Log) {
+        let size = log.size();
+        self.log_size
+            .store(size, std::sync::atomic::Ordering::Relaxed);
+        self.metrics.sized(size);
     }
 
     /// Gives the log's free pages back to the file system (Maintenance
     /// `Defragment`); writes wait meanwhile.
     pub async fn defragment(&self) -> Result<(), tonic::Status> {
-        let log = Arc::clone(&self.log);
-        let size = Arc::clone(&self.log_size);
+        let node = self.clone();
         tokio::task::spawn_blocking(move || {
-            let mut log = log.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut log = node.log.lock().unwrap_or_else(PoisonError::into_inner);
             log.defragment()?;
-            size.store(log.size(), std::sync::atomic::Ordering::Relaxed);
+            node.measure_log(&log);
             Ok::<(), LogError>(())
         })
         .await
@@ -329,8 +335,7 @@ fn writer(node: Node, queue: std::sync::mpsc::Receiver<Pending>) {
             let mut log = node.log.lock().unwrap_or_else(PoisonError::into_inner);
             match log.append(&batch) {
                 Ok(seq) => {
-                    node.metrics
-                        .committed(started.elapsed(), batch.revision, log.size());
+                    node.metrics.committed(started.elapsed(), batch.revision);
                     durable = Some(seq);
                 }
                 Err(error) => {
@@ -378,8 +383,7 @@ fn apply_answered(node: &Node, unapplied: &mut Vec<(Batch, u64)>) -> bool {
         return false;
     }
     unapplied.clear();
-    node.log_size
-        .store(log.size(), std::sync::atomic::Ordering::Relaxed);
+    node.measure_log(&log);
     true
 }
 

@@ -319,8 +319,7 @@ impl etcd_client::proto::PbMaintenanceService for MaintenanceService {
         _request: Request<PbStatusRequest>,
     ) -> Result<Response<PbStatusResponse>, Status> {
         let revision = self.node.revision();
-        let (_, size) = self.node.log_file();
-        let size = i64::try_from(size).unwrap_or(i64::MAX);
+        let size = i64::try_from(self.node.log_size()).unwrap_or(i64::MAX);
         let index = u64::try_from(revision).unwrap_or(0);
         Ok(Response::new(PbStatusResponse {
             header: Some(self.identity.header(revision)),

@@ -105,7 +105,7 @@ impl State {
         request: &PbPutRequest,
     ) -> Result<(PbPutResponse, Changes), RequestError> {
         check_put(request)?;
-        self.check_put_in_store(request, &self.store)?;
+        self.check_put_in_store(request)?;
         let mut write = self.store.write();
         let response = put(&mut write, request)?;
         Ok((response, {
@@ -279,12 +279,9 @@ impl State {
 
     /// What a put needs of the state before it writes: its lease exists,
     /// and the key exists where the value or lease is kept.
-    fn check_put_in_store(
-        &self,
-        request: &PbPutRequest,
-        store: &Store,
-    ) -> Result<(), RequestError> {
-        if (request.ignore_value || request.ignore_lease) && store.get(&request.key).is_none() {
+    fn check_put_in_store(&self, request: &PbPutRequest) -> Result<(), RequestError> {
+        if (request.ignore_value || request.ignore_lease) && self.store.get(&request.key).is_none()
+        {
             return Err(RequestError::KeyNotFound);
         }
         if request.lease != 0 && !self.leases.contains_key(&request.lease) {
@@ -313,7 +310,7 @@ impl State {
         for op in branch {
             match &op.request {
                 Some(PbTxnOpRequest::RequestPut(put)) => {
-                    self.check_put_in_store(put, &self.store)?;
+                    self.check_put_in_store(put)?;
                 }
                 Some(PbTxnOpRequest::RequestRange(range)) => check_range(&self.store, range)?,
                 Some(PbTxnOpRequest::RequestTxn(txn)) => self.check_branch(txn, path)?,
