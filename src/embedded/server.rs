@@ -124,31 +124,15 @@ impl EmbeddedRegistry {
         let shutdown = shutdown.child_token();
         let metrics = RegistryMetrics::new()?;
         let node = Node::start(&options.data_dir, shutdown.clone(), metrics.clone())?;
-        let identity = node.identity();
         tracing::info!(%addr, data_dir = %options.data_dir.display(), revision = node.revision(), "embedded registry serving");
         let limit = MAX_REQUEST_BYTES + GRPC_OVERHEAD_BYTES;
-        let kv = PbKvServer::new(KvService {
-            node: node.clone(),
-            identity,
-        })
-        .max_decoding_message_size(limit);
-        let watch = PbWatchServer::new(WatchService::new(
-            node.clone(),
-            identity,
-            options.progress_interval,
-        ))
-        .max_decoding_message_size(limit);
-        let lease = PbLeaseServer::new(LeaseService {
-            node: node.clone(),
-            identity,
-        });
-        let maintenance = PbMaintenanceServer::new(MaintenanceService {
-            node: node.clone(),
-            identity,
-        });
+        let kv = PbKvServer::new(KvService { node: node.clone() }).max_decoding_message_size(limit);
+        let watch = PbWatchServer::new(WatchService::new(node.clone(), options.progress_interval))
+            .max_decoding_message_size(limit);
+        let lease = PbLeaseServer::new(LeaseService { node: node.clone() });
+        let maintenance = PbMaintenanceServer::new(MaintenanceService { node: node.clone() });
         let cluster = PbClusterServer::new(ClusterService {
             node: node.clone(),
-            identity,
             name: options.name.clone(),
             client_url: format!("http://{addr}"),
         });

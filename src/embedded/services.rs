@@ -68,8 +68,6 @@ fn unexpected(op: &str) -> Status {
 pub struct KvService {
     /// The node.
     pub node: Node,
-    /// The header ids.
-    pub identity: Identity,
 }
 
 #[tonic::async_trait]
@@ -79,7 +77,7 @@ impl etcd_client::proto::PbKvService for KvService {
         request: Request<PbRangeRequest>,
     ) -> Result<Response<PbRangeResponse>, Status> {
         let (mut response, revision) = self.node.range(request.get_ref())?;
-        response.header = Some(self.identity.header(revision));
+        response.header = Some(self.node.identity().header(revision));
         Ok(Response::new(response))
     }
 
@@ -100,7 +98,7 @@ impl etcd_client::proto::PbKvService for KvService {
         let WriteOutcome::Put(mut response) = written.outcome else {
             return Err(unexpected("a put"));
         };
-        response.header = Some(self.identity.header(written.revision));
+        response.header = Some(self.node.identity().header(written.revision));
         Ok(Response::new(response))
     }
 
@@ -115,7 +113,7 @@ impl etcd_client::proto::PbKvService for KvService {
         let WriteOutcome::Delete(mut response) = written.outcome else {
             return Err(unexpected("a delete"));
         };
-        response.header = Some(self.identity.header(written.revision));
+        response.header = Some(self.node.identity().header(written.revision));
         Ok(Response::new(response))
     }
 
@@ -125,7 +123,7 @@ impl etcd_client::proto::PbKvService for KvService {
         let WriteOutcome::Txn(mut response) = written.outcome else {
             return Err(unexpected("a txn"));
         };
-        set_headers(&mut response, self.identity.header(written.revision));
+        set_headers(&mut response, self.node.identity().header(written.revision));
         Ok(Response::new(response))
     }
 
@@ -138,7 +136,7 @@ impl etcd_client::proto::PbKvService for KvService {
             .write(WriteOp::Compact(request.get_ref().revision))
             .await?;
         Ok(Response::new(PbCompactionResponse {
-            header: Some(self.identity.header(written.revision)),
+            header: Some(self.node.identity().header(written.revision)),
         }))
     }
 }
@@ -163,8 +161,6 @@ fn set_headers(response: &mut PbTxnResponse, header: PbResponseHeader) {
 pub struct LeaseService {
     /// The node.
     pub node: Node,
-    /// The header ids.
-    pub identity: Identity,
 }
 
 #[tonic::async_trait]
@@ -182,7 +178,7 @@ impl etcd_client::proto::PbLeaseService for LeaseService {
             return Err(unexpected("a lease grant"));
         };
         Ok(Response::new(PbLeaseGrantResponse {
-            header: Some(self.identity.header(written.revision)),
+            header: Some(self.node.identity().header(written.revision)),
             id,
             ttl,
             error: String::new(),
@@ -198,7 +194,7 @@ impl etcd_client::proto::PbLeaseService for LeaseService {
             .write(WriteOp::Revoke(request.get_ref().id))
             .await?;
         Ok(Response::new(PbLeaseRevokeResponse {
-            header: Some(self.identity.header(written.revision)),
+            header: Some(self.node.identity().header(written.revision)),
         }))
     }
 
@@ -211,7 +207,7 @@ impl etcd_client::proto::PbLeaseService for LeaseService {
         let mut requests = request.into_inner();
         let (outbox, responses) = mpsc::channel(64);
         let node = self.node.clone();
-        let identity = self.identity;
+        let identity = self.node.identity();
         tokio::spawn(async move {
             while let Ok(Some(request)) = requests.message().await {
                 let (ttl, revision) = {
@@ -239,7 +235,7 @@ impl etcd_client::proto::PbLeaseService for LeaseService {
     ) -> Result<Response<PbLeaseTimeToLiveResponse>, Status> {
         let request = request.into_inner();
         let inner = self.node.lock();
-        let header = Some(self.identity.header(inner.visible));
+        let header = Some(self.node.identity().header(inner.visible));
         let response = match inner.state.time_to_live(request.id, Instant::now()) {
             Some((left, lease)) => PbLeaseTimeToLiveResponse {
                 header,
@@ -269,7 +265,7 @@ impl etcd_client::proto::PbLeaseService for LeaseService {
     ) -> Result<Response<PbLeaseLeasesResponse>, Status> {
         let inner = self.node.lock();
         Ok(Response::new(PbLeaseLeasesResponse {
-            header: Some(self.identity.header(inner.visible)),
+            header: Some(self.node.identity().header(inner.visible)),
             leases: inner
                 .state
                 .leases()
@@ -295,8 +291,6 @@ pub fn receiver_stream<T: Send + 'static>(
 pub struct MaintenanceService {
     /// The node.
     pub node: Node,
-    /// The header ids.
-    pub identity: Identity,
 }
 
 fn unimplemented(what: &str) -> Status {
@@ -322,10 +316,10 @@ impl etcd_client::proto::PbMaintenanceService for MaintenanceService {
         let size = i64::try_from(self.node.log_size()).unwrap_or(i64::MAX);
         let index = u64::try_from(revision).unwrap_or(0);
         Ok(Response::new(PbStatusResponse {
-            header: Some(self.identity.header(revision)),
+            header: Some(self.node.identity().header(revision)),
             version: API_VERSION.into(),
             db_size: size,
-            leader: self.identity.member_id,
+            leader: self.node.identity().member_id,
             raft_index: index,
             raft_term: 1,
             raft_applied_index: index,
@@ -340,7 +334,7 @@ impl etcd_client::proto::PbMaintenanceService for MaintenanceService {
     ) -> Result<Response<PbDefragmentResponse>, Status> {
         self.node.defragment().await?;
         Ok(Response::new(PbDefragmentResponse {
-            header: Some(self.identity.header(self.node.revision())),
+            header: Some(self.node.identity().header(self.node.revision())),
         }))
     }
 
@@ -387,8 +381,6 @@ impl etcd_client::proto::PbMaintenanceService for MaintenanceService {
 pub struct ClusterService {
     /// The node.
     pub node: Node,
-    /// The header ids.
-    pub identity: Identity,
     /// This member's name.
     pub name: String,
     /// The URL clients reach it at.
@@ -423,9 +415,9 @@ impl etcd_client::proto::PbClusterService for ClusterService {
         _request: Request<PbMemberListRequest>,
     ) -> Result<Response<PbMemberListResponse>, Status> {
         Ok(Response::new(PbMemberListResponse {
-            header: Some(self.identity.header(self.node.revision())),
+            header: Some(self.node.identity().header(self.node.revision())),
             members: vec![PbMember {
-                id: self.identity.member_id,
+                id: self.node.identity().member_id,
                 name: self.name.clone(),
                 peer_ur_ls: Vec::new(),
                 client_ur_ls: vec![self.client_url.clone()],

@@ -23,7 +23,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::hub::Subscription;
 use super::mvcc::{Changes, KeyRange, RevisionError};
 use super::node::{Node, Published};
-use super::services::{Identity, Responses, receiver_stream};
+use super::services::{Responses, receiver_stream};
 
 /// How many responses may wait for a slow client before the stream's task
 /// waits for it.
@@ -37,17 +37,15 @@ const NO_DELETE: i32 = 1;
 #[derive(Debug, Clone)]
 pub struct WatchService {
     node: Node,
-    identity: Identity,
     /// How often a watch that asked for it gets an empty progress response.
     progress_interval: Duration,
 }
 
 impl WatchService {
     /// The service over `node`.
-    pub fn new(node: Node, identity: Identity, progress_interval: Duration) -> Self {
+    pub fn new(node: Node, progress_interval: Duration) -> Self {
         Self {
             node,
-            identity,
             progress_interval,
         }
     }
@@ -67,7 +65,6 @@ impl etcd_client::proto::PbWatchService for WatchService {
         let seen = self.node.revision();
         let stream = WatchStream {
             node: self.node.clone(),
-            identity: self.identity,
             outbox,
             watches: BTreeMap::new(),
             next_id: 0,
@@ -126,7 +123,6 @@ impl Watch {
 /// The task serving one stream.
 struct WatchStream {
     node: Node,
-    identity: Identity,
     outbox: mpsc::Sender<Result<PbWatchResponse, Status>>,
     watches: BTreeMap<i64, Watch>,
     next_id: i64,
@@ -176,7 +172,7 @@ impl WatchStream {
     }
 
     fn header(&self, revision: i64) -> Option<PbResponseHeader> {
-        Some(self.identity.header(revision))
+        Some(self.node.identity().header(revision))
     }
 
     async fn send(&self, response: PbWatchResponse) -> Result<(), Gone> {
@@ -384,7 +380,7 @@ impl WatchStream {
             let events = watch.select(&changes.events);
             if !events.is_empty() {
                 responses.push(PbWatchResponse {
-                    header: Some(self.identity.header(changes.revision)),
+                    header: Some(self.node.identity().header(changes.revision)),
                     watch_id: *id,
                     events,
                     ..PbWatchResponse::default()
