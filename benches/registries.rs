@@ -2,8 +2,9 @@
 //! client: what the embedded registry costs or saves against the real thing.
 //!
 //! `cargo bench --bench registries` starts one of each (fresh data dirs, free
-//! loopback ports) and measures, one registry after the other for each figure
-//! so both meet the machine in the same state:
+//! loopback ports) and measures, one registry after the other for each
+//! figure, and for the latencies in turns, so both meet the machine (whose
+//! disk's sync latency drifts over minutes) in the same state:
 //!
 //! 1. **sequential puts**: `VISOR_BENCH_PUTS` (default 2,000) puts, one at a
 //!    time (each waits for its fsync);
@@ -12,9 +13,11 @@
 //! 3. **126-put transactions**: 200 transactions of 126 puts, one at a time
 //!    (the controller's batch);
 //! 4. **put → watch**: 500 puts, each timed until its event arrives on a
-//!    watch of the same registry (goal for the embedded one: p50 ≤ 1 ms);
-//!    The same after the registry has been idle 200 ms before each put (50
-//!    puts): the path from cold, as a controller at rest meets it;
+//!    watch of the same registry, in 10 rounds that alternate between the
+//!    registries (goal for the embedded one: p50 ≤ 1 ms); the same after
+//!    both registries have been idle 200 ms before each put (200 puts on
+//!    each, taking turns): the path from cold, as a controller at rest meets
+//!    it;
 //! 5. **lease expiry**: 20 leases of 1 s, each with a key, timed from the
 //!    grant to the key's delete event: how late past the TTL it comes;
 //! 6. **memory**: each server's RSS (now and peak) after all of it.
@@ -41,8 +44,12 @@ const PUTS_PER_CLIENT: usize = 100;
 const TXNS: usize = 200;
 const TXN_PUTS: usize = 126;
 const WATCH_SAMPLES: usize = 500;
+/// Rounds the put → watch samples are taken in, alternating between servers.
+const WATCH_ROUNDS: usize = 10;
+/// Puts before each round's samples, not counted.
+const WATCH_WARM_UP: usize = 5;
 const LEASES: usize = 20;
-const IDLE_SAMPLES: usize = 50;
+const IDLE_SAMPLES: usize = 200;
 const IDLE_PAUSE: Duration = Duration::from_millis(200);
 const VALUE: &str = "a value of about the size of an instance document, ..........................................................................................................";
 
@@ -160,50 +167,90 @@ async fn seen_on(stream: &mut etcd_client::WatchStream, key: &str) {
     }
 }
 
-/// Puts after the registry has been idle for `pause`, each timed until its
-/// event arrives on a watch: the path from cold (threads parked, caches cold).
-async fn put_to_watch_after_idle(
-    server: &Server,
-    samples: usize,
-    pause: Duration,
-) -> Vec<Duration> {
-    let mut client = server.client.clone();
-    let mut watcher = server.client.clone();
-    let mut stream = watcher
-        .watch("idle/", Some(WatchOptions::new().with_prefix()))
-        .await
-        .expect("watch");
-    let mut timed = Vec::with_capacity(samples);
-    for n in 0..samples {
-        tokio::time::sleep(pause).await;
-        let key = format!("idle/{n:06}");
-        let started = Instant::now();
-        client.put(key.as_str(), VALUE, None).await.expect("put");
-        seen_on(&mut stream, &key).await;
-        timed.push(started.elapsed());
-    }
-    timed
+/// Puts on one server, each timed until its event arrives on a watch of
+/// the same server.
+struct PutToWatch {
+    client: Client,
+    stream: etcd_client::WatchStream,
+    prefix: &'static str,
+    next: usize,
 }
 
-async fn put_to_watch(server: &Server) -> Vec<Duration> {
-    let mut client = server.client.clone();
-    let mut watcher = server.client.clone();
-    let mut stream = watcher
-        .watch("lat/", Some(WatchOptions::new().with_prefix()))
-        .await
-        .expect("watch");
-    let mut samples = Vec::with_capacity(WATCH_SAMPLES);
-    for n in 0..WATCH_SAMPLES + 20 {
-        let key = format!("lat/{n:06}");
+impl PutToWatch {
+    async fn open(server: &Server, prefix: &'static str) -> Self {
+        let mut watcher = server.client.clone();
+        let stream = watcher
+            .watch(prefix, Some(WatchOptions::new().with_prefix()))
+            .await
+            .expect("watch");
+        Self {
+            client: server.client.clone(),
+            stream,
+            prefix,
+            next: 0,
+        }
+    }
+
+    async fn time(&mut self) -> Duration {
+        let key = format!("{}{:06}", self.prefix, self.next);
+        self.next += 1;
         let started = Instant::now();
-        client.put(key.as_str(), VALUE, None).await.expect("put");
-        seen_on(&mut stream, &key).await;
-        // The first ones warm the connection and the watch up.
-        if n >= 20 {
-            samples.push(started.elapsed());
+        self.client
+            .put(key.as_str(), VALUE, None)
+            .await
+            .expect("put");
+        seen_on(&mut self.stream, &key).await;
+        started.elapsed()
+    }
+}
+
+/// [`WATCH_SAMPLES`] puts on each server, back to back, in rounds that
+/// alternate between the servers, so that both meet the machine (its disk
+/// above all) in the same state over the run.
+async fn put_to_watch(servers: [&Server; 2]) -> [Vec<Duration>; 2] {
+    let mut probes = [
+        PutToWatch::open(servers[0], "lat/").await,
+        PutToWatch::open(servers[1], "lat/").await,
+    ];
+    let mut samples = [Vec::new(), Vec::new()];
+    let per_round = WATCH_SAMPLES / WATCH_ROUNDS;
+    for _ in 0..WATCH_ROUNDS {
+        for (probe, samples) in probes.iter_mut().zip(&mut samples) {
+            // The first ones of a round warm the connection and the server up.
+            for _ in 0..WATCH_WARM_UP {
+                probe.time().await;
+            }
+            for _ in 0..per_round {
+                samples.push(probe.time().await);
+            }
         }
     }
     samples
+}
+
+/// Puts after the servers have been idle for `pause`, each timed until its
+/// event arrives on a watch: the path from cold (threads parked, caches and
+/// disk cold), as a controller at rest meets it. The servers take turns,
+/// each idle through the other's put too.
+async fn put_to_watch_after_idle(
+    servers: [&Server; 2],
+    samples: usize,
+    pause: Duration,
+) -> [Vec<Duration>; 2] {
+    let mut probes = [
+        PutToWatch::open(servers[0], "idle/").await,
+        PutToWatch::open(servers[1], "idle/").await,
+    ];
+    let mut timed = [Vec::new(), Vec::new()];
+    for n in 0..samples {
+        // Each goes first every other time.
+        let order = if n % 2 == 0 { [0, 1] } else { [1, 0] };
+        for i in order {
+            tokio::time::sleep(pause).await;
+            timed[i].push(probes[i].time().await);
+        }
+    }
+    timed
 }
 
 /// How long past its TTL of 1 s each lease's key was deleted.
@@ -314,10 +361,9 @@ async fn run() {
     ));
 
     let mut p99 = [0.0; 2];
-    for (i, server) in servers.iter().enumerate() {
-        let samples = put_to_watch(server).await;
-        pair[i] = ms(percentile(&samples, 50.0));
-        p99[i] = ms(percentile(&samples, 99.0));
+    for (i, samples) in put_to_watch(servers).await.iter().enumerate() {
+        pair[i] = ms(percentile(samples, 50.0));
+        p99[i] = ms(percentile(samples, 99.0));
     }
     rows.push((
         format!("put → watch p50 ({WATCH_SAMPLES}), ms"),
@@ -331,10 +377,10 @@ async fn run() {
     ));
 
     let mut idle_p99 = [0.0; 2];
-    for (i, server) in servers.iter().enumerate() {
-        let samples = put_to_watch_after_idle(server, IDLE_SAMPLES, IDLE_PAUSE).await;
-        pair[i] = ms(percentile(&samples, 50.0));
-        idle_p99[i] = ms(percentile(&samples, 99.0));
+    let idle = put_to_watch_after_idle(servers, IDLE_SAMPLES, IDLE_PAUSE).await;
+    for (i, samples) in idle.iter().enumerate() {
+        pair[i] = ms(percentile(samples, 50.0));
+        idle_p99[i] = ms(percentile(samples, 99.0));
     }
     rows.push((
         format!("put → watch after {IDLE_PAUSE:?} idle, p50 ({IDLE_SAMPLES}), ms"),
