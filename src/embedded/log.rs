@@ -2,10 +2,11 @@
 //! before it is acknowledged or seen.
 //!
 //! A batch is made durable by the write-ahead log (`wal.rs`: one short
-//! synced append), then committed to the database without a sync; a synced
-//! commit every so often (a checkpoint) lets the write-ahead log start over,
-//! and startup first moves what the write-ahead log holds beyond the last
-//! checkpoint into the database.
+//! synced append, by the writer), then committed to the database without a
+//! sync (by the database thread, `committer.rs`); a synced commit every so
+//! often (a checkpoint) lets the write-ahead log start over, and startup
+//! first moves what the write-ahead log holds beyond the last checkpoint
+//! into the database.
 //!
 //! The database, a redb database (pure Rust, ACID, crash-safe copy-on-write
 //! B-trees), holds what the MVCC index holds: each record under its
@@ -39,11 +40,6 @@ const REVISION: &str = "revision";
 const COMPACTED: &str = "compacted";
 /// The sequence number of the last write-ahead batch the database holds.
 const APPLIED: &str = "applied_seq";
-/// Batches committed to the database between two synced commits at most:
-/// a synced commit writes every page dirtied since the last, so a small
-/// one often costs less, at p99 too, than a large one seldom (measured
-/// with `cargo bench --bench registries`: 16, 64 and 1,024 tried).
-const CHECKPOINT_BATCHES: usize = 64;
 /// The member's and the cluster's ids, chosen when the log was created.
 const MEMBER_ID: &str = "member_id";
 const CLUSTER_ID: &str = "cluster_id";
@@ -77,6 +73,14 @@ pub enum LogError {
         /// The write-ahead log file.
         path: PathBuf,
         /// What the file system said.
+        source: std::io::Error,
+    },
+    /// A thread of the registry cannot be started.
+    #[error("cannot start a thread for the registry's log {path}: {source}")]
+    Thread {
+        /// The database file.
+        path: PathBuf,
+        /// What the system said.
         source: std::io::Error,
     },
     /// A record that does not decode.
@@ -138,21 +142,21 @@ impl Batch {
     }
 }
 
-/// The open log: the database, and the write-ahead log that makes each
-/// batch durable before the database has it on disk.
+/// The open database. The write-ahead log beside it is the writer's; the
+/// database is the database thread's (`committer.rs`).
 #[derive(Debug)]
 pub struct Log {
     db: Database,
     path: PathBuf,
-    wal: Wal,
-    /// Batches committed to the database since its last synced commit.
-    unsynced: usize,
+    /// The last write-ahead batch committed to the database.
+    applied: u64,
 }
 
 impl Log {
-    /// Opens (or creates) the log in `dir` and rebuilds the state it holds,
-    /// every lease granted afresh at `now`.
-    pub fn open(dir: &Path, now: Instant) -> Result<(Self, State), LogError> {
+    /// Opens (or creates) the log in `dir`: the database, the write-ahead
+    /// log positioned for the next batch, and the state they hold, every
+    /// lease granted afresh at `now`.
+    pub fn open(dir: &Path, now: Instant) -> Result<(Self, Wal, State), LogError> {
         let path = dir.join(FILE);
         let open_error = |source: redb::Error| LogError::Open {
             path: path.clone(),
@@ -162,28 +166,25 @@ impl Log {
             .map_err(|error| open_error(redb::StorageError::Io(error).into()))?;
         let db = Database::create(&path).map_err(|error| open_error(error.into()))?;
         let applied = read_applied(&db).map_err(open_error)?;
-        let (wal, pending) = Wal::open(dir, applied).map_err(|error| LogError::Wal {
+        let (mut wal, pending) = Wal::open(dir, applied).map_err(|error| LogError::Wal {
             path: dir.join(super::wal::FILE),
             source: error,
         })?;
-        let mut log = Self {
-            db,
-            path,
-            wal,
-            unsynced: 0,
-        };
+        let mut log = Self { db, path, applied };
         // Batches acknowledged before a crash that the database had not
-        // synced yet: into the database, then synced at once.
+        // synced yet: into the database, synced at once, and the
+        // write-ahead log starts over.
         if !pending.is_empty() {
             let batches: Vec<(Batch, u64)> = pending
                 .iter()
                 .map(|batch| (batch.batch(), batch.seq))
                 .collect();
-            log.commit(&batches, Durability::None)?;
+            log.apply(&batches)?;
             log.checkpoint()?;
+            wal.restart();
         }
         let state = log.replay(now)?;
-        Ok((log, state))
+        Ok((log, wal, state))
     }
 
     /// The member's and the cluster's ids: chosen at random the first time,
@@ -296,59 +297,34 @@ impl Log {
         Ok(state)
     }
 
-    /// Makes `batch` durable: appended to the write-ahead log and synced
-    /// before this returns. Returns its sequence number, for [`apply`](Self::apply).
-    pub fn append(&mut self, batch: &Batch) -> Result<u64, LogError> {
-        self.wal.append(batch).map_err(|source| LogError::Wal {
-            path: self.wal.path().to_path_buf(),
-            source,
-        })
-    }
-
     /// Commits `batches`, durable already in the write-ahead log with their
-    /// sequence numbers, to the database in one transaction; the database
-    /// is synced every so often. Their answers need not wait for this: a
-    /// crash before it is made up for by the write-ahead log. Every batch
-    /// appended must be applied before the next checkpoint (this call's).
+    /// sequence numbers, to the database in one transaction, without a
+    /// sync: their answers need not wait for it, as a crash before the next
+    /// [`checkpoint`](Self::checkpoint) is made up for by the write-ahead log.
     pub fn apply(&mut self, batches: &[(Batch, u64)]) -> Result<(), LogError> {
-        if batches.is_empty() {
+        let Some((_, last)) = batches.last() else {
             return Ok(());
-        }
+        };
         self.commit(batches, Durability::None)?;
-        self.unsynced += batches.len();
-        if self.wal.wants_checkpoint() || self.unsynced >= CHECKPOINT_BATCHES {
-            self.checkpoint()?;
-        }
+        self.applied = *last;
         Ok(())
     }
 
-    /// Whether the write-ahead log has grown enough that what it holds
-    /// should be applied and checkpointed.
-    pub fn wants_checkpoint(&self) -> bool {
-        self.wal.wants_checkpoint()
-    }
-
-    /// Syncs the database with every batch committed to it, so the
-    /// write-ahead log can start again from its beginning.
-    pub fn checkpoint(&mut self) -> Result<(), LogError> {
-        self.sync_database()?;
-        self.wal.restart();
-        self.unsynced = 0;
-        Ok(())
-    }
-
-    /// A synced commit recording the last write-ahead batch as applied.
-    fn sync_database(&self) -> Result<(), LogError> {
+    /// Syncs the database with every batch committed to it (a synced
+    /// commit recording the last one applied), so the write-ahead log may
+    /// start again from its beginning; returns that batch's number.
+    pub fn checkpoint(&mut self) -> Result<u64, LogError> {
         let fail = self.io("write");
         let mut txn = self.db.begin_write().map_err(|e| fail(e.into()))?;
         txn.set_durability(Durability::Immediate)
             .map_err(|e| fail(e.into()))?;
         {
             let mut meta = txn.open_table(META).map_err(|e| fail(e.into()))?;
-            let applied = i64::try_from(self.wal.last_seq()).unwrap_or(i64::MAX);
+            let applied = i64::try_from(self.applied).unwrap_or(i64::MAX);
             meta.insert(APPLIED, applied).map_err(|e| fail(e.into()))?;
         }
-        txn.commit().map_err(|e| fail(e.into()))
+        txn.commit().map_err(|e| fail(e.into()))?;
+        Ok(self.applied)
     }
 
     /// Commits `batches`, each with its write-ahead sequence number, to the

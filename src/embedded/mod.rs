@@ -8,6 +8,7 @@
 //! MVCC index ([`mvcc`]) and the requests on it ([`state`]); the shell
 //! serves them over gRPC and makes every acknowledged change durable first.
 
+pub mod committer;
 pub mod error;
 pub mod hub;
 pub mod log;

@@ -5,7 +5,8 @@
 //! lease expiry) go to one writer thread, which applies a batch of them to
 //! the state, appends the batch to the write-ahead log (one fsync), and only
 //! then publishes it: the visible revision moves, the batch goes to every
-//! watcher, and each write is answered; the database commit comes after. Reads never wait for the writer:
+//! watcher, and each write is answered; the database commit comes after,
+//! on a thread of its own (`committer.rs`). Reads never wait for the writer:
 //! they read the MVCC index at the visible revision, so a change is seen
 //! only once it is on disk, and a batch being synced is invisible.
 
@@ -19,6 +20,7 @@ use etcd_client::proto::{
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
+use super::committer::Committer;
 use super::error::RequestError;
 use super::hub::{Hub, Subscription};
 use super::log::{Batch, Log, LogError};
@@ -26,17 +28,10 @@ use super::metrics::RegistryMetrics;
 use super::mvcc::Changes;
 use super::services::Identity;
 use super::state::State;
+use super::wal::Wal;
 
 /// How many writes one batch (one fsync) takes at most.
 const MAX_BATCH: usize = 1024;
-/// How long the writer waits for more writes before it commits what it has
-/// answered to the database.
-const APPLY_DELAY: Duration = Duration::from_millis(1);
-/// How many answered batches wait for the database at most, when writes
-/// never pause: seldom enough that the one write waiting behind their
-/// commit is rarer than one in a hundred (at 32, p99 of put → watch
-/// measured 1.3 ms instead of 0.8).
-const MAX_UNAPPLIED: usize = 256;
 /// How often lease expiry is checked at the least (etcd checks every 500 ms).
 const EXPIRY_CHECK: Duration = Duration::from_millis(100);
 
@@ -128,12 +123,11 @@ pub struct Node {
     hub: Arc<Hub>,
     writes: std::sync::mpsc::Sender<Pending>,
     stopped: CancellationToken,
-    log: Arc<Mutex<Log>>,
+    /// Cancelled once the writer and the database thread have finished.
+    closed: CancellationToken,
+    committer: Committer,
     identity: Identity,
     metrics: RegistryMetrics,
-    /// The database file's size, as last measured (when it can change: after
-    /// a commit to it, a defragmentation), for `Status` without a syscall.
-    log_size: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Node {
@@ -145,36 +139,37 @@ impl Node {
         shutdown: CancellationToken,
         metrics: RegistryMetrics,
     ) -> Result<Self, LogError> {
-        let (log, state) = Log::open(dir, Instant::now())?;
+        let (log, wal, state) = Log::open(dir, Instant::now())?;
         let (member_id, cluster_id) = log.identity()?;
         let visible = state.store().revision();
-        let inner = Arc::new(Mutex::new(Inner { state, visible }));
-        let log_path = log.path().to_path_buf();
+        let path = log.path().to_path_buf();
+        let spawn_error = |source| LogError::Thread {
+            path: path.clone(),
+            source,
+        };
+        let stopped = shutdown.child_token();
+        let (committer, database) =
+            Committer::start(log, metrics.clone(), stopped.clone()).map_err(spawn_error)?;
         let (writes, queue) = std::sync::mpsc::channel();
         let node = Self {
-            inner,
+            inner: Arc::new(Mutex::new(Inner { state, visible })),
             hub: Arc::new(Hub::default()),
             writes,
-            stopped: shutdown.child_token(),
+            stopped,
+            closed: CancellationToken::new(),
+            committer,
             identity: Identity {
                 cluster_id,
                 member_id,
             },
             metrics,
-            log_size: Arc::default(),
-            log: Arc::new(Mutex::new(log)),
         };
         node.metrics.at_revision(visible);
-        node.measure_log(&node.log.lock().unwrap_or_else(PoisonError::into_inner));
         let writer_node = node.clone();
         std::thread::Builder::new()
             .name("registry-writer".into())
-            .spawn(move || writer(writer_node, queue))
-            .map_err(|error| LogError::Io {
-                op: "start the writer of",
-                path: log_path,
-                source: Box::new(redb::StorageError::Io(error).into()),
-            })?;
+            .spawn(move || writer(writer_node, queue, wal, database))
+            .map_err(spawn_error)?;
         Ok(node)
     }
 
@@ -200,32 +195,24 @@ impl Node {
         self.stopped.clone()
     }
 
-    /// The database file's size, for Maintenance `Status`.
-    pub fn log_size(&self) -> u64 {
-        self.log_size.load(std::sync::atomic::Ordering::Relaxed)
+    /// Cancelled once the node has finished: its writer stopped and its
+    /// database synced and closed.
+    pub fn closed(&self) -> CancellationToken {
+        self.closed.clone()
     }
 
-    /// Measures the database file (for `Status` and the size metric).
-    fn measure_log(&self, log: &Log) {
-        let size = log.size();
-        self.log_size
-            .store(size, std::sync::atomic::Ordering::Relaxed);
-        self.metrics.sized(size);
+    /// The database file's size, for Maintenance `Status`.
+    pub fn log_size(&self) -> u64 {
+        self.committer.size()
     }
 
     /// Gives the log's free pages back to the file system (Maintenance
-    /// `Defragment`); writes wait meanwhile.
+    /// `Defragment`), once everything answered is in it.
     pub async fn defragment(&self) -> Result<(), tonic::Status> {
-        let node = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut log = node.log.lock().unwrap_or_else(PoisonError::into_inner);
-            log.defragment()?;
-            node.measure_log(&log);
-            Ok::<(), LogError>(())
-        })
-        .await
-        .map_err(|error| tonic::Status::internal(error.to_string()))?
-        .map_err(|error| tonic::Status::internal(error.to_string()))
+        self.committer
+            .defragment()
+            .await
+            .map_err(|error| tonic::Status::internal(error.to_string()))
     }
 
     /// A range at the visible revision (or the one asked, up to it).
@@ -270,38 +257,32 @@ impl Node {
 type Pending = (WriteOp, oneshot::Sender<Result<Written, RequestError>>);
 
 /// The writer, on a thread of its own (it waits for the disk): takes writes
-/// in batches, applies them, appends each batch to the log, then publishes
-/// and answers it. It stops within [`EXPIRY_CHECK`] of the node's stop.
-fn writer(node: Node, queue: std::sync::mpsc::Receiver<Pending>) {
-    // Durable and answered, not yet in the database: applied together once
-    // the writer has nothing else to do, so the database's work never
-    // stands between a write and its answer.
-    let mut unapplied: Vec<(Batch, u64)> = Vec::new();
+/// in batches, applies them, appends each batch to the write-ahead log,
+/// then publishes and answers it, and hands it to the database thread. It
+/// stops within [`EXPIRY_CHECK`] of the node's stop, and then waits for the
+/// database thread (`database`) to sync and finish.
+fn writer(
+    node: Node,
+    queue: std::sync::mpsc::Receiver<Pending>,
+    mut wal: Wal,
+    database: std::thread::JoinHandle<()>,
+) {
+    // However the writer ends, even in a panic, the node is stopped and,
+    // after the database thread (dropped in reverse order), finished.
+    let _closed = node.closed.clone().drop_guard();
+    let _stopped = node.stopped.clone().drop_guard();
     while !node.stopped.is_cancelled() {
         let next_expiry = node.lock().state.next_expiry();
-        let mut wake = next_expiry
+        let wake = next_expiry
             .map_or(EXPIRY_CHECK, |at| {
                 at.saturating_duration_since(Instant::now())
             })
             .min(EXPIRY_CHECK);
-        if !unapplied.is_empty() {
-            wake = wake.min(APPLY_DELAY);
-        }
         let mut pending = Vec::new();
         match queue.recv_timeout(wake) {
             Ok(first) => pending.push(first),
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
-        }
-        let due = pending.is_empty()
-            || unapplied.len() >= MAX_UNAPPLIED
-            || node
-                .log
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .wants_checkpoint();
-        if due && !apply_answered(&node, &mut unapplied) {
-            break;
         }
         while pending.len() < MAX_BATCH {
             match queue.try_recv() {
@@ -332,8 +313,7 @@ fn writer(node: Node, queue: std::sync::mpsc::Receiver<Pending>) {
         let mut durable = None;
         if !batch.is_empty() {
             let started = Instant::now();
-            let mut log = node.log.lock().unwrap_or_else(PoisonError::into_inner);
-            match log.append(&batch) {
+            match wal.append(&batch) {
                 Ok(seq) => {
                     node.metrics.committed(started.elapsed(), batch.revision);
                     durable = Some(seq);
@@ -341,7 +321,11 @@ fn writer(node: Node, queue: std::sync::mpsc::Receiver<Pending>) {
                 Err(error) => {
                     // Nothing of this batch was acknowledged; the state holds
                     // it, so the node cannot go on serving.
-                    tracing::error!(%error, "cannot write the registry's log; stopping");
+                    tracing::error!(
+                        %error,
+                        path = %wal.path().display(),
+                        "cannot write the registry's write-ahead log; stopping"
+                    );
                     break;
                 }
             }
@@ -360,31 +344,32 @@ fn writer(node: Node, queue: std::sync::mpsc::Receiver<Pending>) {
             // A client that went away needs no answer.
             let _ = reply.send(outcome);
         }
-        if let Some(seq) = durable {
-            unapplied.push((batch, seq));
+        let Some(seq) = durable else { continue };
+        // The database thread failed (and said why): the node stops.
+        if node.committer.apply(batch, seq).is_err() {
+            break;
+        }
+        // The write-ahead log starts over once the database holds, synced,
+        // everything in it: the one wait on the database, once per
+        // `wal::CHECKPOINT_BYTES` written.
+        if wal.wants_checkpoint() {
+            match node.committer.checkpoint() {
+                Ok(synced) if synced == wal.last_seq() => wal.restart(),
+                Ok(synced) => tracing::error!(
+                    synced,
+                    appended = wal.last_seq(),
+                    "the registry's database synced less than the write-ahead log holds; \
+                     the write-ahead log keeps it"
+                ),
+                Err(_) => break,
+            }
         }
     }
     // What was answered reaches the database now, or at the next start.
-    apply_answered(&node, &mut unapplied);
-    node.stopped.cancel();
-}
-
-/// Commits the batches answered but not yet in the database, in one
-/// transaction; false (logged) if the database cannot be written, when the
-/// node must stop (the batches are in the write-ahead log: a restart
-/// applies them).
-fn apply_answered(node: &Node, unapplied: &mut Vec<(Batch, u64)>) -> bool {
-    if unapplied.is_empty() {
-        return true;
+    node.committer.stop();
+    if database.join().is_err() {
+        tracing::error!("the registry's database thread panicked");
     }
-    let mut log = node.log.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Err(error) = log.apply(unapplied) {
-        tracing::error!(%error, "cannot write the registry's database; stopping");
-        return false;
-    }
-    unapplied.clear();
-    node.measure_log(&log);
-    true
 }
 
 /// Adds what one transaction changed to the batch and to what watchers get.

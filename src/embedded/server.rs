@@ -98,6 +98,8 @@ pub struct EmbeddedRegistry {
     addr: SocketAddr,
     shutdown: CancellationToken,
     task: JoinHandle<Result<(), ServeError>>,
+    /// Cancelled once the node's threads have finished.
+    closed: CancellationToken,
 }
 
 impl EmbeddedRegistry {
@@ -162,6 +164,7 @@ impl EmbeddedRegistry {
                     .with_state(node.clone()),
             );
         let stopped = node.stopped();
+        let closed = node.closed();
         let task = tokio::spawn(async move {
             axum::serve(NoDelay(listener), router)
                 .with_graceful_shutdown(stopped.cancelled_owned())
@@ -172,6 +175,7 @@ impl EmbeddedRegistry {
             addr,
             shutdown,
             task,
+            closed,
         })
     }
 
@@ -191,16 +195,19 @@ impl EmbeddedRegistry {
         self.wait().await
     }
 
-    /// Waits until the server stops (shut down, or its log failed).
+    /// Waits until the server stops (shut down, or its log failed) and its
+    /// log is synced and closed.
     pub async fn wait(self) -> Result<(), ServeError> {
-        match self.task.await {
+        let served = match self.task.await {
             Ok(result) => result,
             // The server task panicked or was cancelled: it is stopped either way.
             Err(error) => {
                 tracing::error!(%error, "the embedded registry's server task ended abnormally");
                 Ok(())
             }
-        }
+        };
+        self.closed.cancelled().await;
+        served
     }
 }
 
