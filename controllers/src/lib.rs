@@ -20,6 +20,7 @@ mod placement;
 mod relation;
 mod scale;
 mod service;
+mod spec;
 #[cfg(test)]
 mod testing;
 
@@ -62,4 +63,9 @@ pub use scale::{
 pub use service::{
     EndpointChange, EndpointSeen, InvalidEndpoint, ServiceDef, ServiceEndpoint, UnknownScheme,
     diff_endpoint_incarnations, diff_endpoints, endpoint_change, is_scheme,
+};
+pub use spec::{
+    AppSpec, Change, CheckKind, FieldChange, InvalidSpec, LimitsSpec, ObjectId, OnFailure,
+    ProcServiceSpec, ProcSpec, ReadinessSpec, RevisionSpec, RolloutSpec, ServiceSpec, diff,
+    json_schema, parse_endpoint,
 };

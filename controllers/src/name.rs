@@ -99,10 +99,48 @@ impl<'de> Deserialize<'de> for Name {
     }
 }
 
+impl schemars::JsonSchema for Name {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Name".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A name: 1-63 lower-case letters, digits, '-' and '.', starting with a letter or a digit.",
+            "type": "string",
+            "pattern": "^[a-z0-9][a-z0-9.-]*$",
+            "minLength": 1,
+            "maxLength": MAX_NAME_LEN,
+        })
+    }
+}
+
 /// A validated environment variable key: a letter or `_`, then letters, digits or `_`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]
 pub struct EnvKey(String);
+
+impl<'de> Deserialize<'de> for EnvKey {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = String::deserialize(deserializer)?;
+        EnvKey::parse(&value).map_err(serde::de::Error::custom)
+    }
+}
+
+impl schemars::JsonSchema for EnvKey {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "EnvKey".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "An environment variable key: a letter or `_`, then letters, digits or `_`.",
+            "type": "string",
+            "pattern": "^[A-Za-z_][A-Za-z0-9_]*$",
+            "maxLength": MAX_ENV_KEY_LEN,
+        })
+    }
+}
 
 impl EnvKey {
     /// Validates `value` as an environment variable key.
