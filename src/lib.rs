@@ -42,6 +42,7 @@ pub mod provider;
 pub mod registry;
 pub mod runtime;
 pub mod shutdown;
+pub mod spec;
 pub mod telemetry;
 
 pub use registry::{Error, Registry, RegistryConfig, Result, Visor};

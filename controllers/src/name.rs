@@ -95,7 +95,9 @@ impl From<Name> for String {
 impl<'de> Deserialize<'de> for Name {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let value = String::deserialize(deserializer)?;
-        Name::parse("name", &value).map_err(serde::de::Error::custom)
+        Name::parse("name", &value).map_err(|invalid| {
+            serde::de::Error::custom(format!("invalid name {value:?}: {}", invalid.reason))
+        })
     }
 }
 

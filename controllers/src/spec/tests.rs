@@ -44,7 +44,7 @@ fn what_serde_refuses_is_named() {
         (
             "a bad name",
             with(|s| s["procs"]["Web!"] = json!({ "command": "x" })),
-            "invalid name name \"Web!\"",
+            "invalid name \"Web!\"",
         ),
         (
             "a negative scale",
