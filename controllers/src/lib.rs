@@ -43,8 +43,9 @@ pub use liveness::{
     plan_host_loss,
 };
 pub use model::{
-    App, Host, Instance, InstanceState, Limits, ProcService, ProcType, Readiness, ReadinessCheck,
-    RestartPolicy, Revision, Scale, SchemaVersion, Ticket, TicketOp,
+    App, Deployment, Host, Instance, InstanceState, Limits, OnFailure, ProcService, ProcType,
+    Readiness, ReadinessCheck, RestartPolicy, Revision, Rollout, Scale, SchemaVersion, Ticket,
+    TicketOp,
 };
 pub use name::{EnvKey, InvalidName, Name, first_repeat};
 pub use notifications::{
@@ -65,7 +66,7 @@ pub use service::{
     diff_endpoint_incarnations, diff_endpoints, endpoint_change, is_scheme,
 };
 pub use spec::{
-    AppSpec, Change, CheckKind, FieldChange, InvalidSpec, LimitsSpec, ObjectId, OnFailure,
+    AppParts, AppSpec, Change, CheckKind, FieldChange, InvalidSpec, LimitsSpec, ObjectId,
     ProcServiceSpec, ProcSpec, ReadinessSpec, RevisionSpec, RolloutSpec, ServiceSpec, diff,
     json_schema, parse_endpoint,
 };

@@ -141,7 +141,8 @@ pub struct ProcService {
 }
 
 impl ProcService {
-    fn default_schemes() -> Vec<String> {
+    /// The schemes of a service that names none: `[http]`.
+    pub fn default_schemes() -> Vec<String> {
         vec!["http".to_owned()]
     }
 }
@@ -171,6 +172,85 @@ pub struct Revision {
 pub struct Scale {
     /// How many instances should be active.
     pub replicas: u32,
+}
+
+/// `/deploys/<app>`: which revision of an app runs, at what scale, and how a
+/// change of that revision rolls out. `visor apply` writes it; the rollout
+/// loop turns it into revision scale factors. An app without one is scaled
+/// by hand, revision by revision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deployment {
+    /// The revision that runs.
+    pub revision: Name,
+    /// How many instances of each proc type it runs.
+    #[serde(default)]
+    pub scale: BTreeMap<Name, u32>,
+    /// How a change of revision rolls out.
+    #[serde(default)]
+    pub rollout: Rollout,
+    /// When it was first written.
+    pub created_at: DateTime<Utc>,
+}
+
+/// How a change of an app's revision rolls out: instances of the new
+/// revision start and those of the old stop in steps, counting only the
+/// instances that run and are ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rollout {
+    /// How many instances above the desired count may exist meanwhile.
+    #[serde(default = "Rollout::default_max_surge")]
+    pub max_surge: u32,
+    /// How many instances below the desired count may be ready meanwhile.
+    #[serde(default)]
+    pub max_unavailable: u32,
+    /// How long the new revision's instances have to become ready, in seconds.
+    #[serde(default = "Rollout::default_deadline_secs")]
+    pub deadline_secs: u32,
+    /// What a rollout that misses its deadline does.
+    #[serde(default)]
+    pub on_failure: OnFailure,
+}
+
+impl Rollout {
+    /// How many instances above the desired count a rollout that names no
+    /// surge may start.
+    pub const DEFAULT_MAX_SURGE: u32 = 1;
+    /// How long a rollout that names no deadline waits for readiness, in seconds.
+    pub const DEFAULT_DEADLINE_SECS: u32 = 300;
+
+    /// [`DEFAULT_MAX_SURGE`](Self::DEFAULT_MAX_SURGE), for serde.
+    pub fn default_max_surge() -> u32 {
+        Self::DEFAULT_MAX_SURGE
+    }
+
+    /// [`DEFAULT_DEADLINE_SECS`](Self::DEFAULT_DEADLINE_SECS), for serde.
+    pub fn default_deadline_secs() -> u32 {
+        Self::DEFAULT_DEADLINE_SECS
+    }
+}
+
+impl Default for Rollout {
+    fn default() -> Self {
+        Self {
+            max_surge: Self::DEFAULT_MAX_SURGE,
+            max_unavailable: 0,
+            deadline_secs: Self::DEFAULT_DEADLINE_SECS,
+            on_failure: OnFailure::default(),
+        }
+    }
+}
+
+/// What a rollout that misses its deadline does.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnFailure {
+    /// Back to the revision it rolled from.
+    #[default]
+    Rollback,
+    /// Stay where it is, until the revision is changed again.
+    Pause,
 }
 
 /// `/hosts/<host>`: a live host agent; the key is bound to the agent's lease.

@@ -15,11 +15,13 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::model::RestartPolicy;
+use crate::model::{OnFailure, RestartPolicy, Rollout};
 use crate::name::{EnvKey, Name};
 
+mod convert;
 mod diff;
 
+pub use convert::AppParts;
 pub use diff::{Change, FieldChange, ObjectId, diff};
 
 /// The JSON Schema of [`AppSpec`], for editors (published as
@@ -198,11 +200,11 @@ pub struct RolloutSpec {
 
 impl RolloutSpec {
     fn default_max_surge() -> u32 {
-        1
+        Rollout::DEFAULT_MAX_SURGE
     }
 
     fn default_deadline_secs() -> u32 {
-        300
+        Rollout::DEFAULT_DEADLINE_SECS
     }
 
     fn is_default(&self) -> bool {
@@ -212,24 +214,8 @@ impl RolloutSpec {
 
 impl Default for RolloutSpec {
     fn default() -> Self {
-        Self {
-            max_surge: Self::default_max_surge(),
-            max_unavailable: 0,
-            deadline_secs: Self::default_deadline_secs(),
-            on_failure: OnFailure::default(),
-        }
+        Rollout::default().into()
     }
-}
-
-/// What a failed rollout does.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum OnFailure {
-    /// Back to the revision it rolled from.
-    #[default]
-    Rollback,
-    /// Stay where it is, until the current revision is changed again.
-    Pause,
 }
 
 /// A service definition.

@@ -164,3 +164,70 @@ fn the_schema_refuses_unknown_fields_and_names_the_required_ones() {
         .collect();
     assert_eq!(required, ["name", "repo_url", "stack"]);
 }
+
+/// The objects `spec` writes, as the registry would hold them.
+fn parts_of(spec: &AppSpec) -> AppParts {
+    let at = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
+    AppParts {
+        app: spec.app(at),
+        env: spec.env.clone(),
+        procs: spec
+            .procs
+            .iter()
+            .map(|(name, proc)| (name.clone(), proc.to_model(at)))
+            .collect(),
+        revisions: spec
+            .revisions
+            .iter()
+            .map(|(name, rev)| (name.clone(), rev.to_model(at)))
+            .collect(),
+        deployment: spec.deployment(at),
+        services: spec
+            .services
+            .iter()
+            .map(|(name, service)| (name.clone(), service.to_model(&spec.name, at)))
+            .collect(),
+        relations: spec
+            .relations
+            .keys()
+            .map(|id| spec.relation(id, at).expect("named").expect("valid"))
+            .collect(),
+    }
+}
+
+#[test]
+fn what_a_spec_writes_reads_back_as_the_spec_with_its_defaults_explicit() {
+    let spec = parse(with(|s| {
+        s["env"] = json!({ "A": "1" });
+        s["procs"]["web"]["readiness"] = json!({ "check": "http", "path": "/health" });
+        s["procs"]["web"]["service"] = json!({ "name": "api" });
+        s["procs"]["worker"] =
+            json!({ "command": "work", "restart": "on-failure", "labels": { "disk": "ssd" } });
+        s["rollout"] = json!({ "max_unavailable": 1 });
+        s["services"] = json!({ "api": { "proc": "web" } });
+        s["relations"] = json!({ "db": ["web:web", "pg"] });
+    }))
+    .expect("a valid spec");
+    spec.check().expect("consistent");
+    let read_back = AppSpec::from_parts(spec.name.clone(), &parts_of(&spec));
+    assert_eq!(read_back, spec.normalized());
+    assert_eq!(
+        read_back.normalized(),
+        read_back,
+        "normalizing twice changes nothing"
+    );
+    let web = &read_back.procs["web"];
+    assert_eq!(
+        web.readiness.as_ref().and_then(|r| r.timeout_secs),
+        Some(30)
+    );
+    assert_eq!(
+        web.service.as_ref().and_then(|s| s.schemes.clone()),
+        Some(vec!["http".to_owned()])
+    );
+    assert_eq!(read_back.services["api"].min_endpoints, Some(1));
+    assert!(
+        diff(&read_back.objects(), &spec.normalized().objects(), true).is_empty(),
+        "re-applying what was written changes nothing"
+    );
+}
