@@ -52,7 +52,7 @@ pub async fn relation_get(args: RelationGetArgs, out: &Output) -> Result<(), Cli
     let settings = tools
         .relation_get(args.unit.as_ref().map(Name::as_str))
         .await?;
-    let json = args.format == ToolFormat::Json || out.is_json();
+    let json = args.format == ToolFormat::Json || out.is_structured();
     match args.setting.as_deref().filter(|key| *key != "-") {
         Some(key) => match (settings.get(key), json) {
             (value, true) => out.json(&value)?,

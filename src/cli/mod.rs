@@ -26,6 +26,7 @@ mod registry_server;
 mod relations;
 mod services;
 mod shim;
+mod specs;
 mod status;
 mod up;
 mod usage;
@@ -128,6 +129,13 @@ enum RegistryCommand {
     Watch(observed::WatchArgs),
     /// Desired vs active per (app, rev, proc), unplaceable work, hosts alive, leader.
     Status,
+    /// Show what applying spec files would change (exit 1 if anything).
+    Diff(specs::DiffArgs),
+    /// Write spec files: each app's changes in one transaction against what was read.
+    Apply(specs::ApplyArgs),
+    /// Print registry objects in the spec format.
+    #[command(subcommand)]
+    Get(specs::GetCommand),
 }
 
 /// Parses the command line, runs it, and returns the exit code.
@@ -200,6 +208,8 @@ fn execute(
     match runtime.block_on(command) {
         // Whoever read the output stopped reading: what they read is complete.
         Ok(()) | Err(CliError::Output(OutputError::Closed)) => ExitCode::SUCCESS,
+        // The differences are the output.
+        Err(CliError::Differs) => ExitCode::FAILURE,
         Err(error) => {
             eprintln!("error: {}", crate::telemetry::Chain(&error));
             ExitCode::from(exit_code(&error))
@@ -267,6 +277,12 @@ pub enum CliError {
     /// A hook tool failed (outside a hook, or refused by the agent).
     #[error(transparent)]
     HookTool(#[from] crate::agent::relation_hooks::ToolError),
+    /// A spec file cannot be read, or is refused.
+    #[error(transparent)]
+    Spec(#[from] crate::spec::SpecError),
+    /// `visor diff` found differences (exit 1, with nothing more to say).
+    #[error("the registry differs from the specs")]
+    Differs,
     /// A provider's task answered with an error.
     #[error("task {task} failed at provider {provider}: {error}")]
     Task {
@@ -296,6 +312,12 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     // Connecting writes the schema version to a fresh registry: a command
     // refused for what its arguments say together must be refused first.
     command.check()?;
+    // Spec files are read and checked before anything connects, too.
+    let specs = match &command {
+        RegistryCommand::Diff(args) => specs::load(&args.specs)?,
+        RegistryCommand::Apply(args) => specs::load(&args.specs)?,
+        _ => Vec::new(),
+    };
     let visor = Visor::connect(&cli.registry).await?;
     match command {
         RegistryCommand::App(command) => apps::app(&visor, command, &out).await,
@@ -316,6 +338,9 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         }
         RegistryCommand::Watch(args) => observed::watch(&visor, args, &out).await,
         RegistryCommand::Status => status::run(&visor, &out).await,
+        RegistryCommand::Diff(args) => specs::diff(&visor, &specs, &args, &out).await,
+        RegistryCommand::Apply(args) => specs::apply(&visor, &specs, &args, &out).await,
+        RegistryCommand::Get(command) => specs::get(&visor, command, &out).await,
     }
 }
 
@@ -336,7 +361,7 @@ impl RegistryCommand {
 fn exit_code(error: &CliError) -> u8 {
     let error = match error {
         CliError::Registry(error) => error,
-        CliError::Usage(_) => return usage::USAGE_EXIT,
+        CliError::Usage(_) | CliError::Spec(_) => return usage::USAGE_EXIT,
         CliError::Call(crate::provider::CallError::NoProvider { .. }) => return 3,
         CliError::Call(crate::provider::CallError::NotAcknowledged { .. }) => return 5,
         CliError::Logs(error) => return error.exit_code(),

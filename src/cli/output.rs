@@ -1,4 +1,4 @@
-//! How the CLI prints: aligned tables for people, JSON for scripts.
+//! How the CLI prints: aligned tables for people, JSON (or YAML) for scripts.
 //!
 //! JSON field names are part of the CLI's contract: scripts parse them, so rows
 //! are explicit structs, never ad-hoc maps.
@@ -22,6 +22,8 @@ pub enum Format {
     Table,
     /// JSON: an array for listings, an object for single results, one object per line for streams (`watch`, `notifications --follow`).
     Json,
+    /// YAML: as JSON, in YAML (a document per record for streams).
+    Yaml,
 }
 
 /// A printable record: serializable for JSON, with columns for tables.
@@ -65,14 +67,18 @@ impl Output {
         Self { format }
     }
 
-    /// Whether JSON was asked for (for commands whose two forms differ in shape).
-    pub fn is_json(&self) -> bool {
-        self.format == Format::Json
+    /// Whether JSON or YAML was asked for rather than a table (for commands
+    /// whose two forms differ in shape).
+    pub fn is_structured(&self) -> bool {
+        self.format != Format::Table
     }
 
-    /// A value as JSON, on one line.
+    /// A value as JSON on one line, or as a YAML document.
     pub fn json<T: Serialize>(&self, value: &T) -> Printed {
-        self.text(&to_json(value))
+        match self.format {
+            Format::Yaml => self.bytes(format!("---\n{}", to_yaml(value)).as_bytes()),
+            Format::Json | Format::Table => self.text(&to_json(value)),
+        }
     }
 
     /// A line of text (empty for a blank line), as it is.
@@ -93,10 +99,24 @@ impl Output {
         Ok(())
     }
 
+    /// A whole document (an app's spec): YAML, or JSON when asked for
+    /// (indented: a document is for editing).
+    pub fn document<T: Serialize>(&self, value: &T) -> Printed {
+        match self.format {
+            // Documents are plain structs and string-keyed maps: they serialize.
+            Format::Json => self.text(
+                &serde_json::to_string_pretty(value)
+                    .expect("invariant: CLI documents always serialize"),
+            ),
+            Format::Table | Format::Yaml => self.bytes(to_yaml(value).as_bytes()),
+        }
+    }
+
     /// A listing: a table, or a JSON array.
     pub fn list<R: Row>(&self, rows: &[R]) -> Printed {
         match self.format {
             Format::Json => self.text(&to_json(&rows)),
+            Format::Yaml => self.bytes(to_yaml(&rows).as_bytes()),
             Format::Table => {
                 let mut table = Table::new();
                 table
@@ -115,6 +135,7 @@ impl Output {
     pub fn one<R: Row>(&self, row: &R) -> Printed {
         match self.format {
             Format::Json => self.text(&to_json(row)),
+            Format::Yaml => self.bytes(to_yaml(row).as_bytes()),
             Format::Table => self.list(std::slice::from_ref(row)),
         }
     }
@@ -133,6 +154,7 @@ impl Output {
     pub fn line<R: Row>(&self, row: &R) -> Printed {
         match self.format {
             Format::Json => self.text(&to_json(row)),
+            Format::Yaml => self.bytes(format!("---\n{}", to_yaml(row)).as_bytes()),
             Format::Table => self.text(&row.cells().join("  ")),
         }
     }
@@ -141,6 +163,11 @@ impl Output {
 fn to_json<T: Serialize + ?Sized>(value: &T) -> String {
     // Rows are plain structs of strings and numbers: serialization cannot fail.
     serde_json::to_string(value).expect("invariant: CLI rows always serialize")
+}
+
+fn to_yaml<T: Serialize>(value: &T) -> String {
+    // As for JSON: rows and documents always serialize.
+    serde_saphyr::to_string(value).expect("invariant: CLI rows always serialize")
 }
 
 /// An optional value as a table cell (`-` when absent).

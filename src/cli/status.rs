@@ -23,7 +23,7 @@ impl Row for GroupStatus {
 
 pub async fn run(visor: &Visor, out: &Output) -> Result<(), CliError> {
     let status = controller::status(visor).await?;
-    if out.is_json() {
+    if out.is_structured() {
         out.json(&status)?;
         return Ok(());
     }

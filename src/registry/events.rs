@@ -16,9 +16,9 @@ use etcd_client::EventType;
 use futures::Stream;
 use serde::Serialize;
 use visor_controllers::{
-    App, HandedHook, HookKind, Host, Instance, InstanceState, Notification, NotificationKind,
-    ProcType, Relation, RelationState, Revision, Scale, ServiceDef, ServiceEndpoint, Ticket,
-    TicketOp, UnitSettings,
+    App, Deployment, HandedHook, HookKind, Host, Instance, InstanceState, Notification,
+    NotificationKind, ProcType, Relation, RelationState, Revision, Scale, ServiceDef,
+    ServiceEndpoint, Ticket, TicketOp, UnitSettings,
 };
 
 use super::api::Visor;
@@ -72,6 +72,12 @@ pub enum EventKind {
         rev: String,
         proc: String,
         replicas: Option<u32>,
+    },
+    /// An app's deployment (its current revision, scale and rollout) was
+    /// written, or removed (`revision` absent).
+    DeploymentChanged {
+        app: String,
+        revision: Option<String>,
     },
     /// A host registered (its lease-bound key appeared).
     HostUp { host: String },
@@ -190,6 +196,7 @@ fn classify(path: KeyPath, change: &Change<'_>) -> Result<Option<EventKind>, Str
             KeyPath::Env { .. } => drop(decode::<String>(change.value)?),
             KeyPath::Proc { .. } => drop(decode::<ProcType>(change.value)?),
             KeyPath::Rev { .. } => drop(decode::<Revision>(change.value)?),
+            KeyPath::Deployment { .. } => drop(decode::<Deployment>(change.value)?),
             KeyPath::Host { .. } => drop(decode::<Host>(change.value)?),
             KeyPath::Relation { .. } => drop(decode::<Relation>(change.value)?),
             KeyPath::Settings { .. } => drop(decode::<UnitSettings>(change.value)?),
@@ -246,6 +253,13 @@ fn classify(path: KeyPath, change: &Change<'_>) -> Result<Option<EventKind>, Str
                 replicas,
             }
         }
+        KeyPath::Deployment { app } => DeploymentChanged {
+            app: app.into(),
+            revision: match change.deleted {
+                true => None,
+                false => Some(decode::<Deployment>(change.value)?.revision.into()),
+            },
+        },
         KeyPath::Host { host } if change.deleted => HostDown { host: host.into() },
         KeyPath::Host { host } if created => HostUp { host: host.into() },
         KeyPath::Host { host } => HostUpdated { host: host.into() },

@@ -69,6 +69,7 @@ impl Keys {
             Kind::Proc => "procs",
             Kind::Rev => "revs",
             Kind::Scale => "scale",
+            Kind::Deployment => "deploys",
             Kind::Host => "hosts",
             Kind::Instance => "instances",
             Kind::Ticket => "tickets",
@@ -136,6 +137,10 @@ impl Keys {
     /// `/scale/<app>/<rev>/<proc>`
     pub fn scale(&self, app: &Name, rev: &Name, proc: &Name) -> String {
         self.join(&["scale", app.as_str(), rev.as_str(), proc.as_str()])
+    }
+    /// `/deploys/<app>`
+    pub fn deployment(&self, app: &Name) -> String {
+        self.join(&["deploys", app.as_str()])
     }
     /// `/hosts/`
     pub fn hosts(&self) -> String {

@@ -25,8 +25,8 @@ mod store;
 pub mod watch;
 
 pub use api::{
-    EndpointSpec, Forgotten, HostRegistration, InstanceFilter, NotificationStream, PendingHook,
-    Posting, ScaleFactor, Visor,
+    AppState, Applied, EndpointSpec, Forgotten, HostRegistration, InstanceFilter,
+    NotificationStream, PendingHook, Posting, ScaleFactor, Visor,
 };
 pub use backoff::{Backoff, BackoffPolicy};
 pub use client::Registry;

@@ -11,5 +11,6 @@ mod procs;
 mod relations;
 mod scale;
 mod services;
+mod specs;
 mod up;
 mod watch;

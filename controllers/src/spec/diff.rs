@@ -29,6 +29,19 @@ pub enum ObjectId {
     Relation(Name),
 }
 
+impl ObjectId {
+    /// The name of a proc, revision, service or relation.
+    pub fn name(&self) -> Option<&Name> {
+        match self {
+            Self::Proc(name)
+            | Self::Revision(name)
+            | Self::Service(name)
+            | Self::Relation(name) => Some(name),
+            Self::App | Self::Env(_) | Self::Deployment => None,
+        }
+    }
+}
+
 impl fmt::Display for ObjectId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -14,6 +14,7 @@ mod procs;
 mod relations;
 mod scale;
 mod services;
+mod specs;
 mod tickets;
 
 use visor_controllers::{Name, SchemaVersion};
@@ -31,6 +32,7 @@ pub use instances::InstanceFilter;
 pub use notifications::{Forgotten, NotificationStream, Posting};
 pub use relations::EndpointSpec;
 pub use scale::ScaleFactor;
+pub use specs::{AppState, Applied};
 
 /// The Visor API: a connected registry with the layout's rules applied.
 #[derive(Debug, Clone)]

@@ -18,6 +18,8 @@ pub enum Kind {
     Rev,
     /// `/scale/<app>/<rev>/<proc>`
     Scale,
+    /// `/deploys/<app>`
+    Deployment,
     /// `/hosts/<host>`
     Host,
     /// `/instances/<id>`
@@ -56,6 +58,7 @@ impl Kind {
             Self::Proc => "proc type",
             Self::Rev => "revision",
             Self::Scale => "scale factor",
+            Self::Deployment => "deployment",
             Self::Host => "host",
             Self::Instance => "instance",
             Self::Ticket => "ticket",

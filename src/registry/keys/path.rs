@@ -45,6 +45,11 @@ pub enum KeyPath {
         /// The (app, rev, proc) group it scales.
         group: GroupKey,
     },
+    /// `/deploys/<app>`
+    Deployment {
+        /// App name.
+        app: Name,
+    },
     /// `/hosts/<host>`
     Host {
         /// Host name.
@@ -168,6 +173,7 @@ impl KeyPath {
             ["scale", app, rev, proc] => Self::Scale {
                 group: GroupKey::new(name(app)?, name(rev)?, name(proc)?),
             },
+            ["deploys", app] => Self::Deployment { app: name(app)? },
             ["hosts", host] => Self::Host { host: name(host)? },
             ["instances", id] => Self::Instance { id: name(id)? },
             ["tickets", host, ticket] => Self::Ticket {
@@ -226,6 +232,7 @@ impl KeyPath {
             Self::Proc { .. } => Some(Kind::Proc),
             Self::Rev { .. } => Some(Kind::Rev),
             Self::Scale { .. } => Some(Kind::Scale),
+            Self::Deployment { .. } => Some(Kind::Deployment),
             Self::Host { .. } => Some(Kind::Host),
             Self::Instance { .. } => Some(Kind::Instance),
             Self::Ticket { .. } => Some(Kind::Ticket),
@@ -250,6 +257,7 @@ impl KeyPath {
     pub fn name(&self) -> Option<&Name> {
         match self {
             Self::App { app: name }
+            | Self::Deployment { app: name }
             | Self::Proc { proc: name, .. }
             | Self::Rev { rev: name, .. }
             | Self::Host { host: name }

@@ -15,9 +15,9 @@ use std::fmt;
 
 use etcd_client::{GetOptions, KeyValue, Txn, TxnOp, TxnOpResponse};
 use visor_controllers::{
-    App, HandedHook, HookInfo, Host, Instance, Notification, ProcType, Relation, RelationState,
-    Revision, Scale, SchemaVersion, Sequence, ServiceDef, ServiceEndpoint, ServiceStatus, Ticket,
-    TrackedEndpoint, UnitSettings,
+    App, Deployment, HandedHook, HookInfo, Host, Instance, Notification, ProcType, Relation,
+    RelationState, Revision, Scale, SchemaVersion, Sequence, ServiceDef, ServiceEndpoint,
+    ServiceStatus, Ticket, TrackedEndpoint, UnitSettings,
 };
 
 use super::client::Registry;
@@ -206,6 +206,7 @@ json_codec!(
     ProcType,
     Revision,
     Scale,
+    Deployment,
     Host,
     Instance,
     Ticket,

@@ -349,6 +349,27 @@ impl Registry {
         }
     }
 
+    /// Runs `ops` if every one of `compares` holds (and the fence, when
+    /// fenced), in one transaction: the revision written at, or `None` when
+    /// a compare failed and nothing was written. For writes of many kinds at
+    /// once whose callers name the conflict themselves (`visor apply`).
+    pub(crate) async fn write_if(
+        &self,
+        mut compares: Vec<Compare>,
+        ops: Vec<TxnOp>,
+    ) -> Result<Option<i64>> {
+        let mut diagnose = Vec::new();
+        self.add_fence(&mut compares, &mut diagnose);
+        let txn = Txn::new().when(compares).and_then(ops).or_else(diagnose);
+        let mut kv = self.kv_client();
+        let response = self.call_write("write", kv.txn(txn)).await?;
+        if response.succeeded() {
+            return Ok(Some(response.header().map_or(0, |h| h.revision())));
+        }
+        self.check_fence(&mut found_kvs(&response.op_responses()))?;
+        Ok(None)
+    }
+
     fn add_fence(&self, compares: &mut Vec<Compare>, diagnose: &mut Vec<TxnOp>) {
         if let Some(fence) = self.fence() {
             compares.push(Compare::create_revision(
