@@ -3,7 +3,8 @@
 //! Everything here is pure: model types as they are stored in the registry,
 //! validation of names, and the decisions the controller and agents make
 //! (instance life cycle, scale and placement, liveness, garbage collection, and
-//! which relation hook each unit runs next).
+//! which relation hook each unit runs next), and the app spec `visor apply`
+//! takes, with its checks and its differences from what the registry holds.
 //! No I/O, no async runtime, no etcd: inputs are snapshots, outputs are values,
 //! so every rule can be table- and property-tested on its own.
 

@@ -100,8 +100,8 @@ mod tests {
                 "the following required arguments were not provided: --repo-url <REPO_URL> --stack <STACK> <NAME>",
             ),
             (
-                "-o yaml app list",
-                "invalid value 'yaml' for '--output <OUTPUT>' [possible values: table, json]",
+                "-o xml app list",
+                "invalid value 'xml' for '--output <OUTPUT>' [possible values: table, json, yaml]",
             ),
             ("hosts extra", "unexpected argument 'extra' found"),
             (

@@ -170,7 +170,7 @@ async fn usage_errors_are_one_line_and_exit_2() {
             ("app", "'visor app' requires a subcommand"),
             ("relation settings", "requires a subcommand"),
             ("frobnicate", "frobnicate"),
-            ("-o yaml app list", "'yaml'"),
+            ("-o xml app list", "'xml'"),
             ("--connect-timeout forever app list", "forever"),
             ("instances --colour red", "--colour"),
             ("app list --outptu json", "--outptu"),

@@ -100,6 +100,10 @@ async fn an_app_applied_from_a_file_diffs_as_nothing_and_an_edit_as_exactly_its_
         assert_eq!(cli.run(&format!("diff -f {got_file}")).await.ok(), "");
         let as_json = cli.json("get app hello").await.json();
         assert_eq!(as_json["scale"], json!({ "web": 2, "worker": 1 }));
+        // Any listing prints as YAML too, with the JSON's fields.
+        let listed_yaml: serde_json::Value =
+            serde_saphyr::from_str(cli.run("-o yaml app list").await.ok()).expect("YAML");
+        assert_eq!(listed_yaml, cli.json("app list").await.json());
 
         let edited = HELLO
             .replace("MODE: prod", "MODE: staging")
@@ -180,7 +184,10 @@ async fn a_change_between_the_read_and_the_write_is_a_conflict_that_writes_nothi
             .expect("a concurrent removal");
         let at = revision(&t).await;
         let refused = t.visor.apply_spec(&edited, &read, false).await;
-        assert!(matches!(refused, Err(Error::Conflict { .. })), "{refused:?}");
+        assert!(
+            matches!(refused, Err(Error::Conflict { .. })),
+            "{refused:?}"
+        );
         assert_eq!(revision(&t).await, at);
 
         // Read again, the same apply goes through.

@@ -284,9 +284,6 @@ impl AppSpec {
             }
             if let Some(readiness) = &proc.readiness {
                 let path = format!("procs.{name}.readiness");
-                if proc.port.is_none() {
-                    return invalid(path, "a readiness check needs the proc's port".into());
-                }
                 match (readiness.check, &readiness.path) {
                     (CheckKind::Http, None) => {
                         return invalid(path, "an http check needs a `path`".into());

@@ -104,13 +104,6 @@ fn fields_that_disagree_are_named_by_their_path() {
             "procs.web.readiness: an http check needs a `path`",
         ),
         (
-            "a readiness check without a port",
-            with(|s| {
-                s["procs"]["web"] = json!({ "command": "x", "readiness": { "check": "tcp" } });
-            }),
-            "procs.web.readiness: a readiness check needs the proc's port",
-        ),
-        (
             "a service of an unknown proc",
             with(|s| s["services"] = json!({ "api": { "proc": "worker" } })),
             "services.api.proc: names proc worker",

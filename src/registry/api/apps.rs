@@ -45,8 +45,8 @@ impl Visor {
         self.registry.update_object(object, previous, spec).await
     }
 
-    /// Removes app `app` with its env vars, proc types, revisions and scale
-    /// factors, in one transaction. Its instances are left to the controller,
+    /// Removes app `app` with its env vars, proc types, revisions, scale
+    /// factors and deployment, in one transaction. Its instances are left to the controller,
     /// which scales them to zero.
     pub async fn unregister_app(&self, app: &str) -> Result<i64> {
         let app = name("app", app)?;
@@ -56,6 +56,7 @@ impl Visor {
             Cascade::Prefix(keys.procs(&app)),
             Cascade::Prefix(keys.revs(&app)),
             Cascade::Prefix(keys.scales(Some(&app))),
+            Cascade::Key(keys.deployment(&app)),
         ];
         let object = ObjectRef::new(Kind::App, &[app.as_str()]);
         self.registry
