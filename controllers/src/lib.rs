@@ -19,6 +19,7 @@ mod name;
 mod notifications;
 mod placement;
 mod relation;
+mod rollout;
 mod scale;
 mod service;
 mod spec;
@@ -58,6 +59,7 @@ pub use relation::{
     Endpoint, InvalidRelation, Members, Relation, Unit, UnitSettings, relation_members,
     relation_units,
 };
+pub use rollout::{RevisionCounts, RolloutGoal, RolloutStep, plan_rollout};
 pub use scale::{
     InstanceView, Removal, ScalePlan, ScaleSnapshot, Start, Stop, Unplaceable, active_count,
     holds_slot, plan_group, plan_scale,

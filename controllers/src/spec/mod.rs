@@ -278,6 +278,14 @@ impl AppSpec {
                 "scales the current revision, but the spec names none (`current`)".into(),
             );
         }
+        if self.rollout.max_surge == 0 && self.rollout.max_unavailable == 0 {
+            return invalid(
+                "rollout".into(),
+                "max_surge and max_unavailable are both 0: a rollout could never start a new \
+                 instance nor stop an old one"
+                    .into(),
+            );
+        }
         for (name, proc) in &self.procs {
             if proc.command.trim().is_empty() {
                 return invalid(format!("procs.{name}.command"), "must not be empty".into());

@@ -94,6 +94,11 @@ fn fields_that_disagree_are_named_by_their_path() {
             "scale: scales the current revision",
         ),
         (
+            "a rollout that cannot move",
+            with(|s| s["rollout"] = json!({ "max_surge": 0, "max_unavailable": 0 })),
+            "rollout: max_surge and max_unavailable are both 0",
+        ),
+        (
             "an empty command",
             with(|s| s["procs"]["web"]["command"] = json!("  ")),
             "procs.web.command: must not be empty",

@@ -1,0 +1,112 @@
+//! Rolling an app's proc type from its revisions to one: the next scale
+//! factors of each revision, one step at a time, such that at every step
+//!
+//! - the instances that run and are ready, of any revision, never fall below
+//!   `desired − max_unavailable` (once they were there), and
+//! - the instances of all revisions together (stopping ones included) never
+//!   exceed `desired + max_surge`,
+//!
+//! given that the scale loop starts an instance only for a factor above the
+//! active count, and stops the least ready first (pending before running)
+//! for a factor below it. A step raises the target revision's factor as far
+//! as the surge allows, and lowers the others' first by the slots no ready
+//! instance fills, then by as many ready ones as the unavailability allows.
+
+use std::collections::BTreeMap;
+
+use crate::name::Name;
+
+/// One revision of a proc type, as a step sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevisionCounts {
+    /// The revision.
+    pub rev: Name,
+    /// Its scale factor now.
+    pub scale: u32,
+    /// Its instances not yet gone: pending, claimed, running or stopping.
+    pub instances: u32,
+    /// Those that run and are ready.
+    pub ready: u32,
+}
+
+/// What a rollout of one proc type aims at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RolloutGoal {
+    /// Instances wanted, all of the target revision.
+    pub desired: u32,
+    /// Instances above `desired` allowed meanwhile.
+    pub max_surge: u32,
+    /// Ready instances below `desired` allowed meanwhile.
+    pub max_unavailable: u32,
+}
+
+/// The next step of a rollout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RolloutStep {
+    /// The scale factor every revision should have now (the target's
+    /// included, even when it has none yet).
+    pub scales: BTreeMap<Name, u32>,
+    /// Whether the rollout is complete: the target runs `desired` ready
+    /// instances and no other revision has a factor or an instance left.
+    pub complete: bool,
+}
+
+/// The next scale factors for rolling `revisions` (oldest first: the older
+/// are lowered first) to `target` under `goal`.
+pub fn plan_rollout(goal: RolloutGoal, target: &Name, revisions: &[RevisionCounts]) -> RolloutStep {
+    let desired = goal.desired;
+    let none = RevisionCounts {
+        rev: target.clone(),
+        scale: 0,
+        instances: 0,
+        ready: 0,
+    };
+    let current = revisions.iter().find(|r| r.rev == *target).unwrap_or(&none);
+    let others = || revisions.iter().filter(|r| r.rev != *target);
+
+    // Up: as far as the surge allows, counting each revision's factor or its
+    // instances, whichever is more (stopping instances still take room).
+    let occupied: u32 = revisions
+        .iter()
+        .map(|r| r.scale.max(r.instances))
+        .fold(0, u32::saturating_add);
+    let room = desired
+        .saturating_add(goal.max_surge)
+        .saturating_sub(occupied);
+    let up = current.scale.saturating_add(room).min(desired);
+
+    // Down: slots no ready instance fills go freely; ready instances only
+    // while the ready count stays at `desired − max_unavailable` or above.
+    let total_ready: u32 = revisions
+        .iter()
+        .map(|r| r.ready)
+        .fold(0, u32::saturating_add);
+    let floor = desired.saturating_sub(goal.max_unavailable);
+    let mut may_stop_ready = total_ready.saturating_sub(floor);
+    let mut scales = BTreeMap::new();
+    for old in others() {
+        let unfilled = old.scale.saturating_sub(old.ready);
+        let ready_stopped = (old.scale - unfilled).min(may_stop_ready);
+        may_stop_ready -= ready_stopped;
+        scales.insert(old.rev.clone(), old.scale - unfilled - ready_stopped);
+    }
+    // The target's own surplus (its factor above `desired`) goes the same way.
+    let target_scale = match current.scale > desired {
+        true => {
+            let surplus = current.scale - desired;
+            let unfilled = current.scale.saturating_sub(current.ready).min(surplus);
+            let ready_stopped = (surplus - unfilled).min(may_stop_ready);
+            current.scale - unfilled - ready_stopped
+        }
+        false => up,
+    };
+    scales.insert(target.clone(), target_scale);
+
+    let complete = current.scale == desired
+        && current.ready >= desired
+        && others().all(|r| r.scale == 0 && r.instances == 0);
+    RolloutStep { scales, complete }
+}
+
+#[cfg(test)]
+mod tests;
