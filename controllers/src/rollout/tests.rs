@@ -30,15 +30,19 @@ fn scales(step: &RolloutStep) -> Vec<(&str, u32)> {
         .collect()
 }
 
+/// What a step is given and what it must answer: a description, the goal,
+/// the revisions, the scale factors and whether it is complete.
+type Case = (
+    &'static str,
+    RolloutGoal,
+    Vec<RevisionCounts>,
+    Vec<(&'static str, u32)>,
+    bool,
+);
+
 #[test]
 fn steps_in_a_table() {
-    let cases: Vec<(
-        &str,
-        RolloutGoal,
-        Vec<RevisionCounts>,
-        Vec<(&str, u32)>,
-        bool,
-    )> = vec![
+    let cases: Vec<Case> = vec![
         (
             "a first deployment starts everything at once",
             goal(3, 1, 0),
