@@ -8,7 +8,8 @@
 //!
 //! given that the scale loop starts an instance only for a factor above the
 //! active count, and stops the least ready first (pending before running)
-//! for a factor below it. A step raises the target revision's factor as far
+//! for a factor below it, whenever it gets to it: a step may be planned
+//! before the scale loop has acted on the last. A step raises the target revision's factor as far
 //! as the surge allows, and lowers the others' first by the slots no ready
 //! instance fills, then by as many ready ones as the unavailability allows.
 
@@ -77,9 +78,11 @@ pub fn plan_rollout(goal: RolloutGoal, target: &Name, revisions: &[RevisionCount
 
     // Down: slots no ready instance fills go freely; ready instances only
     // while the ready count stays at `desired − max_unavailable` or above.
+    // Ready instances above their revision's factor do not count: the scale
+    // loop is stopping them (it may not have got to it yet).
     let total_ready: u32 = revisions
         .iter()
-        .map(|r| r.ready)
+        .map(|r| r.ready.min(r.scale))
         .fold(0, u32::saturating_add);
     let floor = desired.saturating_sub(goal.max_unavailable);
     let mut may_stop_ready = total_ready.saturating_sub(floor);

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use tokio_util::sync::CancellationToken;
 use visor_controllers::{
-    App, GroupKey, HookInfo, Host, Instance, InstanceState, Name, ProcType, Relation,
+    App, Deployment, GroupKey, HookInfo, Host, Instance, InstanceState, Name, ProcType, Relation,
     RelationState, Revision, Scale, ScaleSnapshot, ServiceDef, ServiceEndpoint, ServiceStatus,
     Ticket, TicketOp, TrackedEndpoint, UnitSettings, holds_slot,
 };
@@ -95,6 +95,7 @@ pub struct Caches {
     pub procs: CacheReader<ProcType>,
     pub revs: CacheReader<Revision>,
     pub scales: CacheReader<Scale>,
+    pub deployments: CacheReader<Deployment>,
     pub hosts: CacheReader<Host>,
     pub instances: CacheReader<Instance>,
     pub tickets: CacheReader<Ticket>,
@@ -121,6 +122,13 @@ impl Caches {
             procs: start(registry, metrics, shutdown, Kind::Proc, Indexes::new()),
             revs: start(registry, metrics, shutdown, Kind::Rev, Indexes::new()),
             scales: start(registry, metrics, shutdown, Kind::Scale, Indexes::new()),
+            deployments: start(
+                registry,
+                metrics,
+                shutdown,
+                Kind::Deployment,
+                Indexes::new(),
+            ),
             hosts: start(registry, metrics, shutdown, Kind::Host, Indexes::new()),
             instances: start(
                 registry,
@@ -179,6 +187,14 @@ impl Caches {
     /// The names of live hosts.
     pub fn live_hosts(&self) -> BTreeSet<Name> {
         self.hosts
+            .list_map(|path, _| path.name().cloned())
+            .into_iter()
+            .collect()
+    }
+
+    /// The apps with a deployment.
+    pub fn deployed_apps(&self) -> BTreeSet<Name> {
+        self.deployments
             .list_map(|path, _| path.name().cloned())
             .into_iter()
             .collect()

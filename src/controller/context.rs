@@ -1,6 +1,6 @@
-//! What the scale, liveness and GC loops of one leadership share: the
-//! fenced API, the caches, the metrics, and read-your-writes over the two
-//! prefixes they write (instances and tickets).
+//! What the scale, rollout, liveness and GC loops of one leadership share:
+//! the fenced API, the caches, the metrics, and read-your-writes over the
+//! prefixes they write (instances, tickets and scale factors).
 //!
 //! Invariants: every decision is made from caches that have caught up with
 //! this leader's last writes, including any whose outcome is unknown; scale
@@ -21,6 +21,8 @@ use crate::runtime::{CatchUpError, ReadYourWrites};
 const INSTANCES: usize = 0;
 /// Read-your-writes slot of the tickets cache.
 const TICKETS: usize = 1;
+/// Read-your-writes slot of the scale factors cache.
+const SCALES: usize = 2;
 
 /// What every reconcile of one leadership shares.
 #[derive(Debug, Clone)]
@@ -35,8 +37,8 @@ pub struct Context {
     pub notifications_kept: u64,
     /// How long notifications are kept, at most.
     pub notifications_max_age: chrono::TimeDelta,
-    /// This leader's last writes to instances and tickets.
-    pub written: Arc<ReadYourWrites<2>>,
+    /// This leader's last writes to instances, tickets and scale factors.
+    pub written: Arc<ReadYourWrites<3>>,
     /// Serializes placement: concurrent groups would otherwise fill one slot twice.
     pub placement: Arc<Mutex<()>>,
 }
@@ -70,14 +72,19 @@ impl Context {
         self.written.wrote_in(TICKETS, revision);
     }
 
-    /// Waits until every cache has synced and the instance and ticket
-    /// caches show this leader's last writes to them.
+    pub(super) fn wrote_scales(&self, revision: i64) {
+        self.written.wrote_in(SCALES, revision);
+    }
+
+    /// Waits until every cache has synced and the instance, ticket and
+    /// scale factor caches show this leader's last writes to them.
     pub(super) async fn caught_up(&self) -> Result<(), ReconcileError> {
         let caches = &self.caches;
-        let reached = |[instances, tickets]: [i64; 2]| async move {
+        let reached = |[instances, tickets, scales]: [i64; 3]| async move {
             caches::wait_synced(caches).await;
             caches.instances.wait_for_revision(instances).await
                 && caches.tickets.wait_for_revision(tickets).await
+                && caches.scales.wait_for_revision(scales).await
         };
         Ok(self
             .written

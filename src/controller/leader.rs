@@ -16,7 +16,7 @@ use super::ControllerConfig;
 use super::caches::{self, Caches};
 use super::context::Context;
 use super::metrics::ControllerMetrics;
-use super::{gc, liveness, relations, scale, services};
+use super::{gc, liveness, relations, rollout, scale, services};
 use crate::registry::Visor;
 use crate::runtime::cache::CacheMetrics;
 
@@ -61,6 +61,7 @@ pub async fn run_term(
     });
     let mut loops = JoinSet::new();
     loops.spawn(scale::reconcile_loop(&ctx, config).run(prometheus.clone(), term.clone()));
+    loops.spawn(rollout::reconcile_loop(&ctx, config).run(prometheus.clone(), term.clone()));
     loops.spawn(liveness::reconcile_loop(&ctx, config).run(prometheus.clone(), term.clone()));
     loops.spawn(gc::reconcile_loop(&ctx, config).run(prometheus.clone(), term.clone()));
     loops.spawn(relations::reconcile_loop(&ctx, config).run(prometheus.clone(), term.clone()));

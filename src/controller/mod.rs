@@ -17,6 +17,7 @@ mod liveness;
 mod metrics;
 mod relations;
 mod replica;
+mod rollout;
 mod scale;
 mod services;
 mod snapshot;

@@ -1,7 +1,7 @@
 //! The real `visor controller` binary as a child process against a real
 //! etcd: its reconcile loops, leadership and failover, its life cycle and
 //! recovery from registry trouble, writes of unknown outcome, large values,
-//! relation hooks and the services loop. One module per concern; each test
+//! relation hooks, rollouts and the services loop. One module per concern; each test
 //! starts its own etcd and controllers.
 
 mod ambiguous_writes;
@@ -11,5 +11,6 @@ mod lifecycle;
 mod reconcile;
 mod recovery;
 mod relations;
+mod rollout;
 mod services;
 mod services_acceptance;

@@ -253,12 +253,16 @@ proptest! {
                 revision.scale = step.scales[&revision.rev];
             }
             // The scale loop reconciles one revision after another, in
-            // either order: the bounds hold after each.
+            // either order, and may lag: a revision it has not reached yet
+            // is planned again as it was. The bounds hold after each.
             let mut order: Vec<usize> = (0..revisions.len()).collect();
             if luck.next().unwrap_or(false) {
                 order.reverse();
             }
             for i in order {
+                if round % 4 != 3 && luck.next().unwrap_or(true) {
+                    continue;
+                }
                 revisions[i].reconcile();
                 prop_assert!(ready(&revisions) >= floor, "ready {} below {floor}: {revisions:?}", ready(&revisions));
                 prop_assert!(total(&revisions) <= ceiling, "total {} above {ceiling}: {revisions:?}", total(&revisions));

@@ -6,7 +6,7 @@ use super::{Visor, name};
 use crate::registry::Kind;
 use crate::registry::error::{Error, ObjectRef, Result};
 use crate::registry::keys::KeyPath;
-use crate::registry::store::{Listing, Requires, Versioned, Write};
+use crate::registry::store::{Expected, Listing, Requires, Versioned, Write};
 
 /// One scale factor with the names its key carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,6 +90,52 @@ impl Visor {
         });
         let writes = futures::future::try_join_all(writes).await?;
         self.registry.write_objects(writes, &requires).await
+    }
+
+    /// Sets scale factors of `app`, each `(rev, proc, replicas, expected)`
+    /// only if its key is still as read (`expected`: its mod revision, or
+    /// `None` for absent), and the app, each revision and each proc type
+    /// exist: all or none, in one transaction. For a decision made from a
+    /// read (the rollout loop's), which a change since must void.
+    pub async fn set_scales_as_read(
+        &self,
+        app: &visor_controllers::Name,
+        factors: &[(
+            visor_controllers::Name,
+            visor_controllers::Name,
+            u32,
+            Option<i64>,
+        )],
+    ) -> Result<i64> {
+        let keys = self.keys();
+        let mut requires = vec![Requires {
+            key: keys.app(app),
+            object: ObjectRef::new(Kind::App, &[app.as_str()]),
+        }];
+        let mut writes = Vec::new();
+        for (rev, proc, replicas, expected) in factors {
+            requires.push(Requires {
+                key: keys.rev(app, rev),
+                object: ObjectRef::new(Kind::Rev, &[app.as_str(), rev.as_str()]),
+            });
+            requires.push(Requires {
+                key: keys.proc(app, proc),
+                object: ObjectRef::new(Kind::Proc, &[app.as_str(), proc.as_str()]),
+            });
+            writes.push(Write {
+                object: ObjectRef::new(Kind::Scale, &[app.as_str(), rev.as_str(), proc.as_str()]),
+                key: keys.scale(app, rev, proc),
+                value: Scale {
+                    replicas: *replicas,
+                },
+                expected: Expected::Current(*expected),
+            });
+        }
+        // A revision or proc type named by several factors is required once.
+        requires.sort_by(|a, b| a.key.cmp(&b.key));
+        requires.dedup_by(|a, b| a.key == b.key);
+        let written = self.registry.write_objects(writes, &requires).await?;
+        Ok(written.first().map_or(0, |w| w.mod_revision))
     }
 
     /// Reads the scale factor of (`app`, `rev`, `proc`); `NotFound` if never set.

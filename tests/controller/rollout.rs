@@ -1,0 +1,209 @@
+//! The rollout loop in the real `visor controller` binary: an app applied
+//! with a current revision and a scale comes up at that scale, and a change
+//! of revision rolls it, with the ready count never below desired −
+//! max_unavailable and the instances never above desired + max_surge,
+//! sampled on a watch of every instance change through the whole rollout.
+//! The hosts' agents are simulated: they claim and start what is placed on
+//! them and stop what their stop tickets name.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use etcd_client::{EventType, WatchOptions};
+use tokio_util::sync::CancellationToken;
+use visor::model::{AppSpec, Instance, InstanceState, TicketOp};
+use visor::registry::{Kind, Visor};
+
+use visor_testkit::controller::ControllerProcess;
+use visor_testkit::{TestRegistry, eventually, fixtures, within};
+
+const LIMIT: Duration = Duration::from_secs(90);
+const CONVERGE: Duration = Duration::from_secs(30);
+const HOST_TTL: Duration = Duration::from_secs(5);
+const HOSTS: [&str; 3] = ["h1", "h2", "h3"];
+
+fn spec(current: &str, web: u32, max_surge: u32, max_unavailable: u32) -> AppSpec {
+    serde_json::from_value(serde_json::json!({
+        "name": "web",
+        "repo_url": "https://example.com/web.git",
+        "stack": "base",
+        "procs": { "web": { "command": "serve" } },
+        "revisions": {
+            "v1": { "archive_url": "file:///v1" },
+            "v2": { "archive_url": "file:///v2" },
+        },
+        "current": current,
+        "scale": { "web": web },
+        "rollout": { "max_surge": max_surge, "max_unavailable": max_unavailable },
+    }))
+    .expect("a valid spec")
+}
+
+async fn apply(t: &TestRegistry, spec: &AppSpec) {
+    let state = t.visor.app_state("web").await.expect("read the app");
+    t.visor
+        .apply_spec(spec, &state, false)
+        .await
+        .expect("apply");
+}
+
+/// The hosts' agents, simulated until `stop`: each start ticket's instance
+/// is claimed and started, each stop ticket's instance stopped and exited,
+/// and the ticket completed.
+async fn simulated_agents(t: Visor, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    while !stop.is_cancelled() {
+        tick.tick().await;
+        let Ok(tickets) = t.tickets(None).await else {
+            continue;
+        };
+        for ticket in tickets.items {
+            let host = t.registry().keys().parse(&ticket.key).addressee().cloned();
+            let Some(host) = host else { continue };
+            let id = ticket.value.instance.as_str();
+            let done = match ticket.value.op {
+                TicketOp::Start => {
+                    t.claim_instance(id, host.as_str()).await.is_ok()
+                        && t.start_instance(id, host.as_str(), None).await.is_ok()
+                }
+                TicketOp::Stop => {
+                    let _ = t.stop_instance(id, host.as_str()).await;
+                    t.exit_instance(id, host.as_str(), None).await.is_ok()
+                }
+            };
+            if done {
+                let _ = t.complete_ticket(&ticket, host.as_str()).await;
+            }
+        }
+    }
+}
+
+/// The lowest ready count and the highest instance count seen, event by
+/// event, on a watch of every instance from `revision` on, until `stop`.
+async fn sample(t: Visor, revision: i64, stop: CancellationToken) -> (usize, usize) {
+    let prefix = t.registry().keys().kind_prefix(Kind::Instance);
+    let mut watcher = t.registry().etcd();
+    let mut stream = watcher
+        .watch(
+            prefix.as_str(),
+            Some(
+                WatchOptions::new()
+                    .with_prefix()
+                    .with_start_revision(revision + 1),
+            ),
+        )
+        .await
+        .expect("watch the instances");
+    let mut states: BTreeMap<Vec<u8>, InstanceState> = BTreeMap::new();
+    let listed = t
+        .instances(&Default::default())
+        .await
+        .expect("list instances");
+    for instance in listed.items {
+        states.insert(instance.key.clone().into_bytes(), instance.value.state);
+    }
+    let ready = |s: &BTreeMap<Vec<u8>, InstanceState>| {
+        s.values()
+            .filter(|st| **st == InstanceState::Running)
+            .count()
+    };
+    let total =
+        |s: &BTreeMap<Vec<u8>, InstanceState>| s.values().filter(|st| !st.is_terminal()).count();
+    let (mut lowest, mut highest) = (ready(&states), total(&states));
+    loop {
+        let message = tokio::select! {
+            () = stop.cancelled() => return (lowest, highest),
+            message = stream.message() => message,
+        };
+        let Some(response) = message.expect("the watch") else {
+            return (lowest, highest);
+        };
+        for event in response.events() {
+            let Some(kv) = event.kv() else { continue };
+            match event.event_type() {
+                EventType::Delete => {
+                    states.remove(kv.key());
+                }
+                EventType::Put => {
+                    let instance: Instance =
+                        serde_json::from_slice(kv.value()).expect("an instance");
+                    states.insert(kv.key().to_vec(), instance.state);
+                }
+            }
+        }
+        lowest = lowest.min(ready(&states));
+        highest = highest.max(total(&states));
+    }
+}
+
+/// Running instances of each revision.
+async fn running(t: &TestRegistry) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for instance in visor_testkit::controller::active(t).await {
+        if instance.value.state == InstanceState::Running {
+            *counts.entry(instance.value.rev.to_string()).or_default() += 1;
+        }
+    }
+    counts
+}
+
+#[tokio::test]
+async fn a_change_of_revision_rolls_within_surge_and_unavailability() {
+    within(LIMIT, "the rollout never completes", async {
+        let t = TestRegistry::start().await;
+        let _controller = ControllerProcess::start(&t, "c1");
+        let mut leases = Vec::new();
+        for host in HOSTS {
+            leases.push(
+                t.visor
+                    .register_host(host, fixtures::host("10.0.0.1"), HOST_TTL)
+                    .await
+                    .expect("register a host"),
+            );
+        }
+        let stop = CancellationToken::new();
+        let agents = tokio::spawn(simulated_agents(t.connect_again().await, stop.clone()));
+
+        apply(&t, &spec("v1", 10, 2, 0)).await;
+        eventually(CONVERGE, "ten v1 instances run", || async {
+            (running(&t).await == BTreeMap::from([("v1".to_owned(), 10)])).then_some(())
+        })
+        .await;
+
+        let mut kv = t.visor.registry().etcd();
+        let at = kv
+            .get("/", None)
+            .await
+            .expect("revision")
+            .header()
+            .map_or(0, |h| h.revision());
+        let sampling = CancellationToken::new();
+        let sampler = tokio::spawn(sample(t.connect_again().await, at, sampling.clone()));
+        apply(&t, &spec("v2", 10, 2, 0)).await;
+        eventually(
+            CONVERGE,
+            "ten v2 instances run and no v1 one is left",
+            || async {
+                let done = running(&t).await == BTreeMap::from([("v2".to_owned(), 10)])
+                    && visor_testkit::controller::active(&t).await.len() == 10;
+                done.then_some(())
+            },
+        )
+        .await;
+        sampling.cancel();
+        let (lowest_ready, highest_total) = sampler.await.expect("the sampler");
+        assert!(
+            lowest_ready >= 10,
+            "ready fell to {lowest_ready}, below 10 − 0"
+        );
+        assert!(
+            highest_total <= 12,
+            "instances rose to {highest_total}, above 10 + 2"
+        );
+
+        stop.cancel();
+        agents.await.expect("the simulated agents");
+        drop(leases);
+    })
+    .await;
+}
