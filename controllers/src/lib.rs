@@ -59,7 +59,10 @@ pub use relation::{
     Endpoint, InvalidRelation, Members, Relation, Unit, UnitSettings, relation_members,
     relation_units,
 };
-pub use rollout::{RevisionCounts, RolloutGoal, RolloutStep, plan_rollout};
+pub use rollout::{
+    RevisionCounts, RolloutGoal, RolloutPhase, RolloutStatus, RolloutStep, next_status,
+    plan_rollout,
+};
 pub use scale::{
     InstanceView, Removal, ScalePlan, ScaleSnapshot, Start, Stop, Unplaceable, active_count,
     holds_slot, plan_group, plan_scale,

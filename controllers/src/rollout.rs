@@ -15,6 +15,10 @@
 
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Deployment, OnFailure};
 use crate::name::Name;
 
 /// One revision of a proc type, as a step sees it.
@@ -109,6 +113,122 @@ pub fn plan_rollout(goal: RolloutGoal, target: &Name, revisions: &[RevisionCount
         && current.ready >= desired
         && others().all(|r| r.scale == 0 && r.instances == 0);
     RolloutStep { scales, complete }
+}
+
+/// `/rollouts/<app>`: where an app's rollout stands, kept by the rollout
+/// loop so that a new leader goes on from it (and `visor rollout status`
+/// shows it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolloutStatus {
+    /// The deployment's revision this rollout is of.
+    pub revision: Name,
+    /// The last revision a rollout completed to (what a rollback goes back to).
+    #[serde(default)]
+    pub stable: Option<Name>,
+    /// Where it stands.
+    pub phase: RolloutPhase,
+    /// When it began.
+    pub started_at: DateTime<Utc>,
+    /// Why it failed, once it has.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// Where a rollout stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RolloutPhase {
+    /// Moving to the deployment's revision.
+    Progressing,
+    /// The deployment's revision runs as asked.
+    Complete,
+    /// Its deadline passed: moving back to the stable revision.
+    RollingBack,
+    /// Back on the stable revision, until the deployment's revision changes.
+    RolledBack,
+    /// Its deadline passed: standing where it is, until the deployment's
+    /// revision changes.
+    Paused,
+}
+
+impl RolloutPhase {
+    /// The phase's name as stored, e.g. `rolling-back`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Progressing => "progressing",
+            Self::Complete => "complete",
+            Self::RollingBack => "rolling-back",
+            Self::RolledBack => "rolled-back",
+            Self::Paused => "paused",
+        }
+    }
+}
+
+impl RolloutStatus {
+    /// The revision steps move to now; `None` while paused.
+    pub fn aim(&self) -> Option<&Name> {
+        match self.phase {
+            RolloutPhase::Progressing | RolloutPhase::Complete => Some(&self.revision),
+            RolloutPhase::RollingBack | RolloutPhase::RolledBack => {
+                Some(self.stable.as_ref().unwrap_or(&self.revision))
+            }
+            RolloutPhase::Paused => None,
+        }
+    }
+}
+
+/// The status `deployment`'s rollout moves to, given the one kept
+/// (`None`: none yet), whether the revision it aims at is complete, and the
+/// time: a new rollout when the deployment's revision changed, complete once
+/// its aim is, and past its deadline unfinished, rolling back (or paused).
+pub fn next_status(
+    kept: Option<&RolloutStatus>,
+    deployment: &Deployment,
+    aim_complete: bool,
+    now: DateTime<Utc>,
+) -> RolloutStatus {
+    let Some(kept) = kept.filter(|kept| kept.revision == deployment.revision) else {
+        // What ran before: the last complete revision, or this rollout's stable one.
+        let stable = kept.and_then(|kept| match kept.phase {
+            RolloutPhase::Complete => Some(kept.revision.clone()),
+            _ => kept.stable.clone(),
+        });
+        let phase = match aim_complete && stable.is_none() {
+            true => RolloutPhase::Complete,
+            false => RolloutPhase::Progressing,
+        };
+        return RolloutStatus {
+            revision: deployment.revision.clone(),
+            stable,
+            phase,
+            started_at: now,
+            reason: None,
+        };
+    };
+    let mut status = kept.clone();
+    let deadline = TimeDelta::seconds(i64::from(deployment.rollout.deadline_secs));
+    match status.phase {
+        RolloutPhase::Progressing if aim_complete => {
+            status.phase = RolloutPhase::Complete;
+        }
+        RolloutPhase::Progressing if now - status.started_at > deadline => {
+            status.reason = Some(format!(
+                "revision {} did not become ready within {}s",
+                status.revision, deployment.rollout.deadline_secs
+            ));
+            status.phase = match (deployment.rollout.on_failure, &status.stable) {
+                (OnFailure::Rollback, Some(stable)) if *stable != status.revision => {
+                    RolloutPhase::RollingBack
+                }
+                _ => RolloutPhase::Paused,
+            };
+        }
+        RolloutPhase::RollingBack if aim_complete => {
+            status.phase = RolloutPhase::RolledBack;
+        }
+        _ => {}
+    }
+    status
 }
 
 #[cfg(test)]

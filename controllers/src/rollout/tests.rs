@@ -277,3 +277,123 @@ proptest! {
         prop_assert_eq!(total(&revisions), desired);
     }
 }
+
+mod status {
+    use chrono::{DateTime, TimeDelta, Utc};
+
+    use super::name;
+    use crate::model::{Deployment, OnFailure, Rollout};
+    use crate::rollout::{RolloutPhase, RolloutStatus, next_status};
+
+    fn deployment(revision: &str, on_failure: OnFailure) -> Deployment {
+        Deployment {
+            revision: name(revision),
+            scale: Default::default(),
+            rollout: Rollout {
+                deadline_secs: 60,
+                on_failure,
+                ..Rollout::default()
+            },
+            created_at: DateTime::<Utc>::UNIX_EPOCH,
+        }
+    }
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::<Utc>::UNIX_EPOCH + TimeDelta::seconds(secs)
+    }
+
+    #[test]
+    fn a_rollout_goes_through_its_phases() {
+        let v2 = deployment("v2", OnFailure::Rollback);
+        // The first deployment has nothing to roll from.
+        let first = next_status(None, &deployment("v1", OnFailure::Rollback), false, at(0));
+        assert_eq!(first.phase, RolloutPhase::Progressing);
+        let v1 = next_status(
+            Some(&first),
+            &deployment("v1", OnFailure::Rollback),
+            true,
+            at(5),
+        );
+        assert_eq!(v1.phase, RolloutPhase::Complete);
+
+        // A new revision starts a rollout from the complete one.
+        let rolling = next_status(Some(&v1), &v2, false, at(10));
+        assert_eq!(
+            (
+                rolling.phase,
+                rolling.stable.as_ref().map(|s| s.as_str()),
+                rolling.started_at
+            ),
+            (RolloutPhase::Progressing, Some("v1"), at(10))
+        );
+        assert_eq!(rolling.aim().map(|a| a.as_str()), Some("v2"));
+        // Within its deadline it goes on; complete, it is done.
+        assert_eq!(
+            next_status(Some(&rolling), &v2, false, at(70)).phase,
+            RolloutPhase::Progressing
+        );
+        assert_eq!(
+            next_status(Some(&rolling), &v2, true, at(70)).phase,
+            RolloutPhase::Complete
+        );
+
+        // Past its deadline it rolls back to v1, then stays there.
+        let failed = next_status(Some(&rolling), &v2, false, at(71));
+        assert_eq!(failed.phase, RolloutPhase::RollingBack);
+        assert_eq!(failed.aim().map(|a| a.as_str()), Some("v1"));
+        assert!(
+            failed
+                .reason
+                .as_deref()
+                .is_some_and(|r| r.contains("within 60s"))
+        );
+        let back = next_status(Some(&failed), &v2, true, at(80));
+        assert_eq!(back.phase, RolloutPhase::RolledBack);
+        assert_eq!(
+            next_status(Some(&back), &v2, false, at(900)).phase,
+            RolloutPhase::RolledBack
+        );
+
+        // A newer revision starts again, from v1 still.
+        let v3 = next_status(
+            Some(&back),
+            &deployment("v3", OnFailure::Rollback),
+            false,
+            at(1000),
+        );
+        assert_eq!(
+            (v3.phase, v3.stable.as_ref().map(|s| s.as_str())),
+            (RolloutPhase::Progressing, Some("v1"))
+        );
+    }
+
+    #[test]
+    fn pause_stands_still_and_a_rollout_without_a_stable_revision_pauses() {
+        let rolling = RolloutStatus {
+            revision: name("v2"),
+            stable: Some(name("v1")),
+            phase: RolloutPhase::Progressing,
+            started_at: at(0),
+            reason: None,
+        };
+        let paused = next_status(
+            Some(&rolling),
+            &deployment("v2", OnFailure::Pause),
+            false,
+            at(61),
+        );
+        assert_eq!(paused.phase, RolloutPhase::Paused);
+        assert_eq!(paused.aim(), None);
+        let first = RolloutStatus {
+            stable: None,
+            ..rolling
+        };
+        let stuck = next_status(
+            Some(&first),
+            &deployment("v2", OnFailure::Rollback),
+            false,
+            at(61),
+        );
+        assert_eq!(stuck.phase, RolloutPhase::Paused, "nothing to roll back to");
+    }
+}
