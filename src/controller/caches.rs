@@ -15,8 +15,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use tokio_util::sync::CancellationToken;
 use visor_controllers::{
     App, Deployment, GroupKey, HookInfo, Host, Instance, InstanceState, Name, ProcType, Relation,
-    RelationState, Revision, Scale, ScaleSnapshot, ServiceDef, ServiceEndpoint, ServiceStatus,
-    Ticket, TicketOp, TrackedEndpoint, UnitSettings, holds_slot,
+    RelationState, Revision, RolloutStatus, Scale, ScaleSnapshot, ServiceDef, ServiceEndpoint,
+    ServiceStatus, Ticket, TicketOp, TrackedEndpoint, UnitSettings, holds_slot,
 };
 
 use super::snapshot;
@@ -96,6 +96,7 @@ pub struct Caches {
     pub revs: CacheReader<Revision>,
     pub scales: CacheReader<Scale>,
     pub deployments: CacheReader<Deployment>,
+    pub rollouts: CacheReader<RolloutStatus>,
     pub hosts: CacheReader<Host>,
     pub instances: CacheReader<Instance>,
     pub tickets: CacheReader<Ticket>,
@@ -129,6 +130,7 @@ impl Caches {
                 Kind::Deployment,
                 Indexes::new(),
             ),
+            rollouts: start(registry, metrics, shutdown, Kind::Rollout, Indexes::new()),
             hosts: start(registry, metrics, shutdown, Kind::Host, Indexes::new()),
             instances: start(
                 registry,

@@ -4,9 +4,17 @@
 //! (`visor_controllers::plan_rollout`), by writing the revision scale
 //! factors the scale loop acts on.
 //!
-//! Its key is the app. Its deployment, its revisions and proc types, and
-//! the scale factors and instances of its groups touch it: an instance that
-//! becomes ready, or one that is gone, lets the next step go.
+//! Its key is the app. Its deployment and rollout status, its revisions and
+//! proc types, and the scale factors and instances of its groups touch it:
+//! an instance that becomes ready, or one that is gone, lets the next step
+//! go; a rollout under way is also looked at again at its deadline.
+//!
+//! Where the rollout stands is kept in `/rollouts/<app>`
+//! (`visor_controllers::next_status`): a new one begins when the
+//! deployment's revision changes; one that misses its deadline rolls back
+//! to the last revision a rollout completed to (or pauses, as its
+//! deployment says), and stays there until the revision changes again. A
+//! new leader goes on from what is kept.
 //!
 //! Invariant: a step is written only if every scale factor it changes is
 //! still as the step read it (a change made since, by a person or an
@@ -14,13 +22,18 @@
 //! controller write it is fenced by this leadership.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use visor_controllers::{GroupKey, InstanceState, Name, RevisionCounts, RolloutGoal, plan_rollout};
+use chrono::Utc;
+use visor_controllers::{
+    GroupKey, InstanceState, Name, RevisionCounts, RolloutGoal, RolloutPhase, next_status,
+    plan_rollout,
+};
 
 use super::ControllerConfig;
 use super::caches::INSTANCES_BY_GROUP;
 use super::context::{Context, ReconcileError};
-use crate::registry::Error;
+use crate::registry::{Error, FactorAsRead};
 use crate::runtime::cache::Change;
 use crate::runtime::runner::Action;
 use crate::runtime::{ReconcileLoop, Touched};
@@ -32,7 +45,8 @@ pub fn reconcile_loop(
 ) -> ReconcileLoop<Name, ReconcileError> {
     let caches = &ctx.caches;
     let every = |_: &Change| Touched::All;
-    let (listed, deployments, scales, instances) = (
+    let (listed, deployments, rollouts, scales, instances) = (
+        caches.clone(),
         caches.clone(),
         caches.clone(),
         caches.clone(),
@@ -54,6 +68,12 @@ pub fn reconcile_loop(
             .and_then(|key| deployments.keys().parse(key).name().cloned())
             .into()
     })
+    .watches(caches.rollouts.changes(), move |change| {
+        change
+            .key()
+            .and_then(|key| rollouts.keys().parse(key).name().cloned())
+            .into()
+    })
     .watches(caches.scales.changes(), move |change| {
         change
             .key()
@@ -69,7 +89,8 @@ pub fn reconcile_loop(
     })
 }
 
-/// Takes the next step of `app`'s rollout, if it has a deployment.
+/// Takes the next step of `app`'s rollout, if it has a deployment, and
+/// keeps its status.
 pub async fn reconcile(ctx: Arc<Context>, app: Name) -> Result<Action, ReconcileError> {
     ctx.caught_up().await?;
     let caches = &ctx.caches;
@@ -89,23 +110,99 @@ pub async fn reconcile(ctx: Arc<Context>, app: Name) -> Result<Action, Reconcile
         tracing::warn!(%app, revision = %deployment.revision, "the deployment's revision is not registered; waiting for it");
         return Ok(Action::Done);
     }
+    let kept = caches.rollouts.get(&keys.rollout(&app));
+    let now = Utc::now();
+    // First what the deployment and the clock say (a new rollout, a missed
+    // deadline), then what the step toward its aim completes.
+    let provisional = next_status(kept.as_ref().map(|k| &k.value), &deployment, false, now);
+    let (writes, complete) = match provisional.aim() {
+        Some(aim) if revisions.contains(aim) => steps(&ctx, &app, &deployment, aim, &revisions),
+        _ => (Vec::new(), false),
+    };
+    let status = next_status(Some(&provisional), &deployment, complete, now);
+    if kept.as_ref().map(|k| &k.value) != Some(&status) {
+        let was = kept.as_ref().map(|k| k.value.phase);
+        match ctx
+            .visor
+            .write_rollout_status(&app, status.clone(), kept.as_ref().map(|k| k.mod_revision))
+            .await
+        {
+            Ok(_) => {}
+            // Changed since read (by an earlier term, say): looked at again.
+            Err(Error::Conflict { .. }) => return Ok(Action::Done),
+            Err(error) => return Err(error.into()),
+        }
+        match status.phase {
+            RolloutPhase::RollingBack | RolloutPhase::Paused => tracing::warn!(
+                %app,
+                revision = %status.revision,
+                phase = status.phase.as_str(),
+                reason = status.reason.as_deref().unwrap_or_default(),
+                "rollout failed"
+            ),
+            phase if was != Some(phase) => tracing::info!(
+                %app,
+                revision = %status.revision,
+                phase = phase.as_str(),
+                "rollout"
+            ),
+            _ => {}
+        }
+    }
+    if !writes.is_empty() {
+        match ctx.visor.set_scales_as_read(&app, &writes).await {
+            Ok(revision) => {
+                ctx.wrote_scales(revision);
+                tracing::debug!(%app, steps = ?writes.iter().map(|f| format!("{}/{}={}", f.rev, f.proc, f.replicas)).collect::<Vec<_>>(), "rollout step");
+            }
+            // A factor changed since it was read: the change touches the app again.
+            Err(Error::Conflict { .. }) => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
+    // A rollout under way is looked at again at its deadline, whatever happens.
+    Ok(match status.phase {
+        RolloutPhase::Progressing => {
+            let deadline = status.started_at
+                + chrono::TimeDelta::seconds(i64::from(deployment.rollout.deadline_secs));
+            let left = (deadline - now).to_std().unwrap_or_default();
+            Action::RequeueAfter(left + DEADLINE_MARGIN)
+        }
+        _ => Action::Done,
+    })
+}
+
+/// What follows a rollout's deadline, so the look at it comes after it.
+const DEADLINE_MARGIN: Duration = Duration::from_millis(100);
+
+/// The scale factors (rev, proc, replicas, as read) of `app`'s next step
+/// toward `aim`, and whether every proc type is there already.
+fn steps(
+    ctx: &Context,
+    app: &Name,
+    deployment: &visor_controllers::Deployment,
+    aim: &Name,
+    revisions: &[Name],
+) -> (Vec<FactorAsRead>, bool) {
+    let caches = &ctx.caches;
+    let keys = caches.keys();
     let procs: Vec<Name> = caches.procs.list_map(|path, _| {
         let (of, proc) = path.clone().app_child()?;
-        (of == app).then_some(proc)
+        (of == *app).then_some(proc)
     });
-    let goal = |proc: &Name| RolloutGoal {
-        desired: deployment.scale.get(proc).copied().unwrap_or(0),
-        max_surge: deployment.rollout.max_surge,
-        max_unavailable: deployment.rollout.max_unavailable,
-    };
     let mut writes = Vec::new();
     let mut complete = true;
     for proc in &procs {
+        let goal = RolloutGoal {
+            desired: deployment.scale.get(proc).copied().unwrap_or(0),
+            max_surge: deployment.rollout.max_surge,
+            max_unavailable: deployment.rollout.max_unavailable,
+        };
         let mut read = Vec::new();
         let counts: Vec<RevisionCounts> = revisions
             .iter()
             .map(|rev| {
-                let factor = caches.scales.get(&keys.scale(&app, rev, proc));
+                let factor = caches.scales.get(&keys.scale(app, rev, proc));
                 read.push(factor.as_ref().map(|f| (f.value.replicas, f.mod_revision)));
                 let group = GroupKey::new(app.clone(), rev.clone(), proc.clone());
                 let (instances, ready) = caches
@@ -126,7 +223,7 @@ pub async fn reconcile(ctx: Arc<Context>, app: Name) -> Result<Action, Reconcile
                 }
             })
             .collect();
-        let step = plan_rollout(goal(proc), &deployment.revision, &counts);
+        let step = plan_rollout(goal, aim, &counts);
         complete &= step.complete;
         for (rev, was) in revisions.iter().zip(read) {
             let now = step.scales.get(rev).copied().unwrap_or(0);
@@ -135,24 +232,14 @@ pub async fn reconcile(ctx: Arc<Context>, app: Name) -> Result<Action, Reconcile
                 None => now == 0,
             };
             if !unchanged {
-                writes.push((rev.clone(), proc.clone(), now, was.map(|(_, at)| at)));
+                writes.push(FactorAsRead {
+                    rev: rev.clone(),
+                    proc: proc.clone(),
+                    replicas: now,
+                    expected: was.map(|(_, at)| at),
+                });
             }
         }
     }
-    if writes.is_empty() {
-        if complete {
-            tracing::debug!(%app, revision = %deployment.revision, "rollout complete");
-        }
-        return Ok(Action::Done);
-    }
-    match ctx.visor.set_scales_as_read(&app, &writes).await {
-        Ok(revision) => {
-            ctx.wrote_scales(revision);
-            tracing::info!(%app, revision = %deployment.revision, steps = ?writes.iter().map(|(rev, proc, n, _)| format!("{rev}/{proc}={n}")).collect::<Vec<_>>(), "rollout step");
-            Ok(Action::Done)
-        }
-        // A factor changed since it was read: the change touches the app again.
-        Err(Error::Conflict { .. }) => Ok(Action::Done),
-        Err(error) => Err(error.into()),
-    }
+    (writes, complete)
 }

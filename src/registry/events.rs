@@ -314,7 +314,10 @@ fn classify(path: KeyPath, change: &Change<'_>) -> Result<Option<EventKind>, Str
         // The hook's removal is the acknowledgement; the state it writes is its effect.
         KeyPath::RelationState { .. } => return Ok(None),
         // The controller's own bookkeeping; what it decides shows as notifications.
-        KeyPath::Tracked { .. } | KeyPath::ServiceStatus { .. } | KeyPath::Sequence { .. } => {
+        KeyPath::Tracked { .. }
+        | KeyPath::ServiceStatus { .. }
+        | KeyPath::Sequence { .. }
+        | KeyPath::Rollout { .. } => {
             return Ok(None);
         }
         // Retention removes old notifications: not a change anyone acts on.

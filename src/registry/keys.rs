@@ -70,6 +70,7 @@ impl Keys {
             Kind::Rev => "revs",
             Kind::Scale => "scale",
             Kind::Deployment => "deploys",
+            Kind::Rollout => "rollouts",
             Kind::Host => "hosts",
             Kind::Instance => "instances",
             Kind::Ticket => "tickets",
@@ -141,6 +142,10 @@ impl Keys {
     /// `/deploys/<app>`
     pub fn deployment(&self, app: &Name) -> String {
         self.join(&["deploys", app.as_str()])
+    }
+    /// `/rollouts/<app>`
+    pub fn rollout(&self, app: &Name) -> String {
+        self.join(&["rollouts", app.as_str()])
     }
     /// `/hosts/`
     pub fn hosts(&self) -> String {

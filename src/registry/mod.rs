@@ -25,7 +25,7 @@ mod store;
 pub mod watch;
 
 pub use api::{
-    AppState, Applied, EndpointSpec, Forgotten, HostRegistration, InstanceFilter,
+    AppState, Applied, EndpointSpec, FactorAsRead, Forgotten, HostRegistration, InstanceFilter,
     NotificationStream, PendingHook, Posting, ScaleFactor, Visor,
 };
 pub use backoff::{Backoff, BackoffPolicy};

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use etcd_client::{EventType, WatchOptions};
 use tokio_util::sync::CancellationToken;
-use visor::model::{AppSpec, Instance, InstanceState, TicketOp};
+use visor::model::{AppSpec, Instance, InstanceState, RolloutPhase, TicketOp};
 use visor::registry::{Kind, Visor};
 
 use visor_testkit::controller::ControllerProcess;
@@ -23,6 +23,16 @@ const HOST_TTL: Duration = Duration::from_secs(5);
 const HOSTS: [&str; 3] = ["h1", "h2", "h3"];
 
 fn spec(current: &str, web: u32, max_surge: u32, max_unavailable: u32) -> AppSpec {
+    spec_with(current, web, max_surge, max_unavailable, 300)
+}
+
+fn spec_with(
+    current: &str,
+    web: u32,
+    max_surge: u32,
+    max_unavailable: u32,
+    deadline_secs: u32,
+) -> AppSpec {
     serde_json::from_value(serde_json::json!({
         "name": "web",
         "repo_url": "https://example.com/web.git",
@@ -31,10 +41,15 @@ fn spec(current: &str, web: u32, max_surge: u32, max_unavailable: u32) -> AppSpe
         "revisions": {
             "v1": { "archive_url": "file:///v1" },
             "v2": { "archive_url": "file:///v2" },
+            "v3": { "archive_url": "file:///v3" },
         },
         "current": current,
         "scale": { "web": web },
-        "rollout": { "max_surge": max_surge, "max_unavailable": max_unavailable },
+        "rollout": {
+            "max_surge": max_surge,
+            "max_unavailable": max_unavailable,
+            "deadline_secs": deadline_secs,
+        },
     }))
     .expect("a valid spec")
 }
@@ -48,9 +63,10 @@ async fn apply(t: &TestRegistry, spec: &AppSpec) {
 }
 
 /// The hosts' agents, simulated until `stop`: each start ticket's instance
-/// is claimed and started, each stop ticket's instance stopped and exited,
-/// and the ticket completed.
-async fn simulated_agents(t: Visor, stop: CancellationToken) {
+/// is claimed and started (except those of revision `never_ready`, which
+/// stay claimed, as if their readiness check never passed), each stop
+/// ticket's instance stopped and exited, and the ticket completed.
+async fn simulated_agents(t: Visor, never_ready: Option<&'static str>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     while !stop.is_cancelled() {
         tick.tick().await;
@@ -62,6 +78,10 @@ async fn simulated_agents(t: Visor, stop: CancellationToken) {
             let Some(host) = host else { continue };
             let id = ticket.value.instance.as_str();
             let done = match ticket.value.op {
+                TicketOp::Start if never_ready == Some(ticket.value.rev.as_str()) => {
+                    let _ = t.claim_instance(id, host.as_str()).await;
+                    false
+                }
                 TicketOp::Start => {
                     t.claim_instance(id, host.as_str()).await.is_ok()
                         && t.start_instance(id, host.as_str(), None).await.is_ok()
@@ -162,7 +182,11 @@ async fn a_change_of_revision_rolls_within_surge_and_unavailability() {
             );
         }
         let stop = CancellationToken::new();
-        let agents = tokio::spawn(simulated_agents(t.connect_again().await, stop.clone()));
+        let agents = tokio::spawn(simulated_agents(
+            t.connect_again().await,
+            None,
+            stop.clone(),
+        ));
 
         apply(&t, &spec("v1", 10, 2, 0)).await;
         eventually(CONVERGE, "ten v1 instances run", || async {
@@ -204,6 +228,146 @@ async fn a_change_of_revision_rolls_within_surge_and_unavailability() {
         stop.cancel();
         agents.await.expect("the simulated agents");
         drop(leases);
+    })
+    .await;
+}
+
+async fn registry_revision(t: &TestRegistry) -> i64 {
+    let mut kv = t.visor.registry().etcd();
+    let response = kv.get("/", None).await.expect("revision");
+    response.header().map_or(0, |h| h.revision())
+}
+
+async fn hosts(t: &TestRegistry) -> Vec<visor::registry::HostRegistration> {
+    let mut leases = Vec::new();
+    for host in HOSTS {
+        leases.push(
+            t.visor
+                .register_host(host, fixtures::host("10.0.0.1"), HOST_TTL)
+                .await
+                .expect("register a host"),
+        );
+    }
+    leases
+}
+
+#[tokio::test]
+async fn a_revision_that_never_becomes_ready_is_rolled_back() {
+    within(LIMIT, "the rollback never completes", async {
+        let t = TestRegistry::start().await;
+        let _controller = ControllerProcess::start(&t, "c1");
+        let _hosts = hosts(&t).await;
+        let stop = CancellationToken::new();
+        let agents = tokio::spawn(simulated_agents(
+            t.connect_again().await,
+            Some("v3"),
+            stop.clone(),
+        ));
+        apply(&t, &spec_with("v2", 4, 1, 0, 2)).await;
+        eventually(CONVERGE, "four v2 instances run", || async {
+            (running(&t).await == BTreeMap::from([("v2".to_owned(), 4)])).then_some(())
+        })
+        .await;
+        let complete = t.visor.rollout_status("web").await.expect("a status").value;
+        assert_eq!(complete.phase, RolloutPhase::Complete);
+
+        let at = registry_revision(&t).await;
+        let sampling = CancellationToken::new();
+        let sampler = tokio::spawn(sample(t.connect_again().await, at, sampling.clone()));
+        apply(&t, &spec_with("v3", 4, 1, 0, 2)).await;
+        let back = eventually(
+            CONVERGE,
+            "the rollout to v3 is rolled back to v2",
+            || async {
+                let status = t.visor.rollout_status("web").await.ok()?.value;
+                let settled = status.phase == RolloutPhase::RolledBack
+                    && running(&t).await == BTreeMap::from([("v2".to_owned(), 4)])
+                    && visor_testkit::controller::active(&t).await.len() == 4;
+                settled.then_some(status)
+            },
+        )
+        .await;
+        assert_eq!(back.revision.as_str(), "v3");
+        assert_eq!(back.stable.as_ref().map(|s| s.as_str()), Some("v2"));
+        assert!(
+            back.reason
+                .as_deref()
+                .is_some_and(|r| r.contains("v3 did not become ready within 2s")),
+            "{back:?}"
+        );
+        sampling.cancel();
+        let (lowest_ready, highest_total) = sampler.await.expect("the sampler");
+        assert!(lowest_ready >= 4, "ready fell to {lowest_ready}");
+        assert!(highest_total <= 5, "instances rose to {highest_total}");
+
+        stop.cancel();
+        agents.await.expect("the simulated agents");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_new_leader_finishes_a_rollout_the_old_one_began() {
+    within(LIMIT, "the new leader never finishes the rollout", async {
+        let t = TestRegistry::start().await;
+        let mut first = ControllerProcess::start(&t, "c1");
+        first.wait_leading().await;
+        let second = ControllerProcess::start(&t, "c2");
+        let _hosts = hosts(&t).await;
+        let stop = CancellationToken::new();
+        let agents = tokio::spawn(simulated_agents(
+            t.connect_again().await,
+            None,
+            stop.clone(),
+        ));
+        apply(&t, &spec("v1", 6, 1, 0)).await;
+        eventually(CONVERGE, "six v1 instances run", || async {
+            (running(&t).await == BTreeMap::from([("v1".to_owned(), 6)])).then_some(())
+        })
+        .await;
+        // The agents hold still, so the rollout is caught half-way.
+        stop.cancel();
+        agents.await.expect("the simulated agents");
+        let at = registry_revision(&t).await;
+        let sampling = CancellationToken::new();
+        let sampler = tokio::spawn(sample(t.connect_again().await, at, sampling.clone()));
+        apply(&t, &spec("v2", 6, 1, 0)).await;
+        eventually(CONVERGE, "the first step is taken", || async {
+            let status = t.visor.rollout_status("web").await.ok()?.value;
+            let begun = status.revision.as_str() == "v2"
+                && t.visor
+                    .scale("web", "v2", "web")
+                    .await
+                    .is_ok_and(|s| s.value.replicas == 1);
+            begun.then_some(())
+        })
+        .await;
+        first.kill();
+        second.wait_leading().await;
+        let stop = CancellationToken::new();
+        let agents = tokio::spawn(simulated_agents(
+            t.connect_again().await,
+            None,
+            stop.clone(),
+        ));
+        eventually(
+            CONVERGE,
+            "six v2 instances run and the rollout is complete",
+            || async {
+                let status = t.visor.rollout_status("web").await.ok()?.value;
+                let done = status.phase == RolloutPhase::Complete
+                    && running(&t).await == BTreeMap::from([("v2".to_owned(), 6)])
+                    && visor_testkit::controller::active(&t).await.len() == 6;
+                done.then_some(())
+            },
+        )
+        .await;
+        sampling.cancel();
+        let (lowest_ready, highest_total) = sampler.await.expect("the sampler");
+        assert!(lowest_ready >= 6, "ready fell to {lowest_ready}");
+        assert!(highest_total <= 7, "instances rose to {highest_total}");
+        stop.cancel();
+        agents.await.expect("the simulated agents");
     })
     .await;
 }

@@ -46,7 +46,7 @@ impl Visor {
     }
 
     /// Removes app `app` with its env vars, proc types, revisions, scale
-    /// factors and deployment, in one transaction. Its instances are left to the controller,
+    /// factors, deployment and rollout status, in one transaction. Its instances are left to the controller,
     /// which scales them to zero.
     pub async fn unregister_app(&self, app: &str) -> Result<i64> {
         let app = name("app", app)?;
@@ -57,6 +57,7 @@ impl Visor {
             Cascade::Prefix(keys.revs(&app)),
             Cascade::Prefix(keys.scales(Some(&app))),
             Cascade::Key(keys.deployment(&app)),
+            Cascade::Key(keys.rollout(&app)),
         ];
         let object = ObjectRef::new(Kind::App, &[app.as_str()]);
         self.registry

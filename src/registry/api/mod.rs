@@ -12,6 +12,7 @@ mod instances;
 mod notifications;
 mod procs;
 mod relations;
+mod rollouts;
 mod scale;
 mod services;
 mod specs;
@@ -31,7 +32,7 @@ pub use hosts::HostRegistration;
 pub use instances::InstanceFilter;
 pub use notifications::{Forgotten, NotificationStream, Posting};
 pub use relations::EndpointSpec;
-pub use scale::ScaleFactor;
+pub use scale::{FactorAsRead, ScaleFactor};
 pub use specs::{AppState, Applied};
 
 /// The Visor API: a connected registry with the layout's rules applied.

@@ -21,6 +21,21 @@ pub struct ScaleFactor {
     pub replicas: u32,
 }
 
+/// A scale factor to set as a decision read it: the factor of (`rev`,
+/// `proc`) of an app, to `replicas`, if its key is still at `expected` (its
+/// mod revision, `None` for absent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FactorAsRead {
+    /// Revision name.
+    pub rev: visor_controllers::Name,
+    /// Proc type name.
+    pub proc: visor_controllers::Name,
+    /// The factor to set.
+    pub replicas: u32,
+    /// Its key's mod revision as read; `None` if it was absent.
+    pub expected: Option<i64>,
+}
+
 impl Visor {
     /// Sets the scale factor of (`app`, `rev`, `proc`) to `replicas`.
     pub async fn set_scale(
@@ -92,20 +107,14 @@ impl Visor {
         self.registry.write_objects(writes, &requires).await
     }
 
-    /// Sets scale factors of `app`, each `(rev, proc, replicas, expected)`
-    /// only if its key is still as read (`expected`: its mod revision, or
-    /// `None` for absent), and the app, each revision and each proc type
-    /// exist: all or none, in one transaction. For a decision made from a
-    /// read (the rollout loop's), which a change since must void.
+    /// Sets scale factors of `app`, each only if its key is still as read,
+    /// and if the app, each revision and each proc type exist: all or none,
+    /// in one transaction. For a decision made from a read (the rollout
+    /// loop's), which a change since must void.
     pub async fn set_scales_as_read(
         &self,
         app: &visor_controllers::Name,
-        factors: &[(
-            visor_controllers::Name,
-            visor_controllers::Name,
-            u32,
-            Option<i64>,
-        )],
+        factors: &[FactorAsRead],
     ) -> Result<i64> {
         let keys = self.keys();
         let mut requires = vec![Requires {
@@ -113,7 +122,13 @@ impl Visor {
             object: ObjectRef::new(Kind::App, &[app.as_str()]),
         }];
         let mut writes = Vec::new();
-        for (rev, proc, replicas, expected) in factors {
+        for FactorAsRead {
+            rev,
+            proc,
+            replicas,
+            expected,
+        } in factors
+        {
             requires.push(Requires {
                 key: keys.rev(app, rev),
                 object: ObjectRef::new(Kind::Rev, &[app.as_str(), rev.as_str()]),

@@ -20,6 +20,8 @@ pub enum Kind {
     Scale,
     /// `/deploys/<app>`
     Deployment,
+    /// `/rollouts/<app>`
+    Rollout,
     /// `/hosts/<host>`
     Host,
     /// `/instances/<id>`
@@ -59,6 +61,7 @@ impl Kind {
             Self::Rev => "revision",
             Self::Scale => "scale factor",
             Self::Deployment => "deployment",
+            Self::Rollout => "rollout status",
             Self::Host => "host",
             Self::Instance => "instance",
             Self::Ticket => "ticket",
@@ -82,6 +85,7 @@ impl Kind {
             Self::Proc => "proc",
             Self::Rev => "rev",
             Self::Scale => "scale",
+            Self::Rollout => "rollout",
             Self::Settings => "settings",
             Self::RelationState => "relstate",
             Self::Tracked => "tracked",

@@ -50,6 +50,11 @@ pub enum KeyPath {
         /// App name.
         app: Name,
     },
+    /// `/rollouts/<app>`
+    Rollout {
+        /// App name.
+        app: Name,
+    },
     /// `/hosts/<host>`
     Host {
         /// Host name.
@@ -174,6 +179,7 @@ impl KeyPath {
                 group: GroupKey::new(name(app)?, name(rev)?, name(proc)?),
             },
             ["deploys", app] => Self::Deployment { app: name(app)? },
+            ["rollouts", app] => Self::Rollout { app: name(app)? },
             ["hosts", host] => Self::Host { host: name(host)? },
             ["instances", id] => Self::Instance { id: name(id)? },
             ["tickets", host, ticket] => Self::Ticket {
@@ -233,6 +239,7 @@ impl KeyPath {
             Self::Rev { .. } => Some(Kind::Rev),
             Self::Scale { .. } => Some(Kind::Scale),
             Self::Deployment { .. } => Some(Kind::Deployment),
+            Self::Rollout { .. } => Some(Kind::Rollout),
             Self::Host { .. } => Some(Kind::Host),
             Self::Instance { .. } => Some(Kind::Instance),
             Self::Ticket { .. } => Some(Kind::Ticket),
@@ -258,6 +265,7 @@ impl KeyPath {
         match self {
             Self::App { app: name }
             | Self::Deployment { app: name }
+            | Self::Rollout { app: name }
             | Self::Proc { proc: name, .. }
             | Self::Rev { rev: name, .. }
             | Self::Host { host: name }

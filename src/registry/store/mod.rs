@@ -16,8 +16,8 @@ use std::fmt;
 use etcd_client::{GetOptions, KeyValue, Txn, TxnOp, TxnOpResponse};
 use visor_controllers::{
     App, Deployment, HandedHook, HookInfo, Host, Instance, Notification, ProcType, Relation,
-    RelationState, Revision, Scale, SchemaVersion, Sequence, ServiceDef, ServiceEndpoint,
-    ServiceStatus, Ticket, TrackedEndpoint, UnitSettings,
+    RelationState, Revision, RolloutStatus, Scale, SchemaVersion, Sequence, ServiceDef,
+    ServiceEndpoint, ServiceStatus, Ticket, TrackedEndpoint, UnitSettings,
 };
 
 use super::client::Registry;
@@ -207,6 +207,7 @@ json_codec!(
     Revision,
     Scale,
     Deployment,
+    RolloutStatus,
     Host,
     Instance,
     Ticket,
