@@ -24,6 +24,7 @@ mod procs;
 mod provider;
 mod registry_server;
 mod relations;
+mod rollouts;
 mod services;
 mod shim;
 mod specs;
@@ -136,6 +137,9 @@ enum RegistryCommand {
     /// Print registry objects in the spec format.
     #[command(subcommand)]
     Get(specs::GetCommand),
+    /// Rollouts of apps with a deployment: `visor rollout status web -w`.
+    #[command(subcommand)]
+    Rollout(rollouts::RolloutCommand),
 }
 
 /// Parses the command line, runs it, and returns the exit code.
@@ -280,6 +284,18 @@ pub enum CliError {
     /// A spec file cannot be read, or is refused.
     #[error(transparent)]
     Spec(#[from] crate::spec::SpecError),
+    /// A followed rollout ended rolled back or paused.
+    #[error("the rollout of app {app} to {revision} is {phase}: {reason}")]
+    RolloutFailed {
+        /// The app.
+        app: String,
+        /// The revision it rolled to.
+        revision: String,
+        /// `rolled-back` or `paused`.
+        phase: &'static str,
+        /// Why.
+        reason: String,
+    },
     /// `visor diff` found differences (exit 1, with nothing more to say).
     #[error("the registry differs from the specs")]
     Differs,
@@ -341,6 +357,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         RegistryCommand::Diff(args) => specs::diff(&visor, &specs, &args, &out).await,
         RegistryCommand::Apply(args) => specs::apply(&visor, &specs, &args, &out).await,
         RegistryCommand::Get(command) => specs::get(&visor, command, &out).await,
+        RegistryCommand::Rollout(command) => rollouts::rollout(&visor, command, &out).await,
     }
 }
 

@@ -170,6 +170,11 @@ fn to_yaml<T: Serialize>(value: &T) -> String {
     serde_saphyr::to_string(value).expect("invariant: CLI rows always serialize")
 }
 
+/// A time as a table cell: RFC 3339, to the second, in UTC.
+pub fn timestamp(at: &chrono::DateTime<chrono::Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
 /// An optional value as a table cell (`-` when absent).
 pub fn cell<T: ToString>(value: Option<T>) -> String {
     value.map_or_else(|| "-".to_owned(), |v| v.to_string())

@@ -14,6 +14,8 @@ use tokio_util::sync::CancellationToken;
 use visor::model::{AppSpec, Instance, InstanceState, RolloutPhase, TicketOp};
 use visor::registry::{Kind, Visor};
 
+use serde_json::json;
+use visor_testkit::cli::Cli;
 use visor_testkit::controller::ControllerProcess;
 use visor_testkit::{TestRegistry, eventually, fixtures, within};
 
@@ -295,6 +297,20 @@ async fn a_revision_that_never_becomes_ready_is_rolled_back() {
                 .is_some_and(|r| r.contains("v3 did not become ready within 2s")),
             "{back:?}"
         );
+        // The CLI shows it, and following it ends at once, with why.
+        let cli = Cli::new(&t);
+        let shown = cli.json("rollout status web").await.json();
+        assert_eq!(
+            (&shown["revision"], &shown["phase"], &shown["stable"], &shown["ready"], &shown["desired"]),
+            (&json!("v3"), &json!("rolled-back"), &json!("v2"), &json!(0), &json!(4))
+        );
+        let followed = cli.run("rollout status web -w").await;
+        assert_eq!(followed.code, Some(1), "{}", followed.context());
+        assert_eq!(
+            followed.stderr,
+            "error: the rollout of app web to v3 is rolled-back: revision v3 did not become ready within 2s\n"
+        );
+        assert_eq!(followed.stdout.lines().count(), 2, "a header and a line: {}", followed.context());
         sampling.cancel();
         let (lowest_ready, highest_total) = sampler.await.expect("the sampler");
         assert!(lowest_ready >= 4, "ready fell to {lowest_ready}");
@@ -342,6 +358,17 @@ async fn a_new_leader_finishes_a_rollout_the_old_one_began() {
             begun.then_some(())
         })
         .await;
+        let shown = Cli::new(&t).json("rollout status web").await.json();
+        assert_eq!(
+            (&shown["phase"], &shown["ready"], &shown["old"]),
+            (&json!("progressing"), &json!(0), &json!(6))
+        );
+        // Followed through the change of leader, until complete.
+        let endpoint = t.server.endpoint();
+        let follower = tokio::spawn(async move {
+            visor_testkit::cli::visor(&format!("--endpoints {endpoint} rollout status web -w"))
+                .await
+        });
         first.kill();
         second.wait_leading().await;
         let stop = CancellationToken::new();
@@ -362,6 +389,16 @@ async fn a_new_leader_finishes_a_rollout_the_old_one_began() {
             },
         )
         .await;
+        let followed = follower.await.expect("the follower");
+        let lines: Vec<&str> = followed.ok().lines().collect();
+        assert!(lines.len() >= 3, "{}", followed.context());
+        assert!(
+            lines
+                .last()
+                .is_some_and(|l| l.contains("complete") && l.contains("6/6")),
+            "{}",
+            followed.context()
+        );
         sampling.cancel();
         let (lowest_ready, highest_total) = sampler.await.expect("the sampler");
         assert!(lowest_ready >= 6, "ready fell to {lowest_ready}");
