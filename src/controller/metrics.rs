@@ -41,6 +41,15 @@ pub struct ControllerMetrics {
     pub endpoints: IntGaugeVec,
     /// `visor_degraded_services`: critical services below their minimum.
     pub degraded: IntGauge,
+    /// `visor_rollout_phase{app,phase}`: 1 for the phase each rollout is in.
+    pub rollout_phase: IntGaugeVec,
+    /// `visor_rollout_ready_instances{app}`: ready instances of the revision
+    /// each rollout aims at, against `visor_rollout_desired_instances{app}`.
+    pub rollout_ready: IntGaugeVec,
+    /// `visor_rollout_desired_instances{app}`.
+    pub rollout_desired: IntGaugeVec,
+    /// `visor_rollouts_ended_total{result}`: rollouts completed, rolled back or paused.
+    pub rollouts_ended: IntCounterVec,
 }
 
 impl ControllerMetrics {
@@ -144,6 +153,46 @@ impl ControllerMetrics {
                     "Critical services reported degraded (below their minimum endpoints).",
                 )?,
             )?,
+            rollout_phase: add(
+                registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "visor_rollout_phase",
+                        "1 for the phase each app's rollout is in (progressing, complete, rolling-back, rolled-back, paused).",
+                    ),
+                    &["app", "phase"],
+                )?,
+            )?,
+            rollout_ready: add(
+                registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "visor_rollout_ready_instances",
+                        "Running instances of the revision each app's rollout aims at.",
+                    ),
+                    &["app"],
+                )?,
+            )?,
+            rollout_desired: add(
+                registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "visor_rollout_desired_instances",
+                        "Instances each app's deployment asks for, all proc types together.",
+                    ),
+                    &["app"],
+                )?,
+            )?,
+            rollouts_ended: add(
+                registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "visor_rollouts_ended_total",
+                        "Rollouts ended, by result (complete, rolled-back, paused).",
+                    ),
+                    &["result"],
+                )?,
+            )?,
         })
     }
 
@@ -169,6 +218,32 @@ impl ControllerMetrics {
         self.hosts_alive.set(0);
         self.endpoints.reset();
         self.degraded.set(0);
+        self.rollout_phase.reset();
+        self.rollout_ready.reset();
+        self.rollout_desired.reset();
+    }
+
+    /// Sets the rollout gauges of `app`: its phase, and its ready and
+    /// desired instances.
+    pub fn rollout(
+        &self,
+        app: &str,
+        phase: visor_controllers::RolloutPhase,
+        ready: u32,
+        desired: u32,
+    ) {
+        use visor_controllers::RolloutPhase::*;
+        for each in [Progressing, Complete, RollingBack, RolledBack, Paused] {
+            self.rollout_phase
+                .with_label_values(&[app, each.as_str()])
+                .set(i64::from(each == phase));
+        }
+        self.rollout_ready
+            .with_label_values(&[app])
+            .set(i64::from(ready));
+        self.rollout_desired
+            .with_label_values(&[app])
+            .set(i64::from(desired));
     }
 }
 

@@ -115,11 +115,17 @@ pub async fn reconcile(ctx: Arc<Context>, app: Name) -> Result<Action, Reconcile
     // First what the deployment and the clock say (a new rollout, a missed
     // deadline), then what the step toward its aim completes.
     let provisional = next_status(kept.as_ref().map(|k| &k.value), &deployment, false, now);
-    let (writes, complete) = match provisional.aim() {
+    let (writes, complete, ready) = match provisional.aim() {
         Some(aim) if revisions.contains(aim) => steps(&ctx, &app, &deployment, aim, &revisions),
-        _ => (Vec::new(), false),
+        _ => (Vec::new(), false, 0),
     };
     let status = next_status(Some(&provisional), &deployment, complete, now);
+    ctx.metrics.rollout(
+        app.as_str(),
+        status.phase,
+        ready,
+        deployment.scale.values().sum(),
+    );
     if kept.as_ref().map(|k| &k.value) != Some(&status) {
         let was = kept.as_ref().map(|k| k.value.phase);
         match ctx
@@ -131,6 +137,18 @@ pub async fn reconcile(ctx: Arc<Context>, app: Name) -> Result<Action, Reconcile
             // Changed since read (by an earlier term, say): looked at again.
             Err(Error::Conflict { .. }) => return Ok(Action::Done),
             Err(error) => return Err(error.into()),
+        }
+        let ended = match status.phase {
+            RolloutPhase::Complete => Some("complete"),
+            RolloutPhase::RolledBack => Some("rolled-back"),
+            RolloutPhase::Paused => Some("paused"),
+            _ => None,
+        };
+        if let Some(result) = ended.filter(|_| was != Some(status.phase)) {
+            ctx.metrics
+                .rollouts_ended
+                .with_label_values(&[result])
+                .inc();
         }
         match status.phase {
             RolloutPhase::RollingBack | RolloutPhase::Paused => tracing::warn!(
@@ -183,7 +201,7 @@ fn steps(
     deployment: &visor_controllers::Deployment,
     aim: &Name,
     revisions: &[Name],
-) -> (Vec<FactorAsRead>, bool) {
+) -> (Vec<FactorAsRead>, bool, u32) {
     let caches = &ctx.caches;
     let keys = caches.keys();
     let procs: Vec<Name> = caches.procs.list_map(|path, _| {
@@ -192,6 +210,7 @@ fn steps(
     });
     let mut writes = Vec::new();
     let mut complete = true;
+    let mut ready_of_aim = 0;
     for proc in &procs {
         let goal = RolloutGoal {
             desired: deployment.scale.get(proc).copied().unwrap_or(0),
@@ -224,6 +243,7 @@ fn steps(
             })
             .collect();
         let step = plan_rollout(goal, aim, &counts);
+        ready_of_aim += counts.iter().find(|c| c.rev == *aim).map_or(0, |c| c.ready);
         complete &= step.complete;
         for (rev, was) in revisions.iter().zip(read) {
             let now = step.scales.get(rev).copied().unwrap_or(0);
@@ -241,5 +261,5 @@ fn steps(
             }
         }
     }
-    (writes, complete)
+    (writes, complete, ready_of_aim)
 }

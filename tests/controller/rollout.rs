@@ -257,7 +257,7 @@ async fn hosts(t: &TestRegistry) -> Vec<visor::registry::HostRegistration> {
 async fn a_revision_that_never_becomes_ready_is_rolled_back() {
     within(LIMIT, "the rollback never completes", async {
         let t = TestRegistry::start().await;
-        let _controller = ControllerProcess::start(&t, "c1");
+        let controller = ControllerProcess::start(&t, "c1");
         let _hosts = hosts(&t).await;
         let stop = CancellationToken::new();
         let agents = tokio::spawn(simulated_agents(
@@ -297,7 +297,15 @@ async fn a_revision_that_never_becomes_ready_is_rolled_back() {
                 .is_some_and(|r| r.contains("v3 did not become ready within 2s")),
             "{back:?}"
         );
-        // The CLI shows it, and following it ends at once, with why.
+        // The metrics show it...
+        eventually(CONVERGE, "the metrics show the rollback", || async {
+            let phase = controller.metric("visor_rollout_phase", "phase=\"rolled-back\"")?;
+            let ended = controller.metric("visor_rollouts_ended_total", "result=\"rolled-back\"")?;
+            let ready = controller.metric("visor_rollout_ready_instances", "app=\"web\"")?;
+            (phase == 1.0 && ended == 1.0 && ready == 4.0).then_some(())
+        })
+        .await;
+        // ...the CLI too, and following it ends at once, with why.
         let cli = Cli::new(&t);
         let shown = cli.json("rollout status web").await.json();
         assert_eq!(
