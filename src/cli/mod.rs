@@ -14,6 +14,7 @@ mod agent;
 mod apps;
 pub(crate) mod args;
 mod controller;
+mod generate;
 mod hook_tools;
 mod hooks;
 mod logs;
@@ -85,6 +86,10 @@ enum Command {
     /// The embedded registry: serve etcd's v3 API from this binary.
     #[command(subcommand, name = "registry")]
     RegistryServer(registry_server::RegistryServerCommand),
+    /// Print shell completions: `source <(visor completions bash)`.
+    Completions(generate::CompletionsArgs),
+    /// Print the man page, or write one per command with `--dir`.
+    Man(generate::ManArgs),
     #[command(flatten)]
     Registry(RegistryCommand),
 }
@@ -284,6 +289,15 @@ pub enum CliError {
     /// A spec file cannot be read, or is refused.
     #[error(transparent)]
     Spec(#[from] crate::spec::SpecError),
+    /// Man pages could not be rendered or written.
+    #[error("cannot write the man pages to {}", path.display())]
+    Generate {
+        /// The directory (`-`: standard output).
+        path: std::path::PathBuf,
+        /// What the system said.
+        #[source]
+        source: std::io::Error,
+    },
     /// A followed rollout ended rolled back or paused.
     #[error("the rollout of app {app} to {revision} is {phase}: {reason}")]
     RolloutFailed {
@@ -320,6 +334,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Provider(command) => return provider::run(command, &out).await,
         Command::Shim(args) => return shim::run(args).await,
         Command::RegistryServer(command) => return registry_server::run(command).await,
+        Command::Completions(args) => return generate::completions(&args),
+        Command::Man(args) => return generate::man(&args),
         Command::RelationGet(args) => return hook_tools::relation_get(args, &out).await,
         Command::RelationSet(args) => return hook_tools::relation_set(args).await,
         Command::RelationList => return hook_tools::relation_list(&out).await,

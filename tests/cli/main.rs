@@ -5,6 +5,7 @@
 mod apps;
 mod env;
 mod errors;
+mod generate;
 mod observed;
 mod pipe;
 mod procs;
