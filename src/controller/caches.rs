@@ -313,6 +313,8 @@ pub async fn wait_synced(caches: &Caches) {
     caches.procs.wait_synced().await;
     caches.revs.wait_synced().await;
     caches.scales.wait_synced().await;
+    caches.deployments.wait_synced().await;
+    caches.rollouts.wait_synced().await;
     caches.hosts.wait_synced().await;
     caches.instances.wait_synced().await;
     caches.tickets.wait_synced().await;

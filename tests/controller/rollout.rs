@@ -371,12 +371,19 @@ async fn a_new_leader_finishes_a_rollout_the_old_one_began() {
             (&shown["phase"], &shown["ready"], &shown["old"]),
             (&json!("progressing"), &json!(0), &json!(6))
         );
-        // Followed through the change of leader, until complete.
-        let endpoint = t.server.endpoint();
-        let follower = tokio::spawn(async move {
-            visor_testkit::cli::visor(&format!("--endpoints {endpoint} rollout status web -w"))
-                .await
-        });
+        // Followed through the change of leader, until complete (as long as
+        // that takes: the test's own limit bounds it).
+        let follower_dir = tempfile::tempdir().expect("temp dir");
+        let follower_out = follower_dir.path().join("stdout");
+        let follower_err = follower_dir.path().join("stderr");
+        let mut follower = tokio::process::Command::new(visor_testkit::cli::visor_binary())
+            .args(["--endpoints", &t.server.endpoint()])
+            .args(["rollout", "status", "web", "-w"])
+            .stdout(std::fs::File::create(&follower_out).expect("stdout file"))
+            .stderr(std::fs::File::create(&follower_err).expect("stderr file"))
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start visor rollout status -w");
         first.kill();
         second.wait_leading().await;
         let stop = CancellationToken::new();
@@ -397,15 +404,23 @@ async fn a_new_leader_finishes_a_rollout_the_old_one_began() {
             },
         )
         .await;
-        let followed = follower.await.expect("the follower");
-        let lines: Vec<&str> = followed.ok().lines().collect();
-        assert!(lines.len() >= 3, "{}", followed.context());
+        let followed = tokio::time::timeout(CONVERGE, follower.wait()).await;
+        let stdout = std::fs::read_to_string(&follower_out).unwrap_or_default();
+        let context = format!(
+            "{followed:?}\n--- stdout\n{stdout}--- stderr\n{}",
+            std::fs::read_to_string(&follower_err).unwrap_or_default()
+        );
+        let status = followed
+            .unwrap_or_else(|_| panic!("rollout status -w did not end: {context}"))
+            .expect("wait for rollout status -w");
+        assert!(status.success(), "{context}");
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert!(lines.len() >= 3, "{context}");
         assert!(
             lines
                 .last()
                 .is_some_and(|l| l.contains("complete") && l.contains("6/6")),
-            "{}",
-            followed.context()
+            "{context}"
         );
         sampling.cancel();
         let (lowest_ready, highest_total) = sampler.await.expect("the sampler");
