@@ -17,8 +17,8 @@ use futures::Stream;
 use serde::Serialize;
 use visor_controllers::{
     App, Deployment, HandedHook, HookKind, Host, Instance, InstanceState, Notification,
-    NotificationKind, ProcType, Relation, RelationState, Revision, Scale, ServiceDef,
-    ServiceEndpoint, Ticket, TicketOp, UnitSettings,
+    NotificationKind, ProcType, Relation, RelationState, Revision, RolloutStatus, Scale,
+    ServiceDef, ServiceEndpoint, Ticket, TicketOp, UnitSettings,
 };
 
 use super::api::Visor;
@@ -78,6 +78,13 @@ pub enum EventKind {
     DeploymentChanged {
         app: String,
         revision: Option<String>,
+    },
+    /// The controller moved an app's rollout (to `phase`), or it was removed
+    /// with its app (`phase` absent).
+    RolloutChanged {
+        app: String,
+        revision: Option<String>,
+        phase: Option<String>,
     },
     /// A host registered (its lease-bound key appeared).
     HostUp { host: String },
@@ -197,6 +204,7 @@ fn classify(path: KeyPath, change: &Change<'_>) -> Result<Option<EventKind>, Str
             KeyPath::Proc { .. } => drop(decode::<ProcType>(change.value)?),
             KeyPath::Rev { .. } => drop(decode::<Revision>(change.value)?),
             KeyPath::Deployment { .. } => drop(decode::<Deployment>(change.value)?),
+            KeyPath::Rollout { .. } => drop(decode::<RolloutStatus>(change.value)?),
             KeyPath::Host { .. } => drop(decode::<Host>(change.value)?),
             KeyPath::Relation { .. } => drop(decode::<Relation>(change.value)?),
             KeyPath::Settings { .. } => drop(decode::<UnitSettings>(change.value)?),
@@ -314,10 +322,18 @@ fn classify(path: KeyPath, change: &Change<'_>) -> Result<Option<EventKind>, Str
         // The hook's removal is the acknowledgement; the state it writes is its effect.
         KeyPath::RelationState { .. } => return Ok(None),
         // The controller's own bookkeeping; what it decides shows as notifications.
-        KeyPath::Tracked { .. }
-        | KeyPath::ServiceStatus { .. }
-        | KeyPath::Sequence { .. }
-        | KeyPath::Rollout { .. } => {
+        KeyPath::Rollout { app } => {
+            let status = match change.deleted {
+                true => None,
+                false => Some(decode::<RolloutStatus>(change.value)?),
+            };
+            RolloutChanged {
+                app: app.into(),
+                revision: status.as_ref().map(|s| s.revision.to_string()),
+                phase: status.map(|s| s.phase.as_str().to_owned()),
+            }
+        }
+        KeyPath::Tracked { .. } | KeyPath::ServiceStatus { .. } | KeyPath::Sequence { .. } => {
             return Ok(None);
         }
         // Retention removes old notifications: not a change anyone acts on.
@@ -663,6 +679,29 @@ mod tests {
             group: visor_controllers::GroupKey::new(name("a"), name("b"), name("c")),
         };
         assert!(classify(scale, &put(1, r#"{"replicas":-1}"#, None)).is_err());
+    }
+
+    #[test]
+    fn a_rollout_moving_is_an_event_that_names_its_phase() {
+        let status = r#"{"revision":"v2","stable":"v1","phase":"rolling-back","started_at":"2026-01-01T00:00:00Z"}"#;
+        let path = || KeyPath::Rollout { app: name("web") };
+        assert_eq!(
+            classify(path(), &put(2, status, None)),
+            Ok(Some(EventKind::RolloutChanged {
+                app: "web".into(),
+                revision: Some("v2".into()),
+                phase: Some("rolling-back".into()),
+            }))
+        );
+        assert_eq!(
+            classify(path(), &DELETE),
+            Ok(Some(EventKind::RolloutChanged {
+                app: "web".into(),
+                revision: None,
+                phase: None,
+            }))
+        );
+        assert!(classify(path(), &put(3, r#"{"phase":"done"}"#, None)).is_err());
     }
 
     #[test]
