@@ -381,9 +381,11 @@ async fn raw_post(
                 let notification = Notification {
                     seq: last,
                     kind: NotificationKind::ServiceDown,
-                    service: service.clone(),
+                    service: Some(service.clone()),
                     endpoint: Some(endpoint.id.clone()),
                     hostname: Some(endpoint.hostname.clone()),
+                    app: None,
+                    revision: None,
                     reason: reason.clone(),
                     detected_at: now,
                 };
@@ -634,7 +636,10 @@ async fn registry_mismatches(visor: &Visor, hostnames: &BTreeMap<String, String>
     }
     let others = posted
         .iter()
-        .filter(|n| n.kind != NotificationKind::ServiceDown || n.service.as_str() != SERVICE)
+        .filter(|n| {
+            n.kind != NotificationKind::ServiceDown
+                || n.service.as_ref().is_none_or(|s| s.as_str() != SERVICE)
+        })
         .count();
     if others != 0 {
         mismatches.push(format!(

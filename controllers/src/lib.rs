@@ -61,7 +61,7 @@ pub use relation::{
 };
 pub use rollout::{
     RevisionCounts, RolloutGoal, RolloutPhase, RolloutStatus, RolloutStep, next_status,
-    plan_rollout,
+    plan_rollout, rollout_notice,
 };
 pub use scale::{
     InstanceView, Removal, ScalePlan, ScaleSnapshot, Start, Stop, Unplaceable, active_count,

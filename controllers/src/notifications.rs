@@ -35,6 +35,10 @@ pub enum NotificationKind {
     ServiceDegraded,
     /// A degraded critical service is back at its minimum.
     ServiceRestored,
+    /// A rollout missed its deadline: it rolls back, or pauses.
+    RolloutFailed,
+    /// A failed rollout is back on its stable revision.
+    RolloutRolledBack,
 }
 
 impl NotificationKind {
@@ -44,6 +48,8 @@ impl NotificationKind {
             Self::ServiceDown => "service-down",
             Self::ServiceDegraded => "service-degraded",
             Self::ServiceRestored => "service-restored",
+            Self::RolloutFailed => "rollout-failed",
+            Self::RolloutRolledBack => "rollout-rolled-back",
         }
     }
 }
@@ -61,14 +67,21 @@ pub struct Notification {
     pub seq: u64,
     /// What it reports.
     pub kind: NotificationKind,
-    /// The service.
-    pub service: Name,
+    /// The service (for the `service-*` kinds).
+    #[serde(default)]
+    pub service: Option<Name>,
     /// The endpoint that died (for `service-down`).
     #[serde(default)]
     pub endpoint: Option<String>,
     /// That endpoint's public hostname, as last registered.
     #[serde(default)]
     pub hostname: Option<String>,
+    /// The app whose rollout it reports (for the `rollout-*` kinds).
+    #[serde(default)]
+    pub app: Option<Name>,
+    /// The revision that rollout was of.
+    #[serde(default)]
+    pub revision: Option<Name>,
     /// Why, in words.
     pub reason: String,
     /// When the controller noticed.

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{Deployment, OnFailure};
 use crate::name::Name;
+use crate::notifications::NotificationKind;
 
 /// One revision of a proc type, as a step sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -229,6 +230,34 @@ pub fn next_status(
         _ => {}
     }
     status
+}
+
+/// The notification a rollout's move from `was` to `now` posts, with its
+/// reason: a missed deadline (`rollout-failed`, rolling back or paused) and
+/// a rollback done (`rollout-rolled-back`), each once, when the phase
+/// enters it.
+pub fn rollout_notice(
+    was: Option<&RolloutStatus>,
+    now: &RolloutStatus,
+) -> Option<(NotificationKind, String)> {
+    let entered = |phase| now.phase == phase && was.is_none_or(|was| was.phase != phase);
+    let why = now.reason.as_deref().unwrap_or("it missed its deadline");
+    let stable = now.stable.as_ref().unwrap_or(&now.revision);
+    if entered(RolloutPhase::RollingBack) {
+        Some((
+            NotificationKind::RolloutFailed,
+            format!("{why}; rolling back to {stable}"),
+        ))
+    } else if entered(RolloutPhase::Paused) {
+        Some((NotificationKind::RolloutFailed, format!("{why}; paused")))
+    } else if entered(RolloutPhase::RolledBack) {
+        Some((
+            NotificationKind::RolloutRolledBack,
+            format!("back on revision {stable} after {why}"),
+        ))
+    } else {
+        None
+    }
 }
 
 #[cfg(test)]

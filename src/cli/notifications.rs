@@ -34,9 +34,11 @@ pub struct NotificationsArgs {
 struct NotificationRow {
     seq: u64,
     kind: NotificationKind,
-    service: String,
+    service: Option<String>,
     endpoint: Option<String>,
     hostname: Option<String>,
+    app: Option<String>,
+    revision: Option<String>,
     reason: String,
     detected_at: DateTime<Utc>,
 }
@@ -46,9 +48,11 @@ impl From<Notification> for NotificationRow {
         Self {
             seq: n.seq,
             kind: n.kind,
-            service: n.service.to_string(),
+            service: n.service.map(String::from),
             endpoint: n.endpoint,
             hostname: n.hostname,
+            app: n.app.map(String::from),
+            revision: n.revision.map(String::from),
             reason: n.reason,
             detected_at: n.detected_at,
         }
@@ -62,6 +66,8 @@ impl Row for NotificationRow {
         "service",
         "endpoint",
         "hostname",
+        "app",
+        "revision",
         "reason",
         "detected at",
     ];
@@ -69,9 +75,11 @@ impl Row for NotificationRow {
         vec![
             self.seq.to_string(),
             self.kind.to_string(),
-            self.service.clone(),
+            cell(self.service.as_ref()),
             cell(self.endpoint.as_ref()),
             cell(self.hostname.as_ref()),
+            cell(self.app.as_ref()),
+            cell(self.revision.as_ref()),
             self.reason.clone(),
             self.detected_at.to_rfc3339(),
         ]

@@ -26,14 +26,14 @@ use std::time::Duration;
 
 use chrono::Utc;
 use visor_controllers::{
-    GroupKey, InstanceState, Name, RevisionCounts, RolloutGoal, RolloutPhase, next_status,
-    plan_rollout,
+    GroupKey, InstanceState, Name, RevisionCounts, RolloutGoal, RolloutPhase, RolloutStatus,
+    next_status, plan_rollout, rollout_notice,
 };
 
 use super::ControllerConfig;
 use super::caches::INSTANCES_BY_GROUP;
 use super::context::{Context, ReconcileError};
-use crate::registry::{Error, FactorAsRead};
+use crate::registry::{Error, FactorAsRead, Posting, PostingSubject, Versioned};
 use crate::runtime::cache::Change;
 use crate::runtime::runner::Action;
 use crate::runtime::{ReconcileLoop, Touched};
@@ -128,12 +128,8 @@ pub async fn reconcile(ctx: Arc<Context>, app: Name) -> Result<Action, Reconcile
     );
     if kept.as_ref().map(|k| &k.value) != Some(&status) {
         let was = kept.as_ref().map(|k| k.value.phase);
-        match ctx
-            .visor
-            .write_rollout_status(&app, status.clone(), kept.as_ref().map(|k| k.mod_revision))
-            .await
-        {
-            Ok(_) => {}
+        match keep_status(&ctx, &app, kept.as_ref(), &status).await {
+            Ok(()) => {}
             // Changed since read (by an earlier term, say): looked at again.
             Err(Error::Conflict { .. }) => return Ok(Action::Done),
             Err(error) => return Err(error.into()),
@@ -188,6 +184,48 @@ pub async fn reconcile(ctx: Arc<Context>, app: Name) -> Result<Action, Reconcile
         }
         _ => Action::Done,
     })
+}
+
+/// Writes `app`'s rollout status over the one `kept`; a failure, or a
+/// rollback done, is posted as a notification in the same transaction, so
+/// it is posted exactly once whatever the retries and leaders.
+async fn keep_status(
+    ctx: &Context,
+    app: &Name,
+    kept: Option<&Versioned<RolloutStatus>>,
+    status: &RolloutStatus,
+) -> Result<(), Error> {
+    let expected = kept.map(|k| k.mod_revision);
+    let Some((kind, reason)) = rollout_notice(kept.map(|k| &k.value), status) else {
+        ctx.visor
+            .write_rollout_status(app, status.clone(), expected)
+            .await?;
+        return Ok(());
+    };
+    let posting = Posting {
+        kind,
+        subject: PostingSubject::Rollout {
+            app: app.clone(),
+            status: status.clone(),
+            expected,
+        },
+        reason,
+    };
+    let (posted, _) = ctx.visor.post_notifications(&[posting]).await?;
+    for notification in &posted {
+        ctx.metrics
+            .notifications
+            .with_label_values(&[notification.kind.as_str()])
+            .inc();
+        tracing::warn!(
+            seq = notification.seq,
+            kind = %notification.kind,
+            %app,
+            reason = %notification.reason,
+            "notification posted"
+        );
+    }
+    Ok(())
 }
 
 /// What follows a rollout's deadline, so the look at it comes after it.

@@ -31,7 +31,7 @@ use super::ControllerConfig;
 use super::caches::Caches;
 use super::context::{Context, ReconcileError};
 use super::metrics::ControllerMetrics;
-use crate::registry::{Forgotten, Keys, Posting, Visor};
+use crate::registry::{Forgotten, Keys, Posting, PostingSubject, Visor};
 use crate::runtime::cache::Change;
 use crate::runtime::runner::Action;
 use crate::runtime::{ReadYourWrites, ReconcileLoop, Touched};
@@ -261,13 +261,15 @@ pub async fn reconcile(ctx: Arc<ServicesContext>) -> Result<Action, ReconcileErr
                 let (kind, reason) = posted.expect(REPORTED);
                 postings.push(Posting {
                     kind,
-                    tracked: tracked.then(|| tracked_revision(&service, &id)).flatten(),
-                    endpoint_key: present.then(|| endpoint_revision(&service, &id)).flatten(),
-                    endpoint: Some(id.into()),
-                    hostname: Some(hostname),
+                    subject: PostingSubject::Service {
+                        tracked: tracked.then(|| tracked_revision(&service, &id)).flatten(),
+                        endpoint_key: present.then(|| endpoint_revision(&service, &id)).flatten(),
+                        endpoint: Some(id.into()),
+                        hostname: Some(hostname),
+                        status: None,
+                        service,
+                    },
                     reason,
-                    status: None,
-                    service,
                 });
             }
             ServiceAction::Degraded { service, .. } | ServiceAction::Restored { service, .. } => {
@@ -275,13 +277,15 @@ pub async fn reconcile(ctx: Arc<ServicesContext>) -> Result<Action, ReconcileErr
                 let degraded = kind == NotificationKind::ServiceDegraded;
                 postings.push(Posting {
                     kind,
-                    endpoint: None,
-                    hostname: None,
+                    subject: PostingSubject::Service {
+                        endpoint: None,
+                        hostname: None,
+                        tracked: None,
+                        endpoint_key: None,
+                        status: Some((degraded, status_revision(&service))),
+                        service,
+                    },
                     reason,
-                    tracked: None,
-                    endpoint_key: None,
-                    status: Some((degraded, status_revision(&service))),
-                    service,
                 });
             }
         }
@@ -297,7 +301,7 @@ pub async fn reconcile(ctx: Arc<ServicesContext>) -> Result<Action, ReconcileErr
             tracing::warn!(
                 seq = notification.seq,
                 kind = %notification.kind,
-                service = %notification.service,
+                service = notification.service.as_ref().map_or("-", |s| s.as_str()),
                 endpoint = notification.endpoint.as_deref().unwrap_or("-"),
                 reason = %notification.reason,
                 "notification posted"

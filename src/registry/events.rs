@@ -159,8 +159,9 @@ pub enum EventKind {
     Notified {
         seq: u64,
         notification: NotificationKind,
-        service: String,
+        service: Option<String>,
         endpoint: Option<String>,
+        app: Option<String>,
     },
     /// A service was defined (or its definition replaced).
     ServiceRegistered { service: String },
@@ -343,8 +344,9 @@ fn classify(path: KeyPath, change: &Change<'_>) -> Result<Option<EventKind>, Str
             Notified {
                 seq: notification.seq,
                 notification: notification.kind,
-                service: notification.service.to_string(),
+                service: notification.service.map(String::from),
                 endpoint: notification.endpoint,
+                app: notification.app.map(String::from),
             }
         }
         KeyPath::Hook { unit, relation } if change.deleted => HookDone {

@@ -26,7 +26,7 @@ pub mod watch;
 
 pub use api::{
     AppState, Applied, EndpointSpec, FactorAsRead, Forgotten, HostRegistration, InstanceFilter,
-    NotificationStream, PendingHook, Posting, ScaleFactor, Visor,
+    NotificationStream, PendingHook, Posting, PostingSubject, ScaleFactor, Visor,
 };
 pub use backoff::{Backoff, BackoffPolicy};
 pub use client::Registry;

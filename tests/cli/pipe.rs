@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
 use visor::model::{Name, NotificationKind};
-use visor::registry::Posting;
+use visor::registry::{Posting, PostingSubject};
 
 use visor_testkit::cli::{INHERITED_VARS, LIMIT, RUN_LIMIT, words};
 use visor_testkit::fixtures::seed_app;
@@ -71,13 +71,15 @@ async fn printing_into_a_closed_pipe_ends_quietly() {
                 .expect("scale");
             let posting = Posting {
                 kind: NotificationKind::ServiceDown,
-                service: Name::parse("service", "db").expect("valid"),
-                endpoint: Some("u1".to_owned()),
-                hostname: Some("u1.example".to_owned()),
+                subject: PostingSubject::Service {
+                    service: Name::parse("service", "db").expect("valid"),
+                    endpoint: Some("u1".to_owned()),
+                    hostname: Some("u1.example".to_owned()),
+                    tracked: None,
+                    endpoint_key: None,
+                    status: None,
+                },
                 reason: "its registration expired".to_owned(),
-                tracked: None,
-                endpoint_key: None,
-                status: None,
             };
             t.visor
                 .post_notifications(&[posting])

@@ -16,7 +16,7 @@ use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{ChildStdout, Command};
 use visor::discovery::{self, RegisterRequest, Registration};
 use visor::model::{Name, NotificationKind};
-use visor::registry::Posting;
+use visor::registry::{Posting, PostingSubject};
 
 use visor_testkit::cli::{
     self, CLOSED_PORT, Cli, INHERITED_VARS, LIMIT, REMOVED_FIELDS, REMOVED_HEADER, assert_fields,
@@ -118,23 +118,30 @@ async fn register(t: &TestRegistry, service: &str, request: RegisterRequest) -> 
 fn down(service: &str, endpoint: &str) -> Posting {
     Posting {
         kind: NotificationKind::ServiceDown,
-        service: name(service),
-        endpoint: Some(endpoint.to_owned()),
-        hostname: Some(format!("{endpoint}.example")),
+        subject: PostingSubject::Service {
+            service: name(service),
+            endpoint: Some(endpoint.to_owned()),
+            hostname: Some(format!("{endpoint}.example")),
+            tracked: None,
+            endpoint_key: None,
+            status: None,
+        },
         reason: "its registration expired or was deleted".to_owned(),
-        tracked: None,
-        endpoint_key: None,
-        status: None,
     }
 }
 
 fn degraded(service: &str) -> Posting {
     Posting {
         kind: NotificationKind::ServiceDegraded,
-        endpoint: None,
-        hostname: None,
+        subject: PostingSubject::Service {
+            service: name(service),
+            endpoint: None,
+            hostname: None,
+            tracked: None,
+            endpoint_key: None,
+            status: None,
+        },
         reason: "0 live endpoints, fewer than its minimum of 1".to_owned(),
-        ..down(service, "unused")
     }
 }
 

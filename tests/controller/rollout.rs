@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use etcd_client::{EventType, WatchOptions};
 use tokio_util::sync::CancellationToken;
-use visor::model::{AppSpec, Instance, InstanceState, RolloutPhase, TicketOp};
+use visor::model::{
+    AppSpec, Instance, InstanceState, Name, NotificationKind, RolloutPhase, TicketOp,
+};
 use visor::registry::{Kind, Visor};
 
 use serde_json::json;
@@ -297,6 +299,36 @@ async fn a_revision_that_never_becomes_ready_is_rolled_back() {
                 .as_deref()
                 .is_some_and(|r| r.contains("v3 did not become ready within 2s")),
             "{back:?}"
+        );
+        // It was notified, once as it failed and once as it was back.
+        let notified: Vec<_> = t
+            .visor
+            .notifications(0)
+            .await
+            .expect("list notifications")
+            .items
+            .into_iter()
+            .map(|n| {
+                let n = n.value;
+                let of = |name: Option<Name>| name.map(String::from);
+                (n.kind, of(n.app), of(n.revision), of(n.service), n.reason)
+            })
+            .collect();
+        let rollout = |kind, reason: &str| {
+            (kind, Some("web".to_owned()), Some("v3".to_owned()), None, reason.to_owned())
+        };
+        assert_eq!(
+            notified,
+            [
+                rollout(
+                    NotificationKind::RolloutFailed,
+                    "revision v3 did not become ready within 2s; rolling back to v2"
+                ),
+                rollout(
+                    NotificationKind::RolloutRolledBack,
+                    "back on revision v2 after revision v3 did not become ready within 2s"
+                ),
+            ]
         );
         // The metrics show it...
         eventually(CONVERGE, "the metrics show the rollback", || async {

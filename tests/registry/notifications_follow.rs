@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use visor::model::{Name, NotificationKind};
-use visor::registry::{NotificationStream, Posting};
+use visor::registry::{NotificationStream, Posting, PostingSubject};
 
 use visor_testkit::{TestRegistry, eventually, within};
 
@@ -18,13 +18,15 @@ const NEXT_WAIT: Duration = Duration::from_secs(30);
 fn down(endpoint: &str) -> Posting {
     Posting {
         kind: NotificationKind::ServiceDown,
-        service: Name::parse("service", "db").expect("valid"),
-        endpoint: Some(endpoint.to_owned()),
-        hostname: Some(format!("{endpoint}.example")),
+        subject: PostingSubject::Service {
+            service: Name::parse("service", "db").expect("valid"),
+            endpoint: Some(endpoint.to_owned()),
+            hostname: Some(format!("{endpoint}.example")),
+            tracked: None,
+            endpoint_key: None,
+            status: None,
+        },
         reason: "its registration expired or was deleted".to_owned(),
-        tracked: None,
-        endpoint_key: None,
-        status: None,
     }
 }
 

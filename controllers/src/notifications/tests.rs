@@ -232,9 +232,11 @@ fn a_notification_document_round_trips_with_a_kebab_case_kind() {
     let notification = Notification {
         seq: 7,
         kind: NotificationKind::ServiceDown,
-        service: name("db"),
+        service: Some(name("db")),
         endpoint: Some("e1".into()),
         hostname: Some("e1.example".into()),
+        app: None,
+        revision: None,
         reason: DownReason::Vanished.to_string(),
         detected_at: crate::testing::at(0),
     };
@@ -242,6 +244,28 @@ fn a_notification_document_round_trips_with_a_kebab_case_kind() {
     assert_eq!(json["kind"], "service-down");
     let back: Notification = serde_json::from_value(json).expect("decode");
     assert_eq!(back, notification);
+
+    // Documents written before rollouts were notified have no app fields.
+    let older = r#"{"seq":7,"kind":"service-down","service":"db","endpoint":"e1","hostname":"e1.example","reason":"its registration expired or was deleted","detected_at":"1970-01-01T00:00:00Z"}"#;
+    let back: Notification = serde_json::from_str(older).expect("decode an older document");
+    assert_eq!(back, notification);
+
+    let rollout = Notification {
+        kind: NotificationKind::RolloutFailed,
+        service: None,
+        endpoint: None,
+        hostname: None,
+        app: Some(name("web")),
+        revision: Some(name("v3")),
+        ..notification
+    };
+    let json = serde_json::to_value(&rollout).expect("encode");
+    assert_eq!(
+        (&json["kind"], &json["app"], &json["revision"]),
+        (&"rollout-failed".into(), &"web".into(), &"v3".into())
+    );
+    let back: Notification = serde_json::from_value(json).expect("decode");
+    assert_eq!(back, rollout);
 }
 
 /// The state after the actions: tracked records, endpoint keys and statuses

@@ -283,7 +283,8 @@ mod status {
 
     use super::name;
     use crate::model::{Deployment, OnFailure, Rollout};
-    use crate::rollout::{RolloutPhase, RolloutStatus, next_status};
+    use crate::notifications::NotificationKind;
+    use crate::rollout::{RolloutPhase, RolloutStatus, next_status, rollout_notice};
 
     fn deployment(revision: &str, on_failure: OnFailure) -> Deployment {
         Deployment {
@@ -395,5 +396,66 @@ mod status {
             at(61),
         );
         assert_eq!(stuck.phase, RolloutPhase::Paused, "nothing to roll back to");
+    }
+
+    #[test]
+    fn a_failure_and_a_rollback_done_are_notified_once_each() {
+        let status = |phase| RolloutStatus {
+            revision: name("v3"),
+            stable: Some(name("v2")),
+            phase,
+            started_at: at(0),
+            reason: Some("revision v3 did not become ready within 60s".to_owned()),
+        };
+        use NotificationKind::{RolloutFailed, RolloutRolledBack};
+        use RolloutPhase::{Complete, Paused, Progressing, RolledBack, RollingBack};
+        type Row = (
+            Option<RolloutPhase>,
+            RolloutPhase,
+            Option<(NotificationKind, &'static str)>,
+        );
+        let table: &[Row] = &[
+            (None, Progressing, None),
+            (Some(Progressing), Progressing, None),
+            (Some(Progressing), Complete, None),
+            (
+                Some(Progressing),
+                RollingBack,
+                Some((
+                    RolloutFailed,
+                    "revision v3 did not become ready within 60s; rolling back to v2",
+                )),
+            ),
+            (Some(RollingBack), RollingBack, None),
+            (
+                Some(RollingBack),
+                RolledBack,
+                Some((
+                    RolloutRolledBack,
+                    "back on revision v2 after revision v3 did not become ready within 60s",
+                )),
+            ),
+            (Some(RolledBack), RolledBack, None),
+            (
+                Some(Progressing),
+                Paused,
+                Some((
+                    RolloutFailed,
+                    "revision v3 did not become ready within 60s; paused",
+                )),
+            ),
+            (Some(Paused), Paused, None),
+        ];
+        for (was, now, expected) in table {
+            let was = was.map(status);
+            let notice = rollout_notice(was.as_ref(), &status(*now));
+            assert_eq!(
+                notice
+                    .as_ref()
+                    .map(|(kind, reason)| (*kind, reason.as_str())),
+                *expected,
+                "{was:?} -> {now:?}"
+            );
+        }
     }
 }

@@ -30,7 +30,7 @@ use super::store::Expected;
 pub use hooks::PendingHook;
 pub use hosts::HostRegistration;
 pub use instances::InstanceFilter;
-pub use notifications::{Forgotten, NotificationStream, Posting};
+pub use notifications::{Forgotten, NotificationStream, Posting, PostingSubject};
 pub use relations::EndpointSpec;
 pub use scale::{FactorAsRead, ScaleFactor};
 pub use specs::{AppState, Applied};

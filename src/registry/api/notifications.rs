@@ -18,7 +18,8 @@ pub use follow::NotificationStream;
 
 use chrono::{DateTime, Utc};
 use visor_controllers::{
-    Name, Notification, NotificationKind, Retention, Sequence, ServiceStatus, TrackedEndpoint,
+    Name, Notification, NotificationKind, Retention, RolloutStatus, Sequence, ServiceStatus,
+    TrackedEndpoint,
 };
 
 use super::{Visor, name};
@@ -27,11 +28,12 @@ use crate::registry::{KeyPath, Kind};
 use etcd_client::{GetOptions, SortOrder, SortTarget};
 
 use crate::registry::decode;
-use crate::registry::store::{Cascade, Delete, Encode, Expected, Listing, Write};
+use crate::registry::store::{Cascade, Delete, Encode, Expected, Listing, Requires, Write};
 
 /// Operations one posting may need: its notification, and up to three
-/// records consumed or updated. With the sequence key and the fence, 30
-/// postings fit etcd's 128 operations per transaction.
+/// records consumed or updated (and the app a rollout's requires). With the
+/// sequence key and the fence, 30 postings fit etcd's 128 operations per
+/// transaction.
 const POSTINGS_PER_TXN: usize = 30;
 /// Notifications looked at (and deleted) per retention step.
 const TRIM_PAGE: i64 = 126;
@@ -41,21 +43,41 @@ const TRIM_PAGE: i64 = 126;
 pub struct Posting {
     /// What it reports.
     pub kind: NotificationKind,
-    /// The service.
-    pub service: Name,
-    /// The endpoint that died, for `service-down`.
-    pub endpoint: Option<String>,
-    /// Its hostname.
-    pub hostname: Option<String>,
+    /// What it is about, and what it settles.
+    pub subject: PostingSubject,
     /// Why, in words.
     pub reason: String,
-    /// The tracked record it consumes, at this mod revision.
-    pub tracked: Option<i64>,
-    /// The endpoint key it removes, at this mod revision.
-    pub endpoint_key: Option<i64>,
-    /// The service status it sets (degraded or not), over the status as
-    /// last seen (`None`: absent).
-    pub status: Option<(bool, Option<i64>)>,
+}
+
+/// What a notification is about, with the records posting it settles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PostingSubject {
+    /// A service: one of its endpoints died, or its status changed.
+    Service {
+        /// The service.
+        service: Name,
+        /// The endpoint that died, for `service-down`.
+        endpoint: Option<String>,
+        /// Its hostname.
+        hostname: Option<String>,
+        /// The tracked record it consumes, at this mod revision.
+        tracked: Option<i64>,
+        /// The endpoint key it removes, at this mod revision.
+        endpoint_key: Option<i64>,
+        /// The service status it sets (degraded or not), over the status as
+        /// last seen (`None`: absent).
+        status: Option<(bool, Option<i64>)>,
+    },
+    /// An app's rollout: it failed, or its rollback is done.
+    Rollout {
+        /// The app.
+        app: Name,
+        /// The rollout status it sets (whose revision the notification
+        /// names), over the one last read (its mod revision; `None`: absent).
+        status: RolloutStatus,
+        /// That mod revision.
+        expected: Option<i64>,
+    },
 }
 
 /// A record the controller drops without a notification.
@@ -77,6 +99,7 @@ enum Posted {
     Sequence(Sequence),
     Status(ServiceStatus),
     Tracked(TrackedEndpoint),
+    Rollout(RolloutStatus),
 }
 
 impl Encode for Posted {
@@ -86,6 +109,7 @@ impl Encode for Posted {
             Self::Sequence(s) => s.encode(),
             Self::Status(s) => s.encode(),
             Self::Tracked(t) => t.encode(),
+            Self::Rollout(r) => r.encode(),
         }
     }
 }
@@ -179,17 +203,36 @@ impl Visor {
             let now = Utc::now();
             let mut writes = Vec::new();
             let mut deletes = Vec::new();
+            let mut requires = Vec::new();
             for posting in chunk {
                 last += 1;
-                let notification = Notification {
+                let mut notification = Notification {
                     seq: last,
                     kind: posting.kind,
-                    service: posting.service.clone(),
-                    endpoint: posting.endpoint.clone(),
-                    hostname: posting.hostname.clone(),
+                    service: None,
+                    endpoint: None,
+                    hostname: None,
+                    app: None,
+                    revision: None,
                     reason: posting.reason.clone(),
                     detected_at: now,
                 };
+                match &posting.subject {
+                    PostingSubject::Service {
+                        service,
+                        endpoint,
+                        hostname,
+                        ..
+                    } => {
+                        notification.service = Some(service.clone());
+                        notification.endpoint = endpoint.clone();
+                        notification.hostname = hostname.clone();
+                    }
+                    PostingSubject::Rollout { app, status, .. } => {
+                        notification.app = Some(app.clone());
+                        notification.revision = Some(status.revision.clone());
+                    }
+                }
                 posted.push(notification.clone());
                 writes.push(Write {
                     object: ObjectRef::new(Kind::Notification, &[&last.to_string()]),
@@ -197,7 +240,7 @@ impl Visor {
                     value: Posted::Notification(notification),
                     expected: Expected::Absent { lease: None },
                 });
-                self.settle(posting, now, &mut writes, &mut deletes)?;
+                self.settle(posting, now, &mut writes, &mut deletes, &mut requires)?;
             }
             writes.push(Write {
                 object: sequence_ref.clone(),
@@ -207,7 +250,7 @@ impl Visor {
             });
             let written = self
                 .registry
-                .write_and_delete(writes, &deletes, &[], &[])
+                .write_and_delete(writes, &deletes, &[], &requires)
                 .await?;
             revision = written.last().map_or(revision, |w| w.revision);
             sequence_revision = Some(revision);
@@ -215,42 +258,72 @@ impl Visor {
         Ok((posted, revision))
     }
 
-    /// Adds what settling `posting` writes and deletes.
+    /// Adds what settling `posting` writes, deletes and requires.
     fn settle(
         &self,
         posting: &Posting,
         now: DateTime<Utc>,
         writes: &mut Vec<Write<Posted>>,
         deletes: &mut Vec<Delete>,
+        requires: &mut Vec<Requires>,
     ) -> Result<()> {
-        let service = &posting.service;
-        if let Some(id) = &posting.endpoint {
-            let id = endpoint_id(id)?;
-            if let Some(expected) = posting.tracked {
-                deletes.push(Delete {
-                    object: ObjectRef::new(Kind::Tracked, &[service.as_str(), id.as_str()]),
-                    key: self.keys().tracked(service, &id),
-                    expected: Some(expected),
+        match &posting.subject {
+            PostingSubject::Service {
+                service,
+                endpoint,
+                tracked,
+                endpoint_key,
+                status,
+                ..
+            } => {
+                if let Some(id) = endpoint {
+                    let id = endpoint_id(id)?;
+                    if let Some(expected) = *tracked {
+                        deletes.push(Delete {
+                            object: ObjectRef::new(Kind::Tracked, &[service.as_str(), id.as_str()]),
+                            key: self.keys().tracked(service, &id),
+                            expected: Some(expected),
+                        });
+                    }
+                    if let Some(expected) = *endpoint_key {
+                        deletes.push(Delete {
+                            object: ObjectRef::new(
+                                Kind::Endpoint,
+                                &[service.as_str(), id.as_str()],
+                            ),
+                            key: self.keys().endpoint(service, &id),
+                            expected: Some(expected),
+                        });
+                    }
+                }
+                if let Some((degraded, expected)) = *status {
+                    writes.push(Write {
+                        object: ObjectRef::new(Kind::ServiceStatus, &[service.as_str()]),
+                        key: self.keys().service_status(service),
+                        value: Posted::Status(ServiceStatus {
+                            degraded,
+                            changed_at: now,
+                        }),
+                        expected: Expected::Current(expected),
+                    });
+                }
+            }
+            PostingSubject::Rollout {
+                app,
+                status,
+                expected,
+            } => {
+                writes.push(Write {
+                    object: ObjectRef::new(Kind::Rollout, &[app.as_str()]),
+                    key: self.keys().rollout(app),
+                    value: Posted::Rollout(status.clone()),
+                    expected: Expected::Current(*expected),
+                });
+                requires.push(Requires {
+                    key: self.keys().app(app),
+                    object: ObjectRef::new(Kind::App, &[app.as_str()]),
                 });
             }
-            if let Some(expected) = posting.endpoint_key {
-                deletes.push(Delete {
-                    object: ObjectRef::new(Kind::Endpoint, &[service.as_str(), id.as_str()]),
-                    key: self.keys().endpoint(service, &id),
-                    expected: Some(expected),
-                });
-            }
-        }
-        if let Some((degraded, expected)) = posting.status {
-            writes.push(Write {
-                object: ObjectRef::new(Kind::ServiceStatus, &[service.as_str()]),
-                key: self.keys().service_status(service),
-                value: Posted::Status(ServiceStatus {
-                    degraded,
-                    changed_at: now,
-                }),
-                expected: Expected::Current(expected),
-            });
         }
         Ok(())
     }
