@@ -9,7 +9,7 @@ use visor_controllers::{App, EnvKey, Name};
 
 use super::CliError;
 use super::args::{self, distinct};
-use super::output::{Output, Removed, Row, removed};
+use super::output::{Output, Removed, Row, age, removed, timestamp};
 use super::procs::{ProcRow, RevRow, ScaleRow, scale_row};
 use crate::registry::{Kind, Versioned, Visor};
 
@@ -119,15 +119,22 @@ impl From<&Versioned<App>> for AppRow {
 }
 
 impl Row for AppRow {
-    const HEADERS: &'static [&'static str] =
-        &["name", "stack", "deploy type", "repo url", "created at"];
+    const HEADERS: &'static [&'static str] = &[
+        "name",
+        "stack",
+        "deploy type",
+        "repo url",
+        "created at",
+        "age",
+    ];
     fn cells(&self) -> Vec<String> {
         vec![
             self.name.clone(),
             self.stack.clone(),
             self.deploy_type.clone(),
             self.repo_url.clone(),
-            self.created_at.to_rfc3339(),
+            timestamp(&self.created_at),
+            age(&self.created_at),
         ]
     }
 }

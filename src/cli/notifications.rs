@@ -14,7 +14,7 @@ use serde::Serialize;
 use visor_controllers::{Notification, NotificationKind};
 
 use super::CliError;
-use super::output::{Output, Row, cell};
+use super::output::{Output, Row, age, cell, timestamp};
 use crate::registry::Visor;
 use crate::shutdown::Shutdown;
 
@@ -70,6 +70,7 @@ impl Row for NotificationRow {
         "revision",
         "reason",
         "detected at",
+        "age",
     ];
     fn cells(&self) -> Vec<String> {
         vec![
@@ -81,7 +82,8 @@ impl Row for NotificationRow {
             cell(self.app.as_ref()),
             cell(self.revision.as_ref()),
             self.reason.clone(),
-            self.detected_at.to_rfc3339(),
+            timestamp(&self.detected_at),
+            age(&self.detected_at),
         ]
     }
 }

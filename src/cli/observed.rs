@@ -8,7 +8,7 @@ use visor_controllers::{Host, Instance, InstanceState, Name, Ticket, TicketOp};
 
 use super::CliError;
 use super::args;
-use super::output::{Output, Row, cell};
+use super::output::{Output, Row, age, cell};
 use crate::registry::{Event, InstanceFilter, KeyPath, Keys, Versioned, Visor};
 
 #[derive(Debug, Args)]
@@ -81,7 +81,7 @@ impl From<&Versioned<Instance>> for InstanceRow {
 
 impl Row for InstanceRow {
     const HEADERS: &'static [&'static str] = &[
-        "id", "app", "rev", "proc", "host", "state", "port", "restarts",
+        "id", "app", "rev", "proc", "host", "state", "port", "restarts", "age",
     ];
     fn cells(&self) -> Vec<String> {
         vec![
@@ -93,6 +93,7 @@ impl Row for InstanceRow {
             self.state.to_string(),
             cell(self.port),
             self.restarts.to_string(),
+            age(&self.created_at),
         ]
     }
 }
@@ -121,7 +122,8 @@ impl From<&Versioned<Host>> for HostRow {
 }
 
 impl Row for HostRow {
-    const HEADERS: &'static [&'static str] = &["name", "addr", "capacity", "stacks", "labels"];
+    const HEADERS: &'static [&'static str] =
+        &["name", "addr", "capacity", "stacks", "labels", "age"];
     fn cells(&self) -> Vec<String> {
         let labels: Vec<String> = self
             .labels
@@ -138,6 +140,7 @@ impl Row for HostRow {
             } else {
                 labels.join(",")
             },
+            age(&self.registered_at),
         ]
     }
 }
@@ -189,6 +192,7 @@ impl Row for TicketRow {
         "rev",
         "proc",
         "claimed by",
+        "age",
     ];
     fn cells(&self) -> Vec<String> {
         vec![
@@ -200,6 +204,7 @@ impl Row for TicketRow {
             self.rev.clone(),
             self.proc.clone(),
             cell(self.claimed_by.as_ref()),
+            age(&self.created_at),
         ]
     }
 }

@@ -175,6 +175,28 @@ pub fn timestamp(at: &chrono::DateTime<chrono::Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
+/// How long ago `at` was, as a table cell: the largest two units that matter,
+/// as `kubectl` prints an AGE (`45s`, `3m12s`, `5h4m`, `12d`).
+pub fn age(at: &chrono::DateTime<chrono::Utc>) -> String {
+    age_at(at, chrono::Utc::now())
+}
+
+/// [`age`] as seen at `now`; a time in the future (a clock ahead of this
+/// one) is `0s`.
+fn age_at(at: &chrono::DateTime<chrono::Utc>, now: chrono::DateTime<chrono::Utc>) -> String {
+    let seconds = (now - *at).num_seconds().max(0);
+    let (minutes, hours, days) = (seconds / 60, seconds / 3600, seconds / 86_400);
+    match seconds {
+        s if s < 120 => format!("{s}s"),
+        s if s < 600 => format!("{minutes}m{}s", s % 60),
+        s if s < 3 * 3600 => format!("{minutes}m"),
+        s if s < 8 * 3600 => format!("{hours}h{}m", minutes % 60),
+        s if s < 2 * 86_400 => format!("{hours}h"),
+        s if s < 8 * 86_400 => format!("{days}d{}h", hours % 24),
+        _ => format!("{days}d"),
+    }
+}
+
 /// An optional value as a table cell (`-` when absent).
 pub fn cell<T: ToString>(value: Option<T>) -> String {
     value.map_or_else(|| "-".to_owned(), |v| v.to_string())
@@ -201,5 +223,45 @@ pub fn removed(kind: Kind, parts: &[&str], revision: i64) -> Removed {
     Removed {
         removed: ObjectRef::new(kind, parts).to_string(),
         revision,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_age_shows_the_two_units_that_matter() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-12-04T12:00:00Z")
+            .expect("a valid time")
+            .to_utc();
+        let cases = [
+            (-5, "0s"),
+            (0, "0s"),
+            (59, "59s"),
+            (119, "119s"),
+            (120, "2m0s"),
+            (192, "3m12s"),
+            (600, "10m"),
+            (3 * 3600 - 1, "179m"),
+            (3 * 3600, "3h0m"),
+            (5 * 3600 + 4 * 60, "5h4m"),
+            (8 * 3600, "8h"),
+            (47 * 3600, "47h"),
+            (2 * 86_400 + 3 * 3600, "2d3h"),
+            (12 * 86_400, "12d"),
+        ];
+        for (ago, shown) in cases {
+            let at = now - chrono::Duration::seconds(ago);
+            assert_eq!(age_at(&at, now), shown, "{ago} s ago");
+        }
+    }
+
+    #[test]
+    fn a_timestamp_is_to_the_second_in_utc() {
+        let at = chrono::DateTime::parse_from_rfc3339("2026-12-04T13:14:15.987654+01:00")
+            .expect("a valid time")
+            .to_utc();
+        assert_eq!(timestamp(&at), "2026-12-04T12:14:15Z");
     }
 }

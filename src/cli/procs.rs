@@ -11,7 +11,7 @@ use visor_controllers::{
 
 use super::CliError;
 use super::args::{self, distinct};
-use super::output::{Output, Row, cell, removed};
+use super::output::{Output, Row, age, cell, removed, timestamp};
 use crate::registry::{Kind, Versioned, Visor};
 
 #[derive(Debug, Subcommand)]
@@ -249,13 +249,14 @@ impl RevRow {
 }
 
 impl Row for RevRow {
-    const HEADERS: &'static [&'static str] = &["app", "name", "archive url", "created at"];
+    const HEADERS: &'static [&'static str] = &["app", "name", "archive url", "created at", "age"];
     fn cells(&self) -> Vec<String> {
         vec![
             self.app.clone(),
             self.name.clone(),
             self.archive_url.clone(),
-            self.created_at.to_rfc3339(),
+            timestamp(&self.created_at),
+            age(&self.created_at),
         ]
     }
 }

@@ -14,7 +14,7 @@ use visor_controllers::{Endpoint, Name, Relation, UnitSettings};
 use super::CliError;
 use super::args;
 use super::hooks;
-use super::output::{Output, Row, removed};
+use super::output::{Output, Row, age, removed, timestamp};
 use crate::registry::{EndpointSpec, Error, Kind, Versioned, Visor};
 
 #[derive(Debug, Subcommand)]
@@ -175,7 +175,7 @@ impl From<&Versioned<Relation>> for RelationRow {
 }
 
 impl Row for RelationRow {
-    const HEADERS: &'static [&'static str] = &["id", "endpoints", "created at"];
+    const HEADERS: &'static [&'static str] = &["id", "endpoints", "created at", "age"];
     fn cells(&self) -> Vec<String> {
         vec![
             self.id.clone(),
@@ -188,7 +188,8 @@ impl Row for RelationRow {
                 })
                 .collect::<Vec<_>>()
                 .join(","),
-            self.created_at.to_rfc3339(),
+            timestamp(&self.created_at),
+            age(&self.created_at),
         ]
     }
 }

@@ -14,7 +14,7 @@ use visor_controllers::{InstanceState, Name, RolloutPhase};
 
 use super::CliError;
 use super::args;
-use super::output::{Output, Row, cell};
+use super::output::{Output, Row, age, cell, timestamp};
 use crate::registry::{InstanceFilter, Visor};
 
 #[derive(Debug, Subcommand)]
@@ -60,6 +60,7 @@ impl Row for RolloutRow {
         "old",
         "stable",
         "started at",
+        "age",
         "reason",
     ];
     fn cells(&self) -> Vec<String> {
@@ -70,7 +71,8 @@ impl Row for RolloutRow {
             format!("{}/{}", self.ready, self.desired),
             self.old.to_string(),
             cell(self.stable.as_ref()),
-            super::output::timestamp(&self.started_at),
+            timestamp(&self.started_at),
+            age(&self.started_at),
             cell(self.reason.as_ref()),
         ]
     }

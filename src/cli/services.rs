@@ -14,7 +14,7 @@ use visor_controllers::{Name, ServiceDef, ServiceEndpoint};
 
 use super::CliError;
 use super::args;
-use super::output::{Output, Row, cell, removed};
+use super::output::{Output, Row, age, cell, removed, timestamp};
 use crate::registry::{Kind, Versioned, Visor};
 
 /// What a set password is shown as.
@@ -121,10 +121,12 @@ impl Row for ServiceRow {
         "app",
         "proc",
         "created at",
+        "age",
     ];
     fn cells(&self) -> Vec<String> {
         let mut cells = self.leading_cells();
-        cells.push(self.created_at.to_rfc3339());
+        cells.push(timestamp(&self.created_at));
+        cells.push(age(&self.created_at));
         cells
     }
 }
@@ -149,12 +151,14 @@ impl Row for ServiceDetail {
         "live endpoints",
         "tombstones",
         "created at",
+        "age",
     ];
     fn cells(&self) -> Vec<String> {
         let mut cells = self.service.leading_cells();
         cells.push(self.live_endpoints.to_string());
         cells.push(self.tombstones.to_string());
-        cells.push(self.service.created_at.to_rfc3339());
+        cells.push(timestamp(&self.service.created_at));
+        cells.push(age(&self.service.created_at));
         cells
     }
 }
@@ -244,6 +248,7 @@ impl Row for EndpointRow {
         "host",
         "instance",
         "registered at",
+        "age",
     ];
     fn cells(&self) -> Vec<String> {
         let credentials = match (&self.user, self.password) {
@@ -264,7 +269,8 @@ impl Row for EndpointRow {
             credentials,
             cell(self.host.as_ref()),
             cell(self.instance.as_ref()),
-            self.registered_at.to_rfc3339(),
+            timestamp(&self.registered_at),
+            age(&self.registered_at),
         ]
     }
 }

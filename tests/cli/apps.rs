@@ -7,7 +7,7 @@ use visor::Error;
 
 use visor_testkit::cli::{
     APP_FIELDS, Cli, LIMIT, PROC_FIELDS, REMOVED_FIELDS, REMOVED_HEADER, REV_FIELDS, as_array,
-    assert_fields, column, parse_time, rows, take_time,
+    assert_fields, column, rows, second, take_time,
 };
 use visor_testkit::fixtures::{portless_proc_type, raw_revision, register_app, revision};
 use visor_testkit::{TestRegistry, within};
@@ -144,16 +144,26 @@ async fn app_commands_as_tables() {
             "an empty listing is its header"
         );
 
-        let registered = cli
+        let run = cli
             .run("app register web --repo-url https://git.example/web --stack base")
-            .await
-            .table();
+            .await;
+        let raw = visor_testkit::cli::cells(run.ok());
+        assert_eq!(
+            raw[0].last().map(String::as_str),
+            Some("AGE"),
+            "a table of records with a time ends in their AGE: {raw:?}"
+        );
+        assert!(
+            visor_testkit::cli::is_age(&raw[1][5]) && raw[1][5].ends_with('s'),
+            "an app registered just now is seconds old: {raw:?}"
+        );
+        let registered = run.table();
         let web = t.visor.app("web").await.expect("registered");
         let web_row = ["web", "base", "lxc", "https://git.example/web"];
         assert_eq!(registered.len(), 2, "{registered:?}");
         assert_eq!(registered[0], header);
         assert_eq!(registered[1][..4], web_row);
-        assert_eq!(parse_time(&registered[1][4]), web.value.created_at);
+        assert_eq!(registered[1][4], second(&web.value.created_at));
 
         register_app(&t, "api").await;
         let list = cli.run("app list").await.table();

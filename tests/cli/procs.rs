@@ -9,7 +9,7 @@ use visor::Error;
 
 use visor_testkit::cli::{
     Cli, LIMIT, PROC_FIELDS, REMOVED_FIELDS, REMOVED_HEADER, REV_FIELDS, assert_fields, column,
-    parse_time, rows, take_time, visor_with_env,
+    rows, second, take_time, visor_with_env,
 };
 use visor_testkit::fixtures::{portless_proc_type, raw_revision, register_app, revision};
 use visor_testkit::{TestRegistry, within};
@@ -397,7 +397,7 @@ async fn rev_commands_as_tables() {
         assert_eq!(v1[0], header);
         assert_eq!(v1[1][..3], ["web", "v1", "s3://b/v1.tgz"]);
         let stored = t.visor.rev("web", "v1").await.expect("v1");
-        assert_eq!(parse_time(&v1[1][3]), stored.value.created_at);
+        assert_eq!(v1[1][3], second(&stored.value.created_at));
         t.visor
             .register_rev("web", "v2", revision("s3://b/v2.tgz"))
             .await

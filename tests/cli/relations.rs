@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use visor::Error;
 
 use visor_testkit::cli::{
-    CLOSED_PORT, Cli, LIMIT, REMOVED_FIELDS, REMOVED_HEADER, assert_fields, column, rows,
+    self, CLOSED_PORT, Cli, LIMIT, REMOVED_FIELDS, REMOVED_HEADER, assert_fields, column, rows,
     take_time, visor,
 };
 use visor_testkit::fixtures::{raw_revision, register_app};
@@ -126,8 +126,8 @@ async fn relation_list_and_show_print_endpoints_and_creation_in_json_and_tables(
 
         let table = cli.run("relation list").await.table();
         let peers = t.visor.relation("db-peers").await.expect("peer");
-        let expected_peers = peers.value.created_at.to_rfc3339();
-        let expected_pair = created.to_rfc3339();
+        let expected_peers = cli::second(&peers.value.created_at);
+        let expected_pair = cli::second(&created);
         let expected = rows(&[
             &["ID", "ENDPOINTS", "CREATED AT"],
             &["db-peers", "db", &expected_peers],

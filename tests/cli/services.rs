@@ -78,6 +78,8 @@ const NOTIFICATION_FIELDS: &[&str] = &[
     "service",
     "endpoint",
     "hostname",
+    "app",
+    "revision",
     "reason",
     "detected_at",
 ];
@@ -87,6 +89,8 @@ const NOTIFICATION_HEADER: &[&str] = &[
     "SERVICE",
     "ENDPOINT",
     "HOSTNAME",
+    "APP",
+    "REVISION",
     "REASON",
     "DETECTED AT",
 ];
@@ -181,13 +185,13 @@ async fn service_register_list_show_and_unregister_in_json_and_tables() {
 
         let table = cli.run("service register cache").await.table();
         let cache = t.visor.service("cache").await.expect("defined");
-        let cache_created = cache.value.created_at.to_rfc3339();
+        let cache_created = cli::second(&cache.value.created_at);
         let cache_row = ["cache", "false", "false", "1", "-", "-", &cache_created];
         assert_eq!(table, rows(&[SERVICE_HEADER, &cache_row]), "defaults");
 
         let list = cli.json("service list").await.json();
         assert_eq!(column(&list, "name"), ["cache", "db"], "name order");
-        let db_created = stored.value.created_at.to_rfc3339();
+        let db_created = cli::second(&stored.value.created_at);
         let db_row = ["db", "true", "true", "2", "web", "sql", &db_created];
         assert_eq!(
             cli.run("service list").await.table(),
@@ -406,7 +410,7 @@ async fn endpoints_lists_live_and_departed_ones_and_never_prints_a_password() {
         let table = run.table();
         assert_eq!(table[0], ENDPOINT_HEADER);
         let live_row = table.iter().find(|r| r[0] == live.id()).expect("live row");
-        let live_at = registered_at(live.id()).to_rfc3339();
+        let live_at = cli::second(&registered_at(live.id()));
         assert_eq!(
             live_row,
             &[
@@ -462,7 +466,7 @@ async fn notifications_list_in_sequence_order_and_since_skips_the_older_ones() {
         let detected: Vec<String> = stored
             .items
             .iter()
-            .map(|n| n.value.detected_at.to_rfc3339())
+            .map(|n| cli::second(&n.value.detected_at))
             .collect();
 
         let mut listed = cli.json("notifications").await.json();
@@ -479,11 +483,14 @@ async fn notifications_list_in_sequence_order_and_since_skips_the_older_ones() {
             listed,
             json!([
                 {"seq": 1, "kind": "service-down", "service": "db", "endpoint": "u1",
-                 "hostname": "u1.example", "reason": "its registration expired or was deleted"},
+                 "hostname": "u1.example", "app": null, "revision": null,
+                 "reason": "its registration expired or was deleted"},
                 {"seq": 2, "kind": "service-degraded", "service": "db", "endpoint": null,
-                 "hostname": null, "reason": "0 live endpoints, fewer than its minimum of 1"},
+                 "hostname": null, "app": null, "revision": null,
+                 "reason": "0 live endpoints, fewer than its minimum of 1"},
                 {"seq": 3, "kind": "service-down", "service": "cache", "endpoint": "u2",
-                 "hostname": "u2.example", "reason": "its registration expired or was deleted"},
+                 "hostname": "u2.example", "app": null, "revision": null,
+                 "reason": "its registration expired or was deleted"},
             ])
         );
         let since: Vec<i64> = cli
@@ -510,6 +517,8 @@ async fn notifications_list_in_sequence_order_and_since_skips_the_older_ones() {
                     "db",
                     "-",
                     "-",
+                    "-",
+                    "-",
                     reason_degraded,
                     &detected[1]
                 ],
@@ -519,6 +528,8 @@ async fn notifications_list_in_sequence_order_and_since_skips_the_older_ones() {
                     "cache",
                     "u2",
                     "u2.example",
+                    "-",
+                    "-",
                     reason_down,
                     &detected[2]
                 ],
@@ -643,24 +654,30 @@ async fn notifications_follow_in_a_table_prints_a_header_then_one_line_each() {
             post(&t, &[down("db", "u1")]).await;
             let mut follower = Follower::spawn(&t, &["notifications", "--follow"]);
             let header = follower.line("the header").await;
-            assert_eq!(cli::cells(&header), [NOTIFICATION_HEADER]);
+            let mut aged_header = NOTIFICATION_HEADER.to_vec();
+            aged_header.push("AGE");
+            assert_eq!(cli::cells(&header), [aged_header]);
             let first = cli::cells(&follower.line("the retained notification").await);
             assert_eq!(
                 first[0][..5],
                 ["1", "service-down", "db", "u1", "u1.example"]
             );
             post(&t, &[degraded("db")]).await;
-            let next = cli::cells(&follower.line("a notification posted while following").await);
-            let detected = t.visor.notifications(1).await.expect("listed").items[0]
-                .value
-                .detected_at
-                .to_rfc3339();
+            let line = follower.line("a notification posted while following").await;
+            let next = cli::without_age([cli::cells(&header), cli::cells(&line)].concat());
+            let detected = cli::second(
+                &t.visor.notifications(1).await.expect("listed").items[0]
+                    .value
+                    .detected_at,
+            );
             assert_eq!(
-                next,
+                next[1..],
                 [[
                     "2",
                     "service-degraded",
                     "db",
+                    "-",
+                    "-",
                     "-",
                     "-",
                     "0 live endpoints, fewer than its minimum of 1",

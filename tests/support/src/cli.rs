@@ -103,9 +103,11 @@ impl Run {
             .collect()
     }
 
-    /// Stdout of a successful run as table cells: header first, then rows.
+    /// Stdout of a successful run as table cells: header first, then rows,
+    /// without the AGE column if there is one (it changes by the second):
+    /// each of its cells is checked to be an age, then left out.
     pub fn table(&self) -> Vec<Vec<String>> {
-        cells(self.ok())
+        without_age(cells(self.ok()))
     }
 
     /// Asserts a failure with `code`, nothing on stdout and exactly one
@@ -156,6 +158,53 @@ pub fn cells(text: &str) -> Vec<Vec<String>> {
                 .collect()
         })
         .collect()
+}
+
+/// `table` (header first) without its AGE column, after checking that each
+/// of its cells is an age as the CLI prints one (`45s`, `3m12s`, `5h4m`, `12d`).
+pub fn without_age(mut table: Vec<Vec<String>>) -> Vec<Vec<String>> {
+    let Some(column) = table
+        .first()
+        .and_then(|header| header.iter().position(|h| h == "AGE"))
+    else {
+        return table;
+    };
+    for row in &mut table[1..] {
+        assert!(row.len() > column, "row {row:?} has no AGE cell");
+        let age = row.remove(column);
+        assert!(is_age(&age), "{age:?} in {row:?} is not an age");
+    }
+    table[0].remove(column);
+    table
+}
+
+/// Whether `text` is an age as the CLI prints one: one or two of
+/// `<n>d`, `<n>h`, `<n>m`, `<n>s`, largest first.
+pub fn is_age(text: &str) -> bool {
+    let mut rest = text;
+    let mut units = "dhms";
+    let mut parts = 0;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let Some(unit) = rest[digits..].chars().next() else {
+            return false;
+        };
+        let Some(at) = units.find(unit) else {
+            return false;
+        };
+        if digits == 0 {
+            return false;
+        }
+        units = &units[at + 1..];
+        rest = &rest[digits + 1..];
+        parts += 1;
+    }
+    (1..=2).contains(&parts)
+}
+
+/// A time as the CLI's tables print it: RFC 3339 to the second, in UTC.
+pub fn second(at: &DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// An expected table: header, then rows.
