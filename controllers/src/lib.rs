@@ -25,6 +25,7 @@ mod service;
 mod spec;
 #[cfg(test)]
 mod testing;
+mod wait;
 
 pub use agent::{
     CommandLine, DEFAULT_PATH, ENV_AGENT_SOCKET, ENV_CONTEXT_ID, ENV_HOOK, ENV_PATH, ENV_RELATION,
@@ -65,7 +66,7 @@ pub use rollout::{
 };
 pub use scale::{
     InstanceView, Removal, ScalePlan, ScaleSnapshot, Start, Stop, Unplaceable, active_count,
-    holds_slot, plan_group, plan_scale,
+    holds_slot, plan_group, plan_scale, running_count,
 };
 pub use service::{
     EndpointChange, EndpointSeen, InvalidEndpoint, ServiceDef, ServiceEndpoint, UnknownScheme,
@@ -76,3 +77,4 @@ pub use spec::{
     ProcServiceSpec, ProcSpec, ReadinessSpec, RevisionSpec, RolloutSpec, ServiceSpec, diff,
     json_schema, parse_endpoint,
 };
+pub use wait::{Deployed, GroupProgress, WaitGoal, WaitProgress, WaitVerdict, judge_wait};

@@ -224,6 +224,23 @@ pub fn active_count(key: &GroupKey, snapshot: &ScaleSnapshot) -> u32 {
     u32::try_from(active).unwrap_or(u32::MAX)
 }
 
+/// How many of group `key`'s instances run, on a live host: those a wait
+/// for its scale counts as there.
+pub fn running_count(key: &GroupKey, snapshot: &ScaleSnapshot) -> u32 {
+    let ledger = ledger(snapshot);
+    let running = snapshot
+        .instances
+        .iter()
+        .filter(|view| {
+            let instance = &view.instance;
+            in_group(instance, key)
+                && instance.state == InstanceState::Running
+                && is_active(instance, &ledger)
+        })
+        .count();
+    u32::try_from(running).unwrap_or(u32::MAX)
+}
+
 /// Whether an instance in `state` counts toward its group's scale.
 pub(crate) fn is_active_state(state: InstanceState) -> bool {
     matches!(

@@ -14,6 +14,7 @@ mod agent;
 mod apps;
 pub(crate) mod args;
 mod controller;
+mod follow;
 mod generate;
 mod hook_tools;
 mod hooks;
@@ -32,6 +33,7 @@ mod specs;
 mod status;
 mod up;
 mod usage;
+mod wait;
 
 use std::process::ExitCode;
 
@@ -133,8 +135,8 @@ enum RegistryCommand {
     Notifications(notifications::NotificationsArgs),
     /// Stream registry events.
     Watch(observed::WatchArgs),
-    /// Desired vs active per (app, rev, proc), unplaceable work, hosts alive, leader.
-    Status,
+    /// Desired vs active and running per (app, rev, proc), unplaceable work, hosts alive, leader.
+    Status(status::StatusArgs),
     /// Show what applying spec files would change (exit 1 if anything).
     Diff(specs::DiffArgs),
     /// Write spec files: each app's changes in one transaction against what was read.
@@ -298,6 +300,26 @@ pub enum CliError {
         #[source]
         source: std::io::Error,
     },
+    /// `--wait` saw what was asked for become unreachable.
+    #[error("{why}")]
+    WaitFailed {
+        /// What went wrong, e.g. a rollout rolled back and why.
+        why: String,
+    },
+    /// `--wait` ran out of time.
+    #[error("timed out after {waited} waiting; still missing: {missing}")]
+    WaitTimedOut {
+        /// The timeout, e.g. `5m`.
+        waited: String,
+        /// What the registry did not show yet.
+        missing: String,
+    },
+    /// `--wait` was interrupted (SIGINT, SIGTERM) or lost the registry's changes.
+    #[error("stopped waiting; still missing: {missing}")]
+    WaitStopped {
+        /// What the registry did not show yet.
+        missing: String,
+    },
     /// A followed rollout ended rolled back or paused.
     #[error("the rollout of app {app} to {revision} is {phase}: {reason}")]
     RolloutFailed {
@@ -369,7 +391,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             notifications::notifications(&visor, args, &out).await
         }
         RegistryCommand::Watch(args) => observed::watch(&visor, args, &out).await,
-        RegistryCommand::Status => status::run(&visor, &out).await,
+        RegistryCommand::Status(args) => status::run(&visor, args, &out).await,
         RegistryCommand::Diff(args) => specs::diff(&visor, &specs, &args, &out).await,
         RegistryCommand::Apply(args) => specs::apply(&visor, &specs, &args, &out).await,
         RegistryCommand::Get(command) => specs::get(&visor, command, &out).await,

@@ -6,7 +6,8 @@ use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use serde::Serialize;
 use visor_controllers::{
-    Limits, Name, ProcService, ProcType, Readiness, ReadinessCheck, RestartPolicy, Revision,
+    GroupKey, Limits, Name, ProcService, ProcType, Readiness, ReadinessCheck, RestartPolicy,
+    Revision, WaitGoal,
 };
 
 use super::CliError;
@@ -165,6 +166,8 @@ pub struct ScaleArgs {
     /// `PROC=N` assignments; none shows the current factors.
     #[arg(value_name = "PROC=N", value_parser = args::scale)]
     assignments: Vec<(Name, u32)>,
+    #[command(flatten)]
+    wait: super::wait::WaitArgs,
 }
 
 impl ScaleArgs {
@@ -381,23 +384,25 @@ pub async fn rev(visor: &Visor, command: RevCommand, out: &Output) -> Result<(),
 
 pub async fn scale(visor: &Visor, args: ScaleArgs, out: &Output) -> Result<(), CliError> {
     let ScaleArgs {
-        app,
-        rev,
+        app: app_name,
+        rev: rev_name,
         assignments,
+        wait,
     } = args;
+    let (app, rev) = (&app_name, &rev_name);
     let (app, rev) = (app.as_str(), rev.as_str());
-    let mut rows = Vec::new();
+    let mut rows: Vec<ScaleRow> = Vec::new();
+    // What `--wait` waits for: what is set, or with nothing set, what is shown.
+    let mut procs: Vec<Name> = assignments.iter().map(|(proc, _)| proc.clone()).collect();
     if assignments.is_empty() {
         // Showing a revision's factors: the revision must exist, or a typo would show nothing.
         visor.rev(app, rev).await?;
         let factors = visor.scales(Some(app)).await?;
-        rows.extend(
-            factors
-                .items
-                .into_iter()
-                .map(|s| scale_row(s.value))
-                .filter(|s| s.rev == rev),
-        );
+        for factor in factors.items.into_iter().filter(|s| s.value.rev == rev) {
+            // Listed under the revision's keys, so a valid name; a stray key is only shown.
+            procs.extend(Name::parse("proc", &factor.value.proc).ok());
+            rows.push(scale_row(factor.value));
+        }
     }
     let factors: Vec<(&str, u32)> = assignments.iter().map(|(p, n)| (p.as_str(), *n)).collect();
     if !factors.is_empty() {
@@ -415,5 +420,13 @@ pub async fn scale(visor: &Visor, args: ScaleArgs, out: &Output) -> Result<(), C
         );
     }
     out.list(&rows)?;
-    Ok(())
+    let groups = procs
+        .into_iter()
+        .map(|proc| GroupKey {
+            app: app_name.clone(),
+            rev: rev_name.clone(),
+            proc,
+        })
+        .collect();
+    wait.wait_for(visor, &[WaitGoal::Groups(groups)]).await
 }

@@ -8,12 +8,12 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
-use futures::StreamExt;
 use serde::Serialize;
 use visor_controllers::{InstanceState, Name, RolloutPhase};
 
 use super::CliError;
 use super::args;
+use super::follow::{Change, Changes};
 use super::output::{Output, Row, age, cell, timestamp};
 use crate::registry::{InstanceFilter, Visor};
 
@@ -91,17 +91,12 @@ async fn status(visor: &Visor, args: StatusArgs, out: &Output) -> Result<(), Cli
     }
     out.header::<RolloutRow>()?;
     out.line(&row)?;
-    let mut shutdown = crate::shutdown::Shutdown::install().map_err(CliError::Signals)?;
-    let mut events = visor.watch_events(revision + 1).await?;
+    let mut changes = Changes::after(visor, revision).await?;
     let mut last = row;
     let mut phase = phase;
     while !ended(phase) {
-        tokio::select! {
-            next = events.next() => match next {
-                Some(event) => drop(event?),
-                None => break,
-            },
-            _ = shutdown.requested() => return Ok(()),
+        if changes.next(None).await? != Change::Changed {
+            return Ok(());
         }
         let (row, now, _) = look(visor, &args.app).await?;
         phase = now;

@@ -11,7 +11,7 @@ use std::io::IsTerminal;
 use clap::{Args, Subcommand};
 use serde::Serialize;
 use serde_json::Value;
-use visor_controllers::{AppSpec, Change, FieldChange, Name};
+use visor_controllers::{AppSpec, Change, Deployed, FieldChange, Name, WaitGoal};
 
 use super::CliError;
 use super::args;
@@ -43,8 +43,10 @@ pub struct ApplyArgs {
     #[command(flatten)]
     pub specs: SpecFiles,
     /// Show what would change and write nothing (as `visor diff`).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "wait")]
     pub dry_run: bool,
+    #[command(flatten)]
+    pub wait: super::wait::WaitArgs,
 }
 
 /// `visor get`.
@@ -108,6 +110,7 @@ pub async fn apply(
     args: &ApplyArgs,
     out: &Output,
 ) -> Result<(), CliError> {
+    let mut goals = Vec::new();
     for spec in specs {
         let state = visor.app_state(spec.name.as_str()).await?;
         if args.dry_run {
@@ -115,6 +118,13 @@ pub async fn apply(
             continue;
         }
         let applied = visor.apply_spec(spec, &state, args.specs.prune).await?;
+        goals.push(WaitGoal::App {
+            app: spec.name.clone(),
+            current: spec.current.clone().map(|revision| Deployed {
+                revision,
+                scale: spec.scale.clone(),
+            }),
+        });
         print_changes(&state, &applied.changes, out)?;
         if !out.is_structured() {
             match applied.revision {
@@ -127,7 +137,7 @@ pub async fn apply(
             }
         }
     }
-    Ok(())
+    args.wait.wait_for(visor, &goals).await
 }
 
 /// `visor get`.

@@ -1,14 +1,33 @@
-//! `visor status`: desired against active per (app, rev, proc), unplaceable
-//! work, live hosts and the current leader.
+//! `visor status [-w]`: desired against active and running per (app, rev,
+//! proc), unplaceable work, live hosts and the current leader; with `-w`,
+//! again whenever it changes, until SIGINT or SIGTERM.
+
+use clap::Args;
 
 use super::CliError;
+use super::follow::{Change, Changes};
 use super::output::{Output, Row};
-use crate::controller::{self, GroupStatus};
+use crate::controller::{self, GroupStatus, Status};
 use crate::registry::Visor;
 
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Follow it: print it again whenever it changes (a JSON object per
+    /// line with `-o json`), until Ctrl-C.
+    #[arg(short = 'w', long)]
+    watch: bool,
+}
+
 impl Row for GroupStatus {
-    const HEADERS: &'static [&'static str] =
-        &["app", "rev", "proc", "desired", "active", "unplaceable"];
+    const HEADERS: &'static [&'static str] = &[
+        "app",
+        "rev",
+        "proc",
+        "desired",
+        "active",
+        "running",
+        "unplaceable",
+    ];
     fn cells(&self) -> Vec<String> {
         vec![
             self.app.clone(),
@@ -16,15 +35,41 @@ impl Row for GroupStatus {
             self.proc.clone(),
             self.desired.to_string(),
             self.active.to_string(),
+            self.running.to_string(),
             self.unplaceable.to_string(),
         ]
     }
 }
 
-pub async fn run(visor: &Visor, out: &Output) -> Result<(), CliError> {
-    let status = controller::status(visor).await?;
+pub async fn run(visor: &Visor, args: StatusArgs, out: &Output) -> Result<(), CliError> {
+    let mut status = controller::status(visor).await?;
+    print(&status, out)?;
+    if !args.watch {
+        return Ok(());
+    }
+    let mut changes = Changes::after(visor, status.read_at).await?;
+    while changes.next(None).await? == Change::Changed {
+        let now = controller::status(visor).await?;
+        // A change elsewhere in the registry (a hook, a setting) shows nothing new.
+        if !same(&now, &status) {
+            if !out.is_structured() {
+                out.text("")?;
+            }
+            print(&now, out)?;
+        }
+        status = now;
+    }
+    Ok(())
+}
+
+/// Whether `a` and `b` print the same.
+fn same(a: &Status, b: &Status) -> bool {
+    (&a.groups, a.hosts_alive, &a.leader) == (&b.groups, b.hosts_alive, &b.leader)
+}
+
+fn print(status: &Status, out: &Output) -> Result<(), CliError> {
     if out.is_structured() {
-        out.json(&status)?;
+        out.json(status)?;
         return Ok(());
     }
     out.list(&status.groups)?;

@@ -3,7 +3,7 @@
 //! with the same pure planner the controller uses.
 
 use serde::Serialize;
-use visor_controllers::{active_count, plan_group};
+use visor_controllers::{GroupKey, active_count, plan_group, running_count};
 
 use super::snapshot::{self, Listings};
 use crate::registry::{Codec, Kind, Listing, Result, Visor};
@@ -12,6 +12,9 @@ use crate::runtime::election;
 /// One (app, rev, proc) group.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct GroupStatus {
+    /// The group, for what reads status rather than prints it.
+    #[serde(skip)]
+    pub key: GroupKey,
     /// App name.
     pub app: String,
     /// Revision name.
@@ -22,6 +25,9 @@ pub struct GroupStatus {
     pub desired: u32,
     /// Pending, claimed or running instances on live hosts.
     pub active: u32,
+    /// Running instances on live hosts (ready, where the proc type has a
+    /// readiness check).
+    pub running: u32,
     /// Instances that no live host can take right now.
     pub unplaceable: u32,
 }
@@ -35,6 +41,10 @@ pub struct Status {
     pub hosts_alive: usize,
     /// The leading controller's identity, if any.
     pub leader: Option<String>,
+    /// The registry revision its first read was at: a watch from the next
+    /// one misses no change since.
+    #[serde(skip)]
+    pub read_at: i64,
 }
 
 async fn all<T: Codec>(visor: &Visor, kind: Kind) -> Result<Listing<T>> {
@@ -47,8 +57,10 @@ async fn all<T: Codec>(visor: &Visor, kind: Kind) -> Result<Listing<T>> {
 /// Reads the registry and computes the status.
 pub async fn status(visor: &Visor) -> Result<Status> {
     let keys = visor.registry().keys().clone();
+    let apps = all(visor, Kind::App).await?;
+    let read_at = apps.revision;
     let listings = Listings {
-        apps: all(visor, Kind::App).await?.items,
+        apps: apps.items,
         procs: all(visor, Kind::Proc).await?.items,
         revs: all(visor, Kind::Rev).await?.items,
         scales: all(visor, Kind::Scale).await?.items,
@@ -68,11 +80,13 @@ pub async fn status(visor: &Visor) -> Result<Status> {
                 .map(|u| u.count)
                 .sum();
             GroupStatus {
+                key: group.clone(),
                 app: group.app.to_string(),
                 rev: group.rev.to_string(),
                 proc: group.proc.to_string(),
                 desired: snapshot.desired.get(&group).map_or(0, |d| d.replicas),
                 active: active_count(&group, &snapshot),
+                running: running_count(&group, &snapshot),
                 unplaceable,
             }
         })
@@ -82,5 +96,6 @@ pub async fn status(visor: &Visor) -> Result<Status> {
         groups,
         hosts_alive,
         leader,
+        read_at,
     })
 }

@@ -13,5 +13,6 @@ mod relations;
 mod scale;
 mod services;
 mod specs;
+mod status;
 mod up;
 mod watch;

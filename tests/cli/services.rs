@@ -8,19 +8,16 @@
 //! code and writes nothing.
 
 use std::collections::BTreeMap;
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader, Lines};
-use tokio::process::{ChildStdout, Command};
 use visor::discovery::{self, RegisterRequest, Registration};
 use visor::model::{Name, NotificationKind};
 use visor::registry::{Posting, PostingSubject};
 
 use visor_testkit::cli::{
-    self, CLOSED_PORT, Cli, INHERITED_VARS, LIMIT, REMOVED_FIELDS, REMOVED_HEADER, assert_fields,
-    column, rows, take_time, visor,
+    self, CLOSED_PORT, Cli, Follower, LIMIT, REMOVED_FIELDS, REMOVED_HEADER, assert_fields, column,
+    rows, take_time, visor,
 };
 use visor_testkit::fixtures::raw_revision;
 use visor_testkit::{TestRegistry, within};
@@ -94,8 +91,6 @@ const NOTIFICATION_HEADER: &[&str] = &[
     "REASON",
     "DETECTED AT",
 ];
-/// Bound on waiting for one line of `notifications --follow`.
-const LINE_WAIT: Duration = Duration::from_secs(15);
 
 fn name(value: &str) -> Name {
     Name::parse("test", value).expect("test names are valid")
@@ -539,76 +534,13 @@ async fn notifications_list_in_sequence_order_and_since_skips_the_older_ones() {
     .await;
 }
 
-/// `visor notifications --follow` as a child process whose stdout is read line by line.
-struct Follower {
-    child: tokio::process::Child,
-    lines: Lines<BufReader<ChildStdout>>,
-}
-
-impl Follower {
-    fn spawn(t: &TestRegistry, args: &[&str]) -> Self {
-        let endpoint = t.server.endpoint();
-        let mut command = Command::new(assert_cmd::cargo::cargo_bin("visor"));
-        for var in INHERITED_VARS {
-            command.env_remove(var);
-        }
-        let mut child = command
-            .args(["--endpoints", &endpoint])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn visor notifications --follow");
-        let stdout = child.stdout.take().expect("stdout");
-        Self {
-            child,
-            lines: BufReader::new(stdout).lines(),
-        }
-    }
-
-    async fn line(&mut self, what: &str) -> String {
-        let read = within(LINE_WAIT, what, self.lines.next_line()).await;
-        read.expect("read visor's stdout")
-            .unwrap_or_else(|| panic!("visor exited before printing {what}"))
-    }
-
-    async fn seq(&mut self, what: &str) -> i64 {
-        let line = self.line(what).await;
-        let value: Value = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("{line:?} is not one JSON object ({e})"));
-        assert_fields(&value, NOTIFICATION_FIELDS);
-        value["seq"].as_i64().expect("seq")
-    }
-
-    /// Sends SIGTERM; asserts a clean exit, a quiet stderr, and nothing more printed.
-    async fn terminate(mut self) {
-        let pid = self.child.id().expect("still running");
-        let sent = std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .expect("send SIGTERM");
-        assert!(sent.success(), "kill -TERM");
-        let rest = within(LINE_WAIT, "visor exits on SIGTERM", self.lines.next_line())
-            .await
-            .expect("read stdout");
-        assert_eq!(rest, None, "nothing printed after the last notification");
-        let output = within(
-            LINE_WAIT,
-            "visor exits on SIGTERM",
-            self.child.wait_with_output(),
-        )
-        .await
-        .expect("wait for visor");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(
-            output.status.success(),
-            "exits 0 on SIGTERM: {:?} {stderr}",
-            output.status
-        );
-        assert_eq!(stderr, "", "a quiet stderr");
-    }
+/// The `seq` of the next notification `follower` prints as JSON.
+async fn seq(follower: &mut Follower, what: &str) -> i64 {
+    let line = follower.line(what).await;
+    let value: Value = serde_json::from_str(&line)
+        .unwrap_or_else(|e| panic!("{line:?} is not one JSON object ({e})"));
+    assert_fields(&value, NOTIFICATION_FIELDS);
+    value["seq"].as_i64().expect("seq")
 }
 
 #[tokio::test]
@@ -625,19 +557,23 @@ async fn notifications_follow_prints_new_ones_as_they_are_posted_until_sigterm()
             );
             // Its listing comes first; what is posted after it was read, it watches for.
             assert_eq!(
-                follower
-                    .seq("the retained notification after --since")
-                    .await,
+                seq(&mut follower, "the retained notification after --since").await,
                 2
             );
             post(&t, &[degraded("db")]).await;
             assert_eq!(
-                follower.seq("a notification posted while following").await,
+                seq(&mut follower, "a notification posted while following").await,
                 3
             );
             post(&t, &[down("cache", "u3"), down("cache", "u4")]).await;
-            assert_eq!(follower.seq("the first of two posted at once").await, 4);
-            assert_eq!(follower.seq("the second of two posted at once").await, 5);
+            assert_eq!(
+                seq(&mut follower, "the first of two posted at once").await,
+                4
+            );
+            assert_eq!(
+                seq(&mut follower, "the second of two posted at once").await,
+                5
+            );
             follower.terminate().await;
         },
     )

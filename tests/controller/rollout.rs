@@ -464,3 +464,117 @@ async fn a_new_leader_finishes_a_rollout_the_old_one_began() {
     })
     .await;
 }
+
+/// Writes `spec` as a file `visor apply -f` reads.
+fn spec_file(dir: &tempfile::TempDir, spec: &AppSpec) -> String {
+    let path = dir.path().join(format!(
+        "web-{}.json",
+        spec.current.as_ref().map_or("none", |c| c.as_str())
+    ));
+    std::fs::write(&path, serde_json::to_vec(spec).expect("a spec serializes"))
+        .expect("write the spec");
+    path.display().to_string()
+}
+
+/// Its stderr's last line.
+fn last_line(run: &visor_testkit::cli::Run) -> &str {
+    run.stderr.lines().last().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn apply_wait_returns_once_the_rollout_is_complete_and_fails_naming_a_rollback() {
+    within(LIMIT, "visor apply --wait never returns", async {
+        let t = TestRegistry::start().await;
+        let _controller = ControllerProcess::start(&t, "c1");
+        let _hosts = hosts(&t).await;
+        let stop = CancellationToken::new();
+        let agents = tokio::spawn(simulated_agents(
+            t.connect_again().await,
+            Some("v3"),
+            stop.clone(),
+        ));
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cli = Cli::new(&t);
+
+        let v2 = spec_file(&dir, &spec_with("v2", 4, 1, 0, 2));
+        let applied = cli.run(&format!("apply -f {v2} --wait --timeout 60s")).await;
+        assert_eq!(applied.code, Some(0), "{}", applied.context());
+        // When it returns, the registry shows what was asked for: no later look needed.
+        let rollout = t.visor.rollout_status("web").await.expect("a rollout").value;
+        assert_eq!((rollout.revision.as_str(), rollout.phase), ("v2", RolloutPhase::Complete));
+        assert_eq!(running(&t).await, BTreeMap::from([("v2".to_owned(), 4)]));
+        assert!(applied.stdout.contains("change(s) applied"), "{}", applied.context());
+        // Progress went to stderr, plain lines since it is not a terminal.
+        assert!(
+            applied.stderr.lines().all(|l| l.starts_with("waiting: ") || l == "done: 4/4 running"),
+            "{}",
+            applied.context()
+        );
+        assert_eq!(last_line(&applied), "done: 4/4 running");
+
+        // Applying it again changes nothing and is done at once.
+        let again = cli.run(&format!("apply -f {v2} --wait")).await;
+        assert_eq!(again.code, Some(0), "{}", again.context());
+        assert_eq!(again.stderr, "done: 4/4 running\n", "{}", again.context());
+
+        let v3 = spec_file(&dir, &spec_with("v3", 4, 1, 0, 2));
+        let failed = cli.run(&format!("apply -f {v3} --wait --timeout 60s")).await;
+        assert_eq!(failed.code, Some(1), "{}", failed.context());
+        assert_eq!(
+            last_line(&failed),
+            "error: web: the rollout to v3 is rolled-back: revision v3 did not become ready within 2s",
+            "{}",
+            failed.context()
+        );
+        assert_eq!(running(&t).await, BTreeMap::from([("v2".to_owned(), 4)]));
+
+        stop.cancel();
+        agents.await.expect("the simulated agents");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn scale_wait_returns_once_the_instances_run_and_times_out_naming_what_is_missing() {
+    within(LIMIT, "visor scale --wait never returns", async {
+        let t = TestRegistry::start().await;
+        let _controller = ControllerProcess::start(&t, "c1");
+        fixtures::seed(&t, "web", "v1", "http").await;
+        let cli = Cli::new(&t);
+
+        // No host: nothing can run, and the timeout says so.
+        let stuck = cli.run("scale web v1 http=3 --wait --timeout 2s").await;
+        assert_eq!(stuck.code, Some(1), "{}", stuck.context());
+        assert_eq!(
+            last_line(&stuck),
+            "error: timed out after 2s waiting; still missing: web v1/http: 0 of 3 running, 3 unplaceable",
+            "{}",
+            stuck.context()
+        );
+        // The factor was written all the same: waiting is after writing.
+        assert_eq!(t.visor.scale("web", "v1", "http").await.expect("scale").value.replicas, 3);
+
+        let _hosts = hosts(&t).await;
+        let stop = CancellationToken::new();
+        let agents = tokio::spawn(simulated_agents(t.connect_again().await, None, stop.clone()));
+        let waited = cli.run("-o json scale web v1 http=3 --wait --timeout 60s").await;
+        assert_eq!(waited.code, Some(0), "{}", waited.context());
+        assert_eq!(running(&t).await, BTreeMap::from([("v1".to_owned(), 3)]));
+        // Stdout stays the command's own output; progress is on stderr.
+        let printed: serde_json::Value =
+            serde_json::from_str(&waited.stdout).expect("stdout is JSON");
+        assert_eq!(
+            printed,
+            json!([{"app": "web", "rev": "v1", "proc": "http", "replicas": 3}])
+        );
+        assert_eq!(last_line(&waited), "done: 3/3 running");
+
+        // --timeout without --wait is a usage error, found before anything is written.
+        cli.run("scale web v1 http=5 --timeout 2s").await.usage_error("--wait");
+        assert_eq!(t.visor.scale("web", "v1", "http").await.expect("scale").value.replicas, 3);
+
+        stop.cancel();
+        agents.await.expect("the simulated agents");
+    })
+    .await;
+}

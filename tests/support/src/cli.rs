@@ -390,3 +390,79 @@ pub const REV_FIELDS: &[&str] = &["app", "name", "archive_url", "created_at"];
 pub const REMOVED_FIELDS: &[&str] = &["removed", "revision"];
 /// The table header of what an unregistration reports.
 pub const REMOVED_HEADER: &[&str] = &["REMOVED", "REVISION"];
+
+// ---------------------------------------------------------------------------
+// Following: a long-running `visor` whose stdout is read line by line
+// ---------------------------------------------------------------------------
+
+/// Bound on waiting for one line of a [`Follower`], or for its exit.
+pub const LINE_WAIT: Duration = Duration::from_secs(15);
+
+/// A `visor` that follows the registry (`notifications --follow`,
+/// `status -w`), as a child process whose stdout is read line by line;
+/// killed if dropped.
+pub struct Follower {
+    child: tokio::process::Child,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+}
+
+impl Follower {
+    /// Starts `visor --endpoints <t> args...`.
+    pub fn spawn(t: &TestRegistry, args: &[&str]) -> Self {
+        use tokio::io::AsyncBufReadExt;
+        let endpoint = t.server.endpoint();
+        let mut command = tokio::process::Command::new(visor_binary());
+        for var in INHERITED_VARS {
+            command.env_remove(var);
+        }
+        let mut child = command
+            .args(["--endpoints", &endpoint])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn visor {args:?}: {e}"));
+        let stdout = child.stdout.take().expect("stdout is piped");
+        Self {
+            child,
+            lines: tokio::io::BufReader::new(stdout).lines(),
+        }
+    }
+
+    /// The next line it prints (`what`, for the failure message).
+    pub async fn line(&mut self, what: &str) -> String {
+        let read = crate::within(LINE_WAIT, what, self.lines.next_line()).await;
+        read.expect("read visor's stdout")
+            .unwrap_or_else(|| panic!("visor exited before printing {what}"))
+    }
+
+    /// Sends SIGTERM; asserts a clean exit, a quiet stderr, and nothing more printed.
+    pub async fn terminate(mut self) {
+        let pid = self.child.id().expect("still running");
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("send SIGTERM");
+        assert!(sent.success(), "kill -TERM");
+        let rest = crate::within(LINE_WAIT, "visor exits on SIGTERM", self.lines.next_line())
+            .await
+            .expect("read stdout");
+        assert_eq!(rest, None, "nothing printed after the last line read");
+        let output = crate::within(
+            LINE_WAIT,
+            "visor exits on SIGTERM",
+            self.child.wait_with_output(),
+        )
+        .await
+        .expect("wait for visor");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success(),
+            "exits 0 on SIGTERM: {:?} {stderr}",
+            output.status
+        );
+        assert_eq!(stderr, "", "a quiet stderr");
+    }
+}
