@@ -21,9 +21,13 @@
 //!    revision: what the rollout cost the registry, controller and agents
 //!    together.
 //! 3. **Raw**: the recorded writes replayed, one transaction per recorded
-//!    revision, in order, under a root of the same length (`/bench`):
-//!    the registry work the rollout needs without the decisions, round trips
-//!    and waiting between them. Deleted and compacted away afterwards.
+//!    revision, under a root of the same length (`/bench`): the registry
+//!    work the rollout needs without the decisions, round trips and waiting
+//!    between them. Once serially, in order (what one writer would take),
+//!    once with 64 transactions in flight (about the concurrency of the
+//!    agents and the controller together; issued in order, so they can
+//!    complete out of it: the cost of each write, not the final state, is
+//!    what is compared). Each copy is deleted afterwards.
 //!
 //! The run checks itself and fails loudly: the rollout must end complete
 //! with exactly N v2 instances running and no v1 one active, and the ready
@@ -40,6 +44,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use etcd_client::{Client, EventType, GetOptions, PutOptions, Txn, TxnOp, WatchOptions};
+use futures::StreamExt;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use visor::Visor;
@@ -59,6 +64,9 @@ const APP: &str = "big";
 /// Tickets one simulated agent works on at once (the real agent's slots run
 /// in parallel too).
 const AGENT_PARALLELISM: usize = 8;
+/// Transactions the parallel replay keeps outstanding: about as many as the
+/// simulated agents and the controller have in flight together.
+const REPLAY_IN_FLIGHT: usize = 64;
 
 struct Settings {
     registries: Vec<&'static str>,
@@ -111,7 +119,8 @@ impl Settings {
 struct Case {
     registry: &'static str,
     rollout: Duration,
-    raw: Duration,
+    raw_serial: Duration,
+    raw_parallel: Duration,
     revisions: usize,
     writes: usize,
     lowest_ready: usize,
@@ -358,28 +367,43 @@ async fn record(
     panic!("the root watch ended before the rollout was complete")
 }
 
-/// Replays `revisions` under [`RAW_ROOT`], one transaction each, in order.
-async fn replay(raw: &Client, root: &str, revisions: &[Vec<Write>]) -> Duration {
+/// Replays `revisions` under [`RAW_ROOT`], one transaction each, issued in
+/// order with `in_flight` outstanding at most.
+async fn replay(raw: &Client, root: &str, revisions: &[Vec<Write>], in_flight: usize) -> Duration {
     let moved = |key: &[u8]| {
         let mut raw_key = RAW_ROOT.as_bytes().to_vec();
         raw_key.extend_from_slice(&key[root.len()..]);
         raw_key
     };
-    let mut kv = raw.kv_client();
+    let txns: Vec<Txn> = revisions
+        .iter()
+        .map(|writes| {
+            let ops: Vec<TxnOp> = writes
+                .iter()
+                .map(|write| match write {
+                    Write::Put(key, value) => TxnOp::put(moved(key), value.clone(), None),
+                    Write::Delete(key) => TxnOp::delete(moved(key), None),
+                })
+                .collect();
+            Txn::new().and_then(ops)
+        })
+        .collect();
     let started = Instant::now();
-    for writes in revisions {
-        let ops: Vec<TxnOp> = writes
-            .iter()
-            .map(|write| match write {
-                Write::Put(key, value) => TxnOp::put(moved(key), value.clone(), None),
-                Write::Delete(key) => TxnOp::delete(moved(key), None),
-            })
-            .collect();
-        bounded("replay a revision", kv.txn(Txn::new().and_then(ops)))
-            .await
-            .expect("replay a revision");
-    }
-    started.elapsed()
+    futures::stream::iter(txns)
+        .map(|txn| {
+            let mut kv = raw.kv_client();
+            async move {
+                bounded("replay a revision", kv.txn(txn))
+                    .await
+                    .expect("replay a revision");
+            }
+        })
+        .buffer_unordered(in_flight)
+        .collect::<Vec<()>>()
+        .await;
+    let took = started.elapsed();
+    delete_prefix(raw, &format!("{RAW_ROOT}/")).await;
+    took
 }
 
 /// Waits until `what` holds, polling every 100 ms, at most `limit`.
@@ -512,13 +536,15 @@ async fn run_case(settings: &Settings, registry: &'static str, logs: &std::path:
         recording.highest_total
     );
 
-    let raw_took = replay(&raw, visor.registry().keys().root(), &recording.revisions).await;
-    delete_prefix(&raw, &format!("{RAW_ROOT}/")).await;
+    let root = visor.registry().keys().root();
+    let raw_serial = replay(&raw, root, &recording.revisions, 1).await;
+    let raw_parallel = replay(&raw, root, &recording.revisions, REPLAY_IN_FLIGHT).await;
     let writes = recording.revisions.iter().map(Vec::len).sum();
     Case {
         registry,
         rollout,
-        raw: raw_took,
+        raw_serial,
+        raw_parallel,
         revisions: recording.revisions.len(),
         writes,
         lowest_ready: recording.lowest_ready,
@@ -550,16 +576,18 @@ async fn main() {
     }
     println!();
     println!(
-        "| registry | rollout s | raw replay s | rollout ÷ raw | revisions | writes | lowest ready | highest total | controller CPU s | registry CPU s | leadership lost |"
+        "| registry | rollout s | raw serial s | raw {REPLAY_IN_FLIGHT} in flight s | rollout ÷ raw serial | rollout ÷ raw {REPLAY_IN_FLIGHT} in flight | revisions | writes | lowest ready | highest total | controller CPU s | registry CPU s | leadership lost |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for case in &cases {
         println!(
-            "| {} | {:.3} | {:.3} | {:.2} | {} | {} | {} | {} | {:.2} | {:.2} | {} |",
+            "| {} | {:.3} | {:.3} | {:.3} | {:.2} | {:.2} | {} | {} | {} | {} | {:.2} | {:.2} | {} |",
             case.registry,
             case.rollout.as_secs_f64(),
-            case.raw.as_secs_f64(),
-            case.rollout.as_secs_f64() / case.raw.as_secs_f64(),
+            case.raw_serial.as_secs_f64(),
+            case.raw_parallel.as_secs_f64(),
+            case.rollout.as_secs_f64() / case.raw_serial.as_secs_f64(),
+            case.rollout.as_secs_f64() / case.raw_parallel.as_secs_f64(),
             case.revisions,
             case.writes,
             case.lowest_ready,

@@ -113,7 +113,8 @@ pub enum WaitVerdict {
     Waiting,
     /// Everything asked for runs.
     Done,
-    /// It will not get there by itself: a rollout rolled back or paused.
+    /// It will not get there by itself: a rollout rolling back, rolled back
+    /// or paused.
     Failed(String),
 }
 
@@ -237,15 +238,21 @@ fn rollout_missing(app: &Name, current: &Name, rollout: Option<&RolloutStatus>) 
     };
     match rollout.phase {
         RolloutPhase::Complete => RolloutStand::Done,
-        RolloutPhase::Progressing | RolloutPhase::RollingBack => RolloutStand::Missing(format!(
-            "{app}: the rollout to {current} is {}",
-            rollout.phase.as_str()
-        )),
-        RolloutPhase::RolledBack | RolloutPhase::Paused => {
+        RolloutPhase::Progressing => {
+            RolloutStand::Missing(format!("{app}: the rollout to {current} is progressing"))
+        }
+        // Rolling back is already the failure: the deployed revision will
+        // not run. Rolling and rolled back read alike, so that what a wait
+        // says does not depend on which of the two it saw first.
+        RolloutPhase::RollingBack | RolloutPhase::RolledBack | RolloutPhase::Paused => {
             let reason = rollout.reason.as_deref().unwrap_or("no reason recorded");
+            let then = match (rollout.phase, &rollout.stable) {
+                (RolloutPhase::Paused, _) => "is paused".to_owned(),
+                (_, Some(stable)) => format!("rolls back to {stable}"),
+                (_, None) => "rolls back".to_owned(),
+            };
             RolloutStand::Failed(format!(
-                "{app}: the rollout to {current} is {}: {reason}",
-                rollout.phase.as_str()
+                "{app}: the rollout to {current} failed and {then}: {reason}"
             ))
         }
     }
@@ -286,7 +293,7 @@ mod tests {
             name("web"),
             RolloutStatus {
                 revision: name(revision),
-                stable: None,
+                stable: Some(name("v1")),
                 phase,
                 started_at,
                 reason: Some("v2 not ready within 30s".into()),
@@ -415,10 +422,20 @@ mod tests {
                 vec![],
             ),
             (
+                "rolling back",
+                rollout("v2", RolloutPhase::RollingBack),
+                WaitVerdict::Failed(
+                    "web: the rollout to v2 failed and rolls back to v1: v2 not ready within 30s"
+                        .into(),
+                ),
+                vec![],
+            ),
+            (
                 "rolled back",
                 rollout("v2", RolloutPhase::RolledBack),
                 WaitVerdict::Failed(
-                    "web: the rollout to v2 is rolled-back: v2 not ready within 30s".into(),
+                    "web: the rollout to v2 failed and rolls back to v1: v2 not ready within 30s"
+                        .into(),
                 ),
                 vec![],
             ),
@@ -426,7 +443,7 @@ mod tests {
                 "paused",
                 rollout("v2", RolloutPhase::Paused),
                 WaitVerdict::Failed(
-                    "web: the rollout to v2 is paused: v2 not ready within 30s".into(),
+                    "web: the rollout to v2 failed and is paused: v2 not ready within 30s".into(),
                 ),
                 vec![],
             ),

@@ -159,17 +159,53 @@ async fn claim(ctx: &Context, ticket: Versioned<Ticket>, read_ahead: bool) -> Op
 }
 
 /// Executes one instance's tickets in the order they come.
+///
+/// A start lasts until its instance runs, which includes its readiness
+/// check; a stop that comes meanwhile (a rollout giving up on a revision
+/// that never becomes ready) stops the instance at once, so that the start
+/// ends and the stop follows, rather than both waiting for the check to
+/// give up.
 async fn execute_queue(
     ctx: Arc<Context>,
     mut tickets: mpsc::UnboundedReceiver<Claimed>,
     permits: Arc<Semaphore>,
     done: mpsc::UnboundedSender<(String, Name)>,
 ) {
-    while let Some(claimed) = tickets.recv().await {
+    let mut next: Option<Claimed> = None;
+    let mut closed = false;
+    loop {
+        let claimed = match next.take() {
+            Some(claimed) => claimed,
+            None if closed => return,
+            None => match tickets.recv().await {
+                Some(claimed) => claimed,
+                None => return,
+            },
+        };
         let Ok(_permit) = permits.acquire().await else {
             return;
         };
-        let ticket = execute(&ctx, claimed).await;
+        let starting = (claimed.ticket.value.op == TicketOp::Start)
+            .then(|| claimed.ticket.value.instance.clone());
+        let executing = execute(&ctx, claimed);
+        tokio::pin!(executing);
+        let ticket = loop {
+            tokio::select! {
+                ticket = &mut executing => break ticket,
+                arrived = tickets.recv(), if next.is_none() && !closed => {
+                    let Some(arrived) = arrived else {
+                        closed = true;
+                        continue;
+                    };
+                    let stops = arrived.ticket.value.op == TicketOp::Stop;
+                    if let (true, Some(slot)) = (stops, starting.as_ref().and_then(|id| ctx.slot(id))) {
+                        // Not awaited here: the start ends as the slot stops.
+                        tokio::spawn(async move { slot.stop(StopReason::Ticket).await });
+                    }
+                    next = Some(arrived);
+                }
+            }
+        };
         let _ = done.send((ticket.key, ticket.value.instance));
     }
 }

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use rustix::process::{Pid, Signal};
-use visor::model::{InstanceState, NotificationKind, ProcService, RestartPolicy};
+use visor::model::{
+    InstanceState, NotificationKind, ProcService, Readiness, ReadinessCheck, RestartPolicy,
+};
 use visor::registry::EventKind;
 use visor_testkit::agent::AgentProcess;
 use visor_testkit::cli::visor_with_env;
@@ -373,4 +375,45 @@ async fn refused(t: &TestRegistry, data_dir: &str) -> String {
     ];
     let run = visor_with_env(args.iter().map(|a| (*a).to_owned()).collect(), QUIET).await;
     run.error(1)
+}
+
+#[tokio::test]
+async fn a_stop_does_not_wait_for_a_readiness_check_to_give_up() {
+    within(LIMIT, "an instance in its readiness check stops", async {
+        let t = TestRegistry::start().await;
+        let rev = revision_dir(&[("bin/web", "exec sleep 1000")]);
+        let _controller = ControllerProcess::start(&t, "c1");
+        let agent = AgentProcess::start(&t, "h1");
+        let mut spec = proc("./bin/web");
+        // Far longer than the test may take: the stop must not wait for it.
+        spec.readiness = Some(Readiness {
+            check: ReadinessCheck::Tcp,
+            timeout_secs: 3600,
+        });
+        deploy(&t, "web", &file_url(rev.path()), spec, 1).await;
+        let checking = eventually(
+            SETTLE,
+            "the instance runs its process, not yet ready",
+            || async {
+                let instances = instances_of(&t, "web").await;
+                let claimed = instances
+                    .first()
+                    .filter(|i| i.value.state == InstanceState::Claimed)?;
+                (agent.workloads().len() == 1).then(|| claimed.name().to_owned())
+            },
+        )
+        .await;
+
+        t.visor
+            .set_scales("web", "v1", &[("web", 0)])
+            .await
+            .expect("scale to 0");
+        let stopped = in_state(&t, &checking, InstanceState::Exited).await;
+        assert_eq!(stopped.reason.as_deref(), Some("stopped"), "{stopped:?}");
+        eventually(SETTLE, "no process is left", || async {
+            agent.supervisors().is_empty().then_some(())
+        })
+        .await;
+    })
+    .await;
 }

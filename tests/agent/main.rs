@@ -11,4 +11,5 @@ mod lifecycle;
 mod lost_lease;
 mod quick_start;
 mod reattach;
+mod rollout;
 mod support;

@@ -9,16 +9,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use etcd_client::{EventType, WatchOptions};
 use tokio_util::sync::CancellationToken;
-use visor::model::{
-    AppSpec, Instance, InstanceState, Name, NotificationKind, RolloutPhase, TicketOp,
-};
-use visor::registry::{Kind, Visor};
+use visor::model::{AppSpec, InstanceState, Name, NotificationKind, RolloutPhase, TicketOp};
+use visor::registry::Visor;
 
 use serde_json::json;
 use visor_testkit::cli::Cli;
-use visor_testkit::controller::ControllerProcess;
+use visor_testkit::controller::{ControllerProcess, sample_instances};
 use visor_testkit::{TestRegistry, eventually, fixtures, within};
 
 const LIMIT: Duration = Duration::from_secs(90);
@@ -102,64 +99,6 @@ async fn simulated_agents(t: Visor, never_ready: Option<&'static str>, stop: Can
     }
 }
 
-/// The lowest ready count and the highest instance count seen, event by
-/// event, on a watch of every instance from `revision` on, until `stop`.
-async fn sample(t: Visor, revision: i64, stop: CancellationToken) -> (usize, usize) {
-    let prefix = t.registry().keys().kind_prefix(Kind::Instance);
-    let mut watcher = t.registry().etcd();
-    let mut stream = watcher
-        .watch(
-            prefix.as_str(),
-            Some(
-                WatchOptions::new()
-                    .with_prefix()
-                    .with_start_revision(revision + 1),
-            ),
-        )
-        .await
-        .expect("watch the instances");
-    let mut states: BTreeMap<Vec<u8>, InstanceState> = BTreeMap::new();
-    let listed = t
-        .instances(&Default::default())
-        .await
-        .expect("list instances");
-    for instance in listed.items {
-        states.insert(instance.key.clone().into_bytes(), instance.value.state);
-    }
-    let ready = |s: &BTreeMap<Vec<u8>, InstanceState>| {
-        s.values()
-            .filter(|st| **st == InstanceState::Running)
-            .count()
-    };
-    let total =
-        |s: &BTreeMap<Vec<u8>, InstanceState>| s.values().filter(|st| !st.is_terminal()).count();
-    let (mut lowest, mut highest) = (ready(&states), total(&states));
-    loop {
-        let message = tokio::select! {
-            () = stop.cancelled() => return (lowest, highest),
-            message = stream.message() => message,
-        };
-        let Some(response) = message.expect("the watch") else {
-            return (lowest, highest);
-        };
-        for event in response.events() {
-            let Some(kv) = event.kv() else { continue };
-            match event.event_type() {
-                EventType::Delete => {
-                    states.remove(kv.key());
-                }
-                EventType::Put => {
-                    let instance: Instance =
-                        serde_json::from_slice(kv.value()).expect("an instance");
-                    states.insert(kv.key().to_vec(), instance.state);
-                }
-            }
-        }
-        lowest = lowest.min(ready(&states));
-        highest = highest.max(total(&states));
-    }
-}
-
 /// Running instances of each revision.
 async fn running(t: &TestRegistry) -> BTreeMap<String, usize> {
     let mut counts = BTreeMap::new();
@@ -206,7 +145,11 @@ async fn a_change_of_revision_rolls_within_surge_and_unavailability() {
             .header()
             .map_or(0, |h| h.revision());
         let sampling = CancellationToken::new();
-        let sampler = tokio::spawn(sample(t.connect_again().await, at, sampling.clone()));
+        let sampler = tokio::spawn(sample_instances(
+            t.connect_again().await,
+            at,
+            sampling.clone(),
+        ));
         apply(&t, &spec("v2", 10, 2, 0)).await;
         eventually(
             CONVERGE,
@@ -278,7 +221,7 @@ async fn a_revision_that_never_becomes_ready_is_rolled_back() {
 
         let at = registry_revision(&t).await;
         let sampling = CancellationToken::new();
-        let sampler = tokio::spawn(sample(t.connect_again().await, at, sampling.clone()));
+        let sampler = tokio::spawn(sample_instances(t.connect_again().await, at, sampling.clone()));
         apply(&t, &spec_with("v3", 4, 1, 0, 2)).await;
         let back = eventually(
             CONVERGE,
@@ -387,7 +330,11 @@ async fn a_new_leader_finishes_a_rollout_the_old_one_began() {
         agents.await.expect("the simulated agents");
         let at = registry_revision(&t).await;
         let sampling = CancellationToken::new();
-        let sampler = tokio::spawn(sample(t.connect_again().await, at, sampling.clone()));
+        let sampler = tokio::spawn(sample_instances(
+            t.connect_again().await,
+            at,
+            sampling.clone(),
+        ));
         apply(&t, &spec("v2", 6, 1, 0)).await;
         eventually(CONVERGE, "the first step is taken", || async {
             let status = t.visor.rollout_status("web").await.ok()?.value;
@@ -522,7 +469,7 @@ async fn apply_wait_returns_once_the_rollout_is_complete_and_fails_naming_a_roll
         assert_eq!(failed.code, Some(1), "{}", failed.context());
         assert_eq!(
             last_line(&failed),
-            "error: web: the rollout to v3 is rolled-back: revision v3 did not become ready within 2s",
+            "error: web: the rollout to v3 failed and rolls back to v2: revision v3 did not become ready within 2s",
             "{}",
             failed.context()
         );

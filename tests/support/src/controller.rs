@@ -335,3 +335,73 @@ pub fn admin_get(port: u16, path: &str) -> Option<(String, String)> {
     let (head, body) = response.split_once("\r\n\r\n")?;
     Some((head.lines().next()?.to_owned(), body.to_owned()))
 }
+
+/// The lowest ready count and the highest instance count seen, event by
+/// event, on a watch of every instance from `revision` on, until `stop`.
+///
+/// Ready is running (the agents start an instance's readiness check before
+/// they call it running); an instance counts until it is terminal.
+pub async fn sample_instances(
+    t: visor::Visor,
+    revision: i64,
+    stop: tokio_util::sync::CancellationToken,
+) -> (usize, usize) {
+    use etcd_client::{EventType, WatchOptions};
+    use std::collections::BTreeMap;
+    let prefix = t
+        .registry()
+        .keys()
+        .kind_prefix(visor::registry::Kind::Instance);
+    let mut watcher = t.registry().etcd();
+    let mut stream = watcher
+        .watch(
+            prefix.as_str(),
+            Some(
+                WatchOptions::new()
+                    .with_prefix()
+                    .with_start_revision(revision + 1),
+            ),
+        )
+        .await
+        .expect("watch the instances");
+    let mut states: BTreeMap<Vec<u8>, InstanceState> = BTreeMap::new();
+    let listed = t
+        .instances(&Default::default())
+        .await
+        .expect("list instances");
+    for instance in listed.items {
+        states.insert(instance.key.clone().into_bytes(), instance.value.state);
+    }
+    let ready = |s: &BTreeMap<Vec<u8>, InstanceState>| {
+        s.values()
+            .filter(|st| **st == InstanceState::Running)
+            .count()
+    };
+    let total =
+        |s: &BTreeMap<Vec<u8>, InstanceState>| s.values().filter(|st| !st.is_terminal()).count();
+    let (mut lowest, mut highest) = (ready(&states), total(&states));
+    loop {
+        let message = tokio::select! {
+            () = stop.cancelled() => return (lowest, highest),
+            message = stream.message() => message,
+        };
+        let Some(response) = message.expect("the watch") else {
+            return (lowest, highest);
+        };
+        for event in response.events() {
+            let Some(kv) = event.kv() else { continue };
+            match event.event_type() {
+                EventType::Delete => {
+                    states.remove(kv.key());
+                }
+                EventType::Put => {
+                    let instance: Instance =
+                        serde_json::from_slice(kv.value()).expect("an instance");
+                    states.insert(kv.key().to_vec(), instance.state);
+                }
+            }
+        }
+        lowest = lowest.min(ready(&states));
+        highest = highest.max(total(&states));
+    }
+}
