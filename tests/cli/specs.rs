@@ -283,7 +283,7 @@ async fn bad_specs_are_refused_naming_file_line_and_field_before_anything_is_wri
             (
                 "negative.yaml",
                 HELLO.replace("  web: 2", "  web: -2"),
-                ":21:8: scale.web: invalid u32",
+                ":21:8: scale.web: a number of instances cannot be negative (-2)",
             ),
             (
                 "command.yaml",

@@ -57,7 +57,11 @@ pub struct AppSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current: Option<Name>,
     /// How many instances of each proc type the current revision runs.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "instance_counts"
+    )]
     pub scale: BTreeMap<Name, u32>,
     /// How a change of the current revision rolls out.
     #[serde(default, skip_serializing_if = "RolloutSpec::is_default")]
@@ -373,3 +377,51 @@ pub fn parse_endpoint(text: &str) -> Result<(Name, Option<Name>), String> {
 
 #[cfg(test)]
 mod tests;
+
+/// `scale`'s values: counts of instances, refused with what was given
+/// (`-1`, `2.5`, `"three"`) rather than as an `invalid u32`.
+fn instance_counts<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<Name, u32>, D::Error> {
+    struct Count(u32);
+
+    impl<'de> Deserialize<'de> for Count {
+        fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            deserializer.deserialize_any(CountVisitor).map(Count)
+        }
+    }
+
+    struct CountVisitor;
+
+    impl serde::de::Visitor<'_> for CountVisitor {
+        type Value = u32;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(
+                f,
+                "a number of instances: a whole number from 0 to {}",
+                u32::MAX
+            )
+        }
+
+        fn visit_u64<E: serde::de::Error>(self, count: u64) -> Result<u32, E> {
+            u32::try_from(count)
+                .map_err(|_| E::custom(format_args!("{count} instances is more than {}", u32::MAX)))
+        }
+
+        fn visit_i64<E: serde::de::Error>(self, count: i64) -> Result<u32, E> {
+            match u64::try_from(count) {
+                Ok(count) => self.visit_u64(count),
+                Err(_) => Err(E::custom(format_args!(
+                    "a number of instances cannot be negative ({count})"
+                ))),
+            }
+        }
+    }
+
+    let counts: BTreeMap<Name, Count> = BTreeMap::deserialize(deserializer)?;
+    Ok(counts
+        .into_iter()
+        .map(|(proc, Count(count))| (proc, count))
+        .collect())
+}

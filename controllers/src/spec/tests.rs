@@ -49,7 +49,22 @@ fn what_serde_refuses_is_named() {
         (
             "a negative scale",
             with(|s| s["scale"]["web"] = json!(-1)),
-            "invalid value: integer `-1`",
+            "a number of instances cannot be negative (-1)",
+        ),
+        (
+            "a fractional scale",
+            with(|s| s["scale"]["web"] = json!(2.5)),
+            "invalid type: floating point `2.5`, expected a number of instances",
+        ),
+        (
+            "a scale in words",
+            with(|s| s["scale"]["web"] = json!("three")),
+            "invalid type: string \"three\", expected a number of instances",
+        ),
+        (
+            "a scale beyond 32 bits",
+            with(|s| s["scale"]["web"] = json!(4_294_967_296_u64)),
+            "4294967296 instances is more than 4294967295",
         ),
         (
             "a proc without a command",
