@@ -51,10 +51,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp};
+use etcd_client::{Client, Compare, CompareOp, Txn, TxnOp};
 use visor::Visor;
-use visor::model::{App, Host, Instance, Limits, Name, ProcType, Revision, Ticket, TicketOp};
-use visor::registry::{Lease, LocalRegistry, LocalRegistryOptions, LocalServer, RegistryConfig};
+use visor::model::{App, Instance, Limits, Name, ProcType, Revision, Ticket, TicketOp};
+use visor::registry::{LocalRegistry, LocalRegistryOptions, RegistryConfig};
 
 use visor_testkit::controller::LoggedController;
 use visor_testkit::fixtures::name;
@@ -127,20 +127,7 @@ impl Settings {
                     .collect()
             },
         );
-        let registries = var("VISOR_BENCH_REGISTRIES").map_or_else(
-            || vec!["etcd", "embedded"],
-            |v| {
-                v.split(',')
-                    .map(|name| match name.trim() {
-                        "etcd" => "etcd",
-                        "embedded" => "embedded",
-                        other => panic!(
-                            "VISOR_BENCH_REGISTRIES={v:?}: {other:?} is not etcd or embedded"
-                        ),
-                    })
-                    .collect()
-            },
-        );
+        let registries = visor_testkit::bench::registries_from_env();
         Self {
             scales,
             registries,
@@ -158,45 +145,6 @@ impl Settings {
 
 // ---------------------------------------------------------------------------
 // Registry set-up and raw etcd helpers.
-
-/// Writes `count` hosts bound to one shared lease, kept alive while it lives.
-async fn register_hosts(visor: &Visor, count: usize) -> (Lease, Vec<Name>) {
-    let lease = bounded(
-        "grant the hosts' lease",
-        Lease::grant(visor.registry(), Duration::from_secs(60)),
-    )
-    .await
-    .expect("grant the hosts' lease");
-    let hosts: Vec<Name> = (0..count).map(|i| name(&format!("host-{i:04}"))).collect();
-    let mut kv = visor.registry().etcd().kv_client();
-    for chunk in hosts.chunks(128) {
-        let puts = chunk
-            .iter()
-            .map(|host| {
-                let value = Host {
-                    addr: format!("10.0.{}.{}:4000", chunk.len(), host.as_str().len()),
-                    capacity: HOST_CAPACITY,
-                    labels: BTreeMap::new(),
-                    stacks: vec![name("base")],
-                    registered_at: Utc::now(),
-                    draining: false,
-                    admin_url: None,
-                    boot_id: None,
-                    incarnation: 0,
-                };
-                TxnOp::put(
-                    visor.registry().keys().host(host),
-                    serde_json::to_vec(&value).expect("hosts serialize"),
-                    Some(PutOptions::new().with_lease(lease.id())),
-                )
-            })
-            .collect::<Vec<_>>();
-        bounded("write a batch of hosts", kv.txn(Txn::new().and_then(puts)))
-            .await
-            .expect("write a batch of hosts");
-    }
-    (lease, hosts)
-}
 
 async fn register_group(visor: &Visor, group: Group) {
     let app = App {
@@ -636,14 +584,8 @@ async fn scale_up_case(
 }
 
 async fn run_case(settings: &Settings, count: usize, registry: &'static str, logs: &Path) -> Case {
-    let server = match registry {
-        "embedded" => LocalServer::Embedded {
-            visor: visor_testkit::cli::visor_binary(),
-        },
-        _ => LocalServer::Etcd,
-    };
     let etcd = LocalRegistry::start_with(LocalRegistryOptions {
-        server,
+        server: visor_testkit::bench::server(registry),
         // Room for three copies of 2N keys and their history (etcd's quota;
         // the embedded registry has none).
         extra_args: vec!["--quota-backend-bytes=8589934592".into()],
@@ -656,7 +598,8 @@ async fn run_case(settings: &Settings, count: usize, registry: &'static str, log
         .await
         .expect("connect to etcd");
     let raw = visor.registry().etcd();
-    let (_hosts_lease, hosts) = register_hosts(&visor, settings.hosts).await;
+    let (_hosts_lease, hosts) =
+        visor_testkit::bench::register_hosts(&visor, settings.hosts, HOST_CAPACITY).await;
     register_group(&visor, BIG).await;
     register_group(&visor, SMALL).await;
     if settings.preload {

@@ -42,15 +42,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
-use etcd_client::{Client, EventType, GetOptions, PutOptions, Txn, TxnOp, WatchOptions};
+use etcd_client::{Client, EventType, GetOptions, Txn, TxnOp, WatchOptions};
 use futures::StreamExt;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use visor::Visor;
 use visor::model::TicketOp;
-use visor::model::{AppSpec, Host, Instance, InstanceState, Name, RolloutPhase, RolloutStatus};
-use visor::registry::{Lease, LocalRegistry, LocalRegistryOptions, LocalServer, RegistryConfig};
+use visor::model::{AppSpec, Instance, InstanceState, Name, RolloutPhase, RolloutStatus};
+use visor::registry::{LocalRegistry, LocalRegistryOptions, RegistryConfig};
 
 use visor_testkit::controller::LoggedController;
 use visor_testkit::fixtures::name;
@@ -86,20 +85,7 @@ impl Settings {
                     .unwrap_or_else(|_| panic!("{name}={v:?} is not a number"))
             })
         };
-        let registries = var("VISOR_BENCH_REGISTRIES").map_or_else(
-            || vec!["etcd", "embedded"],
-            |v| {
-                v.split(',')
-                    .map(|r| match r.trim() {
-                        "etcd" => "etcd",
-                        "embedded" => "embedded",
-                        other => panic!(
-                            "VISOR_BENCH_REGISTRIES={v:?}: {other:?} is not etcd or embedded"
-                        ),
-                    })
-                    .collect()
-            },
-        );
+        let registries = visor_testkit::bench::registries_from_env();
         let instances = u32::try_from(number("VISOR_BENCH_INSTANCES", 1_000))
             .expect("VISOR_BENCH_INSTANCES fits in 32 bits");
         let surge = u32::try_from(number("VISOR_BENCH_SURGE", u64::from(instances / 4)))
@@ -153,45 +139,6 @@ async fn apply(visor: &Visor, spec: &AppSpec) {
         .apply_spec(spec, &state, false)
         .await
         .expect("apply the spec");
-}
-
-/// Writes `count` hosts bound to one shared lease, kept alive while it lives.
-async fn register_hosts(visor: &Visor, count: usize, capacity: u32) -> (Lease, Vec<Name>) {
-    let lease = bounded(
-        "grant the hosts' lease",
-        Lease::grant(visor.registry(), Duration::from_secs(60)),
-    )
-    .await
-    .expect("grant the hosts' lease");
-    let hosts: Vec<Name> = (0..count).map(|i| name(&format!("host-{i:03}"))).collect();
-    let mut kv = visor.registry().etcd().kv_client();
-    for chunk in hosts.chunks(100) {
-        let puts: Vec<TxnOp> = chunk
-            .iter()
-            .map(|host| {
-                let value = Host {
-                    addr: "10.0.0.1:4000".into(),
-                    capacity,
-                    labels: BTreeMap::new(),
-                    stacks: vec![name("base")],
-                    registered_at: Utc::now(),
-                    draining: false,
-                    admin_url: None,
-                    boot_id: None,
-                    incarnation: 0,
-                };
-                TxnOp::put(
-                    visor.registry().keys().host(host),
-                    serde_json::to_vec(&value).expect("hosts serialize"),
-                    Some(PutOptions::new().with_lease(lease.id())),
-                )
-            })
-            .collect();
-        bounded("write a batch of hosts", kv.txn(Txn::new().and_then(puts)))
-            .await
-            .expect("write a batch of hosts");
-    }
-    (lease, hosts)
 }
 
 /// One host's agent, simulated: works every ticket addressed to `host`, as
@@ -441,14 +388,8 @@ async fn census(visor: &Visor) -> BTreeMap<(String, InstanceState), usize> {
 }
 
 async fn run_case(settings: &Settings, registry: &'static str, logs: &std::path::Path) -> Case {
-    let server = match registry {
-        "embedded" => LocalServer::Embedded {
-            visor: visor_testkit::cli::visor_binary(),
-        },
-        _ => LocalServer::Etcd,
-    };
     let local = LocalRegistry::start_with(LocalRegistryOptions {
-        server,
+        server: visor_testkit::bench::server(registry),
         ..LocalRegistryOptions::default()
     })
     .await
@@ -460,7 +401,8 @@ async fn run_case(settings: &Settings, registry: &'static str, logs: &std::path:
     let n = settings.instances;
     let capacity =
         (n + settings.surge).div_ceil(u32::try_from(settings.hosts).expect("hosts fit")) + 1;
-    let (_hosts_lease, hosts) = register_hosts(&visor, settings.hosts, capacity).await;
+    let (_hosts_lease, hosts) =
+        visor_testkit::bench::register_hosts(&visor, settings.hosts, capacity).await;
     let log = logs.join(format!("controller-{registry}.log"));
     let controller = LoggedController::start(
         &local.endpoint(),

@@ -53,6 +53,29 @@ pub struct ControllerMetrics {
 }
 
 impl ControllerMetrics {
+    /// Counts and logs notifications just posted (by the services or the
+    /// rollout loop): an operator sees each in the log as it is posted.
+    pub fn posted(&self, notifications: &[visor_controllers::Notification]) {
+        fn or_none(name: Option<&visor_controllers::Name>) -> &str {
+            name.map_or("-", visor_controllers::Name::as_str)
+        }
+        for notification in notifications {
+            self.notifications
+                .with_label_values(&[notification.kind.as_str()])
+                .inc();
+            tracing::warn!(
+                seq = notification.seq,
+                kind = %notification.kind,
+                service = or_none(notification.service.as_ref()),
+                endpoint = notification.endpoint.as_deref().unwrap_or("-"),
+                app = or_none(notification.app.as_ref()),
+                revision = or_none(notification.revision.as_ref()),
+                reason = %notification.reason,
+                "notification posted"
+            );
+        }
+    }
+
     /// Creates the metrics and registers them on `registry`.
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
         use crate::telemetry::register as add;

@@ -212,19 +212,7 @@ async fn keep_status(
         reason,
     };
     let (posted, _) = ctx.visor.post_notifications(&[posting]).await?;
-    for notification in &posted {
-        ctx.metrics
-            .notifications
-            .with_label_values(&[notification.kind.as_str()])
-            .inc();
-        tracing::warn!(
-            seq = notification.seq,
-            kind = %notification.kind,
-            %app,
-            reason = %notification.reason,
-            "notification posted"
-        );
-    }
+    ctx.metrics.posted(&posted);
     Ok(())
 }
 

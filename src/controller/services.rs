@@ -293,20 +293,7 @@ pub async fn reconcile(ctx: Arc<ServicesContext>) -> Result<Action, ReconcileErr
     if !postings.is_empty() {
         let (posted, revision) = ctx.visor.post_notifications(&postings).await?;
         ctx.wrote(revision);
-        for notification in &posted {
-            ctx.metrics
-                .notifications
-                .with_label_values(&[notification.kind.as_str()])
-                .inc();
-            tracing::warn!(
-                seq = notification.seq,
-                kind = %notification.kind,
-                service = notification.service.as_ref().map_or("-", |s| s.as_str()),
-                endpoint = notification.endpoint.as_deref().unwrap_or("-"),
-                reason = %notification.reason,
-                "notification posted"
-            );
-        }
+        ctx.metrics.posted(&posted);
     }
     if !track.is_empty() {
         ctx.wrote(ctx.visor.track_endpoints(&track).await?);

@@ -62,7 +62,7 @@ fn each_bad_spec_is_one_error_naming_file_line_and_field() {
             "a negative scale",
             EXAMPLE.replace("  web: 2", "  web: -2"),
             "hello.yaml:18:",
-            "scale.web: invalid u32",
+            "scale.web: a number of instances cannot be negative (-2)",
         ),
         (
             "a proc without a command",

@@ -10,6 +10,7 @@
 //! ([`wait`]), so a test fails instead of hanging.
 
 pub mod agent;
+pub mod bench;
 pub mod cli;
 pub mod controller;
 pub mod examples;
