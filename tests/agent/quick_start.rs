@@ -173,11 +173,29 @@ async fn the_readme_quick_start_runs_the_example_app() {
                 "--service",
                 "hello",
             ],
-            vec!["scale", "hello", "v1", "web=2"],
         ] {
             visor(&endpoint, &line).await.ok();
         }
-        let instances = running(&endpoint, "hello", 2).await;
+        // `--wait` returns once both run: the listing right after shows them.
+        let scaled = visor(&endpoint, &["scale", "hello", "v1", "web=2", "--wait"]).await;
+        assert_eq!(scaled.code, Some(0), "{}", scaled.context());
+        assert_eq!(
+            scaled.stderr.lines().last(),
+            Some("done: 2/2 running"),
+            "{}",
+            scaled.context()
+        );
+        let listed = visor(&endpoint, &["-o", "json", "instances", "--app", "hello"])
+            .await
+            .json();
+        let instances: Vec<Value> = listed
+            .as_array()
+            .expect("a listing")
+            .iter()
+            .filter(|i| i["state"] == "running")
+            .cloned()
+            .collect();
+        assert_eq!(instances.len(), 2, "{listed}");
         for instance in &instances {
             let id = instance["id"].as_str().expect("an id");
             let port = instance["port"].as_u64().expect("a port") as u16;
