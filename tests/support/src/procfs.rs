@@ -152,6 +152,29 @@ pub fn session_members(sid: u32) -> Vec<u32> {
         .collect()
 }
 
+/// The processes (not zombies) with a command-line argument that names
+/// `path` anywhere in it (`--data-dir=<path>`, `<path>/log`): what a
+/// process tree using `path` left running.
+pub fn processes_naming(path: &Path) -> Vec<u32> {
+    let name = path.as_os_str().as_encoded_bytes().to_vec();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut pids: Vec<u32> = entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+                cmdline
+                    .split(|b| *b == 0)
+                    .any(|arg| arg.windows(name.len()).any(|window| window == name))
+            })
+        })
+        .filter(|pid| is_running(*pid))
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
 /// The processes (not zombies) with a command-line argument that is a path
 /// under `dir`: the exec provider's supervisors of a data dir (`visor shim
 /// --dir <dir>/exec/instances/<id>`).
