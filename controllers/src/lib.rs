@@ -66,7 +66,7 @@ pub use rollout::{
 };
 pub use scale::{
     InstanceView, Removal, ScalePlan, ScaleSnapshot, Start, Stop, Unplaceable, active_count,
-    holds_slot, plan_group, plan_scale, running_count,
+    count_in_state, holds_slot, plan_group, plan_scale,
 };
 pub use service::{
     EndpointChange, EndpointSeen, InvalidEndpoint, ServiceDef, ServiceEndpoint, UnknownScheme,

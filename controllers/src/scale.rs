@@ -224,21 +224,26 @@ pub fn active_count(key: &GroupKey, snapshot: &ScaleSnapshot) -> u32 {
     u32::try_from(active).unwrap_or(u32::MAX)
 }
 
-/// How many of group `key`'s instances run, on a live host: those a wait
-/// for its scale counts as there.
-pub fn running_count(key: &GroupKey, snapshot: &ScaleSnapshot) -> u32 {
+/// How many of group `key`'s instances are in `state` on a live host: the
+/// running ones a wait for its scale counts as there, the stopping ones it
+/// waits to be gone.
+pub fn count_in_state(key: &GroupKey, snapshot: &ScaleSnapshot, state: InstanceState) -> u32 {
     let ledger = ledger(snapshot);
-    let running = snapshot
+    let live = |instance: &Instance| {
+        instance
+            .host
+            .as_ref()
+            .is_none_or(|host| ledger.is_live(host))
+    };
+    let count = snapshot
         .instances
         .iter()
         .filter(|view| {
             let instance = &view.instance;
-            in_group(instance, key)
-                && instance.state == InstanceState::Running
-                && is_active(instance, &ledger)
+            in_group(instance, key) && instance.state == state && live(instance)
         })
         .count();
-    u32::try_from(running).unwrap_or(u32::MAX)
+    u32::try_from(count).unwrap_or(u32::MAX)
 }
 
 /// Whether an instance in `state` counts toward its group's scale.

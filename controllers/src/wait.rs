@@ -22,14 +22,17 @@ pub struct GroupProgress {
     pub running: u32,
     /// Its instances that count toward its scale: pending, claimed or running.
     pub active: u32,
+    /// Its instances being stopped: their processes still run.
+    pub stopping: u32,
     /// Its instances no live host can take.
     pub unplaceable: u32,
 }
 
 impl GroupProgress {
-    /// Whether it runs exactly its scale factor, with nothing more to start or stop.
+    /// Whether it runs exactly its scale factor, with nothing more to
+    /// start or stop, nor anything still stopping.
     fn settled(&self) -> bool {
-        self.running == self.desired && self.active == self.desired
+        self.running == self.desired && self.active == self.desired && self.stopping == 0
     }
 }
 
@@ -60,6 +63,9 @@ impl Judged<'_> {
             words += &format!(", its scale factor still {}", group.desired);
         } else if group.active > group.desired {
             words += &format!(", {} more to stop", group.active - group.desired);
+        }
+        if group.stopping > 0 {
+            words += &format!(", {} still stopping", group.stopping);
         }
         if group.unplaceable > 0 {
             words += &format!(", {} unplaceable", group.unplaceable);
@@ -118,8 +124,8 @@ pub enum WaitVerdict {
     Failed(String),
 }
 
-/// A wait's progress: instances running of those asked for, what is
-/// missing, and the verdict.
+/// A wait's progress: instances running of those asked for (of a deployed
+/// app, those of the revision it rolls to), what is missing, and the verdict.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WaitProgress {
     /// Running instances, counted up to each group's scale factor.
@@ -182,7 +188,14 @@ pub fn judge_wait(
                 }
                 for group in groups.iter().filter(|g| g.key.app == *app) {
                     let asked = deployed.asked(group);
-                    count(Judged { group, asked }, &mut progress);
+                    let judged = Judged { group, asked };
+                    if group.key.rev == deployed.revision {
+                        count(judged, &mut progress);
+                    } else {
+                        // Other revisions are only waited for to be gone:
+                        // the count is of the revision rolled to.
+                        progress.missing.extend(judged.missing());
+                    }
                 }
                 let listed = |proc: &Name| {
                     groups.iter().any(|g| {
@@ -201,6 +214,7 @@ pub fn judge_wait(
                             desired: asked,
                             running: 0,
                             active: 0,
+                            stopping: 0,
                             unplaceable: 0,
                         };
                         count(
@@ -283,6 +297,7 @@ mod tests {
             desired,
             running,
             active,
+            stopping: 0,
             unplaceable: 0,
         }
     }
@@ -380,6 +395,22 @@ mod tests {
                 "{case}"
             );
         }
+    }
+
+    #[test]
+    fn a_scale_down_is_done_once_nothing_is_stopping_any_more() {
+        let none = BTreeMap::new();
+        let mut stopping = group("v1", 1, 1, 1);
+        stopping.stopping = 2;
+        let progress = judge_wait(&scale_goal("v1"), &[stopping.clone()], &none);
+        assert_eq!(progress.verdict, WaitVerdict::Waiting);
+        assert_eq!(
+            progress.missing,
+            ["web v1/http: 1 of 1 running, 2 still stopping"]
+        );
+        stopping.stopping = 0;
+        let progress = judge_wait(&scale_goal("v1"), &[stopping], &none);
+        assert_eq!(progress.verdict, WaitVerdict::Done);
     }
 
     #[test]
@@ -483,7 +514,7 @@ mod tests {
                 "the deployed revision has no group yet",
                 vec![group("v1", 3, 3, 3)],
                 vec!["web v2/http: 0 of 3 running"],
-                (3, 6),
+                (0, 3),
             ),
             ("there", vec![group("v2", 3, 3, 3)], vec![], (3, 3)),
         ];
@@ -504,15 +535,16 @@ mod tests {
     }
 
     fn any_group() -> impl Strategy<Value = GroupProgress> {
-        (0..3usize, 0..5u32, 0..5u32, 0..5u32).prop_map(|(rev, desired, running, extra)| {
-            GroupProgress {
+        (0..3usize, 0..5u32, 0..5u32, 0..5u32, 0..2u32).prop_map(
+            |(rev, desired, running, extra, stopping)| GroupProgress {
                 key: key("web", ["v1", "v2", "v3"][rev], "http"),
                 desired,
                 running,
                 active: running + extra,
+                stopping,
                 unplaceable: 0,
-            }
-        })
+            },
+        )
     }
 
     proptest! {

@@ -26,6 +26,7 @@ impl Row for GroupStatus {
         "desired",
         "active",
         "running",
+        "stopping",
         "unplaceable",
     ];
     fn cells(&self) -> Vec<String> {
@@ -36,6 +37,7 @@ impl Row for GroupStatus {
             self.desired.to_string(),
             self.active.to_string(),
             self.running.to_string(),
+            self.stopping.to_string(),
             self.unplaceable.to_string(),
         ]
     }

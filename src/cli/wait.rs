@@ -117,6 +117,7 @@ async fn look(visor: &Visor, goals: &[WaitGoal]) -> Result<(WaitProgress, i64), 
             desired: group.desired,
             running: group.running,
             active: group.active,
+            stopping: group.stopping,
             unplaceable: group.unplaceable,
         })
         .collect();

@@ -3,7 +3,7 @@
 //! with the same pure planner the controller uses.
 
 use serde::Serialize;
-use visor_controllers::{GroupKey, active_count, plan_group, running_count};
+use visor_controllers::{GroupKey, InstanceState, active_count, count_in_state, plan_group};
 
 use super::snapshot::{self, Listings};
 use crate::registry::{Codec, Kind, Listing, Result, Visor};
@@ -28,6 +28,8 @@ pub struct GroupStatus {
     /// Running instances on live hosts (ready, where the proc type has a
     /// readiness check).
     pub running: u32,
+    /// Instances being stopped on live hosts: their processes still run.
+    pub stopping: u32,
     /// Instances that no live host can take right now.
     pub unplaceable: u32,
 }
@@ -86,7 +88,8 @@ pub async fn status(visor: &Visor) -> Result<Status> {
                 proc: group.proc.to_string(),
                 desired: snapshot.desired.get(&group).map_or(0, |d| d.replicas),
                 active: active_count(&group, &snapshot),
-                running: running_count(&group, &snapshot),
+                running: count_in_state(&group, &snapshot, InstanceState::Running),
+                stopping: count_in_state(&group, &snapshot, InstanceState::Stopping),
                 unplaceable,
             }
         })

@@ -31,7 +31,7 @@ async fn status_watch_prints_it_again_whenever_it_changes_until_sigterm() {
                 .expect("scale");
             let group = |unplaceable: u32| {
                 json!([{"app": "web", "rev": "v1", "proc": "http", "desired": 2,
-                    "active": 0, "running": 0, "unplaceable": unplaceable}])
+                    "active": 0, "running": 0, "stopping": 0, "unplaceable": unplaceable}])
             };
             assert_eq!(
                 status(&follower.line("the status after a scale change").await),

@@ -327,7 +327,7 @@ async fn unplaceable_work_waits_until_a_host_can_take_it() {
         assert_eq!(
             status(&t),
             serde_json::json!({
-                "groups": [{"app": "web", "rev": "v1", "proc": "http", "desired": 3, "active": 0, "running": 0, "unplaceable": 3}],
+                "groups": [{"app": "web", "rev": "v1", "proc": "http", "desired": 3, "active": 0, "running": 0, "stopping": 0, "unplaceable": 3}],
                 "hosts_alive": 1,
                 "leader": "c1",
             }),
