@@ -76,6 +76,17 @@ async fn running(t: &TestRegistry) -> BTreeMap<String, usize> {
     counts
 }
 
+/// The revision `web`'s rollout is of, and its phase.
+async fn rollout(t: &TestRegistry) -> (String, RolloutPhase) {
+    let status = t
+        .visor
+        .rollout_status("web")
+        .await
+        .expect("the rollout")
+        .value;
+    (status.revision.to_string(), status.phase)
+}
+
 /// Instances of `web` not yet terminal.
 async fn active(t: &TestRegistry) -> usize {
     instances_of(t, "web")
@@ -189,15 +200,9 @@ async fn a_controller_killed_mid_rollout_leaves_it_to_the_standby_which_finishes
             (scale.value.replicas >= 1).then_some(())
         })
         .await;
-        let status = t
-            .visor
-            .rollout_status("web")
-            .await
-            .expect("the rollout")
-            .value;
         assert_eq!(
-            (status.revision.as_str(), status.phase),
-            ("v2", RolloutPhase::Progressing),
+            rollout(&t).await,
+            ("v2".to_owned(), RolloutPhase::Progressing),
             "the leader is killed mid-rollout"
         );
         leader.kill();
@@ -207,16 +212,7 @@ async fn a_controller_killed_mid_rollout_leaves_it_to_the_standby_which_finishes
             &cli.run(&format!("apply -f {second} --wait --timeout 60s"))
                 .await,
         );
-        let status = t
-            .visor
-            .rollout_status("web")
-            .await
-            .expect("the rollout")
-            .value;
-        assert_eq!(
-            (status.revision.as_str(), status.phase),
-            ("v2", RolloutPhase::Complete)
-        );
+        assert_eq!(rollout(&t).await, ("v2".to_owned(), RolloutPhase::Complete));
         assert_eq!(running(&t).await, BTreeMap::from([("v2".to_owned(), 4)]));
         assert_eq!(active(&t).await, 4, "no v1 instance is left");
         sampling.cancel();

@@ -157,40 +157,28 @@ pub fn session_members(sid: u32) -> Vec<u32> {
 /// process tree using `path` left running.
 pub fn processes_naming(path: &Path) -> Vec<u32> {
     let name = path.as_os_str().as_encoded_bytes().to_vec();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let mut pids: Vec<u32> = entries
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
-                cmdline
-                    .split(|b| *b == 0)
-                    .any(|arg| arg.windows(name.len()).any(|window| window == name))
-            })
-        })
-        .filter(|pid| is_running(*pid))
-        .collect();
-    pids.sort_unstable();
-    pids
+    processes_with_an_arg(|arg| arg.windows(name.len()).any(|window| window == name))
 }
 
 /// The processes (not zombies) with a command-line argument that is a path
 /// under `dir`: the exec provider's supervisors of a data dir (`visor shim
 /// --dir <dir>/exec/instances/<id>`).
 pub fn processes_with_arg_under(dir: &Path) -> Vec<u32> {
+    let prefix = dir.as_os_str().as_encoded_bytes().to_vec();
+    processes_with_an_arg(|arg| arg.starts_with(&prefix) && arg.len() > prefix.len())
+}
+
+/// The running processes (not zombies) one of whose command-line arguments
+/// `matches`, by pid.
+fn processes_with_an_arg(matches: impl Fn(&[u8]) -> bool) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
-    let prefix = dir.as_os_str().as_encoded_bytes().to_vec();
     let mut pids: Vec<u32> = entries
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
-                cmdline
-                    .split(|b| *b == 0)
-                    .any(|arg| arg.starts_with(&prefix) && arg.len() > prefix.len())
-            })
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|cmdline| cmdline.split(|b| *b == 0).any(&matches))
         })
         .filter(|pid| is_running(*pid))
         .collect();
