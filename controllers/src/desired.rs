@@ -12,7 +12,7 @@ use crate::model::{App, Instance, ProcType};
 use crate::name::Name;
 
 /// An (app, rev, proc) group: the unit a scale factor and the scale loop work on.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 pub struct GroupKey {
     /// The app.
     pub app: Name,

@@ -7,21 +7,27 @@
 
 use std::collections::BTreeMap;
 
+use serde::Serialize;
+
 use crate::desired::GroupKey;
 use crate::name::Name;
 use crate::rollout::{RolloutPhase, RolloutStatus};
 
-/// One group as the registry shows it (what `visor status` lists).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One group as the registry shows it: what `visor status` lists (its
+/// JSON: `app`, `rev`, `proc` and the counts) and what a wait judges.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct GroupProgress {
     /// The group.
+    #[serde(flatten)]
     pub key: GroupKey,
     /// Its scale factor (0 when it has none).
     pub desired: u32,
-    /// Its instances whose process runs (and passed its readiness check).
-    pub running: u32,
-    /// Its instances that count toward its scale: pending, claimed or running.
+    /// Its instances that count toward its scale: pending, claimed or
+    /// running, on a live host or on none yet.
     pub active: u32,
+    /// Its instances whose process runs (and passed its readiness check),
+    /// on a live host.
+    pub running: u32,
     /// Its instances being stopped: their processes still run.
     pub stopping: u32,
     /// Its instances no live host can take.

@@ -7,7 +7,9 @@ use clap::Args;
 use super::CliError;
 use super::follow::{Change, Changes};
 use super::output::{Output, Row};
-use crate::controller::{self, GroupStatus, Status};
+use visor_controllers::GroupProgress;
+
+use crate::controller::{self, Status};
 use crate::registry::Visor;
 
 #[derive(Debug, Args)]
@@ -18,7 +20,7 @@ pub struct StatusArgs {
     watch: bool,
 }
 
-impl Row for GroupStatus {
+impl Row for GroupProgress {
     const HEADERS: &'static [&'static str] = &[
         "app",
         "rev",
@@ -31,9 +33,9 @@ impl Row for GroupStatus {
     ];
     fn cells(&self) -> Vec<String> {
         vec![
-            self.app.clone(),
-            self.rev.clone(),
-            self.proc.clone(),
+            self.key.app.to_string(),
+            self.key.rev.to_string(),
+            self.key.proc.to_string(),
             self.desired.to_string(),
             self.active.to_string(),
             self.running.to_string(),

@@ -14,9 +14,7 @@ use std::time::Duration;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::time::Instant;
-use visor_controllers::{
-    GroupProgress, Name, RolloutStatus, WaitGoal, WaitProgress, WaitVerdict, judge_wait,
-};
+use visor_controllers::{Name, RolloutStatus, WaitGoal, WaitProgress, WaitVerdict, judge_wait};
 
 use super::CliError;
 use super::args;
@@ -109,19 +107,7 @@ async fn look(visor: &Visor, goals: &[WaitGoal]) -> Result<(WaitProgress, i64), 
             }
         }
     }
-    let groups: Vec<GroupProgress> = status
-        .groups
-        .iter()
-        .map(|group| GroupProgress {
-            key: group.key.clone(),
-            desired: group.desired,
-            running: group.running,
-            active: group.active,
-            stopping: group.stopping,
-            unplaceable: group.unplaceable,
-        })
-        .collect();
-    Ok((judge_wait(goals, &groups, &rollouts), status.read_at))
+    Ok((judge_wait(goals, &status.groups, &rollouts), status.read_at))
 }
 
 /// Progress on stderr: a bar on a terminal, otherwise a line per change.

@@ -32,7 +32,7 @@ pub use config::ConfigError;
 pub use leader::TermError;
 pub use metrics::{ControllerMetrics, ELECTION_NAME};
 pub use replica::{Controller, RETRY};
-pub use status::{GroupStatus, Status, status};
+pub use status::{Status, status};
 
 /// How the controller runs.
 #[derive(Debug, Clone, Args)]

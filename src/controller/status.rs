@@ -3,42 +3,17 @@
 //! with the same pure planner the controller uses.
 
 use serde::Serialize;
-use visor_controllers::{GroupKey, InstanceState, active_count, count_in_state, plan_group};
+use visor_controllers::{GroupProgress, InstanceState, active_count, count_in_state, plan_group};
 
 use super::snapshot::{self, Listings};
 use crate::registry::{Codec, Kind, Listing, Result, Visor};
 use crate::runtime::election;
 
-/// One (app, rev, proc) group.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct GroupStatus {
-    /// The group, for what reads status rather than prints it.
-    #[serde(skip)]
-    pub key: GroupKey,
-    /// App name.
-    pub app: String,
-    /// Revision name.
-    pub rev: String,
-    /// Proc type name.
-    pub proc: String,
-    /// The scale factor (0 when removed).
-    pub desired: u32,
-    /// Pending, claimed or running instances on live hosts.
-    pub active: u32,
-    /// Running instances on live hosts (ready, where the proc type has a
-    /// readiness check).
-    pub running: u32,
-    /// Instances being stopped on live hosts: their processes still run.
-    pub stopping: u32,
-    /// Instances that no live host can take right now.
-    pub unplaceable: u32,
-}
-
 /// The whole picture.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Status {
     /// Every group with a scale factor or instances.
-    pub groups: Vec<GroupStatus>,
+    pub groups: Vec<GroupProgress>,
     /// Hosts whose registration is live.
     pub hosts_alive: usize,
     /// The leading controller's identity, if any.
@@ -81,16 +56,13 @@ pub async fn status(visor: &Visor) -> Result<Status> {
                 .iter()
                 .map(|u| u.count)
                 .sum();
-            GroupStatus {
-                key: group.clone(),
-                app: group.app.to_string(),
-                rev: group.rev.to_string(),
-                proc: group.proc.to_string(),
+            GroupProgress {
                 desired: snapshot.desired.get(&group).map_or(0, |d| d.replicas),
                 active: active_count(&group, &snapshot),
                 running: count_in_state(&group, &snapshot, InstanceState::Running),
                 stopping: count_in_state(&group, &snapshot, InstanceState::Stopping),
                 unplaceable,
+                key: group,
             }
         })
         .collect();
