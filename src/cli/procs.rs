@@ -389,8 +389,7 @@ pub async fn scale(visor: &Visor, args: ScaleArgs, out: &Output) -> Result<(), C
         assignments,
         wait,
     } = args;
-    let (app, rev) = (&app_name, &rev_name);
-    let (app, rev) = (app.as_str(), rev.as_str());
+    let (app, rev) = (app_name.as_str(), rev_name.as_str());
     let mut rows: Vec<ScaleRow> = Vec::new();
     // What `--wait` waits for: what is set, or with nothing set, what is shown.
     let mut procs: Vec<Name> = assignments.iter().map(|(proc, _)| proc.clone()).collect();
